@@ -1,0 +1,42 @@
+/*
+ * httpc.h - the HTTP/JSON client side (libcurl), used by txcoord to talk to
+ * agents, by txagent to ask the coordinator, and by txctl and the bench.
+ *
+ * httpc_perform runs n calls in parallel (one curl multi handle per thread,
+ * so keep-alive connections are reused across calls of the same thread) and
+ * returns when all have finished or timed out.
+ * Ownership: url and body are borrowed for the duration of the call;
+ * response is owned by the call and freed by httpc_call_clear.
+ */
+#ifndef TX_HTTPC_H
+#define TX_HTTPC_H
+
+#include <jansson.h>
+#include "util.h"
+
+typedef struct {
+    /* in */
+    const char *method;  /* "GET" or "POST" */
+    const char *url;     /* borrowed */
+    json_t *body;        /* borrowed, may be NULL (sent as no body) */
+    long timeout_ms;     /* whole-call timeout; 0 = 30000 */
+    /* out */
+    long status;         /* HTTP status; 0 = transport failure (see error) */
+    json_t *response;    /* parsed JSON body or NULL (non-JSON or empty) */
+    char error[256];     /* transport error text when status == 0 */
+} httpc_call;
+
+void httpc_global_init(void); /* once, before threads */
+void httpc_global_cleanup(void);
+
+/* Runs all calls; always fills status/error for each. Returns true if every
+ * call got an HTTP answer (any status). Does not log; callers log per call. */
+bool httpc_perform(httpc_call *calls, size_t n);
+/* One call; convenience. */
+bool httpc_request(httpc_call *call);
+void httpc_call_clear(httpc_call *c);  /* frees response, resets out fields */
+
+/* Percent-encode one path segment. Caller frees. */
+char *httpc_escape(const char *s);
+
+#endif

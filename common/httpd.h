@@ -1,0 +1,59 @@
+/*
+ * httpd.h - the HTTP/JSON server side shared by txcoord and txagent
+ * (libmicrohttpd, one thread per connection so handlers may block).
+ *
+ * Routing is a table of {method, pattern, handler}; a pattern segment written
+ * "{name}" captures one path segment (URL-decoded), available to the handler
+ * by position via http_req_param(). Before a handler runs the server has:
+ *   - answered 404 {"error":{"code":"not_found"}} for an unknown path and 405
+ *     "method_not_allowed" for a known path with another method;
+ *   - answered 413 "body_too_large" for a body over max_body bytes (without
+ *     reading it all);
+ *   - parsed a non-empty body as JSON, answering 400 "malformed_json" if it
+ *     does not parse or is not an object.
+ * A handler must answer exactly once with one of http_reply_*.
+ * Ownership: http_reply_json steals body; http_req_json is borrowed.
+ */
+#ifndef TX_HTTPD_H
+#define TX_HTTPD_H
+
+#include <jansson.h>
+#include "util.h"
+
+typedef struct http_request http_request;
+typedef struct http_server http_server;
+typedef void (*http_handler)(http_request *req, void *app);
+
+typedef struct {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/v1/transactions/{gid}/commit" */
+    http_handler fn;
+} http_route;
+
+#define HTTP_MAX_PARAMS 4
+
+/* Start listening; NULL on failure (logged). routes must outlive the server. */
+http_server *http_server_start(const char *host, int port, const http_route *routes,
+                               size_t nroutes, void *app, size_t max_body);
+/* Stop accepting, wait for in-flight requests, free. */
+void http_server_stop(http_server *srv);
+
+const char *http_req_method(const http_request *req);
+const char *http_req_path(const http_request *req);
+const char *http_req_param(const http_request *req, int idx);  /* borrowed, NULL if none */
+const char *http_req_query(const http_request *req, const char *key); /* borrowed or NULL */
+json_t *http_req_json(const http_request *req); /* borrowed; NULL if the body was empty */
+
+/* Add a response header (e.g. Location) before replying. Copied. */
+void http_reply_header(http_request *req, const char *name, const char *value);
+void http_reply_json(http_request *req, unsigned status, json_t *body /* stolen */);
+void http_reply_text(http_request *req, unsigned status, const char *content_type,
+                     const char *text /* copied */);
+/* {"error":{"code":code,"message":<formatted>}} */
+void http_reply_error(http_request *req, unsigned status, const char *code, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+/* Same, with extra members merged into the "error" object (extra stolen, may be NULL). */
+void http_reply_error_extra(http_request *req, unsigned status, const char *code, json_t *extra,
+                            const char *fmt, ...) PRINTF_LIKE(5, 6);
+
+#endif

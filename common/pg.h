@@ -1,0 +1,70 @@
+/*
+ * pg.h - the one libpq wrapper: every query of txagent (and of the tests'
+ * and bench's checks) goes through it.
+ *
+ * Invariants:
+ *   - Client strings never become SQL text: statements from clients run with
+ *     PQexecParams and their parameters as text values.
+ *   - The only SQL built by us is PREPARE TRANSACTION / COMMIT PREPARED /
+ *     ROLLBACK PREPARED with a branch gid literal; pg_exec_gid validates the
+ *     gid (gid.h rules) and quotes it with PQescapeLiteral.
+ *   - Every result keeps its SQLSTATE; class 08 (connection exception), a
+ *     NULL result or CONNECTION_BAD mark the connection dead (conn_dead) and
+ *     the caller must discard it.
+ * Connections get connect_timeout, TCP keepalives and tcp_user_timeout.
+ */
+#ifndef TX_PG_H
+#define TX_PG_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include "util.h"
+
+typedef struct {
+    PGresult *res;         /* owned; may be NULL */
+    ExecStatusType status; /* PGRES_FATAL_ERROR when res == NULL */
+    char sqlstate[6];      /* "" when none */
+    char message[512];     /* primary error message, "" when ok */
+    char command[64];      /* PQcmdStatus, e.g. "PREPARE TRANSACTION", "ROLLBACK", "UPDATE 1" */
+    bool conn_dead;
+} pg_res;
+
+/* Connect with conninfo plus our timeouts/keepalives. NULL on failure,
+ * logged with the given context (gid/participant may be NULL). */
+PGconn *pg_connect(const char *conninfo, const char *participant);
+
+/* Run sql with n text params (NULL entries are SQL NULL). Returns true when
+ * the status is PGRES_COMMAND_OK or PGRES_TUPLES_OK. Fills out either way;
+ * call pg_res_clear after. Does not log (callers decide: an SQL error in a
+ * client statement is not a server failure). */
+bool pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params, pg_res *out);
+
+/* Run "<verb> '<branch gid>'" where verb is one of "PREPARE TRANSACTION",
+ * "COMMIT PREPARED", "ROLLBACK PREPARED". false if the gid fails validation
+ * (out->sqlstate "" and message set) or the command failed. */
+bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out);
+
+void pg_res_clear(pg_res *r);
+
+/* Map a PGresult to {"command":..., "row_count":N, "rows":[{col:value,...}]}.
+ * New reference. */
+json_t *pg_result_to_json(const PGresult *res);
+/* Map one value of the given type OID from its text form: int2/int4/int8/oid
+ * -> integer, bool -> true/false, float4/float8 -> real (NaN/Infinity as
+ * string), numeric -> string, json/jsonb -> embedded JSON, NULL -> null,
+ * everything else -> string. New reference. */
+json_t *pg_value_to_json(Oid type, const char *text, bool isnull);
+
+/* Convert a JSON params array to text params: integer -> decimal, real ->
+ * "%.17g", true/false -> "true"/"false", string -> as is, null -> NULL,
+ * object/array -> compact JSON text. On success *out is an array of n
+ * strings (entries may be NULL) that the caller frees with pg_params_free. */
+bool pg_params_from_json(const json_t *arr, char ***out, int *n, char *err, size_t errlen) MUSTCHECK;
+void pg_params_free(char **params, int n);
+
+/* True if sql's first keyword (after whitespace and comments) would end or
+ * start a transaction block: BEGIN, START, COMMIT, END, ROLLBACK, ABORT,
+ * PREPARE TRANSACTION, also COMMIT/ROLLBACK PREPARED. Case-insensitive. */
+bool sql_is_transaction_control(const char *sql);
+
+#endif
