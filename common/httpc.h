@@ -36,6 +36,10 @@ bool httpc_perform(httpc_call *calls, size_t n);
 bool httpc_request(httpc_call *call);
 void httpc_call_clear(httpc_call *c);  /* frees response, resets out fields */
 
+/* New TCP connections opened by httpc in this process so far (keep-alive
+ * reuse shows as calls that do not increase it). For stats and tests. */
+uint64_t httpc_connections_opened(void);
+
 /* Percent-encode one path segment. Caller frees. */
 char *httpc_escape(const char *s);
 

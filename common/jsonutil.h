@@ -27,6 +27,10 @@ bool json_field_array(json_t *obj, const char *key, bool required, json_t **out,
 bool json_field_object(json_t *obj, const char *key, bool required, json_t **out, char *err,
                        size_t errlen) MUSTCHECK;
 
+/* A JSON string from arbitrary text (e.g. a server error message): bytes that
+ * are not valid UTF-8 become '?'. Never NULL for a non-NULL s. New reference. */
+json_t *json_string_lossy(const char *s);
+
 /* Build {"error":{"code":code,"message":message}}. New reference. */
 json_t *json_error_body(const char *code, const char *message);
 

@@ -12,7 +12,7 @@ typedef struct { atomic_uint_fast64_t v; } metric_counter;
 typedef struct { atomic_int_fast64_t v; } metric_gauge;
 
 #define HIST_BUCKETS 16
-/* Upper bounds in seconds: 0.0005 .. 10, then +Inf. */
+/* Upper bounds in seconds: 0.0001, 0.0002, 0.0005, 0.001 .. 10 (1-2-5 steps), then +Inf. */
 extern const double hist_bounds[HIST_BUCKETS];
 
 typedef struct {

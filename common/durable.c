@@ -1,0 +1,175 @@
+/*
+ * durable.c - the one place where files are made durable.
+ *
+ * Protocol of durable_write_file(path):
+ *   1. write "<path>.tmp" (O_TRUNC) completely;
+ *   2. fsync it;
+ *   3. rename over <path>;
+ *   4. fsync the parent directory.
+ * A crash before 3 leaves the old <path> (plus a stale .tmp, overwritten next
+ * time); after 3 but before 4 either version may survive a power cut; after 4
+ * the new content is durable.
+ * Invariants: every failure is logged once here with the path and errno text.
+ */
+#include "durable.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static bool write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+bool fsync_parent_dir(const char *path)
+{
+    char *copy = xstrdup(path);
+    const char *dir = dirname(copy);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        log_error("cannot open directory %s: %s", dir, strerror(errno));
+        free(copy);
+        return false;
+    }
+    bool ok = true;
+    if (fsync(fd) != 0) {
+        log_error("cannot fsync directory %s: %s", dir, strerror(errno));
+        ok = false;
+    }
+    close(fd);
+    free(copy);
+    return ok;
+}
+
+bool durable_write_file(const char *path, const void *data, size_t len)
+{
+    char *tmp = xasprintf("%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return false;
+    }
+    if (!write_all(fd, data, len)) {
+        log_error("cannot write %s: %s", tmp, strerror(errno));
+        goto fail_fd;
+    }
+    if (fsync(fd) != 0) {
+        log_error("cannot fsync %s: %s", tmp, strerror(errno));
+        goto fail_fd;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        log_error("cannot close %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        log_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    return fsync_parent_dir(path);
+
+fail_fd:
+    close(fd);
+fail:
+    unlink(tmp);
+    free(tmp);
+    return false;
+}
+
+bool read_whole_file(const char *path, char **data, size_t *len, bool *missing)
+{
+    if (missing)
+        *missing = false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT && missing) {
+            *missing = true;
+            return false;
+        }
+        log_error("cannot open %s: %s", path, strerror(errno));
+        return false;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("cannot read %s: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return false;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *data = buf;
+    if (len)
+        *len = n;
+    return true;
+}
+
+bool mkdir_p(const char *path)
+{
+    if (!path || !*path) {
+        log_error("mkdir_p: empty path");
+        return false;
+    }
+    char *copy = xstrdup(path);
+    size_t len = strlen(copy);
+    while (len > 1 && copy[len - 1] == '/')
+        copy[--len] = '\0';
+    for (char *p = copy + 1;; p++) {
+        bool end = (*p == '\0');
+        if (*p == '/' || end) {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
+                log_error("cannot create directory %s: %s", copy, strerror(errno));
+                free(copy);
+                return false;
+            }
+            *p = saved;
+            if (end)
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(copy, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        log_error("%s exists and is not a directory", copy);
+        free(copy);
+        return false;
+    }
+    free(copy);
+    return true;
+}

@@ -1,0 +1,325 @@
+/*
+ * httpc.c - HTTP/JSON client on libcurl with per-thread connection reuse.
+ *
+ * Invariants:
+ *   - Each thread owns one CURLM and a small pool of easy handles (pthread
+ *     key, destroyed at thread exit); the multi handle's connection cache is
+ *     what makes keep-alive connections survive between calls of a thread.
+ *   - No signals (CURLOPT_NOSIGNAL), TCP_NODELAY, no "Expect: 100-continue",
+ *     Content-Type: application/json on every call.
+ *   - Every call gets status/response/error filled; a response body is kept
+ *     only up to HTTPC_MAX_RESPONSE bytes (then the call fails as transport).
+ *   - Nothing here logs: callers log per call with their gid/participant.
+ */
+#include "httpc.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "strbuf.h"
+
+#define HTTPC_POOL_MAX 32
+#define HTTPC_MAX_RESPONSE (64u << 20)
+#define HTTPC_DEFAULT_TIMEOUT_MS 30000
+#define HTTPC_CONNECT_TIMEOUT_MS 2000
+
+typedef struct {
+    CURLM *multi;
+    struct curl_slist *headers;
+    CURL *pool[HTTPC_POOL_MAX];
+    size_t npool;
+} httpc_tls;
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t connections_opened;
+
+static void tls_destroy(void *p)
+{
+    httpc_tls *t = p;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->npool; i++)
+        curl_easy_cleanup(t->pool[i]);
+    curl_multi_cleanup(t->multi);
+    curl_slist_free_all(t->headers);
+    free(t);
+}
+
+static void tls_key_init(void)
+{
+    pthread_key_create(&tls_key, tls_destroy);
+}
+
+static httpc_tls *tls_get(void)
+{
+    pthread_once(&tls_once, tls_key_init);
+    httpc_tls *t = pthread_getspecific(tls_key);
+    if (t)
+        return t;
+    t = xcalloc(1, sizeof(*t));
+    t->multi = curl_multi_init();
+    if (!t->multi) {
+        free(t);
+        return NULL;
+    }
+    curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, 64L);
+    t->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    t->headers = curl_slist_append(t->headers, "Accept: application/json");
+    t->headers = curl_slist_append(t->headers, "Expect:");
+    pthread_setspecific(tls_key, t);
+    return t;
+}
+
+void httpc_global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_ALL);
+    pthread_once(&tls_once, tls_key_init);
+}
+
+void httpc_global_cleanup(void)
+{
+    pthread_once(&tls_once, tls_key_init);
+    httpc_tls *t = pthread_getspecific(tls_key);
+    if (t) {
+        tls_destroy(t);
+        pthread_setspecific(tls_key, NULL);
+    }
+    curl_global_cleanup();
+}
+
+uint64_t httpc_connections_opened(void)
+{
+    return (uint64_t)atomic_load(&connections_opened);
+}
+
+static CURL *easy_get(httpc_tls *t)
+{
+    if (t->npool > 0)
+        return t->pool[--t->npool];
+    return curl_easy_init();
+}
+
+static void easy_put(httpc_tls *t, CURL *e)
+{
+    if (t->npool < HTTPC_POOL_MAX)
+        t->pool[t->npool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
+typedef struct {
+    httpc_call *call;
+    CURL *easy;
+    strbuf resp;
+    char *body_text; /* request body, freed after the call */
+    bool overflow;
+    bool done;
+} call_state;
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    call_state *cs = userp;
+    size_t n = size * nmemb;
+    if (cs->resp.len + n > HTTPC_MAX_RESPONSE) {
+        cs->overflow = true;
+        return 0;
+    }
+    strbuf_appendn(&cs->resp, data, n);
+    return n;
+}
+
+static void call_fail(httpc_call *c, const char *fmt, const char *a)
+{
+    c->status = 0;
+    snprintf(c->error, sizeof(c->error), fmt, a);
+}
+
+static bool setup_easy(httpc_tls *t, call_state *cs)
+{
+    httpc_call *c = cs->call;
+    CURL *e = cs->easy;
+    long timeout = c->timeout_ms > 0 ? c->timeout_ms : HTTPC_DEFAULT_TIMEOUT_MS;
+    long ctimeout = timeout < HTTPC_CONNECT_TIMEOUT_MS ? timeout : HTTPC_CONNECT_TIMEOUT_MS;
+    const char *method = c->method ? c->method : "GET";
+
+    curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, cs);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, cs);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+
+    if (c->body) {
+        cs->body_text = json_dumps(c->body, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!cs->body_text) {
+            call_fail(c, "cannot encode request body as JSON%s", "");
+            return false;
+        }
+    }
+    if (strcmp(method, "GET") == 0 && !c->body) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        const char *payload = cs->body_text ? cs->body_text : "";
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
+        if (strcmp(method, "POST") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    }
+    return true;
+}
+
+static void finish_call(call_state *cs, CURLcode rc)
+{
+    httpc_call *c = cs->call;
+    long nconn = 0;
+    if (curl_easy_getinfo(cs->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
+        atomic_fetch_add(&connections_opened, (uint_fast64_t)nconn);
+    if (rc != CURLE_OK) {
+        c->status = 0;
+        if (cs->overflow)
+            snprintf(c->error, sizeof(c->error), "response larger than %u bytes",
+                     HTTPC_MAX_RESPONSE);
+        else if (!c->error[0])
+            snprintf(c->error, sizeof(c->error), "%s", curl_easy_strerror(rc));
+        return;
+    }
+    long status = 0;
+    curl_easy_getinfo(cs->easy, CURLINFO_RESPONSE_CODE, &status);
+    c->status = status;
+    c->error[0] = '\0';
+    if (cs->resp.len > 0)
+        c->response = json_loadb(cs->resp.data, cs->resp.len, 0, NULL);
+}
+
+bool httpc_perform(httpc_call *calls, size_t n)
+{
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        calls[i].status = 0;
+        calls[i].response = NULL;
+        calls[i].error[0] = '\0';
+    }
+    httpc_tls *t = tls_get();
+    if (!t) {
+        for (size_t i = 0; i < n; i++)
+            call_fail(&calls[i], "%s", "cannot create curl multi handle");
+        return false;
+    }
+    call_state *cs = xcalloc(n, sizeof(*cs));
+    size_t active = 0;
+    for (size_t i = 0; i < n; i++) {
+        cs[i].call = &calls[i];
+        strbuf_init(&cs[i].resp);
+        if (!calls[i].url) {
+            call_fail(&calls[i], "%s", "no url");
+            cs[i].done = true;
+            continue;
+        }
+        cs[i].easy = easy_get(t);
+        if (!cs[i].easy) {
+            call_fail(&calls[i], "%s", "cannot create curl handle");
+            cs[i].done = true;
+            continue;
+        }
+        if (!setup_easy(t, &cs[i])) {
+            cs[i].done = true;
+            continue;
+        }
+        if (curl_multi_add_handle(t->multi, cs[i].easy) != CURLM_OK) {
+            call_fail(&calls[i], "%s", "cannot add curl handle");
+            cs[i].done = true;
+            continue;
+        }
+        active++;
+    }
+    int running = 0;
+    while (active > 0) {
+        CURLMcode mc = curl_multi_perform(t->multi, &running);
+        if (mc != CURLM_OK)
+            break;
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(t->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            call_state *s = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+            if (!s || s->done)
+                continue;
+            CURLcode rc = msg->data.result;
+            finish_call(s, rc);
+            curl_multi_remove_handle(t->multi, s->easy);
+            s->done = true;
+            active--;
+        }
+        if (active == 0)
+            break;
+        if (curl_multi_poll(t->multi, NULL, 0, 1000, NULL) != CURLM_OK)
+            break;
+    }
+    bool all_ok = true;
+    for (size_t i = 0; i < n; i++) {
+        if (cs[i].easy) {
+            if (!cs[i].done) {
+                curl_multi_remove_handle(t->multi, cs[i].easy);
+                call_fail(&calls[i], "%s", "curl multi loop failed");
+            }
+            /* The error buffer points into the caller's struct: unhook it. */
+            curl_easy_setopt(cs[i].easy, CURLOPT_ERRORBUFFER, NULL);
+            easy_put(t, cs[i].easy);
+        }
+        strbuf_free(&cs[i].resp);
+        free(cs[i].body_text);
+        if (calls[i].status == 0)
+            all_ok = false;
+    }
+    free(cs);
+    return all_ok;
+}
+
+bool httpc_request(httpc_call *call)
+{
+    return httpc_perform(call, 1);
+}
+
+void httpc_call_clear(httpc_call *c)
+{
+    json_decref(c->response);
+    c->response = NULL;
+    c->status = 0;
+    c->error[0] = '\0';
+}
+
+char *httpc_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(s);
+    char *out = xmalloc(len * 3 + 1);
+    char *o = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char ch = *p;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            *o++ = (char)ch;
+        } else {
+            *o++ = '%';
+            *o++ = hex[ch >> 4];
+            *o++ = hex[ch & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}

@@ -1,0 +1,522 @@
+/*
+ * httpd.c - HTTP/JSON server on libmicrohttpd, one thread per connection.
+ *
+ * Request steps (MHD calls the access handler several times per request):
+ *   1. first call: allocate the request context; if Content-Length exceeds
+ *      max_body answer 413 at once (MHD then closes the connection);
+ *   2. upload calls: append to the body until it would exceed max_body, then
+ *      stop buffering and discard the rest (answered 413 in step 3);
+ *   3. final call: route (404/405), parse a non-empty body as a JSON object
+ *      (400 malformed_json), then run the handler, which replies once.
+ * Invariants:
+ *   - A request's memory is bounded by max_body plus headers; it is freed by
+ *     the completion callback (request_done), whatever happened.
+ *   - Every response has a Content-Type; every error body is
+ *     {"error":{"code","message",...}} (json_error_body).
+ *   - A handler that forgets to reply gets a 500 and an ERROR log line; a
+ *     second reply is ignored with an ERROR log line.
+ *   - Ownership: routes/app are borrowed for the server's life; path params,
+ *     query values and the parsed body are borrowed by handlers for the
+ *     duration of the handler call only.
+ */
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "jsonutil.h"
+#include "log.h"
+#include "strbuf.h"
+
+#define HTTPD_MAX_SEGMENTS 16
+#define HTTPD_CONN_TIMEOUT_S 120
+#define HTTPD_CONN_LIMIT 1024
+
+typedef struct {
+    size_t nseg;
+    char *seg[HTTPD_MAX_SEGMENTS]; /* literal, or NULL for "{param}" */
+} route_pattern;
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    const http_route *routes;
+    route_pattern *patterns;
+    size_t nroutes;
+    void *app;
+    size_t max_body;
+    int port;
+};
+
+typedef struct resp_header {
+    char *name, *value;
+    struct resp_header *next;
+} resp_header;
+
+struct http_request {
+    struct MHD_Connection *conn;
+    http_server *srv;
+    const char *method; /* borrowed from MHD for the request's life */
+    char *path;         /* copy of the (decoded) URL path */
+    char *params[HTTP_MAX_PARAMS];
+    strbuf body;
+    bool too_large;
+    bool replied;
+    json_t *json; /* owned */
+    resp_header *headers;
+};
+
+/* Split path into segments (modifies buf). Returns the count, or -1 if too many. */
+static int split_path(char *buf, char **seg, size_t max)
+{
+    size_t n = 0;
+    char *p = buf;
+    if (*p == '/')
+        p++;
+    if (*p == '\0')
+        return 0; /* "/" */
+    for (;;) {
+        if (n == max)
+            return -1;
+        seg[n++] = p;
+        char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    return (int)n;
+}
+
+static bool compile_pattern(const char *pattern, route_pattern *rp)
+{
+    char *buf = xstrdup(pattern);
+    char *seg[HTTPD_MAX_SEGMENTS];
+    int n = split_path(buf, seg, HTTPD_MAX_SEGMENTS);
+    bool ok = n >= 0;
+    int nparams = 0;
+    rp->nseg = 0;
+    for (int i = 0; ok && i < n; i++) {
+        size_t len = strlen(seg[i]);
+        if (len >= 2 && seg[i][0] == '{' && seg[i][len - 1] == '}') {
+            rp->seg[i] = NULL;
+            if (++nparams > HTTP_MAX_PARAMS)
+                ok = false;
+        } else {
+            rp->seg[i] = xstrdup(seg[i]);
+        }
+        rp->nseg = (size_t)i + 1;
+    }
+    free(buf);
+    if (!ok)
+        log_error("httpd: bad route pattern '%s'", pattern);
+    return ok;
+}
+
+static void free_patterns(http_server *srv)
+{
+    if (!srv->patterns)
+        return;
+    for (size_t r = 0; r < srv->nroutes; r++)
+        for (size_t i = 0; i < srv->patterns[r].nseg; i++)
+            free(srv->patterns[r].seg[i]);
+    free(srv->patterns);
+    srv->patterns = NULL;
+}
+
+/* Does path (split) match pattern? Fills params (copies) on match when params != NULL. */
+static bool match_pattern(const route_pattern *rp, char **seg, int nseg, char **params)
+{
+    if ((size_t)nseg != rp->nseg)
+        return false;
+    for (int i = 0; i < nseg; i++) {
+        if (rp->seg[i] ? strcmp(rp->seg[i], seg[i]) != 0 : seg[i][0] == '\0')
+            return false;
+    }
+    if (params) {
+        int k = 0;
+        for (int i = 0; i < nseg; i++)
+            if (!rp->seg[i])
+                params[k++] = xstrdup(seg[i]);
+    }
+    return true;
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void queue_reply(http_request *req, unsigned status, const char *content_type,
+                        char *data /* malloc'd, taken */, size_t len)
+{
+    if (req->replied) {
+        log_error("httpd: %s %s: handler replied twice (status %u ignored)", req->method,
+                  req->path, status);
+        free(data);
+        return;
+    }
+    req->replied = true;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(data);
+        log_error("httpd: %s %s: cannot create response", req->method, req->path);
+        return;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (resp_header *h = req->headers; h; h = h->next)
+        MHD_add_response_header(resp, h->name, h->value);
+    if (MHD_queue_response(req->conn, status, resp) != MHD_YES)
+        log_error("httpd: %s %s: cannot queue response %u", req->method, req->path, status);
+    MHD_destroy_response(resp);
+}
+
+void http_reply_header(http_request *req, const char *name, const char *value)
+{
+    resp_header *h = xcalloc(1, sizeof(*h));
+    h->name = xstrdup(name);
+    h->value = xstrdup(value);
+    h->next = req->headers;
+    req->headers = h;
+}
+
+void http_reply_json(http_request *req, unsigned status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(body);
+    if (!text) {
+        log_error("httpd: %s %s: cannot encode JSON response", req->method, req->path);
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        text = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode response\"}}");
+    }
+    size_t len = strlen(text);
+    /* jansson allocates with malloc by default; MUST_FREE releases with free(). */
+    queue_reply(req, status, "application/json", text, len);
+}
+
+void http_reply_text(http_request *req, unsigned status, const char *content_type,
+                     const char *text)
+{
+    char *copy = xstrdup(text ? text : "");
+    queue_reply(req, status, content_type ? content_type : "text/plain; charset=utf-8", copy,
+                strlen(copy));
+}
+
+static void reply_error_v(http_request *req, unsigned status, const char *code, json_t *extra,
+                          const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    json_t *body = json_error_body(code, msg);
+    if (extra) {
+        json_object_update(json_object_get(body, "error"), extra);
+        json_decref(extra);
+    }
+    http_reply_json(req, status, body);
+}
+
+void http_reply_error(http_request *req, unsigned status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(req, status, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void http_reply_error_extra(http_request *req, unsigned status, const char *code, json_t *extra,
+                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(req, status, code, extra, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- request accessors ------------------------------------------------ */
+
+const char *http_req_method(const http_request *req) { return req->method; }
+const char *http_req_path(const http_request *req) { return req->path; }
+json_t *http_req_json(const http_request *req) { return req->json; }
+
+const char *http_req_param(const http_request *req, int idx)
+{
+    if (idx < 0 || idx >= HTTP_MAX_PARAMS)
+        return NULL;
+    return req->params[idx];
+}
+
+const char *http_req_query(const http_request *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* ---- MHD callbacks ---------------------------------------------------- */
+
+static void request_free(http_request *req)
+{
+    free(req->path);
+    for (int i = 0; i < HTTP_MAX_PARAMS; i++)
+        free(req->params[i]);
+    strbuf_free(&req->body);
+    json_decref(req->json);
+    while (req->headers) {
+        resp_header *h = req->headers;
+        req->headers = h->next;
+        free(h->name);
+        free(h->value);
+        free(h);
+    }
+    free(req);
+}
+
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (*con_cls) {
+        request_free(*con_cls);
+        *con_cls = NULL;
+    }
+}
+
+static void dispatch(http_server *srv, http_request *req)
+{
+    if (req->too_large) {
+        http_reply_error(req, 413 /* Content Too Large */, "body_too_large",
+                         "request body exceeds %zu bytes", srv->max_body);
+        return;
+    }
+    char *buf = xstrdup(req->path);
+    char *seg[HTTPD_MAX_SEGMENTS];
+    int nseg = split_path(buf, seg, HTTPD_MAX_SEGMENTS);
+    const http_route *route = NULL;
+    bool path_known = false;
+    strbuf allow;
+    strbuf_init(&allow);
+    for (size_t r = 0; nseg >= 0 && r < srv->nroutes; r++) {
+        if (!match_pattern(&srv->patterns[r], seg, nseg, NULL))
+            continue;
+        path_known = true;
+        if (strcmp(srv->routes[r].method, req->method) == 0) {
+            route = &srv->routes[r];
+            match_pattern(&srv->patterns[r], seg, nseg, req->params);
+            break;
+        }
+        if (allow.len)
+            strbuf_append(&allow, ", ");
+        strbuf_append(&allow, srv->routes[r].method);
+    }
+    free(buf);
+    if (!route) {
+        if (path_known) {
+            http_reply_header(req, "Allow", allow.data);
+            http_reply_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                             "method %s not allowed on %s", req->method, req->path);
+        } else {
+            http_reply_error(req, MHD_HTTP_NOT_FOUND, "not_found", "no such resource: %s",
+                             req->path);
+        }
+        strbuf_free(&allow);
+        return;
+    }
+    strbuf_free(&allow);
+    if (req->body.len > 0) {
+        json_error_t jerr;
+        req->json = json_loadb(req->body.data, req->body.len, 0, &jerr);
+        if (!req->json) {
+            http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed_json",
+                             "invalid JSON: %s (line %d, column %d, position %d)", jerr.text,
+                             jerr.line, jerr.column, jerr.position);
+            return;
+        }
+        if (!json_is_object(req->json)) {
+            http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed_json",
+                             "request body must be a JSON object");
+            return;
+        }
+    }
+    route->fn(req, srv->app);
+    if (!req->replied) {
+        log_error("httpd: %s %s: handler did not reply", req->method, req->path);
+        http_reply_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                         "handler did not reply");
+    }
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    (void)version;
+    http_server *srv = cls;
+    http_request *req = *con_cls;
+    if (!req) {
+        /* 1. First call: headers only. */
+        req = xcalloc(1, sizeof(*req));
+        req->conn = conn;
+        req->srv = srv;
+        req->method = method;
+        req->path = xstrdup(url);
+        strbuf_init(&req->body);
+        *con_cls = req;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (end == cl || *end != '\0' || v > srv->max_body) {
+                req->too_large = true;
+                dispatch(srv, req); /* answers 413 without reading the body */
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        /* 2. Body data. */
+        if (!req->too_large && !req->replied) {
+            if (req->body.len + *upload_data_size > srv->max_body) {
+                req->too_large = true;
+                strbuf_free(&req->body);
+            } else {
+                strbuf_appendn(&req->body, upload_data, *upload_data_size);
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    /* 3. Upload complete. */
+    if (!req->replied)
+        dispatch(srv, req);
+    return MHD_YES;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+        msg[--len] = '\0';
+    log_warn("httpd: %s", msg);
+}
+
+/* ---- start / stop ----------------------------------------------------- */
+
+/* Resolve host into ss; sets *v6. */
+static bool resolve_host(const char *host, int port, struct sockaddr_storage *ss, bool *v6)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host || strcmp(host, "*") == 0)
+        host = "0.0.0.0";
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        *v6 = false;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        *v6 = true;
+        return true;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &ai);
+    if (rc != 0 || !ai) {
+        log_error("httpd: cannot resolve listen host '%s': %s", host, gai_strerror(rc));
+        return false;
+    }
+    /* Prefer IPv4 (what the cluster scripts use), else the first answer. */
+    struct addrinfo *pick = ai;
+    for (struct addrinfo *a = ai; a; a = a->ai_next)
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+    *v6 = pick->ai_family == AF_INET6;
+    if (*v6)
+        sin6->sin6_port = htons((uint16_t)port);
+    else
+        sin->sin_port = htons((uint16_t)port);
+    freeaddrinfo(ai);
+    return true;
+}
+
+http_server *http_server_start(const char *host, int port, const http_route *routes,
+                               size_t nroutes, void *app, size_t max_body)
+{
+    if (port < 0 || port > 65535) {
+        log_error("httpd: bad port %d", port);
+        return NULL;
+    }
+    http_server *srv = xcalloc(1, sizeof(*srv));
+    srv->routes = routes;
+    srv->nroutes = nroutes;
+    srv->app = app;
+    srv->max_body = max_body;
+    srv->patterns = xcalloc(nroutes ? nroutes : 1, sizeof(route_pattern));
+    for (size_t r = 0; r < nroutes; r++) {
+        if (!compile_pattern(routes[r].pattern, &srv->patterns[r])) {
+            free_patterns(srv);
+            free(srv);
+            return NULL;
+        }
+    }
+    struct sockaddr_storage ss;
+    bool v6 = false;
+    if (!resolve_host(host, port, &ss, &v6)) {
+        free_patterns(srv);
+        free(srv);
+        return NULL;
+    }
+    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                         MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, access_handler, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv, /* first, so it sees everything */
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_CONN_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, srv,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        log_error("httpd: cannot listen on %s:%d", host ? host : "0.0.0.0", port);
+        free_patterns(srv);
+        free(srv);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? (int)info->port : port;
+    log_info("httpd: listening on %s:%d", host ? host : "0.0.0.0", srv->port);
+    return srv;
+}
+
+int http_server_port(const http_server *srv)
+{
+    return srv->port;
+}
+
+void http_server_stop(http_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_stop_daemon(srv->daemon);
+    free_patterns(srv);
+    free(srv);
+}

@@ -1,0 +1,404 @@
+/*
+ * pg.c - the one libpq wrapper (connect, exec, gid commands, JSON mapping).
+ *
+ * Invariants:
+ *   - Client SQL runs through PQexecParams only (extended protocol: one
+ *     statement per call, parameters never interpolated, text format).
+ *   - The only SQL text we build is "<verb> '<branch gid>'" for the three 2PC
+ *     verbs; the gid must pass branch_gid_parse and is quoted by PQescapeLiteral.
+ *   - pg_res is always fully initialised by pg_exec/pg_exec_gid, whatever the
+ *     outcome; the caller releases it with pg_res_clear.
+ *   - conn_dead is set for a NULL result, CONNECTION_BAD, SQLSTATE class 08 or
+ *     57P01..57P03 (server shutting down / terminated us).
+ *   - Connections carry connect_timeout, keepalives and tcp_user_timeout
+ *     defaults; keywords in the caller's conninfo override ours.
+ */
+#include "pg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gid.h"
+#include "jsonutil.h"
+#include "log.h"
+
+/* Type OIDs (pg_type.dat). */
+#define OID_BOOL 16
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_JSON 114
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_NUMERIC 1700
+#define OID_JSONB 3802
+
+#define PG_MAX_PARAMS 65535
+
+/* Copy s into dst (size n) without the trailing newline(s) libpq adds. */
+static void copy_trimmed(char *dst, size_t n, const char *s)
+{
+    snprintf(dst, n, "%s", s ? s : "");
+    size_t len = strlen(dst);
+    while (len > 0 && (dst[len - 1] == '\n' || dst[len - 1] == '\r' || dst[len - 1] == ' '))
+        dst[--len] = '\0';
+}
+
+PGconn *pg_connect(const char *conninfo, const char *participant)
+{
+    /* Ours first, the caller's conninfo (expanded from "dbname") last: later wins. */
+    const char *keys[] = {
+        "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout", "client_encoding",
+        "fallback_application_name", "dbname", NULL,
+    };
+    const char *vals[] = {
+        "5", "1", "10", "5", "3", "15000", "UTF8", "txcoord", conninfo ? conninfo : "", NULL,
+    };
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c) {
+        txlog_error(NULL, participant, "cannot connect to PostgreSQL: out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        char msg[512];
+        copy_trimmed(msg, sizeof(msg), PQerrorMessage(c));
+        txlog_error(NULL, participant, "cannot connect to PostgreSQL: %s", msg);
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void res_init(pg_res *out)
+{
+    out->res = NULL;
+    out->status = PGRES_FATAL_ERROR;
+    out->sqlstate[0] = '\0';
+    out->message[0] = '\0';
+    out->command[0] = '\0';
+    out->conn_dead = false;
+}
+
+static bool sqlstate_kills_conn(const char *st)
+{
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
+           strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0;
+}
+
+/* Fill out from res (taking ownership of res). */
+static bool res_fill(PGconn *c, PGresult *res, pg_res *out)
+{
+    out->res = res;
+    if (!res) {
+        out->status = PGRES_FATAL_ERROR;
+        copy_trimmed(out->message, sizeof(out->message),
+                     c ? PQerrorMessage(c) : "no connection");
+        if (!out->message[0])
+            snprintf(out->message, sizeof(out->message), "no result from server");
+        out->conn_dead = true;
+        return false;
+    }
+    out->status = PQresultStatus(res);
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", st ? st : "");
+    const char *cmd = PQcmdStatus(res);
+    snprintf(out->command, sizeof(out->command), "%s", cmd ? cmd : "");
+    bool ok = out->status == PGRES_COMMAND_OK || out->status == PGRES_TUPLES_OK;
+    if (!ok) {
+        const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        copy_trimmed(out->message, sizeof(out->message), m ? m : PQresultErrorMessage(res));
+        if (!out->message[0])
+            copy_trimmed(out->message, sizeof(out->message), PQerrorMessage(c));
+    }
+    /* 08P01 at severity ERROR (e.g. a client's wrong parameter count at Bind)
+     * is a statement error: the session goes on. */
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    bool protocol_error_only =
+        strcmp(out->sqlstate, "08P01") == 0 && sev && strcmp(sev, "ERROR") == 0;
+    if (PQstatus(c) == CONNECTION_BAD ||
+        (sqlstate_kills_conn(out->sqlstate) && !protocol_error_only))
+        out->conn_dead = true;
+    return ok && !out->conn_dead;
+}
+
+bool pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params, pg_res *out)
+{
+    res_init(out);
+    if (!c || PQstatus(c) == CONNECTION_BAD) {
+        snprintf(out->message, sizeof(out->message), "connection is not open");
+        out->conn_dead = true;
+        return false;
+    }
+    PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    return res_fill(c, res, out);
+}
+
+bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
+{
+    static const char *const verbs[] = {"PREPARE TRANSACTION", "COMMIT PREPARED",
+                                        "ROLLBACK PREPARED"};
+    res_init(out);
+    bool verb_ok = false;
+    for (size_t i = 0; i < ARRAY_LEN(verbs); i++)
+        if (verb && strcmp(verb, verbs[i]) == 0)
+            verb_ok = true;
+    if (!verb_ok) {
+        snprintf(out->message, sizeof(out->message), "unsupported verb");
+        log_error("pg_exec_gid: refusing unsupported verb '%.40s'", verb ? verb : "(null)");
+        return false;
+    }
+    char gid[GID_MAX_LEN + 1], part[PARTICIPANT_MAX_LEN + 1];
+    if (!branch_gid_parse(branch_gid, gid, part)) {
+        snprintf(out->message, sizeof(out->message), "invalid branch gid");
+        log_error("pg_exec_gid: refusing %s with invalid branch gid '%.80s'", verb,
+                  branch_gid ? branch_gid : "(null)");
+        return false;
+    }
+    if (!c || PQstatus(c) == CONNECTION_BAD) {
+        snprintf(out->message, sizeof(out->message), "connection is not open");
+        out->conn_dead = true;
+        return false;
+    }
+    char *lit = PQescapeLiteral(c, branch_gid, strlen(branch_gid));
+    if (!lit) {
+        copy_trimmed(out->message, sizeof(out->message), PQerrorMessage(c));
+        txlog_error(gid, part, "%s: cannot quote branch gid: %s", verb, out->message);
+        return false;
+    }
+    char *sql = xasprintf("%s %s", verb, lit);
+    PQfreemem(lit);
+    PGresult *res = PQexec(c, sql); /* simple protocol: alone, not in a pipeline */
+    free(sql);
+    return res_fill(c, res, out);
+}
+
+void pg_res_clear(pg_res *r)
+{
+    if (!r)
+        return;
+    if (r->res)
+        PQclear(r->res);
+    res_init(r);
+}
+
+json_t *pg_value_to_json(Oid type, const char *text, bool isnull)
+{
+    if (isnull || !text)
+        return json_null();
+    switch (type) {
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8:
+    case OID_OID: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(text, &end, 10);
+        if (errno == 0 && end != text && *end == '\0')
+            return json_integer((json_int_t)v);
+        return json_string_lossy(text);
+    }
+    case OID_BOOL:
+        if (strcmp(text, "t") == 0 || strcmp(text, "true") == 0)
+            return json_true();
+        if (strcmp(text, "f") == 0 || strcmp(text, "false") == 0)
+            return json_false();
+        return json_string_lossy(text);
+    case OID_FLOAT4:
+    case OID_FLOAT8: {
+        char *end;
+        double d = strtod(text, &end);
+        if (end == text || *end != '\0' || !isfinite(d))
+            return json_string_lossy(text); /* NaN, Infinity, -Infinity */
+        json_t *r = json_real(d);
+        return r ? r : json_string_lossy(text);
+    }
+    case OID_NUMERIC:
+        return json_string_lossy(text);
+    case OID_JSON:
+    case OID_JSONB: {
+        json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+        return v ? v : json_string_lossy(text);
+    }
+    default:
+        return json_string_lossy(text);
+    }
+}
+
+json_t *pg_result_to_json(const PGresult *res)
+{
+    json_t *out = json_object();
+    const char *cmd = res ? PQcmdStatus((PGresult *)res) : "";
+    json_object_set_new(out, "command", json_string_lossy(cmd ? cmd : ""));
+    json_t *rows = json_array();
+    long long row_count = 0;
+    if (res) {
+        int nt = PQntuples(res), nf = PQnfields(res);
+        for (int r = 0; r < nt; r++) {
+            json_t *row = json_object();
+            for (int f = 0; f < nf; f++) {
+                const char *name = PQfname(res, f);
+                json_t *v = pg_value_to_json(PQftype(res, f), PQgetvalue(res, r, f),
+                                             PQgetisnull(res, r, f));
+                if (json_object_set_new(row, name ? name : "?column?", v) != 0)
+                    json_object_set_new(row, "?column?", json_null()); /* bad UTF-8 name */
+            }
+            json_array_append_new(rows, row);
+        }
+        const char *ct = PQcmdTuples((PGresult *)res);
+        row_count = (ct && *ct) ? atoll(ct) : nt;
+    }
+    json_object_set_new(out, "row_count", json_integer(row_count));
+    json_object_set_new(out, "rows", rows);
+    return out;
+}
+
+bool pg_params_from_json(const json_t *arr, char ***out, int *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (!arr || json_is_null(arr))
+        return true;
+    if (!json_is_array(arr)) {
+        snprintf(err, errlen, "field 'params' must be an array");
+        return false;
+    }
+    size_t cnt = json_array_size(arr);
+    if (cnt > PG_MAX_PARAMS) {
+        snprintf(err, errlen, "field 'params' has %zu entries (at most %d)", cnt, PG_MAX_PARAMS);
+        return false;
+    }
+    char **p = xcalloc(cnt ? cnt : 1, sizeof(char *));
+    for (size_t i = 0; i < cnt; i++) {
+        json_t *v = json_array_get(arr, i);
+        switch (json_typeof(v)) {
+        case JSON_NULL:
+            p[i] = NULL;
+            break;
+        case JSON_TRUE:
+            p[i] = xstrdup("true");
+            break;
+        case JSON_FALSE:
+            p[i] = xstrdup("false");
+            break;
+        case JSON_INTEGER:
+            p[i] = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            break;
+        case JSON_REAL:
+            p[i] = xasprintf("%.17g", json_real_value(v));
+            break;
+        case JSON_STRING: {
+            size_t len = json_string_length(v);
+            const char *s = json_string_value(v);
+            if (memchr(s, '\0', len)) {
+                snprintf(err, errlen, "params[%zu]: string contains a NUL character", i);
+                pg_params_free(p, (int)cnt);
+                return false;
+            }
+            p[i] = xstrdup(s);
+            break;
+        }
+        case JSON_OBJECT:
+        case JSON_ARRAY: {
+            char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (!s) {
+                snprintf(err, errlen, "params[%zu]: cannot encode as JSON", i);
+                pg_params_free(p, (int)cnt);
+                return false;
+            }
+            p[i] = xstrdup(s);
+            free(s);
+            break;
+        }
+        }
+    }
+    *out = p;
+    *n = (int)cnt;
+    return true;
+}
+
+void pg_params_free(char **params, int n)
+{
+    if (!params)
+        return;
+    for (int i = 0; i < n; i++)
+        free(params[i]);
+    free(params);
+}
+
+/* Skip whitespace, ';', "--" line comments and (nested) block comments. */
+static const char *skip_noise(const char *s)
+{
+    for (;;) {
+        while (*s && (isspace((unsigned char)*s) || *s == ';'))
+            s++;
+        if (s[0] == '-' && s[1] == '-') {
+            while (*s && *s != '\n')
+                s++;
+            continue;
+        }
+        if (s[0] == '/' && s[1] == '*') {
+            int depth = 0;
+            while (*s) {
+                if (s[0] == '/' && s[1] == '*') {
+                    depth++;
+                    s += 2;
+                } else if (s[0] == '*' && s[1] == '/') {
+                    s += 2;
+                    if (--depth == 0)
+                        break;
+                } else {
+                    s++;
+                }
+            }
+            continue;
+        }
+        return s;
+    }
+}
+
+/* Read the next keyword (letters/underscore) at *s into kw; advances *s. */
+static void next_keyword(const char **s, char *kw, size_t size)
+{
+    const char *p = skip_noise(*s);
+    size_t n = 0;
+    while (*p && (isalpha((unsigned char)*p) || *p == '_')) {
+        if (n + 1 < size)
+            kw[n++] = (char)toupper((unsigned char)*p);
+        p++;
+    }
+    kw[n] = '\0';
+    *s = p;
+}
+
+bool sql_is_transaction_control(const char *sql)
+{
+    if (!sql)
+        return false;
+    const char *p = sql;
+    char kw[32], kw2[32], kw3[32];
+    next_keyword(&p, kw, sizeof(kw));
+    if (strcmp(kw, "BEGIN") == 0 || strcmp(kw, "START") == 0 || strcmp(kw, "COMMIT") == 0 ||
+        strcmp(kw, "END") == 0 || strcmp(kw, "ABORT") == 0)
+        return true;
+    if (strcmp(kw, "ROLLBACK") == 0) {
+        /* ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT] x stays inside the block. */
+        next_keyword(&p, kw2, sizeof(kw2));
+        if (strcmp(kw2, "WORK") == 0 || strcmp(kw2, "TRANSACTION") == 0)
+            next_keyword(&p, kw3, sizeof(kw3));
+        else
+            memcpy(kw3, kw2, sizeof(kw3));
+        return strcmp(kw3, "TO") != 0;
+    }
+    if (strcmp(kw, "PREPARE") == 0) {
+        next_keyword(&p, kw2, sizeof(kw2));
+        return strcmp(kw2, "TRANSACTION") == 0;
+    }
+    return false;
+}

@@ -1,0 +1,433 @@
+/*
+ * wal.c - append-only record log with CRC32C per record and group commit.
+ *
+ * Invariants:
+ *   - Records are written with pwrite(2) at write_off under the mutex, so the
+ *     file is always a sequence of whole records (a failed write is truncated
+ *     away; if that fails too the log is poisoned and every later call fails).
+ *   - flushed_upto <= write_off; every byte below flushed_upto is on stable
+ *     storage. A sync append returns true only once flushed_upto covers its
+ *     record end.
+ *   - Group commit: at most one leader runs fdatasync, outside the mutex, for
+ *     everything written when it started; writers arriving meanwhile wait on
+ *     the condvar and the next leader covers them. One fdatasync failure
+ *     poisons the log (after fsyncgate, retrying is not trustworthy).
+ *   - wal_rewrite runs with appends blocked: it first makes every written
+ *     record durable (so pending sync appenders succeed), then replaces the file
+ *     (tmp, fsync, rename, dir fsync) and continues on the new file.
+ *   - Replay: a bad or incomplete record is a torn tail when it reaches EOF or
+ *     everything after it is zero; the file is then truncated there (WARN).
+ *     A bad record with non-zero data after it is corruption: wal_open fails.
+ */
+#include "wal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "durable.h"
+#include "log.h"
+
+#define WAL_HDR 9 /* u32 len, u32 crc, u8 type */
+
+struct wal {
+    char *path;
+    int fd;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t write_off;    /* end of the last written record */
+    uint64_t flushed_upto; /* durable prefix */
+    uint64_t gen;          /* bumped by each rewrite */
+    uint64_t syncs;
+    bool flushing;         /* a leader is in fdatasync */
+    bool rewriting;
+    bool failed;
+};
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t record_crc(uint8_t type, const void *payload, size_t len)
+{
+    uint32_t c = crc32c(0, &type, 1);
+    return crc32c(c, payload, len);
+}
+
+/* Encode one record into buf (size >= WAL_HDR + len). */
+static void record_encode(unsigned char *buf, uint8_t type, const void *payload, size_t len)
+{
+    put_u32(buf, (uint32_t)len);
+    put_u32(buf + 4, record_crc(type, payload, len));
+    buf[8] = type;
+    if (len)
+        memcpy(buf + WAL_HDR, payload, len);
+}
+
+static bool pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return true;
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+/* Read the whole file into *buf (caller frees). */
+static bool wal_read_all(const char *path, int fd, unsigned char **buf, size_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        log_error("wal %s: fstat failed: %s", path, strerror(errno));
+        return false;
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    unsigned char *b = xmalloc(n + 1);
+    while (got < n) {
+        ssize_t r = pread(fd, b + got, n - got, (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            log_error("wal %s: read failed: %s", path, strerror(errno));
+            free(b);
+            return false;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    *buf = b;
+    *size = got;
+    return true;
+}
+
+/* Replay buf; sets *valid_end to the end of the last good record. */
+static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
+                       wal_replay_fn fn, void *arg, size_t *valid_end)
+{
+    size_t pos = 0;
+    char *copy = NULL; /* NUL-terminated copy handed to fn */
+    size_t copy_cap = 0;
+    bool ok = true;
+    while (pos < size) {
+        size_t left = size - pos;
+        const char *why = NULL;
+        uint32_t len = 0;
+        if (left < WAL_HDR) {
+            why = "incomplete header";
+        } else {
+            len = get_u32(buf + pos);
+            uint32_t crc = get_u32(buf + pos + 4);
+            uint8_t type = buf[pos + 8];
+            if (len > WAL_MAX_RECORD)
+                why = "bad length";
+            else if ((size_t)len > left - WAL_HDR)
+                why = "incomplete payload";
+            else if (type == 0)
+                why = "type 0";
+            else if (record_crc(type, buf + pos + WAL_HDR, len) != crc)
+                why = "crc mismatch";
+        }
+        if (why) {
+            /* Torn tail iff the bad record reaches EOF or only zeros follow it. */
+            uint64_t claimed_end = (uint64_t)pos + WAL_HDR + len;
+            bool torn = left < WAL_HDR || claimed_end >= size || all_zero(buf + pos, left);
+            if (!torn) {
+                log_error("wal %s: corrupt record at offset %zu (%s) followed by %zu more "
+                          "bytes; refusing to open",
+                          path, pos, why, left);
+                ok = false;
+            }
+            break;
+        }
+        if (fn) {
+            if (copy_cap < (size_t)len + 1) {
+                copy_cap = (size_t)len + 1;
+                copy = xrealloc(copy, copy_cap);
+            }
+            memcpy(copy, buf + pos + WAL_HDR, len);
+            copy[len] = '\0';
+            if (!fn(buf[pos + 8], copy, len, arg)) {
+                log_error("wal %s: replay rejected record at offset %zu (type %u)", path, pos,
+                          (unsigned)buf[pos + 8]);
+                ok = false;
+                break;
+            }
+        }
+        pos += WAL_HDR + len;
+    }
+    free(copy);
+    *valid_end = pos;
+    return ok;
+}
+
+wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
+{
+    bool existed = access(path, F_OK) == 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("wal %s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (!existed && !fsync_parent_dir(path)) {
+        close(fd);
+        return NULL;
+    }
+    unsigned char *buf;
+    size_t size, valid_end;
+    if (!wal_read_all(path, fd, &buf, &size)) {
+        close(fd);
+        return NULL;
+    }
+    bool ok = wal_replay(path, buf, size, fn, arg, &valid_end);
+    free(buf);
+    if (!ok) {
+        close(fd);
+        return NULL;
+    }
+    if (valid_end < size) {
+        log_warn("wal %s: torn tail at offset %zu (%zu bytes) truncated", path, valid_end,
+                 size - valid_end);
+        if (ftruncate(fd, (off_t)valid_end) != 0 || fsync(fd) != 0) {
+            log_error("wal %s: cannot truncate torn tail: %s", path, strerror(errno));
+            close(fd);
+            return NULL;
+        }
+    } else if (size > 0 && fdatasync(fd) != 0) {
+        /* What we replayed may only be in the page cache (crash of the process,
+         * not the machine): make it durable before anyone acts on it. */
+        log_error("wal %s: fdatasync failed: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    wal *w = xcalloc(1, sizeof(*w));
+    w->path = xstrdup(path);
+    w->fd = fd;
+    w->write_off = valid_end;
+    w->flushed_upto = valid_end;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    return w;
+}
+
+bool wal_append(wal *w, uint8_t type, const void *payload, size_t len, bool sync)
+{
+    if (type == 0 || len > WAL_MAX_RECORD) {
+        log_error("wal %s: bad record (type %u, %zu bytes)", w->path, (unsigned)type, len);
+        return false;
+    }
+    size_t reclen = WAL_HDR + len;
+    unsigned char stackbuf[512];
+    unsigned char *rec = reclen <= sizeof(stackbuf) ? stackbuf : xmalloc(reclen);
+    record_encode(rec, type, payload, len);
+
+    bool ok = true;
+    pthread_mutex_lock(&w->mu);
+    while (w->rewriting)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (w->failed) {
+        log_error("wal %s: log failed earlier; refusing append", w->path);
+        ok = false;
+        goto out;
+    }
+    if (!pwrite_all(w->fd, rec, reclen, w->write_off)) {
+        int e = errno;
+        /* Never leave half a record for the next one to follow. */
+        if (ftruncate(w->fd, (off_t)w->write_off) != 0)
+            w->failed = true;
+        log_error("wal %s: write of %zu bytes failed: %s%s", w->path, reclen, strerror(e),
+                  w->failed ? " (log poisoned)" : "");
+        ok = false;
+        goto out;
+    }
+    w->write_off += reclen;
+    uint64_t need = w->write_off;
+    uint64_t gen = w->gen;
+    if (!sync)
+        goto out;
+
+    for (;;) {
+        if (w->gen != gen)
+            break; /* a rewrite flushed our record before replacing the file */
+        if (w->flushed_upto >= need)
+            break;
+        if (w->failed) {
+            log_error("wal %s: fdatasync failed earlier; record not durable", w->path);
+            ok = false;
+            break;
+        }
+        if (w->flushing || w->rewriting) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        /* Become the leader: flush everything written so far. */
+        w->flushing = true;
+        uint64_t target = w->write_off;
+        int fd = w->fd;
+        pthread_mutex_unlock(&w->mu);
+        int r = fdatasync(fd);
+        int e = errno;
+        pthread_mutex_lock(&w->mu);
+        w->flushing = false;
+        w->syncs++;
+        if (r == 0) {
+            if (target > w->flushed_upto)
+                w->flushed_upto = target;
+        } else {
+            w->failed = true;
+            log_error("wal %s: fdatasync failed: %s (log poisoned)", w->path, strerror(e));
+        }
+        pthread_cond_broadcast(&w->cv);
+    }
+out:
+    pthread_mutex_unlock(&w->mu);
+    if (rec != stackbuf)
+        free(rec);
+    return ok;
+}
+
+bool wal_rewrite(wal *w, size_t n, const uint8_t *types, const void *const *payloads,
+                 const size_t *lens)
+{
+    /* Encode outside the lock. */
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (types[i] == 0 || lens[i] > WAL_MAX_RECORD) {
+            log_error("wal %s: rewrite: bad record %zu (type %u, %zu bytes)", w->path, i,
+                      (unsigned)types[i], lens[i]);
+            return false;
+        }
+        total += WAL_HDR + lens[i];
+    }
+    unsigned char *buf = xmalloc(total ? total : 1);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        record_encode(buf + off, types[i], payloads[i], lens[i]);
+        off += WAL_HDR + lens[i];
+    }
+    char *tmp = xasprintf("%s.tmp", w->path);
+    bool ok = false;
+    int nfd = -1;
+
+    pthread_mutex_lock(&w->mu);
+    while (w->rewriting)
+        pthread_cond_wait(&w->cv, &w->mu);
+    w->rewriting = true;
+    while (w->flushing)
+        pthread_cond_wait(&w->cv, &w->mu);
+    if (w->failed) {
+        log_error("wal %s: log failed earlier; refusing rewrite", w->path);
+        goto out;
+    }
+    /* 1. Make every record already written durable, so that pending sync
+     *    appenders can be told "done" whatever the new content is. */
+    if (w->flushed_upto < w->write_off) {
+        if (fdatasync(w->fd) != 0) {
+            w->failed = true;
+            log_error("wal %s: fdatasync failed: %s (log poisoned)", w->path, strerror(errno));
+            goto out;
+        }
+        w->syncs++;
+        w->flushed_upto = w->write_off;
+    }
+    /* 2. Write and fsync the new content. */
+    nfd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (nfd < 0) {
+        log_error("wal %s: rewrite: cannot create %s: %s", w->path, tmp, strerror(errno));
+        goto out;
+    }
+    if (!pwrite_all(nfd, buf, total, 0) || fsync(nfd) != 0) {
+        log_error("wal %s: rewrite: cannot write %s: %s", w->path, tmp, strerror(errno));
+        goto out_unlink;
+    }
+    /* 3. Rename over the log; from here on the new file is the log. */
+    if (rename(tmp, w->path) != 0) {
+        log_error("wal %s: rewrite: cannot rename %s: %s", w->path, tmp, strerror(errno));
+        goto out_unlink;
+    }
+    close(w->fd);
+    w->fd = nfd;
+    nfd = -1;
+    w->write_off = total;
+    w->flushed_upto = total;
+    w->gen++;
+    /* 4. Make the rename durable. */
+    ok = fsync_parent_dir(w->path);
+    if (!ok)
+        log_error("wal %s: rewrite: directory fsync failed; see above", w->path);
+    goto out;
+
+out_unlink:
+    close(nfd);
+    nfd = -1;
+    unlink(tmp);
+out:
+    w->rewriting = false;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    free(tmp);
+    free(buf);
+    return ok;
+}
+
+uint64_t wal_bytes(wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t v = w->write_off;
+    pthread_mutex_unlock(&w->mu);
+    return v;
+}
+
+uint64_t wal_syncs(wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t v = w->syncs;
+    pthread_mutex_unlock(&w->mu);
+    return v;
+}
+
+void wal_close(wal *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    while (w->flushing || w->rewriting)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    close(w->fd);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->path);
+    free(w);
+}

@@ -1,0 +1,168 @@
+/*
+ * agent.c - calls from txcoord to participant agents and the reading of
+ * their answers.
+ *
+ * Invariants:
+ *   - Every body carries "participant" (agents refuse a mismatch).
+ *   - gids are [a-z0-9-] (gid.h), so they go into URLs unescaped.
+ *   - A COMMIT is acknowledged only by 200; a ROLLBACK by 200, or 404 (the
+ *     agent never had the branch). Anything else leaves the branch as it was,
+ *     so the next delivery re-sends: every delivery is idempotent at the
+ *     agent (42704 on a re-sent finish counts as done there).
+ *   - Which branches need which outcome:
+ *       committing: branches in state prepared  -> COMMIT
+ *       aborting:   active, failed, unknown, prepared -> ROLLBACK
+ *     read_only, committed and aborted ones need nothing.
+ */
+#include "agent.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+#include "log.h"
+
+void agent_call_init(httpc_call *c, const participant *p, const char *gid, const char *verb,
+                     json_t *body, long timeout_ms)
+{
+    memset(c, 0, sizeof(*c));
+    if (!body)
+        body = json_object();
+    json_object_set_new(body, "participant", json_string(p->name));
+    c->method = "POST";
+    c->url = xasprintf("%s/v1/branches/%s/%s", p->url, gid, verb);
+    c->body = body;
+    c->timeout_ms = timeout_ms;
+}
+
+void agent_call_init_get(httpc_call *c, const participant *p, const char *path, long timeout_ms)
+{
+    memset(c, 0, sizeof(*c));
+    c->method = "GET";
+    c->url = xasprintf("%s%s", p->url, path);
+    c->timeout_ms = timeout_ms;
+}
+
+void agent_call_free(httpc_call *c)
+{
+    free((char *)c->url);
+    c->url = NULL;
+    json_decref(c->body);
+    c->body = NULL;
+    httpc_call_clear(c);
+}
+
+static const char *error_field(const httpc_call *c, const char *key)
+{
+    json_t *err = c->response ? json_object_get(c->response, "error") : NULL;
+    const char *s = json_string_value(json_object_get(err, key));
+    return s ? s : "";
+}
+
+const char *agent_error_code(const httpc_call *c)
+{
+    return error_field(c, "code");
+}
+
+const char *agent_error_message(const httpc_call *c)
+{
+    return error_field(c, "message");
+}
+
+const char *agent_error_sqlstate(const httpc_call *c)
+{
+    const char *s = error_field(c, "sqlstate");
+    if (!*s && c->response) /* a vote "no" carries sqlstate at the top level */
+        s = json_string_value(json_object_get(c->response, "sqlstate"));
+    return s ? s : "";
+}
+
+void agent_describe_failure(const httpc_call *c, char *buf, size_t size)
+{
+    if (c->status == 0) {
+        snprintf(buf, size, "unreachable: %s", c->error[0] ? c->error : "no answer");
+        return;
+    }
+    const char *code = agent_error_code(c);
+    const char *msg = agent_error_message(c);
+    snprintf(buf, size, "HTTP %ld%s%s%s%s", c->status, *code ? " " : "", code, *msg ? ": " : "",
+             msg);
+}
+
+static bool needs_outcome(txn_state st, branch_state bs)
+{
+    if (st == TXN_COMMITTING)
+        return bs == BR_PREPARED;
+    if (st == TXN_ABORTING)
+        return bs == BR_ACTIVE || bs == BR_FAILED || bs == BR_UNKNOWN || bs == BR_PREPARED;
+    return false;
+}
+
+size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
+{
+    txn_state st = txn_state_get(t);
+    const char *verb = st == TXN_COMMITTING ? "commit" : "rollback";
+    size_t n = 0;
+    pthread_mutex_lock(&t->mu);
+    size_t nb = t->nbranches;
+    pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < nb && n < room; i++) {
+        branch *b = &t->branches[i];
+        pthread_mutex_lock(&t->mu);
+        branch_state bs = b->state;
+        pthread_mutex_unlock(&t->mu);
+        if (!needs_outcome(st, bs))
+            continue;
+        if (!b->p) {
+            txlog_error(t->gid, b->participant,
+                        "cannot send %s: participant is not configured (--participant)", verb);
+            continue;
+        }
+        agent_call_init(&calls[n], b->p, t->gid, verb, NULL, (long)g_coord.agent_timeout_ms);
+        bidx[n++] = i;
+    }
+    return n;
+}
+
+size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, int attempt)
+{
+    bool commit = txn_state_get(t) == TXN_COMMITTING;
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        branch *b = &t->branches[bidx[i]];
+        const httpc_call *c = &calls[i];
+        bool acked = c->status == 200 || (!commit && c->status == 404);
+        if (acked) {
+            txn_set_branch_state(t, b, commit ? BR_COMMITTED : BR_ABORTED);
+            if (c->status == 404)
+                txlog_info(t->gid, b->participant, "rollback: agent does not know the branch; done");
+            else if (attempt > 0)
+                txlog_info(t->gid, b->participant, "%s acknowledged after %d retries",
+                           commit ? "commit" : "rollback", attempt);
+            continue;
+        }
+        char why[512];
+        agent_describe_failure(c, why, sizeof(why));
+        if (c->status == 409 && commit)
+            txlog_error(t->gid, b->participant,
+                        "commit refused: %s (branch not prepared there?); will retry", why);
+        else
+            txlog_warn(t->gid, b->participant, "%s not acknowledged (attempt %d): %s",
+                       commit ? "commit" : "rollback", attempt + 1, why);
+        failed++;
+    }
+    return failed;
+}
+
+bool delivery_done(txn *t)
+{
+    txn_state st = txn_state_get(t);
+    bool done = true;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->nbranches && done; i++)
+        if (needs_outcome(st, t->branches[i].state))
+            done = false;
+    pthread_mutex_unlock(&t->mu);
+    return done;
+}

@@ -1,0 +1,46 @@
+/*
+ * agent.h - every call txcoord makes to a participant agent: building the
+ * request (URL, body with "participant"), and reading the answer into
+ * branch states. The wire format is docs/PROTOCOL.md "Agent API".
+ *
+ * Ownership: agent_call_init makes the httpc_call own its URL and body
+ * (body is stolen); agent_call_free releases them and the response.
+ */
+#ifndef TXCOORD_AGENT_H
+#define TXCOORD_AGENT_H
+
+#include "httpc.h"
+#include "txn.h"
+
+/* POST {p->url}/v1/branches/{gid}/{verb}; body (stolen, may be NULL = {})
+ * gets "participant" set. */
+void agent_call_init(httpc_call *c, const participant *p, const char *gid, const char *verb,
+                     json_t *body, long timeout_ms);
+/* GET {p->url}{path}. */
+void agent_call_init_get(httpc_call *c, const participant *p, const char *path, long timeout_ms);
+void agent_call_free(httpc_call *c);
+
+/* Borrowed strings from an agent's error body, "" when absent. */
+const char *agent_error_code(const httpc_call *c);
+const char *agent_error_message(const httpc_call *c);
+const char *agent_error_sqlstate(const httpc_call *c);
+/* One line for logs and abort reasons: "unreachable: <curl error>" or
+ * "HTTP 503 database_unavailable: <message>". */
+void agent_describe_failure(const httpc_call *c, char *buf, size_t size);
+
+/*
+ * Phase-2 delivery of a decided outcome (commit when t is committing,
+ * rollback when aborting) - used by twopc for the first attempt and by the
+ * resolver for re-sends.
+ */
+/* Append one call per branch of t that still needs the outcome; bidx[i] is
+ * the branch index of calls[i]. room >= t->nbranches. Returns the count.
+ * Branches whose participant is not configured are skipped (logged). */
+size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room);
+/* Read the answers into branch states; logs every unacknowledged one.
+ * Returns how many were not acknowledged. */
+size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, int attempt);
+/* True when no branch of t still needs the outcome. */
+bool delivery_done(txn *t);
+
+#endif

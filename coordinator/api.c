@@ -1,0 +1,630 @@
+/*
+ * api.c - the REST API v1 of txcoord: request validation, dispatch to the
+ * transaction machinery, and JSON answers.
+ *
+ * Invariants:
+ *   - Every handler answers exactly once; errors use
+ *     {"error":{"code":"snake_case","message":...}} through http_reply_error*.
+ *   - A handler that changes a transaction holds its op_mu for the whole
+ *     operation (statements on one transaction are serialized, commit and
+ *     rollback wait for one in progress); no global lock is held across a
+ *     network call. Read-only handlers (GET, outcomes) never take op_mu, so
+ *     they answer at once even while a commit is in progress.
+ *   - The outcome endpoint never says "aborted" for a gid that is active or
+ *     preparing here, nor for one with a commit decision.
+ * Ownership: http_req_json bodies are borrowed; json_object_get is borrowed;
+ * *_set_new and http_reply_json steal.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "coord.h"
+#include "coord_metrics.h"
+#include "decision_log.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "pg.h"
+#include "protocol.h"
+#include "twopc.h"
+#include "txn.h"
+
+#define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
+#define HEALTH_TIMEOUT_MS 500
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void reply_outcome(http_request *req, txn *t)
+{
+    char *reason = NULL;
+    const char *outcome = txn_outcome(t, &reason);
+    if (!outcome) {
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
+                         txn_state_name(txn_state_get(t)));
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s}", "gid", t->gid, "outcome", outcome);
+    if (reason)
+        json_object_set_new(o, "reason", json_string(reason));
+    free(reason);
+    http_reply_json(req, outcome[0] == 'c' ? 200 : 409, o);
+}
+
+static void set_location(http_request *req, const char *gid)
+{
+    char loc[GID_MAX_LEN + 32];
+    snprintf(loc, sizeof(loc), "/v1/transactions/%s", gid);
+    http_reply_header(req, "Location", loc);
+}
+
+/* Remaining time of active t, in ms (<= 0: its deadline passed). */
+static int64_t remaining_ms(const txn *t)
+{
+    return t->created_ms + t->timeout_ms - now_ms();
+}
+
+/* ---- statements ------------------------------------------------------- */
+
+/* Result of one statement, as the client will see it. */
+typedef struct {
+    unsigned status;
+    json_t *body; /* owned */
+} stmt_answer;
+
+static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *sql,
+                           json_t *params /* borrowed, may be NULL */)
+{
+    int64_t left = remaining_ms(t);
+    if (left < 1)
+        left = 1;
+    json_t *body = json_pack("{s:s, s:I}", "sql", sql, "timeout_ms", (json_int_t)left);
+    json_object_set_new(body, "params", params ? json_incref(params) : json_array());
+    /* The agent enforces timeout_ms on the statement; give it time to answer. */
+    agent_call_init(c, b->p, t->gid, "statements", body, (long)(left + g_coord.agent_timeout_ms));
+}
+
+static json_t *error_body_extra(const char *code, const char *message, const char *participant,
+                                const char *sqlstate)
+{
+    json_t *body = json_error_body(code, message);
+    json_t *err = json_object_get(body, "error"); /* borrowed */
+    json_object_set_new(err, "participant", json_string(participant));
+    if (sqlstate && *sqlstate)
+        json_object_set_new(err, "sqlstate", json_string(sqlstate));
+    return body;
+}
+
+/* Interpret the agent's answer to a statement: update branch and
+ * transaction (rollback-only on failure) and build the client's answer.
+ * Caller holds op_mu. */
+static stmt_answer stmt_call_finish(txn *t, branch *b, const httpc_call *c)
+{
+    stmt_answer a = {0, NULL};
+    char reason[1024], desc[512];
+    const char *code = agent_error_code(c);
+    if (c->status == 200) {
+        a.status = 200;
+        a.body = c->response ? json_incref(c->response) : json_object();
+        return a;
+    }
+    agent_describe_failure(c, desc, sizeof(desc));
+    if (c->status == 0) {
+        txn_set_branch_state(t, b, BR_UNKNOWN);
+        snprintf(reason, sizeof(reason), "participant %s unreachable: %s", b->participant,
+                 c->error);
+        txn_set_failed(t, reason);
+        txlog_warn(t->gid, b->participant, "statement: %s; transaction is rollback-only", desc);
+        a.status = 503;
+        a.body = error_body_extra("participant_unreachable", reason, b->participant, NULL);
+        return a;
+    }
+    if (c->status == 422) {
+        const char *ss = agent_error_sqlstate(c);
+        const char *msg = agent_error_message(c);
+        txn_set_branch_state(t, b, BR_FAILED);
+        snprintf(reason, sizeof(reason), "participant %s failed: sqlstate %s: %s", b->participant,
+                 *ss ? ss : "?", msg);
+        txn_set_failed(t, reason);
+        txlog_info(t->gid, b->participant, "statement failed: sqlstate %s: %s; transaction is "
+                   "rollback-only", *ss ? ss : "?", msg);
+        a.status = 422;
+        a.body = error_body_extra(*code ? code : "sql_error", msg, b->participant, ss);
+        return a;
+    }
+    if (c->status == 409 || c->status >= 500) {
+        /* The agent's branch is not in the state we think, or its database
+         * went away mid-transaction: the work done there is lost or unknown. */
+        txn_set_branch_state(t, b, c->status >= 500 ? BR_UNKNOWN : BR_FAILED);
+        snprintf(reason, sizeof(reason), "participant %s failed: %s", b->participant, desc);
+        txn_set_failed(t, reason);
+        txlog_warn(t->gid, b->participant, "statement: %s; transaction is rollback-only", desc);
+    } else {
+        /* Other 4xx (e.g. transaction_control): refused before running. */
+        txlog_info(t->gid, b->participant, "statement refused: %s", desc);
+    }
+    a.status = (unsigned)c->status;
+    if (c->response && json_object_get(c->response, "error")) {
+        a.body = json_incref(c->response);
+        json_object_set_new(json_object_get(a.body, "error"), "participant",
+                            json_string(b->participant));
+    } else {
+        a.body = error_body_extra(c->status >= 500 ? "participant_unreachable" : "agent_error",
+                                  desc, b->participant, NULL);
+    }
+    return a;
+}
+
+/* Run one statement on t's branch for p. Caller holds op_mu and checked t
+ * is active. */
+static stmt_answer run_statement(txn *t, const participant *p, const char *sql, json_t *params)
+{
+    stmt_answer a = {0, NULL};
+    branch *b = txn_branch(t, p, true);
+    if (!b) { /* cannot happen: one branch per participant fits */
+        a.status = 500;
+        a.body = json_error_body("internal", "no room for another branch");
+        return a;
+    }
+    if (b->state != BR_ACTIVE) {
+        a.status = 409;
+        a.body = error_body_extra("wrong_state", "the branch on this participant is not active",
+                                  p->name, NULL);
+        return a;
+    }
+    httpc_call c;
+    stmt_call_init(&c, t, b, sql, params);
+    (void)httpc_request(&c); /* status read below */
+    a = stmt_call_finish(t, b, &c);
+    agent_call_free(&c);
+    return a;
+}
+
+/* Statements must not end the transaction themselves (the agent checks
+ * too; checking here avoids opening a branch for a refused statement). */
+static bool check_not_txn_control(http_request *req, const char *sql)
+{
+    if (!sql_is_transaction_control(sql))
+        return true;
+    http_reply_error(req, 400, "transaction_control",
+                     "statements may not begin or end transactions; use commit/rollback");
+    return false;
+}
+
+/* If t's deadline passed but the tick has not rolled it back yet, do it
+ * now. Caller holds op_mu. Returns true if t is (still) active. */
+static bool still_active(txn *t)
+{
+    if (txn_state_get(t) != TXN_ACTIVE)
+        return false;
+    if (remaining_ms(t) > 0)
+        return true;
+    (void)txn_abort(t, EV_TIMEOUT, "timeout", true);
+    return false;
+}
+
+/* ---- POST /v1/transactions -------------------------------------------- */
+
+typedef struct {
+    const participant *p;
+    json_t *statements; /* borrowed from the request */
+} oneshot_branch;
+
+/* Validate "branches" of the one-shot form. Replies and returns false on error. */
+static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *out, size_t *n)
+{
+    char err[JSON_ERR_LEN];
+    size_t i;
+    json_t *item;
+    *n = 0;
+    if (json_array_size(branches) > participants_count()) {
+        http_reply_error(req, 400, "invalid_field",
+                         "field 'branches' has more entries than there are participants");
+        return false;
+    }
+    json_array_foreach(branches, i, item) {
+        const char *name = NULL;
+        json_t *stmts = NULL;
+        if (!json_is_object(item)) {
+            http_reply_error(req, 400, "invalid_field", "field 'branches[%zu]' must be an object", i);
+            return false;
+        }
+        if (!json_field_string(item, "participant", true, &name, err, sizeof(err)) ||
+            !json_field_array(item, "statements", true, &stmts, err, sizeof(err))) {
+            http_reply_error(req, 400, "invalid_field", "branches[%zu]: %s", i, err);
+            return false;
+        }
+        const participant *p = participant_find(name);
+        if (!p) {
+            http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);
+            return false;
+        }
+        for (size_t k = 0; k < *n; k++) {
+            if (out[k].p == p) {
+                http_reply_error(req, 400, "invalid_field",
+                                 "field 'branches' names participant '%s' twice", name);
+                return false;
+            }
+        }
+        size_t j;
+        json_t *st;
+        json_array_foreach(stmts, j, st) {
+            const char *sql = NULL;
+            json_t *params = NULL;
+            if (!json_is_object(st)) {
+                http_reply_error(req, 400, "invalid_field",
+                                 "field 'branches[%zu].statements[%zu]' must be an object", i, j);
+                return false;
+            }
+            if (!json_field_string(st, "sql", true, &sql, err, sizeof(err)) ||
+                !json_field_array(st, "params", false, &params, err, sizeof(err))) {
+                http_reply_error(req, 400, "invalid_field", "branches[%zu].statements[%zu]: %s", i,
+                                 j, err);
+                return false;
+            }
+            if (!check_not_txn_control(req, sql))
+                return false;
+        }
+        out[*n].p = p;
+        out[*n].statements = stmts;
+        (*n)++;
+    }
+    return true;
+}
+
+/* One-shot without commit: run each branch's statements (branches in
+ * parallel, statements of one branch in order, a branch stops at its first
+ * error) and leave t active. Caller holds op_mu. */
+static json_t *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb)
+{
+    json_t *results = json_array();
+    branch **brs = xcalloc(nb ? nb : 1, sizeof(*brs));
+    bool *stopped = xcalloc(nb ? nb : 1, sizeof(*stopped));
+    json_t **bres = xcalloc(nb ? nb : 1, sizeof(*bres));
+    httpc_call *calls = xcalloc(nb ? nb : 1, sizeof(*calls));
+    size_t *which = xcalloc(nb ? nb : 1, sizeof(*which));
+    for (size_t i = 0; i < nb; i++) {
+        brs[i] = txn_branch(t, obs[i].p, true);
+        bres[i] = json_pack("{s:s, s:[]}", "participant", obs[i].p->name, "results");
+    }
+    for (size_t k = 0;; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < nb; i++) {
+            if (stopped[i] || k >= json_array_size(obs[i].statements))
+                continue;
+            json_t *st = json_array_get(obs[i].statements, k);
+            stmt_call_init(&calls[n], t, brs[i], json_string_value(json_object_get(st, "sql")),
+                           json_object_get(st, "params"));
+            which[n++] = i;
+        }
+        if (n == 0)
+            break;
+        (void)httpc_perform(calls, n); /* per-call status read below */
+        for (size_t c = 0; c < n; c++) {
+            size_t i = which[c];
+            stmt_answer a = stmt_call_finish(t, brs[i], &calls[c]);
+            if (a.status == 200) {
+                json_array_append_new(json_object_get(bres[i], "results"), a.body);
+            } else {
+                json_object_set(bres[i], "error", json_object_get(a.body, "error"));
+                json_object_set_new(bres[i], "status", json_integer(a.status));
+                json_decref(a.body);
+                stopped[i] = true;
+            }
+            agent_call_free(&calls[c]);
+        }
+    }
+    for (size_t i = 0; i < nb; i++)
+        json_array_append_new(results, bres[i]);
+    free(brs);
+    free(stopped);
+    free(bres);
+    free(calls);
+    free(which);
+    return results;
+}
+
+static void h_begin(http_request *req, void *app)
+{
+    (void)app;
+    json_t *body = http_req_json(req); /* borrowed, NULL when empty */
+    const char *proto_name = "2pc";
+    long long timeout = g_coord.default_timeout_ms;
+    json_t *branches = NULL;
+    bool commit = false;
+    char err[JSON_ERR_LEN];
+    if (body &&
+        (!json_field_string(body, "protocol", false, &proto_name, err, sizeof(err)) ||
+         !json_field_int(body, "timeout_ms", false, 1, TIMEOUT_MAX_MS, &timeout, err, sizeof(err)) ||
+         !json_field_array(body, "branches", false, &branches, err, sizeof(err)) ||
+         !json_field_bool(body, "commit", false, &commit, err, sizeof(err)))) {
+        http_reply_error(req, 400, "invalid_field", "%s", err);
+        return;
+    }
+    txn_protocol proto;
+    if (!txn_protocol_parse(proto_name, &proto)) {
+        http_reply_error(req, 400, "unsupported_protocol", "unknown protocol '%s'", proto_name);
+        return;
+    }
+    const protocol_ops *ops = protocol_get(proto);
+    if (!ops->supported) {
+        http_reply_error(req, 400, "unsupported_protocol", "protocol '%s' is not supported yet",
+                         proto_name);
+        return;
+    }
+    if (commit && !branches) {
+        http_reply_error(req, 400, "invalid_field", "field 'commit' requires field 'branches'");
+        return;
+    }
+    oneshot_branch *obs = NULL;
+    size_t nb = 0;
+    if (branches) {
+        obs = xcalloc(json_array_size(branches) + 1, sizeof(*obs));
+        if (!parse_branches(req, branches, obs, &nb)) {
+            free(obs);
+            return;
+        }
+    }
+
+    txn *t = txn_create(proto, timeout);
+    txlog_debug(t->gid, NULL, "begun (%s, timeout %lld ms)", proto_name, timeout);
+    set_location(req, t->gid);
+    if (!branches) {
+        http_reply_json(req, 201, json_pack("{s:s, s:s, s:s}", "gid", t->gid, "protocol",
+                                            proto_name, "state", "active"));
+        txn_unref(t);
+        return;
+    }
+
+    pthread_mutex_lock(&t->op_mu);
+    if (commit) {
+        /* One call per branch: statements + PREPARE. stmts[] is aligned
+         * with t->branches (created here in request order). */
+        json_t **stmts = xcalloc(nb + 1, sizeof(*stmts));
+        for (size_t i = 0; i < nb; i++) {
+            (void)txn_branch(t, obs[i].p, true);
+            stmts[i] = obs[i].statements;
+        }
+        int64_t t0 = now_us();
+        ops->commit(t, stmts);
+        if (txn_state_get(t) == TXN_COMMITTING || txn_state_get(t) == TXN_COMMITTED)
+            histogram_observe_us(&g_metrics.commit_latency, now_us() - t0);
+        free(stmts);
+        reply_outcome(req, t);
+    } else {
+        json_t *results = run_oneshot_statements(t, obs, nb);
+        json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "gid", t->gid, "protocol", proto_name,
+                              "state", txn_state_name(txn_state_get(t)), "branches", results);
+        http_reply_json(req, 201, o);
+    }
+    pthread_mutex_unlock(&t->op_mu);
+    free(obs);
+    txn_unref(t);
+}
+
+/* ---- /v1/transactions/{gid}/... --------------------------------------- */
+
+static txn *lookup_or_404(http_request *req, const char *gid)
+{
+    txn *t = txn_lookup(gid);
+    if (!t)
+        http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+    return t;
+}
+
+static void h_statements(http_request *req, void *app)
+{
+    (void)app;
+    const char *gid = http_req_param(req, 0);
+    json_t *body = http_req_json(req);
+    const char *name = NULL, *sql = NULL;
+    json_t *params = NULL;
+    char err[JSON_ERR_LEN];
+    if (!json_field_string(body, "participant", true, &name, err, sizeof(err)) ||
+        !json_field_string(body, "sql", true, &sql, err, sizeof(err)) ||
+        !json_field_array(body, "params", false, &params, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_field", "%s", err);
+        return;
+    }
+    txn *t = lookup_or_404(req, gid);
+    if (!t)
+        return;
+    const participant *p = participant_find(name);
+    if (!p) {
+        http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);
+        goto out;
+    }
+    if (!check_not_txn_control(req, sql))
+        goto out;
+    if (txn_state_get(t) != TXN_ACTIVE) { /* fast answer while a commit runs */
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
+                         txn_state_name(txn_state_get(t)));
+        goto out;
+    }
+    pthread_mutex_lock(&t->op_mu);
+    if (!still_active(t)) {
+        pthread_mutex_unlock(&t->op_mu);
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
+                         txn_state_name(txn_state_get(t)));
+        goto out;
+    }
+    stmt_answer a = run_statement(t, p, sql, params);
+    pthread_mutex_unlock(&t->op_mu);
+    http_reply_json(req, a.status, a.body);
+out:
+    txn_unref(t);
+}
+
+static void h_commit(http_request *req, void *app)
+{
+    (void)app;
+    const char *gid = http_req_param(req, 0);
+    txn *t = txn_lookup(gid);
+    if (!t) {
+        if (gid_valid(gid) && dlog_is_committed(gid)) /* finished and evicted */
+            http_reply_json(req, 200, json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
+        else
+            http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+        return;
+    }
+    int64_t t0 = now_us();
+    pthread_mutex_lock(&t->op_mu); /* waits for a commit of t in progress */
+    if (txn_state_get(t) == TXN_ACTIVE) {
+        protocol_get(t->protocol)->commit(t, NULL);
+        txn_state st = txn_state_get(t);
+        if (st == TXN_COMMITTING || st == TXN_COMMITTED)
+            histogram_observe_us(&g_metrics.commit_latency, now_us() - t0);
+    }
+    pthread_mutex_unlock(&t->op_mu);
+    reply_outcome(req, t);
+    txn_unref(t);
+}
+
+static void h_rollback(http_request *req, void *app)
+{
+    (void)app;
+    const char *gid = http_req_param(req, 0);
+    txn *t = txn_lookup(gid);
+    if (!t) {
+        if (gid_valid(gid) && dlog_is_committed(gid))
+            http_reply_json(req, 409, json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
+        else
+            http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+        return;
+    }
+    pthread_mutex_lock(&t->op_mu);
+    if (txn_state_get(t) == TXN_ACTIVE)
+        (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);
+    pthread_mutex_unlock(&t->op_mu);
+    const char *outcome = txn_outcome(t, NULL);
+    if (outcome && outcome[0] == 'a')
+        http_reply_json(req, 200, json_pack("{s:s, s:s}", "gid", t->gid, "outcome", "aborted"));
+    else if (outcome)
+        http_reply_json(req, 409, json_pack("{s:s, s:s}", "gid", t->gid, "outcome", "committed"));
+    else
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
+                         txn_state_name(txn_state_get(t)));
+    txn_unref(t);
+}
+
+static void h_get(http_request *req, void *app)
+{
+    (void)app;
+    txn *t = lookup_or_404(req, http_req_param(req, 0));
+    if (!t)
+        return;
+    http_reply_json(req, 200, txn_to_json(t));
+    txn_unref(t);
+}
+
+static void h_list(http_request *req, void *app)
+{
+    (void)app;
+    http_reply_json(req, 200, txn_list_json());
+}
+
+/* ---- outcomes, participants, health, metrics ------------------------- */
+
+static void h_outcome(http_request *req, void *app)
+{
+    (void)app;
+    const char *gid = http_req_param(req, 0);
+    char cid[16];
+    uint64_t epoch = 0, seq = 0;
+    if (!gid_valid(gid) || !gid_parse(gid, cid, &epoch, &seq)) {
+        http_reply_error(req, 400, "invalid_gid", "'%s' is not a valid global gid", gid);
+        return;
+    }
+    if (strcmp(cid, g_coord.coord_id) != 0) {
+        http_reply_error(req, 404, "unknown_coordinator",
+                         "gid %s belongs to coordinator %s, this is %s", gid, cid,
+                         g_coord.coord_id);
+        return;
+    }
+    const char *outcome;
+    txn *t = txn_lookup(gid);
+    if (t) {
+        switch (txn_state_get(t)) {
+        case TXN_ACTIVE:
+        case TXN_PREPARING:
+            outcome = "in_flight";
+            break;
+        case TXN_COMMITTING:
+        case TXN_COMMITTED:
+            outcome = "committed";
+            break;
+        default:
+            outcome = "aborted";
+            break;
+        }
+        txn_unref(t);
+    } else if (dlog_is_committed(gid)) {
+        outcome = "committed";
+    } else if (epoch > g_coord.epoch) {
+        /* Not issued by this incarnation or any earlier one we know of: our
+         * data dir may have been restored from a backup. Never guess. */
+        txlog_warn(gid, NULL, "outcome asked for a gid of a future epoch (ours is %llu)",
+                   (unsigned long long)g_coord.epoch);
+        outcome = "in_flight";
+    } else {
+        /* Earlier epoch without 'C': presumed abort. This epoch, not in
+         * memory and not committed: finished aborted and evicted. */
+        outcome = "aborted";
+    }
+    http_reply_json(req, 200, json_pack("{s:s, s:s}", "gid", gid, "outcome", outcome));
+}
+
+static void h_participants(http_request *req, void *app)
+{
+    (void)app;
+    size_t n = participants_count();
+    httpc_call *calls = xcalloc(n ? n : 1, sizeof(*calls));
+    for (size_t i = 0; i < n; i++)
+        agent_call_init_get(&calls[i], participant_at(i), "/healthz", HEALTH_TIMEOUT_MS);
+    if (n > 0)
+        (void)httpc_perform(calls, n); /* status read below */
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const participant *p = participant_at(i);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:b}", "name", p->name, "url", p->url,
+                                             "reachable", calls[i].status == 200));
+        agent_call_free(&calls[i]);
+    }
+    free(calls);
+    http_reply_json(req, 200, arr);
+}
+
+static void h_healthz(http_request *req, void *app)
+{
+    (void)app;
+    http_reply_json(req, 200, json_pack("{s:s, s:s, s:I}", "status", "ok", "coord_id",
+                                        g_coord.coord_id, "epoch", (json_int_t)g_coord.epoch));
+}
+
+static void h_metrics(http_request *req, void *app)
+{
+    (void)app;
+    char *text = coord_metrics_render();
+    http_reply_text(req, 200, "text/plain; version=0.0.4", text);
+    free(text);
+}
+
+static const http_route routes[] = {
+    {"POST", "/v1/transactions", h_begin},
+    {"GET", "/v1/transactions", h_list},
+    {"GET", "/v1/transactions/{gid}", h_get},
+    {"POST", "/v1/transactions/{gid}/statements", h_statements},
+    {"POST", "/v1/transactions/{gid}/commit", h_commit},
+    {"POST", "/v1/transactions/{gid}/rollback", h_rollback},
+    {"GET", "/v1/outcomes/{gid}", h_outcome},
+    {"GET", "/v1/participants", h_participants},
+    {"GET", "/healthz", h_healthz},
+    {"GET", "/metrics", h_metrics},
+};
+
+http_server *api_start(const char *host, int port, size_t max_body)
+{
+    return http_server_start(host, port, routes, ARRAY_LEN(routes), NULL, max_body);
+}

@@ -1,0 +1,37 @@
+/*
+ * decision_log.h - the coordinator's durable decisions, over common/wal.h.
+ *
+ * Records (payload compact JSON, docs/PROTOCOL.md):
+ *   'C' commit decision, forced:  {"gid","protocol","branches":[{"participant","branch_gid"}],"at_ms"}
+ *   'E' end, not forced:          {"gid"}
+ * Also keeps the set of gids known committed (every 'C' replayed or written
+ * in this run), which answers the outcome endpoint after eviction.
+ */
+#ifndef TXCOORD_DECISION_LOG_H
+#define TXCOORD_DECISION_LOG_H
+
+#include <jansson.h>
+
+#include "txn.h"
+
+/* Called once per 'C' record without a later 'E', after replay. branches
+ * is borrowed: [{"participant","branch_gid"}]. */
+typedef void (*dlog_unfinished_fn)(const char *gid, txn_protocol proto, int64_t at_ms,
+                                   json_t *branches, void *arg);
+
+/* Open (create) the log at path and replay it. false on error (logged). */
+bool dlog_open(const char *path, dlog_unfinished_fn fn, void *arg) MUSTCHECK;
+void dlog_close(void);
+
+/* Force a 'C' record listing t's prepared branches, then add t->gid to the
+ * committed set. The commit decision exists only once this returned true. */
+bool dlog_commit(txn *t) MUSTCHECK;
+/* Append an 'E' record (not forced). */
+bool dlog_end(const char *gid) MUSTCHECK;
+
+bool dlog_is_committed(const char *gid);
+uint64_t dlog_syncs(void);
+uint64_t dlog_bytes(void);
+uint64_t dlog_commit_records(void);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * main.c - txcoord: flags, startup (identity, decision log replay,
+ * resolver, HTTP server), the periodic tick, and shutdown.
+ *
+ * Startup order and why:
+ *   1. flags, logging, crash point (flag wins over TXCOORD_CRASH_POINT);
+ *   2. participants table;
+ *   3. DIR/coordinator.state: coord_id created once (8 random hex),
+ *      epoch + 1, written with durable_write_file BEFORE serving, so no gid
+ *      of this run can repeat one of an earlier run;
+ *   4. DIR/decisions.log replayed: every 'C' without 'E' becomes a
+ *      committing transaction handed to the resolver;
+ *   5. resolver thread, then the HTTP server.
+ * Invariants: the SIGTERM/SIGINT handler only sets a volatile sig_atomic_t;
+ * the main thread runs the tick (timeouts, eviction) every TICK_MS and
+ * never does network I/O itself (timed-out transactions' rollbacks go to
+ * the resolver). Shutdown: HTTP server stopped (in-flight requests finish),
+ * resolver stopped, log closed, exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "api.h"
+#include "config.h"
+#include "coord.h"
+#include "decision_log.h"
+#include "durable.h"
+#include "fault.h"
+#include "httpc.h"
+#include "log.h"
+#include "participants.h"
+#include "resolver.h"
+#include "twopc.h"
+#include "txn.h"
+
+#define TICK_MS 100
+
+coord_settings g_coord;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static const char *const crash_points[] = {
+    "before-decision-log", "after-decision-log", "after-first-commit", "before-end-record", NULL,
+};
+
+static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level;
+static str_list opt_participants;
+static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention;
+
+static const opt_def options[] = {
+    {"listen", OPT_STRING, NULL, 0, 0, true, "HOST:PORT", "address of the REST API", &opt_listen},
+    {"data-dir", OPT_STRING, NULL, 0, 0, true, "DIR",
+     "holds coordinator.state and decisions.log (created if missing)", &opt_data_dir},
+    {"participant", OPT_STRING_LIST, NULL, 0, 0, true, "NAME=URL",
+     "a participant agent; repeat for each", &opt_participants},
+    {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
+     "largest accepted request body", &opt_max_body},
+    {"default-timeout-ms", OPT_INT, "30000", 1, 24LL * 3600 * 1000, false, "MS",
+     "transaction timeout when the client gives none", &opt_default_timeout},
+    {"agent-timeout-ms", OPT_INT, "10000", 10, 3600LL * 1000, false, "MS",
+     "timeout of each prepare/commit/rollback call to an agent", &opt_agent_timeout},
+    {"finished-retention-s", OPT_INT, "600", 0, 30LL * 24 * 3600, false, "S",
+     "how long finished transactions stay queryable", &opt_retention},
+    {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N]",
+     "fault injection: before-decision-log, after-decision-log, after-first-commit, "
+     "before-end-record (also env TXCOORD_CRASH_POINT)",
+     &opt_crash_point},
+    {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
+     &opt_log_level},
+};
+
+/* Step 3: read, create or bump DIR/coordinator.state. */
+static bool load_identity(const char *dir)
+{
+    char *path = xasprintf("%s/coordinator.state", dir);
+    char *data = NULL;
+    size_t len = 0;
+    bool missing = false;
+    uint64_t epoch = 0;
+    if (read_whole_file(path, &data, &len, &missing)) {
+        json_error_t jerr;
+        json_t *st = json_loadb(data, len, 0, &jerr);
+        free(data);
+        const char *cid = json_string_value(json_object_get(st, "coord_id"));
+        json_t *ep = json_object_get(st, "epoch");
+        if (!cid || !coord_id_valid(cid) || !json_is_integer(ep) || json_integer_value(ep) < 0) {
+            log_error("%s is unreadable or invalid (%s); refusing to start with a new identity",
+                      path, st ? "bad coord_id or epoch" : jerr.text);
+            json_decref(st);
+            free(path);
+            return false;
+        }
+        snprintf(g_coord.coord_id, sizeof(g_coord.coord_id), "%s", cid);
+        epoch = (uint64_t)json_integer_value(ep);
+        json_decref(st);
+    } else if (missing) {
+        unsigned char rnd[4];
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+            log_error("getrandom failed: %s", strerror(errno));
+            free(path);
+            return false;
+        }
+        snprintf(g_coord.coord_id, sizeof(g_coord.coord_id), "%02x%02x%02x%02x", rnd[0], rnd[1],
+                 rnd[2], rnd[3]);
+        log_info("new coordinator identity %s", g_coord.coord_id);
+    } else {
+        free(path);
+        return false; /* logged by read_whole_file */
+    }
+    g_coord.epoch = epoch + 1;
+    json_t *st = json_pack("{s:s, s:I}", "coord_id", g_coord.coord_id, "epoch",
+                           (json_int_t)g_coord.epoch);
+    char *text = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    bool ok = durable_write_file(path, text, strlen(text));
+    free(text);
+    free(path);
+    if (ok)
+        log_info("coordinator %s epoch %llu", g_coord.coord_id, (unsigned long long)g_coord.epoch);
+    return ok;
+}
+
+/* Step 4: a 'C' without 'E' -> committing transaction for the resolver. */
+static void recover_unfinished(const char *gid, txn_protocol proto, int64_t at_ms,
+                               json_t *branches, void *arg)
+{
+    (void)arg;
+    size_t n = json_array_size(branches);
+    txn *t = txn_restore(gid, proto, at_ms, n);
+    if (!t)
+        return;
+    size_t i;
+    json_t *b;
+    json_array_foreach(branches, i, b) {
+        const char *name = json_string_value(json_object_get(b, "participant"));
+        const char *bgid = json_string_value(json_object_get(b, "branch_gid"));
+        if (!name || !bgid || !txn_restore_branch(t, name, bgid))
+            txlog_error(gid, name, "decision record has a malformed branch; skipped");
+    }
+    txlog_info(gid, NULL, "recovered: commit decided, %zu branches to finish", n);
+    resolver_submit(t, 0);
+    txn_unref(t);
+}
+
+/* The periodic work: roll back expired active transactions, evict old
+ * finished ones. Never blocks on a busy transaction (trylock) or on the
+ * network (rollbacks go through the resolver). */
+static void tick(void)
+{
+    int64_t now = now_ms();
+    txn **expired = NULL;
+    size_t n = txn_collect_expired(now, &expired);
+    for (size_t i = 0; i < n; i++) {
+        txn *t = expired[i];
+        /* Busy (a statement or commit runs): look again next tick. */
+        if (pthread_mutex_trylock(&t->op_mu) == 0) {
+            if (txn_state_get(t) == TXN_ACTIVE)
+                (void)txn_abort(t, EV_TIMEOUT, "timeout", false);
+            pthread_mutex_unlock(&t->op_mu);
+        }
+        txn_unref(t);
+    }
+    free(expired);
+    size_t evicted = txn_evict(now, g_coord.retention_s * 1000);
+    if (evicted)
+        log_debug("evicted %zu finished transactions", evicted);
+}
+
+static bool arm_crash_point(void)
+{
+    const char *spec = opt_crash_point ? opt_crash_point : getenv("TXCOORD_CRASH_POINT");
+    if (!fault_init(spec, crash_points))
+        return false;
+    if (spec && *spec) {
+        size_t len = strcspn(spec, ":");
+        g_coord.sequential_phase2 = strncmp(spec, "after-first-commit", len) == 0 &&
+                                    len == strlen("after-first-commit");
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("txcoord", LOG_INFO);
+    if (!opts_parse(options, ARRAY_LEN(options), argc, argv, "txcoord",
+                    "distributed transaction coordinator for PostgreSQL"))
+        return 2;
+    log_level lvl;
+    if (!log_level_parse(opt_log_level, &lvl)) {
+        fprintf(stderr, "txcoord: --log-level: unknown level '%s'\n", opt_log_level);
+        return 2;
+    }
+    log_init("txcoord", lvl);
+    char *host = NULL;
+    int port = 0;
+    if (!parse_host_port(opt_listen, &host, &port)) {
+        fprintf(stderr, "txcoord: --listen: expected HOST:PORT, got '%s'\n", opt_listen);
+        return 2;
+    }
+    if (!arm_crash_point() || !participants_init(&opt_participants)) {
+        free(host);
+        return 2;
+    }
+    g_coord.default_timeout_ms = opt_default_timeout;
+    g_coord.agent_timeout_ms = opt_agent_timeout;
+    g_coord.retention_s = opt_retention;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!mkdir_p(opt_data_dir) || !load_identity(opt_data_dir))
+        die("cannot set up the data directory %s (see above)", opt_data_dir);
+
+    httpc_global_init();
+    txn_table_init();
+    char *log_path = xasprintf("%s/decisions.log", opt_data_dir);
+    if (!dlog_open(log_path, recover_unfinished, NULL))
+        die("cannot open the decision log %s (see above)", log_path);
+    free(log_path);
+    if (!resolver_start())
+        die("cannot start the resolver (see above)");
+    http_server *srv = api_start(host, port, (size_t)opt_max_body);
+    if (!srv)
+        die("cannot listen on %s (see above)", opt_listen);
+    log_info("txcoord %s epoch %llu listening on %s with %zu participants", g_coord.coord_id,
+             (unsigned long long)g_coord.epoch, opt_listen, participants_count());
+
+    while (!stop_requested) {
+        sleep_ms(TICK_MS, &stop_requested);
+        tick();
+    }
+
+    log_info("shutting down");
+    http_server_stop(srv);
+    resolver_stop();
+    dlog_close();
+    txn_table_shutdown();
+    participants_free();
+    httpc_global_cleanup();
+    str_list_free(&opt_participants);
+    free(host);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,18 @@
+/*
+ * protocol.c - the table of commit protocols (2pc now; 3pc slots in here).
+ *
+ * Invariants: indexed by txn_protocol; commit is non-NULL when supported.
+ */
+#include "protocol.h"
+
+#include "twopc.h"
+
+static const protocol_ops protocols[PROTO_COUNT] = {
+    [PROTO_2PC] = {PROTO_2PC, true, twopc_commit},
+    [PROTO_3PC] = {PROTO_3PC, false, NULL},
+};
+
+const protocol_ops *protocol_get(txn_protocol p)
+{
+    return &protocols[(unsigned)p < PROTO_COUNT ? p : PROTO_2PC];
+}

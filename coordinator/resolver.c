@@ -1,0 +1,220 @@
+/*
+ * resolver.c - finishes decided transactions in the background: re-sends
+ * COMMIT (committing) or ROLLBACK (aborting) to each branch until it
+ * answers, then drives the "acked" transition (which writes 'E' for commits).
+ *
+ * Invariants:
+ *   - The resolver never decides anything: it only delivers the outcome
+ *     already in t's state, so it can run any number of times.
+ *   - A transaction is queued at most once (t->in_resolver) and the queue
+ *     holds a reference to it.
+ *   - One thread; all jobs due at the same time are delivered in one
+ *     parallel httpc_perform, so an unreachable agent delays a round by at
+ *     most one agent timeout, not one per transaction.
+ *   - Backoff per job: backoff_ms(attempt, 200 ms, 30 s), jittered.
+ *   - No lock is held across the network calls.
+ */
+#include "resolver.h"
+
+#include <string.h>
+#include <time.h>
+#include <stdlib.h>
+
+#include "agent.h"
+#include "log.h"
+#include "txn_fsm.h"
+
+#define RESOLVER_BASE_MS 200
+#define RESOLVER_CAP_MS 30000
+#define RESOLVER_IDLE_MS 1000
+
+typedef struct job {
+    struct job *next;
+    txn *t; /* reference owned by the job */
+    int attempt;
+    int64_t due_ms;
+} job;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static job *queue;
+static size_t nqueue;
+static bool stopping;
+static bool running;
+static pthread_t thread;
+
+void resolver_submit(txn *t, int64_t delay_ms)
+{
+    pthread_mutex_lock(&t->mu);
+    bool already = t->in_resolver;
+    t->in_resolver = true;
+    pthread_mutex_unlock(&t->mu);
+    if (already)
+        return;
+    txn_ref(t);
+    job *j = xcalloc(1, sizeof(*j));
+    j->t = t;
+    j->attempt = delay_ms > 0 ? 1 : 0; /* a delayed submit follows a failed first attempt */
+    j->due_ms = now_ms() + delay_ms;
+    pthread_mutex_lock(&mu);
+    j->next = queue;
+    queue = j;
+    nqueue++;
+    pthread_cond_signal(&cv);
+    pthread_mutex_unlock(&mu);
+    txlog_info(t->gid, NULL, "handed to the resolver (%s)",
+               txn_state_get(t) == TXN_COMMITTING ? "commit" : "rollback");
+}
+
+size_t resolver_pending(void)
+{
+    pthread_mutex_lock(&mu);
+    size_t n = nqueue;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+static void job_release(job *j)
+{
+    pthread_mutex_lock(&j->t->mu);
+    j->t->in_resolver = false;
+    pthread_mutex_unlock(&j->t->mu);
+    txn_unref(j->t);
+    free(j);
+}
+
+/* Deliver the outcome of every job in the batch in one parallel round.
+ * Returns the jobs still unfinished (linked). */
+static job *run_round(job *batch)
+{
+    size_t ncalls = 0;
+    for (job *j = batch; j; j = j->next)
+        ncalls += j->t->nbranches;
+    httpc_call *calls = xcalloc(ncalls ? ncalls : 1, sizeof(*calls));
+    size_t *bidx = xcalloc(ncalls ? ncalls : 1, sizeof(*bidx));
+    size_t *start = NULL, *count = NULL, njobs = 0;
+    for (job *j = batch; j; j = j->next)
+        njobs++;
+    start = xcalloc(njobs, sizeof(*start));
+    count = xcalloc(njobs, sizeof(*count));
+    size_t pos = 0, k = 0;
+    for (job *j = batch; j; j = j->next, k++) {
+        start[k] = pos;
+        count[k] = delivery_build(j->t, calls + pos, bidx + pos, ncalls - pos);
+        pos += count[k];
+    }
+    if (pos > 0)
+        (void)httpc_perform(calls, pos); /* per-call status is read below */
+
+    job *left = NULL;
+    k = 0;
+    for (job *j = batch, *next; j; j = next, k++) {
+        next = j->next;
+        size_t failed = delivery_apply(j->t, calls + start[k], bidx + start[k], count[k], j->attempt);
+        bool finished = failed == 0 && delivery_done(j->t) &&
+                        txn_fsm_advance(j->t, EV_ACKED, "resolver: all branches acknowledged");
+        if (finished) {
+            job_release(j);
+            continue;
+        }
+        j->attempt++;
+        int64_t wait = backoff_ms(j->attempt, RESOLVER_BASE_MS, RESOLVER_CAP_MS);
+        j->due_ms = now_ms() + wait;
+        txlog_debug(j->t->gid, NULL, "resolver: retry %d in %lld ms", j->attempt, (long long)wait);
+        j->next = left;
+        left = j;
+    }
+    for (size_t i = 0; i < pos; i++)
+        agent_call_free(&calls[i]);
+    free(calls);
+    free(bidx);
+    free(start);
+    free(count);
+    return left;
+}
+
+static void *resolver_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    while (!stopping) {
+        int64_t now = now_ms();
+        int64_t next_due = now + RESOLVER_IDLE_MS;
+        job *batch = NULL, **pp = &queue;
+        while (*pp) {
+            job *j = *pp;
+            if (j->due_ms <= now) {
+                *pp = j->next;
+                j->next = batch;
+                batch = j;
+                nqueue--;
+            } else {
+                if (j->due_ms < next_due)
+                    next_due = j->due_ms;
+                pp = &j->next;
+            }
+        }
+        if (!batch) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait = next_due - now;
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            int rc = pthread_cond_timedwait(&cv, &mu, &ts);
+            (void)rc; /* timeout or signal: re-scan either way */
+            continue;
+        }
+        pthread_mutex_unlock(&mu);
+        job *left = run_round(batch);
+        pthread_mutex_lock(&mu);
+        while (left) {
+            job *j = left;
+            left = j->next;
+            j->next = queue;
+            queue = j;
+            nqueue++;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
+bool resolver_start(void)
+{
+    stopping = false;
+    int rc = pthread_create(&thread, NULL, resolver_main, NULL);
+    if (rc != 0) {
+        log_error("cannot start the resolver thread: %s", strerror(rc));
+        return false;
+    }
+    running = true;
+    return true;
+}
+
+void resolver_stop(void)
+{
+    if (!running)
+        return;
+    pthread_mutex_lock(&mu);
+    stopping = true;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    pthread_join(thread, NULL);
+    running = false;
+    size_t dropped = 0;
+    while (queue) {
+        job *j = queue;
+        queue = j->next;
+        job_release(j);
+        dropped++;
+    }
+    nqueue = 0;
+    if (dropped)
+        log_info("resolver stopped with %zu transactions unfinished (finished at next start or "
+                 "by the agents' sweeps)",
+                 dropped);
+}

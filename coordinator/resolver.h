@@ -1,0 +1,22 @@
+/*
+ * resolver.h - background finisher of decided transactions.
+ */
+#ifndef TXCOORD_RESOLVER_H
+#define TXCOORD_RESOLVER_H
+
+#include "txn.h"
+
+bool resolver_start(void) MUSTCHECK;
+/* Stop the thread; queued work is dropped (a restart re-derives it: 'C'
+ * without 'E' from the log, aborts from the agents' sweeps). */
+void resolver_stop(void);
+
+/* Hand t (state committing or aborting) over: the resolver re-sends the
+ * decided outcome to every branch that still needs it, with capped,
+ * jittered backoff, until all acknowledged, then drives "acked". Takes its
+ * own reference. delay_ms 0 = first attempt at once (recovery, timeouts);
+ * > 0 = after a failed first attempt. Queuing t twice is a no-op. */
+void resolver_submit(txn *t, int64_t delay_ms);
+size_t resolver_pending(void);
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * twopc.c - the two-phase commit protocol for one transaction.
+ *
+ * twopc_commit() runs with the transaction's op_mu held (one commit per
+ * transaction at a time; other transactions are not affected):
+ *
+ *  1. active -> preparing. From here statements get 409 wrong_state.
+ *  2. PREPARE every branch, all in parallel (one-shot form: the branch's
+ *     statements travel in the same call). Vote yes -> prepared,
+ *     read_only -> done, no / non-200 -> failed, no answer -> unknown.
+ *  3. Any branch not yes/read_only: preparing -> aborting (reason names the
+ *     participant and sqlstate). ROLLBACK to every branch that may hold
+ *     work (not read_only), in parallel, best effort; unacknowledged ones
+ *     go to the resolver; all acknowledged: aborting -> aborted. Nothing is
+ *     logged: no 'C' record means abort.
+ *  4. All yes/read_only: preparing -> committing. If any branch voted yes,
+ *     the 'C' record is forced first (crash points before-decision-log and
+ *     after-decision-log around it); the commit is decided only once the
+ *     append returned. If it fails the process stops: whether the record
+ *     reached the disk is unknown, and only the log at restart can say.
+ *  5. COMMIT every prepared branch in parallel (one at a time when the
+ *     after-first-commit crash point is armed, crashing after the first
+ *     answer was processed).
+ *  6. All acknowledged: committing -> committed, writing 'E' (not forced;
+ *     crash point before-end-record). Otherwise the resolver re-sends and
+ *     does it later. The client gets "committed" now either way: after 4
+ *     the outcome cannot change.
+ *
+ * A crash (coordinator process dies) between steps means:
+ *  - before 2 / during 2 / between 2 and 4: no 'C'. Branches that were
+ *    prepared stay prepared until their agent's recovery sweep asks
+ *    /v1/outcomes: the gid has our coord_id and an older epoch and no 'C',
+ *    so the answer is aborted (presumed abort) and the agent rolls back.
+ *    Active branches are the agents' to roll back.
+ *  - during 4: the 'C' write is either durable or not; both are
+ *    consistent, as no COMMIT was sent yet.
+ *  - between 4 and 5 (after-decision-log): replay finds 'C' without 'E',
+ *    the resolver sends COMMIT to every branch; agents asking meanwhile
+ *    hear "committed".
+ *  - between 5 and 6 (after-first-commit): the same; branches already
+ *    committed answer the re-sent COMMIT as done (42704 at the agent).
+ *  - after 6 but before 'E' reached the disk (before-end-record): COMMITs
+ *    are re-sent once at restart, all answered as done, then 'E' written.
+ */
+#include "twopc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "coord.h"
+#include "coord_metrics.h"
+#include "fault.h"
+#include "log.h"
+#include "resolver.h"
+
+#define RETRY_FIRST_MS 200
+
+/* Steps 5-6 (and 3's rollbacks): deliver the decided outcome once; hand
+ * whatever is not acknowledged to the resolver. */
+static void deliver_outcome(txn *t, bool sequential)
+{
+    size_t room = t->nbranches;
+    httpc_call *calls = xcalloc(room ? room : 1, sizeof(*calls));
+    size_t *bidx = xcalloc(room ? room : 1, sizeof(*bidx));
+    size_t n = delivery_build(t, calls, bidx, room);
+    size_t failed = 0;
+    if (sequential && txn_state_get(t) == TXN_COMMITTING) {
+        for (size_t i = 0; i < n; i++) {
+            (void)httpc_request(&calls[i]); /* status read by delivery_apply */
+            failed += delivery_apply(t, &calls[i], &bidx[i], 1, 0);
+            if (i == 0)
+                fault_point("after-first-commit");
+        }
+    } else if (n > 0) {
+        (void)httpc_perform(calls, n);
+        failed = delivery_apply(t, calls, bidx, n, 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        agent_call_free(&calls[i]);
+    free(calls);
+    free(bidx);
+
+    if (failed == 0 && delivery_done(t) &&
+        txn_fsm_advance(t, EV_ACKED, "all branches acknowledged"))
+        return;
+    resolver_submit(t, RETRY_FIRST_MS);
+}
+
+/* Step 2. Returns true when every branch voted yes or read_only; otherwise
+ * reason names the first failing participant. */
+static bool prepare_all(txn *t, json_t *const *stmts, char *reason, size_t rsize)
+{
+    size_t n = t->nbranches;
+    httpc_call *calls = xcalloc(n ? n : 1, sizeof(*calls));
+    for (size_t i = 0; i < n; i++) {
+        json_t *body = json_pack("{s:s}", "protocol", txn_protocol_name(t->protocol));
+        long timeout = (long)g_coord.agent_timeout_ms;
+        if (stmts && stmts[i]) {
+            json_object_set(body, "statements", stmts[i]); /* borrowed: set takes its own ref */
+            if (t->timeout_ms > timeout)
+                timeout = (long)t->timeout_ms; /* the statements run inside this call */
+        }
+        agent_call_init(&calls[i], t->branches[i].p, t->gid, "prepare", body, timeout);
+    }
+    if (n > 0)
+        (void)httpc_perform(calls, n); /* per-call status read below */
+
+    bool all_yes = true;
+    reason[0] = '\0';
+    size_t nyes = 0, nro = 0;
+    for (size_t i = 0; i < n; i++) {
+        branch *b = &t->branches[i];
+        const httpc_call *c = &calls[i];
+        const char *vote = c->status == 200
+                               ? json_string_value(json_object_get(c->response, "vote"))
+                               : NULL;
+        branch_state bs;
+        char why[768];
+        why[0] = '\0';
+        if (vote && strcmp(vote, "yes") == 0) {
+            bs = BR_PREPARED;
+            nyes++;
+        } else if (vote && strcmp(vote, "read_only") == 0) {
+            bs = BR_READ_ONLY;
+            nro++;
+        } else if (vote && strcmp(vote, "no") == 0) {
+            bs = BR_FAILED;
+            const char *r = json_string_value(json_object_get(c->response, "reason"));
+            const char *ss = agent_error_sqlstate(c);
+            snprintf(why, sizeof(why), "participant %s voted no%s%s%s%s", b->participant,
+                     *ss ? ": sqlstate " : "", ss, r ? ": " : "", r ? r : "");
+        } else if (c->status == 200) {
+            bs = BR_UNKNOWN;
+            snprintf(why, sizeof(why), "participant %s gave no valid vote", b->participant);
+        } else {
+            /* No answer or 5xx: the PREPARE may have happened there. */
+            bs = (c->status == 0 || c->status >= 500) ? BR_UNKNOWN : BR_FAILED;
+            char desc[512];
+            agent_describe_failure(c, desc, sizeof(desc));
+            const char *ss = agent_error_sqlstate(c);
+            snprintf(why, sizeof(why), "participant %s could not prepare%s%s: %s", b->participant,
+                     *ss ? ": sqlstate " : "", ss, desc);
+        }
+        txn_set_branch_state(t, b, bs);
+        if (why[0]) {
+            txlog_warn(t->gid, b->participant, "prepare: %s", why);
+            if (all_yes)
+                snprintf(reason, rsize, "%s", why);
+            all_yes = false;
+        } else {
+            txlog_debug(t->gid, b->participant, "prepare: voted %s", vote);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        agent_call_free(&calls[i]);
+    free(calls);
+    if (all_yes)
+        snprintf(reason, rsize, "%zu yes, %zu read_only", nyes, nro);
+    return all_yes;
+}
+
+void twopc_commit(txn *t, json_t *const *stmts)
+{
+    pthread_mutex_lock(&t->mu);
+    char *fail = t->fail_reason ? xstrdup(t->fail_reason) : NULL;
+    pthread_mutex_unlock(&t->mu);
+    if (fail) {
+        /* A statement failed earlier: the transaction is rollback-only. */
+        (void)txn_abort(t, EV_FAILED, fail, true);
+        free(fail);
+        return;
+    }
+    /* 1 */
+    if (!txn_fsm_advance(t, EV_COMMIT, "commit requested"))
+        return;
+    /* 2 */
+    char reason[1024];
+    if (!prepare_all(t, stmts, reason, sizeof(reason))) {
+        /* 3 */
+        if (txn_fsm_advance(t, EV_VOTE_NO, reason))
+            deliver_outcome(t, false);
+        return;
+    }
+    /* 4 */
+    if (!txn_fsm_advance(t, EV_VOTES_YES, reason))
+        die("gid=%s decision log write failed: the commit decision may or may not be durable; "
+            "stopping so that the log decides at restart",
+            t->gid);
+    /* 5, 6 */
+    deliver_outcome(t, g_coord.sequential_phase2);
+}
+
+bool txn_abort(txn *t, txn_event ev, const char *reason, bool wait)
+{
+    if (!txn_fsm_advance(t, ev, reason))
+        return false;
+    if (ev == EV_TIMEOUT)
+        counter_inc(&g_metrics.timeouts);
+    if (wait)
+        deliver_outcome(t, false);
+    else
+        resolver_submit(t, 0);
+    return true;
+}

@@ -1,0 +1,185 @@
+/*
+ * txctl.c - command-line client of txcoord's REST API.
+ *
+ *   txctl [--url URL] begin [--protocol 2pc] [--timeout-ms N]
+ *                     exec GID PARTICIPANT SQL [PARAM...]
+ *                     commit GID | rollback GID | status GID | list
+ *                     participants | outcome GID
+ *
+ * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
+ * 0 on a 2xx answer, 1 otherwise (transport errors go to stderr), 2 on bad
+ * usage. URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400. A PARAM
+ * of exactly \N is sent as SQL NULL, every other PARAM as a string.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpc.h"
+#include "util.h"
+
+#define DEFAULT_URL "http://127.0.0.1:7400"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: txctl [--url URL] COMMAND\n"
+            "commands:\n"
+            "  begin [--protocol 2pc] [--timeout-ms N]   start a transaction\n"
+            "  exec GID PARTICIPANT SQL [PARAM...]       run a statement (\\N = NULL)\n"
+            "  commit GID                                commit\n"
+            "  rollback GID                              roll back\n"
+            "  status GID                                show a transaction\n"
+            "  list                                      unfinished transactions\n"
+            "  participants                              configured participants\n"
+            "  outcome GID                               the outcome agents see\n"
+            "URL defaults to $TXCOORD_URL or " DEFAULT_URL ".\n");
+}
+
+static int bad_usage(const char *msg)
+{
+    fprintf(stderr, "txctl: %s\n", msg);
+    usage(stderr);
+    return 2;
+}
+
+/* Perform one call and print its answer; returns the exit code. */
+static int run(const char *method, const char *base, const char *path, json_t *body)
+{
+    httpc_call c;
+    memset(&c, 0, sizeof(c));
+    char *url = xasprintf("%s%s", base, path);
+    c.method = method;
+    c.url = url;
+    c.body = body;
+    c.timeout_ms = 120000;
+    (void)httpc_request(&c); /* status checked below */
+    int rc = 1;
+    if (c.status == 0) {
+        fprintf(stderr, "txctl: %s %s: %s\n", method, url, c.error);
+    } else {
+        if (c.response) {
+            char *text = json_dumps(c.response, JSON_INDENT(2) | JSON_ENCODE_ANY);
+            if (text)
+                printf("%s\n", text);
+            free(text);
+        } else {
+            fprintf(stderr, "txctl: HTTP %ld with a non-JSON body\n", c.status);
+        }
+        rc = (c.status >= 200 && c.status < 300) ? 0 : 1;
+    }
+    httpc_call_clear(&c);
+    json_decref(body);
+    free(url);
+    return rc;
+}
+
+/* "/v1/transactions/<escaped gid><suffix>" (caller frees). */
+static char *txn_path(const char *prefix, const char *gid, const char *suffix)
+{
+    char *esc = httpc_escape(gid);
+    char *p = xasprintf("%s%s%s", prefix, esc, suffix);
+    free(esc);
+    return p;
+}
+
+static int one_gid(int argc, char **argv, const char *method, const char *base,
+                   const char *prefix, const char *suffix)
+{
+    if (argc != 2)
+        return bad_usage("expected exactly one GID");
+    char *path = txn_path(prefix, argv[1], suffix);
+    int rc = run(method, base, path, strcmp(method, "POST") == 0 ? json_object() : NULL);
+    free(path);
+    return rc;
+}
+
+static int cmd_begin(int argc, char **argv, const char *base)
+{
+    json_t *body = json_object();
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--protocol") == 0 && i + 1 < argc) {
+            json_object_set_new(body, "protocol", json_string(argv[++i]));
+        } else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc) {
+            char *end;
+            long long v = strtoll(argv[++i], &end, 10);
+            if (*end || v <= 0) {
+                json_decref(body);
+                return bad_usage("--timeout-ms needs a positive integer");
+            }
+            json_object_set_new(body, "timeout_ms", json_integer(v));
+        } else {
+            json_decref(body);
+            return bad_usage("begin takes --protocol P and --timeout-ms N");
+        }
+    }
+    return run("POST", base, "/v1/transactions", body);
+}
+
+static int cmd_exec(int argc, char **argv, const char *base)
+{
+    if (argc < 4)
+        return bad_usage("exec needs GID PARTICIPANT SQL [PARAM...]");
+    json_t *params = json_array();
+    for (int i = 4; i < argc; i++)
+        json_array_append_new(params,
+                              strcmp(argv[i], "\\N") == 0 ? json_null() : json_string(argv[i]));
+    json_t *body = json_pack("{s:s, s:s, s:o}", "participant", argv[2], "sql", argv[3], "params",
+                             params);
+    char *path = txn_path("/v1/transactions/", argv[1], "/statements");
+    int rc = run("POST", base, path, body);
+    free(path);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    const char *base = getenv("TXCOORD_URL");
+    if (!base || !*base)
+        base = DEFAULT_URL;
+    int i = 1;
+    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+            base = argv[++i];
+        else if (strncmp(argv[i], "--url=", 6) == 0)
+            base = argv[i] + 6;
+        else
+            return bad_usage("unknown option");
+    }
+    if (i >= argc)
+        return bad_usage("missing command");
+    char *b = xstrdup(base);
+    size_t bl = strlen(b);
+    while (bl > 0 && b[bl - 1] == '/')
+        b[--bl] = '\0';
+    httpc_global_init();
+    int sub_argc = argc - i;
+    char **sub = argv + i;
+    const char *cmd = sub[0];
+    int rc;
+    if (strcmp(cmd, "begin") == 0)
+        rc = cmd_begin(sub_argc, sub, b);
+    else if (strcmp(cmd, "exec") == 0)
+        rc = cmd_exec(sub_argc, sub, b);
+    else if (strcmp(cmd, "commit") == 0)
+        rc = one_gid(sub_argc, sub, "POST", b, "/v1/transactions/", "/commit");
+    else if (strcmp(cmd, "rollback") == 0)
+        rc = one_gid(sub_argc, sub, "POST", b, "/v1/transactions/", "/rollback");
+    else if (strcmp(cmd, "status") == 0)
+        rc = one_gid(sub_argc, sub, "GET", b, "/v1/transactions/", "");
+    else if (strcmp(cmd, "outcome") == 0)
+        rc = one_gid(sub_argc, sub, "GET", b, "/v1/outcomes/", "");
+    else if (strcmp(cmd, "list") == 0 && sub_argc == 1)
+        rc = run("GET", b, "/v1/transactions", NULL);
+    else if (strcmp(cmd, "participants") == 0 && sub_argc == 1)
+        rc = run("GET", b, "/v1/participants", NULL);
+    else
+        rc = bad_usage("unknown command or wrong arguments");
+    httpc_global_cleanup();
+    free(b);
+    return rc;
+}

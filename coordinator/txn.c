@@ -1,0 +1,421 @@
+/*
+ * txn.c - the transaction table: gid allocation, O(1) lookup, branches,
+ * reference counting, timeouts and eviction of finished transactions.
+ *
+ * Invariants:
+ *   - A gid is "<coord_id>-<epoch>-<seq>" with seq from one atomic counter
+ *     and epoch bumped durably before serving, so gids never repeat.
+ *   - A gid is inserted in the map in the same critical section that
+ *     allocates it: no instant exists where a gid was handed out but the
+ *     outcome endpoint could not find it.
+ *   - Every transaction in the map is on exactly one of: the live list (not
+ *     committed/aborted yet) or the finished FIFO (in order of finishing, so
+ *     eviction pops from the head only).
+ *   - The map holds one reference; a transaction is freed when its last
+ *     reference goes, never while a handler or the resolver uses it.
+ */
+#include "txn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "coord.h"
+#include "coord_metrics.h"
+#include "log.h"
+#include "strmap.h"
+
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static strmap *table;          /* gid -> txn*, keys borrowed from txn->gid */
+static txn *live_head;         /* doubly linked, newest first */
+static size_t live_count;
+static txn *fin_head, *fin_tail;
+static atomic_uint_fast64_t next_seq = 1;
+
+static const char *const state_names[TXN_STATE_COUNT] = {
+    "active", "preparing", "committing", "committed", "aborting", "aborted",
+};
+static const char *const branch_names[] = {
+    "active", "failed", "unknown", "prepared", "read_only", "committed", "aborted",
+};
+static const char *const protocol_names[PROTO_COUNT] = {"2pc", "3pc"};
+
+const char *txn_state_name(txn_state s)
+{
+    return (unsigned)s < TXN_STATE_COUNT ? state_names[s] : "?";
+}
+
+const char *branch_state_name(branch_state s)
+{
+    return (unsigned)s < ARRAY_LEN(branch_names) ? branch_names[s] : "?";
+}
+
+const char *txn_protocol_name(txn_protocol p)
+{
+    return (unsigned)p < PROTO_COUNT ? protocol_names[p] : "?";
+}
+
+bool txn_protocol_parse(const char *name, txn_protocol *out)
+{
+    for (int i = 0; i < PROTO_COUNT; i++) {
+        if (strcmp(name, protocol_names[i]) == 0) {
+            *out = (txn_protocol)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+void format_iso8601(int64_t wall, char *buf, size_t size)
+{
+    time_t secs = (time_t)(wall / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall % 1000));
+}
+
+void txn_table_init(void)
+{
+    table = strmap_new(false);
+}
+
+static void txn_free(txn *t)
+{
+    pthread_mutex_destroy(&t->op_mu);
+    pthread_mutex_destroy(&t->mu);
+    free(t->reason);
+    free(t->fail_reason);
+    free(t->branches);
+    free(t);
+}
+
+static void unref_value(void *v)
+{
+    txn_unref(v);
+}
+
+void txn_table_shutdown(void)
+{
+    pthread_mutex_lock(&table_mu);
+    strmap *m = table;
+    table = NULL;
+    live_head = NULL;
+    fin_head = fin_tail = NULL;
+    live_count = 0;
+    pthread_mutex_unlock(&table_mu);
+    strmap_free(m, unref_value);
+}
+
+static txn *txn_alloc(txn_protocol proto, size_t maxbranches)
+{
+    txn *t = xcalloc(1, sizeof(*t));
+    t->protocol = proto;
+    pthread_mutex_init(&t->op_mu, NULL);
+    pthread_mutex_init(&t->mu, NULL);
+    atomic_init(&t->state, TXN_ACTIVE);
+    atomic_init(&t->refs, 2); /* the table's and the caller's */
+    t->maxbranches = maxbranches;
+    t->branches = xcalloc(maxbranches ? maxbranches : 1, sizeof(branch));
+    return t;
+}
+
+/* Table lock held. */
+static void live_push(txn *t)
+{
+    t->live = true;
+    t->live_prev = NULL;
+    t->live_next = live_head;
+    if (live_head)
+        live_head->live_prev = t;
+    live_head = t;
+    live_count++;
+}
+
+/* Table lock held. */
+static void live_unlink(txn *t)
+{
+    if (!t->live)
+        return;
+    if (t->live_prev)
+        t->live_prev->live_next = t->live_next;
+    else
+        live_head = t->live_next;
+    if (t->live_next)
+        t->live_next->live_prev = t->live_prev;
+    t->live_prev = t->live_next = NULL;
+    t->live = false;
+    live_count--;
+}
+
+txn *txn_create(txn_protocol proto, int64_t timeout_ms)
+{
+    txn *t = txn_alloc(proto, participants_count());
+    t->created_wall_ms = wall_ms();
+    t->created_ms = now_ms();
+    t->timeout_ms = timeout_ms;
+    uint64_t seq = atomic_fetch_add(&next_seq, 1);
+    gid_format(t->gid, sizeof(t->gid), g_coord.coord_id, g_coord.epoch, seq);
+    pthread_mutex_lock(&table_mu);
+    bool fresh = strmap_put(table, t->gid, t);
+    live_push(t);
+    pthread_mutex_unlock(&table_mu);
+    if (!fresh) /* cannot happen: seq is unique within the epoch */
+        die("gid %s allocated twice", t->gid);
+    counter_inc(&g_metrics.begun[proto]);
+    gauge_add(&g_metrics.in_flight, 1);
+    return t;
+}
+
+txn *txn_restore(const char *gid, txn_protocol proto, int64_t created_wall_ms, size_t nbranches)
+{
+    txn *t = txn_alloc(proto, nbranches);
+    snprintf(t->gid, sizeof(t->gid), "%s", gid);
+    t->created_wall_ms = created_wall_ms;
+    t->created_ms = now_ms();
+    t->timeout_ms = g_coord.default_timeout_ms;
+    atomic_store(&t->state, TXN_COMMITTING);
+    t->decision_logged = true;
+    pthread_mutex_lock(&table_mu);
+    bool fresh = strmap_put(table, t->gid, t);
+    if (fresh)
+        live_push(t);
+    pthread_mutex_unlock(&table_mu);
+    if (!fresh) {
+        txn_free(t);
+        return NULL;
+    }
+    gauge_add(&g_metrics.in_flight, 1);
+    return t;
+}
+
+bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid)
+{
+    if (t->nbranches >= t->maxbranches || !participant_name_valid(participant_name) ||
+        strlen(branch_gid) > BRANCH_GID_MAX_LEN) {
+        txlog_error(t->gid, participant_name, "bad branch in decision record");
+        return false;
+    }
+    branch *b = &t->branches[t->nbranches];
+    snprintf(b->participant, sizeof(b->participant), "%s", participant_name);
+    snprintf(b->branch_gid, sizeof(b->branch_gid), "%s", branch_gid);
+    b->p = participant_find(participant_name);
+    b->state = BR_PREPARED;
+    pthread_mutex_lock(&t->mu);
+    t->nbranches++;
+    pthread_mutex_unlock(&t->mu);
+    if (!b->p)
+        txlog_error(t->gid, participant_name,
+                    "participant is not configured (--participant); its branch cannot be finished "
+                    "until it is");
+    return true;
+}
+
+txn *txn_lookup(const char *gid)
+{
+    pthread_mutex_lock(&table_mu);
+    txn *t = table ? strmap_get(table, gid) : NULL;
+    if (t)
+        atomic_fetch_add(&t->refs, 1);
+    pthread_mutex_unlock(&table_mu);
+    return t;
+}
+
+void txn_ref(txn *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+}
+
+void txn_unref(txn *t)
+{
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1)
+        txn_free(t);
+}
+
+branch *txn_branch(txn *t, const participant *p, bool create)
+{
+    for (size_t i = 0; i < t->nbranches; i++)
+        if (t->branches[i].p == p)
+            return &t->branches[i];
+    if (!create || t->nbranches >= t->maxbranches)
+        return NULL;
+    branch *b = &t->branches[t->nbranches];
+    memcpy(b->participant, p->name, sizeof(b->participant));
+    b->p = p;
+    if (!branch_gid_make(b->branch_gid, sizeof(b->branch_gid), t->gid, p->name))
+        die("cannot build the branch gid of %s for %s", t->gid, p->name);
+    b->state = BR_ACTIVE;
+    /* Publish under mu: readers (GET) walk branches[0..nbranches) under mu. */
+    pthread_mutex_lock(&t->mu);
+    t->nbranches++;
+    pthread_mutex_unlock(&t->mu);
+    return b;
+}
+
+void txn_set_failed(txn *t, const char *reason)
+{
+    pthread_mutex_lock(&t->mu);
+    if (!t->fail_reason)
+        t->fail_reason = xstrdup(reason);
+    pthread_mutex_unlock(&t->mu);
+}
+
+void txn_set_branch_state(txn *t, branch *b, branch_state s)
+{
+    pthread_mutex_lock(&t->mu);
+    b->state = s;
+    pthread_mutex_unlock(&t->mu);
+}
+
+void txn_note_transition(txn *t, txn_state from, txn_state to)
+{
+    (void)from;
+    if (to != TXN_COMMITTED && to != TXN_ABORTED)
+        return;
+    gauge_add(&g_metrics.in_flight, -1);
+    pthread_mutex_lock(&table_mu);
+    if (table && t->live) {
+        live_unlink(t);
+        t->finished_ms = now_ms();
+        t->fin_next = NULL;
+        if (fin_tail)
+            fin_tail->fin_next = t;
+        else
+            fin_head = t;
+        fin_tail = t;
+    }
+    pthread_mutex_unlock(&table_mu);
+}
+
+size_t txn_collect_expired(int64_t now, txn ***out)
+{
+    size_t n = 0, cap = 0;
+    txn **arr = NULL;
+    pthread_mutex_lock(&table_mu);
+    for (txn *t = live_head; t; t = t->live_next) {
+        if (txn_state_get(t) != TXN_ACTIVE || now < t->created_ms + t->timeout_ms)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            arr = xrealloc(arr, cap * sizeof(*arr));
+        }
+        atomic_fetch_add(&t->refs, 1);
+        arr[n++] = t;
+    }
+    pthread_mutex_unlock(&table_mu);
+    *out = arr;
+    return n;
+}
+
+size_t txn_evict(int64_t now, int64_t retention_ms)
+{
+    size_t n = 0;
+    txn *victims = NULL;
+    pthread_mutex_lock(&table_mu);
+    while (table && fin_head && fin_head->finished_ms + retention_ms <= now) {
+        txn *t = fin_head;
+        fin_head = t->fin_next;
+        if (!fin_head)
+            fin_tail = NULL;
+        strmap_remove(table, t->gid);
+        t->fin_next = victims; /* reuse the link for the unref pass below */
+        victims = t;
+        n++;
+    }
+    pthread_mutex_unlock(&table_mu);
+    while (victims) {
+        txn *t = victims;
+        victims = t->fin_next;
+        txn_unref(t);
+    }
+    return n;
+}
+
+size_t txn_live_count(void)
+{
+    pthread_mutex_lock(&table_mu);
+    size_t n = live_count;
+    pthread_mutex_unlock(&table_mu);
+    return n;
+}
+
+/* Caller holds t->mu. */
+static const char *outcome_locked(txn *t)
+{
+    switch (txn_state_get(t)) {
+    case TXN_COMMITTING:
+    case TXN_COMMITTED:
+        return "committed";
+    case TXN_ABORTING:
+    case TXN_ABORTED:
+        return "aborted";
+    default:
+        return NULL;
+    }
+}
+
+const char *txn_outcome(txn *t, char **reason)
+{
+    pthread_mutex_lock(&t->mu);
+    const char *o = outcome_locked(t);
+    if (reason)
+        *reason = (o && o[0] == 'a' && t->reason) ? xstrdup(t->reason) : NULL;
+    pthread_mutex_unlock(&t->mu);
+    return o;
+}
+
+json_t *txn_to_json(txn *t)
+{
+    char created[40];
+    format_iso8601(t->created_wall_ms, created, sizeof(created));
+    json_t *o = json_object();
+    json_object_set_new(o, "gid", json_string(t->gid));
+    json_object_set_new(o, "protocol", json_string(txn_protocol_name(t->protocol)));
+    pthread_mutex_lock(&t->mu);
+    json_object_set_new(o, "state", json_string(txn_state_name(txn_state_get(t))));
+    const char *outcome = outcome_locked(t);
+    if (outcome)
+        json_object_set_new(o, "outcome", json_string(outcome));
+    if (outcome && outcome[0] == 'a' && t->reason)
+        json_object_set_new(o, "reason", json_string(t->reason));
+    else if (t->fail_reason)
+        json_object_set_new(o, "rollback_only_reason", json_string(t->fail_reason));
+    json_object_set_new(o, "created_at", json_string(created));
+    json_object_set_new(o, "timeout_ms", json_integer(t->timeout_ms));
+    json_t *brs = json_array();
+    for (size_t i = 0; i < t->nbranches; i++) {
+        const branch *b = &t->branches[i];
+        json_t *bo = json_object();
+        json_object_set_new(bo, "participant", json_string(b->participant));
+        json_object_set_new(bo, "branch_gid", json_string(b->branch_gid));
+        json_object_set_new(bo, "state", json_string(branch_state_name(b->state)));
+        json_array_append_new(brs, bo);
+    }
+    pthread_mutex_unlock(&t->mu);
+    json_object_set_new(o, "branches", brs);
+    return o;
+}
+
+json_t *txn_list_json(void)
+{
+    /* Take references under the table lock, build JSON outside it. */
+    size_t n = 0;
+    pthread_mutex_lock(&table_mu);
+    txn **arr = xmalloc((live_count ? live_count : 1) * sizeof(*arr));
+    for (txn *t = live_head; t; t = t->live_next) {
+        atomic_fetch_add(&t->refs, 1);
+        arr[n++] = t;
+    }
+    pthread_mutex_unlock(&table_mu);
+    json_t *list = json_array();
+    /* Oldest first: the live list is newest first. */
+    for (size_t i = n; i-- > 0;) {
+        json_array_append_new(list, txn_to_json(arr[i]));
+        txn_unref(arr[i]);
+    }
+    free(arr);
+    json_t *o = json_object();
+    json_object_set_new(o, "transactions", list);
+    return o;
+}

@@ -1,0 +1,47 @@
+/*
+ * agent.h - the txagent process: its configuration, shared context and metrics.
+ *
+ * Invariants:
+ *   - One agent value per process, built by main.c before any thread starts and
+ *     read-only afterwards (except the atomic metrics and the stop flags).
+ *   - Every module gets the agent by pointer ("borrowed"); nothing frees it but main.c.
+ */
+#ifndef TXAGENT_AGENT_H
+#define TXAGENT_AGENT_H
+
+#include "metrics.h"
+#include "util.h"
+
+typedef struct pg_pool pg_pool;
+typedef struct branch_table branch_table;
+
+/* Idle time after which an active (unprepared) branch is rolled back by the
+ * agent when the first statement did not say "timeout_ms". */
+#define BRANCH_DEFAULT_TIMEOUT_MS 60000
+/* How long a request waits for a free pooled connection before 503 pool_exhausted. */
+#define POOL_WAIT_MS 5000
+/* Finished (failed/committed/aborted) branches are remembered this long, at most this many. */
+#define FINISHED_KEEP_MS (10 * 60 * 1000)
+#define FINISHED_KEEP_MAX 10000
+
+typedef struct {
+    metric_counter begun;     /* unknown -> active */
+    metric_counter prepared;  /* -> prepared */
+    metric_counter committed; /* -> committed (incl. read-only) */
+    metric_counter aborted;   /* -> aborted */
+    metric_counter vote_yes, vote_no, vote_read_only;
+    metric_gauge in_progress; /* branches currently active */
+    metric_histogram prepare_latency; /* whole prepare call, statements included */
+} agent_metrics;
+
+typedef struct agent {
+    const char *name;         /* --name; borrowed from the config strings */
+    char *coordinator;        /* --coordinator without trailing '/'; owned */
+    int64_t resolve_interval_ms;
+    pg_pool *pool;            /* owned */
+    branch_table *table;      /* owned */
+    agent_metrics metrics;
+    volatile int resolver_stop; /* set by main at shutdown; polled by resolver.c */
+} agent;
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * api.c - the HTTP/JSON API of txagent: routing, request validation, answers.
+ *
+ * Invariants:
+ *   - Everything a request can be refused for without touching PostgreSQL
+ *     (gid syntax, participant name, field types, transaction-control SQL,
+ *     parameter conversion) is checked here before any branch is looked up,
+ *     so a refused request leaves the branch unchanged.
+ *   - Every handler answers exactly once; the branch work itself is in
+ *     branch_ops.c.
+ */
+#include "api.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gid.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "ops.h"
+#include "pg.h"
+#include "pool.h"
+#include "strbuf.h"
+
+static void reply(http_request *req, op_result *res)
+{
+    if (res->http == 200)
+        http_reply_json(req, 200, res->json ? res->json : json_object());
+    else
+        http_reply_error_extra(req, res->http, res->code, res->json, "%s", res->message);
+}
+
+/* The gid path parameter; answers 400 invalid_gid and returns NULL if bad. */
+static const char *req_gid(http_request *req)
+{
+    const char *gid = http_req_param(req, 0);
+    if (!gid || !gid_valid(gid)) {
+        http_reply_error(req, 400, "invalid_gid", "invalid gid '%s'", gid ? gid : "");
+        return NULL;
+    }
+    return gid;
+}
+
+/* Common prelude of every POST: valid gid, a JSON body, our participant name.
+ * Answers and returns false on the first problem. */
+static bool post_prelude(http_request *req, agent *ag, const char **gid, json_t **body)
+{
+    char err[JSON_ERR_LEN];
+    const char *participant = NULL;
+    if (!(*gid = req_gid(req)))
+        return false;
+    *body = http_req_json(req);
+    if (!*body) {
+        http_reply_error(req, 400, "invalid_request", "a JSON body is required");
+        return false;
+    }
+    if (!json_field_string(*body, "participant", true, &participant, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_request", "%s", err);
+        return false;
+    }
+    if (strcmp(participant, ag->name) != 0) {
+        http_reply_error_extra(req, 409, "participant_mismatch",
+                               json_pack("{s:s}", "participant", ag->name),
+                               "this agent is '%s', not '%s'", ag->name, participant);
+        return false;
+    }
+    return true;
+}
+
+/* Validate {"sql", "params"?} into st (params owned by st: pg_params_free).
+ * Answers and returns false on a problem. */
+static bool parse_stmt(http_request *req, json_t *obj, const char *where, op_stmt *st)
+{
+    char err[JSON_ERR_LEN];
+    json_t *params = NULL;
+    st->sql = NULL;
+    st->params = NULL;
+    st->nparams = 0;
+    if (!json_field_string(obj, "sql", true, &st->sql, err, sizeof(err)) ||
+        !json_field_array(obj, "params", false, &params, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_request", "%s%s", where, err);
+        return false;
+    }
+    if (sql_is_transaction_control(st->sql)) {
+        http_reply_error(req, 400, "transaction_control",
+                         "%stransaction control statements are not allowed in a branch "
+                         "(the coordinator ends transactions)", where);
+        return false;
+    }
+    if (params && !pg_params_from_json(params, &st->params, &st->nparams, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_params", "%s%s", where, err);
+        return false;
+    }
+    return true;
+}
+
+static void h_statements(http_request *req, void *app)
+{
+    agent *ag = app;
+    const char *gid;
+    json_t *body;
+    char err[JSON_ERR_LEN];
+    long long timeout_ms = 0;
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    if (!json_field_int(body, "timeout_ms", false, 1, 24LL * 3600 * 1000, &timeout_ms, err,
+                        sizeof(err))) {
+        http_reply_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    op_stmt st;
+    if (!parse_stmt(req, body, "", &st))
+        return;
+    op_result res = {0};
+    op_statement(ag, gid, &st, timeout_ms, &res);
+    if (st.params)
+        pg_params_free(st.params, st.nparams);
+    reply(req, &res);
+}
+
+static void h_prepare(http_request *req, void *app)
+{
+    agent *ag = app;
+    const char *gid;
+    json_t *body;
+    char err[JSON_ERR_LEN];
+    const char *protocol = "2pc";
+    json_t *arr = NULL;
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    if (!json_field_string(body, "protocol", false, &protocol, err, sizeof(err)) ||
+        !json_field_array(body, "statements", false, &arr, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    if (strcmp(protocol, "2pc") != 0) {
+        http_reply_error(req, 400, "unsupported_protocol", "protocol '%s' is not supported",
+                         protocol);
+        return;
+    }
+    size_t n = arr ? json_array_size(arr) : 0;
+    op_stmt *stmts = xcalloc(n ? n : 1, sizeof(op_stmt));
+    size_t parsed = 0;
+    bool ok = true;
+    for (; parsed < n && ok; parsed++) {
+        char where[64];
+        snprintf(where, sizeof(where), "statements[%zu]: ", parsed);
+        json_t *item = json_array_get(arr, parsed); /* borrowed */
+        if (!json_is_object(item)) {
+            http_reply_error(req, 400, "invalid_request", "%smust be an object", where);
+            ok = false;
+            break;
+        }
+        ok = parse_stmt(req, item, where, &stmts[parsed]);
+    }
+    if (ok) {
+        op_result res = {0};
+        op_prepare(ag, gid, stmts, n, &res);
+        reply(req, &res);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (stmts[i].params)
+            pg_params_free(stmts[i].params, stmts[i].nparams);
+    free(stmts);
+}
+
+static void h_commit(http_request *req, void *app)
+{
+    agent *ag = app;
+    const char *gid;
+    json_t *body;
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    op_result res = {0};
+    op_commit(ag, gid, &res);
+    reply(req, &res);
+}
+
+static void h_rollback(http_request *req, void *app)
+{
+    agent *ag = app;
+    const char *gid;
+    json_t *body;
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    op_result res = {0};
+    op_rollback(ag, gid, &res);
+    reply(req, &res);
+}
+
+static void h_branch(http_request *req, void *app)
+{
+    const char *gid = req_gid(req);
+    if (!gid)
+        return;
+    op_result res = {0};
+    op_status(app, gid, &res);
+    reply(req, &res);
+}
+
+static void h_branches(http_request *req, void *app)
+{
+    op_result res = {0};
+    op_list(app, &res);
+    reply(req, &res);
+}
+
+static void h_healthz(http_request *req, void *app)
+{
+    agent *ag = app;
+    pg_res r;
+    px_status ps = pool_query(ag->pool, 1000, "SELECT 1", 0, NULL, &r);
+    if (ps == PX_OK)
+        http_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "participant", ag->name));
+    else if (ps == PX_EXHAUSTED) /* every connection is busy working: PostgreSQL answers */
+        http_reply_json(req, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "participant",
+                                            ag->name, "pool", "exhausted"));
+    else
+        http_reply_error(req, 503, "database_unavailable", "PostgreSQL check failed: %s",
+                         r.message);
+    pg_res_clear(&r);
+}
+
+static void h_metrics(http_request *req, void *app)
+{
+    agent *ag = app;
+    agent_metrics *m = &ag->metrics;
+    strbuf sb;
+    strbuf_init(&sb);
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+        {"txagent_branches_begun_total", "Branches begun (BEGIN sent).", offsetof(agent_metrics, begun)},
+        {"txagent_branches_prepared_total", "Branches prepared.", offsetof(agent_metrics, prepared)},
+        {"txagent_branches_committed_total", "Branches committed (incl. read-only).",
+         offsetof(agent_metrics, committed)},
+        {"txagent_branches_aborted_total", "Branches aborted.", offsetof(agent_metrics, aborted)},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
+        metric_write_header(&sb, counters[i].name, "counter", counters[i].help);
+        metric_write_counter(&sb, counters[i].name, NULL,
+                             (const metric_counter *)((const char *)m + counters[i].off));
+    }
+    metric_write_header(&sb, "txagent_votes_total", "counter", "Prepare answers by vote.");
+    metric_write_counter(&sb, "txagent_votes_total", "vote=\"yes\"", &m->vote_yes);
+    metric_write_counter(&sb, "txagent_votes_total", "vote=\"no\"", &m->vote_no);
+    metric_write_counter(&sb, "txagent_votes_total", "vote=\"read_only\"", &m->vote_read_only);
+    metric_write_header(&sb, "txagent_branches_in_progress", "gauge", "Branches active now.");
+    metric_write_gauge(&sb, "txagent_branches_in_progress", NULL, &m->in_progress);
+    metric_write_header(&sb, "txagent_prepare_seconds", "histogram",
+                        "Prepare call latency, statements of the one-shot form included.");
+    metric_write_histogram(&sb, "txagent_prepare_seconds", NULL, &m->prepare_latency);
+    metric_gauge open = {0};
+    gauge_add(&open, pool_open_count(ag->pool));
+    metric_write_header(&sb, "txagent_pool_connections", "gauge", "PostgreSQL connections open.");
+    metric_write_gauge(&sb, "txagent_pool_connections", NULL, &open);
+    http_reply_text(req, 200, "text/plain; version=0.0.4", sb.data ? sb.data : "");
+    strbuf_free(&sb);
+}
+
+static const http_route routes[] = {
+    {"POST", "/v1/branches/{gid}/statements", h_statements},
+    {"POST", "/v1/branches/{gid}/prepare", h_prepare},
+    {"POST", "/v1/branches/{gid}/commit", h_commit},
+    {"POST", "/v1/branches/{gid}/rollback", h_rollback},
+    {"GET", "/v1/branches/{gid}", h_branch},
+    {"GET", "/v1/branches", h_branches},
+    {"GET", "/healthz", h_healthz},
+    {"GET", "/metrics", h_metrics},
+};
+
+http_server *api_start(agent *ag, const char *host, int port, size_t max_body)
+{
+    return http_server_start(host, port, routes, ARRAY_LEN(routes), ag, max_body);
+}

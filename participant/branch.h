@@ -1,0 +1,116 @@
+/*
+ * branch.h - one transaction branch of this agent, the table that holds them,
+ * and the branch state machine (see PROTOCOL.md "State machines"):
+ *
+ *   unknown -> active -> prepared -> committed | aborted
+ *   active -> failed -> aborted,  active -> aborted,  active -> committed (read-only)
+ *   unknown -> prepared | committed | aborted  (re-sent calls after a restart)
+ *
+ * "unknown" is the state of an entry just created by a lookup: it has done
+ * nothing in PostgreSQL yet; GET shows it as "unknown".
+ *
+ * Ownership and locking:
+ *   - branch_get returns a counted reference; give it back with branch_put.
+ *   - Everything in a branch except the atomics is read and written only with
+ *     b->mu held. state and last_activity_ms are also readable without it (for
+ *     listings and the janitor); they are only written with b->mu held.
+ *   - Lock order: b->mu before the table lock; never two branch mutexes.
+ */
+#ifndef TXAGENT_BRANCH_H
+#define TXAGENT_BRANCH_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "agent.h"
+#include "gid.h"
+#include "pool.h"
+
+typedef enum {
+    BS_UNKNOWN = 0,
+    BS_ACTIVE,
+    BS_FAILED,
+    BS_PREPARED,
+    BS_COMMITTED,
+    BS_ABORTED,
+    BS__COUNT
+} branch_state;
+
+typedef enum { VOTE_NONE = 0, VOTE_YES, VOTE_NO, VOTE_READ_ONLY } branch_vote;
+
+typedef enum {
+    EV_BEGIN,          /* unknown -> active: BEGIN on a pooled connection */
+    EV_FOUND_PREPARED, /* unknown -> prepared: it is in pg_prepared_xacts */
+    EV_PREPARE,        /* active -> prepared: PREPARE TRANSACTION said so */
+    EV_READ_ONLY,      /* active -> committed: no xid, COMMIT locally */
+    EV_FAIL,           /* active -> failed: ROLLBACK now, keep the reason */
+    EV_VOTE_NO,        /* unknown|active|failed -> aborted */
+    EV_COMMIT,         /* prepared|unknown -> committed: COMMIT PREPARED */
+    EV_ROLLBACK,       /* active|failed -> aborted: ROLLBACK; prepared|unknown: ROLLBACK PREPARED */
+    EV_TIMEOUT,        /* active -> aborted: idle too long */
+    EV_SHUTDOWN,       /* active -> aborted: agent stopping */
+} branch_event;
+
+typedef struct branch {
+    pthread_mutex_t mu;
+    char gid[GID_MAX_LEN + 1];
+    char branch_gid[BRANCH_GID_MAX_LEN + 1];
+    atomic_int state;              /* branch_state */
+    atomic_llong last_activity_ms; /* now_ms() of the last call that touched it */
+    PGconn *conn;                  /* lent by the pool while active, else NULL */
+    branch_vote vote;              /* what prepare answered (re-sends answer the same) */
+    bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
+    char reason[256];              /* why it failed / voted no */
+    char sqlstate[6];              /* SQLSTATE of that failure, "" if none */
+    int64_t created_ms;
+    int64_t timeout_ms;            /* idle limit while active */
+    /* owned by branch.c, under the table lock */
+    int refs;
+    bool listed;                   /* on the finished list */
+    bool evicted;                  /* out of the table, freed at the last put */
+    int64_t finished_ms;
+    struct branch *hnext;          /* hash chain */
+    struct branch *fnext;          /* finished list, oldest first */
+} branch;
+
+/* ---- table (branch.c) ---- */
+branch_table *branch_table_new(const char *participant);
+void branch_table_free(branch_table *t);
+/* Find gid (valid) and take a reference; create an "unknown" entry if absent
+ * and create is set, else return NULL. */
+branch *branch_get(branch_table *t, const char *gid, bool create);
+void branch_put(branch_table *t, branch *b);
+/* Called by the state machine when b enters failed/committed/aborted. */
+void branch_table_finished(branch_table *t, branch *b);
+/* References to every branch (caller puts each, frees the array). */
+branch **branch_table_snapshot(branch_table *t, size_t *n);
+/* Forget finished branches older than FINISHED_KEEP_MS or beyond FINISHED_KEEP_MAX. */
+void branch_table_evict(branch_table *t, int64_t now);
+size_t branch_table_size(branch_table *t);
+
+const char *branch_state_name(branch_state s);
+/* Readable without b->mu (a snapshot: authoritative only with b->mu held). */
+branch_state branch_state_get(branch *b);
+
+/* ---- state machine (branch_fsm.c) ---- */
+typedef struct {
+    agent *ag;               /* borrowed */
+    px_status px;            /* how the last fn ended: PX_OK unless it failed */
+    char sqlstate[6];        /* of a failing fn, "" if none */
+    char message[512];       /* of a failing fn */
+} fsm_ctx;
+
+/* With b->mu held: run the row {state(b), ev} -> fn; advance to its target only
+ * if fn succeeded; log "from -> to (reason)". false if no row matches (logged)
+ * or fn failed (ctx says why). */
+bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx) MUSTCHECK;
+
+/* With b->mu held, active branch: does its transaction have an xid?
+ * false on failure (ctx filled). */
+bool branch_has_xid(branch *b, fsm_ctx *ctx, bool *has_xid) MUSTCHECK;
+/* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx filled). */
+bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx,
+                              bool *found) MUSTCHECK;
+
+#endif

@@ -1,0 +1,356 @@
+/*
+ * branch_fsm.c - the branch state machine: a table of {from, to, event, fn}
+ * rows driven by branch_fsm_step().
+ *
+ * Invariants:
+ *   - The state changes only here, only with b->mu held, and only after the
+ *     row's fn returned true. Every transition is logged once as
+ *     "from -> to (reason)" with the gid and participant.
+ *   - Every fn is safe to re-run: it checks what is already done (a connection
+ *     already returned, 42704 "already finished" on COMMIT/ROLLBACK PREPARED,
+ *     a branch already in pg_prepared_xacts) before doing it again.
+ *   - b->conn is non-NULL exactly while the branch is active; any fn leaving
+ *     the active state gives it back to the pool (or closes it if it is dead
+ *     or still inside a transaction block).
+ *   - No fn ever sends ROLLBACK PREPARED unless its event is a rollback decided
+ *     by the coordinator (EV_ROLLBACK) or a no vote for a branch whose PREPARE
+ *     outcome is unknown (maybe_prepared): a branch that voted yes is only
+ *     ever finished as the coordinator says.
+ */
+#include "branch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+typedef bool (*fsm_fn)(branch *b, fsm_ctx *ctx);
+
+typedef struct {
+    branch_state from;
+    branch_state to;
+    branch_event ev;
+    fsm_fn fn;
+} fsm_row;
+
+/* Busy retries for COMMIT/ROLLBACK PREPARED racing another backend. */
+#define FINISH_BUSY_RETRIES 6
+
+static void ctx_fail(fsm_ctx *ctx, px_status px, const char *sqlstate, const char *msg)
+{
+    ctx->px = px;
+    snprintf(ctx->sqlstate, sizeof(ctx->sqlstate), "%s", sqlstate ? sqlstate : "");
+    snprintf(ctx->message, sizeof(ctx->message), "%s", msg ? msg : "");
+}
+
+static void ctx_fail_res(fsm_ctx *ctx, px_status px, const pg_res *r)
+{
+    ctx_fail(ctx, px, r->sqlstate, r->message[0] ? r->message : "unknown error");
+}
+
+/* ---- fns ---- */
+
+static bool fn_none(branch *b, fsm_ctx *ctx)
+{
+    (void)b;
+    (void)ctx;
+    return true;
+}
+
+/* BEGIN on a pooled connection. A pooled connection that turns out dead
+ * (PostgreSQL restarted since it was used) is replaced, a few times at most. */
+static bool fn_begin(branch *b, fsm_ctx *ctx)
+{
+    if (b->conn)
+        return true;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        PGconn *c;
+        px_status ps = pool_acquire(ctx->ag->pool, POOL_WAIT_MS, &c);
+        if (ps != PX_OK) {
+            ctx_fail(ctx, ps, "",
+                     ps == PX_EXHAUSTED ? "connection pool exhausted" : "cannot connect to PostgreSQL");
+            return false;
+        }
+        pg_res r;
+        bool ok = pg_exec(c, "BEGIN", 0, NULL, &r);
+        if (ok) {
+            pg_res_clear(&r);
+            b->conn = c;
+            return true;
+        }
+        bool dead = r.conn_dead;
+        ctx_fail_res(ctx, dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
+        pg_res_clear(&r);
+        pool_release(ctx->ag->pool, c, dead);
+        if (!dead)
+            return false;
+    }
+    return false;
+}
+
+/* Give the branch's connection back, rolling back what is open on it. Never
+ * fails: a connection that cannot be cleaned is closed instead. */
+static bool fn_release(branch *b, fsm_ctx *ctx)
+{
+    PGconn *c = b->conn;
+    if (!c)
+        return true;
+    bool dead = PQstatus(c) != CONNECTION_OK;
+    if (!dead && PQtransactionStatus(c) != PQTRANS_IDLE) {
+        pg_res r;
+        (void)pg_exec(c, "ROLLBACK", 0, NULL, &r);
+        dead = r.conn_dead;
+        pg_res_clear(&r);
+    }
+    pool_release(ctx->ag->pool, c, dead);
+    b->conn = NULL;
+    return true;
+}
+
+static bool finish_prepared(branch *b, fsm_ctx *ctx, const char *verb)
+{
+    bool commit = strcmp(verb, "COMMIT PREPARED") == 0;
+    for (int attempt = 0;; attempt++) {
+        pg_res r;
+        px_status ps = pool_exec_gid(ctx->ag->pool, POOL_WAIT_MS, verb, b->branch_gid, &r);
+        if (ps == PX_OK) {
+            pg_res_clear(&r);
+            return true;
+        }
+        if (ps == PX_SQL_ERROR && strcmp(r.sqlstate, "42704") == 0) {
+            if (commit)
+                txlog_warn(b->gid, ctx->ag->name,
+                           "COMMIT PREPARED: branch %s not found (42704): already finished, "
+                           "answering committed",
+                           b->branch_gid);
+            else
+                txlog_info(b->gid, ctx->ag->name,
+                           "ROLLBACK PREPARED: branch %s not found (42704): nothing to roll back",
+                           b->branch_gid);
+            pg_res_clear(&r);
+            return true;
+        }
+        bool busy = ps == PX_SQL_ERROR && strcmp(r.sqlstate, "55000") == 0 &&
+                    strstr(r.message, "busy") != NULL;
+        if (busy && attempt < FINISH_BUSY_RETRIES) {
+            pg_res_clear(&r);
+            sleep_ms(backoff_ms(attempt, 5, 200), NULL);
+            continue;
+        }
+        ctx_fail_res(ctx, ps, &r);
+        pg_res_clear(&r);
+        return false;
+    }
+}
+
+static bool fn_commit_prepared(branch *b, fsm_ctx *ctx)
+{
+    return finish_prepared(b, ctx, "COMMIT PREPARED");
+}
+
+static bool fn_rollback_prepared(branch *b, fsm_ctx *ctx)
+{
+    return finish_prepared(b, ctx, "ROLLBACK PREPARED");
+}
+
+/* Roll back whatever the branch has: its open transaction, and a prepared
+ * transaction if PREPARE's outcome is unknown. */
+static bool fn_abort(branch *b, fsm_ctx *ctx)
+{
+    (void)fn_release(b, ctx);
+    if (b->maybe_prepared) {
+        if (!finish_prepared(b, ctx, "ROLLBACK PREPARED"))
+            return false;
+        b->maybe_prepared = false;
+    }
+    return true;
+}
+
+static bool fn_find_prepared(branch *b, fsm_ctx *ctx)
+{
+    bool found;
+    if (!branch_is_prepared_in_pg(ctx->ag, b->branch_gid, ctx, &found))
+        return false;
+    if (!found)
+        ctx_fail(ctx, PX_OK, "", "unknown branch (agent restarted?)");
+    return found;
+}
+
+/* PREPARE TRANSACTION; only the command tag "PREPARE TRANSACTION" is a yes
+ * (a failed block answers "ROLLBACK" with PGRES_COMMAND_OK). */
+static bool fn_prepare(branch *b, fsm_ctx *ctx)
+{
+    if (!b->conn) /* re-run after the connection was given back */
+        return fn_find_prepared(b, ctx);
+    pg_res r;
+    bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
+    if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
+        pg_res_clear(&r);
+        pool_release(ctx->ag->pool, b->conn, false);
+        b->conn = NULL;
+        return true;
+    }
+    if (r.conn_dead) {
+        /* PREPARE may or may not have happened: a later no vote or rollback
+         * also tries ROLLBACK PREPARED. */
+        b->maybe_prepared = true;
+        ctx_fail(ctx, PX_DB_DOWN, r.sqlstate, "connection lost during PREPARE TRANSACTION");
+        pool_release(ctx->ag->pool, b->conn, true);
+        b->conn = NULL;
+    } else if (ok) {
+        ctx_fail(ctx, PX_SQL_ERROR, "",
+                 "transaction block had failed (PREPARE TRANSACTION answered ROLLBACK)");
+    } else {
+        ctx_fail_res(ctx, PX_SQL_ERROR, &r);
+    }
+    pg_res_clear(&r);
+    return false;
+}
+
+/* Read-only branch: a plain COMMIT ends it, no phase 2. */
+static bool fn_commit_local(branch *b, fsm_ctx *ctx)
+{
+    if (!b->conn) {
+        ctx_fail(ctx, PX_DB_DOWN, "", "branch has no connection");
+        return false;
+    }
+    pg_res r;
+    bool ok = pg_exec(b->conn, "COMMIT", 0, NULL, &r);
+    if (ok && strcmp(r.command, "COMMIT") == 0) {
+        pg_res_clear(&r);
+        pool_release(ctx->ag->pool, b->conn, false);
+        b->conn = NULL;
+        return true;
+    }
+    if (ok)
+        ctx_fail(ctx, PX_SQL_ERROR, "", "transaction block had failed (COMMIT answered ROLLBACK)");
+    else
+        ctx_fail_res(ctx, r.conn_dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
+    if (r.conn_dead) {
+        pool_release(ctx->ag->pool, b->conn, true);
+        b->conn = NULL;
+    }
+    pg_res_clear(&r);
+    return false;
+}
+
+/* ---- the table ---- */
+
+static const fsm_row fsm_rows[] = {
+    {BS_UNKNOWN, BS_ACTIVE, EV_BEGIN, fn_begin},
+    {BS_UNKNOWN, BS_PREPARED, EV_FOUND_PREPARED, fn_find_prepared},
+    {BS_UNKNOWN, BS_ABORTED, EV_VOTE_NO, fn_none},
+    {BS_UNKNOWN, BS_COMMITTED, EV_COMMIT, fn_commit_prepared},
+    {BS_UNKNOWN, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared},
+
+    {BS_ACTIVE, BS_PREPARED, EV_PREPARE, fn_prepare},
+    {BS_ACTIVE, BS_COMMITTED, EV_READ_ONLY, fn_commit_local},
+    {BS_ACTIVE, BS_FAILED, EV_FAIL, fn_release},
+    {BS_ACTIVE, BS_ABORTED, EV_VOTE_NO, fn_abort},
+    {BS_ACTIVE, BS_ABORTED, EV_ROLLBACK, fn_abort},
+    {BS_ACTIVE, BS_ABORTED, EV_TIMEOUT, fn_abort},
+    {BS_ACTIVE, BS_ABORTED, EV_SHUTDOWN, fn_abort},
+
+    {BS_FAILED, BS_ABORTED, EV_VOTE_NO, fn_abort},
+    {BS_FAILED, BS_ABORTED, EV_ROLLBACK, fn_abort},
+
+    {BS_PREPARED, BS_COMMITTED, EV_COMMIT, fn_commit_prepared},
+    {BS_PREPARED, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared},
+};
+
+static const char *const event_names[] = {
+    [EV_BEGIN] = "begin",       [EV_FOUND_PREPARED] = "found_prepared",
+    [EV_PREPARE] = "prepare",   [EV_READ_ONLY] = "read_only",
+    [EV_FAIL] = "fail",         [EV_VOTE_NO] = "vote_no",
+    [EV_COMMIT] = "commit",     [EV_ROLLBACK] = "rollback",
+    [EV_TIMEOUT] = "timeout",   [EV_SHUTDOWN] = "shutdown",
+};
+
+static void count_transition(agent_metrics *m, branch_state from, branch_state to)
+{
+    if (from == BS_ACTIVE)
+        gauge_add(&m->in_progress, -1);
+    switch (to) {
+    case BS_ACTIVE:
+        counter_inc(&m->begun);
+        gauge_add(&m->in_progress, 1);
+        break;
+    case BS_PREPARED: counter_inc(&m->prepared); break;
+    case BS_COMMITTED: counter_inc(&m->committed); break;
+    case BS_ABORTED: counter_inc(&m->aborted); break;
+    default: break;
+    }
+}
+
+bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx)
+{
+    branch_state from = branch_state_get(b);
+    const fsm_row *row = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(fsm_rows); i++) {
+        if (fsm_rows[i].from == from && fsm_rows[i].ev == ev) {
+            row = &fsm_rows[i];
+            break;
+        }
+    }
+    ctx_fail(ctx, PX_OK, "", "");
+    if (!row) {
+        snprintf(ctx->message, sizeof(ctx->message), "no transition from %s on event %s",
+                 branch_state_name(from), event_names[ev]);
+        txlog_error(b->gid, ctx->ag->name, "%s", ctx->message);
+        return false;
+    }
+    if (!row->fn(b, ctx)) {
+        /* No arrow and no reason here: tests grep "-> state" and "vote ..." for
+         * transitions that happened. */
+        log_msg(ctx->px == PX_OK ? LOG_DEBUG : LOG_WARN, b->gid, ctx->ag->name,
+                "event %s: cannot go from %s to %s: %s%s%s", event_names[ev],
+                branch_state_name(from), branch_state_name(row->to), ctx->message,
+                ctx->sqlstate[0] ? " sqlstate=" : "", ctx->sqlstate);
+        return false;
+    }
+    atomic_store(&b->state, (int)row->to);
+    atomic_store(&b->last_activity_ms, now_ms());
+    count_transition(&ctx->ag->metrics, from, row->to);
+    txlog_info(b->gid, ctx->ag->name, "%s -> %s (%s)", branch_state_name(from),
+               branch_state_name(row->to), reason);
+    if (row->to == BS_FAILED || row->to == BS_COMMITTED || row->to == BS_ABORTED)
+        branch_table_finished(ctx->ag->table, b);
+    return true;
+}
+
+/* ---- queries used by the callers to choose an event ---- */
+
+bool branch_has_xid(branch *b, fsm_ctx *ctx, bool *has_xid)
+{
+    pg_res r;
+    bool ok = pg_exec(b->conn, "SELECT pg_current_xact_id_if_assigned() IS NULL", 0, NULL, &r);
+    if (!ok || !r.res || PQntuples(r.res) != 1) {
+        if (ok)
+            ctx_fail(ctx, PX_SQL_ERROR, "", "xid check returned no row");
+        else
+            ctx_fail_res(ctx, r.conn_dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
+        pg_res_clear(&r);
+        return false;
+    }
+    *has_xid = strcmp(PQgetvalue(r.res, 0, 0), "t") != 0;
+    pg_res_clear(&r);
+    return true;
+}
+
+bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx, bool *found)
+{
+    const char *params[1] = {branch_gid};
+    pg_res r;
+    px_status ps = pool_query(ag->pool, POOL_WAIT_MS,
+                              "SELECT 1 FROM pg_prepared_xacts "
+                              "WHERE database = current_database() AND gid = $1",
+                              1, params, &r);
+    if (ps != PX_OK) {
+        ctx_fail_res(ctx, ps, &r);
+        pg_res_clear(&r);
+        return false;
+    }
+    *found = r.res && PQntuples(r.res) > 0;
+    pg_res_clear(&r);
+    return true;
+}

@@ -1,0 +1,577 @@
+/*
+ * branch_ops.c - the agent API calls as steps on one branch (HTTP-free).
+ *
+ * Invariants:
+ *   - Every op on a branch runs with its mutex held from lookup to answer, so
+ *     calls for one branch are serialized; different branches never wait for
+ *     each other (the table lock is only held for lookups).
+ *   - State changes go through branch_fsm_step only.
+ *   - A yes vote is only given for a branch that is prepared in PostgreSQL
+ *     (PREPARE TRANSACTION answered its own tag, or pg_prepared_xacts lists
+ *     it). After a no vote or a failure the branch never votes yes and never
+ *     commits.
+ *   - Nothing here rolls back a prepared branch except a rollback call (the
+ *     coordinator's decision) or op_resolve(commit=false) (the coordinator's
+ *     outcome "aborted").
+ *
+ * Protocol steps, prepare (one-shot form: all of them in one call):
+ *   1. [unknown gid, one-shot only] look for the branch gid in
+ *      pg_prepared_xacts: a re-sent one-shot prepare after a restart must not
+ *      run its statements again (they would wait forever on the locks of the
+ *      prepared original); found -> vote yes.
+ *   2. BEGIN on a pooled connection (unknown -> active).
+ *   3. Run the statements on it.
+ *   4. xid check; none -> COMMIT, vote read_only (active -> committed).
+ *   5. PREPARE TRANSACTION '<branch gid>'; connection back to the pool
+ *      (active -> prepared).
+ *   6. Crash point after-prepare; answer yes.
+ *   Crash between 2..5: PostgreSQL rolls back the open transaction when our
+ *   connection drops; a re-sent prepare (without statements) finds nothing in
+ *   pg_prepared_xacts and votes no. Crash between 4 and the answer: the
+ *   read-only branch is committed but a re-send votes no, so the transaction
+ *   aborts, which is harmless: the branch changed nothing. Crash between 5 and
+ *   6: the branch is prepared with its locks; a re-sent prepare votes yes again
+ *   (step 1 or the no-statements path) and the recovery sweep finishes it as
+ *   the coordinator decides.
+ *
+ * Protocol steps, commit:
+ *   1. COMMIT PREPARED '<branch gid>' on any pooled connection (prepared ->
+ *      committed). "is busy" (another backend is finishing it) -> retry.
+ *   2. Crash point after-commit-prepared; answer committed.
+ *   Crash between 1 and 2: the coordinator re-sends; COMMIT PREPARED answers
+ *   42704, which counts as done (logged at WARN).
+ *
+ * Protocol steps, rollback:
+ *   1. active/failed: ROLLBACK on the branch's connection; prepared/unknown:
+ *      ROLLBACK PREPARED on any pooled connection (42704 = done).
+ *   2. Answer aborted. A crash between 1 and 2 is harmless: a re-send finds
+ *      nothing left and answers aborted again.
+ */
+#include "ops.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "branch.h"
+#include "fault.h"
+#include "log.h"
+#include "pool.h"
+
+/* ---- results ---- */
+
+static void res_ok(op_result *out, json_t *body)
+{
+    out->http = 200;
+    out->code = NULL;
+    out->message[0] = '\0';
+    out->json = body;
+}
+
+static void PRINTF_LIKE(5, 6)
+    res_err(op_result *out, unsigned http, const char *code, json_t *extra, const char *fmt, ...)
+{
+    out->http = http;
+    out->code = code;
+    out->json = extra;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out->message, sizeof(out->message), fmt, ap);
+    va_end(ap);
+}
+
+static void res_wrong_state(op_result *out, branch *b, const char *what)
+{
+    branch_state s = branch_state_get(b);
+    res_err(out, 409, "wrong_state", json_pack("{s:s}", "state", branch_state_name(s)),
+            "cannot %s: branch is %s", what, branch_state_name(s));
+}
+
+/* 503 for an unavailable database or an exhausted pool, 500 for anything else. */
+static void res_infra(op_result *out, const fsm_ctx *ctx, const char *what)
+{
+    if (ctx->px == PX_EXHAUSTED)
+        res_err(out, 503, "pool_exhausted", NULL, "%s: no database connection free", what);
+    else if (ctx->px == PX_DB_DOWN)
+        res_err(out, 503, "database_unavailable", NULL, "%s: %s", what, ctx->message);
+    else
+        res_err(out, 500, "database_error",
+                ctx->sqlstate[0] ? json_pack("{s:s}", "sqlstate", ctx->sqlstate) : NULL, "%s: %s",
+                what, ctx->message);
+}
+
+static void set_reason(branch *b, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static void set_reason(branch *b, const char *sqlstate, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->reason, sizeof(b->reason), fmt, ap);
+    va_end(ap);
+    snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", sqlstate ? sqlstate : "");
+}
+
+/* For steps whose failure needs no handling beyond the fsm's own log line. */
+static void step_best_effort(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx)
+{
+    if (!branch_fsm_step(b, ev, reason, ctx)) {
+        /* logged by branch_fsm_step */
+    }
+}
+
+static void touch(branch *b)
+{
+    atomic_store(&b->last_activity_ms, now_ms());
+}
+
+/* Look up (creating) and lock. NULL only for an invalid gid (callers validated). */
+static branch *lock_branch(agent *ag, const char *gid)
+{
+    branch *b = branch_get(ag->table, gid, true);
+    if (b) {
+        pthread_mutex_lock(&b->mu);
+        touch(b);
+    }
+    return b;
+}
+
+static void unlock_branch(agent *ag, branch *b)
+{
+    touch(b);
+    pthread_mutex_unlock(&b->mu);
+    branch_put(ag->table, b);
+}
+
+/* ---- statements ---- */
+
+typedef enum { STMT_OK, STMT_SQL_ERROR, STMT_TXN_ENDED, STMT_DB_DOWN } stmt_status;
+
+/* Run one client statement on an active branch. On success *result (may be
+ * NULL) gets its JSON. On failure the branch is failed (rolled back, the
+ * connection given back) with b->reason/b->sqlstate set. */
+static stmt_status run_statement(agent *ag, branch *b, const op_stmt *st, json_t **result)
+{
+    fsm_ctx ctx = {.ag = ag};
+    pg_res r;
+    bool ok = pg_exec(b->conn, st->sql, st->nparams, (const char *const *)st->params, &r);
+    stmt_status s = STMT_OK;
+    char why[320];
+    if (!ok && r.conn_dead) {
+        s = STMT_DB_DOWN;
+        set_reason(b, r.sqlstate, "database connection lost: %s", r.message);
+    } else if (!ok) {
+        s = STMT_SQL_ERROR;
+        set_reason(b, r.sqlstate, "%s", r.message);
+    } else if (PQtransactionStatus(b->conn) != PQTRANS_INTRANS) {
+        s = STMT_TXN_ENDED;
+        set_reason(b, "", "statement ended the transaction (%s)", r.command);
+    }
+    if (s == STMT_OK) {
+        if (result)
+            *result = pg_result_to_json(r.res);
+        pg_res_clear(&r);
+        return STMT_OK;
+    }
+    pg_res_clear(&r);
+    snprintf(why, sizeof(why), "%s%s%s", s == STMT_SQL_ERROR ? "sql error " : "", b->sqlstate,
+             b->sqlstate[0] ? ": " : "");
+    strncat(why, b->reason, sizeof(why) - strlen(why) - 1);
+    step_best_effort(b, EV_FAIL, why, &ctx); /* fn_release cannot fail */
+    return s;
+}
+
+static void res_statement_failure(op_result *out, branch *b, stmt_status s)
+{
+    switch (s) {
+    case STMT_SQL_ERROR:
+        res_err(out, 422, "sql_error", json_pack("{s:s}", "sqlstate", b->sqlstate), "%s",
+                b->reason);
+        break;
+    case STMT_TXN_ENDED:
+        res_err(out, 422, "transaction_ended", NULL, "%s", b->reason);
+        break;
+    default:
+        res_err(out, 503, "database_unavailable", NULL, "%s", b->reason);
+        break;
+    }
+}
+
+/* unknown -> active. false with out filled on failure (branch unchanged). */
+static bool begin_branch(agent *ag, branch *b, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    if (branch_fsm_step(b, EV_BEGIN, "begin", &ctx))
+        return true;
+    res_infra(out, &ctx, "cannot begin branch");
+    return false;
+}
+
+void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
+                  op_result *out)
+{
+    branch *b = lock_branch(ag, gid);
+    if (!b) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return;
+    }
+    if (branch_state_get(b) == BS_UNKNOWN && !begin_branch(ag, b, out))
+        goto done;
+    if (branch_state_get(b) != BS_ACTIVE) {
+        res_wrong_state(out, b, "run a statement");
+        goto done;
+    }
+    if (timeout_ms > 0)
+        b->timeout_ms = timeout_ms;
+    json_t *result = NULL;
+    stmt_status s = run_statement(ag, b, st, &result);
+    if (s == STMT_OK)
+        res_ok(out, result);
+    else
+        res_statement_failure(out, b, s);
+done:
+    unlock_branch(ag, b);
+}
+
+/* ---- prepare ---- */
+
+static void res_vote(agent *ag, op_result *out, branch *b, branch_vote vote)
+{
+    json_t *body = json_pack("{s:s, s:s}", "vote",
+                             vote == VOTE_YES ? "yes" : vote == VOTE_NO ? "no" : "read_only",
+                             "branch_gid", b->branch_gid);
+    if (vote == VOTE_NO) {
+        json_object_set_new(body, "reason",
+                            json_string(b->reason[0] ? b->reason : "branch was rolled back"));
+        if (b->sqlstate[0])
+            json_object_set_new(body, "sqlstate", json_string(b->sqlstate));
+        counter_inc(&ag->metrics.vote_no);
+    } else if (vote == VOTE_YES) {
+        counter_inc(&ag->metrics.vote_yes);
+    } else {
+        counter_inc(&ag->metrics.vote_read_only);
+    }
+    b->vote = vote;
+    res_ok(out, body);
+}
+
+/* The branch cannot be prepared: roll back what is left and vote no. The vote
+ * is no even if the rollback fails now (then the branch stays failed and the
+ * rollback call or the sweep finishes it). */
+static void vote_no(agent *ag, branch *b, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    char why[300];
+    snprintf(why, sizeof(why), "vote no: %s", b->reason[0] ? b->reason : "branch was rolled back");
+    branch_state s = branch_state_get(b);
+    if (s == BS_UNKNOWN || s == BS_ACTIVE || s == BS_FAILED) {
+        if (!branch_fsm_step(b, EV_VOTE_NO, why, &ctx) && s == BS_ACTIVE)
+            step_best_effort(b, EV_FAIL, why, &ctx); /* at least give the connection back */
+    } else {
+        txlog_info(b->gid, ag->name, "%s (re-sent, branch %s)", why, branch_state_name(s));
+    }
+    res_vote(ag, out, b, VOTE_NO);
+}
+
+/* Active branch: run the statements, then read-only check and PREPARE. */
+static void prepare_active(agent *ag, branch *b, const op_stmt *stmts, size_t n, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    for (size_t i = 0; i < n; i++) {
+        if (run_statement(ag, b, &stmts[i], NULL) != STMT_OK) {
+            vote_no(ag, b, out);
+            return;
+        }
+    }
+    bool has_xid;
+    if (!branch_has_xid(b, &ctx, &has_xid)) {
+        set_reason(b, ctx.sqlstate, "read-only check failed: %s", ctx.message);
+        vote_no(ag, b, out);
+        return;
+    }
+    if (!has_xid) {
+        if (branch_fsm_step(b, EV_READ_ONLY, "vote read_only", &ctx)) {
+            res_vote(ag, out, b, VOTE_READ_ONLY);
+            return;
+        }
+        set_reason(b, ctx.sqlstate, "%s", ctx.message);
+        vote_no(ag, b, out);
+        return;
+    }
+    if (branch_fsm_step(b, EV_PREPARE, "vote yes", &ctx)) {
+        fault_point("after-prepare");
+        res_vote(ag, out, b, VOTE_YES);
+        return;
+    }
+    set_reason(b, ctx.sqlstate, "%s", ctx.message);
+    if (ctx.px == PX_DB_DOWN)
+        step_best_effort(b, EV_FAIL, b->reason, &ctx);
+    vote_no(ag, b, out);
+}
+
+void op_prepare(agent *ag, const char *gid, const op_stmt *stmts, size_t n, op_result *out)
+{
+    int64_t t0 = now_us();
+    fsm_ctx ctx = {.ag = ag};
+    branch *b = lock_branch(ag, gid);
+    if (!b) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return;
+    }
+    switch (branch_state_get(b)) {
+    case BS_UNKNOWN:
+        /* Not in memory: a re-send after a restart, or a new one-shot branch. */
+        if (branch_fsm_step(b, EV_FOUND_PREPARED, "found in pg_prepared_xacts", &ctx)) {
+            txlog_info(b->gid, ag->name, "vote yes (re-sent, branch found in pg_prepared_xacts)");
+            res_vote(ag, out, b, VOTE_YES);
+            break;
+        }
+        if (ctx.px != PX_OK) {
+            res_infra(out, &ctx, "cannot look up branch");
+            break;
+        }
+        if (n == 0) {
+            set_reason(b, "", "unknown branch (agent restarted?)");
+            vote_no(ag, b, out);
+            break;
+        }
+        if (!begin_branch(ag, b, out))
+            break;
+        prepare_active(ag, b, stmts, n, out);
+        break;
+    case BS_ACTIVE:
+        prepare_active(ag, b, stmts, n, out);
+        break;
+    case BS_PREPARED:
+        txlog_info(b->gid, ag->name, "vote yes (re-sent, branch already prepared)");
+        res_vote(ag, out, b, VOTE_YES);
+        break;
+    case BS_COMMITTED:
+        txlog_info(b->gid, ag->name, "vote %s (re-sent, branch committed)",
+                   b->vote == VOTE_READ_ONLY ? "read_only" : "yes");
+        res_vote(ag, out, b, b->vote == VOTE_READ_ONLY ? VOTE_READ_ONLY : VOTE_YES);
+        break;
+    case BS_FAILED:
+    case BS_ABORTED:
+    default:
+        vote_no(ag, b, out);
+        break;
+    }
+    if (out->http == 200)
+        histogram_observe_us(&ag->metrics.prepare_latency, now_us() - t0);
+    unlock_branch(ag, b);
+}
+
+/* ---- commit / rollback ---- */
+
+void op_commit(agent *ag, const char *gid, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    branch *b = lock_branch(ag, gid);
+    if (!b) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return;
+    }
+    switch (branch_state_get(b)) {
+    case BS_UNKNOWN:
+    case BS_PREPARED:
+        if (!branch_fsm_step(b, EV_COMMIT, "commit", &ctx)) {
+            res_infra(out, &ctx, "COMMIT PREPARED failed");
+            break;
+        }
+        fault_point("after-commit-prepared");
+        res_ok(out, json_pack("{s:s}", "state", "committed"));
+        break;
+    case BS_COMMITTED:
+        txlog_info(b->gid, ag->name, "commit re-sent: already committed");
+        res_ok(out, json_pack("{s:s}", "state", "committed"));
+        break;
+    default:
+        res_wrong_state(out, b, "commit");
+        break;
+    }
+    unlock_branch(ag, b);
+}
+
+void op_rollback(agent *ag, const char *gid, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    branch *b = lock_branch(ag, gid);
+    if (!b) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return;
+    }
+    switch (branch_state_get(b)) {
+    case BS_UNKNOWN:
+    case BS_PREPARED:
+    case BS_ACTIVE:
+    case BS_FAILED:
+        if (!branch_fsm_step(b, EV_ROLLBACK, "rollback", &ctx)) {
+            res_infra(out, &ctx, "rollback failed");
+            break;
+        }
+        res_ok(out, json_pack("{s:s}", "state", "aborted"));
+        break;
+    case BS_ABORTED:
+        res_ok(out, json_pack("{s:s}", "state", "aborted"));
+        break;
+    case BS_COMMITTED:
+    default:
+        if (b->vote == VOTE_READ_ONLY) { /* changed nothing: as good as aborted */
+            res_ok(out, json_pack("{s:s}", "state", "aborted"));
+            break;
+        }
+        res_wrong_state(out, b, "roll back");
+        break;
+    }
+    unlock_branch(ag, b);
+}
+
+/* ---- reads ---- */
+
+static json_t *branch_json(const char *gid, const char *bgid, const char *state)
+{
+    return json_pack("{s:s, s:s, s:s}", "gid", gid, "branch_gid", bgid, "state", state);
+}
+
+void op_status(agent *ag, const char *gid, op_result *out)
+{
+    branch *b = branch_get(ag->table, gid, false);
+    branch_state s = b ? branch_state_get(b) : BS_UNKNOWN;
+    if (s != BS_UNKNOWN) {
+        res_ok(out, branch_json(b->gid, b->branch_gid, branch_state_name(s)));
+        branch_put(ag->table, b);
+        return;
+    }
+    branch_put(ag->table, b);
+    char bgid[BRANCH_GID_MAX_LEN + 1];
+    if (!branch_gid_make(bgid, sizeof(bgid), gid, ag->name)) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return;
+    }
+    fsm_ctx ctx = {.ag = ag};
+    bool found;
+    if (!branch_is_prepared_in_pg(ag, bgid, &ctx, &found)) {
+        res_infra(out, &ctx, "cannot look up branch");
+        return;
+    }
+    res_ok(out, branch_json(gid, bgid, found ? "prepared" : "unknown"));
+}
+
+void op_list(agent *ag, op_result *out)
+{
+    json_t *arr = json_array();
+    size_t n;
+    branch **bs = branch_table_snapshot(ag->table, &n);
+    for (size_t i = 0; i < n; i++) {
+        branch_state s = branch_state_get(bs[i]);
+        if (s != BS_UNKNOWN)
+            json_array_append_new(arr, branch_json(bs[i]->gid, bs[i]->branch_gid,
+                                                   branch_state_name(s)));
+    }
+    /* Prepared branches PostgreSQL has that memory does not (after a restart). */
+    pg_res r;
+    px_status ps = pool_query(ag->pool, POOL_WAIT_MS,
+                              "SELECT gid FROM pg_prepared_xacts WHERE database = "
+                              "current_database() AND starts_with(gid, 'txc:') ORDER BY gid",
+                              0, NULL, &r);
+    bool db_ok = ps == PX_OK && r.res;
+    for (int row = 0; db_ok && row < PQntuples(r.res); row++) {
+        const char *bgid = PQgetvalue(r.res, row, 0);
+        char gid[GID_MAX_LEN + 1], part[PARTICIPANT_MAX_LEN + 1];
+        if (!branch_gid_parse(bgid, gid, part) || strcmp(part, ag->name) != 0)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < n && !known; i++)
+            known = branch_state_get(bs[i]) != BS_UNKNOWN && strcmp(bs[i]->gid, gid) == 0;
+        if (!known)
+            json_array_append_new(arr, branch_json(gid, bgid, "prepared"));
+    }
+    pg_res_clear(&r);
+    for (size_t i = 0; i < n; i++)
+        branch_put(ag->table, bs[i]);
+    free(bs);
+    json_t *body = json_pack("{s:o}", "branches", arr);
+    if (!db_ok)
+        json_object_set_new(body, "database", json_string("unavailable"));
+    res_ok(out, body);
+}
+
+/* ---- recovery and housekeeping ---- */
+
+bool op_in_progress(agent *ag, const char *gid)
+{
+    branch *b = branch_get(ag->table, gid, false);
+    bool active = b && branch_state_get(b) == BS_ACTIVE;
+    branch_put(ag->table, b);
+    return active;
+}
+
+bool op_resolve(agent *ag, const char *gid, bool commit)
+{
+    const char *outcome = commit ? "committed" : "aborted";
+    fsm_ctx ctx = {.ag = ag};
+    branch *b = lock_branch(ag, gid);
+    if (!b)
+        return false;
+    bool done;
+    branch_state s = branch_state_get(b);
+    if (s == BS_UNKNOWN || s == BS_PREPARED) {
+        done = branch_fsm_step(b, commit ? EV_COMMIT : EV_ROLLBACK, "coordinator outcome", &ctx);
+        if (done)
+            txlog_info(b->gid, ag->name, "resolved prepared branch: %s (coordinator outcome)",
+                       outcome);
+    } else if (s == BS_FAILED && !commit) {
+        /* PREPARE's outcome was unknown (connection lost): roll it back now. */
+        done = branch_fsm_step(b, EV_ROLLBACK, "coordinator outcome", &ctx);
+    } else {
+        /* Finished meanwhile by the coordinator's own call (or never prepared). */
+        done = s == (commit ? BS_COMMITTED : BS_ABORTED);
+        if (!done)
+            txlog_warn(b->gid, ag->name,
+                        "coordinator outcome is %s but the branch is %s: left alone", outcome,
+                        branch_state_name(s));
+    }
+    unlock_branch(ag, b);
+    return done;
+}
+
+void op_expire_idle(agent *ag, int64_t now)
+{
+    size_t n;
+    branch **bs = branch_table_snapshot(ag->table, &n);
+    for (size_t i = 0; i < n; i++) {
+        branch *b = bs[i];
+        if (branch_state_get(b) == BS_ACTIVE && pthread_mutex_trylock(&b->mu) == 0) {
+            int64_t idle = now - atomic_load(&b->last_activity_ms);
+            if (branch_state_get(b) == BS_ACTIVE && idle > b->timeout_ms) {
+                fsm_ctx ctx = {.ag = ag};
+                char why[128];
+                set_reason(b, "", "branch rolled back by the agent after %lld ms idle",
+                           (long long)idle);
+                snprintf(why, sizeof(why), "idle timeout %lld ms", (long long)b->timeout_ms);
+                step_best_effort(b, EV_TIMEOUT, why, &ctx);
+            }
+            pthread_mutex_unlock(&b->mu);
+        }
+        branch_put(ag->table, b);
+    }
+    free(bs);
+}
+
+void op_rollback_open(agent *ag)
+{
+    size_t n;
+    branch **bs = branch_table_snapshot(ag->table, &n);
+    for (size_t i = 0; i < n; i++) {
+        branch *b = bs[i];
+        pthread_mutex_lock(&b->mu);
+        if (branch_state_get(b) == BS_ACTIVE) {
+            fsm_ctx ctx = {.ag = ag};
+            set_reason(b, "", "agent shut down before prepare");
+            step_best_effort(b, EV_SHUTDOWN, "agent shutdown", &ctx);
+        }
+        pthread_mutex_unlock(&b->mu);
+        branch_put(ag->table, b);
+    }
+    free(bs);
+}

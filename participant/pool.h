@@ -1,0 +1,51 @@
+/*
+ * pool.h - a bounded pool of PostgreSQL connections shared by all branches.
+ *
+ * Ownership: a PGconn handed out by pool_acquire belongs to the caller until it
+ * gives it back with pool_release (exactly once); the pool decides whether to
+ * keep it (idle, alive) or PQfinish it.
+ */
+#ifndef TXAGENT_POOL_H
+#define TXAGENT_POOL_H
+
+#include <libpq-fe.h>
+
+#include "pg.h"
+#include "util.h"
+
+typedef struct pg_pool pg_pool;
+
+/* Outcome of a pool-level operation. */
+typedef enum {
+    PX_OK = 0,      /* the command succeeded */
+    PX_SQL_ERROR,   /* PostgreSQL answered with an error (see pg_res) */
+    PX_DB_DOWN,     /* could not connect, or the connection died */
+    PX_EXHAUSTED,   /* no connection became free in time */
+} px_status;
+
+/* conninfo and participant are copied. No connection is opened yet. */
+pg_pool *pool_create(const char *conninfo, const char *participant, int size);
+/* Closes every idle connection; all connections must have been released. */
+void pool_destroy(pg_pool *p);
+
+/* Get a connection (reused if one is idle, opened if under the limit), waiting
+ * at most wait_ms for one to be released. PX_OK, PX_DB_DOWN or PX_EXHAUSTED. */
+px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out) MUSTCHECK;
+/* Give a connection back. It is kept only if !dead, CONNECTION_OK and
+ * PQTRANS_IDLE; otherwise it is closed. */
+void pool_release(pg_pool *p, PGconn *c, bool dead);
+
+/* Run one query (not in a transaction block) on a pooled connection. A
+ * connection found dead is replaced and the query retried once, so only use
+ * this for statements that are safe to repeat. out is filled (pg_res_clear it). */
+px_status pool_query(pg_pool *p, int64_t wait_ms, const char *sql, int nparams,
+                     const char *const *params, pg_res *out) MUSTCHECK;
+/* Same for "COMMIT PREPARED"/"ROLLBACK PREPARED" '<branch_gid>' (both idempotent
+ * given that 42704 means "already finished"). */
+px_status pool_exec_gid(pg_pool *p, int64_t wait_ms, const char *verb, const char *branch_gid,
+                        pg_res *out) MUSTCHECK;
+
+/* Connections open right now (idle + lent). */
+int pool_open_count(pg_pool *p);
+
+#endif

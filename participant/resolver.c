@@ -1,0 +1,218 @@
+/*
+ * resolver.c - the recovery sweep: finish prepared branches nobody is
+ * finishing, as the coordinator decided (presumed abort).
+ *
+ * Invariants:
+ *   - A prepared branch is committed only if the coordinator's outcome is
+ *     "committed" and rolled back only if it is "aborted". in_flight, an
+ *     unknown answer or an unreachable coordinator leave it prepared until a
+ *     later sweep. The sweep never guesses.
+ *   - Branches this agent holds as in progress (active: PREPARE not done or
+ *     the vote not yet given) are skipped. Prepared branches held in memory
+ *     are asked about like the others; the finish itself runs under the
+ *     branch mutex (op_resolve), so it serializes with the coordinator's own
+ *     commit/rollback call and whichever comes second finds it finished.
+ *   - Only branches of our database, with our prefix and our participant name
+ *     are touched (one gid namespace per PostgreSQL cluster).
+ *   - "Still in doubt" is logged at most once per gid per minute.
+ *
+ * Protocol steps, per sweep:
+ *   1. List pg_prepared_xacts (our database, prefix txc:).
+ *   2. For each of ours not in progress: GET <coordinator>/v1/outcomes/{gid}.
+ *   3. committed -> COMMIT PREPARED; aborted -> ROLLBACK PREPARED (42704 on
+ *      either = finished by someone else meanwhile).
+ *   A crash anywhere is harmless: the next start lists again and asks again;
+ *   both finishes are idempotent.
+ */
+#include "resolver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gid.h"
+#include "httpc.h"
+#include "log.h"
+#include "ops.h"
+#include "pool.h"
+
+#define OUTCOME_TIMEOUT_MS 3000
+#define OUTCOME_BATCH 32
+#define DOUBT_LOG_EVERY_MS 60000
+#define LIST_WAIT_MS 1000
+
+typedef struct {
+    char gid[GID_MAX_LEN + 1];
+    int64_t logged_ms;
+    bool seen; /* still prepared in the latest sweep */
+} doubt;
+
+typedef struct {
+    agent *ag;
+    doubt *doubts; /* gids left in doubt, for log rate limiting */
+    size_t ndoubts, capdoubts;
+    int64_t list_error_logged_ms;
+} resolver;
+
+static doubt *doubt_find(resolver *r, const char *gid)
+{
+    for (size_t i = 0; i < r->ndoubts; i++)
+        if (strcmp(r->doubts[i].gid, gid) == 0)
+            return &r->doubts[i];
+    return NULL;
+}
+
+/* Log "left in doubt" for gid unless that was done less than a minute ago. */
+static void note_doubt(resolver *r, const char *gid, const char *why)
+{
+    int64_t now = now_ms();
+    doubt *d = doubt_find(r, gid);
+    if (!d) {
+        if (r->ndoubts == r->capdoubts) {
+            r->capdoubts = r->capdoubts ? r->capdoubts * 2 : 16;
+            r->doubts = xrealloc(r->doubts, r->capdoubts * sizeof(doubt));
+        }
+        d = &r->doubts[r->ndoubts++];
+        snprintf(d->gid, sizeof(d->gid), "%s", gid);
+        d->logged_ms = now - DOUBT_LOG_EVERY_MS - 1;
+    }
+    d->seen = true;
+    if (now - d->logged_ms > DOUBT_LOG_EVERY_MS) {
+        d->logged_ms = now;
+        txlog_info(gid, r->ag->name, "prepared branch left in doubt: %s (retrying every %lld ms)",
+                   why, (long long)r->ag->resolve_interval_ms);
+    }
+}
+
+/* Forget gids that are no longer in doubt. */
+static void prune_doubts(resolver *r)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->ndoubts; i++) {
+        if (r->doubts[i].seen) {
+            r->doubts[i].seen = false;
+            r->doubts[k++] = r->doubts[i];
+        }
+    }
+    r->ndoubts = k;
+}
+
+/* Act on one coordinator answer. */
+static void handle_outcome(resolver *r, const char *gid, httpc_call *c)
+{
+    char why[320];
+    if (c->status == 0) {
+        snprintf(why, sizeof(why), "coordinator unreachable: %s", c->error);
+        note_doubt(r, gid, why);
+        return;
+    }
+    json_t *o = c->response ? json_object_get(c->response, "outcome") : NULL; /* borrowed */
+    const char *outcome = json_is_string(o) ? json_string_value(o) : NULL;
+    if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0) {
+        if (!op_resolve(r->ag, gid, true))
+            note_doubt(r, gid, "COMMIT PREPARED failed (see above)");
+    } else if (c->status == 200 && outcome && strcmp(outcome, "aborted") == 0) {
+        if (!op_resolve(r->ag, gid, false))
+            note_doubt(r, gid, "ROLLBACK PREPARED failed (see above)");
+    } else if (c->status == 200) {
+        snprintf(why, sizeof(why), "coordinator says %s", outcome ? outcome : "(no outcome)");
+        note_doubt(r, gid, why);
+    } else {
+        json_t *e = c->response ? json_object_get(c->response, "error") : NULL;
+        json_t *code = e ? json_object_get(e, "code") : NULL;
+        snprintf(why, sizeof(why), "coordinator answered HTTP %ld %s", c->status,
+                 json_is_string(code) ? json_string_value(code) : "");
+        note_doubt(r, gid, why);
+    }
+}
+
+/* Ask the coordinator about gids[0..n) in parallel, then act on each answer. */
+static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], size_t n)
+{
+    httpc_call calls[OUTCOME_BATCH];
+    char *urls[OUTCOME_BATCH];
+    memset(calls, 0, sizeof(calls));
+    for (size_t i = 0; i < n; i++) {
+        char *esc = httpc_escape(gids[i]);
+        urls[i] = xasprintf("%s/v1/outcomes/%s", r->ag->coordinator, esc);
+        free(esc);
+        calls[i].method = "GET";
+        calls[i].url = urls[i];
+        calls[i].timeout_ms = OUTCOME_TIMEOUT_MS;
+    }
+    (void)httpc_perform(calls, n); /* each call carries its own status */
+    for (size_t i = 0; i < n; i++) {
+        if (!r->ag->resolver_stop)
+            handle_outcome(r, gids[i], &calls[i]);
+        httpc_call_clear(&calls[i]);
+        free(urls[i]);
+    }
+}
+
+static void sweep(resolver *r)
+{
+    agent *ag = r->ag;
+    pg_res res;
+    px_status ps = pool_query(ag->pool, LIST_WAIT_MS,
+                              "SELECT gid FROM pg_prepared_xacts WHERE database = "
+                              "current_database() AND starts_with(gid, 'txc:')",
+                              0, NULL, &res);
+    if (ps != PX_OK || !res.res) {
+        int64_t now = now_ms();
+        if (now - r->list_error_logged_ms > DOUBT_LOG_EVERY_MS || r->list_error_logged_ms == 0) {
+            r->list_error_logged_ms = now;
+            log_warn("recovery sweep: cannot list prepared transactions: %s", res.message);
+        }
+        pg_res_clear(&res);
+        return;
+    }
+    int rows = PQntuples(res.res);
+    char(*batch)[GID_MAX_LEN + 1] = xcalloc(OUTCOME_BATCH, GID_MAX_LEN + 1);
+    size_t nb = 0;
+    for (int i = 0; i < rows && !ag->resolver_stop; i++) {
+        char gid[GID_MAX_LEN + 1], part[PARTICIPANT_MAX_LEN + 1];
+        if (!branch_gid_parse(PQgetvalue(res.res, i, 0), gid, part) ||
+            strcmp(part, ag->name) != 0)
+            continue; /* another participant's branch sharing this cluster */
+        if (op_in_progress(ag, gid))
+            continue;
+        memcpy(batch[nb++], gid, sizeof(gid));
+        if (nb == OUTCOME_BATCH) {
+            resolve_batch(r, batch, nb);
+            nb = 0;
+        }
+    }
+    if (nb > 0 && !ag->resolver_stop)
+        resolve_batch(r, batch, nb);
+    free(batch);
+    pg_res_clear(&res);
+    prune_doubts(r);
+}
+
+static void *resolver_main(void *arg)
+{
+    resolver r = {.ag = arg};
+    while (!r.ag->resolver_stop) {
+        sweep(&r);
+        sleep_ms(r.ag->resolve_interval_ms, &r.ag->resolver_stop);
+    }
+    free(r.doubts);
+    return NULL;
+}
+
+bool resolver_start(agent *ag, pthread_t *thread)
+{
+    ag->resolver_stop = 0;
+    int rc = pthread_create(thread, NULL, resolver_main, ag);
+    if (rc != 0) {
+        log_error("cannot start the recovery sweep thread: %s", strerror(rc));
+        return false;
+    }
+    return true;
+}
+
+void resolver_stop(agent *ag, pthread_t thread)
+{
+    ag->resolver_stop = 1;
+    pthread_join(thread, NULL);
+}

@@ -1,0 +1,109 @@
+/*
+ * harness.h - the integration tests' throwaway cluster and their HTTP and SQL helpers.
+ *
+ * The cluster (3 PostgreSQL servers, 3 agents, 1 coordinator) is started once
+ * per test binary by scripts/cluster in a fresh directory under /tmp, from an
+ * unchecked fixture (h_cluster_setup), and torn down (down --purge) when the
+ * binary ends, also on a failed start, on exit() and on SIGTERM/SIGINT/SIGHUP.
+ * Tests run forked (CK_FORK); only the process that started the cluster ever
+ * stops it.
+ *
+ * Environment (set by tests/integration/meson.build):
+ *   TXCOORD_SOURCE_ROOT  the checkout (scripts/cluster lives there)
+ *   TXCOORD_BUILD_DIR    where txcoord and txagent were built
+ *   TXCOORD_IT_BASE_PORT first base port to try (default 7700; the next free
+ *                        one of 7700, 7720, ... 7780 is used)
+ *   TXCOORD_KEEP_CLUSTER=1  leave the cluster running and its directory in place
+ *
+ * Ownership: h_resp owns its body and json (h_resp_clear frees them); json_t
+ * bodies passed to h_req/h_stmt are stolen.
+ */
+#ifndef TX_IT_HARNESS_H
+#define TX_IT_HARNESS_H
+
+#include <check.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define H_PARTICIPANTS 3
+
+/* ---- cluster ---- */
+void h_cluster_setup(void);    /* unchecked fixture setup: start once (idempotent) */
+void h_cluster_teardown(void); /* unchecked fixture teardown: nothing (stop is at exit) */
+/* Stop and purge the cluster; dump logs first if failed or a sanitizer
+ * reported something. Returns false if a daemon log holds a sanitizer report. */
+bool h_cluster_stop(bool failed);
+/* Run scripts/cluster ARGS... --dir <dir> (NULL-terminated); returns its exit status. */
+int h_cluster(const char *arg, ...) __attribute__((sentinel));
+/* Checked fixture: make sure every component answers /healthz (restarting
+ * agents a previous test killed), then run the test. */
+void h_test_setup(void);
+/* Checked fixture: no row left in pg_prepared_xacts anywhere (waits up to 20 s). */
+void h_test_teardown(void);
+
+const char *h_coord_url(void);
+const char *h_agent_url(int i); /* i = 1..H_PARTICIPANTS */
+const char *h_conninfo(int i);
+
+/* ---- HTTP ---- */
+typedef struct {
+    long status;          /* 0 = transport failure, see error */
+    char *body;           /* raw body, NUL-terminated, never NULL after a call */
+    size_t len;
+    json_t *json;         /* parsed body or NULL */
+    char location[256];   /* Location header or "" */
+    char content_type[128];
+    char error[256];
+} h_resp;
+
+/* Any method on a full URL with a raw body (may be NULL). */
+h_resp h_http(const char *method, const char *url, const char *body, size_t len);
+/* Method on a coordinator path ("/v1/..."); body stolen, may be NULL. */
+h_resp h_req(const char *method, const char *path, json_t *body);
+/* GET on a coordinator path built with printf. */
+h_resp h_get(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void h_resp_clear(h_resp *r);
+/* Free this thread's curl handle (call at the end of each extra thread). */
+void h_thread_done(void);
+
+/* Borrowed string member of an object, or "" when absent / not a string. */
+const char *h_str(const json_t *obj, const char *key);
+/* error.code / error.sqlstate of an error answer, or "". */
+const char *h_err_code(const h_resp *r);
+const char *h_err_sqlstate(const h_resp *r);
+/* Short description "STATUS BODY" for assertion messages (static buffer per thread). */
+const char *h_desc(const h_resp *r);
+
+/* POST /v1/transactions {"protocol":"2pc","timeout_ms":30000}; asserts 201; caller frees. */
+char *h_begin(void);
+/* POST /v1/transactions/{gid}/statements; params stolen (NULL = none). */
+h_resp h_stmt(const char *gid, const char *participant, const char *sql, json_t *params);
+h_resp h_commit(const char *gid);
+h_resp h_rollback(const char *gid);
+/* h_stmt that must answer 200 (asserts). */
+void h_stmt_ok(const char *gid, const char *participant, const char *sql, json_t *params);
+
+/* ---- SQL on participant i (libpq through common/pg.h) ---- */
+PGconn *h_pg(int i);                 /* asserts; caller PQfinish-es */
+/* First column of the first row as an integer (asserts one row, not NULL). */
+long long h_conn_ll(PGconn *c, const char *sql);
+long long h_sql_ll(int i, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void h_sql(int i, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+long long h_balance(int i, int id);
+void h_set_balance(int i, int id, long long balance); /* upsert */
+long long h_prepared_count(int i);
+long long h_marker_count(int i, const char *transfer_id);
+
+/* Assert an answer's status; the message shows status and body. */
+#define H_EXPECT(r, st, what) \
+    ck_assert_msg((r).status == (st), "%s: expected HTTP %d, got %s", (what), (int)(st), h_desc(&(r)))
+
+/* ---- the test cases, one constructor per file ---- */
+TCase *tc_flows(void);      /* test_flows.c: commit, abort, rollback, one-shot, idempotence, reads */
+TCase *tc_errors(void);     /* test_errors.c: every error status */
+TCase *tc_rows(void);       /* test_rows.c: rows JSON typing, parameters */
+TCase *tc_concurrent(void); /* test_concurrent.c: many clients, sum of balances */
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * test_errors.c - every error status of the coordinator's REST API, each with
+ * the {"error":{"code","message"}} body: 400 malformed JSON and bad fields,
+ * 404 unknown gid/path, 422 unknown participant and SQL errors (with
+ * sqlstate), 409 wrong state, 413 body too large, 400 transaction_control,
+ * 503 participant unreachable. After each error the system must still be
+ * consistent: nothing half-applied, nothing left prepared.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "util.h"
+
+/* An error answer: status, a snake_case code (optionally the given one) and a message. */
+static void expect_error(h_resp *r, long status, const char *code, const char *what)
+{
+    H_EXPECT(*r, status, what);
+    json_t *err = r->json ? json_object_get(r->json, "error") : NULL;
+    ck_assert_msg(json_is_object(err), "%s: no error object: %s", what, h_desc(r));
+    const char *c = h_str(err, "code");
+    ck_assert_msg(*c && strspn(c, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(c),
+                  "%s: error code not snake_case: %s", what, h_desc(r));
+    ck_assert_msg(json_is_string(json_object_get(err, "message")), "%s: no message: %s", what,
+                  h_desc(r));
+    if (code)
+        ck_assert_msg(strcmp(c, code) == 0, "%s: code should be %s: %s", what, code, h_desc(r));
+}
+
+static h_resp post_raw(const char *path, const char *body)
+{
+    char *url = xasprintf("%s%s", h_coord_url(), path);
+    h_resp r = h_http("POST", url, body, strlen(body));
+    free(url);
+    return r;
+}
+
+START_TEST(malformed_json)
+{
+    const char *bodies[] = {"{not json", "{\"protocol\":\"2pc\",}", "[1,2]", "\"2pc\"", "nul"};
+    for (size_t k = 0; k < ARRAY_LEN(bodies); k++) {
+        h_resp r = post_raw("/v1/transactions", bodies[k]);
+        expect_error(&r, 400, "malformed_json", bodies[k]);
+        h_resp_clear(&r);
+    }
+    char *gid = h_begin();
+    char *path = xasprintf("/v1/transactions/%s/statements", gid);
+    h_resp r = post_raw(path, "{\"participant\":\"pg1\",\"sql\":");
+    expect_error(&r, 400, "malformed_json", "truncated statement body");
+    h_resp_clear(&r);
+    free(path);
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(bad_fields)
+{
+    const char *begins[] = {
+        "{\"protocol\":\"4pc\"}",
+        "{\"protocol\":2}",
+        "{\"protocol\":\"2pc\",\"timeout_ms\":\"soon\"}",
+        "{\"protocol\":\"2pc\",\"timeout_ms\":-5}",
+        "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":\"pg1\"}",
+        "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
+        "\"statements\":[{\"params\":[1]}]}]}",
+    };
+    for (size_t k = 0; k < ARRAY_LEN(begins); k++) {
+        h_resp r = post_raw("/v1/transactions", begins[k]);
+        expect_error(&r, 400, NULL, begins[k]);
+        h_resp_clear(&r);
+    }
+    char *gid = h_begin();
+    char *path = xasprintf("/v1/transactions/%s/statements", gid);
+    const char *stmts[] = {
+        "{\"participant\":\"pg1\"}",
+        "{\"sql\":\"SELECT 1\"}",
+        "{\"participant\":\"pg1\",\"sql\":42}",
+        "{\"participant\":7,\"sql\":\"SELECT 1\"}",
+        "{\"participant\":\"pg1\",\"sql\":\"SELECT $1::int\",\"params\":5}",
+        "{}",
+    };
+    for (size_t k = 0; k < ARRAY_LEN(stmts); k++) {
+        h_resp r = post_raw(path, stmts[k]);
+        expect_error(&r, 400, NULL, stmts[k]);
+        h_resp_clear(&r);
+    }
+    /* the transaction survived the refused requests */
+    h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after 400s");
+    h_resp_clear(&r);
+    free(path);
+    free(gid);
+}
+END_TEST
+
+START_TEST(unknown_gid_and_path)
+{
+    const char *gid = "ffffffff-1-999999";
+    h_resp r = h_get("/v1/transactions/%s", gid);
+    expect_error(&r, 404, NULL, "GET unknown gid");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", "SELECT 1", NULL);
+    expect_error(&r, 404, NULL, "statement on unknown gid");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    expect_error(&r, 404, NULL, "commit unknown gid");
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    expect_error(&r, 404, NULL, "rollback unknown gid");
+    h_resp_clear(&r);
+    r = h_get("/v1/no-such-thing");
+    expect_error(&r, 404, "not_found", "unknown path");
+    h_resp_clear(&r);
+}
+END_TEST
+
+START_TEST(unknown_participant)
+{
+    char *gid = h_begin();
+    h_resp r = h_stmt(gid, "pg9", "SELECT 1", NULL);
+    expect_error(&r, 422, NULL, "statement for pg9");
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+
+    r = h_req("POST", "/v1/transactions",
+              json_pack("{s:s,s:b,s:[{s:s,s:[{s:s}]}]}", "protocol", "2pc", "commit", 1,
+                        "branches", "participant", "nobody", "statements", "sql", "SELECT 1"));
+    expect_error(&r, 422, NULL, "one-shot for an unknown participant");
+    h_resp_clear(&r);
+}
+END_TEST
+
+START_TEST(sql_error)
+{
+    h_set_balance(1, 1101, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1101", NULL);
+    h_resp r = h_stmt(gid, "pg2", "SELEC 1", NULL);
+    expect_error(&r, 422, "sql_error", "syntax error");
+    ck_assert_str_eq(h_err_sqlstate(&r), "42601");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after a syntax error");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1101), 10);
+    free(gid);
+
+    gid = h_begin();
+    r = h_stmt(gid, "pg3", "SELECT * FROM no_such_table", NULL);
+    expect_error(&r, 422, "sql_error", "missing table");
+    ck_assert_str_eq(h_err_sqlstate(&r), "42P01");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", "SELECT 1/0", NULL);
+    /* the transaction is doomed already; a second error or a refusal are both fine */
+    ck_assert_msg(r.status == 422 || r.status == 409, "after a failed branch: %s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(wrong_state)
+{
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "SELECT 1", NULL);
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 200, "commit");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", "SELECT 1", NULL);
+    expect_error(&r, 409, NULL, "statement after commit");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(body_too_large)
+{
+    /* 8 MiB of valid JSON: far over any sane request limit */
+    size_t n = 8u << 20;
+    char *big = xmalloc(n + 64);
+    int off = snprintf(big, 64, "{\"protocol\":\"2pc\",\"pad\":\"");
+    memset(big + off, 'x', n);
+    strcpy(big + off + n, "\"}");
+    h_resp r = post_raw("/v1/transactions", big);
+    expect_error(&r, 413, "body_too_large", "8 MiB begin");
+    h_resp_clear(&r);
+
+    char *gid = h_begin();
+    char *path = xasprintf("/v1/transactions/%s/statements", gid);
+    off = snprintf(big, 64, "{\"participant\":\"pg1\",\"sql\":\"SELECT '");
+    memset(big + off, 'y', n);
+    strcpy(big + off + n, "'\"}");
+    r = post_raw(path, big);
+    expect_error(&r, 413, "body_too_large", "8 MiB statement");
+    h_resp_clear(&r);
+    /* still usable */
+    h_stmt_ok(gid, "pg1", "SELECT 1", NULL);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after 413");
+    h_resp_clear(&r);
+    free(path);
+    free(gid);
+    free(big);
+}
+END_TEST
+
+START_TEST(transaction_control_refused)
+{
+    h_set_balance(1, 1201, 0);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1201", NULL);
+    const char *refused[] = {
+        "COMMIT",
+        "commit;",
+        "  ROLLBACK",
+        "/* sneaky */ rollback",
+        "-- comment\nEND",
+        "ABORT",
+        "BEGIN",
+        "START TRANSACTION",
+        "PREPARE TRANSACTION 'x'",
+        "COMMIT PREPARED 'x'",
+        "ROLLBACK PREPARED 'x'",
+    };
+    for (size_t k = 0; k < ARRAY_LEN(refused); k++) {
+        h_resp r = h_stmt(gid, "pg1", refused[k], NULL);
+        expect_error(&r, 400, "transaction_control", refused[k]);
+        h_resp_clear(&r);
+    }
+    /* refused, not run: the branch is intact and commits once */
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1201", NULL);
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after refused statements");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1201), 2);
+    free(gid);
+}
+END_TEST
+
+START_TEST(participant_unreachable)
+{
+    h_set_balance(1, 1301, 10);
+    ck_assert_int_eq(h_cluster("kill", "agent3", NULL), 0);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1301", NULL);
+    h_resp r = h_stmt(gid, "pg3", "SELECT 1", NULL);
+    expect_error(&r, 503, NULL, "statement for a dead agent");
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+
+    /* one-shot touching the dead agent: aborted, nothing applied */
+    r = h_req("POST", "/v1/transactions",
+              json_pack("{s:s,s:b,s:[{s:s,s:[{s:s}]},{s:s,s:[{s:s}]}]}", "protocol", "2pc",
+                        "commit", 1, "branches", "participant", "pg1", "statements", "sql",
+                        "UPDATE accounts SET balance = balance + 1 WHERE id = 1301",
+                        "participant", "pg3", "statements", "sql", "SELECT 1"));
+    ck_assert_msg(r.status == 503 || r.status == 409, "one-shot with a dead agent: %s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1301), 10);
+
+    ck_assert_int_eq(h_cluster("start", "agent3", NULL), 0);
+    h_test_setup(); /* waits until agent3 answers /healthz */
+    gid = h_begin();
+    h_stmt_ok(gid, "pg3", "SELECT 1", NULL);
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1301", NULL);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after agent3 came back");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1301), 11);
+    free(gid);
+}
+END_TEST
+
+TCase *tc_errors(void)
+{
+    TCase *tc = tcase_create("errors");
+    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
+    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, malformed_json);
+    tcase_add_test(tc, bad_fields);
+    tcase_add_test(tc, unknown_gid_and_path);
+    tcase_add_test(tc, unknown_participant);
+    tcase_add_test(tc, sql_error);
+    tcase_add_test(tc, wrong_state);
+    tcase_add_test(tc, body_too_large);
+    tcase_add_test(tc, transaction_control_refused);
+    tcase_add_test(tc, participant_unreachable);
+    return tc;
+}

@@ -1,0 +1,475 @@
+/*
+ * test_flows.c - the transaction life cycles through the coordinator's REST
+ * API: commit across 3 databases, abort on a failed branch, rollback, the
+ * one-shot form, idempotent commit/rollback, read-only branches, the outcome
+ * endpoint and the GET views. Every check of an effect reads PostgreSQL
+ * directly; each test owns its own account ids.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define DEBIT "UPDATE accounts SET balance = balance - $1 WHERE id = $2"
+#define CREDIT "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
+#define MARK "INSERT INTO transfers (id, amount) VALUES ($1, $2)"
+
+static void expect_outcome(h_resp *r, long status, const char *outcome, const char *what)
+{
+    H_EXPECT(*r, status, what);
+    ck_assert_msg(strcmp(h_str(r->json, "outcome"), outcome) == 0, "%s: outcome should be %s: %s",
+                  what, outcome, h_desc(r));
+}
+
+static void expect_txn_outcome(const char *gid, const char *outcome)
+{
+    h_resp r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "GET transaction");
+    ck_assert_msg(strcmp(h_str(r.json, "outcome"), outcome) == 0,
+                  "GET transaction: outcome should be %s: %s", outcome, h_desc(&r));
+    h_resp_clear(&r);
+}
+
+static void expect_agent_outcome(const char *gid, const char *outcome)
+{
+    h_resp r = h_get("/v1/outcomes/%s", gid);
+    H_EXPECT(r, 200, "GET outcome");
+    ck_assert_msg(strcmp(h_str(r.json, "outcome"), outcome) == 0,
+                  "outcomes: should be %s: %s", outcome, h_desc(&r));
+    ck_assert_str_eq(h_str(r.json, "gid"), gid);
+    h_resp_clear(&r);
+}
+
+START_TEST(begin_shape)
+{
+    h_resp r = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i}", "protocol", "2pc", "timeout_ms", 30000));
+    H_EXPECT(r, 201, "begin");
+    const char *gid = h_str(r.json, "gid");
+    ck_assert_msg(*gid, "no gid: %s", h_desc(&r));
+    /* <coord-id 8 hex>-<epoch>-<seq>: safe as a PostgreSQL literal */
+    ck_assert_msg(strlen(gid) >= 12 && strspn(gid, "0123456789abcdef") == 8 && gid[8] == '-',
+                  "gid shape: %s", gid);
+    ck_assert_msg(strspn(gid, "0123456789abcdef-") == strlen(gid), "gid charset: %s", gid);
+    ck_assert_str_eq(h_str(r.json, "protocol"), "2pc");
+    ck_assert_str_eq(h_str(r.json, "state"), "active");
+    ck_assert_msg(strstr(r.location, gid) != NULL, "Location header '%s' lacks %s", r.location,
+                  gid);
+    char *g = strdup(gid);
+    h_resp_clear(&r);
+
+    /* a second begin gets another gid */
+    char *g2 = h_begin();
+    ck_assert_str_ne(g, g2);
+
+    r = h_get("/v1/transactions/%s", g);
+    H_EXPECT(r, 200, "GET active transaction");
+    ck_assert_str_eq(h_str(r.json, "state"), "active");
+    h_resp_clear(&r);
+
+    r = h_rollback(g);
+    h_resp_clear(&r);
+    r = h_rollback(g2);
+    h_resp_clear(&r);
+    free(g);
+    free(g2);
+}
+END_TEST
+
+START_TEST(commit_three_databases)
+{
+    h_set_balance(1, 101, 1000);
+    h_set_balance(2, 102, 1000);
+    h_set_balance(3, 103, 1000);
+    char *gid = h_begin();
+
+    h_resp r = h_stmt(gid, "pg1", DEBIT, json_pack("[ii]", 60, 101));
+    H_EXPECT(r, 200, "debit pg1");
+    ck_assert_str_eq(h_str(r.json, "command"), "UPDATE 1");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "row_count")), 1);
+    ck_assert_msg(json_is_array(json_object_get(r.json, "rows")), "rows: %s", h_desc(&r));
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 25, 102));
+    h_stmt_ok(gid, "pg3", CREDIT, json_pack("[ii]", 35, 103));
+    for (int i = 1; i <= 3; i++) {
+        char p[8];
+        snprintf(p, sizeof(p), "pg%d", i);
+        h_stmt_ok(gid, p, MARK, json_pack("[si]", gid, 60));
+    }
+    /* nothing visible before the commit */
+    ck_assert_int_eq(h_balance(1, 101), 1000);
+    ck_assert_int_eq(h_marker_count(2, gid), 0);
+
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit");
+    ck_assert_str_eq(h_str(r.json, "gid"), gid);
+    h_resp_clear(&r);
+
+    ck_assert_int_eq(h_balance(1, 101), 940);
+    ck_assert_int_eq(h_balance(2, 102), 1025);
+    ck_assert_int_eq(h_balance(3, 103), 1035);
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(h_marker_count(i, gid), 1);
+
+    expect_txn_outcome(gid, "committed");
+    expect_agent_outcome(gid, "committed");
+    r = h_get("/v1/transactions/%s", gid);
+    for (int i = 1; i <= 3; i++) {
+        char p[8];
+        snprintf(p, sizeof(p), "\"pg%d\"", i);
+        ck_assert_msg(strstr(r.body, p), "GET transaction lacks branch %s: %s", p, h_desc(&r));
+    }
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(abort_on_unique_violation)
+{
+    h_set_balance(1, 201, 500);
+    h_set_balance(2, 202, 500);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", DEBIT, json_pack("[ii]", 100, 201));
+    h_stmt_ok(gid, "pg1", MARK, json_pack("[si]", gid, 100));
+    h_resp r = h_stmt(gid, "pg2", "INSERT INTO accounts (id, balance) VALUES ($1, $2)",
+                      json_pack("[ii]", 202, 1));
+    H_EXPECT(r, 422, "duplicate key");
+    ck_assert_str_eq(h_err_code(&r), "sql_error");
+    ck_assert_str_eq(h_err_sqlstate(&r), "23505");
+    h_resp_clear(&r);
+
+    r = h_commit(gid);
+    expect_outcome(&r, 409, "aborted", "commit after SQL error");
+    ck_assert_msg(*h_str(r.json, "reason"), "409 without a reason: %s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_commit(gid); /* same answer again */
+    expect_outcome(&r, 409, "aborted", "second commit");
+    h_resp_clear(&r);
+
+    ck_assert_int_eq(h_balance(1, 201), 500);
+    ck_assert_int_eq(h_balance(2, 202), 500);
+    ck_assert_int_eq(h_marker_count(1, gid), 0);
+    expect_txn_outcome(gid, "aborted");
+    expect_agent_outcome(gid, "aborted");
+    free(gid);
+}
+END_TEST
+
+START_TEST(abort_on_check_violation)
+{
+    h_set_balance(1, 211, 50);
+    h_set_balance(3, 213, 50);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 70, 211));
+    h_resp r = h_stmt(gid, "pg3", DEBIT, json_pack("[ii]", 70, 213));
+    H_EXPECT(r, 422, "overdraft");
+    ck_assert_str_eq(h_err_sqlstate(&r), "23514");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    expect_outcome(&r, 409, "aborted", "commit after overdraft");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 211), 50);
+    ck_assert_int_eq(h_balance(3, 213), 50);
+    free(gid);
+}
+END_TEST
+
+START_TEST(rollback)
+{
+    h_set_balance(1, 301, 300);
+    h_set_balance(2, 302, 300);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", DEBIT, json_pack("[ii]", 10, 301));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 10, 302));
+    h_resp r = h_rollback(gid);
+    expect_outcome(&r, 200, "aborted", "rollback");
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    expect_outcome(&r, 200, "aborted", "second rollback");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    expect_outcome(&r, 409, "aborted", "commit after rollback");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", DEBIT, json_pack("[ii]", 10, 301));
+    H_EXPECT(r, 409, "statement after rollback");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 301), 300);
+    ck_assert_int_eq(h_balance(2, 302), 300);
+    expect_txn_outcome(gid, "aborted");
+    free(gid);
+}
+END_TEST
+
+/* POST /v1/transactions with branches and commit:true. */
+static h_resp one_shot(json_t *branches)
+{
+    return h_req("POST", "/v1/transactions",
+                 json_pack("{s:s,s:i,s:b,s:o}", "protocol", "2pc", "timeout_ms", 30000, "commit",
+                           1, "branches", branches));
+}
+
+START_TEST(one_shot_commit)
+{
+    h_set_balance(1, 401, 1000);
+    h_set_balance(2, 402, 1000);
+    h_set_balance(3, 403, 1000);
+    h_resp r = one_shot(json_pack(
+        "[{s:s,s:[{s:s,s:[ii]},{s:s,s:[si]}]},{s:s,s:[{s:s,s:[ii]},{s:s,s:[si]}]},"
+        "{s:s,s:[{s:s,s:[ii]}]}]",
+        "participant", "pg1", "statements", "sql", DEBIT, "params", 300, 401, "sql", MARK, "params",
+        "os-401", 300, "participant", "pg2", "statements", "sql", CREDIT, "params", 200, 402, "sql",
+        MARK, "params", "os-401", 300, "participant", "pg3", "statements", "sql", CREDIT, "params",
+        100, 403));
+    expect_outcome(&r, 200, "committed", "one-shot commit");
+    char *gid = strdup(h_str(r.json, "gid"));
+    ck_assert_msg(*gid, "one-shot answer without gid: %s", h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 401), 700);
+    ck_assert_int_eq(h_balance(2, 402), 1200);
+    ck_assert_int_eq(h_balance(3, 403), 1100);
+    ck_assert_int_eq(h_marker_count(1, "os-401"), 1);
+    ck_assert_int_eq(h_marker_count(2, "os-401"), 1);
+    expect_txn_outcome(gid, "committed");
+    /* repeating the commit of a one-shot gid gives the same outcome */
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit after one-shot");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(one_shot_abort)
+{
+    h_set_balance(1, 411, 100);
+    h_set_balance(2, 412, 100);
+    /* pg2 cannot pay 500: the check constraint fails, pg1's credit must not stay */
+    h_resp r = one_shot(json_pack("[{s:s,s:[{s:s,s:[ii]},{s:s,s:[si]}]},{s:s,s:[{s:s,s:[ii]}]}]",
+                                  "participant", "pg1", "statements", "sql", CREDIT, "params", 500,
+                                  411, "sql", MARK, "params", "os-411", 500, "participant", "pg2",
+                                  "statements", "sql", DEBIT, "params", 500, 412));
+    expect_outcome(&r, 409, "aborted", "one-shot with a failing branch");
+    char *gid = strdup(h_str(r.json, "gid"));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 411), 100);
+    ck_assert_int_eq(h_balance(2, 412), 100);
+    ck_assert_int_eq(h_marker_count(1, "os-411"), 0);
+    if (*gid)
+        expect_txn_outcome(gid, "aborted");
+    free(gid);
+
+    /* unique violation in a one-shot branch */
+    r = one_shot(json_pack("[{s:s,s:[{s:s,s:[ii]}]},{s:s,s:[{s:s,s:[ii]}]}]", "participant", "pg1",
+                           "statements", "sql", CREDIT, "params", 1, 411, "participant", "pg3",
+                           "statements", "sql",
+                           "INSERT INTO accounts (id, balance) VALUES ($1, $2), ($1, $2)",
+                           "params", 413, 1));
+    expect_outcome(&r, 409, "aborted", "one-shot with a duplicate key");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 411), 100);
+    ck_assert_int_eq(h_sql_ll(3, "SELECT count(*) FROM accounts WHERE id = 413"), 0);
+}
+END_TEST
+
+START_TEST(idempotent_commit)
+{
+    h_set_balance(1, 501, 100);
+    h_set_balance(2, 502, 100);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", DEBIT, json_pack("[ii]", 40, 501));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 40, 502));
+    for (int k = 0; k < 3; k++) {
+        h_resp r = h_commit(gid);
+        expect_outcome(&r, 200, "committed", k == 0 ? "commit" : "repeated commit");
+        ck_assert_str_eq(h_str(r.json, "gid"), gid);
+        h_resp_clear(&r);
+    }
+    h_resp r = h_rollback(gid);
+    expect_outcome(&r, 409, "committed", "rollback after commit");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", DEBIT, json_pack("[ii]", 40, 501));
+    H_EXPECT(r, 409, "statement after commit");
+    h_resp_clear(&r);
+    /* moved exactly once */
+    ck_assert_int_eq(h_balance(1, 501), 60);
+    ck_assert_int_eq(h_balance(2, 502), 140);
+    free(gid);
+}
+END_TEST
+
+START_TEST(single_participant)
+{
+    h_set_balance(2, 601, 10);
+    h_set_balance(2, 602, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg2", DEBIT, json_pack("[ii]", 5, 601));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 5, 602));
+    h_resp r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "single-participant commit");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(2, 601), 5);
+    ck_assert_int_eq(h_balance(2, 602), 15);
+    expect_agent_outcome(gid, "committed");
+    free(gid);
+}
+END_TEST
+
+START_TEST(read_only_branches)
+{
+    h_set_balance(1, 701, 100);
+    h_set_balance(2, 702, 100);
+    h_set_balance(3, 703, 77);
+    /* one writing branch and two reading ones */
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 701));
+    h_resp r = h_stmt(gid, "pg3", "SELECT balance FROM accounts WHERE id = $1", json_pack("[i]", 703));
+    H_EXPECT(r, 200, "read on pg3");
+    json_t *rows = json_object_get(r.json, "rows");
+    ck_assert_int_eq(json_array_size(rows), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(rows, 0), "balance")), 77);
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg2", "SELECT count(*) AS n FROM accounts", NULL);
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit with read-only branches");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 701), 101);
+    free(gid);
+
+    /* only reads */
+    gid = h_begin();
+    h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
+    h_stmt_ok(gid, "pg2", "SELECT balance FROM accounts WHERE id = 702", NULL);
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "read-only commit");
+    h_resp_clear(&r);
+    free(gid);
+
+    /* no statement at all */
+    gid = h_begin();
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "empty commit");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(outcomes_endpoint)
+{
+    h_set_balance(1, 801, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 801));
+    expect_agent_outcome(gid, "in_flight"); /* never "aborted" while deciding */
+    h_resp r = h_commit(gid);
+    h_resp_clear(&r);
+    expect_agent_outcome(gid, "committed");
+    free(gid);
+
+    gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 801));
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    expect_agent_outcome(gid, "aborted");
+
+    /* a gid of another coordinator */
+    char other[128];
+    snprintf(other, sizeof(other), "%s", gid);
+    other[0] = other[0] == '0' ? '1' : '0';
+    r = h_get("/v1/outcomes/%s", other);
+    H_EXPECT(r, 404, "outcome of another coordinator's gid");
+    ck_assert_str_eq(h_err_code(&r), "unknown_coordinator");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(get_views)
+{
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
+    h_resp r = h_get("/v1/transactions");
+    H_EXPECT(r, 200, "list");
+    ck_assert_msg(strstr(r.body, gid), "list lacks the active %s: %s", gid, h_desc(&r));
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "GET transaction");
+    ck_assert_str_eq(h_str(r.json, "gid"), gid);
+    ck_assert_str_eq(h_str(r.json, "state"), "active");
+    ck_assert_msg(strstr(r.body, "\"pg1\""), "no pg1 branch: %s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions");
+    H_EXPECT(r, 200, "list");
+    ck_assert_msg(!strstr(r.body, gid), "list still shows the finished %s: %s", gid, h_desc(&r));
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "GET finished transaction");
+    ck_assert_str_eq(h_str(r.json, "state"), "committed");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "committed");
+    h_resp_clear(&r);
+    free(gid);
+
+    r = h_get("/v1/participants");
+    H_EXPECT(r, 200, "participants");
+    for (int i = 1; i <= H_PARTICIPANTS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "\"pg%d\"", i);
+        ck_assert_msg(strstr(r.body, name), "participants lacks %s: %s", name, h_desc(&r));
+        ck_assert_msg(strstr(r.body, h_agent_url(i)), "participants lacks %s: %s", h_agent_url(i),
+                      h_desc(&r));
+    }
+    h_resp_clear(&r);
+
+    r = h_get("/healthz");
+    H_EXPECT(r, 200, "coordinator healthz");
+    ck_assert_str_eq(h_str(r.json, "status"), "ok");
+    h_resp_clear(&r);
+
+    r = h_get("/metrics");
+    H_EXPECT(r, 200, "coordinator metrics");
+    ck_assert_msg(strncmp(r.content_type, "text/plain", 10) == 0, "metrics content type '%s'",
+                  r.content_type);
+    ck_assert_msg(strstr(r.body, "# TYPE") && strstr(r.body, "_bucket{") &&
+                      strstr(r.body, "2pc"),
+                  "metrics lack counters by protocol or a histogram:\n%s", r.body);
+    h_resp_clear(&r);
+
+    for (int i = 1; i <= H_PARTICIPANTS; i++) {
+        char *url = xasprintf("%s/healthz", h_agent_url(i));
+        r = h_http("GET", url, NULL, 0);
+        H_EXPECT(r, 200, "agent healthz");
+        char name[8];
+        snprintf(name, sizeof(name), "pg%d", i);
+        ck_assert_str_eq(h_str(r.json, "participant"), name);
+        h_resp_clear(&r);
+        free(url);
+        url = xasprintf("%s/metrics", h_agent_url(i));
+        r = h_http("GET", url, NULL, 0);
+        H_EXPECT(r, 200, "agent metrics");
+        ck_assert_msg(strstr(r.body, "# TYPE"), "agent metrics:\n%s", r.body);
+        h_resp_clear(&r);
+        free(url);
+    }
+}
+END_TEST
+
+TCase *tc_flows(void)
+{
+    TCase *tc = tcase_create("flows");
+    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
+    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, begin_shape);
+    tcase_add_test(tc, commit_three_databases);
+    tcase_add_test(tc, abort_on_unique_violation);
+    tcase_add_test(tc, abort_on_check_violation);
+    tcase_add_test(tc, rollback);
+    tcase_add_test(tc, one_shot_commit);
+    tcase_add_test(tc, one_shot_abort);
+    tcase_add_test(tc, idempotent_commit);
+    tcase_add_test(tc, single_participant);
+    tcase_add_test(tc, read_only_branches);
+    tcase_add_test(tc, outcomes_endpoint);
+    tcase_add_test(tc, get_views);
+    return tc;
+}

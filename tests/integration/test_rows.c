@@ -1,0 +1,162 @@
+/*
+ * test_rows.c - what a statement answers: command tag, row_count, rows as
+ * objects keyed by column name with JSON types that fit (integers, booleans,
+ * null, numeric as string, json/jsonb embedded), and parameters that always
+ * travel as values (never as SQL text).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "util.h"
+
+static json_t *first_row(h_resp *r)
+{
+    json_t *rows = json_object_get(r->json, "rows");
+    ck_assert_msg(json_is_array(rows) && json_array_size(rows) >= 1, "no rows: %s", h_desc(r));
+    json_t *row = json_array_get(rows, 0);
+    ck_assert_msg(json_is_object(row), "row is not an object: %s", h_desc(r));
+    return row;
+}
+
+START_TEST(types)
+{
+    char *gid = h_begin();
+    h_resp r = h_stmt(gid, "pg1",
+                      "SELECT 1::int2 AS a, 2::int4 AS b, 9007199254740993::int8 AS c, "
+                      "-42::int8 AS neg, true AS t, false AS f, NULL::int AS n, "
+                      "12.50::numeric AS num, 123456789012345678901234567890.5::numeric AS bignum, "
+                      "'{\"k\":[1,2,null],\"s\":\"v\"}'::jsonb AS jb, '[1,\"x\"]'::json AS js, "
+                      "'h\u00e9llo \"q\"'::text AS s, 1.5::float8 AS d, 'NaN'::float8 AS nan, "
+                      "NULL::text AS ns, NULL::jsonb AS nj",
+                      NULL);
+    H_EXPECT(r, 200, "typed select");
+    ck_assert_str_eq(h_str(r.json, "command"), "SELECT 1");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "row_count")), 1);
+    json_t *row = first_row(&r);
+    json_t *v;
+
+    v = json_object_get(row, "a");
+    ck_assert_msg(json_is_integer(v) && json_integer_value(v) == 1, "int2: %s", h_desc(&r));
+    v = json_object_get(row, "b");
+    ck_assert_msg(json_is_integer(v) && json_integer_value(v) == 2, "int4: %s", h_desc(&r));
+    v = json_object_get(row, "c");
+    ck_assert_msg(json_is_integer(v) && json_integer_value(v) == 9007199254740993LL,
+                  "int8 beyond 2^53 must stay exact: %s", h_desc(&r));
+    v = json_object_get(row, "neg");
+    ck_assert_msg(json_is_integer(v) && json_integer_value(v) == -42, "negative: %s", h_desc(&r));
+    ck_assert_msg(json_is_true(json_object_get(row, "t")), "true: %s", h_desc(&r));
+    ck_assert_msg(json_is_false(json_object_get(row, "f")), "false: %s", h_desc(&r));
+    v = json_object_get(row, "n");
+    ck_assert_msg(v && json_is_null(v), "NULL must be present as null: %s", h_desc(&r));
+    ck_assert_str_eq(h_str(row, "num"), "12.50");
+    ck_assert_str_eq(h_str(row, "bignum"), "123456789012345678901234567890.5");
+
+    v = json_object_get(row, "jb");
+    ck_assert_msg(json_is_object(v), "jsonb must be embedded: %s", h_desc(&r));
+    json_t *k = json_object_get(v, "k");
+    ck_assert_msg(json_is_array(k) && json_array_size(k) == 3 &&
+                      json_integer_value(json_array_get(k, 1)) == 2 &&
+                      json_is_null(json_array_get(k, 2)),
+                  "jsonb content: %s", h_desc(&r));
+    ck_assert_str_eq(h_str(v, "s"), "v");
+    v = json_object_get(row, "js");
+    ck_assert_msg(json_is_array(v) && json_array_size(v) == 2 &&
+                      strcmp(json_string_value(json_array_get(v, 1)), "x") == 0,
+                  "json must be embedded: %s", h_desc(&r));
+
+    ck_assert_str_eq(h_str(row, "s"), "h\u00e9llo \"q\"");
+    v = json_object_get(row, "d");
+    ck_assert_msg(json_is_number(v) && fabs(json_number_value(v) - 1.5) < 1e-12, "float8: %s",
+                  h_desc(&r));
+    ck_assert_str_eq(h_str(row, "nan"), "NaN");
+    ck_assert_msg(json_is_null(json_object_get(row, "ns")), "text NULL: %s", h_desc(&r));
+    ck_assert_msg(json_is_null(json_object_get(row, "nj")), "jsonb NULL: %s", h_desc(&r));
+    h_resp_clear(&r);
+
+    /* several rows, in order, keyed by column name */
+    r = h_stmt(gid, "pg2", "SELECT g AS id, g % 2 = 0 AS even FROM generate_series(1, 3) AS g ORDER BY g",
+               NULL);
+    H_EXPECT(r, 200, "three rows");
+    ck_assert_str_eq(h_str(r.json, "command"), "SELECT 3");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "row_count")), 3);
+    json_t *rows = json_object_get(r.json, "rows");
+    ck_assert_int_eq(json_array_size(rows), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *row_i = json_array_get(rows, (size_t)i);
+        ck_assert_int_eq(json_integer_value(json_object_get(row_i, "id")), i + 1);
+        ck_assert_msg(json_is_boolean(json_object_get(row_i, "even")), "even: %s", h_desc(&r));
+    }
+    h_resp_clear(&r);
+
+    /* no rows */
+    r = h_stmt(gid, "pg3", "SELECT id FROM accounts WHERE false", NULL);
+    H_EXPECT(r, 200, "empty select");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "row_count")), 0);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "rows")), 0);
+    h_resp_clear(&r);
+
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
+START_TEST(params)
+{
+    char *gid = h_begin();
+    h_resp r = h_stmt(gid, "pg1",
+                      "SELECT $1::int + 1 AS x, $2::text AS s, $3::bool AS b, $4::int IS NULL AS isnull, "
+                      "$5::jsonb AS j, $6::numeric * 2 AS num, $7::float8 AS d",
+                      json_pack("[isbno s f]", 41, "it's; DROP TABLE accounts; --", 1,
+                                json_pack("{s:[i,i]}", "a", 1, 2), "0.25", 2.5));
+    H_EXPECT(r, 200, "parameters");
+    json_t *row = first_row(&r);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "x")), 42);
+    ck_assert_str_eq(h_str(row, "s"), "it's; DROP TABLE accounts; --");
+    ck_assert_msg(json_is_true(json_object_get(row, "b")), "bool param: %s", h_desc(&r));
+    ck_assert_msg(json_is_true(json_object_get(row, "isnull")), "null param: %s", h_desc(&r));
+    json_t *j = json_object_get(row, "j");
+    ck_assert_msg(json_is_object(j) && json_array_size(json_object_get(j, "a")) == 2,
+                  "object param as jsonb: %s", h_desc(&r));
+    ck_assert_str_eq(h_str(row, "num"), "0.50");
+    ck_assert_msg(fabs(json_number_value(json_object_get(row, "d")) - 2.5) < 1e-12, "float: %s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+
+    /* DML answers: command tag and affected rows, RETURNING rows */
+    h_set_balance(2, 2001, 5);
+    h_set_balance(2, 2002, 5);
+    r = h_stmt(gid, "pg2",
+               "UPDATE accounts SET balance = balance + $1 WHERE id = ANY($2::int[]) "
+               "RETURNING id, balance",
+               json_pack("[is]", 10, "{2001,2002}"));
+    H_EXPECT(r, 200, "update returning");
+    ck_assert_str_eq(h_str(r.json, "command"), "UPDATE 2");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "row_count")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(first_row(&r), "balance")), 15);
+    h_resp_clear(&r);
+
+    /* wrong parameter count is an SQL error */
+    r = h_stmt(gid, "pg3", "SELECT $1::int AS x", json_pack("[ii]", 1, 2));
+    ck_assert_msg(r.status == 422 || r.status == 400, "too many params: %s", h_desc(&r));
+    h_resp_clear(&r);
+
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(2, 2001), 5);
+    free(gid);
+}
+END_TEST
+
+TCase *tc_rows(void)
+{
+    TCase *tc = tcase_create("rows");
+    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
+    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, types);
+    tcase_add_test(tc, params);
+    return tc;
+}

@@ -1,0 +1,526 @@
+/*
+ * test_http.c - loopback tests of httpd.c and httpc.c together.
+ * Invariants checked: routing with {param} (URL-decoded), 404/405/413/400
+ * JSON error bodies, handler bodies and queries, keep-alive reuse (no new
+ * connection on a second call), parallel calls, transport failures, and the
+ * server's limits on raw sockets (chunked overflow, Content-Type always set).
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "httpc.h"
+#include "httpd.h"
+#include "log.h"
+#include "strbuf.h"
+#include "unit_util.h"
+
+#define MAX_BODY 4096
+
+static void h_hello(http_request *req, void *app)
+{
+    (void)app;
+    http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* Echo method, path, params, query "x" and the body. */
+static void h_echo(http_request *req, void *app)
+{
+    (void)app;
+    json_t *o = json_object();
+    json_object_set_new(o, "method", json_string(http_req_method(req)));
+    json_object_set_new(o, "path", json_string(http_req_path(req)));
+    json_t *params = json_array();
+    for (int i = 0; http_req_param(req, i); i++)
+        json_array_append_new(params, json_string(http_req_param(req, i)));
+    json_object_set_new(o, "params", params);
+    const char *x = http_req_query(req, "x");
+    json_object_set_new(o, "x", x ? json_string(x) : json_null());
+    json_t *body = http_req_json(req);
+    json_object_set(o, "body", body ? body : json_null());
+    http_reply_header(req, "Location", "/somewhere");
+    http_reply_json(req, 201, o);
+}
+
+static void h_text(http_request *req, void *app)
+{
+    (void)app;
+    http_reply_text(req, 200, "text/plain; version=0.0.4", "metric 1\n");
+}
+
+static void h_error(http_request *req, void *app)
+{
+    (void)app;
+    http_reply_error_extra(req, 422, "sql_error", json_pack("{s:s}", "sqlstate", "23505"),
+                           "duplicate key %d", 7);
+}
+
+static void h_forgets(http_request *req, void *app)
+{
+    (void)req;
+    (void)app;
+}
+
+static void h_slow(http_request *req, void *app)
+{
+    (void)app;
+    sleep_ms(150, NULL);
+    http_reply_json(req, 200, json_pack("{s:s}", "slow", http_req_param(req, 0)));
+}
+
+static const http_route routes[] = {
+    {"GET", "/hello", h_hello},
+    {"POST", "/v1/branches/{gid}/prepare", h_echo},
+    {"GET", "/v1/branches/{gid}", h_echo},
+    {"GET", "/items/{a}/sub/{b}", h_echo},
+    {"POST", "/echo", h_echo},
+    {"PUT", "/echo", h_echo},
+    {"GET", "/metrics", h_text},
+    {"GET", "/error", h_error},
+    {"GET", "/forgets", h_forgets},
+    {"GET", "/slow/{n}", h_slow},
+};
+
+static http_server *srv;
+static int port;
+
+static void setup(void)
+{
+    log_init("test_http", LOG_WARN);
+    srv = http_server_start("127.0.0.1", 0, routes, ARRAY_LEN(routes), NULL, MAX_BODY);
+    ck_assert_ptr_nonnull(srv);
+    port = http_server_port(srv);
+    ck_assert_int_gt(port, 0);
+}
+
+static void teardown(void)
+{
+    http_server_stop(srv);
+    srv = NULL;
+}
+
+static char *url(const char *path)
+{
+    return xasprintf("http://127.0.0.1:%d%s", port, path);
+}
+
+/* One call; returns the status; *resp borrowed from call (caller clears). */
+static long call(httpc_call *c, const char *method, const char *path, json_t *body)
+{
+    memset(c, 0, sizeof(*c));
+    char *u = url(path);
+    c->method = method;
+    c->url = u;
+    c->body = body;
+    c->timeout_ms = 10000;
+    bool ok = httpc_request(c);
+    free(u);
+    c->url = NULL;
+    ck_assert_msg(ok, "transport failure: %s", c->error);
+    return c->status;
+}
+
+static const char *err_code(json_t *resp)
+{
+    json_t *e = json_object_get(resp, "error");
+    ck_assert_msg(json_is_object(e), "no error object");
+    ck_assert(json_is_string(json_object_get(e, "message")));
+    return json_string_value(json_object_get(e, "code"));
+}
+
+START_TEST(test_get_and_params)
+{
+    httpc_call c;
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    ck_assert(json_is_true(json_object_get(c.response, "ok")));
+    httpc_call_clear(&c);
+
+    json_t *body = json_pack("{s:s,s:i}", "participant", "pg1", "n", 3);
+    ck_assert_int_eq(call(&c, "POST", "/v1/branches/3fa2b01c-4-17/prepare?x=1%202", body), 201);
+    json_decref(body);
+    json_t *r = c.response;
+    ck_assert_str_eq(json_string_value(json_object_get(r, "method")), "POST");
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r, "params"), 0)),
+                     "3fa2b01c-4-17");
+    ck_assert_str_eq(json_string_value(json_object_get(r, "x")), "1 2");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "body"), "participant")),
+                     "pg1");
+    httpc_call_clear(&c);
+
+    ck_assert_int_eq(call(&c, "GET", "/items/a%20b/sub/%E2%9C%93", NULL), 201);
+    json_t *params = json_object_get(c.response, "params");
+    ck_assert_uint_eq(json_array_size(params), 2);
+    ck_assert_str_eq(json_string_value(json_array_get(params, 0)), "a b");
+    ck_assert_str_eq(json_string_value(json_array_get(params, 1)), "\xe2\x9c\x93");
+    ck_assert(json_is_null(json_object_get(c.response, "body")));
+    httpc_call_clear(&c);
+
+    /* httpc_escape produces a segment that decodes back. */
+    char *esc = httpc_escape("a/b c?d");
+    ck_assert_str_eq(esc, "a%2Fb%20c%3Fd");
+    char *path = xasprintf("/v1/branches/%s", "x%20y");
+    ck_assert_int_eq(call(&c, "GET", path, NULL), 201);
+    ck_assert_str_eq(json_string_value(json_array_get(json_object_get(c.response, "params"), 0)),
+                     "x y");
+    httpc_call_clear(&c);
+    free(path);
+    free(esc);
+
+    /* Other methods go through CUSTOMREQUEST. */
+    body = json_pack("{s:s}", "k", "v");
+    ck_assert_int_eq(call(&c, "PUT", "/echo", body), 201);
+    ck_assert_str_eq(json_string_value(json_object_get(c.response, "method")), "PUT");
+    json_decref(body);
+    httpc_call_clear(&c);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    httpc_call c;
+    ck_assert_int_eq(call(&c, "GET", "/nope", NULL), 404);
+    ck_assert_str_eq(err_code(c.response), "not_found");
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call(&c, "GET", "/", NULL), 404);
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call(&c, "GET", "/v1/branches/x/prepare/extra", NULL), 404);
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call(&c, "GET", "/v1/branches//prepare", NULL), 404); /* empty param */
+    httpc_call_clear(&c);
+
+    ck_assert_int_eq(call(&c, "GET", "/v1/branches/x/prepare", NULL), 405);
+    ck_assert_str_eq(err_code(c.response), "method_not_allowed");
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call(&c, "POST", "/hello", NULL), 405);
+    httpc_call_clear(&c);
+
+    ck_assert_int_eq(call(&c, "GET", "/error", NULL), 422);
+    ck_assert_str_eq(err_code(c.response), "sql_error");
+    json_t *e = json_object_get(c.response, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "sqlstate")), "23505");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "message")), "duplicate key 7");
+    httpc_call_clear(&c);
+
+    /* A handler that never replies gets a 500 (and an ERROR line). */
+    ck_assert_int_eq(call(&c, "GET", "/forgets", NULL), 500);
+    ck_assert_str_eq(err_code(c.response), "internal");
+    httpc_call_clear(&c);
+
+    /* Non-JSON response: status kept, response NULL. */
+    ck_assert_int_eq(call(&c, "GET", "/metrics", NULL), 200);
+    ck_assert_ptr_null(c.response);
+    httpc_call_clear(&c);
+}
+END_TEST
+
+START_TEST(test_body_limits)
+{
+    httpc_call c;
+    /* Just under the limit, and over 1 KiB (no Expect: 100-continue stall). */
+    json_t *body = json_object();
+    char *big = xmalloc(MAX_BODY);
+    memset(big, 'a', MAX_BODY - 100);
+    big[MAX_BODY - 100] = '\0';
+    json_object_set_new(body, "s", json_string(big));
+    ck_assert_int_eq(call(&c, "POST", "/echo", body), 201);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c.response, "body"), "s")),
+                     big);
+    httpc_call_clear(&c);
+    json_decref(body);
+    free(big);
+
+    /* Over the limit: 413 body_too_large. */
+    body = json_object();
+    big = xmalloc(MAX_BODY * 4);
+    memset(big, 'b', MAX_BODY * 4 - 1);
+    big[MAX_BODY * 4 - 1] = '\0';
+    json_object_set_new(body, "s", json_string(big));
+    ck_assert_int_eq(call(&c, "POST", "/echo", body), 413);
+    ck_assert_str_eq(err_code(c.response), "body_too_large");
+    httpc_call_clear(&c);
+    json_decref(body);
+    free(big);
+
+    /* The server still works afterwards. */
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    httpc_call_clear(&c);
+}
+END_TEST
+
+/* Raw HTTP over a socket, for what libcurl will not send. Returns the reply. */
+static char *raw_http_ex(const char *request, size_t len, bool half_close)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, request + off, len - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server may close early (413): fine */
+        off += (size_t)n;
+    }
+    if (half_close)
+        shutdown(fd, SHUT_WR);
+    char *buf = xmalloc(65536);
+    size_t got = 0;
+    ssize_t n;
+    while (got < 65535 && (n = recv(fd, buf + got, 65535 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    close(fd);
+    return buf;
+}
+
+static char *raw_http(const char *request, size_t len)
+{
+    return raw_http_ex(request, len, true);
+}
+
+START_TEST(test_raw_protocol)
+{
+    /* Chunked upload that grows past max_body: 413, no unbounded buffering. */
+    strbuf req;
+    strbuf_init(&req);
+    strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                        "Connection: close\r\n\r\n");
+    char chunk[1024];
+    memset(chunk, ' ', sizeof(chunk));
+    for (int i = 0; i < 16; i++) {
+        strbuf_appendf(&req, "%zx\r\n", sizeof(chunk));
+        strbuf_appendn(&req, chunk, sizeof(chunk));
+        strbuf_append(&req, "\r\n");
+    }
+    strbuf_append(&req, "0\r\n\r\n");
+    char *resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 413", 12) == 0, "got: %.200s", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "body_too_large"));
+    ck_assert_ptr_nonnull(strcasestr(resp, "Content-Type: application/json"));
+    free(resp);
+
+    /* Content-Length above the limit is refused before the body is read. */
+    strbuf_reset(&req);
+    strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{}");
+    resp = raw_http_ex(req.data, req.len, false); /* the client keeps its side open */
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 413", 12) == 0, "got: %.200s", resp);
+    free(resp);
+
+    /* Malformed JSON: 400 with jansson's text and position. */
+    strbuf_reset(&req);
+    strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n"
+                        "Connection: close\r\n\r\n{\"a\": 1,");
+    resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %.200s", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "\"malformed_json\""));
+    ck_assert_ptr_nonnull(strstr(resp, "position"));
+    free(resp);
+
+    /* A JSON array is not an object. */
+    strbuf_reset(&req);
+    strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                        "Connection: close\r\n\r\n[1,2]");
+    resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %.200s", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "must be a JSON object"));
+    free(resp);
+
+    /* Text replies carry their Content-Type; extra headers are sent. */
+    const char *m = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    resp = raw_http(m, strlen(m));
+    ck_assert_ptr_nonnull(strcasestr(resp, "Content-Type: text/plain; version=0.0.4"));
+    free(resp);
+    const char *g = "GET /v1/branches/abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    resp = raw_http(g, strlen(g));
+    ck_assert_ptr_nonnull(strcasestr(resp, "Location: /somewhere"));
+    free(resp);
+
+    /* 405 lists the allowed methods. */
+    const char *d = "DELETE /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    resp = raw_http(d, strlen(d));
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 405", 12) == 0, "got: %.200s", resp);
+    ck_assert_ptr_nonnull(strcasestr(resp, "Allow: "));
+    free(resp);
+    strbuf_free(&req);
+}
+END_TEST
+
+START_TEST(test_keepalive_reuse)
+{
+    httpc_call c;
+    uint64_t fresh = httpc_connections_opened();
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    httpc_call_clear(&c);
+    ck_assert_uint_eq(httpc_connections_opened(), fresh + 1); /* the counter does count */
+    uint64_t before = httpc_connections_opened();
+    for (int i = 0; i < 5; i++) {
+        json_t *body = json_pack("{s:i}", "i", i);
+        ck_assert_int_eq(call(&c, i % 2 ? "GET" : "POST", i % 2 ? "/hello" : "/echo", body),
+                         i % 2 ? 200 : 201);
+        json_decref(body);
+        httpc_call_clear(&c);
+    }
+    ck_assert_uint_eq(httpc_connections_opened(), before); /* all reused */
+    /* Even after an error status. */
+    ck_assert_int_eq(call(&c, "GET", "/nope", NULL), 404);
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    httpc_call_clear(&c);
+    ck_assert_uint_eq(httpc_connections_opened(), before);
+}
+END_TEST
+
+START_TEST(test_parallel)
+{
+    enum { N = 8 };
+    httpc_call calls[N];
+    char *urls[N];
+    memset(calls, 0, sizeof(calls));
+    for (int i = 0; i < N; i++) {
+        char p[32];
+        snprintf(p, sizeof(p), "/slow/%d", i);
+        urls[i] = url(p);
+        calls[i].method = "GET";
+        calls[i].url = urls[i];
+    }
+    ck_assert(httpc_perform(calls, N));
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(calls[i].status, 200);
+        char want[8];
+        snprintf(want, sizeof(want), "%d", i);
+        ck_assert_str_eq(json_string_value(json_object_get(calls[i].response, "slow")), want);
+        httpc_call_clear(&calls[i]);
+    }
+    /* Second round reuses the N connections of the first. */
+    uint64_t before = httpc_connections_opened();
+    ck_assert(httpc_perform(calls, N));
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(calls[i].status, 200);
+        httpc_call_clear(&calls[i]);
+        free(urls[i]);
+    }
+    ck_assert_uint_eq(httpc_connections_opened(), before);
+}
+END_TEST
+
+START_TEST(test_transport_failures)
+{
+    httpc_call calls[3];
+    memset(calls, 0, sizeof(calls));
+    char *good = url("/hello");
+    calls[0].method = "GET";
+    calls[0].url = good;
+    calls[1].method = "GET";
+    calls[1].url = "http://127.0.0.1:1/nothing"; /* refused */
+    calls[2].method = "GET";
+    calls[2].url = xasprintf("http://127.0.0.1:%d/slow/1", port);
+    calls[2].timeout_ms = 20; /* times out */
+    ck_assert(!httpc_perform(calls, 3));
+    ck_assert_int_eq(calls[0].status, 200);
+    ck_assert_str_eq(calls[0].error, "");
+    ck_assert_int_eq(calls[1].status, 0);
+    ck_assert_ptr_null(calls[1].response);
+    ck_assert_str_ne(calls[1].error, "");
+    ck_assert_int_eq(calls[2].status, 0);
+    ck_assert_str_ne(calls[2].error, "");
+    for (int i = 0; i < 3; i++)
+        httpc_call_clear(&calls[i]);
+    free((char *)calls[2].url);
+    free(good);
+    /* Zero calls is trivially fine. */
+    ck_assert(httpc_perform(NULL, 0));
+}
+END_TEST
+
+static void *thread_calls(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++) {
+        httpc_call c;
+        memset(&c, 0, sizeof(c));
+        char *u = url("/hello");
+        c.method = "GET";
+        c.url = u;
+        bool ok = httpc_request(&c);
+        free(u);
+        long st = c.status;
+        httpc_call_clear(&c);
+        if (!ok || st != 200)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, thread_calls, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rv;
+        pthread_join(th[i], &rv);
+        ck_assert_ptr_null(rv);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_listen)
+{
+    unit_capture cap;
+    char *dir = unit_tmpdir();
+    unit_capture_begin(&cap, dir);
+    /* Same port twice: the second start fails cleanly (logged). */
+    http_server *again = http_server_start("127.0.0.1", port, routes, ARRAY_LEN(routes), NULL,
+                                           MAX_BODY);
+    http_server *badhost = http_server_start("no-such-host.invalid", 0, routes, 1, NULL, 1);
+    char *out = unit_capture_end(&cap);
+    ck_assert_ptr_null(again);
+    ck_assert_ptr_null(badhost);
+    ck_assert_ptr_nonnull(strstr(out, "httpd: cannot listen on 127.0.0.1"));
+    free(out);
+    /* Any-address bind works too. */
+    http_server *any = http_server_start("0.0.0.0", 0, routes, ARRAY_LEN(routes), NULL, MAX_BODY);
+    ck_assert_ptr_nonnull(any);
+    char *u = xasprintf("http://127.0.0.1:%d/hello", http_server_port(any));
+    httpc_call c;
+    memset(&c, 0, sizeof(c));
+    c.method = "GET";
+    c.url = u;
+    ck_assert(httpc_request(&c));
+    ck_assert_int_eq(c.status, 200);
+    httpc_call_clear(&c);
+    free(u);
+    http_server_stop(any);
+    unit_rm_rf(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    httpc_global_init();
+    Suite *s = suite_create("http");
+    TCase *tc = tcase_create("loopback");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_get_and_params);
+    tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_body_limits);
+    tcase_add_test(tc, test_raw_protocol);
+    tcase_add_test(tc, test_keepalive_reuse);
+    tcase_add_test(tc, test_parallel);
+    tcase_add_test(tc, test_transport_failures);
+    tcase_add_test(tc, test_threads);
+    tcase_add_test(tc, test_bad_listen);
+    suite_add_tcase(s, tc);
+    int rc = unit_run(s);
+    httpc_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,181 @@
+/*
+ * test_pg_live.c - pg.c against a real PostgreSQL, when one is given:
+ *   TXCOORD_TEST_PG="host=127.0.0.1 port=7999 dbname=postgres user=postgres"
+ * (needs max_prepared_transactions > 0). Without it the test is skipped (77).
+ * Invariants checked: text params never become SQL; type mapping of real
+ * results; the 2PC verbs and their command tags (a failed block "votes"
+ * ROLLBACK); 42704 on a repeated finish; a terminated backend is conn_dead.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gid.h"
+#include "log.h"
+#include "pg.h"
+#include "unit_util.h"
+
+static const char *conninfo;
+static PGconn *conn;
+
+static void setup(void)
+{
+    log_init("test_pg_live", LOG_INFO);
+    conn = pg_connect(conninfo, "pg1");
+    ck_assert_ptr_nonnull(conn);
+}
+
+static void teardown(void)
+{
+    PQfinish(conn);
+}
+
+static void exec_ok(const char *sql)
+{
+    pg_res r;
+    ck_assert_msg(pg_exec(conn, sql, 0, NULL, &r), "%s: %s", sql, r.message);
+    pg_res_clear(&r);
+}
+
+START_TEST(test_types_and_params)
+{
+    const char *params[] = {"42", "it's; DROP TABLE x", NULL, "{\"a\":[1]}"};
+    pg_res r;
+    ck_assert(pg_exec(conn,
+                      "SELECT $1::int AS i, $2::text AS t, $3::text AS n, $4::jsonb AS j, "
+                      "true AS b, 1.5::float8 AS f, 'NaN'::float8 AS nan, 12.30::numeric AS num, "
+                      "9223372036854775807::int8 AS big",
+                      4, params, &r));
+    ck_assert_int_eq(r.status, PGRES_TUPLES_OK);
+    ck_assert_str_eq(r.command, "SELECT 1");
+    json_t *j = pg_result_to_json(r.res);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    ck_assert_str_eq(s, "{\"command\":\"SELECT 1\",\"row_count\":1,\"rows\":[{\"b\":true,"
+                        "\"big\":9223372036854775807,\"f\":1.5,\"i\":42,\"j\":{\"a\":[1]},"
+                        "\"n\":null,\"nan\":\"NaN\",\"num\":\"12.30\",\"t\":\"it's; DROP TABLE x\"}]}");
+    free(s);
+    json_decref(j);
+    pg_res_clear(&r);
+
+    /* Multi-statement strings are refused by the extended protocol. */
+    ck_assert(!pg_exec(conn, "SELECT 1; SELECT 2", 0, NULL, &r));
+    ck_assert_str_eq(r.sqlstate, "42601");
+    ck_assert(!r.conn_dead);
+    pg_res_clear(&r);
+
+    /* SQL error keeps its SQLSTATE and message; connection stays usable. */
+    ck_assert(!pg_exec(conn, "SELECT 1/0", 0, NULL, &r));
+    ck_assert_str_eq(r.sqlstate, "22012");
+    ck_assert_str_eq(r.message, "division by zero");
+    ck_assert(!r.conn_dead);
+    pg_res_clear(&r);
+    exec_ok("SELECT 1");
+}
+END_TEST
+
+START_TEST(test_two_phase)
+{
+    exec_ok("DROP TABLE IF EXISTS txc_unit");
+    exec_ok("CREATE TABLE txc_unit (id int primary key)");
+    char bgid[BRANCH_GID_MAX_LEN + 1];
+    ck_assert(branch_gid_make(bgid, sizeof(bgid), "0badf00d-1-1", "pg1"));
+    pg_res r;
+    /* Clean any leftover from an earlier failed run. */
+    ck_assert(pg_exec_gid(conn, "ROLLBACK PREPARED", bgid, &r) || strcmp(r.sqlstate, "42704") == 0);
+    pg_res_clear(&r);
+
+    exec_ok("BEGIN");
+    exec_ok("INSERT INTO txc_unit VALUES (1)");
+    ck_assert(pg_exec_gid(conn, "PREPARE TRANSACTION", bgid, &r));
+    ck_assert_str_eq(r.command, "PREPARE TRANSACTION");
+    pg_res_clear(&r);
+    const char *p[] = {bgid};
+    ck_assert(pg_exec(conn, "SELECT gid FROM pg_prepared_xacts WHERE gid = $1", 1, p, &r));
+    ck_assert_int_eq(PQntuples(r.res), 1);
+    pg_res_clear(&r);
+    ck_assert(pg_exec_gid(conn, "COMMIT PREPARED", bgid, &r));
+    ck_assert_str_eq(r.command, "COMMIT PREPARED");
+    pg_res_clear(&r);
+    /* A re-sent finish: 42704, the caller treats it as done. */
+    ck_assert(!pg_exec_gid(conn, "COMMIT PREPARED", bgid, &r));
+    ck_assert_str_eq(r.sqlstate, "42704");
+    ck_assert(!r.conn_dead);
+    pg_res_clear(&r);
+
+    /* A failed block answers PREPARE with the tag ROLLBACK: not a yes vote. */
+    exec_ok("BEGIN");
+    ck_assert(!pg_exec(conn, "INSERT INTO txc_unit VALUES (1)", 0, NULL, &r));
+    ck_assert_str_eq(r.sqlstate, "23505");
+    pg_res_clear(&r);
+    ck_assert(pg_exec_gid(conn, "PREPARE TRANSACTION", bgid, &r));
+    ck_assert_str_eq(r.command, "ROLLBACK");
+    pg_res_clear(&r);
+    exec_ok("DROP TABLE txc_unit");
+}
+END_TEST
+
+START_TEST(test_dead_connection)
+{
+    PGconn *victim = pg_connect(conninfo, "pg1");
+    ck_assert_ptr_nonnull(victim);
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", PQbackendPID(victim));
+    const char *p[] = {pid};
+    pg_res r;
+    ck_assert(pg_exec(conn, "SELECT pg_terminate_backend($1::int)", 1, p, &r));
+    pg_res_clear(&r);
+    sleep_ms(200, NULL);
+    ck_assert(!pg_exec(victim, "SELECT 1", 0, NULL, &r));
+    ck_assert(r.conn_dead);
+    pg_res_clear(&r);
+    /* And it stays dead. */
+    ck_assert(!pg_exec(victim, "SELECT 1", 0, NULL, &r));
+    ck_assert(r.conn_dead);
+    pg_res_clear(&r);
+    PQfinish(victim);
+}
+END_TEST
+
+START_TEST(test_conninfo_overrides)
+{
+    /* The caller's keywords win over our defaults. */
+    char *ci = xasprintf("%s connect_timeout=7 application_name=unit", conninfo);
+    PGconn *c = pg_connect(ci, "pg1");
+    free(ci);
+    ck_assert_ptr_nonnull(c);
+    pg_res r;
+    ck_assert(pg_exec(c, "SELECT current_setting('application_name')", 0, NULL, &r));
+    ck_assert_str_eq(PQgetvalue(r.res, 0, 0), "unit");
+    pg_res_clear(&r);
+    PQconninfoOption *opts = PQconninfo(c);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "connect_timeout") == 0)
+            ck_assert_str_eq(o->val, "7");
+        if (strcmp(o->keyword, "tcp_user_timeout") == 0)
+            ck_assert_str_eq(o->val, "15000");
+        if (strcmp(o->keyword, "keepalives_idle") == 0)
+            ck_assert_str_eq(o->val, "10");
+    }
+    PQconninfoFree(opts);
+    PQfinish(c);
+}
+END_TEST
+
+int main(void)
+{
+    conninfo = getenv("TXCOORD_TEST_PG");
+    if (!conninfo || !*conninfo) {
+        printf("TXCOORD_TEST_PG not set: skipped\n");
+        return 77;
+    }
+    Suite *s = suite_create("pg_live");
+    TCase *tc = tcase_create("pg_live");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_types_and_params);
+    tcase_add_test(tc, test_two_phase);
+    tcase_add_test(tc, test_dead_connection);
+    tcase_add_test(tc, test_conninfo_overrides);
+    suite_add_tcase(s, tc);
+    return unit_run(s);
+}

@@ -1,0 +1,487 @@
+/*
+ * test_wal.c - unit tests for wal.c (framing, replay, torn tail, corruption,
+ * group commit with threads, rewrite) and durable.c.
+ * Invariants checked: a record acknowledged by wal_append(sync) is replayed
+ * intact and in order; a torn tail is truncated with a WARN; corruption before
+ * more data refuses the open; rewrite leaves exactly the given records.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "durable.h"
+#include "log.h"
+#include "unit_util.h"
+#include "wal.h"
+
+typedef struct {
+    size_t n;
+    uint8_t types[4096];
+    char *payloads[4096];
+    size_t lens[4096];
+    size_t reject_at; /* 1-based; 0 = never */
+} collected;
+
+static bool collect(uint8_t type, const void *payload, size_t len, void *arg)
+{
+    collected *c = arg;
+    if (c->reject_at && c->n + 1 == c->reject_at)
+        return false;
+    if (c->n < ARRAY_LEN(c->types)) {
+        c->types[c->n] = type;
+        c->payloads[c->n] = xmalloc(len + 1);
+        memcpy(c->payloads[c->n], payload, len);
+        c->payloads[c->n][len] = '\0';
+        /* wal.c promises a NUL after the payload */
+        ck_assert_int_eq(((const char *)payload)[len], '\0');
+        c->lens[c->n] = len;
+    }
+    c->n++;
+    return true;
+}
+
+static void collected_free(collected *c)
+{
+    for (size_t i = 0; i < c->n && i < ARRAY_LEN(c->types); i++)
+        free(c->payloads[i]);
+    memset(c, 0, sizeof(*c));
+}
+
+static char *dir, *path;
+
+static void setup(void)
+{
+    log_init("test_wal", LOG_INFO);
+    dir = unit_tmpdir();
+    path = xasprintf("%s/decisions.log", dir);
+}
+
+static void teardown(void)
+{
+    unit_rm_rf(dir);
+    free(dir);
+    free(path);
+}
+
+/* Write three records and close. Returns the file size. */
+static off_t write_three(void)
+{
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"a\"}", 11, true));
+    ck_assert(wal_append(w, 'E', "", 0, false));
+    ck_assert(wal_append(w, 'C', "third", 5, true));
+    uint64_t bytes = wal_bytes(w);
+    ck_assert_uint_eq(bytes, (9 + 11) + 9 + (9 + 5));
+    wal_close(w);
+    ck_assert_int_eq((int)unit_file_size(path), (int)bytes);
+    return (off_t)bytes;
+}
+
+static collected *reopen_expect(size_t n)
+{
+    static collected c;
+    collected_free(&c);
+    wal *w = wal_open(path, collect, &c);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(c.n, n);
+    wal_close(w);
+    return &c;
+}
+
+START_TEST(test_append_replay)
+{
+    write_three();
+    collected *c = reopen_expect(3);
+    ck_assert_int_eq(c->types[0], 'C');
+    ck_assert_str_eq(c->payloads[0], "{\"gid\":\"a\"}");
+    ck_assert_int_eq(c->types[1], 'E');
+    ck_assert_uint_eq(c->lens[1], 0);
+    ck_assert_str_eq(c->payloads[2], "third");
+    /* Appending after a reopen continues the log. */
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'X', "4", 1, true));
+    wal_close(w);
+    c = reopen_expect(4);
+    ck_assert_str_eq(c->payloads[3], "4");
+    collected_free(c);
+}
+END_TEST
+
+START_TEST(test_bad_appends)
+{
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(!wal_append(w, 0, "x", 1, true));
+    char *big = xcalloc(1, WAL_MAX_RECORD + 1);
+    ck_assert(!wal_append(w, 'C', big, WAL_MAX_RECORD + 1, true));
+    ck_assert(wal_append(w, 'C', big, WAL_MAX_RECORD, true));
+    free(big);
+    wal_close(w);
+    collected *c = reopen_expect(1);
+    ck_assert_uint_eq(c->lens[0], WAL_MAX_RECORD);
+    collected_free(c);
+}
+END_TEST
+
+START_TEST(test_torn_tail_truncated)
+{
+    off_t good = write_three();
+    /* A header promising 100 bytes followed by only 10. */
+    unsigned char torn[19] = {100, 0, 0, 0, 1, 2, 3, 4, 'C', 'p', 'a', 'r', 't', 'i', 'a', 'l'};
+    unit_append_bytes(path, torn, sizeof(torn));
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    collected c = {0};
+    wal *w = wal_open(path, collect, &c);
+    char *err = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(c.n, 3);
+    ck_assert_ptr_nonnull(strstr(err, "WARN"));
+    ck_assert_ptr_nonnull(strstr(err, "torn tail"));
+    free(err);
+    ck_assert_int_eq((int)unit_file_size(path), (int)good);
+    ck_assert(wal_append(w, 'C', "after", 5, true));
+    wal_close(w);
+    collected_free(&c);
+    collected *c2 = reopen_expect(4);
+    ck_assert_str_eq(c2->payloads[3], "after");
+    collected_free(c2);
+}
+END_TEST
+
+START_TEST(test_torn_header)
+{
+    off_t good = write_three();
+    unit_append_bytes(path, "\x05\x00\x00", 3); /* partial header */
+    collected *c = reopen_expect(3);
+    ck_assert_int_eq((int)unit_file_size(path), (int)good);
+    collected_free(c);
+}
+END_TEST
+
+START_TEST(test_bad_crc_last_record_is_torn)
+{
+    off_t good = write_three();
+    /* Flip one payload byte of the last record: complete but bad, nothing after. */
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)pwrite(fd, "X", 1, good - 1), 1);
+    close(fd);
+    collected *c = reopen_expect(2);
+    ck_assert_int_eq((int)unit_file_size(path), (int)(good - (9 + 5)));
+    collected_free(c);
+}
+END_TEST
+
+START_TEST(test_zero_tail_is_torn)
+{
+    off_t good = write_three();
+    char zeros[4096] = {0};
+    unit_append_bytes(path, zeros, sizeof(zeros));
+    collected *c = reopen_expect(3);
+    ck_assert_int_eq((int)unit_file_size(path), (int)good);
+    collected_free(c);
+}
+END_TEST
+
+START_TEST(test_corrupt_middle_rejected)
+{
+    off_t good = write_three();
+    /* Flip a byte inside the first record's payload: more data follows. */
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)pwrite(fd, "Z", 1, 12), 1);
+    close(fd);
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    collected c = {0};
+    wal *w = wal_open(path, collect, &c);
+    char *err = unit_capture_end(&cap);
+    ck_assert_ptr_null(w);
+    ck_assert_ptr_nonnull(strstr(err, "corrupt record at offset 0"));
+    free(err);
+    /* Nothing was truncated. */
+    ck_assert_int_eq((int)unit_file_size(path), (int)good);
+    collected_free(&c);
+}
+END_TEST
+
+START_TEST(test_corrupt_length_rejected)
+{
+    write_three();
+    /* Second record's length field made huge, with more records after it... */
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char huge[4] = {0xff, 0xff, 0xff, 0x7f};
+    ck_assert_int_eq((int)pwrite(fd, huge, 4, 9 + 11), 4);
+    close(fd);
+    /* ...claims to run past EOF, so it looks torn: truncated to one record. */
+    collected *c = reopen_expect(1);
+    collected_free(c);
+    /* Whereas a type-0 record with data after it is corruption. */
+    unlink(path);
+    write_three();
+    fd = open(path, O_RDWR);
+    ck_assert_int_eq((int)pwrite(fd, "\0", 1, 9 + 11 + 8), 1);
+    close(fd);
+    collected c2 = {0};
+    ck_assert_ptr_null(wal_open(path, collect, &c2));
+    collected_free(&c2);
+}
+END_TEST
+
+START_TEST(test_replay_callback_rejects)
+{
+    write_three();
+    collected c = {0};
+    c.reject_at = 2;
+    ck_assert_ptr_null(wal_open(path, collect, &c));
+    collected_free(&c);
+}
+END_TEST
+
+#define GC_THREADS 8
+#define GC_PER_THREAD 150
+
+static wal *gc_wal;
+
+static void *gc_worker(void *arg)
+{
+    long id = (long)arg;
+    for (int i = 0; i < GC_PER_THREAD; i++) {
+        char buf[64];
+        int n = snprintf(buf, sizeof(buf), "t%ld-%d", id, i);
+        if (!wal_append(gc_wal, 'C', buf, (size_t)n, true))
+            return (void *)1;
+    }
+    return NULL;
+}
+
+START_TEST(test_group_commit_threads)
+{
+    gc_wal = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(gc_wal);
+    pthread_t th[GC_THREADS];
+    for (long i = 0; i < GC_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, gc_worker, (void *)i), 0);
+    for (int i = 0; i < GC_THREADS; i++) {
+        void *rv;
+        pthread_join(th[i], &rv);
+        ck_assert_ptr_null(rv);
+    }
+    uint64_t syncs = wal_syncs(gc_wal);
+    ck_assert_uint_ge(syncs, 1);
+    ck_assert_uint_le(syncs, GC_THREADS * GC_PER_THREAD);
+    wal_close(gc_wal);
+    collected c = {0};
+    wal *w = wal_open(path, collect, &c);
+    ck_assert_ptr_nonnull(w);
+    wal_close(w);
+    ck_assert_uint_eq(c.n, GC_THREADS * GC_PER_THREAD);
+    /* Per-thread order is preserved and nothing is lost or duplicated. */
+    int next[GC_THREADS] = {0};
+    for (size_t i = 0; i < c.n; i++) {
+        long id;
+        int seq;
+        ck_assert_int_eq(sscanf(c.payloads[i], "t%ld-%d", &id, &seq), 2);
+        ck_assert(id >= 0 && id < GC_THREADS);
+        ck_assert_int_eq(seq, next[id]);
+        next[id]++;
+    }
+    collected_free(&c);
+}
+END_TEST
+
+START_TEST(test_rewrite)
+{
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    for (int i = 0; i < 10; i++)
+        ck_assert(wal_append(w, 'C', "old-record", 10, i % 2 == 0));
+    const uint8_t types[2] = {'C', 'E'};
+    const void *payloads[2] = {"keep-1", "keep-22"};
+    const size_t lens[2] = {6, 7};
+    uint64_t syncs_before = wal_syncs(w);
+    ck_assert(wal_rewrite(w, 2, types, payloads, lens));
+    ck_assert_uint_ge(wal_syncs(w), syncs_before);
+    ck_assert_uint_eq(wal_bytes(w), (9 + 6) + (9 + 7));
+    ck_assert(wal_append(w, 'C', "new", 3, true));
+    wal_close(w);
+    char *tmp = xasprintf("%s.tmp", path);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    free(tmp);
+    collected *c = reopen_expect(3);
+    ck_assert_str_eq(c->payloads[0], "keep-1");
+    ck_assert_int_eq(c->types[1], 'E');
+    ck_assert_str_eq(c->payloads[1], "keep-22");
+    ck_assert_str_eq(c->payloads[2], "new");
+    collected_free(c);
+    /* Rewrite to empty is allowed. */
+    w = wal_open(path, NULL, NULL);
+    ck_assert(wal_rewrite(w, 0, NULL, NULL, NULL));
+    ck_assert_uint_eq(wal_bytes(w), 0);
+    wal_close(w);
+    c = reopen_expect(0);
+    /* Bad records are refused and leave the log alone. */
+    w = wal_open(path, NULL, NULL);
+    ck_assert(wal_append(w, 'C', "x", 1, true));
+    const uint8_t bad_types[1] = {0};
+    const void *bad_payloads[1] = {"x"};
+    const size_t bad_lens[1] = {1};
+    ck_assert(!wal_rewrite(w, 1, bad_types, bad_payloads, bad_lens));
+    wal_close(w);
+    c = reopen_expect(1);
+    collected_free(c);
+}
+END_TEST
+
+static volatile int rw_stop;
+
+static void *rw_appender(void *arg)
+{
+    (void)arg;
+    long n = 0;
+    while (!rw_stop) {
+        if (!wal_append(gc_wal, 'C', "concurrent", 10, (n % 3) != 0))
+            return (void *)1;
+        n++;
+    }
+    return NULL;
+}
+
+START_TEST(test_rewrite_concurrent_appends)
+{
+    gc_wal = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(gc_wal);
+    rw_stop = 0;
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, rw_appender, NULL), 0);
+    const uint8_t types[1] = {'S'};
+    const void *payloads[1] = {"snapshot"};
+    const size_t lens[1] = {8};
+    for (int i = 0; i < 20; i++)
+        ck_assert(wal_rewrite(gc_wal, 1, types, payloads, lens));
+    rw_stop = 1;
+    for (int i = 0; i < 4; i++) {
+        void *rv;
+        pthread_join(th[i], &rv);
+        ck_assert_ptr_null(rv);
+    }
+    uint64_t bytes = wal_bytes(gc_wal);
+    wal_close(gc_wal);
+    ck_assert_int_eq((int)unit_file_size(path), (int)bytes);
+    collected c = {0};
+    wal *w = wal_open(path, collect, &c);
+    ck_assert_ptr_nonnull(w);
+    wal_close(w);
+    ck_assert_uint_ge(c.n, 1);
+    ck_assert_int_eq(c.types[0], 'S');
+    for (size_t i = 1; i < c.n && i < ARRAY_LEN(c.types); i++)
+        ck_assert_str_eq(c.payloads[i], "concurrent");
+    collected_free(&c);
+}
+END_TEST
+
+/* ---- durable.c -------------------------------------------------------- */
+
+START_TEST(test_durable_write_read)
+{
+    char *f = xasprintf("%s/coordinator.state", dir);
+    char *data = NULL;
+    size_t len = 0;
+    bool missing = false;
+    ck_assert(!read_whole_file(f, &data, &len, &missing));
+    ck_assert(missing);
+    ck_assert(durable_write_file(f, "{\"epoch\":1}", 11));
+    ck_assert(read_whole_file(f, &data, &len, &missing));
+    ck_assert(!missing);
+    ck_assert_uint_eq(len, 11);
+    ck_assert_str_eq(data, "{\"epoch\":1}");
+    free(data);
+    ck_assert(durable_write_file(f, "{\"epoch\":2}", 11));
+    ck_assert(durable_write_file(f, "", 0)); /* shrink to empty */
+    ck_assert(read_whole_file(f, &data, &len, NULL));
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(data, "");
+    free(data);
+    char *tmp = xasprintf("%s.tmp", f);
+    ck_assert_int_ne(access(tmp, F_OK), 0);
+    free(tmp);
+    /* A large file round-trips. */
+    size_t big = 300000;
+    char *buf = xmalloc(big);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (char)('a' + i % 26);
+    ck_assert(durable_write_file(f, buf, big));
+    ck_assert(read_whole_file(f, &data, &len, NULL));
+    ck_assert_uint_eq(len, big);
+    ck_assert(memcmp(data, buf, big) == 0);
+    free(data);
+    free(buf);
+    /* Writing into a missing directory fails (logged). */
+    char *bad = xasprintf("%s/no/such/dir/file", dir);
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(!durable_write_file(bad, "x", 1));
+    char *err = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(strstr(err, "ERROR"));
+    free(err);
+    free(bad);
+    free(f);
+}
+END_TEST
+
+START_TEST(test_mkdir_p)
+{
+    char *d = xasprintf("%s/a/b/c/", dir);
+    ck_assert(mkdir_p(d));
+    ck_assert(mkdir_p(d)); /* idempotent */
+    struct stat st;
+    ck_assert_int_eq(stat(d, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+    char *f = xasprintf("%s/a/file", dir);
+    ck_assert(durable_write_file(f, "x", 1));
+    char *under = xasprintf("%s/sub", f);
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(!mkdir_p(under));
+    ck_assert(!mkdir_p(f));
+    free(unit_capture_end(&cap));
+    ck_assert(fsync_parent_dir(f));
+    free(under);
+    free(f);
+    free(d);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("wal");
+    TCase *tc = tcase_create("wal");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_append_replay);
+    tcase_add_test(tc, test_bad_appends);
+    tcase_add_test(tc, test_torn_tail_truncated);
+    tcase_add_test(tc, test_torn_header);
+    tcase_add_test(tc, test_bad_crc_last_record_is_torn);
+    tcase_add_test(tc, test_zero_tail_is_torn);
+    tcase_add_test(tc, test_corrupt_middle_rejected);
+    tcase_add_test(tc, test_corrupt_length_rejected);
+    tcase_add_test(tc, test_replay_callback_rejects);
+    tcase_add_test(tc, test_group_commit_threads);
+    tcase_add_test(tc, test_rewrite);
+    tcase_add_test(tc, test_rewrite_concurrent_appends);
+    suite_add_tcase(s, tc);
+    TCase *td = tcase_create("durable");
+    tcase_add_checked_fixture(td, setup, teardown);
+    tcase_add_test(td, test_durable_write_read);
+    tcase_add_test(td, test_mkdir_p);
+    suite_add_tcase(s, td);
+    return unit_run(s);
+}
