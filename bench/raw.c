@@ -125,7 +125,9 @@ static void pending_add(side *s, const char *gid, bool commit)
         return;
     }
     pending_branch *p = &s->pending[s->npending++];
-    snprintf(p->gid, sizeof(p->gid), "%s", gid);
+    size_t n = strnlen(gid, sizeof(p->gid) - 1);
+    memmove(p->gid, gid, n); /* gid may be s->gid: no snprintf onto our own struct */
+    p->gid[n] = '\0';
     p->commit = commit;
 }
 
@@ -515,6 +517,9 @@ static txn_outcome raw_txn(void *vctx, const bench_clock *clk, bench_client *c, 
     side_finish_chain(b, yes);
     drive(x, x->o->txn_timeout_ms);
     bool finished = (a->nq == 0 || a->ok) && (b->nq == 0 || b->ok);
+    for (int i = 0; i < 2; i++)
+        if (x->s[i].conn && x->s[i].prepared) /* the finish failed: retry it later */
+            pending_add(&x->s[i], x->s[i].gid, yes);
 
     if (yes && finished)
         return TXN_COMMITTED;

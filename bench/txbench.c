@@ -110,6 +110,7 @@ static void *client_main(void *arg)
     pthread_barrier_wait(&p->ready);
     pthread_barrier_wait(&p->go);
     if (!ctx) {
+        c->errors++; /* the client never ran: one error, shown in the table */
         c->errors_total++;
         return NULL;
     }

@@ -457,21 +457,34 @@ out:
     txn_unref(t);
 }
 
+/* The transaction named in the path, for commit/rollback. If it is no
+ * longer in the table but known committed (finished and evicted), replies
+ * {"gid","outcome":"committed"} with committed_status; else 404. */
+static txn *lookup_to_finish(http_request *req, unsigned committed_status)
+{
+    const char *gid = http_req_param(req, 0);
+    txn *t = txn_lookup(gid);
+    if (t)
+        return t;
+    if (gid_valid(gid) && dlog_is_committed(gid))
+        http_reply_json(req, committed_status,
+                        json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
+    else
+        http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+    return NULL;
+}
+
 static void h_commit(http_request *req, void *app)
 {
     (void)app;
-    const char *gid = http_req_param(req, 0);
-    txn *t = txn_lookup(gid);
-    if (!t) {
-        if (gid_valid(gid) && dlog_is_committed(gid)) /* finished and evicted */
-            http_reply_json(req, 200, json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
-        else
-            http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+    txn *t = lookup_to_finish(req, 200);
+    if (!t)
         return;
-    }
     int64_t t0 = now_us();
     pthread_mutex_lock(&t->op_mu); /* waits for a commit of t in progress */
-    if (txn_state_get(t) == TXN_ACTIVE) {
+    /* A commit arriving after the deadline (before the tick noticed) gets
+     * the same answer as one arriving after the tick: aborted, "timeout". */
+    if (still_active(t)) {
         protocol_get(t->protocol)->commit(t, NULL);
         txn_state st = txn_state_get(t);
         if (st == TXN_COMMITTING || st == TXN_COMMITTED)
@@ -485,15 +498,9 @@ static void h_commit(http_request *req, void *app)
 static void h_rollback(http_request *req, void *app)
 {
     (void)app;
-    const char *gid = http_req_param(req, 0);
-    txn *t = txn_lookup(gid);
-    if (!t) {
-        if (gid_valid(gid) && dlog_is_committed(gid))
-            http_reply_json(req, 409, json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
-        else
-            http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+    txn *t = lookup_to_finish(req, 409);
+    if (!t)
         return;
-    }
     pthread_mutex_lock(&t->op_mu);
     if (txn_state_get(t) == TXN_ACTIVE)
         (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);

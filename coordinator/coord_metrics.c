@@ -1,13 +1,15 @@
 /*
  * coord_metrics.c - renders txcoord's metrics as Prometheus text.
  *
- * Invariants: no lock is taken; the decision log and resolver figures are
- * read through their modules' thread-safe getters at scrape time.
+ * Invariants: no lock is taken here; the decision log, committed set and
+ * resolver figures come from their modules' thread-safe getters at scrape
+ * time.
  */
 #include "coord_metrics.h"
 
 #include <stdio.h>
 
+#include "committed.h"
 #include "decision_log.h"
 #include "resolver.h"
 
@@ -21,6 +23,22 @@ static void write_per_protocol(strbuf *sb, const char *name, const char *help,
         char labels[64];
         snprintf(labels, sizeof(labels), "protocol=\"%s\"", txn_protocol_name((txn_protocol)p));
         metric_write_counter(sb, name, labels, &arr[p]);
+    }
+}
+
+/* A counter or gauge read from another module at scrape time. */
+static void write_value(strbuf *sb, const char *name, const char *type, const char *help,
+                        uint64_t v)
+{
+    metric_write_header(sb, name, type, help);
+    if (type[0] == 'c') {
+        metric_counter c;
+        atomic_init(&c.v, v);
+        metric_write_counter(sb, name, NULL, &c);
+    } else {
+        metric_gauge g;
+        atomic_init(&g.v, (int64_t)v);
+        metric_write_gauge(sb, name, NULL, &g);
     }
 }
 
@@ -44,24 +62,19 @@ char *coord_metrics_render(void)
                         "Transactions not yet committed or aborted.");
     metric_write_gauge(&sb, "txcoord_transactions_in_flight", NULL, &g_metrics.in_flight);
 
-    metric_counter syncs;
-    atomic_init(&syncs.v, dlog_syncs());
-    metric_write_header(&sb, "txcoord_decision_log_fsyncs_total", "counter",
-                        "fdatasync calls on the decision log (group commit shares them).");
-    metric_write_counter(&sb, "txcoord_decision_log_fsyncs_total", NULL, &syncs);
-    metric_counter recs;
-    atomic_init(&recs.v, dlog_commit_records());
-    metric_write_header(&sb, "txcoord_decision_log_commit_records_total", "counter",
-                        "Commit decisions forced to the decision log.");
-    metric_write_counter(&sb, "txcoord_decision_log_commit_records_total", NULL, &recs);
-    metric_gauge bytes;
-    atomic_init(&bytes.v, (int64_t)dlog_bytes());
-    metric_write_header(&sb, "txcoord_decision_log_bytes", "gauge", "Size of the decision log.");
-    metric_write_gauge(&sb, "txcoord_decision_log_bytes", NULL, &bytes);
-    metric_gauge pending;
-    atomic_init(&pending.v, (int64_t)resolver_pending());
-    metric_write_header(&sb, "txcoord_resolver_pending", "gauge",
-                        "Decided transactions whose branches the resolver is still finishing.");
-    metric_write_gauge(&sb, "txcoord_resolver_pending", NULL, &pending);
+    write_value(&sb, "txcoord_decision_log_fsyncs_total", "counter",
+                "fdatasync calls on the decision log (group commit shares them).", dlog_syncs());
+    write_value(&sb, "txcoord_decision_log_commit_records_total", "counter",
+                "Commit decisions forced to the decision log.", dlog_commit_records());
+    write_value(&sb, "txcoord_decision_log_compactions_total", "counter",
+                "Rewrites of the decision log keeping only unfinished decisions.",
+                dlog_compactions());
+    write_value(&sb, "txcoord_decision_log_bytes", "gauge", "Size of the decision log.",
+                dlog_bytes());
+    write_value(&sb, "txcoord_committed_set_bytes", "gauge",
+                "Memory of the set of committed gids (outcome endpoint).", committed_bytes());
+    write_value(&sb, "txcoord_resolver_pending", "gauge",
+                "Decided transactions whose branches the resolver is still finishing.",
+                resolver_pending());
     return strbuf_take(&sb);
 }

@@ -1,5 +1,6 @@
 /*
- * decision_log.c - commit decisions made durable, and their replay.
+ * decision_log.c - commit decisions made durable, their replay, and log
+ * compaction.
  *
  * Invariants:
  *   - A 'C' record is appended with sync=true (group commit: concurrent
@@ -13,39 +14,61 @@
  *     agents answer as done.
  *   - Replay tolerates duplicates ('C' twice, 'E' twice, 'E' without 'C'):
  *     every writer may re-run.
+ *   - `unfinished` holds the payload of every 'C' in the file without a
+ *     later 'E', and the committed set holds every gid with a 'C', whenever
+ *     no append is in progress: appends update both inside the read side of
+ *     compact_lock, compaction reads them under the write side.
+ *   - Compaction rewrites the log as: 'S' records (the committed set as
+ *     per-epoch bitmaps, committed.h), then every unfinished 'C'. So it
+ *     never drops a decision nor forgets that a gid committed: after a
+ *     restart the outcome endpoint answers exactly as before it. 'S' is an
+ *     addition to the record types of docs/PROTOCOL.md.
  */
 #include "decision_log.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "committed.h"
+#include "coord.h"
 #include "log.h"
 #include "strmap.h"
 #include "wal.h"
 
 #define REC_COMMIT 'C'
 #define REC_END 'E'
+#define REC_SNAPSHOT 'S' /* committed-set snapshot, written by compaction only */
 
 static wal *dlog;
-static pthread_mutex_t committed_mu = PTHREAD_MUTEX_INITIALIZER;
-static strmap *committed; /* gid -> (void *)1, keys owned */
-static atomic_uint_fast64_t commit_records;
+static char *dlog_path;
+static pthread_rwlock_t compact_lock; /* read: appends; write: compaction */
+static pthread_mutex_t unfinished_mu = PTHREAD_MUTEX_INITIALIZER;
+static strmap *unfinished;            /* gid -> char* 'C' payload (owned), keys owned */
+static uint64_t compact_at;           /* compact when the file is larger; tick thread only */
+static uint64_t compact_bytes_cfg;
+static atomic_uint_fast64_t commit_records, compactions;
+
+/* Caller holds unfinished_mu. Takes ownership of payload. */
+static void unfinished_set(const char *gid, char *payload)
+{
+    free(strmap_remove(unfinished, gid));
+    (void)strmap_put(unfinished, gid, payload); /* cannot fail after the remove */
+}
 
 typedef struct {
-    strmap *unfinished; /* gid -> json_t* ('C' payload, owned) */
-    size_t ncommit, nend;
+    size_t ncommit, nend, nsnap;
 } replay_state;
-
-static void mark_committed(const char *gid)
-{
-    pthread_mutex_lock(&committed_mu);
-    (void)strmap_put(committed, gid, (void *)1); /* false = already there: fine */
-    pthread_mutex_unlock(&committed_mu);
-}
 
 static bool replay_record(uint8_t type, const void *payload, size_t len, void *arg)
 {
     replay_state *rs = arg;
+    if (type == REC_SNAPSHOT) {
+        rs->nsnap++;
+        if (committed_import(payload, len))
+            return true;
+        log_error("decision log: unreadable committed-set snapshot record");
+        return false;
+    }
     json_error_t jerr;
     json_t *rec = json_loadb(payload, len, 0, &jerr);
     const char *gid = rec ? json_string_value(json_object_get(rec, "gid")) : NULL;
@@ -54,24 +77,23 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
         json_decref(rec);
         return false;
     }
+    bool ok = true;
     if (type == REC_COMMIT) {
         rs->ncommit++;
-        mark_committed(gid);
-        json_t *old = strmap_remove(rs->unfinished, gid);
-        json_decref(old);
-        if (!strmap_put(rs->unfinished, gid, rec)) /* cannot fail after the remove */
-            json_decref(rec);
-        return true;
-    }
-    if (type == REC_END) {
+        committed_add(gid);
+        char *copy = xmalloc(len + 1);
+        memcpy(copy, payload, len);
+        copy[len] = '\0';
+        unfinished_set(gid, copy); /* single-threaded here; mu not needed but harmless */
+    } else if (type == REC_END) {
         rs->nend++;
-        json_decref(strmap_remove(rs->unfinished, gid));
-        json_decref(rec);
-        return true;
+        free(strmap_remove(unfinished, gid));
+    } else {
+        log_error("decision log: unknown record type 0x%02x", type);
+        ok = false;
     }
-    log_error("decision log: unknown record type 0x%02x", type);
     json_decref(rec);
-    return false;
+    return ok;
 }
 
 typedef struct {
@@ -82,7 +104,9 @@ typedef struct {
 static void hand_unfinished(const char *gid, void *val, void *arg)
 {
     const unfinished_cb *cb = arg;
-    json_t *rec = val;
+    json_t *rec = json_loads(val, 0, NULL); /* parsed once already during replay */
+    if (!rec)
+        return;
     txn_protocol proto = PROTO_2PC;
     const char *pname = json_string_value(json_object_get(rec, "protocol"));
     if (pname && !txn_protocol_parse(pname, &proto))
@@ -93,30 +117,39 @@ static void hand_unfinished(const char *gid, void *val, void *arg)
         branches = NULL;
     cb->fn(gid, proto, json_is_integer(at) ? (int64_t)json_integer_value(at) : wall_ms(),
            branches, cb->arg);
+    json_decref(rec);
 }
 
-static void decref_value(void *v)
+bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, void *arg)
 {
-    json_decref(v);
-}
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Compaction must not starve behind a steady stream of appends. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&compact_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    committed_init(g_coord.coord_id);
+    unfinished = strmap_new(true);
+    compact_bytes_cfg = compact_at = compact_bytes;
+    dlog_path = xstrdup(path);
 
-bool dlog_open(const char *path, dlog_unfinished_fn fn, void *arg)
-{
-    committed = strmap_new(true);
-    replay_state rs = {.unfinished = strmap_new(true)};
+    replay_state rs = {0, 0, 0};
     dlog = wal_open(path, replay_record, &rs);
-    if (!dlog) {
-        strmap_free(rs.unfinished, decref_value);
+    if (!dlog)
         return false;
-    }
-    log_info("decision log %s replayed: %zu commit records, %zu end records, %zu unfinished",
-             path, rs.ncommit, rs.nend, strmap_count(rs.unfinished));
+    log_info("decision log %s replayed: %zu commit records, %zu end records, %zu snapshot "
+             "records, %zu unfinished",
+             path, rs.ncommit, rs.nend, rs.nsnap, strmap_count(unfinished));
     if (fn) {
         unfinished_cb cb = {fn, arg};
-        strmap_foreach(rs.unfinished, hand_unfinished, &cb);
+        strmap_foreach(unfinished, hand_unfinished, &cb);
     }
-    strmap_free(rs.unfinished, decref_value);
     return true;
+}
+
+static void free_value(void *v)
+{
+    free(v);
 }
 
 void dlog_close(void)
@@ -124,8 +157,12 @@ void dlog_close(void)
     if (dlog)
         wal_close(dlog);
     dlog = NULL;
-    strmap_free(committed, NULL);
-    committed = NULL;
+    strmap_free(unfinished, free_value);
+    unfinished = NULL;
+    committed_free();
+    free(dlog_path);
+    dlog_path = NULL;
+    pthread_rwlock_destroy(&compact_lock);
 }
 
 bool dlog_commit(txn *t)
@@ -147,14 +184,22 @@ bool dlog_commit(txn *t)
     json_decref(rec);
     if (!text)
         die("cannot serialize the decision record of %s", t->gid);
+
+    pthread_rwlock_rdlock(&compact_lock);
     bool ok = wal_append(dlog, REC_COMMIT, text, strlen(text), true);
-    free(text);
+    if (ok) {
+        committed_add(t->gid);
+        pthread_mutex_lock(&unfinished_mu);
+        unfinished_set(t->gid, text); /* takes text */
+        pthread_mutex_unlock(&unfinished_mu);
+    }
+    pthread_rwlock_unlock(&compact_lock);
     if (!ok) {
+        free(text);
         txlog_error(t->gid, NULL, "decision log append failed (see above)");
         return false;
     }
     atomic_fetch_add(&commit_records, 1);
-    mark_committed(t->gid);
     txlog_info(t->gid, NULL, "decision commit logged");
     return true;
 }
@@ -163,7 +208,15 @@ bool dlog_end(const char *gid)
 {
     char text[GID_MAX_LEN + 16];
     int n = snprintf(text, sizeof(text), "{\"gid\":\"%s\"}", gid); /* gid charset needs no escaping */
-    if (!wal_append(dlog, REC_END, text, (size_t)n, false)) {
+    pthread_rwlock_rdlock(&compact_lock);
+    bool ok = wal_append(dlog, REC_END, text, (size_t)n, false);
+    if (ok) {
+        pthread_mutex_lock(&unfinished_mu);
+        free(strmap_remove(unfinished, gid));
+        pthread_mutex_unlock(&unfinished_mu);
+    }
+    pthread_rwlock_unlock(&compact_lock);
+    if (!ok) {
         txlog_error(gid, NULL, "end record append failed (see above)");
         return false;
     }
@@ -171,12 +224,98 @@ bool dlog_end(const char *gid)
     return true;
 }
 
+void dlog_note_committed(const char *gid)
+{
+    committed_add(gid);
+}
+
+/* The records of a compacted log, in order. */
+typedef struct {
+    size_t n, cap;
+    uint8_t *types;
+    const void **payloads;
+    size_t *lens;
+    char **owned; /* snapshot payloads (copies); NULL for borrowed 'C' payloads */
+} rec_list;
+
+static void rec_push(rec_list *l, uint8_t type, const char *payload, size_t len, bool copy)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->types = xrealloc(l->types, l->cap);
+        l->payloads = xrealloc(l->payloads, l->cap * sizeof(void *));
+        l->lens = xrealloc(l->lens, l->cap * sizeof(size_t));
+        l->owned = xrealloc(l->owned, l->cap * sizeof(char *));
+    }
+    char *c = NULL;
+    if (copy) {
+        c = xmalloc(len + 1);
+        memcpy(c, payload, len);
+        c[len] = '\0';
+    }
+    l->types[l->n] = type;
+    l->payloads[l->n] = copy ? c : payload;
+    l->lens[l->n] = len;
+    l->owned[l->n] = c;
+    l->n++;
+}
+
+static void push_snapshot(const char *payload, size_t len, void *arg)
+{
+    rec_push(arg, REC_SNAPSHOT, payload, len, true);
+}
+
+static void push_unfinished(const char *gid, void *val, void *arg)
+{
+    (void)gid;
+    rec_push(arg, REC_COMMIT, val, strlen(val), false);
+}
+
+void dlog_maybe_compact(void)
+{
+    uint64_t before = wal_bytes(dlog);
+    if (before < compact_at)
+        return;
+    rec_list l = {0};
+    size_t kept = 0;
+    pthread_rwlock_wrlock(&compact_lock); /* no append in progress from here */
+    committed_export(push_snapshot, &l);
+    size_t nsnap = l.n;
+    pthread_mutex_lock(&unfinished_mu);
+    strmap_foreach(unfinished, push_unfinished, &l);
+    kept = l.n - nsnap;
+    /* 'C' payloads stay owned by `unfinished`, which cannot change: appends
+     * wait for the write lock we hold. */
+    bool ok = wal_rewrite(dlog, l.n, l.types, l.payloads, l.lens);
+    pthread_mutex_unlock(&unfinished_mu);
+    pthread_rwlock_unlock(&compact_lock);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.owned[i]);
+    free(l.types);
+    free(l.payloads);
+    free(l.lens);
+    free(l.owned);
+    uint64_t after = wal_bytes(dlog);
+    /* Next time: past the threshold again, and never sooner than after the
+     * log doubled (a large committed set or many unfinished records must not
+     * cause a compaction per tick); after a failure, wait for it to double. */
+    compact_at = (ok ? after : before) * 2;
+    if (compact_at < compact_bytes_cfg)
+        compact_at = compact_bytes_cfg;
+    if (!ok) {
+        log_error("decision log %s: compaction failed (see above); next try at %llu bytes",
+                  dlog_path, (unsigned long long)compact_at);
+        return;
+    }
+    atomic_fetch_add(&compactions, 1);
+    log_info("decision log %s compacted: %llu -> %llu bytes, %zu snapshot records, %zu "
+             "unfinished commit records kept",
+             dlog_path, (unsigned long long)before, (unsigned long long)after, nsnap, kept);
+}
+
 bool dlog_is_committed(const char *gid)
 {
-    pthread_mutex_lock(&committed_mu);
-    bool c = committed && strmap_get(committed, gid) != NULL;
-    pthread_mutex_unlock(&committed_mu);
-    return c;
+    return committed_has(gid);
 }
 
 uint64_t dlog_syncs(void)
@@ -192,4 +331,9 @@ uint64_t dlog_bytes(void)
 uint64_t dlog_commit_records(void)
 {
     return atomic_load(&commit_records);
+}
+
+uint64_t dlog_compactions(void)
+{
+    return atomic_load(&compactions);
 }

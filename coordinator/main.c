@@ -56,6 +56,7 @@ static const char *const crash_points[] = {
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level;
 static str_list opt_participants;
 static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention;
+static long long opt_compact_bytes;
 
 static const opt_def options[] = {
     {"listen", OPT_STRING, NULL, 0, 0, true, "HOST:PORT", "address of the REST API", &opt_listen},
@@ -71,6 +72,9 @@ static const opt_def options[] = {
      "timeout of each prepare/commit/rollback call to an agent", &opt_agent_timeout},
     {"finished-retention-s", OPT_INT, "600", 0, 30LL * 24 * 3600, false, "S",
      "how long finished transactions stay queryable", &opt_retention},
+    {"decision-log-compact-bytes", OPT_INT, "67108864", 4096, 1LL << 40, false, "BYTES",
+     "rewrite decisions.log with only unfinished decisions when it grows past this",
+     &opt_compact_bytes},
     {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N]",
      "fault injection: before-decision-log, after-decision-log, after-first-commit, "
      "before-end-record (also env TXCOORD_CRASH_POINT)",
@@ -153,8 +157,9 @@ static void recover_unfinished(const char *gid, txn_protocol proto, int64_t at_m
 }
 
 /* The periodic work: roll back expired active transactions, evict old
- * finished ones. Never blocks on a busy transaction (trylock) or on the
- * network (rollbacks go through the resolver). */
+ * finished ones, compact the decision log when it grew too large. Never
+ * blocks on a busy transaction (trylock) or on the network (rollbacks go
+ * through the resolver). */
 static void tick(void)
 {
     int64_t now = now_ms();
@@ -174,6 +179,7 @@ static void tick(void)
     size_t evicted = txn_evict(now, g_coord.retention_s * 1000);
     if (evicted)
         log_debug("evicted %zu finished transactions", evicted);
+    dlog_maybe_compact();
 }
 
 static bool arm_crash_point(void)
@@ -229,9 +235,10 @@ int main(int argc, char **argv)
     httpc_global_init();
     txn_table_init();
     char *log_path = xasprintf("%s/decisions.log", opt_data_dir);
-    if (!dlog_open(log_path, recover_unfinished, NULL))
+    if (!dlog_open(log_path, (uint64_t)opt_compact_bytes, recover_unfinished, NULL))
         die("cannot open the decision log %s (see above)", log_path);
     free(log_path);
+    dlog_maybe_compact();
     if (!resolver_start())
         die("cannot start the resolver (see above)");
     http_server *srv = api_start(host, port, (size_t)opt_max_body);

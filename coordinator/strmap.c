@@ -1,6 +1,6 @@
 /*
- * strmap.c - string-keyed hash map used for the transaction table, the set of
- * committed gids and decision-log replay.
+ * strmap.c - string-keyed hash map used for the transaction table, the
+ * decision log's unfinished records and foreign committed gids.
  *
  * Invariants: nbuckets is a power of two; count <= nbuckets after every put
  * (resize first); each entry caches its FNV-1a hash so resizing and lookups

@@ -176,6 +176,7 @@ void twopc_commit(txn *t, json_t *const *stmts)
     if (!txn_fsm_advance(t, EV_COMMIT, "commit requested"))
         return;
     /* 2 */
+    int64_t t0 = now_us();
     char reason[1024];
     if (!prepare_all(t, stmts, reason, sizeof(reason))) {
         /* 3 */
@@ -183,13 +184,17 @@ void twopc_commit(txn *t, json_t *const *stmts)
             deliver_outcome(t, false);
         return;
     }
+    int64_t t1 = now_us();
     /* 4 */
     if (!txn_fsm_advance(t, EV_VOTES_YES, reason))
         die("gid=%s decision log write failed: the commit decision may or may not be durable; "
             "stopping so that the log decides at restart",
             t->gid);
+    int64_t t2 = now_us();
     /* 5, 6 */
     deliver_outcome(t, g_coord.sequential_phase2);
+    txlog_debug(t->gid, NULL, "timing: prepare %lld us, decision %lld us, commit %lld us",
+                (long long)(t1 - t0), (long long)(t2 - t1), (long long)(now_us() - t2));
 }
 
 bool txn_abort(txn *t, txn_event ev, const char *reason, bool wait)

@@ -72,8 +72,10 @@ void format_iso8601(int64_t wall, char *buf, size_t size)
     time_t secs = (time_t)(wall / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall % 1000));
+    char base[32];
+    if (strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        base[0] = '\0';
+    snprintf(buf, size, "%s.%03dZ", base, (int)(wall % 1000));
 }
 
 void txn_table_init(void)
@@ -329,14 +331,6 @@ size_t txn_evict(int64_t now, int64_t retention_ms)
         victims = t->fin_next;
         txn_unref(t);
     }
-    return n;
-}
-
-size_t txn_live_count(void)
-{
-    pthread_mutex_lock(&table_mu);
-    size_t n = live_count;
-    pthread_mutex_unlock(&table_mu);
     return n;
 }
 

@@ -116,7 +116,6 @@ void txn_note_transition(txn *t, txn_state from, txn_state to);
 size_t txn_collect_expired(int64_t now, txn ***out);
 /* Drop finished transactions older than retention_ms. Returns how many. */
 size_t txn_evict(int64_t now, int64_t retention_ms);
-size_t txn_live_count(void);
 
 /* {"gid","protocol","state","outcome"?,"reason"?,"created_at","timeout_ms","branches":[...]}. New reference. */
 json_t *txn_to_json(txn *t);

@@ -97,6 +97,8 @@ static bool decide_commit(txn *t, const char *reason)
         t->decision_logged = true;
         pthread_mutex_unlock(&t->mu);
         fault_point("after-decision-log");
+    } else if (!any_prepared) {
+        dlog_note_committed(t->gid);
     }
     counter_inc(&g_metrics.committed[t->protocol]);
     return true;

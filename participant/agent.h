@@ -9,6 +9,8 @@
 #ifndef TXAGENT_AGENT_H
 #define TXAGENT_AGENT_H
 
+#include <stdatomic.h>
+
 #include "metrics.h"
 #include "util.h"
 
@@ -42,6 +44,14 @@ typedef struct agent {
     branch_table *table;      /* owned */
     agent_metrics metrics;
     volatile int resolver_stop; /* set by main at shutdown; polled by resolver.c */
+    /* Our branch gids that were prepared in PostgreSQL when the first sweep
+     * listed them (sorted global gids; published once by resolver.c with
+     * release semantics, then read-only). Any branch prepared by an earlier
+     * run of this agent and still prepared is in it, so a one-shot prepare
+     * for a gid neither in memory nor here needs no pg_prepared_xacts look-up. */
+    char **prepared_at_start;
+    size_t nprepared_at_start;
+    atomic_bool prepared_at_start_listed;
 } agent;
 
 #endif

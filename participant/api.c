@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "branch.h"
 #include "gid.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -253,10 +254,14 @@ static void h_metrics(http_request *req, void *app)
     metric_write_header(&sb, "txagent_prepare_seconds", "histogram",
                         "Prepare call latency, statements of the one-shot form included.");
     metric_write_histogram(&sb, "txagent_prepare_seconds", NULL, &m->prepare_latency);
-    metric_gauge open = {0};
+    metric_gauge open = {0}, held = {0};
     gauge_add(&open, pool_open_count(ag->pool));
+    gauge_add(&held, (int64_t)branch_table_size(ag->table));
     metric_write_header(&sb, "txagent_pool_connections", "gauge", "PostgreSQL connections open.");
     metric_write_gauge(&sb, "txagent_pool_connections", NULL, &open);
+    metric_write_header(&sb, "txagent_branches_in_memory", "gauge",
+                        "Branches held in memory (finished ones are kept a while).");
+    metric_write_gauge(&sb, "txagent_branches_in_memory", NULL, &held);
     http_reply_text(req, 200, "text/plain; version=0.0.4", sb.data ? sb.data : "");
     strbuf_free(&sb);
 }

@@ -71,6 +71,9 @@ branch_table *branch_table_new(const char *participant)
 
 static void branch_free(branch *b)
 {
+    if (b->cancel)
+        PQfreeCancel(b->cancel);
+    pthread_mutex_destroy(&b->cancel_mu);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -137,6 +140,7 @@ branch *branch_get(branch_table *t, const char *gid, bool create)
     if (!b && create) {
         b = xcalloc(1, sizeof(*b));
         pthread_mutex_init(&b->mu, NULL);
+        pthread_mutex_init(&b->cancel_mu, NULL);
         snprintf(b->gid, sizeof(b->gid), "%s", gid);
         if (!branch_gid_make(b->branch_gid, sizeof(b->branch_gid), gid, t->participant)) {
             /* callers validate gid first; this is a programming error */

@@ -14,7 +14,8 @@
  *   - Everything in a branch except the atomics is read and written only with
  *     b->mu held. state and last_activity_ms are also readable without it (for
  *     listings and the janitor); they are only written with b->mu held.
- *   - Lock order: b->mu before the table lock; never two branch mutexes.
+ *   - Lock order: b->mu, then b->cancel_mu or the table lock; never two
+ *     branch mutexes.
  */
 #ifndef TXAGENT_BRANCH_H
 #define TXAGENT_BRANCH_H
@@ -59,6 +60,8 @@ typedef struct branch {
     atomic_int state;              /* branch_state */
     atomic_llong last_activity_ms; /* now_ms() of the last call that touched it */
     PGconn *conn;                  /* lent by the pool while active, else NULL */
+    pthread_mutex_t cancel_mu;     /* guards cancel: usable without b->mu */
+    PGcancel *cancel;              /* for conn, while active; owned */
     branch_vote vote;              /* what prepare answered (re-sends answer the same) */
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
     char reason[256];              /* why it failed / voted no */
@@ -105,6 +108,10 @@ typedef struct {
  * if fn succeeded; log "from -> to (reason)". false if no row matches (logged)
  * or fn failed (ctx says why). */
 bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx) MUSTCHECK;
+
+/* Without b->mu: cancel the statement running on the branch, if any (a
+ * rollback must not wait behind a statement stuck on a lock). */
+void branch_cancel_running(branch *b);
 
 /* With b->mu held, active branch: does its transaction have an xid?
  * false on failure (ctx filled). */

@@ -48,6 +48,39 @@ static void ctx_fail_res(fsm_ctx *ctx, px_status px, const pg_res *r)
     ctx_fail(ctx, px, r->sqlstate, r->message[0] ? r->message : "unknown error");
 }
 
+/* The branch takes c (after BEGIN succeeded). */
+static void take_conn(branch *b, PGconn *c)
+{
+    PGcancel *cancel = PQgetCancel(c); /* no I/O; NULL only on OOM */
+    pthread_mutex_lock(&b->cancel_mu);
+    b->conn = c;
+    b->cancel = cancel;
+    pthread_mutex_unlock(&b->cancel_mu);
+}
+
+/* The branch gives its connection back to the pool (closed if dead or not idle). */
+static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
+{
+    pthread_mutex_lock(&b->cancel_mu);
+    PGconn *c = b->conn;
+    PGcancel *cancel = b->cancel;
+    b->conn = NULL;
+    b->cancel = NULL;
+    pthread_mutex_unlock(&b->cancel_mu);
+    if (cancel)
+        PQfreeCancel(cancel);
+    pool_release(ctx->ag->pool, c, dead);
+}
+
+void branch_cancel_running(branch *b)
+{
+    char err[256];
+    pthread_mutex_lock(&b->cancel_mu);
+    if (b->cancel && !PQcancel(b->cancel, err, sizeof(err)))
+        log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
+    pthread_mutex_unlock(&b->cancel_mu);
+}
+
 /* ---- fns ---- */
 
 static bool fn_none(branch *b, fsm_ctx *ctx)
@@ -75,7 +108,7 @@ static bool fn_begin(branch *b, fsm_ctx *ctx)
         bool ok = pg_exec(c, "BEGIN", 0, NULL, &r);
         if (ok) {
             pg_res_clear(&r);
-            b->conn = c;
+            take_conn(b, c);
             return true;
         }
         bool dead = r.conn_dead;
@@ -102,8 +135,7 @@ static bool fn_release(branch *b, fsm_ctx *ctx)
         dead = r.conn_dead;
         pg_res_clear(&r);
     }
-    pool_release(ctx->ag->pool, c, dead);
-    b->conn = NULL;
+    give_back_conn(b, ctx, dead);
     return true;
 }
 
@@ -186,8 +218,7 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
         pg_res_clear(&r);
-        pool_release(ctx->ag->pool, b->conn, false);
-        b->conn = NULL;
+        give_back_conn(b, ctx, false);
         return true;
     }
     if (r.conn_dead) {
@@ -195,8 +226,7 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
          * also tries ROLLBACK PREPARED. */
         b->maybe_prepared = true;
         ctx_fail(ctx, PX_DB_DOWN, r.sqlstate, "connection lost during PREPARE TRANSACTION");
-        pool_release(ctx->ag->pool, b->conn, true);
-        b->conn = NULL;
+        give_back_conn(b, ctx, true);
     } else if (ok) {
         ctx_fail(ctx, PX_SQL_ERROR, "",
                  "transaction block had failed (PREPARE TRANSACTION answered ROLLBACK)");
@@ -218,8 +248,7 @@ static bool fn_commit_local(branch *b, fsm_ctx *ctx)
     bool ok = pg_exec(b->conn, "COMMIT", 0, NULL, &r);
     if (ok && strcmp(r.command, "COMMIT") == 0) {
         pg_res_clear(&r);
-        pool_release(ctx->ag->pool, b->conn, false);
-        b->conn = NULL;
+        give_back_conn(b, ctx, false);
         return true;
     }
     if (ok)
@@ -227,8 +256,7 @@ static bool fn_commit_local(branch *b, fsm_ctx *ctx)
     else
         ctx_fail_res(ctx, r.conn_dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
     if (r.conn_dead) {
-        pool_release(ctx->ag->pool, b->conn, true);
-        b->conn = NULL;
+        give_back_conn(b, ctx, true);
     }
     pg_res_clear(&r);
     return false;

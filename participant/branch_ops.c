@@ -18,7 +18,9 @@
  *   1. [unknown gid, one-shot only] look for the branch gid in
  *      pg_prepared_xacts: a re-sent one-shot prepare after a restart must not
  *      run its statements again (they would wait forever on the locks of the
- *      prepared original); found -> vote yes.
+ *      prepared original); found -> vote yes. Skipped (it costs a view scan
+ *      per transaction) when the startup listing shows that no earlier run
+ *      left this gid prepared.
  *   2. BEGIN on a pooled connection (unknown -> active).
  *   3. Run the statements on it.
  *   4. xid check; none -> COMMIT, vote read_only (active -> committed).
@@ -267,7 +269,7 @@ static void vote_no(agent *ag, branch *b, op_result *out)
         if (!branch_fsm_step(b, EV_VOTE_NO, why, &ctx) && s == BS_ACTIVE)
             step_best_effort(b, EV_FAIL, why, &ctx); /* at least give the connection back */
     } else {
-        txlog_info(b->gid, ag->name, "%s (re-sent, branch %s)", why, branch_state_name(s));
+        txlog_info(b->gid, ag->name, "%s (branch already %s)", why, branch_state_name(s));
     }
     res_vote(ag, out, b, VOTE_NO);
 }
@@ -308,6 +310,20 @@ static void prepare_active(agent *ag, branch *b, const op_stmt *stmts, size_t n,
     vote_no(ag, b, out);
 }
 
+static int cmp_gid(const void *key, const void *elem)
+{
+    return strcmp(key, *(char *const *)elem);
+}
+
+/* Could an earlier run of this agent have left gid prepared? (agent.h) */
+static bool maybe_prepared_before_start(agent *ag, const char *gid)
+{
+    if (!atomic_load_explicit(&ag->prepared_at_start_listed, memory_order_acquire))
+        return true; /* not listed yet: cannot tell */
+    return bsearch(gid, ag->prepared_at_start, ag->nprepared_at_start, sizeof(char *),
+                   cmp_gid) != NULL;
+}
+
 void op_prepare(agent *ag, const char *gid, const op_stmt *stmts, size_t n, op_result *out)
 {
     int64_t t0 = now_us();
@@ -319,7 +335,13 @@ void op_prepare(agent *ag, const char *gid, const op_stmt *stmts, size_t n, op_r
     }
     switch (branch_state_get(b)) {
     case BS_UNKNOWN:
-        /* Not in memory: a re-send after a restart, or a new one-shot branch. */
+        /* Not in memory: a re-send after a restart, or a new one-shot branch
+         * (which only needs the look-up if an earlier run may have prepared it). */
+        if (n > 0 && !maybe_prepared_before_start(ag, gid)) {
+            if (begin_branch(ag, b, out))
+                prepare_active(ag, b, stmts, n, out);
+            break;
+        }
         if (branch_fsm_step(b, EV_FOUND_PREPARED, "found in pg_prepared_xacts", &ctx)) {
             txlog_info(b->gid, ag->name, "vote yes (re-sent, branch found in pg_prepared_xacts)");
             res_vote(ag, out, b, VOTE_YES);
@@ -395,11 +417,21 @@ void op_commit(agent *ag, const char *gid, op_result *out)
 void op_rollback(agent *ag, const char *gid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid);
+    branch *b = branch_get(ag->table, gid, true);
     if (!b) {
         res_err(out, 400, "invalid_gid", NULL, "invalid gid");
         return;
     }
+    if (pthread_mutex_trylock(&b->mu) != 0) {
+        /* A statement is running (maybe waiting on a lock forever): cancel it;
+         * it then fails the branch and gives the mutex up. */
+        if (branch_state_get(b) == BS_ACTIVE) {
+            txlog_info(b->gid, ag->name, "rollback: cancelling the running statement");
+            branch_cancel_running(b);
+        }
+        pthread_mutex_lock(&b->mu);
+    }
+    touch(b);
     switch (branch_state_get(b)) {
     case BS_UNKNOWN:
     case BS_PREPARED:

@@ -195,6 +195,9 @@ int main(int argc, char **argv)
     pool_destroy(ag->pool);
     httpc_global_cleanup();
     log_info("txagent %s stopped", o.name);
+    for (size_t i = 0; i < ag->nprepared_at_start; i++)
+        free(ag->prepared_at_start[i]);
+    free(ag->prepared_at_start);
     free(ag->coordinator);
     free(ag);
     free(host);

@@ -149,6 +149,29 @@ static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], size_t n)
     }
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* First successful listing: publish our prepared gids (see agent.h). */
+static void publish_prepared_at_start(agent *ag, PGresult *res)
+{
+    int rows = PQntuples(res);
+    char **gids = xcalloc((size_t)rows + 1, sizeof(char *));
+    size_t n = 0;
+    for (int i = 0; i < rows; i++) {
+        char gid[GID_MAX_LEN + 1], part[PARTICIPANT_MAX_LEN + 1];
+        if (branch_gid_parse(PQgetvalue(res, i, 0), gid, part) && strcmp(part, ag->name) == 0)
+            gids[n++] = xstrdup(gid);
+    }
+    qsort(gids, n, sizeof(char *), cmp_str);
+    ag->prepared_at_start = gids;
+    ag->nprepared_at_start = n;
+    atomic_store_explicit(&ag->prepared_at_start_listed, true, memory_order_release);
+    log_info("recovery sweep: %zu prepared branch(es) of ours found at start", n);
+}
+
 static void sweep(resolver *r)
 {
     agent *ag = r->ag;
@@ -166,6 +189,8 @@ static void sweep(resolver *r)
         pg_res_clear(&res);
         return;
     }
+    if (!atomic_load_explicit(&ag->prepared_at_start_listed, memory_order_acquire))
+        publish_prepared_at_start(ag, res.res);
     int rows = PQntuples(res.res);
     char(*batch)[GID_MAX_LEN + 1] = xcalloc(OUTCOME_BATCH, GID_MAX_LEN + 1);
     size_t nb = 0;

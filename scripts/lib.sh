@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # lib.sh - shell helpers shared by scripts/cluster, scripts/demo, scripts/test
 # and tests/scenarios/*: messages, apt dependencies, running PostgreSQL as the
 # postgres user when we are root, wait-until loops, log dumps.
@@ -170,7 +171,7 @@ tx_wait_until() {
 }
 
 # tx_http_ok URL: the URL answers 2xx.
-tx_http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
+tx_http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
 
 # tx_http_answers URL: the URL answers with any HTTP status.
 tx_http_answers() {

@@ -409,7 +409,7 @@ typedef struct {
     long attempted, committed, aborted, unknown, begin_failed;
     long interactive, oneshot;
     long abort_insufficient, abort_conflict, abort_other;
-    long unknown_resolved_by_get;
+    long unknown_resolved_by_get, unknown_no_commit;
     long faults, fault_failures, fault_runs;
     long logged_unexpected;
 } run_state;
@@ -476,14 +476,15 @@ static void note_unexpected(client_t *cl, const char *what, const char *gid, con
     }
 }
 
-/* Ask GET /v1/transactions/{gid} a few times; C or A if the coordinator
- * says so, U otherwise. */
-static outcome ask_outcome(const opts *o, const char *gid, bool *answered)
+/* Ask GET /v1/transactions/{gid} up to attempts times (again only while it
+ * is unreachable or still deciding); C or A if the coordinator says so, U
+ * otherwise. */
+static outcome ask_outcome(const opts *o, const char *gid, int attempts, bool *answered)
 {
     char *url = xasprintf("%s/v1/transactions/%s", o->coordinator, gid);
     outcome res = OUT_UNKNOWN;
     *answered = false;
-    for (int attempt = 0; attempt < 10; attempt++) {
+    for (int attempt = 0; attempt < attempts; attempt++) {
         httpc_call call;
         memset(&call, 0, sizeof(call));
         call.method = "GET";
@@ -505,7 +506,7 @@ static outcome ask_outcome(const opts *o, const char *gid, bool *answered)
                 retry = true; /* active / preparing: still deciding */
         }
         httpc_call_clear(&call);
-        if (!retry || res != OUT_UNKNOWN)
+        if (!retry || res != OUT_UNKNOWN || attempt + 1 == attempts)
             break;
         sleep_ms(300, NULL);
     }
@@ -560,7 +561,11 @@ static void record(client_t *cl, const char *marker, const char *gid, outcome oc
         else
             rs->abort_other++;
         break;
-    case OUT_UNKNOWN: rs->unknown++; break;
+    case OUT_UNKNOWN:
+        rs->unknown++;
+        if (!commit_sent)
+            rs->unknown_no_commit++;
+        break;
     }
     pthread_mutex_unlock(&rs->mu);
 }
@@ -576,7 +581,10 @@ static outcome rollback(client_t *cl, const char *gid)
     if ((call.status == 200 || call.status == 409) && oc && strcmp(oc, "aborted") == 0)
         res = OUT_ABORTED;
     else if (call.status == 409 && oc && strcmp(oc, "committed") == 0)
-        res = OUT_COMMITTED; /* must not happen: we never sent commit */
+        /* must never happen: commit was not sent. Left unknown with
+         * commit_sent 0, so the check flags it if its rows exist. */
+        txlog_error(gid, NULL, "client %d: rollback answered committed, commit was never sent",
+                    cl->no);
     else
         note_unexpected(cl, "rollback", gid, &call);
     httpc_call_clear(&call);
@@ -681,7 +689,7 @@ static void transfer_interactive(client_t *cl, long from, long to, long amount)
     httpc_call_clear(&call);
     if (oc == OUT_UNKNOWN && lost) {
         bool answered;
-        oc = ask_outcome(o, gid, &answered);
+        oc = ask_outcome(o, gid, 10, &answered);
         if (oc != OUT_UNKNOWN) {
             reason = "get_after_lost_commit";
             pthread_mutex_lock(&rs->mu);
@@ -738,7 +746,7 @@ static void transfer_oneshot(client_t *cl, long from, long to, long amount)
     httpc_call_clear(&call);
     if (oc == OUT_UNKNOWN && lost && gid[0]) {
         bool answered;
-        oc = ask_outcome(o, gid, &answered);
+        oc = ask_outcome(o, gid, 10, &answered);
         if (oc != OUT_UNKNOWN) {
             reason = "get_after_lost_commit";
             pthread_mutex_lock(&rs->mu);
@@ -943,10 +951,12 @@ static int cmd_run(const opts *o)
     int64_t t0 = now_ms();
     rs.deadline_ms = t0 + o->duration_s * 1000;
 
-    printf("txbank run: %ld clients, %lds%s%ld, %ld accounts, total %lld, coordinator %s%s%s\n",
-           o->clients, o->duration_s, o->until_faults ? " max, until faults >= " : "",
-           o->until_faults, naccounts, total, o->coordinator, o->fault_cmd ? ", faults: " : "",
-           o->fault_cmd ? o->fault_cmd : "");
+    char until[64] = "";
+    if (o->until_faults > 0)
+        snprintf(until, sizeof(until), " max, until %ld faults", o->until_faults);
+    printf("txbank run: %ld clients, %lds%s, %ld accounts, total %lld, coordinator %s%s%s\n",
+           o->clients, o->duration_s, until, naccounts, total, o->coordinator,
+           o->fault_cmd ? ", faults: " : "", o->fault_cmd ? o->fault_cmd : "");
     fflush(stdout);
 
     client_t *cls = xcalloc((size_t)o->clients, sizeof(*cls));
@@ -1004,12 +1014,13 @@ static int cmd_run(const opts *o)
            "  transfers attempted %ld (interactive %ld, one-shot %ld), %.1f/s\n"
            "  committed %ld, aborted %ld (insufficient %ld, conflict %ld, other %ld), "
            "unknown %ld\n"
-           "  lost commit answers resolved by GET %ld, begins failed %ld\n"
+           "  unknown without a commit request %ld, lost commit answers resolved by GET %ld, "
+           "begins failed %ld\n"
            "  faults injected %ld (fault command runs %ld, failed %ld)\n",
            secs, interrupted ? " (interrupted)" : "", rs.attempted, rs.interactive, rs.oneshot,
            secs > 0 ? (double)rs.attempted / secs : 0.0, rs.committed, rs.aborted,
            rs.abort_insufficient, rs.abort_conflict, rs.abort_other, rs.unknown,
-           rs.unknown_resolved_by_get, rs.begin_failed, rs.faults, rs.fault_runs,
+           rs.unknown_no_commit, rs.unknown_resolved_by_get, rs.begin_failed, rs.faults, rs.fault_runs,
            rs.fault_failures);
     fflush(stdout);
     rc = rs.attempted > 0 ? 0 : 1;
@@ -1406,7 +1417,7 @@ static int cmd_check(const opts *o)
     for (size_t k = 0; k < nask && k < 200; k++) {
         jtransfer *t = find_transfer(&j, ask[k]);
         bool answered;
-        outcome oc = ask_outcome(o, t->gid, &answered);
+        outcome oc = ask_outcome(o, t->gid, 1, &answered);
         asked++;
         bool both = t->present[0] && t->present[1];
         if (oc == OUT_COMMITTED) {

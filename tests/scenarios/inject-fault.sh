@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# inject-fault.sh CLUSTER_DIR - one fault on a running cluster, then heal it;
+# the --fault-cmd of txbank run in 10-bank.sh.
+#   - SIGKILL the coordinator, or SIGKILL one agent, or stop one PostgreSQL
+#     with pg_ctl -m immediate (a crash: its prepared branches survive);
+#   - leave it down 0-1000 ms (random) so requests meet it dead; start it again.
+# Which fault: INJECT_MODE=random (default: coordinator 30%, agent 40%,
+# PostgreSQL 30%) or cycle (coordinator, agent, PostgreSQL in turn, so a short
+# run sees every kind; the turn is kept in CLUSTER_DIR/faults.seq). The agent
+# or database is picked at random.
+# Heals first: if a component is down (a previous restart failed), it runs
+# `scripts/cluster up`, which starts whatever is missing.
+# Prints one line saying what it did and "faults=1" (txbank counts those);
+# scripts/cluster's own output goes to CLUSTER_DIR/faults.log.
+# Exit non-zero if the component could not be started again.
+set -euo pipefail
+dir="$1"
+cluster="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/scripts/cluster"
+log="$dir/faults.log"
+cl() { "$cluster" --dir "$dir" "$@" >>"$log" 2>&1; }
+
+if ! cl status; then
+    echo "heal: something was down, scripts/cluster up"
+    cl up
+fi
+if [ "${INJECT_MODE:-random}" = cycle ]; then
+    seq="$(cat "$dir/faults.seq" 2>/dev/null || echo 0)"
+    echo $((seq + 1)) >"$dir/faults.seq"
+    kind=$((seq % 3))
+else
+    r=$((RANDOM % 100))
+    kind=$((r < 30 ? 0 : r < 70 ? 1 : 2))
+fi
+down_ms=$((RANDOM % 1000))
+i=$((RANDOM % 3 + 1))
+case "$kind" in
+0)
+    what="kill -9 coordinator"
+    cl kill coordinator
+    sleep "$(printf '0.%03d' "$down_ms")"
+    cl start coordinator
+    ;;
+1)
+    what="kill -9 agent$i"
+    cl kill "agent$i"
+    sleep "$(printf '0.%03d' "$down_ms")"
+    cl start "agent$i"
+    ;;
+2)
+    what="pg_ctl stop -m immediate pg$i"
+    cl stop-pg "$i" --immediate
+    sleep "$(printf '0.%03d' "$down_ms")"
+    cl start-pg "$i"
+    ;;
+esac
+echo "$(date -u +%T) $what, down ${down_ms} ms"
+echo "faults=1"

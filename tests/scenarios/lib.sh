@@ -1,0 +1,460 @@
+# tests/scenarios/lib.sh - helpers for the scenario scripts (tests/scenarios/NN-*.sh).
+#
+# Source it, then call scen_init NAME BASE_PORT first. It gives a scenario:
+#   - a throwaway cluster (scripts/cluster) in its own temp dir on its own ports,
+#     always torn down on exit (cluster down --purge), whatever happens;
+#   - the tails of every component's log on failure (and on an unexpected exit);
+#   - step N "text", check "what" CMD..., expect_eq, wait_until, require;
+#   - psql_at I SQL, api METHOD PATH [BODY] (curl, with a timeout), and small
+#     queries on markers, prepared branches and balances.
+# Exit status of the scenario: 0 when every check passed, 1 otherwise.
+#
+# Environment:
+#   TXCOORD_BUILD_DIR  build tree with coordinator/txcoord, participant/txagent and
+#                      tests/scenarios/txbank (default <repo>/build)
+#   SCENARIO_KEEP=1    keep the cluster directory (stopped) for a post-mortem
+#   SCENARIO_LONG=1 or TXCOORD_LONG=1 (scripts/test --long): long forms
+#   API_TIMEOUT        seconds for one REST call (default 30)
+#   SCENARIO_WAIT_S    default wait for recovery (default 60)
+#   SCENARIO_BASE_PORT use these 20 ports instead of the scenario's own
+
+# shellcheck disable=SC2016,SC2034 # SQL/JSON text with $1; variables for the scripts
+# shellcheck source=../../scripts/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/scripts/lib.sh"
+
+SCEN_SRC_DIR="$TX_REPO_ROOT/tests/scenarios"
+CLUSTER_SH="$TX_REPO_ROOT/scripts/cluster"
+export TXCOORD_BUILD_DIR="${TXCOORD_BUILD_DIR:-$TX_REPO_ROOT/build}"
+TXBANK="${TXBANK:-$TXCOORD_BUILD_DIR/tests/scenarios/txbank}"
+SCEN_WAIT_S="${SCENARIO_WAIT_S:-60}"
+
+SCEN_NAME=""
+SCEN_DIR=""   # temp dir of this run
+CDIR=""       # the cluster's directory (inside SCEN_DIR)
+SCEN_PORT=""
+SCEN_PASS=0
+SCEN_FAIL=0
+SCEN_STEP=""
+SCEN_CLEANUP=() # commands run (eval) at exit, before the cluster goes down
+API_STATUS=""
+API_BODY=""
+
+scen_long() { [ "${SCENARIO_LONG:-0}" = 1 ] || [ "${TXCOORD_LONG:-0}" = 1 ]; }
+
+# ---- life cycle ----------------------------------------------------------------
+
+# scen_init NAME BASE_PORT: temp dir, traps. Ports BASE_PORT..BASE_PORT+19 are
+# ours (SCENARIO_BASE_PORT overrides, e.g. to run a second copy alongside).
+scen_init() {
+    SCEN_NAME="$1"
+    SCEN_PORT="${SCENARIO_BASE_PORT:-$2}"
+    TX_PROG="$SCEN_NAME"
+    # A run of this scenario killed hard (SIGKILL: no exit trap) left its
+    # cluster running on our ports: stop and remove it first.
+    local old
+    for old in /tmp/txscen-"${SCEN_PORT}"-*; do
+        [ -d "$old" ] || continue
+        [ "${SCENARIO_KEEP:-0}" = 1 ] && continue
+        echo "$SCEN_NAME: removing the leftover of an earlier run: $old"
+        [ -d "$old/cluster" ] && "$CLUSTER_SH" --dir "$old/cluster" down --purge >/dev/null 2>&1
+        rm -rf "$old"
+    done
+    SCEN_DIR="$(mktemp -d "/tmp/txscen-${SCEN_PORT}-XXXXXX")"
+    chmod 755 "$SCEN_DIR"
+    CDIR="$SCEN_DIR/cluster"
+    # agents sweep every second (default 5): recovery waits stay short
+    export TXAGENT_ARGS="${TXAGENT_ARGS:---resolve-interval-ms 1000}"
+    trap scen_exit EXIT
+    trap 'echo "$SCEN_NAME: interrupted" >&2; exit 130' INT TERM
+    printf '### scenario %s (base port %s, dir %s)\n' "$SCEN_NAME" "$SCEN_PORT" "$SCEN_DIR"
+    local b
+    for b in "$TXCOORD_BUILD_DIR/coordinator/txcoord" "$TXCOORD_BUILD_DIR/participant/txagent"; do
+        [ -x "$b" ] || scen_abort "$b not built (set TXCOORD_BUILD_DIR or build first)"
+    done
+}
+
+# on_exit CMD: run CMD (eval'd) at exit, before the cluster goes down (LIFO).
+on_exit() { SCEN_CLEANUP=("$1" "${SCEN_CLEANUP[@]}"); }
+
+scen_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    set +e
+    local c
+    for c in "${SCEN_CLEANUP[@]}"; do
+        eval "$c" >/dev/null 2>&1
+    done
+    if [ "$rc" -ne 0 ] || [ "$SCEN_FAIL" -ne 0 ]; then
+        [ -n "$CDIR" ] && [ -d "$CDIR" ] && "$CLUSTER_SH" --dir "$CDIR" status >&2 2>&1
+        dump_prepared
+    fi
+    if [ -n "$CDIR" ] && [ -d "$CDIR" ]; then
+        # Stop everything first (SIGTERM): sanitizers report leaks at exit.
+        "$CLUSTER_SH" --dir "$CDIR" down >/dev/null 2>&1
+        if [ "$rc" -eq 0 ]; then
+            check "no sanitizer report in the coordinator's and agents' logs" no_sanitizer_reports
+        fi
+    fi
+    if [ "$rc" -ne 0 ] || [ "$SCEN_FAIL" -ne 0 ]; then
+        [ "$rc" -ne 0 ] && [ "$SCEN_FAIL" -eq 0 ] &&
+            printf 'FAIL: scenario stopped early (exit %s) during step %s\n' "$rc" "${SCEN_STEP:-?}"
+        dump_logs
+    fi
+    if [ -n "$CDIR" ] && [ -d "$CDIR" ]; then
+        if [ "${SCENARIO_KEEP:-0}" = 1 ]; then
+            echo "$SCEN_NAME: cluster kept (stopped) in $CDIR"
+        else
+            "$CLUSTER_SH" --dir "$CDIR" down --purge >/dev/null 2>&1
+        fi
+    fi
+    if [ "${SCENARIO_KEEP:-0}" != 1 ] && [ -n "$SCEN_DIR" ]; then
+        rm -rf "$SCEN_DIR"
+    fi
+    if [ "$rc" -eq 0 ] && [ "$SCEN_FAIL" -eq 0 ]; then
+        printf '### %s: PASS (%s checks)\n' "$SCEN_NAME" "$SCEN_PASS"
+        exit 0
+    fi
+    printf '### %s: FAIL (%s of %s checks failed%s)\n' "$SCEN_NAME" "$SCEN_FAIL" \
+        "$((SCEN_PASS + SCEN_FAIL))" "$([ "$rc" -ne 0 ] && echo ", stopped early")"
+    exit 1
+}
+
+# scen_abort MSG: a precondition failed; stop here (logs are dumped).
+scen_abort() {
+    printf 'FAIL: %s\n' "$*"
+    SCEN_FAIL=$((SCEN_FAIL + 1))
+    exit 1
+}
+
+# no_sanitizer_reports: ASan/UBSan/LSan said nothing in any component log.
+no_sanitizer_reports() {
+    local hits
+    hits="$(grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+        "$CDIR/coordinator.log" "$CDIR"/agent[1-9].log 2>/dev/null)"
+    [ -z "$hits" ] || {
+        echo "    sanitizer reports in: $hits"
+        return 1
+    }
+}
+
+dump_logs() {
+    [ -n "$CDIR" ] && [ -d "$CDIR" ] || return 0
+    echo "----- logs of $SCEN_NAME (cluster in $CDIR) -----" >&2
+    local f
+    for f in "$CDIR/coordinator.log" "$CDIR"/agent[1-9].log "$CDIR"/pg[1-9]/postgres.log; do
+        [ -f "$f" ] && tx_dump_log "$f" "${SCENARIO_LOG_LINES:-150}"
+    done
+}
+
+# dump_prepared: what each PostgreSQL still has prepared (while they run).
+dump_prepared() {
+    [ -n "$CDIR" ] && [ -d "$CDIR" ] || return 0
+    local i
+    for i in 1 2 3; do
+        printf 'pg%s prepared: %s\n' "$i" \
+            "$(psql_at "$i" "SELECT string_agg(gid, ' ') FROM pg_prepared_xacts" 2>&1)" >&2
+    done
+}
+
+# ---- output and checks -----------------------------------------------------------
+
+step() {
+    SCEN_STEP="$1"
+    shift
+    printf '\n== step %s: %s  [t=%ss]\n' "$SCEN_STEP" "$*" "$SECONDS"
+}
+
+pass() {
+    SCEN_PASS=$((SCEN_PASS + 1))
+    printf 'PASS: %s\n' "$*"
+}
+
+fail() {
+    SCEN_FAIL=$((SCEN_FAIL + 1))
+    printf 'FAIL: %s\n' "$*"
+}
+
+# check WHAT CMD...: run CMD; PASS or FAIL. Always returns 0 (the scenario goes on).
+check() {
+    local what="$1"
+    shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+    return 0
+}
+
+# require WHAT CMD...: like check, but stop the scenario on failure.
+require() {
+    local what="$1"
+    shift
+    if "$@"; then
+        pass "$what"
+    else
+        fail "$what"
+        exit 1
+    fi
+}
+
+# expect_eq WHAT ACTUAL EXPECTED
+expect_eq() {
+    if [ "$2" = "$3" ]; then pass "$1 (= $3)"; else fail "$1: got '$2', expected '$3'"; fi
+    return 0
+}
+
+# wait_until TIMEOUT_S CMD...: CMD every 0.25 s until it succeeds; 1 after TIMEOUT_S.
+wait_until() {
+    local timeout="$1"
+    shift
+    local deadline=$((SECONDS + timeout))
+    while true; do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            printf '    (gave up after %ss: %s)\n' "$timeout" "$*"
+            return 1
+        fi
+        sleep 0.25
+    done
+}
+
+# holds_for SECONDS CMD...: CMD keeps succeeding for SECONDS (checked every 0.5 s).
+holds_for() {
+    local secs="$1"
+    shift
+    local deadline=$((SECONDS + secs))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if ! "$@" >/dev/null 2>&1; then
+            printf '    (stopped holding after %ss: %s)\n' "$((secs - deadline + SECONDS))" "$*"
+            return 1
+        fi
+        sleep 0.5
+    done
+    "$@" >/dev/null 2>&1
+}
+
+# ---- cluster -------------------------------------------------------------------------
+
+# cl ARGS...: scripts/cluster on our cluster, its output indented.
+cl() {
+    "$CLUSTER_SH" --dir "$CDIR" "$@" 2>&1 | sed 's/^/    | /'
+}
+
+# cluster_up: start 3 PostgreSQL, 3 agents, 1 coordinator; load the cluster's
+# environment (TXCOORD_URL, PG<i>_PORT, ...).
+cluster_up() {
+    cl up --participants 3 --base-port "$SCEN_PORT" || scen_abort "scripts/cluster up failed"
+    eval "$("$CLUSTER_SH" --dir "$CDIR" env)"
+}
+
+# step_cluster3 N: step N, a cluster up, the 3 demo accounts reset.
+step_cluster3() {
+    step "$1" "start a cluster (3 PostgreSQL, 3 agents, coordinator); account i in pg i, 1000 each"
+    cluster_up
+    bank3_reset
+}
+
+# restart_armed COMPONENT POINT: restart coordinator | agent<i> with a crash point armed.
+restart_armed() {
+    local var=TXCOORD_CRASH_POINT
+    [ "$1" = coordinator ] || var=TXAGENT_CRASH_POINT
+    echo "    $var=$2 scripts/cluster start $1"
+    cl kill "$1"
+    env "$var=$2" "$CLUSTER_SH" --dir "$CDIR" start "$1" 2>&1 | sed 's/^/    | /'
+}
+
+# commit_crashes GID COMPONENT POINT: commit GID; COMPONENT dies at POINT.
+# For the coordinator the answer must be lost; the caller checks agents' answers.
+commit_crashes() {
+    commit "$1"
+    if [ "$3" = before-end-record ]; then
+        # every branch committed already: the answer may have gone out before 'E'
+        check "commit answer lost, or committed (never aborted): got $API_STATUS" \
+            test "$API_STATUS" = 000 -o "$API_STATUS $(jget .outcome)" = "200 committed"
+    elif [ "$2" = coordinator ]; then
+        expect_eq "commit answer lost (no HTTP answer)" "$API_STATUS" 000
+    fi
+    check "$2 process is gone" wait_until 10 component_dead "$2"
+    check "$2 log: crash point $3 reached" crash_logged "$2" "$3"
+}
+
+# decided_in_doubt VAR: commit decided and logged, coordinator dead (crash point
+# after-decision-log), all 3 branches prepared: the in-doubt state many
+# scenarios start from. Sets VAR to the gid. Leaves the coordinator down.
+decided_in_doubt() {
+    local __g
+    restart_armed coordinator after-decision-log
+    begin3 __g
+    commit_crashes "$__g" coordinator after-decision-log
+    check "decision log holds the commit record of $__g" dlog_has C "$__g"
+    expect_eq "branches prepared in pg1, pg2, pg3" "$(prepared_of "$__g")" 3
+    printf -v "$1" '%s' "$__g"
+}
+
+# component_pid NAME: pid of coordinator | agent<i> if alive (not a zombie).
+component_pid() {
+    local pid st
+    pid="$(cat "$CDIR/$1.pid" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    st="$(awk '/^State:/ {print $2}' "/proc/$pid/status" 2>/dev/null)" || return 1
+    [ -n "$st" ] && [ "$st" != Z ] || return 1
+    echo "$pid"
+}
+component_alive() { component_pid "$1" >/dev/null; }
+component_dead() { ! component_alive "$1"; }
+
+# crash_logged NAME POINT: the component's log says the crash point was reached.
+crash_logged() { grep -q "crash point $2 reached" "$CDIR/$1.log"; }
+
+# ---- SQL -----------------------------------------------------------------------------
+
+PSQL=""
+psql_bin() {
+    [ -n "$PSQL" ] || PSQL="$(tx_pg_bindir)/psql"
+    echo "$PSQL"
+}
+
+# psql_at I SQL: run SQL on database txdemo of PostgreSQL I; prints rows unaligned.
+psql_at() {
+    local port_var="PG${1}_PORT"
+    PGCONNECT_TIMEOUT=5 PGOPTIONS="-c client_min_messages=warning" "$(psql_bin)" -X -q -tA \
+        -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "${!port_var:-$((SCEN_PORT + 10 + $1))}" \
+        -U postgres -d txdemo -c "$2"
+}
+
+# pg_sqlstate_at I SQL: run SQL; prints the SQLSTATE of its error, or "ok".
+pg_sqlstate_at() {
+    local port_var="PG${1}_PORT" out
+    out="$(printf '\\set VERBOSITY verbose\n%s;\n' "$2" |
+        PGCONNECT_TIMEOUT=5 "$(psql_bin)" -X -q -tA -v ON_ERROR_STOP=1 -h 127.0.0.1 \
+            -p "${!port_var}" -U postgres -d txdemo 2>&1)" && {
+        echo ok
+        return 0
+    }
+    printf '%s\n' "$out" | sed -n 's/^ERROR: *\([0-9A-Z]\{5\}\):.*/\1/p' | head -1
+}
+
+# bank3_reset: account i (balance 1000) in pg i, no transfers, no prepared branch.
+bank3_reset() {
+    local i
+    for i in 1 2 3; do
+        psql_at "$i" "TRUNCATE transfers; DELETE FROM accounts;
+                      INSERT INTO accounts(id, balance) VALUES ($i, 1000)" >/dev/null ||
+            scen_abort "pg$i: cannot reset the accounts"
+    done
+}
+
+balance_at() { psql_at "$1" "SELECT balance FROM accounts WHERE id = $2"; }
+balances() { echo "$(balance_at 1 1) $(balance_at 2 2) $(balance_at 3 3)"; }
+marker_at() { psql_at "$1" "SELECT count(*) FROM transfers WHERE id = '$2'"; }
+# markers_present ID: in how many of the 3 databases the marker row is.
+markers_present() { echo $(($(marker_at 1 "$1") + $(marker_at 2 "$1") + $(marker_at 3 "$1"))); }
+# prepared_at I [GID]: our prepared branches in pg I (of GID only if given).
+prepared_at() {
+    if [ -n "${2:-}" ]; then
+        psql_at "$1" "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:$2:%'"
+    else
+        psql_at "$1" "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:%'"
+    fi
+}
+# prepared_list I... / markers_list GID I...: counts for the listed databases, space-separated.
+prepared_list() {
+    local i out=()
+    for i in "$@"; do out+=("$(prepared_at "$i")"); done
+    echo "${out[*]}"
+}
+markers_list() {
+    local gid="$1" i out=()
+    shift
+    for i in "$@"; do out+=("$(marker_at "$i" "$gid")"); done
+    echo "${out[*]}"
+}
+# prepared_of GID: in how many databases a branch of GID is prepared.
+prepared_of() { echo $(($(prepared_at 1 "$1") + $(prepared_at 2 "$1") + $(prepared_at 3 "$1"))); }
+no_prepared_anywhere() {
+    local i n
+    for i in 1 2 3; do
+        n="$(psql_at "$i" "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:%'")" || return 1
+        [ "$n" = 0 ] || return 1
+    done
+}
+is_eq() { [ "$("${@:2}" 2>/dev/null)" = "$1" ]; } # is_eq VALUE CMD...: CMD prints VALUE
+not() { ! "$@"; }
+
+# ---- REST --------------------------------------------------------------------------------
+
+# api METHOD PATH [BODY]: call the coordinator; sets API_STATUS (000 = no answer)
+# and API_BODY, prints one trace line.
+api() {
+    local method="$1" path="$2" body="${3:-}" out
+    local args=(-sS -X "$method" --max-time "${API_TIMEOUT:-30}" -H 'Content-Type: application/json'
+        -w '\n%{http_code}')
+    [ -n "$body" ] && args+=(-d "$body")
+    out="$(curl "${args[@]}" "$TXCOORD_URL$path" 2>/dev/null)" || true
+    if [[ "$out" == *$'\n'* ]]; then
+        API_STATUS="${out##*$'\n'}"
+        API_BODY="${out%$'\n'*}"
+    else
+        API_STATUS="${out:-000}"
+        API_BODY=""
+    fi
+    printf '    %s %s -> %s %s\n' "$method" "$path" "$API_STATUS" "$(printf '%s' "$API_BODY" | head -c 300)"
+}
+
+# jget FILTER: jq -r FILTER on API_BODY ("" when not JSON).
+jget() { printf '%s' "$API_BODY" | jq -r "$1" 2>/dev/null || true; }
+
+# begin3 VAR: an interactive transfer touching all 3 databases, not committed:
+# 100 out of account 1 (pg1), 50 into account 2 (pg2) and 50 into account 3
+# (pg3), and the marker row id = gid everywhere. Sets VAR to the gid.
+begin3() {
+    local __var="$1" gid i
+    api POST /v1/transactions '{"protocol":"2pc","timeout_ms":60000}'
+    [ "$API_STATUS" = 201 ] || scen_abort "begin: HTTP $API_STATUS"
+    gid="$(jget .gid)"
+    if [ -z "$gid" ] || [ "$gid" = null ]; then scen_abort "begin: no gid in the answer"; fi
+    api POST "/v1/transactions/$gid/statements" \
+        '{"participant":"pg1","sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","params":[100,1]}'
+    [ "$API_STATUS" = 200 ] || scen_abort "debit on pg1: HTTP $API_STATUS"
+    for i in 2 3; do
+        api POST "/v1/transactions/$gid/statements" \
+            '{"participant":"pg'"$i"'","sql":"UPDATE accounts SET balance = balance + $1 WHERE id = $2","params":[50,'"$i"']}'
+        [ "$API_STATUS" = 200 ] || scen_abort "credit on pg$i: HTTP $API_STATUS"
+    done
+    for i in 1 2 3; do
+        api POST "/v1/transactions/$gid/statements" \
+            '{"participant":"pg'"$i"'","sql":"INSERT INTO transfers(id, amount) VALUES ($1, $2)","params":["'"$gid"'",100]}'
+        [ "$API_STATUS" = 200 ] || scen_abort "marker on pg$i: HTTP $API_STATUS"
+    done
+    printf -v "$__var" '%s' "$gid"
+}
+
+# tx_state_is GID STATE: GET /v1/transactions/GID answers that state.
+tx_state_is() {
+    api GET "/v1/transactions/$1" >/dev/null
+    [ "$(jget .state)" = "$2" ]
+}
+
+# commit GID: POST commit (API_STATUS/API_BODY set).
+commit() { api POST "/v1/transactions/$1/commit"; }
+
+# all_or_nothing GID EXPECT: EXPECT = committed (marker in 3 databases, balances
+# 900/1050/1050) or aborted (in none, balances 1000 each).
+all_or_nothing() {
+    local gid="$1" expect="$2"
+    if [ "$expect" = committed ]; then
+        expect_eq "marker rows of $gid in all 3 databases" "$(markers_present "$gid")" 3
+        expect_eq "balances moved (account 1, 2, 3)" "$(balances)" "900 1050 1050"
+    else
+        expect_eq "marker rows of $gid in none of the 3 databases" "$(markers_present "$gid")" 0
+        expect_eq "balances unchanged (account 1, 2, 3)" "$(balances)" "1000 1000 1000"
+    fi
+    expect_eq "total balance" "$(($(balance_at 1 1) + $(balance_at 2 2) + $(balance_at 3 3)))" 3000
+}
+
+# dlog_has TYPE GID: the coordinator's decision log holds a TYPE record of GID
+# (C: {"gid":GID,... ; E: {"gid":GID}). Reads the raw file: payloads are JSON.
+dlog_has() {
+    local f="$CDIR/coordinator/decisions.log"
+    case "$1" in
+    C) grep -aqF "{\"gid\":\"$2\",\"" "$f" ;;
+    E) grep -aqF "{\"gid\":\"$2\"}" "$f" ;;
+    esac
+}
