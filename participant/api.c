@@ -11,7 +11,6 @@
  */
 #include "api.h"
 
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,20 +229,19 @@ static void h_metrics(http_request *req, void *app)
     agent_metrics *m = &ag->metrics;
     strbuf sb;
     strbuf_init(&sb);
-    static const struct {
+    const struct {
         const char *name, *help;
-        size_t off;
+        const metric_counter *c;
     } counters[] = {
-        {"txagent_branches_begun_total", "Branches begun (BEGIN sent).", offsetof(agent_metrics, begun)},
-        {"txagent_branches_prepared_total", "Branches prepared.", offsetof(agent_metrics, prepared)},
+        {"txagent_branches_begun_total", "Branches begun (BEGIN sent).", &m->begun},
+        {"txagent_branches_prepared_total", "Branches prepared.", &m->prepared},
         {"txagent_branches_committed_total", "Branches committed (incl. read-only).",
-         offsetof(agent_metrics, committed)},
-        {"txagent_branches_aborted_total", "Branches aborted.", offsetof(agent_metrics, aborted)},
+         &m->committed},
+        {"txagent_branches_aborted_total", "Branches aborted.", &m->aborted},
     };
     for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
         metric_write_header(&sb, counters[i].name, "counter", counters[i].help);
-        metric_write_counter(&sb, counters[i].name, NULL,
-                             (const metric_counter *)((const char *)m + counters[i].off));
+        metric_write_counter(&sb, counters[i].name, NULL, counters[i].c);
     }
     metric_write_header(&sb, "txagent_votes_total", "counter", "Prepare answers by vote.");
     metric_write_counter(&sb, "txagent_votes_total", "vote=\"yes\"", &m->vote_yes);

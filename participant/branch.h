@@ -64,6 +64,8 @@ typedef struct branch {
     PGcancel *cancel;              /* for conn, while active; owned */
     branch_vote vote;              /* what prepare answered (re-sends answer the same) */
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
+    bool wrote;                    /* a statement surely assigned an xid (rows written) */
+    bool session_dirty;            /* a statement changed session state: close conn at the end */
     char reason[256];              /* why it failed / voted no */
     char sqlstate[6];              /* SQLSTATE of that failure, "" if none */
     int64_t created_ms;

@@ -10,8 +10,9 @@
  *     already returned, 42704 "already finished" on COMMIT/ROLLBACK PREPARED,
  *     a branch already in pg_prepared_xacts) before doing it again.
  *   - b->conn is non-NULL exactly while the branch is active; any fn leaving
- *     the active state gives it back to the pool (or closes it if it is dead
- *     or still inside a transaction block).
+ *     the active state gives it back to the pool (or closes it if it is dead,
+ *     still inside a transaction block, or its session state was changed by a
+ *     client statement, which PREPARE/COMMIT would carry to the next branch).
  *   - No fn ever sends ROLLBACK PREPARED unless its event is a rollback decided
  *     by the coordinator (EV_ROLLBACK) or a no vote for a branch whose PREPARE
  *     outcome is unknown (maybe_prepared): a branch that voted yes is only
@@ -69,7 +70,10 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     pthread_mutex_unlock(&b->cancel_mu);
     if (cancel)
         PQfreeCancel(cancel);
-    pool_release(ctx->ag->pool, c, dead);
+    if (b->session_dirty && !dead)
+        txlog_info(b->gid, ctx->ag->name,
+                   "closing its connection: a statement changed session state");
+    pool_release(ctx->ag->pool, c, dead || b->session_dirty);
 }
 
 void branch_cancel_running(branch *b)
@@ -101,7 +105,8 @@ static bool fn_begin(branch *b, fsm_ctx *ctx)
         px_status ps = pool_acquire(ctx->ag->pool, POOL_WAIT_MS, &c);
         if (ps != PX_OK) {
             ctx_fail(ctx, ps, "",
-                     ps == PX_EXHAUSTED ? "connection pool exhausted" : "cannot connect to PostgreSQL");
+                     ps == PX_EXHAUSTED ? "connection pool exhausted"
+                                        : "cannot connect to PostgreSQL");
             return false;
         }
         pg_res r;

@@ -23,7 +23,8 @@
  *      left this gid prepared.
  *   2. BEGIN on a pooled connection (unknown -> active).
  *   3. Run the statements on it.
- *   4. xid check; none -> COMMIT, vote read_only (active -> committed).
+ *   4. xid check (skipped when a statement wrote rows, which needs an xid);
+ *      none -> COMMIT, vote read_only (active -> committed).
  *   5. PREPARE TRANSACTION '<branch gid>'; connection back to the pool
  *      (active -> prepared).
  *   6. Crash point after-prepare; answer yes.
@@ -51,10 +52,12 @@
  */
 #include "ops.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "branch.h"
 #include "fault.h"
@@ -148,6 +151,44 @@ static void unlock_branch(agent *ag, branch *b)
 
 typedef enum { STMT_OK, STMT_SQL_ERROR, STMT_TXN_ENDED, STMT_DB_DOWN } stmt_status;
 
+/* Did a statement with this command tag surely assign an xid? True for
+ * INSERT/UPDATE/DELETE/MERGE that touched rows (a heap write needs an xid).
+ * False means "cannot tell" (the xid check query decides). A wrong true would
+ * only turn a read_only vote into a yes, never the reverse. */
+static bool tag_wrote_rows(const char *tag)
+{
+    static const char *const verbs[] = {"INSERT ", "UPDATE ", "DELETE ", "MERGE "};
+    for (size_t i = 0; i < ARRAY_LEN(verbs); i++) {
+        if (strncmp(tag, verbs[i], strlen(verbs[i])) == 0) {
+            const char *count = strrchr(tag, ' ');
+            return count && strtoll(count + 1, NULL, 10) > 0;
+        }
+    }
+    return false;
+}
+
+/* Would a statement with this tag leave session state behind that outlives
+ * its transaction (and so would leak into the next branch on the pooled
+ * connection)? SET LOCAL is transaction-scoped and fine. set_config(..., false)
+ * inside a SELECT is not detected. */
+static bool changes_session(const char *tag, const char *sql)
+{
+    static const char *const tags[] = {"RESET", "PREPARE", "LISTEN", "DECLARE CURSOR", "LOAD"};
+    for (size_t i = 0; i < ARRAY_LEN(tags); i++)
+        if (strcmp(tag, tags[i]) == 0)
+            return true;
+    if (strcmp(tag, "SET") != 0)
+        return false;
+    while (isspace((unsigned char)*sql))
+        sql++;
+    if (strncasecmp(sql, "SET", 3) != 0 || !isspace((unsigned char)sql[3]))
+        return true;
+    sql += 3;
+    while (isspace((unsigned char)*sql))
+        sql++;
+    return !(strncasecmp(sql, "LOCAL", 5) == 0 && isspace((unsigned char)sql[5]));
+}
+
 /* Run one client statement on an active branch. On success *result (may be
  * NULL) gets its JSON. On failure the branch is failed (rolled back, the
  * connection given back) with b->reason/b->sqlstate set. */
@@ -169,6 +210,10 @@ static stmt_status run_statement(agent *ag, branch *b, const op_stmt *st, json_t
         set_reason(b, "", "statement ended the transaction (%s)", r.command);
     }
     if (s == STMT_OK) {
+        if (tag_wrote_rows(r.command))
+            b->wrote = true;
+        if (changes_session(r.command, st->sql))
+            b->session_dirty = true;
         if (result)
             *result = pg_result_to_json(r.res);
         pg_res_clear(&r);
@@ -284,8 +329,8 @@ static void prepare_active(agent *ag, branch *b, const op_stmt *stmts, size_t n,
             return;
         }
     }
-    bool has_xid;
-    if (!branch_has_xid(b, &ctx, &has_xid)) {
+    bool has_xid = b->wrote; /* then no need to ask */
+    if (!has_xid && !branch_has_xid(b, &ctx, &has_xid)) {
         set_reason(b, ctx.sqlstate, "read-only check failed: %s", ctx.message);
         vote_no(ag, b, out);
         return;
