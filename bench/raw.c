@@ -16,6 +16,10 @@
  *      BEGIN, one for the statement with its params, one for PREPARE), and the
  *      two sides overlap as the coordinator's parallel prepare calls do. Only
  *      the command tag "PREPARE TRANSACTION" is a yes vote.
+ *      With --raw-pipeline ("raw-pipe" in the output) BEGIN and the UPDATE go
+ *      as one libpq pipeline (both via PQsendQueryParams, then a sync point):
+ *      round trips 1 and 2 become one, as an agent that pipelines its
+ *      BEGIN with the branch's statements does. PREPARE stays on its own.
  *   2. Both voted yes: COMMIT PREPARED on A and B at the same time (one round
  *      trip each). Otherwise: ROLLBACK PREPARED on a prepared side and
  *      ROLLBACK on a side still inside its block, again in parallel.
@@ -63,6 +67,7 @@ typedef struct {
     const char *sql;      /* borrowed (static text or the side's gid_sql) */
     int nparams;
     const char *params[2];
+    bool pipe_next;       /* sent with the next query as one libpq pipeline (one round trip) */
 } query;
 
 typedef struct {
@@ -82,8 +87,9 @@ typedef struct {
     char *prepare_sql;    /* owned; "PREPARE TRANSACTION '<gid>'" */
     char *finish_sql;     /* owned; COMMIT/ROLLBACK PREPARED '<gid>' */
     query q[3];
-    int nq, pos;
+    int nq, pos;          /* q[pos] is the query whose results come next */
     bool active;          /* a query is in flight */
+    bool in_pipeline;     /* q[pos..] were sent as one pipeline; its sync point is pending */
     bool flush_pending;   /* PQflush said 1: wait for POLLOUT */
     bool ok;              /* every query of the chain so far succeeded */
     bool sql_failed;      /* a query failed with a (non class 08) SQLSTATE */
@@ -157,6 +163,7 @@ static void side_drop(side *s, bool decided_commit, bool cancel, const char *why
     s->prepared = false;
     s->prepare_in_flight = false;
     s->active = false;
+    s->in_pipeline = false;
     s->flush_pending = false;
     s->ok = false;
 }
@@ -239,18 +246,36 @@ static void side_begin_chain(side *s, int nq)
     s->err[0] = '\0';
 }
 
+/* Send q[pos], or q[pos] and the queries piped with it as one pipeline
+ * (PQsendQueryParams each, then a sync point: one round trip). */
 static void side_send(side *s, bool decided_commit)
 {
-    const query *q = &s->q[s->pos];
-    int sent = q->nparams > 0
-                   ? PQsendQueryParams(s->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)
-                   : PQsendQuery(s->conn, q->sql);
-    if (!sent) {
+    int first = s->pos, last = s->pos;
+    while (last + 1 < s->nq && s->q[last].pipe_next)
+        last++;
+    bool pipe = last > first;
+    if (pipe && !PQenterPipelineMode(s->conn)) {
         side_drop(s, decided_commit, false, PQerrorMessage(s->conn));
         return;
     }
-    if (q->kind == Q_PREPARE)
-        s->prepare_in_flight = true;
+    for (int i = first; i <= last; i++) {
+        const query *q = &s->q[i];
+        /* a pipeline takes the extended protocol only */
+        int sent = q->nparams > 0 || pipe ? PQsendQueryParams(s->conn, q->sql, q->nparams, NULL,
+                                                              q->params, NULL, NULL, 0)
+                                          : PQsendQuery(s->conn, q->sql);
+        if (!sent) {
+            side_drop(s, decided_commit, false, PQerrorMessage(s->conn));
+            return;
+        }
+        if (q->kind == Q_PREPARE)
+            s->prepare_in_flight = true;
+    }
+    if (pipe && !PQpipelineSync(s->conn)) {
+        side_drop(s, decided_commit, false, PQerrorMessage(s->conn));
+        return;
+    }
+    s->in_pipeline = pipe;
     s->active = true;
     int f = PQflush(s->conn);
     if (f < 0) {
@@ -260,9 +285,9 @@ static void side_send(side *s, bool decided_commit)
     s->flush_pending = (f == 1);
 }
 
-/* The query in flight has delivered all its results: judge it, then send the
- * next one of the chain or end the chain (at the first failure). */
-static void side_query_done(side *s, bool decided_commit)
+/* Judge q[pos] from its last result. false if it failed; the side is
+ * dropped (s->conn == NULL) if the connection is gone. */
+static bool side_judge(side *s, bool decided_commit)
 {
     const query *q = &s->q[s->pos];
     PGresult *r = s->last;
@@ -303,23 +328,31 @@ static void side_query_done(side *s, bool decided_commit)
     }
 
     if (!good && !s->err[0])
-        side_set_err(s, "%s: %s%s%s", s->label, r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn),
+        side_set_err(s, "%s: %s%s%s", s->label,
+                     st == PGRES_PIPELINE_ABORTED ? "pipeline aborted"
+                     : r                          ? PQresultErrorMessage(r)
+                                                  : PQerrorMessage(s->conn),
                      state ? " SQLSTATE " : "", state ? state : "");
     bool dead = PQstatus(s->conn) == CONNECTION_BAD || !r || (state && strncmp(state, "08", 2) == 0);
     if (r)
         PQclear(r);
     if (dead) {
         side_drop(s, decided_commit, false, "connection lost");
-        return;
+        return false;
     }
     if (!good) {
         if (state)
             s->sql_failed = true;
         s->ok = false;
-        s->active = false;
-        return;
     }
-    if (++s->pos < s->nq)
+    return good;
+}
+
+/* After a query (or a whole pipeline): send the next one of the chain, or
+ * end the chain (at its end or at the first failure). */
+static void side_next(side *s, bool decided_commit)
+{
+    if (s->ok && s->pos < s->nq)
         side_send(s, decided_commit);
     else
         s->active = false;
@@ -343,15 +376,32 @@ static void side_io(side *s, short revents, bool decided_commit)
     }
     while (s->active && !PQisBusy(s->conn)) {
         PGresult *r = PQgetResult(s->conn);
+        if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            /* the pipeline's sync point: every query of it has answered */
+            PQclear(r);
+            if (!PQexitPipelineMode(s->conn)) {
+                side_drop(s, decided_commit, false, PQerrorMessage(s->conn));
+                return;
+            }
+            s->in_pipeline = false;
+            side_next(s, decided_commit);
+            continue;
+        }
         if (r) {
             if (s->last)
                 PQclear(s->last);
             s->last = r;
             continue;
         }
-        side_query_done(s, decided_commit); /* may send the next query */
+        /* NULL: q[pos] has delivered all its results */
+        if (s->in_pipeline && s->pos >= s->nq)
+            continue; /* nothing left but the sync point */
+        (void)side_judge(s, decided_commit);
         if (!s->conn)
             return;
+        s->pos++;
+        if (!s->in_pipeline)
+            side_next(s, decided_commit); /* may send the next query */
     }
 }
 
@@ -440,7 +490,7 @@ static void raw_close(void *vctx)
 
 /* Build side s's step-1 chain for account id and the gid of this transaction. */
 static bool side_prepare_chain(side *s, const bench_clock *clk, int thread_no, uint64_t seq,
-                               const char *update_sql, long long id)
+                               const char *update_sql, long long id, bool pipeline)
 {
     snprintf(s->gid, sizeof(s->gid), BENCH_GID_PREFIX "%d:%d:%llu:%s", clk->phase_no, thread_no,
              (unsigned long long)seq, s->label);
@@ -449,7 +499,7 @@ static bool side_prepare_chain(side *s, const bench_clock *clk, int thread_no, u
     s->prepare_sql = gid_sql(s->conn, "PREPARE TRANSACTION", s->gid);
     if (!s->prepare_sql)
         return false;
-    s->q[0] = (query){.kind = Q_BEGIN, .sql = "BEGIN"};
+    s->q[0] = (query){.kind = Q_BEGIN, .sql = "BEGIN", .pipe_next = pipeline};
     s->q[1] = (query){.kind = Q_UPDATE, .sql = update_sql, .nparams = 2,
                       .params = {"1", s->id_text}};
     s->q[2] = (query){.kind = Q_PREPARE, .sql = s->prepare_sql};
@@ -496,13 +546,14 @@ static txn_outcome raw_txn(void *vctx, const bench_clock *clk, bench_client *c, 
     x->seq++;
     long long ida = bench_pick_account(x->o, rng);
     long long idb = bench_pick_account(x->o, rng);
-    if (!side_prepare_chain(a, clk, x->thread_no, x->seq, SQL_DEBIT, ida) ||
-        !side_prepare_chain(b, clk, x->thread_no, x->seq, SQL_CREDIT, idb)) {
+    if (!side_prepare_chain(a, clk, x->thread_no, x->seq, SQL_DEBIT, ida, x->o->raw_pipeline) ||
+        !side_prepare_chain(b, clk, x->thread_no, x->seq, SQL_CREDIT, idb, x->o->raw_pipeline)) {
         client_error(c, "raw: PQescapeLiteral failed");
         return TXN_ERROR;
     }
 
-    /* step 1: BEGIN; UPDATE; PREPARE TRANSACTION on both, in parallel */
+    /* step 1: BEGIN; UPDATE; PREPARE TRANSACTION on both, in parallel
+     * (--raw-pipeline: BEGIN and UPDATE as one pipeline, then PREPARE) */
     drive(x, x->o->txn_timeout_ms);
     bool yes = a->ok && a->prepared && b->ok && b->prepared;
 
@@ -541,6 +592,13 @@ static txn_outcome raw_txn(void *vctx, const bench_clock *clk, bench_client *c, 
 
 const bench_workload raw_workload = {
     .name = "raw",
+    .open = raw_open,
+    .txn = raw_txn,
+    .close = raw_close,
+};
+
+const bench_workload raw_pipe_workload = {
+    .name = "raw-pipe",
     .open = raw_open,
     .txn = raw_txn,
     .close = raw_close,

@@ -140,6 +140,118 @@ bool pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
     return res_fill(c, res, out);
 }
 
+/* Mark outs[from..n) as not run (or dead: the connection is gone). */
+static void pipeline_mark_rest(PGconn *c, pg_res *outs, size_t from, size_t n, bool dead)
+{
+    for (size_t i = from; i < n; i++) {
+        if (outs[i].res) {
+            PQclear(outs[i].res);
+            outs[i].res = NULL;
+        }
+        outs[i].status = PGRES_PIPELINE_ABORTED;
+        outs[i].conn_dead = dead;
+        if (dead && i == from) {
+            copy_trimmed(outs[i].message, sizeof(outs[i].message),
+                         c ? PQerrorMessage(c) : "no connection");
+            if (!outs[i].message[0])
+                snprintf(outs[i].message, sizeof(outs[i].message), "connection lost");
+        } else {
+            snprintf(outs[i].message, sizeof(outs[i].message),
+                     "not run: an earlier statement in the pipeline failed");
+        }
+    }
+}
+
+bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, size_t *first_fail)
+{
+    for (size_t i = 0; i < n; i++)
+        res_init(&outs[i]);
+    *first_fail = n;
+    if (n == 0)
+        return true;
+    if (!c || PQstatus(c) == CONNECTION_BAD || !PQenterPipelineMode(c)) {
+        *first_fail = 0;
+        pipeline_mark_rest(c, outs, 0, n, true);
+        return false;
+    }
+    /* 1. Queue every query and the Sync; libpq flushes (and reads while a
+     *    write would block, so a large batch cannot deadlock). */
+    size_t sent = 0;
+    for (; sent < n; sent++)
+        if (!PQsendQueryParams(c, qs[sent].sql, qs[sent].nparams, NULL, qs[sent].params, NULL,
+                               NULL, 0))
+            break;
+    if (sent < n || !PQpipelineSync(c)) {
+        /* Send failed: the connection is broken (or out of memory); either
+         * way it is not trusted again. */
+        *first_fail = 0;
+        pipeline_mark_rest(c, outs, 0, n, true);
+        (void)PQexitPipelineMode(c);
+        return false;
+    }
+    /* 2. One result (then a NULL separator) per query, then the Sync. */
+    bool broken = false;
+    for (size_t i = 0; i < n && !broken; i++) {
+        PGresult *r = PQgetResult(c);
+        if (!r) {
+            broken = true;
+            if (*first_fail == n)
+                *first_fail = i;
+            pipeline_mark_rest(c, outs, i, n, true);
+            break;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(r);
+            broken = true; /* COPY cannot be driven here: give the connection up */
+            if (*first_fail == n)
+                *first_fail = i;
+            pipeline_mark_rest(c, outs, i, n, true);
+            snprintf(outs[i].message, sizeof(outs[i].message), "COPY is not supported");
+            break;
+        }
+        if (st == PGRES_PIPELINE_ABORTED) {
+            PQclear(r);
+            pipeline_mark_rest(c, outs, i, i + 1, false);
+        } else if (!res_fill(c, r, &outs[i]) && *first_fail == n) {
+            *first_fail = i;
+        }
+        if (outs[i].conn_dead) {
+            broken = true;
+            pipeline_mark_rest(c, outs, i + 1, n, true);
+            break;
+        }
+        /* The NULL that ends this query's results (bounded: a broken
+         * connection answers NULL at once). */
+        for (int extra = 0; extra < 4; extra++) {
+            PGresult *x = PQgetResult(c);
+            if (!x)
+                break;
+            PQclear(x);
+        }
+    }
+    if (!broken) {
+        PGresult *sync = PQgetResult(c);
+        if (!sync || PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+            broken = true;
+        PQclear(sync);
+    }
+    if (!PQexitPipelineMode(c))
+        broken = true;
+    if (broken) {
+        size_t k = *first_fail < n ? *first_fail : n - 1;
+        if (!outs[k].conn_dead) {
+            outs[k].conn_dead = true;
+            if (*first_fail == n) {
+                *first_fail = k;
+                snprintf(outs[k].message, sizeof(outs[k].message),
+                         "pipeline did not end cleanly: connection given up");
+            }
+        }
+    }
+    return *first_fail == n;
+}
+
 bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
 {
     static const char *const verbs[] = {"PREPARE TRANSACTION", "COMMIT PREPARED",

@@ -46,6 +46,24 @@ bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *ou
 
 void pg_res_clear(pg_res *r);
 
+/* One query of a pipeline: sql with nparams text params (borrowed). */
+typedef struct {
+    const char *sql;
+    int nparams;
+    const char *const *params;
+} pg_query;
+
+/* Run qs[0..n) in ONE round trip with libpq pipeline mode (extended protocol,
+ * one Sync at the end), then leave pipeline mode. outs[i] is filled for every
+ * i (pg_res_clear each). After the first failure PostgreSQL skips the rest:
+ * their outs get status PGRES_PIPELINE_ABORTED and a "not run" message.
+ * *first_fail is the index of the first failed query (n when all ran). A lost
+ * connection or protocol confusion sets conn_dead on outs[*first_fail]: the
+ * caller must discard the connection. Never use it for PREPARE TRANSACTION /
+ * COMMIT PREPARED / ROLLBACK PREPARED (sent alone: pg_exec_gid). */
+bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs,
+                      size_t *first_fail) MUSTCHECK;
+
 /* Map a PGresult to {"command":..., "row_count":N, "rows":[{col:value,...}]}.
  * New reference. */
 json_t *pg_result_to_json(const PGresult *res);

@@ -9,10 +9,14 @@
  *     agent never had the branch). Anything else leaves the branch as it was,
  *     so the next delivery re-sends: every delivery is idempotent at the
  *     agent (42704 on a re-sent finish counts as done there).
- *   - Which branches need which outcome:
- *       committing: branches in state prepared  -> COMMIT
- *       aborting:   active, failed, unknown, prepared -> ROLLBACK
- *     read_only, committed and aborted ones need nothing.
+ *   - Which branches need which outcome (branch_needs_outcome, txn.c):
+ *       committing: branches in state prepared, precommitted -> COMMIT
+ *       aborting:   active, failed, unknown, prepared, precommitted -> ROLLBACK
+ *     read_only, committed, aborted and heuristic ones need nothing.
+ *   - Every delivery counts an attempt on its branch and keeps the last
+ *     error (the in-doubt view). Once an operator resolved t heuristically,
+ *     a branch that does not acknowledge is given up (state heuristic)
+ *     instead of being retried.
  */
 #include "agent.h"
 
@@ -90,15 +94,6 @@ void agent_describe_failure(const httpc_call *c, char *buf, size_t size)
              msg);
 }
 
-static bool needs_outcome(txn_state st, branch_state bs)
-{
-    if (st == TXN_COMMITTING)
-        return bs == BR_PREPARED;
-    if (st == TXN_ABORTING)
-        return bs == BR_ACTIVE || bs == BR_FAILED || bs == BR_UNKNOWN || bs == BR_PREPARED;
-    return false;
-}
-
 size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
 {
     txn_state st = txn_state_get(t);
@@ -112,7 +107,7 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
         pthread_mutex_lock(&t->mu);
         branch_state bs = b->state;
         pthread_mutex_unlock(&t->mu);
-        if (!needs_outcome(st, bs))
+        if (!branch_needs_outcome(st, bs))
             continue;
         if (!b->p) {
             txlog_error(t->gid, b->participant,
@@ -134,7 +129,7 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
         const httpc_call *c = &calls[i];
         bool acked = c->status == 200 || (!commit && c->status == 404);
         if (acked) {
-            txn_set_branch_state(t, b, commit ? BR_COMMITTED : BR_ABORTED);
+            txn_branch_attempt(t, b, true, commit ? BR_COMMITTED : BR_ABORTED, false, NULL);
             if (c->status == 404)
                 txlog_info(t->gid, b->participant, "rollback: agent does not know the branch; done");
             else if (attempt > 0)
@@ -144,6 +139,16 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
         }
         char why[512];
         agent_describe_failure(c, why, sizeof(why));
+        pthread_mutex_lock(&t->mu);
+        bool give_up = t->heuristic != 0;
+        pthread_mutex_unlock(&t->mu);
+        txn_branch_attempt(t, b, false, BR_HEURISTIC, give_up, why);
+        if (give_up) {
+            txlog_warn(t->gid, b->participant,
+                       "%s not acknowledged (%s); given up: heuristic %s by operator",
+                       commit ? "commit" : "rollback", why, commit ? "commit" : "abort");
+            continue;
+        }
         if (c->status == 409 && commit)
             txlog_error(t->gid, b->participant,
                         "commit refused: %s (branch not prepared there?); will retry", why);
@@ -161,7 +166,7 @@ bool delivery_done(txn *t)
     bool done = true;
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < t->nbranches && done; i++)
-        if (needs_outcome(st, t->branches[i].state))
+        if (branch_needs_outcome(st, t->branches[i].state))
             done = false;
     pthread_mutex_unlock(&t->mu);
     return done;

@@ -10,8 +10,8 @@
  *     rollback wait for one in progress); no global lock is held across a
  *     network call. Read-only handlers (GET, outcomes) never take op_mu, so
  *     they answer at once even while a commit is in progress.
- *   - The outcome endpoint never says "aborted" for a gid that is active or
- *     preparing here, nor for one with a commit decision.
+ *   - The outcome endpoint never says "aborted" for a gid that is active,
+ *     preparing or precommitting here, nor for one with a commit decision.
  * Ownership: http_req_json bodies are borrowed; json_object_get is borrowed;
  * *_set_new and http_reply_json steal.
  */
@@ -25,6 +25,7 @@
 #include "coord.h"
 #include "coord_metrics.h"
 #include "decision_log.h"
+#include "heuristic.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "pg.h"
@@ -326,6 +327,48 @@ static json_t *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t 
     return results;
 }
 
+/* The 3PC fields of POST /v1/transactions into *s (defaults from flags).
+ * Replies and returns false on error; they are refused for 2pc. */
+static bool parse_threepc(http_request *req, json_t *body, txn_protocol proto,
+                          threepc_settings *s)
+{
+    static const char *const fields[] = {"cancommit_timeout_ms", "precommit_timeout_ms",
+                                         "uncertain_timeout_ms", "termination"};
+    *s = g_coord.threepc;
+    if (!body)
+        return true;
+    if (proto != PROTO_3PC) {
+        for (size_t i = 0; i < ARRAY_LEN(fields); i++) {
+            if (json_object_get(body, fields[i])) {
+                http_reply_error(req, 400, "invalid_field",
+                                 "field '%s' applies to protocol 3pc only", fields[i]);
+                return false;
+            }
+        }
+        return true;
+    }
+    char err[JSON_ERR_LEN];
+    long long cc = s->cancommit_timeout_ms, pc = s->precommit_timeout_ms,
+              un = s->uncertain_timeout_ms;
+    const char *term = NULL;
+    if (!json_field_int(body, fields[0], false, 1, TIMEOUT_MAX_MS, &cc, err, sizeof(err)) ||
+        !json_field_int(body, fields[1], false, 1, TIMEOUT_MAX_MS, &pc, err, sizeof(err)) ||
+        !json_field_int(body, fields[2], false, 1, TIMEOUT_MAX_MS, &un, err, sizeof(err)) ||
+        !json_field_string(body, fields[3], false, &term, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_field", "%s", err);
+        return false;
+    }
+    if (term && !termination_rule_parse(term, &s->termination)) {
+        http_reply_error(req, 400, "invalid_field",
+                         "field 'termination' must be \"protocol\" or \"timeout\"");
+        return false;
+    }
+    s->cancommit_timeout_ms = cc;
+    s->precommit_timeout_ms = pc;
+    s->uncertain_timeout_ms = un;
+    return true;
+}
+
 static void h_begin(http_request *req, void *app)
 {
     (void)app;
@@ -354,6 +397,9 @@ static void h_begin(http_request *req, void *app)
                          proto_name);
         return;
     }
+    threepc_settings threepc;
+    if (!parse_threepc(req, body, proto, &threepc))
+        return;
     if (commit && !branches) {
         http_reply_error(req, 400, "invalid_field", "field 'commit' requires field 'branches'");
         return;
@@ -368,7 +414,7 @@ static void h_begin(http_request *req, void *app)
         }
     }
 
-    txn *t = txn_create(proto, timeout);
+    txn *t = txn_create(proto, timeout, &threepc);
     txlog_debug(t->gid, NULL, "begun (%s, timeout %lld ms)", proto_name, timeout);
     set_location(req, t->gid);
     if (!branches) {
@@ -390,7 +436,7 @@ static void h_begin(http_request *req, void *app)
         int64_t t0 = now_us();
         ops->commit(t, stmts);
         if (txn_state_get(t) == TXN_COMMITTING || txn_state_get(t) == TXN_COMMITTED)
-            histogram_observe_us(&g_metrics.commit_latency, now_us() - t0);
+            histogram_observe_us(&g_metrics.commit_latency[proto], now_us() - t0);
         free(stmts);
         reply_outcome(req, t);
     } else {
@@ -488,7 +534,7 @@ static void h_commit(http_request *req, void *app)
         protocol_get(t->protocol)->commit(t, NULL);
         txn_state st = txn_state_get(t);
         if (st == TXN_COMMITTING || st == TXN_COMMITTED)
-            histogram_observe_us(&g_metrics.commit_latency, now_us() - t0);
+            histogram_observe_us(&g_metrics.commit_latency[t->protocol], now_us() - t0);
     }
     pthread_mutex_unlock(&t->op_mu);
     reply_outcome(req, t);
@@ -529,7 +575,43 @@ static void h_get(http_request *req, void *app)
 static void h_list(http_request *req, void *app)
 {
     (void)app;
-    http_reply_json(req, 200, txn_list_json());
+    const char *filter = http_req_query(req, "state");
+    json_t *list = txn_list_json(filter);
+    if (!list) {
+        http_reply_error(req, 400, "invalid_field",
+                         "query parameter 'state' must be in-doubt, active, preparing, "
+                         "precommitting, committing or aborting");
+        return;
+    }
+    http_reply_json(req, 200, list);
+}
+
+/* POST /v1/transactions/{gid}/resolve {"outcome":"commit"|"abort"}: an
+ * operator's heuristic decision (rules in heuristic.c). */
+static void h_resolve(http_request *req, void *app)
+{
+    (void)app;
+    json_t *body = http_req_json(req);
+    const char *outcome = NULL;
+    char err[JSON_ERR_LEN];
+    if (!body) {
+        http_reply_error(req, 400, "invalid_field",
+                         "a body {\"outcome\":\"commit\"|\"abort\"} is required");
+        return;
+    }
+    if (!json_field_string(body, "outcome", true, &outcome, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_field", "%s", err);
+        return;
+    }
+    bool commit = strcmp(outcome, "commit") == 0;
+    if (!commit && strcmp(outcome, "abort") != 0) {
+        http_reply_error(req, 400, "invalid_field",
+                         "field 'outcome' must be \"commit\" or \"abort\"");
+        return;
+    }
+    json_t *answer = NULL;
+    unsigned status = heuristic_resolve(http_req_param(req, 0), commit, &answer);
+    http_reply_json(req, status, answer);
 }
 
 /* ---- outcomes, participants, health, metrics ------------------------- */
@@ -556,6 +638,7 @@ static void h_outcome(http_request *req, void *app)
         switch (txn_state_get(t)) {
         case TXN_ACTIVE:
         case TXN_PREPARING:
+        case TXN_PRECOMMITTING: /* 3PC 'P' without 'C': deciding (maybe from the agents) */
             outcome = "in_flight";
             break;
         case TXN_COMMITTING:
@@ -625,6 +708,7 @@ static const http_route routes[] = {
     {"POST", "/v1/transactions/{gid}/statements", h_statements},
     {"POST", "/v1/transactions/{gid}/commit", h_commit},
     {"POST", "/v1/transactions/{gid}/rollback", h_rollback},
+    {"POST", "/v1/transactions/{gid}/resolve", h_resolve},
     {"GET", "/v1/outcomes/{gid}", h_outcome},
     {"GET", "/v1/participants", h_participants},
     {"GET", "/healthz", h_healthz},

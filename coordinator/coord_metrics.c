@@ -55,9 +55,20 @@ char *coord_metrics_render(void)
     metric_write_header(&sb, "txcoord_transaction_timeouts_total", "counter",
                         "Active transactions rolled back by their timeout.");
     metric_write_counter(&sb, "txcoord_transaction_timeouts_total", NULL, &g_metrics.timeouts);
+    metric_write_header(&sb, "txcoord_heuristic_decisions_total", "counter",
+                        "Operator resolves of in-doubt transactions (heuristic records).");
+    metric_write_counter(&sb, "txcoord_heuristic_decisions_total", "outcome=\"commit\"",
+                         &g_metrics.heuristic_commits);
+    metric_write_counter(&sb, "txcoord_heuristic_decisions_total", "outcome=\"abort\"",
+                         &g_metrics.heuristic_aborts);
     metric_write_header(&sb, "txcoord_commit_latency_seconds", "histogram",
                         "Commit request to answer, committed transactions.");
-    metric_write_histogram(&sb, "txcoord_commit_latency_seconds", NULL, &g_metrics.commit_latency);
+    for (int p = 0; p < PROTO_COUNT; p++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "protocol=\"%s\"", txn_protocol_name((txn_protocol)p));
+        metric_write_histogram(&sb, "txcoord_commit_latency_seconds", labels,
+                               &g_metrics.commit_latency[p]);
+    }
     metric_write_header(&sb, "txcoord_transactions_in_flight", "gauge",
                         "Transactions not yet committed or aborted.");
     metric_write_gauge(&sb, "txcoord_transactions_in_flight", NULL, &g_metrics.in_flight);

@@ -15,7 +15,9 @@ typedef struct {
     metric_counter committed[PROTO_COUNT]; /* counted when the commit is decided */
     metric_counter aborted[PROTO_COUNT];   /* counted when the abort is decided */
     metric_counter timeouts;
-    metric_histogram commit_latency;       /* commit request received -> answered, committed ones */
+    metric_counter heuristic_commits;      /* operator resolves ('H' records) */
+    metric_counter heuristic_aborts;
+    metric_histogram commit_latency[PROTO_COUNT]; /* commit request -> answered, committed ones */
     metric_gauge in_flight;                /* transactions not yet committed/aborted */
 } coord_metrics;
 

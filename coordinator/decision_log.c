@@ -5,24 +5,36 @@
  * Invariants:
  *   - A 'C' record is appended with sync=true (group commit: concurrent
  *     commits share one fdatasync); the commit decision for a gid exists
- *     exactly when that append returned true. Nothing is logged for aborts
- *     (presumed abort: no 'C' = aborted).
+ *     exactly when that append returned true. Nothing is logged for 2PC
+ *     aborts (presumed abort: no 'C' = aborted).
+ *   - 3PC: a 'P' (every vote yes) is forced before any PreCommit is sent; it
+ *     decides nothing by itself: 'P' without 'C' is resolved at restart from
+ *     the agents' states (threepc.c). An 'E' ends a 'P' whose transaction
+ *     aborted, as it ends a 'C' whose branches all committed.
+ *   - 'H' (operator's heuristic decision) is forced. A heuristic commit is
+ *     only written for a gid with a 'C' and ends it (no retries after a
+ *     restart); a heuristic abort is only written for a gid without 'C' and
+ *     makes a pending 'P' an abort to finish. api.c/heuristic.c check the
+ *     contradiction rules before writing; replay still refuses to let an 'H'
+ *     abort undo a 'C' (logged, the 'C' stands).
  *   - A gid enters the committed set only after its 'C' is durable (or was
  *     replayed), and never leaves it while the process runs.
  *   - 'E' is written only after every branch acknowledged COMMIT; it is not
  *     forced: losing it only makes the next start re-send COMMITs, which
  *     agents answer as done.
- *   - Replay tolerates duplicates ('C' twice, 'E' twice, 'E' without 'C'):
- *     every writer may re-run.
- *   - `unfinished` holds the payload of every 'C' in the file without a
- *     later 'E', and the committed set holds every gid with a 'C', whenever
- *     no append is in progress: appends update both inside the read side of
- *     compact_lock, compaction reads them under the write side.
+ *   - Replay tolerates duplicates ('C' twice, 'E' twice, 'E' without 'C',
+ *     'H' twice): every writer may re-run.
+ *   - `pending` holds, per gid, the last 'C' or 'P' in the file without a
+ *     later 'E' (nor heuristic commit), with the 'H' abort that followed a
+ *     'P'; the committed set holds every gid with a 'C'; both are exact
+ *     whenever no append is in progress: appends update them inside the read
+ *     side of compact_lock, compaction reads them under the write side.
  *   - Compaction rewrites the log as: 'S' records (the committed set as
- *     per-epoch bitmaps, committed.h), then every unfinished 'C'. So it
- *     never drops a decision nor forgets that a gid committed: after a
- *     restart the outcome endpoint answers exactly as before it. 'S' is an
- *     addition to the record types of docs/PROTOCOL.md.
+ *     per-epoch bitmaps, committed.h), then every pending 'C', and every
+ *     pending 'P' followed by its 'H' if any. So it never drops a decision
+ *     nor forgets that a gid committed: after a restart the outcome endpoint
+ *     answers exactly as before it. 'H' records of finished gids are dropped
+ *     (dlog_heuristic_outcome forgets them; outcomes do not change).
  */
 #include "decision_log.h"
 
@@ -36,27 +48,85 @@
 #include "wal.h"
 
 #define REC_COMMIT 'C'
+#define REC_PRECOMMIT 'P'
 #define REC_END 'E'
+#define REC_HEURISTIC 'H'
 #define REC_SNAPSHOT 'S' /* committed-set snapshot, written by compaction only */
+
+/* An unfinished decision: the payload of its 'C' or 'P', and for a 'P' the
+ * 'H' abort that followed it. */
+typedef struct {
+    uint8_t type;  /* REC_COMMIT or REC_PRECOMMIT */
+    char *payload; /* owned */
+    char *heur;    /* owned 'H' payload, or NULL */
+} pending_rec;
 
 static wal *dlog;
 static char *dlog_path;
 static pthread_rwlock_t compact_lock; /* read: appends; write: compaction */
 static pthread_mutex_t unfinished_mu = PTHREAD_MUTEX_INITIALIZER;
-static strmap *unfinished;            /* gid -> char* 'C' payload (owned), keys owned */
+static strmap *unfinished;            /* gid -> pending_rec* (owned), keys owned */
+static strmap *heuristics;            /* gid -> (void *)'c' or 'a', keys owned; unfinished_mu */
 static uint64_t compact_at;           /* compact when the file is larger; tick thread only */
 static uint64_t compact_bytes_cfg;
 static atomic_uint_fast64_t commit_records, compactions;
 
-/* Caller holds unfinished_mu. Takes ownership of payload. */
-static void unfinished_set(const char *gid, char *payload)
+static void pending_free(void *v)
 {
-    free(strmap_remove(unfinished, gid));
-    (void)strmap_put(unfinished, gid, payload); /* cannot fail after the remove */
+    pending_rec *p = v;
+    if (!p)
+        return;
+    free(p->payload);
+    free(p->heur);
+    free(p);
+}
+
+/* Caller holds unfinished_mu (or is replaying). Takes ownership of payload. */
+static void unfinished_set(const char *gid, uint8_t type, char *payload)
+{
+    pending_free(strmap_remove(unfinished, gid));
+    pending_rec *p = xcalloc(1, sizeof(*p));
+    p->type = type;
+    p->payload = payload;
+    (void)strmap_put(unfinished, gid, p); /* cannot fail after the remove */
+}
+
+static char *copy_payload(const void *payload, size_t len)
+{
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, payload, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+/* Caller holds unfinished_mu (or is replaying). The effect of an 'H' record
+ * (payload copied) on the pending decisions; false if it contradicts one
+ * (logged; nothing changed). */
+static bool apply_heuristic(const char *gid, bool commit, const char *payload, size_t len)
+{
+    pending_rec *p = strmap_get(unfinished, gid);
+    if (commit) {
+        if (!committed_has(gid)) {
+            txlog_error(gid, NULL, "decision log: heuristic commit without a commit decision; "
+                        "ignored");
+            return false;
+        }
+        pending_free(strmap_remove(unfinished, gid)); /* ends the 'C' */
+    } else if (committed_has(gid)) {
+        txlog_error(gid, NULL, "decision log: heuristic abort after a commit decision; the commit "
+                    "stands");
+        return false;
+    } else if (p) { /* a 'P' */
+        free(p->heur);
+        p->heur = copy_payload(payload, len);
+    }
+    (void)strmap_remove(heuristics, gid); /* values are not pointers */
+    (void)strmap_put(heuristics, gid, (void *)(intptr_t)(commit ? 'c' : 'a'));
+    return true;
 }
 
 typedef struct {
-    size_t ncommit, nend, nsnap;
+    size_t ncommit, nprecommit, nend, nheur, nsnap;
 } replay_state;
 
 static bool replay_record(uint8_t type, const void *payload, size_t len, void *arg)
@@ -78,16 +148,30 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
         return false;
     }
     bool ok = true;
+    /* Single-threaded here: unfinished_mu is not needed. */
     if (type == REC_COMMIT) {
         rs->ncommit++;
         committed_add(gid);
-        char *copy = xmalloc(len + 1);
-        memcpy(copy, payload, len);
-        copy[len] = '\0';
-        unfinished_set(gid, copy); /* single-threaded here; mu not needed but harmless */
+        unfinished_set(gid, REC_COMMIT, copy_payload(payload, len));
+    } else if (type == REC_PRECOMMIT) {
+        rs->nprecommit++;
+        const pending_rec *p = strmap_get(unfinished, gid);
+        if (committed_has(gid) || (p && p->type == REC_COMMIT))
+            txlog_warn(gid, NULL, "decision log: 'P' after the commit decision; ignored");
+        else
+            unfinished_set(gid, REC_PRECOMMIT, copy_payload(payload, len));
     } else if (type == REC_END) {
         rs->nend++;
-        free(strmap_remove(unfinished, gid));
+        pending_free(strmap_remove(unfinished, gid));
+    } else if (type == REC_HEURISTIC) {
+        rs->nheur++;
+        const char *outcome = json_string_value(json_object_get(rec, "outcome"));
+        if (!outcome || (strcmp(outcome, "commit") != 0 && strcmp(outcome, "abort") != 0)) {
+            log_error("decision log: 'H' record of %s has no valid outcome", gid);
+            ok = false;
+        } else {
+            (void)apply_heuristic(gid, outcome[0] == 'c', payload, len); /* refusal logged */
+        }
     } else {
         log_error("decision log: unknown record type 0x%02x", type);
         ok = false;
@@ -104,7 +188,8 @@ typedef struct {
 static void hand_unfinished(const char *gid, void *val, void *arg)
 {
     const unfinished_cb *cb = arg;
-    json_t *rec = json_loads(val, 0, NULL); /* parsed once already during replay */
+    const pending_rec *p = val;
+    json_t *rec = json_loads(p->payload, 0, NULL); /* parsed once already during replay */
     if (!rec)
         return;
     txn_protocol proto = PROTO_2PC;
@@ -115,7 +200,10 @@ static void hand_unfinished(const char *gid, void *val, void *arg)
     json_t *branches = json_object_get(rec, "branches"); /* borrowed */
     if (!json_is_array(branches))
         branches = NULL;
-    cb->fn(gid, proto, json_is_integer(at) ? (int64_t)json_integer_value(at) : wall_ms(),
+    dlog_pending_kind kind = p->type == REC_COMMIT ? DLOG_COMMIT
+                             : p->heur             ? DLOG_PRECOMMIT_ABORTED
+                                                   : DLOG_PRECOMMIT;
+    cb->fn(gid, kind, proto, json_is_integer(at) ? (int64_t)json_integer_value(at) : wall_ms(),
            branches, cb->arg);
     json_decref(rec);
 }
@@ -130,16 +218,18 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     pthread_rwlockattr_destroy(&attr);
     committed_init(g_coord.coord_id);
     unfinished = strmap_new(true);
+    heuristics = strmap_new(true);
     compact_bytes_cfg = compact_at = compact_bytes;
     dlog_path = xstrdup(path);
 
-    replay_state rs = {0, 0, 0};
+    replay_state rs = {0, 0, 0, 0, 0};
     dlog = wal_open(path, replay_record, &rs);
     if (!dlog)
         return false;
     log_info("decision log %s replayed: %zu commit records, %zu end records, %zu snapshot "
-             "records, %zu unfinished",
-             path, rs.ncommit, rs.nend, rs.nsnap, strmap_count(unfinished));
+             "records, %zu unfinished (%zu pre-commit records, %zu heuristic records)",
+             path, rs.ncommit, rs.nend, rs.nsnap, strmap_count(unfinished), rs.nprecommit,
+             rs.nheur);
     if (fn) {
         unfinished_cb cb = {fn, arg};
         strmap_foreach(unfinished, hand_unfinished, &cb);
@@ -147,31 +237,30 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     return true;
 }
 
-static void free_value(void *v)
-{
-    free(v);
-}
-
 void dlog_close(void)
 {
     if (dlog)
         wal_close(dlog);
     dlog = NULL;
-    strmap_free(unfinished, free_value);
+    strmap_free(unfinished, pending_free);
     unfinished = NULL;
+    strmap_free(heuristics, NULL);
+    heuristics = NULL;
     committed_free();
     free(dlog_path);
     dlog_path = NULL;
     pthread_rwlock_destroy(&compact_lock);
 }
 
-bool dlog_commit(txn *t)
+/* Force a 'C' or 'P' listing t's prepared branches. */
+static bool log_decision(txn *t, uint8_t type, int64_t *at_ms)
 {
     json_t *brs = json_array();
+    int64_t at = wall_ms();
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < t->nbranches; i++) {
         const branch *b = &t->branches[i];
-        if (b->state != BR_PREPARED)
+        if (!branch_is_prepared(b->state))
             continue;
         json_array_append_new(brs, json_pack("{s:s, s:s}", "participant", b->participant,
                                              "branch_gid", b->branch_gid));
@@ -179,18 +268,19 @@ bool dlog_commit(txn *t)
     pthread_mutex_unlock(&t->mu);
     json_t *rec = json_pack("{s:s, s:s, s:o, s:I}", "gid", t->gid, "protocol",
                             txn_protocol_name(t->protocol), "branches", brs, "at_ms",
-                            (json_int_t)wall_ms());
+                            (json_int_t)at);
     char *text = json_dumps(rec, JSON_COMPACT);
     json_decref(rec);
     if (!text)
         die("cannot serialize the decision record of %s", t->gid);
 
     pthread_rwlock_rdlock(&compact_lock);
-    bool ok = wal_append(dlog, REC_COMMIT, text, strlen(text), true);
+    bool ok = wal_append(dlog, type, text, strlen(text), true);
     if (ok) {
-        committed_add(t->gid);
+        if (type == REC_COMMIT)
+            committed_add(t->gid);
         pthread_mutex_lock(&unfinished_mu);
-        unfinished_set(t->gid, text); /* takes text */
+        unfinished_set(t->gid, type, text); /* takes text */
         pthread_mutex_unlock(&unfinished_mu);
     }
     pthread_rwlock_unlock(&compact_lock);
@@ -199,9 +289,58 @@ bool dlog_commit(txn *t)
         txlog_error(t->gid, NULL, "decision log append failed (see above)");
         return false;
     }
-    atomic_fetch_add(&commit_records, 1);
-    txlog_info(t->gid, NULL, "decision commit logged");
+    if (at_ms)
+        *at_ms = at;
+    if (type == REC_COMMIT) {
+        atomic_fetch_add(&commit_records, 1);
+        txlog_info(t->gid, NULL, "decision commit logged");
+    } else {
+        txlog_info(t->gid, NULL, "decision pre-commit logged");
+    }
     return true;
+}
+
+bool dlog_commit(txn *t, int64_t *at_ms)
+{
+    return log_decision(t, REC_COMMIT, at_ms);
+}
+
+bool dlog_precommit(txn *t, int64_t *at_ms)
+{
+    return log_decision(t, REC_PRECOMMIT, at_ms);
+}
+
+bool dlog_heuristic(const char *gid, bool commit)
+{
+    json_t *rec = json_pack("{s:s, s:s, s:I}", "gid", gid, "outcome", commit ? "commit" : "abort",
+                            "at_ms", (json_int_t)wall_ms());
+    char *text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    if (!text)
+        die("cannot serialize the heuristic record of %s", gid);
+    pthread_rwlock_rdlock(&compact_lock);
+    bool ok = wal_append(dlog, REC_HEURISTIC, text, strlen(text), true);
+    if (ok) {
+        pthread_mutex_lock(&unfinished_mu);
+        (void)apply_heuristic(gid, commit, text, strlen(text)); /* checked by the caller */
+        pthread_mutex_unlock(&unfinished_mu);
+    }
+    pthread_rwlock_unlock(&compact_lock);
+    free(text);
+    if (!ok) {
+        txlog_error(gid, NULL, "heuristic record append failed (see above)");
+        return false;
+    }
+    txlog_warn(gid, NULL, "heuristic %s by operator logged", commit ? "commit" : "abort");
+    return true;
+}
+
+char dlog_heuristic_outcome(const char *gid)
+{
+    pthread_mutex_lock(&unfinished_mu);
+    char c = heuristics ? (char)(intptr_t)strmap_get(heuristics, gid) : 0;
+    pthread_mutex_unlock(&unfinished_mu);
+    return c;
 }
 
 bool dlog_end(const char *gid)
@@ -212,7 +351,7 @@ bool dlog_end(const char *gid)
     bool ok = wal_append(dlog, REC_END, text, (size_t)n, false);
     if (ok) {
         pthread_mutex_lock(&unfinished_mu);
-        free(strmap_remove(unfinished, gid));
+        pending_free(strmap_remove(unfinished, gid));
         pthread_mutex_unlock(&unfinished_mu);
     }
     pthread_rwlock_unlock(&compact_lock);
@@ -268,7 +407,10 @@ static void push_snapshot(const char *payload, size_t len, void *arg)
 static void push_unfinished(const char *gid, void *val, void *arg)
 {
     (void)gid;
-    rec_push(arg, REC_COMMIT, val, strlen(val), false);
+    const pending_rec *p = val;
+    rec_push(arg, p->type, p->payload, strlen(p->payload), false);
+    if (p->heur)
+        rec_push(arg, REC_HEURISTIC, p->heur, strlen(p->heur), false);
 }
 
 void dlog_maybe_compact(void)
@@ -284,8 +426,8 @@ void dlog_maybe_compact(void)
     pthread_mutex_lock(&unfinished_mu);
     strmap_foreach(unfinished, push_unfinished, &l);
     kept = l.n - nsnap;
-    /* 'C' payloads stay owned by `unfinished`, which cannot change: appends
-     * wait for the write lock we hold. */
+    /* 'C'/'P'/'H' payloads stay owned by `unfinished`, which cannot change:
+     * appends wait for the write lock we hold. */
     bool ok = wal_rewrite(dlog, l.n, l.types, l.payloads, l.lens);
     pthread_mutex_unlock(&unfinished_mu);
     pthread_rwlock_unlock(&compact_lock);
@@ -309,7 +451,7 @@ void dlog_maybe_compact(void)
     }
     atomic_fetch_add(&compactions, 1);
     log_info("decision log %s compacted: %llu -> %llu bytes, %zu snapshot records, %zu "
-             "unfinished commit records kept",
+             "unfinished decision records kept",
              dlog_path, (unsigned long long)before, (unsigned long long)after, nsnap, kept);
 }
 

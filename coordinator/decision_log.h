@@ -3,7 +3,9 @@
  *
  * Records (payload compact JSON, docs/PROTOCOL.md):
  *   'C' commit decision, forced:  {"gid","protocol","branches":[{"participant","branch_gid"}],"at_ms"}
- *   'E' end, not forced:          {"gid"}
+ *   'P' 3PC pre-commit decision (every vote yes), forced: same payload as 'C'
+ *   'E' end, not forced:          {"gid"}   (ends a 'C', or a 'P' whose transaction aborted)
+ *   'H' heuristic (operator) decision, forced: {"gid","outcome":"commit"|"abort","at_ms"}
  * Also feeds the committed set (committed.h) that answers the outcome
  * endpoint, and compacts the log when it grows past a threshold.
  */
@@ -14,10 +16,17 @@
 
 #include "txn.h"
 
-/* Called once per 'C' record without a later 'E', after replay. branches
- * is borrowed: [{"participant","branch_gid"}]. */
-typedef void (*dlog_unfinished_fn)(const char *gid, txn_protocol proto, int64_t at_ms,
-                                   json_t *branches, void *arg);
+/* What replay left unfinished for one gid. */
+typedef enum {
+    DLOG_COMMIT,            /* 'C' without 'E' (nor heuristic commit): finish the commit */
+    DLOG_PRECOMMIT,         /* 'P' without 'C' or 'E': ask the agents (3PC recovery) */
+    DLOG_PRECOMMIT_ABORTED, /* 'P' then a heuristic abort, no 'E': finish the abort */
+} dlog_pending_kind;
+
+/* Called once per unfinished gid after replay. branches is borrowed:
+ * [{"participant","branch_gid"}]; at_ms is the time of the 'C' or 'P'. */
+typedef void (*dlog_unfinished_fn)(const char *gid, dlog_pending_kind kind, txn_protocol proto,
+                                   int64_t at_ms, json_t *branches, void *arg);
 
 /* Open (create) the log at path and replay it. compact_bytes: compact when
  * the file grows past this. false on error (logged). */
@@ -25,9 +34,20 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     MUSTCHECK;
 void dlog_close(void);
 
-/* Force a 'C' record listing t's prepared branches, then add t->gid to the
- * committed set. The commit decision exists only once this returned true. */
-bool dlog_commit(txn *t) MUSTCHECK;
+/* Force a 'C' record listing t's prepared (and pre-committed) branches,
+ * then add t->gid to the committed set. The commit decision exists only
+ * once this returned true. *at_ms gets the record's time. */
+bool dlog_commit(txn *t, int64_t *at_ms) MUSTCHECK;
+/* Force a 'P' record (3PC: every vote was yes) listing t's prepared branches. */
+bool dlog_precommit(txn *t, int64_t *at_ms) MUSTCHECK;
+/* Force an 'H' record: an operator decided gid's outcome. A heuristic commit
+ * (only ever for a gid with a 'C') ends its 'C' like an 'E' does; a
+ * heuristic abort (only for a gid without 'C') turns a pending 'P' into an
+ * abort to finish. The caller checked the contradiction rules. */
+bool dlog_heuristic(const char *gid, bool commit) MUSTCHECK;
+/* 'c' / 'a' when an 'H' for gid was written or replayed (since the last
+ * compaction, which keeps only those of pending 'P's), else 0. */
+char dlog_heuristic_outcome(const char *gid);
 /* Append an 'E' record (not forced). */
 bool dlog_end(const char *gid) MUSTCHECK;
 /* Remember a commit that needed no record (no branch voted yes): nothing is
@@ -36,7 +56,7 @@ bool dlog_end(const char *gid) MUSTCHECK;
 void dlog_note_committed(const char *gid);
 
 /* If the log is past its threshold, rewrite it with only the unfinished
- * 'C' records. Called from the tick; blocks appends for the rewrite only. */
+ * 'C' and 'P' (+ its 'H') records. Called from the tick; blocks appends for the rewrite only. */
 void dlog_maybe_compact(void);
 
 bool dlog_is_committed(const char *gid);

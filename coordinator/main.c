@@ -9,20 +9,36 @@
  *      epoch + 1, written with durable_write_file BEFORE serving, so no gid
  *      of this run can repeat one of an earlier run;
  *   4. DIR/decisions.log replayed: every 'C' without 'E' becomes a
- *      committing transaction handed to the resolver;
+ *      committing transaction handed to the resolver; every 3PC 'P'
+ *      without 'C' a precommitting one the resolver decides from the
+ *      agents' states (or an aborting one after an operator's 'H' abort);
  *   5. resolver thread, then the HTTP server.
  * Invariants: the SIGTERM/SIGINT handler only sets a volatile sig_atomic_t;
  * the main thread runs the tick (timeouts, eviction) every TICK_MS and
  * never does network I/O itself (timed-out transactions' rollbacks go to
- * the resolver). Shutdown: HTTP server stopped (in-flight requests finish),
- * resolver stopped, log closed, exit 0.
+ * the resolver).
+ * Shutdown is bounded: a helper thread stops the HTTP server (no new
+ * connection is accepted from its first step; in-flight requests may
+ * finish) and then the resolver; the main thread gives it SHUTDOWN_GRACE_MS.
+ * Done in time: log closed, everything freed, exit 0. Not done (a request
+ * waits on a row lock at an agent, a resolver round on a silent agent): the
+ * process leaves at once with _exit(0), without freeing or waiting. That is
+ * safe for the same reasons a crash is: a transaction still in flight is
+ * not decided, so no 'C' exists for it and presumed abort covers it
+ * (agents roll back active branches at their idle timeout and prepared ones
+ * when /v1/outcomes says aborted after our restart); one whose 'C' is
+ * durable is finished by the next start's replay; and every record already
+ * appended has been written (write(2)) and forced as its type requires.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "config.h"
@@ -38,6 +54,7 @@
 #include "txn.h"
 
 #define TICK_MS 100
+#define SHUTDOWN_GRACE_MS 2000
 
 coord_settings g_coord;
 
@@ -50,13 +67,17 @@ static void on_signal(int sig)
 }
 
 static const char *const crash_points[] = {
-    "before-decision-log", "after-decision-log", "after-first-commit", "before-end-record", NULL,
+    "before-decision-log",      "after-decision-log",        "after-first-commit",
+    "before-end-record",        "3pc-after-precommit-log",   "3pc-after-first-precommit",
+    "3pc-before-commit-log",    NULL,
 };
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level;
 static str_list opt_participants;
 static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention;
 static long long opt_compact_bytes;
+static long long opt_3pc_cancommit, opt_3pc_precommit, opt_3pc_uncertain;
+static char *opt_3pc_termination;
 
 static const opt_def options[] = {
     {"listen", OPT_STRING, NULL, 0, 0, true, "HOST:PORT", "address of the REST API", &opt_listen},
@@ -75,9 +96,25 @@ static const opt_def options[] = {
     {"decision-log-compact-bytes", OPT_INT, "67108864", 4096, 1LL << 40, false, "BYTES",
      "rewrite decisions.log with only unfinished decisions when it grows past this",
      &opt_compact_bytes},
+    {"3pc-cancommit-timeout-ms", OPT_INT, "5000", 1, 24LL * 3600 * 1000, false, "MS",
+     "3pc: wait this long for the votes, then abort (per transaction: cancommit_timeout_ms)",
+     &opt_3pc_cancommit},
+    {"3pc-precommit-timeout-ms", OPT_INT, "5000", 1, 24LL * 3600 * 1000, false, "MS",
+     "3pc: wait this long for PreCommit acks, then commit anyway; agents: pre-committed this "
+     "long without DoCommit -> termination (per transaction: precommit_timeout_ms)",
+     &opt_3pc_precommit},
+    {"3pc-uncertain-timeout-ms", OPT_INT, "5000", 1, 24LL * 3600 * 1000, false, "MS",
+     "3pc agents: voted yes this long without PreCommit -> termination (per transaction: "
+     "uncertain_timeout_ms)",
+     &opt_3pc_uncertain},
+    {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "RULE",
+     "3pc agents' rule when a timer fires: protocol (ask the peers) or timeout (uncertain -> "
+     "abort, pre-committed -> commit) (per transaction: termination)",
+     &opt_3pc_termination},
     {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N]",
      "fault injection: before-decision-log, after-decision-log, after-first-commit, "
-     "before-end-record (also env TXCOORD_CRASH_POINT)",
+     "before-end-record, 3pc-after-precommit-log, 3pc-after-first-precommit, "
+     "3pc-before-commit-log (also env TXCOORD_CRASH_POINT)",
      &opt_crash_point},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
      &opt_log_level},
@@ -134,13 +171,16 @@ static bool load_identity(const char *dir)
     return ok;
 }
 
-/* Step 4: a 'C' without 'E' -> committing transaction for the resolver. */
-static void recover_unfinished(const char *gid, txn_protocol proto, int64_t at_ms,
-                               json_t *branches, void *arg)
+/* Step 4: an unfinished decision -> a transaction for the resolver. */
+static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_protocol proto,
+                               int64_t at_ms, json_t *branches, void *arg)
 {
     (void)arg;
     size_t n = json_array_size(branches);
-    txn *t = txn_restore(gid, proto, at_ms, n);
+    txn_state st = kind == DLOG_COMMIT     ? TXN_COMMITTING
+                   : kind == DLOG_PRECOMMIT ? TXN_PRECOMMITTING
+                                            : TXN_ABORTING;
+    txn *t = txn_restore(gid, proto, st, at_ms, n);
     if (!t)
         return;
     size_t i;
@@ -151,7 +191,14 @@ static void recover_unfinished(const char *gid, txn_protocol proto, int64_t at_m
         if (!name || !bgid || !txn_restore_branch(t, name, bgid))
             txlog_error(gid, name, "decision record has a malformed branch; skipped");
     }
-    txlog_info(gid, NULL, "recovered: commit decided, %zu branches to finish", n);
+    if (kind == DLOG_COMMIT)
+        txlog_info(gid, NULL, "recovered: commit decided, %zu branches to finish", n);
+    else if (kind == DLOG_PRECOMMIT)
+        txlog_info(gid, NULL, "recovered: 3pc pre-commit decided without commit decision, %zu "
+                   "branches: asking their agents", n);
+    else
+        txlog_info(gid, NULL, "recovered: 3pc pre-commit then heuristic abort, %zu branches to "
+                   "roll back", n);
     resolver_submit(t, 0);
     txn_unref(t);
 }
@@ -182,6 +229,50 @@ static void tick(void)
     dlog_maybe_compact();
 }
 
+/* Shutdown, bounded: stop the HTTP server, then the resolver, in a helper
+ * thread; true when it finished within SHUTDOWN_GRACE_MS (then nothing of
+ * ours runs any more), false when the caller must leave without waiting. */
+static pthread_mutex_t stop_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stop_cv = PTHREAD_COND_INITIALIZER;
+static bool stop_done;
+
+static void *stopper_main(void *arg)
+{
+    http_server_stop(arg);
+    resolver_stop();
+    pthread_mutex_lock(&stop_mu);
+    stop_done = true;
+    pthread_cond_signal(&stop_cv);
+    pthread_mutex_unlock(&stop_mu);
+    return NULL;
+}
+
+static bool stop_bounded(http_server *srv)
+{
+    pthread_t th;
+    int rc = pthread_create(&th, NULL, stopper_main, srv);
+    if (rc != 0) {
+        log_error("cannot start the shutdown thread: %s", strerror(rc));
+        return false;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += SHUTDOWN_GRACE_MS / 1000;
+    deadline.tv_nsec += (long)(SHUTDOWN_GRACE_MS % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&stop_mu);
+    while (!stop_done && pthread_cond_timedwait(&stop_cv, &stop_mu, &deadline) != ETIMEDOUT)
+        ;
+    bool done = stop_done;
+    pthread_mutex_unlock(&stop_mu);
+    if (done)
+        pthread_join(th, NULL);
+    return done;
+}
+
 static bool arm_crash_point(void)
 {
     const char *spec = opt_crash_point ? opt_crash_point : getenv("TXCOORD_CRASH_POINT");
@@ -191,6 +282,8 @@ static bool arm_crash_point(void)
         size_t len = strcspn(spec, ":");
         g_coord.sequential_phase2 = strncmp(spec, "after-first-commit", len) == 0 &&
                                     len == strlen("after-first-commit");
+        g_coord.sequential_precommit = strncmp(spec, "3pc-after-first-precommit", len) == 0 &&
+                                       len == strlen("3pc-after-first-precommit");
     }
     return true;
 }
@@ -220,6 +313,15 @@ int main(int argc, char **argv)
     g_coord.default_timeout_ms = opt_default_timeout;
     g_coord.agent_timeout_ms = opt_agent_timeout;
     g_coord.retention_s = opt_retention;
+    g_coord.threepc.cancommit_timeout_ms = opt_3pc_cancommit;
+    g_coord.threepc.precommit_timeout_ms = opt_3pc_precommit;
+    g_coord.threepc.uncertain_timeout_ms = opt_3pc_uncertain;
+    if (!termination_rule_parse(opt_3pc_termination, &g_coord.threepc.termination)) {
+        fprintf(stderr, "txcoord: --3pc-termination: expected protocol or timeout, got '%s'\n",
+                opt_3pc_termination);
+        free(host);
+        return 2;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -252,9 +354,15 @@ int main(int argc, char **argv)
         tick();
     }
 
-    log_info("shutting down");
-    http_server_stop(srv);
-    resolver_stop();
+    log_info("shutting down: no new connections; in-flight requests get %d ms",
+             SHUTDOWN_GRACE_MS);
+    if (!stop_bounded(srv)) {
+        log_warn("shutdown: requests or agent calls still in flight after %d ms; exiting now "
+                 "(undecided transactions end aborted by presumed abort, decided ones are "
+                 "finished at the next start)",
+                 SHUTDOWN_GRACE_MS);
+        _exit(0);
+    }
     dlog_close();
     txn_table_shutdown();
     participants_free();

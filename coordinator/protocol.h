@@ -2,8 +2,8 @@
  * protocol.h - the atomic commit protocols a transaction can ask for.
  *
  * Invariants: one row per txn_protocol; an unsupported row is refused at
- * POST /v1/transactions with 400 unsupported_protocol. A new protocol (3pc)
- * adds its commit driver here and its states/rows to txn_fsm.c.
+ * POST /v1/transactions with 400 unsupported_protocol. A protocol adds its
+ * commit driver here and its states/rows to txn_fsm.c.
  */
 #ifndef TXCOORD_PROTOCOL_H
 #define TXCOORD_PROTOCOL_H

@@ -2,10 +2,14 @@
  * resolver.c - finishes decided transactions in the background: re-sends
  * COMMIT (committing) or ROLLBACK (aborting) to each branch until it
  * answers, then drives the "acked" transition (which writes 'E' for commits).
+ * Also runs the recovery rounds of 3PC transactions replayed in
+ * precommitting ('P' without 'C'): ask every agent its branch state, let
+ * threepc.c decide, then deliver.
  *
  * Invariants:
- *   - The resolver never decides anything: it only delivers the outcome
- *     already in t's state, so it can run any number of times.
+ *   - The resolver never decides anything itself: it delivers the outcome
+ *     already in t's state (so it can run any number of times), and a 3PC
+ *     recovery decision is threepc.c's, taken under t's op_mu.
  *   - A transaction is queued at most once (t->in_resolver) and the queue
  *     holds a reference to it.
  *   - One thread; all jobs due at the same time are delivered in one
@@ -22,6 +26,7 @@
 
 #include "agent.h"
 #include "log.h"
+#include "threepc.h"
 #include "txn_fsm.h"
 
 #define RESOLVER_BASE_MS 200
@@ -62,8 +67,30 @@ void resolver_submit(txn *t, int64_t delay_ms)
     nqueue++;
     pthread_cond_signal(&cv);
     pthread_mutex_unlock(&mu);
+    txn_state st = txn_state_get(t);
     txlog_info(t->gid, NULL, "handed to the resolver (%s)",
-               txn_state_get(t) == TXN_COMMITTING ? "commit" : "rollback");
+               st == TXN_COMMITTING     ? "commit"
+               : st == TXN_PRECOMMITTING ? "3pc recovery"
+                                         : "rollback");
+}
+
+void resolver_kick(txn *t)
+{
+    bool found = false;
+    pthread_mutex_lock(&mu);
+    for (job *j = queue; j; j = j->next) {
+        if (j->t == t) {
+            j->due_ms = now_ms();
+            found = true;
+            pthread_cond_signal(&cv);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    /* Not queued: either not in the resolver (submit it), or in the round
+     * running now, which sees t's new state or flag itself (no-op). */
+    if (!found)
+        resolver_submit(t, 0);
 }
 
 size_t resolver_pending(void)
@@ -93,14 +120,18 @@ static job *run_round(job *batch)
     httpc_call *calls = xcalloc(ncalls ? ncalls : 1, sizeof(*calls));
     size_t *bidx = xcalloc(ncalls ? ncalls : 1, sizeof(*bidx));
     size_t *start = NULL, *count = NULL, njobs = 0;
+    bool *query = NULL;
     for (job *j = batch; j; j = j->next)
         njobs++;
     start = xcalloc(njobs, sizeof(*start));
     count = xcalloc(njobs, sizeof(*count));
+    query = xcalloc(njobs, sizeof(*query));
     size_t pos = 0, k = 0;
     for (job *j = batch; j; j = j->next, k++) {
         start[k] = pos;
-        count[k] = delivery_build(j->t, calls + pos, bidx + pos, ncalls - pos);
+        query[k] = txn_state_get(j->t) == TXN_PRECOMMITTING;
+        count[k] = query[k] ? threepc_recovery_build(j->t, calls + pos, bidx + pos, ncalls - pos)
+                            : delivery_build(j->t, calls + pos, bidx + pos, ncalls - pos);
         pos += count[k];
     }
     if (pos > 0)
@@ -110,12 +141,23 @@ static job *run_round(job *batch)
     k = 0;
     for (job *j = batch, *next; j; j = next, k++) {
         next = j->next;
-        size_t failed = delivery_apply(j->t, calls + start[k], bidx + start[k], count[k], j->attempt);
-        bool finished = failed == 0 && delivery_done(j->t) &&
-                        txn_fsm_advance(j->t, EV_ACKED, "resolver: all branches acknowledged");
-        if (finished) {
-            job_release(j);
-            continue;
+        if (query[k]) {
+            if (threepc_recovery_apply(j->t, calls + start[k], bidx + start[k], count[k])) {
+                j->attempt = 0; /* decided: deliver the outcome at once */
+                j->due_ms = now_ms();
+                j->next = left;
+                left = j;
+                continue;
+            }
+        } else {
+            size_t failed =
+                delivery_apply(j->t, calls + start[k], bidx + start[k], count[k], j->attempt);
+            bool finished = failed == 0 && delivery_done(j->t) &&
+                            txn_fsm_advance(j->t, EV_ACKED, "resolver: all branches acknowledged");
+            if (finished) {
+                job_release(j);
+                continue;
+            }
         }
         j->attempt++;
         int64_t wait = backoff_ms(j->attempt, RESOLVER_BASE_MS, RESOLVER_CAP_MS);
@@ -130,6 +172,7 @@ static job *run_round(job *batch)
     free(bidx);
     free(start);
     free(count);
+    free(query);
     return left;
 }
 

@@ -13,10 +13,15 @@ void resolver_stop(void);
 
 /* Hand t (state committing or aborting) over: the resolver re-sends the
  * decided outcome to every branch that still needs it, with capped,
- * jittered backoff, until all acknowledged, then drives "acked". Takes its
- * own reference. delay_ms 0 = first attempt at once (recovery, timeouts);
+ * jittered backoff, until all acknowledged, then drives "acked". A 3PC t in
+ * precommitting (recovered 'P' without 'C') is first decided from the
+ * agents' branch states (threepc.c), then delivered. Takes its own
+ * reference. delay_ms 0 = first attempt at once (recovery, timeouts);
  * > 0 = after a failed first attempt. Queuing t twice is a no-op. */
 void resolver_submit(txn *t, int64_t delay_ms);
+/* Like resolver_submit(t, 0), but when t is already queued, make its next
+ * attempt due now (an operator's resolve must not wait out a backoff). */
+void resolver_kick(txn *t);
 size_t resolver_pending(void);
 
 #endif

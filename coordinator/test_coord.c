@@ -1,12 +1,15 @@
 /*
  * test_coord.c - unit tests of txcoord's durable core, linking the module
- * .c files directly (no HTTP, no agents): strmap, the committed set, the
- * transaction state machine table, the decision log (replay of 'C' without
- * 'E', presumed abort, compaction) and eviction.
+ * .c files directly (no agents: participants point at closed ports):
+ * strmap, the committed set, the transaction state machine table (2PC and
+ * 3PC rows), the decision log (replay of 'C' without 'E', presumed abort,
+ * 'P' and 'H' records, compaction), eviction, the heuristic contradiction
+ * rules and their application, and the 3PC recovery rule.
  * Invariants checked: a commit decision exists exactly when its 'C' was
- * forced and survives reopen until an 'E' follows; aborts log nothing; a
- * transition not in the table is refused and leaves the state alone;
- * compaction keeps every unfinished decision and nothing else.
+ * forced and survives reopen until an 'E' follows; aborts log nothing
+ * (except the 'E' that ends a 'P'); a transition not in the table is
+ * refused and leaves the state alone; compaction keeps every unfinished
+ * decision and nothing else; an 'H' never undoes a 'C'.
  */
 #include <check.h>
 #include <stdio.h>
@@ -17,10 +20,15 @@
 #include "committed.h"
 #include "coord.h"
 #include "decision_log.h"
+#include "heuristic.h"
+#include "httpc.h"
 #include "log.h"
+#include "resolver.h"
 #include "strmap.h"
+#include "threepc.h"
 #include "txn.h"
 #include "txn_fsm.h"
+#include "wal.h"
 
 coord_settings g_coord; /* normally main.c's */
 
@@ -33,19 +41,38 @@ typedef struct {
     int n;
     char gids[16][GID_MAX_LEN + 1];
     size_t nbranches[16];
+    dlog_pending_kind kinds[16];
+    txn_protocol protos[16];
+    char first_participant[16][PARTICIPANT_MAX_LEN + 1];
+    char first_branch_gid[16][BRANCH_GID_MAX_LEN + 1];
 } recovered;
 
-static void on_unfinished(const char *gid, txn_protocol proto, int64_t at_ms, json_t *branches,
-                          void *arg)
+static void on_unfinished(const char *gid, dlog_pending_kind kind, txn_protocol proto,
+                          int64_t at_ms, json_t *branches, void *arg)
 {
-    (void)proto;
     (void)at_ms;
     recovered *r = arg;
     if (r->n < 16) {
         snprintf(r->gids[r->n], sizeof(r->gids[0]), "%s", gid);
         r->nbranches[r->n] = json_array_size(branches);
+        r->kinds[r->n] = kind;
+        r->protos[r->n] = proto;
+        json_t *b0 = json_array_get(branches, 0);
+        const char *pn = json_string_value(json_object_get(b0, "participant"));
+        const char *bg = json_string_value(json_object_get(b0, "branch_gid"));
+        snprintf(r->first_participant[r->n], sizeof(r->first_participant[0]), "%s", pn ? pn : "");
+        snprintf(r->first_branch_gid[r->n], sizeof(r->first_branch_gid[0]), "%s", bg ? bg : "");
     }
     r->n++;
+}
+
+/* Index of gid among the recovered ones, -1 if absent. */
+static int recovered_find(const recovered *r, const char *gid)
+{
+    for (int i = 0; i < r->n && i < 16; i++)
+        if (strcmp(r->gids[i], gid) == 0)
+            return i;
+    return -1;
 }
 
 static void setup(void)
@@ -75,15 +102,20 @@ static void teardown(void)
 }
 
 /* Active txn with one prepared branch per participant. */
-static txn *txn_with_prepared_branches(void)
+static txn *txn_with_prepared_branches_proto(txn_protocol proto)
 {
-    txn *t = txn_create(PROTO_2PC, 30000);
+    txn *t = txn_create(proto, 30000, NULL);
     for (size_t i = 0; i < participants_count(); i++) {
         branch *b = txn_branch(t, participant_at(i), true);
         ck_assert_ptr_nonnull(b);
         txn_set_branch_state(t, b, BR_PREPARED);
     }
     return t;
+}
+
+static txn *txn_with_prepared_branches(void)
+{
+    return txn_with_prepared_branches_proto(PROTO_2PC);
 }
 
 static recovered reopen(uint64_t compact_bytes)
@@ -191,7 +223,7 @@ START_TEST(test_abort_logs_nothing)
     recovered r = reopen(1 << 20);
     ck_assert_int_eq(r.n, 0);
 
-    txn *u = txn_create(PROTO_2PC, 30000); /* rollback of an active one: first reason wins */
+    txn *u = txn_create(PROTO_2PC, 30000, NULL); /* rollback of an active one: first reason wins */
     ck_assert(txn_fsm_advance(u, EV_TIMEOUT, "timeout"));
     ck_assert(!txn_fsm_advance(u, EV_ROLLBACK, "rollback requested")); /* not active any more */
     ck_assert(txn_fsm_advance(u, EV_ACKED, "all acknowledged"));
@@ -207,7 +239,7 @@ END_TEST
 START_TEST(test_read_only_commit_needs_no_record)
 {
     (void)reopen(1 << 20);
-    txn *t = txn_create(PROTO_2PC, 30000);
+    txn *t = txn_create(PROTO_2PC, 30000, NULL);
     branch *b = txn_branch(t, participant_at(0), true);
     txn_set_branch_state(t, b, BR_READ_ONLY);
     ck_assert(txn_fsm_advance(t, EV_COMMIT, "commit requested"));
@@ -236,7 +268,7 @@ START_TEST(test_compaction_keeps_unfinished_only)
         ck_assert(txn_fsm_advance(t, EV_ACKED, "a"));
         txn_unref(t);
     }
-    txn *aborted = txn_create(PROTO_2PC, 30000);
+    txn *aborted = txn_create(PROTO_2PC, 30000, NULL);
     ck_assert(txn_fsm_advance(aborted, EV_ROLLBACK, "r"));
     uint64_t before = dlog_bytes();
     ck_assert_uint_gt(before, 4096);
@@ -311,12 +343,11 @@ START_TEST(test_committed_snapshot_roundtrip)
     committed_free();
 }
 END_TEST
-END_TEST
 
 START_TEST(test_eviction)
 {
     (void)reopen(1 << 20);
-    txn *t = txn_create(PROTO_2PC, 30000);
+    txn *t = txn_create(PROTO_2PC, 30000, NULL);
     char gid[GID_MAX_LEN + 1];
     snprintf(gid, sizeof(gid), "%s", t->gid);
     ck_assert(txn_fsm_advance(t, EV_ROLLBACK, "rollback requested"));
@@ -332,8 +363,8 @@ END_TEST
 
 START_TEST(test_timeouts_collected)
 {
-    txn *slow = txn_create(PROTO_2PC, 100000);
-    txn *fast = txn_create(PROTO_2PC, 10);
+    txn *slow = txn_create(PROTO_2PC, 100000, NULL);
+    txn *fast = txn_create(PROTO_2PC, 10, NULL);
     txn **exp = NULL;
     size_t n = txn_collect_expired(now_ms() + 50, &exp);
     ck_assert_uint_eq(n, 1);
@@ -342,6 +373,433 @@ START_TEST(test_timeouts_collected)
     free(exp);
     txn_unref(slow);
     txn_unref(fast);
+}
+END_TEST
+
+/* ---- 3PC rows of the state machine ------------------------------------ */
+
+/* Every (state, event) pair: the rows of txn_fsm.c and nothing else. */
+typedef struct {
+    txn_state from;
+    txn_event ev;
+    txn_state to;
+} expected_row;
+
+static const expected_row expected_rows[] = {
+    {TXN_ACTIVE, EV_COMMIT, TXN_PREPARING},
+    {TXN_ACTIVE, EV_ROLLBACK, TXN_ABORTING},
+    {TXN_ACTIVE, EV_TIMEOUT, TXN_ABORTING},
+    {TXN_ACTIVE, EV_FAILED, TXN_ABORTING},
+    {TXN_ACTIVE, EV_HEURISTIC_ABORT, TXN_ABORTING},
+    {TXN_PREPARING, EV_VOTE_NO, TXN_ABORTING},
+    {TXN_PREPARING, EV_VOTES_YES, TXN_COMMITTING},
+    {TXN_PREPARING, EV_VOTES_YES_3PC, TXN_PRECOMMITTING},
+    {TXN_PRECOMMITTING, EV_PRECOMMITTED, TXN_COMMITTING},
+    {TXN_PRECOMMITTING, EV_NO_PRECOMMIT, TXN_ABORTING},
+    {TXN_PRECOMMITTING, EV_HEURISTIC_ABORT, TXN_ABORTING},
+    {TXN_COMMITTING, EV_ACKED, TXN_COMMITTED},
+    {TXN_COMMITTING, EV_HEURISTIC_COMMIT, TXN_COMMITTING},
+    {TXN_ABORTING, EV_ACKED, TXN_ABORTED},
+    {TXN_ABORTING, EV_HEURISTIC_ABORT, TXN_ABORTING},
+};
+
+START_TEST(test_fsm_table_complete)
+{
+    (void)reopen(1 << 20);
+    for (int st = 0; st < TXN_STATE_COUNT; st++) {
+        for (int ev = 0; ev < EV_COUNT; ev++) {
+            const expected_row *row = NULL;
+            for (size_t i = 0; i < ARRAY_LEN(expected_rows); i++)
+                if ((int)expected_rows[i].from == st && (int)expected_rows[i].ev == ev)
+                    row = &expected_rows[i];
+            /* A 3PC transaction with prepared branches put in state st. */
+            txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
+            if (st == TXN_COMMITTING || st == TXN_COMMITTED || st == TXN_PRECOMMITTING)
+                ck_assert(dlog_precommit(t, NULL)); /* as if it got there through the table */
+            if (st == TXN_COMMITTING || st == TXN_COMMITTED) {
+                ck_assert(dlog_commit(t, NULL));
+                t->decision_logged = true;
+            }
+            atomic_store(&t->state, st);
+            bool moved = txn_fsm_advance(t, (txn_event)ev, "table test");
+            ck_assert_msg(moved == (row != NULL), "%s on %s: moved=%d", txn_state_name(st),
+                          txn_event_name(ev), moved);
+            ck_assert_int_eq(txn_state_get(t), row ? (int)row->to : st);
+            txn_unref(t);
+        }
+    }
+    dlog_close();
+}
+END_TEST
+
+START_TEST(test_3pc_commit_path_records)
+{
+    recovered r = reopen(1 << 20);
+    txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(txn_fsm_advance(t, EV_COMMIT, "commit requested"));
+    ck_assert(txn_fsm_advance(t, EV_VOTES_YES_3PC, "2 yes"));
+    ck_assert_int_eq(txn_state_get(t), TXN_PRECOMMITTING);
+    ck_assert(t->precommit_logged);
+    ck_assert(!t->decision_logged);
+    ck_assert(!dlog_is_committed(t->gid)); /* 'P' decides nothing */
+    ck_assert_ptr_null(txn_outcome(t, NULL));
+    ck_assert_uint_eq(dlog_commit_records(), 0);
+
+    r = reopen(1 << 20); /* crash after 'P': recovery asks the agents */
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_str_eq(r.gids[0], t->gid);
+    ck_assert_int_eq(r.kinds[0], DLOG_PRECOMMIT);
+    ck_assert_int_eq(r.protos[0], PROTO_3PC);
+    ck_assert_uint_eq(r.nbranches[0], 2);
+    ck_assert_str_eq(r.first_participant[0], "pg1");
+    char bgid[BRANCH_GID_MAX_LEN + 1];
+    ck_assert(branch_gid_make(bgid, sizeof(bgid), t->gid, "pg1"));
+    ck_assert_str_eq(r.first_branch_gid[0], bgid);
+    ck_assert(!dlog_is_committed(t->gid));
+
+    /* One pre-commit acknowledged, one not: both are in the 'C'. */
+    txn_set_branch_state(t, &t->branches[0], BR_PRECOMMITTED);
+    ck_assert(!txn_fsm_advance(t, EV_ACKED, "not yet")); /* no such row from precommitting */
+    ck_assert(txn_fsm_advance(t, EV_PRECOMMITTED, "1 of 2 pre-commits acknowledged"));
+    ck_assert_int_eq(txn_state_get(t), TXN_COMMITTING);
+    ck_assert(dlog_is_committed(t->gid));
+    ck_assert_str_eq(txn_outcome(t, NULL), "committed");
+    r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_int_eq(r.kinds[0], DLOG_COMMIT);
+    ck_assert_uint_eq(r.nbranches[0], 2);
+
+    ck_assert(txn_fsm_advance(t, EV_ACKED, "all acknowledged"));
+    r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 0);
+    ck_assert(dlog_is_committed(t->gid));
+
+    /* decide_precommit refuses a 2PC transaction. */
+    txn *u = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(u, EV_COMMIT, "commit requested"));
+    ck_assert(!txn_fsm_advance(u, EV_VOTES_YES_3PC, "wrong protocol"));
+    ck_assert_int_eq(txn_state_get(u), TXN_PREPARING);
+    txn_unref(t);
+    txn_unref(u);
+    dlog_close();
+}
+END_TEST
+
+START_TEST(test_3pc_recovered_abort_ends_the_precommit)
+{
+    (void)reopen(1 << 20);
+    txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(txn_fsm_advance(t, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(t, EV_VOTES_YES_3PC, "y"));
+    ck_assert(txn_fsm_advance(t, EV_NO_PRECOMMIT, "3pc recovery: pg1=uncertain pg2=uncertain"));
+    ck_assert_str_eq(txn_outcome(t, NULL), "aborted");
+    recovered r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 1); /* still a 'P' until the rollbacks are acknowledged */
+    ck_assert_int_eq(r.kinds[0], DLOG_PRECOMMIT);
+    ck_assert(txn_fsm_advance(t, EV_ACKED, "all acknowledged")); /* writes 'E' */
+    r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 0);
+    ck_assert(!dlog_is_committed(t->gid));
+    txn_unref(t);
+    dlog_close();
+}
+END_TEST
+
+START_TEST(test_3pc_recovery_rule)
+{
+    /* (precommitted or committed, refused, uncertain, unreachable) */
+    ck_assert_int_eq(threepc_recovery_rule(1, 0, 2, 0), RECOVERY_COMMIT);
+    ck_assert_int_eq(threepc_recovery_rule(1, 0, 0, 2), RECOVERY_COMMIT);
+    ck_assert_int_eq(threepc_recovery_rule(1, 1, 0, 0), RECOVERY_COMMIT); /* logged as violation */
+    ck_assert_int_eq(threepc_recovery_rule(0, 1, 1, 1), RECOVERY_ABORT);
+    ck_assert_int_eq(threepc_recovery_rule(0, 0, 3, 0), RECOVERY_ABORT);
+    ck_assert_int_eq(threepc_recovery_rule(0, 0, 2, 1), RECOVERY_WAIT);
+    ck_assert_int_eq(threepc_recovery_rule(0, 0, 0, 3), RECOVERY_WAIT);
+}
+END_TEST
+
+/* ---- 'P' and 'H' records ---------------------------------------------- */
+
+typedef struct {
+    int n;
+    char types[16];
+    char payloads[16][512];
+} raw_records;
+
+static bool collect_raw(uint8_t type, const void *payload, size_t len, void *arg)
+{
+    raw_records *rr = arg;
+    if (rr->n < 16) {
+        rr->types[rr->n] = (char)type;
+        snprintf(rr->payloads[rr->n], sizeof(rr->payloads[0]), "%.*s", (int)len,
+                 (const char *)payload);
+    }
+    rr->n++;
+    return true;
+}
+
+START_TEST(test_record_encoding)
+{
+    (void)reopen(1 << 20);
+    txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(dlog_precommit(t, NULL));
+    ck_assert(dlog_heuristic(t->gid, false));
+    dlog_close();
+    raw_records rr = {0};
+    wal *w = wal_open(logpath, collect_raw, &rr);
+    ck_assert_ptr_nonnull(w);
+    wal_close(w);
+    ck_assert_int_eq(rr.n, 2);
+    ck_assert_int_eq(rr.types[0], 'P');
+    ck_assert_int_eq(rr.types[1], 'H');
+    json_t *p = json_loads(rr.payloads[0], 0, NULL);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "gid")), t->gid);
+    ck_assert_str_eq(json_string_value(json_object_get(p, "protocol")), "3pc");
+    ck_assert_uint_eq(json_array_size(json_object_get(p, "branches")), 2);
+    ck_assert(json_is_integer(json_object_get(p, "at_ms")));
+    json_decref(p);
+    json_t *h = json_loads(rr.payloads[1], 0, NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "gid")), t->gid);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "outcome")), "abort");
+    ck_assert(json_is_integer(json_object_get(h, "at_ms")));
+    ck_assert_uint_eq(json_object_size(h), 3);
+    json_decref(h);
+    txn_unref(t);
+}
+END_TEST
+
+START_TEST(test_heuristic_records_replayed)
+{
+    (void)reopen(1 << 20);
+    /* a: 'P' then 'H' abort -> an abort to finish */
+    txn *a = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(dlog_precommit(a, NULL));
+    ck_assert(dlog_heuristic(a->gid, false));
+    /* c: 'C' then 'H' commit -> ended, still committed */
+    txn *c = txn_with_prepared_branches();
+    ck_assert(dlog_commit(c, NULL));
+    ck_assert(dlog_heuristic(c->gid, true));
+    /* x: 'H' abort alone (an active transaction) -> nothing to finish */
+    txn *x = txn_create(PROTO_2PC, 30000, NULL);
+    ck_assert(dlog_heuristic(x->gid, false));
+    /* k: 'C' then an 'H' abort that contradicts it -> the commit stands */
+    txn *k = txn_with_prepared_branches();
+    ck_assert(dlog_commit(k, NULL));
+    ck_assert(dlog_heuristic(k->gid, false));
+    /* q: 'H' commit without any 'C' -> ignored */
+    txn *q = txn_create(PROTO_2PC, 30000, NULL);
+    ck_assert(dlog_heuristic(q->gid, true));
+
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 1: after a compaction, the same answers */
+        recovered r = reopen(pass ? 16 : 1 << 20);
+        if (pass == 1) {
+            dlog_maybe_compact();
+            ck_assert_uint_eq(dlog_compactions(), 1);
+            r = reopen(1 << 20);
+        }
+        ck_assert_int_eq(r.n, 2);
+        int ia = recovered_find(&r, a->gid), ik = recovered_find(&r, k->gid);
+        ck_assert_int_ge(ia, 0);
+        ck_assert_int_ge(ik, 0);
+        ck_assert_int_eq(r.kinds[ia], DLOG_PRECOMMIT_ABORTED);
+        ck_assert_uint_eq(r.nbranches[ia], 2);
+        ck_assert_int_eq(r.kinds[ik], DLOG_COMMIT);
+        ck_assert_int_eq(recovered_find(&r, c->gid), -1);
+        ck_assert_int_eq(recovered_find(&r, x->gid), -1);
+        ck_assert(dlog_is_committed(c->gid));
+        ck_assert(dlog_is_committed(k->gid));
+        ck_assert(!dlog_is_committed(a->gid));
+        ck_assert(!dlog_is_committed(x->gid));
+        ck_assert(!dlog_is_committed(q->gid));
+        ck_assert_int_eq(dlog_heuristic_outcome(a->gid), 'a'); /* kept with its 'P' */
+        if (pass == 0) {
+            ck_assert_int_eq(dlog_heuristic_outcome(c->gid), 'c');
+            ck_assert_int_eq(dlog_heuristic_outcome(x->gid), 'a');
+        } else {
+            /* compaction dropped the 'H' of finished gids; outcomes unchanged */
+            ck_assert_int_eq(dlog_heuristic_outcome(x->gid), 0);
+        }
+        ck_assert_int_eq(dlog_heuristic_outcome(k->gid), 0);
+        ck_assert_int_eq(dlog_heuristic_outcome(q->gid), 0);
+    }
+    txn_unref(a);
+    txn_unref(c);
+    txn_unref(x);
+    txn_unref(k);
+    txn_unref(q);
+    dlog_close();
+}
+END_TEST
+
+/* ---- heuristic decisions ---------------------------------------------- */
+
+START_TEST(test_heuristic_rules)
+{
+    /* commit */
+    ck_assert_int_eq(heuristic_rule(GK_UNKNOWN, true), HV_UNKNOWN);
+    ck_assert_int_eq(heuristic_rule(GK_UNDECIDED, true), HV_UNDECIDED);
+    ck_assert_int_eq(heuristic_rule(GK_COMMITTING, true), HV_APPLY);
+    ck_assert_int_eq(heuristic_rule(GK_COMMITTED, true), HV_NOOP);
+    ck_assert_int_eq(heuristic_rule(GK_ABORTING, true), HV_CONTRADICTS);
+    ck_assert_int_eq(heuristic_rule(GK_ABORTED, true), HV_CONTRADICTS);
+    /* abort */
+    ck_assert_int_eq(heuristic_rule(GK_UNKNOWN, false), HV_UNKNOWN);
+    ck_assert_int_eq(heuristic_rule(GK_UNDECIDED, false), HV_APPLY);
+    ck_assert_int_eq(heuristic_rule(GK_COMMITTING, false), HV_CONTRADICTS);
+    ck_assert_int_eq(heuristic_rule(GK_COMMITTED, false), HV_CONTRADICTS);
+    ck_assert_int_eq(heuristic_rule(GK_ABORTING, false), HV_APPLY);
+    ck_assert_int_eq(heuristic_rule(GK_ABORTED, false), HV_NOOP);
+}
+END_TEST
+
+static const char *err_code(json_t *body)
+{
+    const char *c = json_string_value(json_object_get(json_object_get(body, "error"), "code"));
+    return c ? c : "";
+}
+
+/* Wait (up to 10 s) until t reaches state st. */
+static bool wait_state(txn *t, txn_state st)
+{
+    for (int i = 0; i < 1000 && txn_state_get(t) != st; i++)
+        sleep_ms(10, NULL);
+    return txn_state_get(t) == st;
+}
+
+START_TEST(test_heuristic_resolve)
+{
+    (void)reopen(1 << 20);
+    httpc_global_init();
+    ck_assert(resolver_start()); /* agents are closed ports: every call fails at once */
+    json_t *body = NULL;
+
+    /* committing, both branches silent: abort contradicts, commit gives them up */
+    txn *c = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(c, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(c, EV_VOTES_YES, "y"));
+    ck_assert_uint_eq(heuristic_resolve(c->gid, false, &body), 409);
+    ck_assert_str_eq(err_code(body), "contradicts_decision");
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve(c->gid, true, &body), 200);
+    ck_assert(json_is_true(json_object_get(body, "recorded")));
+    json_decref(body);
+    ck_assert(wait_state(c, TXN_COMMITTED));
+    ck_assert_int_eq(c->branches[0].state, BR_HEURISTIC);
+    ck_assert_int_eq(c->branches[1].state, BR_HEURISTIC);
+    ck_assert_int_ge(c->branches[0].attempts, 1);
+    ck_assert_ptr_nonnull(c->branches[0].last_error);
+    ck_assert_int_eq(c->heuristic, 'c');
+    ck_assert_uint_eq(heuristic_resolve(c->gid, true, &body), 200); /* again: nothing to do */
+    ck_assert(json_is_false(json_object_get(body, "recorded")));
+    json_decref(body);
+
+    /* active: commit is refused (no decision), abort decides it */
+    txn *a = txn_create(PROTO_2PC, 30000, NULL);
+    (void)txn_branch(a, participant_at(0), true);
+    ck_assert_uint_eq(heuristic_resolve(a->gid, true, &body), 409);
+    ck_assert_str_eq(err_code(body), "wrong_state");
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve(a->gid, false, &body), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(body, "outcome")), "aborted");
+    json_decref(body);
+    ck_assert(wait_state(a, TXN_ABORTED));
+    ck_assert_int_eq(a->branches[0].state, BR_HEURISTIC);
+    ck_assert_uint_eq(heuristic_resolve(a->gid, true, &body), 409);
+    ck_assert_str_eq(err_code(body), "contradicts_decision");
+    json_decref(body);
+
+    /* unknown gid; evicted ones answered from the log */
+    ck_assert_uint_eq(heuristic_resolve("0badc0de-3-999999", false, &body), 404);
+    ck_assert_str_eq(err_code(body), "unknown_transaction");
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve("not a gid", true, &body), 404);
+    json_decref(body);
+    char cgid[GID_MAX_LEN + 1], agid[GID_MAX_LEN + 1];
+    snprintf(cgid, sizeof(cgid), "%s", c->gid);
+    snprintf(agid, sizeof(agid), "%s", a->gid);
+    txn_unref(c);
+    txn_unref(a);
+    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0), 2);
+    ck_assert_uint_eq(heuristic_resolve(cgid, false, &body), 409);
+    ck_assert_str_eq(err_code(body), "contradicts_decision");
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve(cgid, true, &body), 200);
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve(agid, true, &body), 409); /* its 'H' abort is known */
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve(agid, false, &body), 200);
+    json_decref(body);
+
+    /* a recovered 3PC 'P' without 'C': abort is taken; commit is not */
+    txn *p = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(txn_fsm_advance(p, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(p, EV_VOTES_YES_3PC, "y"));
+    ck_assert_uint_eq(heuristic_resolve(p->gid, true, &body), 409);
+    json_decref(body);
+    ck_assert_uint_eq(heuristic_resolve(p->gid, false, &body), 200);
+    json_decref(body);
+    ck_assert(wait_state(p, TXN_ABORTED));
+    recovered r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 0); /* 'P', 'H', 'E': finished */
+    ck_assert_int_eq(dlog_heuristic_outcome(p->gid), 'a');
+    ck_assert(!dlog_is_committed(p->gid));
+    txn_unref(p);
+
+    resolver_stop();
+    httpc_global_cleanup();
+    dlog_close();
+}
+END_TEST
+
+START_TEST(test_in_doubt_listing)
+{
+    (void)reopen(1 << 20);
+    txn *c = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(c, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(c, EV_VOTES_YES, "y"));
+    txn_branch_attempt(c, &c->branches[0], true, BR_COMMITTED, false, NULL);
+    txn_branch_attempt(c, &c->branches[1], false, BR_PREPARED, false, "unreachable: refused");
+    txn *active = txn_create(PROTO_2PC, 30000, NULL);
+    txn *done = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(done, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(done, EV_VOTES_YES, "y"));
+    ck_assert(txn_fsm_advance(done, EV_ACKED, "a"));
+
+    json_t *all = txn_list_json(NULL);
+    ck_assert_uint_eq(json_array_size(json_object_get(all, "transactions")), 2);
+    json_decref(all);
+    ck_assert_ptr_null(txn_list_json("bogus"));
+    ck_assert_ptr_null(txn_list_json("committed"));
+    json_t *act = txn_list_json("active");
+    ck_assert_uint_eq(json_array_size(json_object_get(act, "transactions")), 1);
+    json_decref(act);
+
+    json_t *doubt = txn_list_json("in-doubt");
+    json_t *list = json_object_get(doubt, "transactions");
+    ck_assert_uint_eq(json_array_size(list), 1);
+    json_t *o = json_array_get(list, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "gid")), c->gid);
+    ck_assert_str_eq(json_string_value(json_object_get(o, "state")), "committing");
+    ck_assert(json_integer_value(json_object_get(o, "age_ms")) >= 0);
+    json_t *b1 = json_array_get(json_object_get(o, "branches"), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(b1, "participant")), "pg2");
+    ck_assert_str_eq(json_string_value(json_object_get(b1, "state")), "prepared");
+    ck_assert(json_is_true(json_object_get(b1, "pending")));
+    ck_assert_int_eq(json_integer_value(json_object_get(b1, "attempts")), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(b1, "last_error")), "unreachable: refused");
+    ck_assert(json_is_integer(json_object_get(b1, "age_ms")));
+    ck_assert(json_is_string(json_object_get(b1, "branch_gid")));
+    json_t *b0 = json_array_get(json_object_get(o, "branches"), 0);
+    ck_assert(json_is_false(json_object_get(b0, "pending")));
+    ck_assert(json_is_null(json_object_get(b0, "last_error")));
+    json_decref(doubt);
+    txn_unref(c);
+    txn_unref(active);
+    txn_unref(done);
+    dlog_close();
 }
 END_TEST
 
@@ -359,6 +817,15 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_compaction_keeps_unfinished_only);
     tcase_add_test(tc, test_eviction);
     tcase_add_test(tc, test_timeouts_collected);
+    tcase_add_test(tc, test_fsm_table_complete);
+    tcase_add_test(tc, test_3pc_commit_path_records);
+    tcase_add_test(tc, test_3pc_recovered_abort_ends_the_precommit);
+    tcase_add_test(tc, test_3pc_recovery_rule);
+    tcase_add_test(tc, test_record_encoding);
+    tcase_add_test(tc, test_heuristic_records_replayed);
+    tcase_add_test(tc, test_heuristic_rules);
+    tcase_add_test(tc, test_heuristic_resolve);
+    tcase_add_test(tc, test_in_doubt_listing);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -26,6 +26,9 @@
  *     does it later. The client gets "committed" now either way: after 4
  *     the outcome cannot change.
  *
+ * Steps 2 and 5-6 are shared with threepc.c (commit_prepare_all,
+ * commit_deliver_outcome).
+ *
  * A crash (coordinator process dies) between steps means:
  *  - before 2 / during 2 / between 2 and 4: no 'C'. Branches that were
  *    prepared stay prepared until their agent's recovery sweep asks
@@ -59,7 +62,7 @@
 
 /* Steps 5-6 (and 3's rollbacks): deliver the decided outcome once; hand
  * whatever is not acknowledged to the resolver. */
-static void deliver_outcome(txn *t, bool sequential)
+void commit_deliver_outcome(txn *t, bool sequential)
 {
     size_t room = t->nbranches;
     httpc_call *calls = xcalloc(room ? room : 1, sizeof(*calls));
@@ -90,13 +93,16 @@ static void deliver_outcome(txn *t, bool sequential)
 
 /* Step 2. Returns true when every branch voted yes or read_only; otherwise
  * reason names the first failing participant. */
-static bool prepare_all(txn *t, json_t *const *stmts, char *reason, size_t rsize)
+bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
+                        char *reason, size_t rsize)
 {
     size_t n = t->nbranches;
     httpc_call *calls = xcalloc(n ? n : 1, sizeof(*calls));
     for (size_t i = 0; i < n; i++) {
         json_t *body = json_pack("{s:s}", "protocol", txn_protocol_name(t->protocol));
-        long timeout = (long)g_coord.agent_timeout_ms;
+        if (body_extra)
+            json_object_update(body, body_extra); /* values shared, not stolen */
+        long timeout = timeout_ms;
         if (stmts && stmts[i]) {
             json_object_set(body, "statements", stmts[i]); /* borrowed: set takes its own ref */
             if (t->timeout_ms > timeout)
@@ -161,7 +167,7 @@ static bool prepare_all(txn *t, json_t *const *stmts, char *reason, size_t rsize
     return all_yes;
 }
 
-void twopc_commit(txn *t, json_t *const *stmts)
+bool commit_begin(txn *t)
 {
     pthread_mutex_lock(&t->mu);
     char *fail = t->fail_reason ? xstrdup(t->fail_reason) : NULL;
@@ -170,29 +176,40 @@ void twopc_commit(txn *t, json_t *const *stmts)
         /* A statement failed earlier: the transaction is rollback-only. */
         (void)txn_abort(t, EV_FAILED, fail, true);
         free(fail);
-        return;
+        return false;
     }
+    return txn_fsm_advance(t, EV_COMMIT, "commit requested");
+}
+
+void commit_decide(txn *t, txn_event ev, const char *reason)
+{
+    if (!txn_fsm_advance(t, ev, reason))
+        die("gid=%s decision log write failed: the commit decision may or may not be durable; "
+            "stopping so that the log decides at restart",
+            t->gid);
+}
+
+void twopc_commit(txn *t, json_t *const *stmts)
+{
     /* 1 */
-    if (!txn_fsm_advance(t, EV_COMMIT, "commit requested"))
+    if (!commit_begin(t))
         return;
     /* 2 */
     int64_t t0 = now_us();
     char reason[1024];
-    if (!prepare_all(t, stmts, reason, sizeof(reason))) {
+    if (!commit_prepare_all(t, stmts, NULL, (long)g_coord.agent_timeout_ms, reason,
+                            sizeof(reason))) {
         /* 3 */
         if (txn_fsm_advance(t, EV_VOTE_NO, reason))
-            deliver_outcome(t, false);
+            commit_deliver_outcome(t, false);
         return;
     }
     int64_t t1 = now_us();
     /* 4 */
-    if (!txn_fsm_advance(t, EV_VOTES_YES, reason))
-        die("gid=%s decision log write failed: the commit decision may or may not be durable; "
-            "stopping so that the log decides at restart",
-            t->gid);
+    commit_decide(t, EV_VOTES_YES, reason);
     int64_t t2 = now_us();
     /* 5, 6 */
-    deliver_outcome(t, g_coord.sequential_phase2);
+    commit_deliver_outcome(t, g_coord.sequential_phase2);
     txlog_debug(t->gid, NULL, "timing: prepare %lld us, decision %lld us, commit %lld us",
                 (long long)(t1 - t0), (long long)(t2 - t1), (long long)(now_us() - t2));
 }
@@ -204,7 +221,7 @@ bool txn_abort(txn *t, txn_event ev, const char *reason, bool wait)
     if (ev == EV_TIMEOUT)
         counter_inc(&g_metrics.timeouts);
     if (wait)
-        deliver_outcome(t, false);
+        commit_deliver_outcome(t, false);
     else
         resolver_submit(t, 0);
     return true;

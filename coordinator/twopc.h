@@ -14,6 +14,29 @@
  * On return t is committing/committed or aborting/aborted. */
 void twopc_commit(txn *t, json_t *const *stmts);
 
+/* Shared with threepc.c. */
+
+/* Step 1: active -> preparing; a rollback-only t is aborted instead (its
+ * rollbacks delivered). True when t is now preparing. Caller holds op_mu. */
+bool commit_begin(txn *t);
+
+/* PREPARE every branch of t in parallel (twopc.c step 2). body_extra
+ * (borrowed, may be NULL) is merged into every body ("protocol" is set from
+ * t); stmts as for twopc_commit; each call gets timeout_ms, or t's timeout
+ * when larger and statements travel with it. Sets the branches' states from
+ * the votes. True when every vote was yes or read_only; otherwise reason
+ * names the first failing participant. Caller holds op_mu. */
+bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
+                        char *reason, size_t rsize);
+/* Step 4: the transition ev into committing, whose fn forces the 'C'. If
+ * that fails the process stops: whether the record reached the disk is
+ * unknown, and only the log at restart can say. */
+void commit_decide(txn *t, txn_event ev, const char *reason);
+/* Deliver t's decided outcome once (COMMIT when committing, ROLLBACK when
+ * aborting), one branch at a time when sequential; all acknowledged ->
+ * "acked", else hand t to the resolver. */
+void commit_deliver_outcome(txn *t, bool sequential);
+
 /* Decide abort of active t (ev: EV_ROLLBACK, EV_TIMEOUT or EV_FAILED) and
  * send ROLLBACK to its branches: now when wait (unacknowledged ones go to
  * the resolver), or all through the resolver when !wait (the tick must not

@@ -1,10 +1,11 @@
 /*
  * txctl.c - command-line client of txcoord's REST API.
  *
- *   txctl [--url URL] begin [--protocol 2pc] [--timeout-ms N]
+ *   txctl [--url URL] begin [--protocol 2pc|3pc] [--timeout-ms N] [3PC options]
  *                     exec GID PARTICIPANT SQL [PARAM...]
  *                     commit GID | rollback GID | status GID | list
  *                     participants | outcome GID
+ *                     in-doubt | resolve GID commit|abort
  *
  * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
  * 0 on a 2xx answer, 1 otherwise (transport errors go to stderr), 2 on bad
@@ -25,7 +26,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: txctl [--url URL] COMMAND\n"
             "commands:\n"
-            "  begin [--protocol 2pc] [--timeout-ms N]   start a transaction\n"
+            "  begin [--protocol 2pc|3pc] [--timeout-ms N]\n"
+            "        [--cancommit-timeout-ms N] [--precommit-timeout-ms N]\n"
+            "        [--uncertain-timeout-ms N] [--termination protocol|timeout]\n"
+            "                                            start a transaction (3PC options\n"
+            "                                            with --protocol 3pc only)\n"
             "  exec GID PARTICIPANT SQL [PARAM...]       run a statement (\\N = NULL)\n"
             "  commit GID                                commit\n"
             "  rollback GID                              roll back\n"
@@ -33,6 +38,10 @@ static void usage(FILE *f)
             "  list                                      unfinished transactions\n"
             "  participants                              configured participants\n"
             "  outcome GID                               the outcome agents see\n"
+            "  in-doubt                                  decided but unfinished transactions,\n"
+            "                                            per branch: attempts, last error, age\n"
+            "  resolve GID commit|abort                  operator's heuristic decision for a\n"
+            "                                            participant lost for good (logged)\n"
             "URL defaults to $TXCOORD_URL or " DEFAULT_URL ".\n");
 }
 
@@ -96,24 +105,52 @@ static int one_gid(int argc, char **argv, const char *method, const char *base,
 
 static int cmd_begin(int argc, char **argv, const char *base)
 {
+    /* --option -> body field; integers unless noted */
+    static const struct {
+        const char *opt, *field;
+        bool integer;
+    } opts[] = {
+        {"--protocol", "protocol", false},
+        {"--timeout-ms", "timeout_ms", true},
+        {"--cancommit-timeout-ms", "cancommit_timeout_ms", true},
+        {"--precommit-timeout-ms", "precommit_timeout_ms", true},
+        {"--uncertain-timeout-ms", "uncertain_timeout_ms", true},
+        {"--termination", "termination", false},
+    };
     json_t *body = json_object();
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--protocol") == 0 && i + 1 < argc) {
-            json_object_set_new(body, "protocol", json_string(argv[++i]));
-        } else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc) {
+        size_t k = 0;
+        while (k < ARRAY_LEN(opts) && strcmp(argv[i], opts[k].opt) != 0)
+            k++;
+        if (k == ARRAY_LEN(opts) || i + 1 >= argc) {
+            json_decref(body);
+            return bad_usage("begin takes --protocol P, --timeout-ms N and the 3PC options");
+        }
+        const char *val = argv[++i];
+        if (opts[k].integer) {
             char *end;
-            long long v = strtoll(argv[++i], &end, 10);
+            long long v = strtoll(val, &end, 10);
             if (*end || v <= 0) {
                 json_decref(body);
-                return bad_usage("--timeout-ms needs a positive integer");
+                fprintf(stderr, "txctl: %s needs a positive integer\n", opts[k].opt);
+                return 2;
             }
-            json_object_set_new(body, "timeout_ms", json_integer(v));
+            json_object_set_new(body, opts[k].field, json_integer(v));
         } else {
-            json_decref(body);
-            return bad_usage("begin takes --protocol P and --timeout-ms N");
+            json_object_set_new(body, opts[k].field, json_string(val));
         }
     }
     return run("POST", base, "/v1/transactions", body);
+}
+
+static int cmd_resolve(int argc, char **argv, const char *base)
+{
+    if (argc != 3 || (strcmp(argv[2], "commit") != 0 && strcmp(argv[2], "abort") != 0))
+        return bad_usage("resolve needs GID commit|abort");
+    char *path = txn_path("/v1/transactions/", argv[1], "/resolve");
+    int rc = run("POST", base, path, json_pack("{s:s}", "outcome", argv[2]));
+    free(path);
+    return rc;
 }
 
 static int cmd_exec(int argc, char **argv, const char *base)
@@ -175,6 +212,10 @@ int main(int argc, char **argv)
         rc = one_gid(sub_argc, sub, "GET", b, "/v1/outcomes/", "");
     else if (strcmp(cmd, "list") == 0 && sub_argc == 1)
         rc = run("GET", b, "/v1/transactions", NULL);
+    else if (strcmp(cmd, "in-doubt") == 0 && sub_argc == 1)
+        rc = run("GET", b, "/v1/transactions?state=in-doubt", NULL);
+    else if (strcmp(cmd, "resolve") == 0)
+        rc = cmd_resolve(sub_argc, sub, b);
     else if (strcmp(cmd, "participants") == 0 && sub_argc == 1)
         rc = run("GET", b, "/v1/participants", NULL);
     else

@@ -23,6 +23,7 @@
 
 #include "coord.h"
 #include "coord_metrics.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "strmap.h"
 
@@ -34,12 +35,14 @@ static txn *fin_head, *fin_tail;
 static atomic_uint_fast64_t next_seq = 1;
 
 static const char *const state_names[TXN_STATE_COUNT] = {
-    "active", "preparing", "committing", "committed", "aborting", "aborted",
+    "active", "preparing", "committing", "committed", "aborting", "aborted", "precommitting",
 };
 static const char *const branch_names[] = {
-    "active", "failed", "unknown", "prepared", "read_only", "committed", "aborted",
+    "active", "failed",  "unknown", "prepared", "read_only", "committed", "aborted",
+    "precommitted", "heuristic",
 };
 static const char *const protocol_names[PROTO_COUNT] = {"2pc", "3pc"};
+static const char *const termination_names[TERMINATION_COUNT] = {"protocol", "timeout"};
 
 const char *txn_state_name(txn_state s)
 {
@@ -56,15 +59,34 @@ const char *txn_protocol_name(txn_protocol p)
     return (unsigned)p < PROTO_COUNT ? protocol_names[p] : "?";
 }
 
+/* Index of name in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 bool txn_protocol_parse(const char *name, txn_protocol *out)
 {
-    for (int i = 0; i < PROTO_COUNT; i++) {
-        if (strcmp(name, protocol_names[i]) == 0) {
-            *out = (txn_protocol)i;
-            return true;
-        }
-    }
-    return false;
+    int i = name_index(protocol_names, PROTO_COUNT, name);
+    if (i >= 0)
+        *out = (txn_protocol)i;
+    return i >= 0;
+}
+
+const char *termination_rule_name(termination_rule r)
+{
+    return (unsigned)r < TERMINATION_COUNT ? termination_names[r] : "?";
+}
+
+bool termination_rule_parse(const char *name, termination_rule *out)
+{
+    int i = name_index(termination_names, TERMINATION_COUNT, name);
+    if (i >= 0)
+        *out = (termination_rule)i;
+    return i >= 0;
 }
 
 void format_iso8601(int64_t wall, char *buf, size_t size)
@@ -87,6 +109,8 @@ static void txn_free(txn *t)
 {
     pthread_mutex_destroy(&t->op_mu);
     pthread_mutex_destroy(&t->mu);
+    for (size_t i = 0; i < t->nbranches; i++)
+        free(t->branches[i].last_error);
     free(t->reason);
     free(t->fail_reason);
     free(t->branches);
@@ -151,12 +175,13 @@ static void live_unlink(txn *t)
     live_count--;
 }
 
-txn *txn_create(txn_protocol proto, int64_t timeout_ms)
+txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc)
 {
     txn *t = txn_alloc(proto, participants_count());
     t->created_wall_ms = wall_ms();
     t->created_ms = now_ms();
     t->timeout_ms = timeout_ms;
+    t->threepc = threepc ? *threepc : g_coord.threepc;
     uint64_t seq = atomic_fetch_add(&next_seq, 1);
     gid_format(t->gid, sizeof(t->gid), g_coord.coord_id, g_coord.epoch, seq);
     pthread_mutex_lock(&table_mu);
@@ -170,15 +195,27 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms)
     return t;
 }
 
-txn *txn_restore(const char *gid, txn_protocol proto, int64_t created_wall_ms, size_t nbranches)
+txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, int64_t decided_wall_ms,
+                 size_t nbranches)
 {
     txn *t = txn_alloc(proto, nbranches);
     snprintf(t->gid, sizeof(t->gid), "%s", gid);
-    t->created_wall_ms = created_wall_ms;
+    t->created_wall_ms = decided_wall_ms;
+    t->decided_wall_ms = decided_wall_ms;
     t->created_ms = now_ms();
     t->timeout_ms = g_coord.default_timeout_ms;
-    atomic_store(&t->state, TXN_COMMITTING);
-    t->decision_logged = true;
+    t->threepc = g_coord.threepc;
+    t->recovered = true;
+    atomic_store(&t->state, state);
+    if (state == TXN_COMMITTING) {
+        t->decision_logged = true;
+    } else {
+        t->precommit_logged = true;
+        if (state == TXN_ABORTING) {
+            t->heuristic = 'a';
+            t->reason = xstrdup("heuristic abort by operator (replayed)");
+        }
+    }
     pthread_mutex_lock(&table_mu);
     bool fresh = strmap_put(table, t->gid, t);
     if (fresh)
@@ -270,6 +307,31 @@ void txn_set_branch_state(txn *t, branch *b, branch_state s)
     pthread_mutex_unlock(&t->mu);
 }
 
+void txn_branch_attempt(txn *t, branch *b, bool acked, branch_state s, bool set_state,
+                        const char *error)
+{
+    char *old = NULL, *copy = (!acked && error) ? xstrdup(error) : NULL;
+    pthread_mutex_lock(&t->mu);
+    b->attempts++;
+    if (acked || set_state)
+        b->state = s;
+    if (acked || copy) {
+        old = b->last_error;
+        b->last_error = copy;
+    }
+    pthread_mutex_unlock(&t->mu);
+    free(old);
+}
+
+bool branch_needs_outcome(txn_state st, branch_state bs)
+{
+    if (st == TXN_COMMITTING)
+        return branch_is_prepared(bs);
+    if (st == TXN_ABORTING)
+        return bs == BR_ACTIVE || bs == BR_FAILED || bs == BR_UNKNOWN || branch_is_prepared(bs);
+    return false;
+}
+
 void txn_note_transition(txn *t, txn_state from, txn_state to)
 {
     (void)from;
@@ -359,7 +421,9 @@ const char *txn_outcome(txn *t, char **reason)
     return o;
 }
 
-json_t *txn_to_json(txn *t)
+/* detail: the in-doubt view (per-branch pending, attempts, last_error,
+ * age_ms since the decision). */
+static json_t *txn_json(txn *t, bool detail)
 {
     char created[40];
     format_iso8601(t->created_wall_ms, created, sizeof(created));
@@ -367,7 +431,8 @@ json_t *txn_to_json(txn *t)
     json_object_set_new(o, "gid", json_string(t->gid));
     json_object_set_new(o, "protocol", json_string(txn_protocol_name(t->protocol)));
     pthread_mutex_lock(&t->mu);
-    json_object_set_new(o, "state", json_string(txn_state_name(txn_state_get(t))));
+    txn_state st = txn_state_get(t);
+    json_object_set_new(o, "state", json_string(txn_state_name(st)));
     const char *outcome = outcome_locked(t);
     if (outcome)
         json_object_set_new(o, "outcome", json_string(outcome));
@@ -375,8 +440,28 @@ json_t *txn_to_json(txn *t)
         json_object_set_new(o, "reason", json_string(t->reason));
     else if (t->fail_reason)
         json_object_set_new(o, "rollback_only_reason", json_string(t->fail_reason));
+    if (t->heuristic)
+        json_object_set_new(o, "heuristic", json_string(t->heuristic == 'c' ? "commit" : "abort"));
     json_object_set_new(o, "created_at", json_string(created));
     json_object_set_new(o, "timeout_ms", json_integer(t->timeout_ms));
+    if (t->protocol == PROTO_3PC) {
+        json_object_set_new(o, "cancommit_timeout_ms", json_integer(t->threepc.cancommit_timeout_ms));
+        json_object_set_new(o, "precommit_timeout_ms", json_integer(t->threepc.precommit_timeout_ms));
+        json_object_set_new(o, "uncertain_timeout_ms", json_integer(t->threepc.uncertain_timeout_ms));
+        json_object_set_new(o, "termination",
+                            json_string(termination_rule_name(t->threepc.termination)));
+    }
+    int64_t age = -1;
+    if (detail) {
+        char decided[40];
+        format_iso8601(t->decided_wall_ms, decided, sizeof(decided));
+        age = wall_ms() - t->decided_wall_ms;
+        if (age < 0)
+            age = 0;
+        json_object_set_new(o, "decided_at", json_string(decided));
+        json_object_set_new(o, "age_ms", json_integer(age));
+        json_object_set_new(o, "recovered", json_boolean(t->recovered));
+    }
     json_t *brs = json_array();
     for (size_t i = 0; i < t->nbranches; i++) {
         const branch *b = &t->branches[i];
@@ -384,6 +469,15 @@ json_t *txn_to_json(txn *t)
         json_object_set_new(bo, "participant", json_string(b->participant));
         json_object_set_new(bo, "branch_gid", json_string(b->branch_gid));
         json_object_set_new(bo, "state", json_string(branch_state_name(b->state)));
+        if (detail) {
+            bool pending = st == TXN_PRECOMMITTING ? branch_is_prepared(b->state)
+                                                   : branch_needs_outcome(st, b->state);
+            json_object_set_new(bo, "pending", json_boolean(pending));
+            json_object_set_new(bo, "attempts", json_integer(b->attempts));
+            json_object_set_new(bo, "last_error",
+                                b->last_error ? json_string_lossy(b->last_error) : json_null());
+            json_object_set_new(bo, "age_ms", json_integer(age));
+        }
         json_array_append_new(brs, bo);
     }
     pthread_mutex_unlock(&t->mu);
@@ -391,8 +485,37 @@ json_t *txn_to_json(txn *t)
     return o;
 }
 
-json_t *txn_list_json(void)
+json_t *txn_to_json(txn *t)
 {
+    return txn_json(t, false);
+}
+
+/* Decided (or, recovered 3PC, deciding from the agents' states) but some
+ * branch has not acknowledged. */
+static bool in_doubt(txn *t)
+{
+    txn_state st = txn_state_get(t);
+    if (st == TXN_PRECOMMITTING)
+        return t->recovered; /* the live 3PC path leaves this state within its timeouts */
+    if (st != TXN_COMMITTING && st != TXN_ABORTING)
+        return false;
+    bool pending = false;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->nbranches && !pending; i++)
+        pending = branch_needs_outcome(st, t->branches[i].state);
+    pthread_mutex_unlock(&t->mu);
+    return pending;
+}
+
+json_t *txn_list_json(const char *filter)
+{
+    bool doubt = filter && strcmp(filter, "in-doubt") == 0;
+    int want = -1;
+    if (filter && !doubt) {
+        want = name_index(state_names, TXN_STATE_COUNT, filter);
+        if (want < 0 || want == TXN_COMMITTED || want == TXN_ABORTED)
+            return NULL; /* finished ones are not listed */
+    }
     /* Take references under the table lock, build JSON outside it. */
     size_t n = 0;
     pthread_mutex_lock(&table_mu);
@@ -405,8 +528,10 @@ json_t *txn_list_json(void)
     json_t *list = json_array();
     /* Oldest first: the live list is newest first. */
     for (size_t i = n; i-- > 0;) {
-        json_array_append_new(list, txn_to_json(arr[i]));
-        txn_unref(arr[i]);
+        txn *t = arr[i];
+        if (doubt ? in_doubt(t) : (want < 0 || (int)txn_state_get(t) == want))
+            json_array_append_new(list, txn_json(t, doubt));
+        txn_unref(t);
     }
     free(arr);
     json_t *o = json_object();

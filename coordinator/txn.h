@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "coord.h"
 #include "gid.h"
 #include "participants.h"
 
@@ -32,6 +33,7 @@ typedef enum {
     TXN_COMMITTED,  /* every branch acknowledged */
     TXN_ABORTING,   /* abort decided; rollbacks in progress */
     TXN_ABORTED,    /* every branch acknowledged */
+    TXN_PRECOMMITTING, /* 3PC: 'P' logged (every vote yes), no 'C' yet: PreCommit, or recovery */
     TXN_STATE_COUNT
 } txn_state;
 
@@ -43,6 +45,8 @@ typedef enum {
     BR_READ_ONLY,  /* voted read_only: committed locally, needs no phase 2 */
     BR_COMMITTED,
     BR_ABORTED,
+    BR_PRECOMMITTED, /* 3PC: prepared, and acknowledged PreCommit (or said so at recovery) */
+    BR_HEURISTIC,    /* given up by an operator's heuristic resolve: finished without an ack */
 } branch_state;
 
 typedef struct {
@@ -50,6 +54,8 @@ typedef struct {
     const participant *p; /* borrowed from the participant table; NULL if not configured */
     char branch_gid[BRANCH_GID_MAX_LEN + 1];
     branch_state state;   /* guarded by txn->mu */
+    int attempts;         /* phase-2 / recovery calls made to it; guarded by txn->mu */
+    char *last_error;     /* why the last such call failed (owned), NULL if none; txn->mu */
 } branch;
 
 typedef struct txn txn;
@@ -59,6 +65,8 @@ struct txn {
     int64_t created_wall_ms;
     int64_t created_ms; /* monotonic */
     int64_t timeout_ms;
+    threepc_settings threepc; /* meaningful for PROTO_3PC only; fixed at creation */
+    bool recovered;           /* recreated from the decision log at start (resolver-driven) */
 
     pthread_mutex_t op_mu;
     pthread_mutex_t mu;
@@ -67,6 +75,9 @@ struct txn {
     char *reason;           /* why it aborted (owned), set on entering aborting */
     char *fail_reason;      /* why it is rollback-only (owned), NULL if it is not */
     bool decision_logged;   /* a 'C' record exists, so an 'E' must follow */
+    bool precommit_logged;  /* a 'P' record exists, so an 'E' must follow whatever the outcome */
+    char heuristic;         /* 'c' / 'a' once an operator resolved it (an 'H' record), else 0 */
+    int64_t decided_wall_ms; /* when commit/abort was decided ('P' time while precommitting) */
     bool in_resolver;       /* queued in the resolver */
     branch *branches;       /* capacity maxbranches, never moved: pointers stay valid */
     size_t nbranches, maxbranches;
@@ -84,12 +95,17 @@ void txn_table_init(void);
 /* Drops the table's references; call after every other user stopped. */
 void txn_table_shutdown(void);
 
-/* New active transaction with a fresh gid; in the table. Returns a reference. */
-txn *txn_create(txn_protocol proto, int64_t timeout_ms);
-/* Recreate a decided-committed transaction from a 'C' record (state
- * committing, decision_logged). NULL if the gid is already in the table.
- * Returns a reference. Add its branches with txn_restore_branch. */
-txn *txn_restore(const char *gid, txn_protocol proto, int64_t created_wall_ms, size_t nbranches);
+/* New active transaction with a fresh gid; in the table. Returns a reference.
+ * threepc: its 3PC settings (copied; NULL = the --3pc-* defaults). */
+txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc);
+/* Recreate a transaction from the decision log, marked recovered:
+ *   committing    from a 'C' without 'E' (decision_logged);
+ *   precommitting from a 'P' without 'C' (precommit_logged);
+ *   aborting      from a 'P' followed by a heuristic abort (precommit_logged).
+ * decided_wall_ms is the record's time. NULL if the gid is already in the
+ * table. Returns a reference. Add its branches with txn_restore_branch. */
+txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, int64_t decided_wall_ms,
+                 size_t nbranches);
 bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid) MUSTCHECK;
 
 /* Reference or NULL. */
@@ -106,6 +122,20 @@ branch *txn_branch(txn *t, const participant *p, bool create);
 /* Mark t rollback-only with reason (first reason wins). */
 void txn_set_failed(txn *t, const char *reason);
 void txn_set_branch_state(txn *t, branch *b, branch_state s);
+/* Count one phase-2 (or recovery) call to b: when acked, b goes to state s
+ * and its last error is cleared; otherwise error (copied) becomes its last
+ * error and, if set_state, b still goes to s. */
+void txn_branch_attempt(txn *t, branch *b, bool acked, branch_state s, bool set_state,
+                        const char *error);
+
+/* Does a branch in state bs still need the outcome of a transaction in st
+ * (committing: COMMIT; aborting: ROLLBACK)? */
+bool branch_needs_outcome(txn_state st, branch_state bs);
+/* A prepared branch (voted yes; 3PC: maybe also pre-committed). */
+static inline bool branch_is_prepared(branch_state bs)
+{
+    return bs == BR_PREPARED || bs == BR_PRECOMMITTED;
+}
 
 /* Called by the FSM driver after every transition; moves a transaction that
  * reached committed/aborted to the finished FIFO. */
@@ -119,8 +149,14 @@ size_t txn_evict(int64_t now, int64_t retention_ms);
 
 /* {"gid","protocol","state","outcome"?,"reason"?,"created_at","timeout_ms","branches":[...]}. New reference. */
 json_t *txn_to_json(txn *t);
-/* {"transactions":[...]} of every transaction not finished. New reference. */
-json_t *txn_list_json(void);
+/* {"transactions":[...]}, oldest first, of the transactions not finished
+ * that pass the filter: NULL = all; a live state name (active, preparing,
+ * precommitting, committing, aborting); or "in-doubt" = decided but not
+ * finished (committing/aborting with a branch still unacknowledged, and
+ * recovered 3PC ones still precommitting), shown with per-branch attempts,
+ * last_error and age_ms since the decision. New reference; NULL when the
+ * filter is not one of these. */
+json_t *txn_list_json(const char *filter);
 /* Outcome as the client sees it: "committed", "aborted" or NULL (undecided).
  * When aborted and reason is not NULL, *reason gets a copy (caller frees). */
 const char *txn_outcome(txn *t, char **reason);
@@ -129,6 +165,8 @@ const char *txn_state_name(txn_state s);
 const char *branch_state_name(branch_state s);
 const char *txn_protocol_name(txn_protocol p);
 bool txn_protocol_parse(const char *name, txn_protocol *out) MUSTCHECK;
+const char *termination_rule_name(termination_rule r);
+bool termination_rule_parse(const char *name, termination_rule *out) MUSTCHECK;
 
 /* "2026-11-26T00:12:09.123Z" into buf (>= 32 bytes). */
 void format_iso8601(int64_t wall_ms, char *buf, size_t size);

@@ -1,12 +1,19 @@
 /*
  * txn_fsm.c - the coordinator's transaction state machine as a table.
  *
- *   active     -> preparing   on commit     (no fn: closes to statements)
- *   active     -> aborting    on rollback / timeout / failed   (decide_abort)
- *   preparing  -> aborting    on vote_no    (decide_abort)
- *   preparing  -> committing  on votes_yes  (decide_commit: forces 'C')
- *   committing -> committed   on acked      (end_commit: writes 'E')
- *   aborting   -> aborted     on acked      (no fn: nothing durable for aborts)
+ *   active        -> preparing     on commit     (no fn: closes to statements)
+ *   active        -> aborting      on rollback / timeout / failed   (decide_abort)
+ *   active        -> aborting      on heuristic_abort (heuristic_abort: forces 'H')
+ *   preparing     -> aborting      on vote_no    (decide_abort)
+ *   preparing     -> committing    on votes_yes  (decide_commit: forces 'C')
+ *   preparing     -> precommitting on votes_yes_3pc (decide_precommit: forces 'P')
+ *   precommitting -> committing    on precommitted  (decide_commit: forces 'C')
+ *   precommitting -> aborting      on no_precommit  (decide_abort; recovery only)
+ *   precommitting -> aborting      on heuristic_abort (heuristic_abort; recovery only)
+ *   committing    -> committed     on acked      (end_commit: writes 'E')
+ *   committing    -> committing    on heuristic_commit (heuristic_commit: forces 'H')
+ *   aborting      -> aborted       on acked      (end_abort: 'E' if a 'P' was logged)
+ *   aborting      -> aborting      on heuristic_abort (heuristic_abort: forces 'H')
  *
  * Invariants:
  *   - The state changes only here, only along a row, and only after the
@@ -14,12 +21,22 @@
  *     that nobody moved t meanwhile.
  *   - Every fn is safe to re-run: decide_abort keeps the first reason,
  *     decide_commit may append a second identical 'C' (replay dedups),
- *     end_commit may append a second 'E'. So recovery re-drives the table:
+ *     decide_precommit a second 'P', the heuristic fns a second 'H',
+ *     end_commit / end_abort a second 'E'. So recovery re-drives the table:
  *     a replayed 'C' without 'E' becomes a txn in committing that the
- *     resolver finishes with "acked".
+ *     resolver finishes with "acked"; a replayed 'P' without 'C' one in
+ *     precommitting that the resolver decides from the agents' states.
+ *   - No row leaves a commit decision for an abort or the reverse (the
+ *     heuristic rows out of committing/aborting stay there). Every row out
+ *     of precommitting is taken by an op_mu holder (threepc.c's driver and
+ *     recovery, heuristic.c), so a 'C' and an 'H' abort are never both
+ *     written for one gid.
  *   - Crash points before-decision-log / after-decision-log surround the
- *     forced 'C' append; before-end-record precedes the 'E' append (both
- *     the first phase-2 attempt and the resolver pass here).
+ *     forced 'C' append (2PC and 3PC); 3pc-after-precommit-log follows the
+ *     'P' append; before-end-record precedes the 'E' append of a commit
+ *     (both the first phase-2 attempt and the resolver pass here).
+ *   - t->decided_wall_ms is set by the fn that decides (the 'C'/'P' time,
+ *     or now for aborts), for the in-doubt view's age.
  */
 #include "txn_fsm.h"
 
@@ -41,21 +58,34 @@ typedef struct {
 
 static bool decide_abort(txn *t, const char *reason);
 static bool decide_commit(txn *t, const char *reason);
+static bool decide_precommit(txn *t, const char *reason);
 static bool end_commit(txn *t, const char *reason);
+static bool end_abort(txn *t, const char *reason);
+static bool heuristic_commit(txn *t, const char *reason);
+static bool heuristic_abort(txn *t, const char *reason);
 
 static const fsm_row fsm_table[] = {
     {TXN_ACTIVE, TXN_PREPARING, EV_COMMIT, NULL},
     {TXN_ACTIVE, TXN_ABORTING, EV_ROLLBACK, decide_abort},
     {TXN_ACTIVE, TXN_ABORTING, EV_TIMEOUT, decide_abort},
     {TXN_ACTIVE, TXN_ABORTING, EV_FAILED, decide_abort},
+    {TXN_ACTIVE, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort},
     {TXN_PREPARING, TXN_ABORTING, EV_VOTE_NO, decide_abort},
     {TXN_PREPARING, TXN_COMMITTING, EV_VOTES_YES, decide_commit},
+    {TXN_PREPARING, TXN_PRECOMMITTING, EV_VOTES_YES_3PC, decide_precommit},
+    {TXN_PRECOMMITTING, TXN_COMMITTING, EV_PRECOMMITTED, decide_commit},
+    {TXN_PRECOMMITTING, TXN_ABORTING, EV_NO_PRECOMMIT, decide_abort},
+    {TXN_PRECOMMITTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort},
     {TXN_COMMITTING, TXN_COMMITTED, EV_ACKED, end_commit},
-    {TXN_ABORTING, TXN_ABORTED, EV_ACKED, NULL},
+    {TXN_COMMITTING, TXN_COMMITTING, EV_HEURISTIC_COMMIT, heuristic_commit},
+    {TXN_ABORTING, TXN_ABORTED, EV_ACKED, end_abort},
+    {TXN_ABORTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort},
 };
 
 static const char *const event_names[EV_COUNT] = {
-    "commit", "rollback", "timeout", "failed", "vote_no", "votes_yes", "acked",
+    "commit",        "rollback",        "timeout",         "failed",
+    "vote_no",       "votes_yes",       "acked",           "votes_yes_3pc",
+    "precommitted",  "no_precommit",    "heuristic_commit", "heuristic_abort",
 };
 
 const char *txn_event_name(txn_event ev)
@@ -68,8 +98,10 @@ static bool decide_abort(txn *t, const char *reason)
 {
     pthread_mutex_lock(&t->mu);
     bool first = t->reason == NULL;
-    if (first)
+    if (first) {
         t->reason = xstrdup(reason ? reason : "aborted");
+        t->decided_wall_ms = wall_ms();
+    }
     pthread_mutex_unlock(&t->mu);
     if (first)
         counter_inc(&g_metrics.aborted[t->protocol]);
@@ -85,23 +117,91 @@ static bool decide_commit(txn *t, const char *reason)
     bool any_prepared = false;
     pthread_mutex_lock(&t->mu);
     for (size_t i = 0; i < t->nbranches; i++)
-        if (t->branches[i].state == BR_PREPARED)
+        if (branch_is_prepared(t->branches[i].state))
             any_prepared = true;
     bool logged = t->decision_logged;
     pthread_mutex_unlock(&t->mu);
     if (any_prepared && !logged) {
         fault_point("before-decision-log");
-        if (!dlog_commit(t))
+        int64_t at = 0;
+        if (!dlog_commit(t, &at))
             return false;
         pthread_mutex_lock(&t->mu);
         t->decision_logged = true;
+        t->decided_wall_ms = at;
         pthread_mutex_unlock(&t->mu);
         fault_point("after-decision-log");
     } else if (!any_prepared) {
         dlog_note_committed(t->gid);
+        pthread_mutex_lock(&t->mu);
+        t->decided_wall_ms = wall_ms(); /* read-only: no record, nothing in doubt */
+        pthread_mutex_unlock(&t->mu);
     }
     counter_inc(&g_metrics.committed[t->protocol]);
     return true;
+}
+
+/* 3PC: every vote yes. Force the 'P' record listing the prepared branches:
+ * no PreCommit may be sent before it is durable. */
+static bool decide_precommit(txn *t, const char *reason)
+{
+    (void)reason;
+    if (t->protocol != PROTO_3PC) {
+        txlog_error(t->gid, NULL, "pre-commit decision asked of a %s transaction",
+                    txn_protocol_name(t->protocol));
+        return false;
+    }
+    pthread_mutex_lock(&t->mu);
+    bool logged = t->precommit_logged;
+    pthread_mutex_unlock(&t->mu);
+    if (!logged) {
+        int64_t at = 0;
+        if (!dlog_precommit(t, &at))
+            return false;
+        pthread_mutex_lock(&t->mu);
+        t->precommit_logged = true;
+        t->decided_wall_ms = at;
+        pthread_mutex_unlock(&t->mu);
+        fault_point("3pc-after-precommit-log");
+    }
+    return true;
+}
+
+/* Force the operator's 'H' record and flag t: from now on its deliveries
+ * give up the branches that do not acknowledge (agent.c). */
+static bool log_heuristic(txn *t, bool commit)
+{
+    if (!dlog_heuristic(t->gid, commit))
+        return false;
+    pthread_mutex_lock(&t->mu);
+    t->heuristic = commit ? 'c' : 'a';
+    pthread_mutex_unlock(&t->mu);
+    counter_inc(commit ? &g_metrics.heuristic_commits : &g_metrics.heuristic_aborts);
+    return true;
+}
+
+/* Operator: stop retrying the branches of a commit that do not answer. */
+static bool heuristic_commit(txn *t, const char *reason)
+{
+    (void)reason;
+    return log_heuristic(t, true);
+}
+
+/* Operator: abort (decided now if it was not), and stop retrying the
+ * branches that do not answer the rollback. */
+static bool heuristic_abort(txn *t, const char *reason)
+{
+    return log_heuristic(t, false) && decide_abort(t, reason);
+}
+
+/* An abort whose 'P' is in the log ends with 'E', so replay forgets it. */
+static bool end_abort(txn *t, const char *reason)
+{
+    (void)reason;
+    pthread_mutex_lock(&t->mu);
+    bool logged = t->precommit_logged;
+    pthread_mutex_unlock(&t->mu);
+    return !logged || dlog_end(t->gid);
 }
 
 static bool end_commit(txn *t, const char *reason)

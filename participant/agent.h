@@ -16,6 +16,8 @@
 
 typedef struct pg_pool pg_pool;
 typedef struct branch_table branch_table;
+typedef struct threepc threepc;
+typedef struct termination termination;
 
 /* Idle time after which an active (unprepared) branch is rolled back by the
  * agent when the first statement did not say "timeout_ms". */
@@ -34,16 +36,27 @@ typedef struct {
     metric_counter vote_yes, vote_no, vote_read_only;
     metric_gauge in_progress; /* branches currently active */
     metric_histogram prepare_latency; /* whole prepare call, statements included */
+    metric_counter precommitted;      /* 3PC: -> precommitted */
+    metric_counter term_commit, term_abort; /* 3PC terminations by outcome */
 } agent_metrics;
 
 typedef struct agent {
     const char *name;         /* --name; borrowed from the config strings */
     char *coordinator;        /* --coordinator without trailing '/'; owned */
     int64_t resolve_interval_ms;
+    char *data_dir;           /* --data-dir or NULL; owned */
     pg_pool *pool;            /* owned */
     branch_table *table;      /* owned */
     agent_metrics metrics;
     volatile int resolver_stop; /* set by main at shutdown; polled by resolver.c */
+    atomic_bool stopping;     /* shutdown began: new branch work is refused (503) */
+    /* 3PC (threepc.c, termination.c): NULL without --data-dir. */
+    threepc *tpc;
+    termination *term;
+    int64_t tp_uncertain_timeout_ms; /* defaults when a prepare names none */
+    int64_t tp_precommit_timeout_ms;
+    int tp_termination;              /* tp_termination */
+    uint64_t tp_compact_bytes;       /* compact branches3pc.log past this size */
     /* Our branch gids that were prepared in PostgreSQL when the first sweep
      * listed them (sorted global gids; published once by resolver.c with
      * release semantics, then read-only). Any branch prepared by an earlier

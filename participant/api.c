@@ -120,6 +120,68 @@ static void h_statements(http_request *req, void *app)
     reply(req, &res);
 }
 
+#define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
+
+/* The 3PC members of a prepare body into tp (peers owned by the caller:
+ * *peers_out, free it). Answers and returns false on a problem. */
+static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
+                      tp_peer **peers_out)
+{
+    char err[JSON_ERR_LEN];
+    json_t *peers = NULL;
+    long long ut = ag->tp_uncertain_timeout_ms, pt = ag->tp_precommit_timeout_ms;
+    const char *term = NULL;
+    *peers_out = NULL;
+    if (!json_field_array(body, "peers", true, &peers, err, sizeof(err)) ||
+        !json_field_int(body, "uncertain_timeout_ms", false, 1, TIMEOUT_MAX_MS, &ut, err,
+                        sizeof(err)) ||
+        !json_field_int(body, "precommit_timeout_ms", false, 1, TIMEOUT_MAX_MS, &pt, err,
+                        sizeof(err)) ||
+        !json_field_string(body, "termination", false, &term, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_request", "%s", err);
+        return false;
+    }
+    tp->termination = (tp_termination)ag->tp_termination;
+    if (term && !tp_termination_parse(term, &tp->termination)) {
+        http_reply_error(req, 400, "invalid_request",
+                         "field 'termination' must be \"protocol\" or \"timeout\"");
+        return false;
+    }
+    size_t n = json_array_size(peers);
+    if (n == 0 || n > TP_MAX_PEERS) {
+        http_reply_error(req, 400, "invalid_request", "field 'peers' must list 1..%d participants",
+                         TP_MAX_PEERS);
+        return false;
+    }
+    tp_peer *ps = xcalloc(n, sizeof(tp_peer));
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(peers, i); /* borrowed */
+        const char *name = NULL, *url = NULL;
+        if (!json_is_object(item) ||
+            !json_field_string(item, "participant", true, &name, err, sizeof(err)) ||
+            !json_field_string(item, "url", true, &url, err, sizeof(err)) ||
+            !participant_name_valid(name) ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
+            strlen(url) >= TP_URL_MAX) {
+            http_reply_error(req, 400, "invalid_request",
+                             "peers[%zu]: needs a valid \"participant\" and an http(s) \"url\"",
+                             i);
+            free(ps);
+            return false;
+        }
+        snprintf(ps[i].participant, sizeof(ps[i].participant), "%s", name);
+        snprintf(ps[i].url, sizeof(ps[i].url), "%s", url);
+        for (size_t l = strlen(ps[i].url); l > 0 && ps[i].url[l - 1] == '/'; l--)
+            ps[i].url[l - 1] = '\0';
+    }
+    tp->peers = ps;
+    tp->npeers = n;
+    tp->uncertain_timeout_ms = ut;
+    tp->precommit_timeout_ms = pt;
+    *peers_out = ps;
+    return true;
+}
+
 static void h_prepare(http_request *req, void *app)
 {
     agent *ag = app;
@@ -128,20 +190,34 @@ static void h_prepare(http_request *req, void *app)
     char err[JSON_ERR_LEN];
     const char *protocol = "2pc";
     json_t *arr = NULL;
+    long long timeout_ms = 0;
     if (!post_prelude(req, ag, &gid, &body))
         return;
     if (!json_field_string(body, "protocol", false, &protocol, err, sizeof(err)) ||
-        !json_field_array(body, "statements", false, &arr, err, sizeof(err))) {
+        !json_field_array(body, "statements", false, &arr, err, sizeof(err)) ||
+        !json_field_int(body, "timeout_ms", false, 1, TIMEOUT_MAX_MS, &timeout_ms, err,
+                        sizeof(err))) {
         http_reply_error(req, 400, "invalid_request", "%s", err);
         return;
     }
-    if (strcmp(protocol, "2pc") != 0) {
+    bool three = strcmp(protocol, "3pc") == 0;
+    if (!three && strcmp(protocol, "2pc") != 0) {
         http_reply_error(req, 400, "unsupported_protocol", "protocol '%s' is not supported",
                          protocol);
         return;
     }
+    if (three && !ag->tpc) {
+        http_reply_error(req, 400, "no_data_dir",
+                         "3pc needs durable branch state: this agent runs without --data-dir");
+        return;
+    }
+    tp_params tp = {0};
+    tp_peer *peers = NULL;
+    if (three && !parse_3pc(req, ag, body, &tp, &peers))
+        return;
     size_t n = arr ? json_array_size(arr) : 0;
-    op_stmt *stmts = xcalloc(n ? n : 1, sizeof(op_stmt));
+    op_stmt stmts_buf[4];
+    op_stmt *stmts = n <= ARRAY_LEN(stmts_buf) ? stmts_buf : xcalloc(n, sizeof(op_stmt));
     size_t parsed = 0;
     bool ok = true;
     for (; parsed < n && ok; parsed++) {
@@ -154,16 +230,34 @@ static void h_prepare(http_request *req, void *app)
             break;
         }
         ok = parse_stmt(req, item, where, &stmts[parsed]);
+        if (!ok)
+            break;
     }
     if (ok) {
         op_result res = {0};
-        op_prepare(ag, gid, stmts, n, &res);
+        op_prepare_req pr = {.stmts = stmts, .n = n, .timeout_ms = timeout_ms,
+                             .tp = three ? &tp : NULL};
+        op_prepare(ag, gid, &pr, &res);
         reply(req, &res);
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < parsed && i < n; i++)
         if (stmts[i].params)
             pg_params_free(stmts[i].params, stmts[i].nparams);
-    free(stmts);
+    if (stmts != stmts_buf)
+        free(stmts);
+    free(peers);
+}
+
+static void h_precommit(http_request *req, void *app)
+{
+    agent *ag = app;
+    const char *gid;
+    json_t *body;
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    op_result res = {0};
+    op_precommit(ag, gid, &res);
+    reply(req, &res);
 }
 
 static void h_commit(http_request *req, void *app)
@@ -238,6 +332,7 @@ static void h_metrics(http_request *req, void *app)
         {"txagent_branches_committed_total", "Branches committed (incl. read-only).",
          &m->committed},
         {"txagent_branches_aborted_total", "Branches aborted.", &m->aborted},
+        {"txagent_branches_precommitted_total", "3PC branches precommitted.", &m->precommitted},
     };
     for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
         metric_write_header(&sb, counters[i].name, "counter", counters[i].help);
@@ -247,6 +342,12 @@ static void h_metrics(http_request *req, void *app)
     metric_write_counter(&sb, "txagent_votes_total", "vote=\"yes\"", &m->vote_yes);
     metric_write_counter(&sb, "txagent_votes_total", "vote=\"no\"", &m->vote_no);
     metric_write_counter(&sb, "txagent_votes_total", "vote=\"read_only\"", &m->vote_read_only);
+    metric_write_header(&sb, "txagent_3pc_terminations_total", "counter",
+                        "3PC terminations run by this agent, by decision.");
+    metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"commit\"",
+                         &m->term_commit);
+    metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"abort\"",
+                         &m->term_abort);
     metric_write_header(&sb, "txagent_branches_in_progress", "gauge", "Branches active now.");
     metric_write_gauge(&sb, "txagent_branches_in_progress", NULL, &m->in_progress);
     metric_write_header(&sb, "txagent_prepare_seconds", "histogram",
@@ -267,6 +368,7 @@ static void h_metrics(http_request *req, void *app)
 static const http_route routes[] = {
     {"POST", "/v1/branches/{gid}/statements", h_statements},
     {"POST", "/v1/branches/{gid}/prepare", h_prepare},
+    {"POST", "/v1/branches/{gid}/precommit", h_precommit},
     {"POST", "/v1/branches/{gid}/commit", h_commit},
     {"POST", "/v1/branches/{gid}/rollback", h_rollback},
     {"GET", "/v1/branches/{gid}", h_branch},

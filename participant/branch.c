@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "threepc.h"
 
 struct branch_table {
     pthread_mutex_t mu;
@@ -35,6 +36,7 @@ struct branch_table {
 static const char *const state_names[BS__COUNT] = {
     [BS_UNKNOWN] = "unknown",     [BS_ACTIVE] = "active",       [BS_FAILED] = "failed",
     [BS_PREPARED] = "prepared",   [BS_COMMITTED] = "committed", [BS_ABORTED] = "aborted",
+    [BS_UNCERTAIN] = "uncertain", [BS_PRECOMMITTED] = "precommitted",
 };
 
 const char *branch_state_name(branch_state s)
@@ -73,6 +75,7 @@ static void branch_free(branch *b)
 {
     if (b->cancel)
         PQfreeCancel(b->cancel);
+    tp_branch_free(b->tp);
     pthread_mutex_destroy(&b->cancel_mu);
     pthread_mutex_destroy(&b->mu);
     free(b);
@@ -242,6 +245,14 @@ branch **branch_table_snapshot(branch_table *t, size_t *n)
     pthread_mutex_unlock(&t->mu);
     *n = k;
     return arr;
+}
+
+void branch_restore(branch_table *t, branch *b, branch_state s)
+{
+    atomic_store(&b->state, (int)s);
+    atomic_store(&b->last_activity_ms, now_ms());
+    if (s == BS_FAILED || s == BS_COMMITTED || s == BS_ABORTED)
+        branch_table_finished(t, b);
 }
 
 size_t branch_table_size(branch_table *t)

@@ -5,6 +5,12 @@
  *   unknown -> active -> prepared -> committed | aborted
  *   active -> failed -> aborted,  active -> aborted,  active -> committed (read-only)
  *   unknown -> prepared | committed | aborted  (re-sent calls after a restart)
+ * Three-phase commit (b->tp set; threepc.c):
+ *   prepared -> uncertain (record forced, then the yes vote)
+ *   uncertain -> precommitted -> committed,  uncertain -> committed | aborted
+ *   uncertain | precommitted -> committed | aborted  (found finished in PostgreSQL)
+ *   A precommitted branch is never rolled back by a decision: only committed
+ *   (or marked aborted if PostgreSQL shows it was rolled back by someone else).
  *
  * "unknown" is the state of an entry just created by a lookup: it has done
  * nothing in PostgreSQL yet; GET shows it as "unknown".
@@ -35,6 +41,8 @@ typedef enum {
     BS_PREPARED,
     BS_COMMITTED,
     BS_ABORTED,
+    BS_UNCERTAIN,    /* 3PC: prepared, voted yes, recorded; waiting for PreCommit */
+    BS_PRECOMMITTED, /* 3PC: PreCommit recorded; waiting for DoCommit */
     BS__COUNT
 } branch_state;
 
@@ -51,7 +59,14 @@ typedef enum {
     EV_ROLLBACK,       /* active|failed -> aborted: ROLLBACK; prepared|unknown: ROLLBACK PREPARED */
     EV_TIMEOUT,        /* active -> aborted: idle too long */
     EV_SHUTDOWN,       /* active -> aborted: agent stopping */
+    EV_RECORD,         /* prepared -> uncertain: 3PC state record forced */
+    EV_PRECOMMIT,      /* uncertain -> precommitted: record forced */
+    EV_FOUND_COMMITTED, /* uncertain|precommitted -> committed: not prepared any more,
+                           PostgreSQL says the xid committed */
+    EV_FOUND_ABORTED,  /* uncertain|precommitted -> aborted: same, rolled back */
 } branch_event;
+
+typedef struct tp_branch tp_branch;
 
 typedef struct branch {
     pthread_mutex_t mu;
@@ -66,6 +81,9 @@ typedef struct branch {
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
     bool wrote;                    /* a statement surely assigned an xid (rows written) */
     bool session_dirty;            /* a statement changed session state: close conn at the end */
+    bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */
+    char xid[24];                  /* xid8 of the prepared transaction ("" unknown) */
+    tp_branch *tp;                 /* 3PC state (threepc.h), NULL for 2PC; owned, set once */
     char reason[256];              /* why it failed / voted no */
     char sqlstate[6];              /* SQLSTATE of that failure, "" if none */
     int64_t created_ms;
@@ -93,6 +111,9 @@ branch **branch_table_snapshot(branch_table *t, size_t *n);
 /* Forget finished branches older than FINISHED_KEEP_MS or beyond FINISHED_KEEP_MAX. */
 void branch_table_evict(branch_table *t, int64_t now);
 size_t branch_table_size(branch_table *t);
+/* Replay (threepc.c, before any request): set the state of a branch rebuilt
+ * from the 3PC log without a transition; a finished state joins the finished list. */
+void branch_restore(branch_table *t, branch *b, branch_state s);
 
 const char *branch_state_name(branch_state s);
 /* Readable without b->mu (a snapshot: authoritative only with b->mu held). */
@@ -115,11 +136,12 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
  * rollback must not wait behind a statement stuck on a lock). */
 void branch_cancel_running(branch *b);
 
-/* With b->mu held, active branch: does its transaction have an xid?
- * false on failure (ctx filled). */
-bool branch_has_xid(branch *b, fsm_ctx *ctx, bool *has_xid) MUSTCHECK;
-/* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx filled). */
-bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx,
-                              bool *found) MUSTCHECK;
+/* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx
+ * filled). xid (size >= 24, may be NULL) gets its xid8 in decimal when found. */
+bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx, bool *found,
+                              char *xid) MUSTCHECK;
+/* With b->mu held, active branch whose BEGIN is still pending: give back its
+ * (dead) connection and take a fresh one. false on failure (ctx filled). */
+bool branch_reconnect(branch *b, fsm_ctx *ctx) MUSTCHECK;
 
 #endif

@@ -21,9 +21,11 @@
 #include "branch.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "threepc.h"
 
 typedef bool (*fsm_fn)(branch *b, fsm_ctx *ctx);
 
@@ -68,6 +70,7 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     b->conn = NULL;
     b->cancel = NULL;
     pthread_mutex_unlock(&b->cancel_mu);
+    b->begin_pending = false;
     if (cancel)
         PQfreeCancel(cancel);
     if (b->session_dirty && !dead)
@@ -94,35 +97,30 @@ static bool fn_none(branch *b, fsm_ctx *ctx)
     return true;
 }
 
-/* BEGIN on a pooled connection. A pooled connection that turns out dead
- * (PostgreSQL restarted since it was used) is replaced, a few times at most. */
+/* Take a pooled connection for the branch. No I/O here: BEGIN travels in
+ * the same pipeline as the branch's first statements (branch_ops.c), which
+ * also replaces a pooled connection found dead (branch_reconnect). */
 static bool fn_begin(branch *b, fsm_ctx *ctx)
 {
     if (b->conn)
         return true;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        PGconn *c;
-        px_status ps = pool_acquire(ctx->ag->pool, POOL_WAIT_MS, &c);
-        if (ps != PX_OK) {
-            ctx_fail(ctx, ps, "",
-                     ps == PX_EXHAUSTED ? "connection pool exhausted"
-                                        : "cannot connect to PostgreSQL");
-            return false;
-        }
-        pg_res r;
-        bool ok = pg_exec(c, "BEGIN", 0, NULL, &r);
-        if (ok) {
-            pg_res_clear(&r);
-            take_conn(b, c);
-            return true;
-        }
-        bool dead = r.conn_dead;
-        ctx_fail_res(ctx, dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
-        pg_res_clear(&r);
-        pool_release(ctx->ag->pool, c, dead);
-        if (!dead)
-            return false;
+    PGconn *c;
+    px_status ps = pool_acquire(ctx->ag->pool, POOL_WAIT_MS, &c);
+    if (ps != PX_OK) {
+        ctx_fail(ctx, ps, "",
+                 ps == PX_EXHAUSTED ? "connection pool exhausted" : "cannot connect to PostgreSQL");
+        return false;
     }
+    take_conn(b, c);
+    b->begin_pending = true;
+    return true;
+}
+
+bool branch_reconnect(branch *b, fsm_ctx *ctx)
+{
+    give_back_conn(b, ctx, true);
+    if (fn_begin(b, ctx))
+        return true;
     return false;
 }
 
@@ -206,7 +204,7 @@ static bool fn_abort(branch *b, fsm_ctx *ctx)
 static bool fn_find_prepared(branch *b, fsm_ctx *ctx)
 {
     bool found;
-    if (!branch_is_prepared_in_pg(ctx->ag, b->branch_gid, ctx, &found))
+    if (!branch_is_prepared_in_pg(ctx->ag, b->branch_gid, ctx, &found, b->xid))
         return false;
     if (!found)
         ctx_fail(ctx, PX_OK, "", "unknown branch (agent restarted?)");
@@ -249,6 +247,10 @@ static bool fn_commit_local(branch *b, fsm_ctx *ctx)
         ctx_fail(ctx, PX_DB_DOWN, "", "branch has no connection");
         return false;
     }
+    if (b->begin_pending) { /* nothing was ever sent: nothing to commit */
+        give_back_conn(b, ctx, false);
+        return true;
+    }
     pg_res r;
     bool ok = pg_exec(b->conn, "COMMIT", 0, NULL, &r);
     if (ok && strcmp(r.command, "COMMIT") == 0) {
@@ -265,6 +267,54 @@ static bool fn_commit_local(branch *b, fsm_ctx *ctx)
     }
     pg_res_clear(&r);
     return false;
+}
+
+/* ---- three-phase commit (threepc.c keeps the records) ---- */
+
+static bool fn_record_uncertain(branch *b, fsm_ctx *ctx)
+{
+    if (!threepc_record_uncertain(ctx->ag, b)) {
+        ctx_fail(ctx, PX_OK, "", "cannot record the 3pc state durably (see above)");
+        return false;
+    }
+    return true;
+}
+
+static bool fn_record_precommit(branch *b, fsm_ctx *ctx)
+{
+    if (!threepc_record_precommitted(ctx->ag, b)) {
+        ctx_fail(ctx, PX_OK, "", "cannot record the precommitted state durably (see above)");
+        return false;
+    }
+    return true;
+}
+
+static bool fn_commit_3pc(branch *b, fsm_ctx *ctx)
+{
+    if (!finish_prepared(b, ctx, "COMMIT PREPARED"))
+        return false;
+    threepc_record_final(ctx->ag, b, true);
+    return true;
+}
+
+static bool fn_rollback_3pc(branch *b, fsm_ctx *ctx)
+{
+    if (!finish_prepared(b, ctx, "ROLLBACK PREPARED"))
+        return false;
+    threepc_record_final(ctx->ag, b, false);
+    return true;
+}
+
+static bool fn_found_committed(branch *b, fsm_ctx *ctx)
+{
+    threepc_record_final(ctx->ag, b, true);
+    return true;
+}
+
+static bool fn_found_aborted(branch *b, fsm_ctx *ctx)
+{
+    threepc_record_final(ctx->ag, b, false);
+    return true;
 }
 
 /* ---- the table ---- */
@@ -289,6 +339,17 @@ static const fsm_row fsm_rows[] = {
 
     {BS_PREPARED, BS_COMMITTED, EV_COMMIT, fn_commit_prepared},
     {BS_PREPARED, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared},
+    {BS_PREPARED, BS_UNCERTAIN, EV_RECORD, fn_record_uncertain},
+
+    {BS_UNCERTAIN, BS_PRECOMMITTED, EV_PRECOMMIT, fn_record_precommit},
+    {BS_UNCERTAIN, BS_COMMITTED, EV_COMMIT, fn_commit_3pc},
+    {BS_UNCERTAIN, BS_ABORTED, EV_ROLLBACK, fn_rollback_3pc},
+    {BS_UNCERTAIN, BS_COMMITTED, EV_FOUND_COMMITTED, fn_found_committed},
+    {BS_UNCERTAIN, BS_ABORTED, EV_FOUND_ABORTED, fn_found_aborted},
+
+    {BS_PRECOMMITTED, BS_COMMITTED, EV_COMMIT, fn_commit_3pc},
+    {BS_PRECOMMITTED, BS_COMMITTED, EV_FOUND_COMMITTED, fn_found_committed},
+    {BS_PRECOMMITTED, BS_ABORTED, EV_FOUND_ABORTED, fn_found_aborted},
 };
 
 static const char *const event_names[] = {
@@ -297,6 +358,8 @@ static const char *const event_names[] = {
     [EV_FAIL] = "fail",         [EV_VOTE_NO] = "vote_no",
     [EV_COMMIT] = "commit",     [EV_ROLLBACK] = "rollback",
     [EV_TIMEOUT] = "timeout",   [EV_SHUTDOWN] = "shutdown",
+    [EV_RECORD] = "record",     [EV_PRECOMMIT] = "precommit",
+    [EV_FOUND_COMMITTED] = "found_committed", [EV_FOUND_ABORTED] = "found_aborted",
 };
 
 static void count_transition(agent_metrics *m, branch_state from, branch_state to)
@@ -311,6 +374,7 @@ static void count_transition(agent_metrics *m, branch_state from, branch_state t
     case BS_PREPARED: counter_inc(&m->prepared); break;
     case BS_COMMITTED: counter_inc(&m->committed); break;
     case BS_ABORTED: counter_inc(&m->aborted); break;
+    case BS_PRECOMMITTED: counter_inc(&m->precommitted); break;
     default: break;
     }
 }
@@ -353,29 +417,25 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
 
 /* ---- queries used by the callers to choose an event ---- */
 
-bool branch_has_xid(branch *b, fsm_ctx *ctx, bool *has_xid)
+/* The xid8 of a prepared transaction from its 32-bit xid and the next xid8
+ * (pg_snapshot_xmax of a current snapshot): the prepared one is older, by
+ * less than 2^31. */
+static void xid8_of(const char *x32s, const char *nexts, char *out)
 {
-    pg_res r;
-    bool ok = pg_exec(b->conn, "SELECT pg_current_xact_id_if_assigned() IS NULL", 0, NULL, &r);
-    if (!ok || !r.res || PQntuples(r.res) != 1) {
-        if (ok)
-            ctx_fail(ctx, PX_SQL_ERROR, "", "xid check returned no row");
-        else
-            ctx_fail_res(ctx, r.conn_dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
-        pg_res_clear(&r);
-        return false;
-    }
-    *has_xid = strcmp(PQgetvalue(r.res, 0, 0), "t") != 0;
-    pg_res_clear(&r);
-    return true;
+    unsigned long long x32 = strtoull(x32s, NULL, 10), next = strtoull(nexts, NULL, 10);
+    uint32_t diff = (uint32_t)next - (uint32_t)x32;
+    snprintf(out, 24, "%llu", next - diff);
 }
 
-bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx, bool *found)
+bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx, bool *found,
+                              char *xid)
 {
     const char *params[1] = {branch_gid};
     pg_res r;
     px_status ps = pool_query(ag->pool, POOL_WAIT_MS,
-                              "SELECT 1 FROM pg_prepared_xacts "
+                              "SELECT transaction::text, "
+                              "pg_snapshot_xmax(pg_current_snapshot())::text "
+                              "FROM pg_prepared_xacts "
                               "WHERE database = current_database() AND gid = $1",
                               1, params, &r);
     if (ps != PX_OK) {
@@ -384,6 +444,8 @@ bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx, b
         return false;
     }
     *found = r.res && PQntuples(r.res) > 0;
+    if (*found && xid)
+        xid8_of(PQgetvalue(r.res, 0, 0), PQgetvalue(r.res, 0, 1), xid);
     pg_res_clear(&r);
     return true;
 }

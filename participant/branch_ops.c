@@ -63,6 +63,7 @@
 #include "fault.h"
 #include "log.h"
 #include "pool.h"
+#include "threepc.h"
 
 /* ---- results ---- */
 
@@ -189,41 +190,138 @@ static bool changes_session(const char *tag, const char *sql)
     return !(strncasecmp(sql, "LOCAL", 5) == 0 && isspace((unsigned char)sql[5]));
 }
 
-/* Run one client statement on an active branch. On success *result (may be
- * NULL) gets its JSON. On failure the branch is failed (rolled back, the
- * connection given back) with b->reason/b->sqlstate set. */
-static stmt_status run_statement(agent *ag, branch *b, const op_stmt *st, json_t **result)
+/* Is this command tag one that ends (or starts) a transaction block? The
+ * refusal in api.c (sql_is_transaction_control) keeps such statements out;
+ * this is the check after the fact. */
+static bool tag_ends_transaction(const char *tag)
+{
+    static const char *const tags[] = {"COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
+                                       "COMMIT PREPARED", "ROLLBACK PREPARED", "BEGIN",
+                                       "START TRANSACTION"};
+    for (size_t i = 0; i < ARRAY_LEN(tags); i++)
+        if (strcmp(tag, tags[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Batch limits: BEGIN + SET LOCAL + xid check + the client statements. */
+#define BATCH_FIXED 3
+#define BEGIN_ATTEMPTS 3
+
+/*
+ * Run, on an active branch and in ONE round trip (pipeline mode):
+ *   [BEGIN]                                  while b->begin_pending
+ *   [SET LOCAL statement_timeout = T]        when timeout_ms > 0
+ *   st[0..n)                                 the client's statements
+ *   [SELECT pg_current_xact_id_if_assigned()] when want_xid (sets b->xid)
+ * The first failure makes PostgreSQL skip the rest; it is mapped like a
+ * single statement's failure (sql error with its sqlstate, lost connection,
+ * statement that ended the transaction). A pooled connection found dead
+ * before BEGIN ran is replaced and the batch re-sent (nothing ran on it).
+ * On success *result (may be NULL) gets the JSON of the last client
+ * statement. On failure the branch is failed (rolled back, connection given
+ * back) with b->reason/b->sqlstate set.
+ */
+static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
+                             int64_t timeout_ms, bool want_xid, json_t **result)
 {
     fsm_ctx ctx = {.ag = ag};
-    pg_res r;
-    bool ok = pg_exec(b->conn, st->sql, st->nparams, (const char *const *)st->params, &r);
+    char set_timeout[64];
+    pg_query qbuf[BATCH_FIXED + 8];
+    pg_res rbuf[BATCH_FIXED + 8];
+    size_t cap = BATCH_FIXED + n;
+    pg_query *q = cap <= ARRAY_LEN(qbuf) ? qbuf : xcalloc(cap, sizeof(pg_query));
+    pg_res *r = cap <= ARRAY_LEN(rbuf) ? rbuf : xcalloc(cap, sizeof(pg_res));
     stmt_status s = STMT_OK;
-    char why[320];
-    if (!ok && r.conn_dead) {
-        s = STMT_DB_DOWN;
-        set_reason(b, r.sqlstate, "database connection lost: %s", r.message);
-    } else if (!ok) {
-        s = STMT_SQL_ERROR;
-        set_reason(b, r.sqlstate, "%s", r.message);
-    } else if (PQtransactionStatus(b->conn) != PQTRANS_INTRANS) {
-        s = STMT_TXN_ENDED;
-        set_reason(b, "", "statement ended the transaction (%s)", r.command);
+    size_t nq = 0, first_stmt = 0, xid_at = 0, fail = 0;
+    bool sent_begin = false;
+    for (int attempt = 0;; attempt++) {
+        nq = 0;
+        sent_begin = b->begin_pending;
+        if (sent_begin)
+            q[nq++] = (pg_query){"BEGIN", 0, NULL};
+        if (timeout_ms > 0) {
+            snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+                     (long long)timeout_ms);
+            q[nq++] = (pg_query){set_timeout, 0, NULL};
+        }
+        first_stmt = nq;
+        for (size_t i = 0; i < n; i++)
+            q[nq++] = (pg_query){st[i].sql, st[i].nparams, (const char *const *)st[i].params};
+        xid_at = nq;
+        if (want_xid)
+            q[nq++] = (pg_query){"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL};
+        if (pg_exec_pipeline(b->conn, q, nq, r, &fail))
+            break;
+        /* Nothing ran when BEGIN itself found the connection dead: retry on a
+         * fresh one (a pooled connection may have died with a PG restart). */
+        bool retry = sent_begin && fail == 0 && r[0].conn_dead && attempt + 1 < BEGIN_ATTEMPTS;
+        if (!retry)
+            break;
+        for (size_t i = 0; i < nq; i++)
+            pg_res_clear(&r[i]);
+        if (!branch_reconnect(b, &ctx)) {
+            set_reason(b, "", "database connection lost: %s", ctx.message);
+            s = STMT_DB_DOWN;
+            nq = 0;
+            goto failed;
+        }
     }
-    if (s == STMT_OK) {
-        if (tag_wrote_rows(r.command))
+    if (sent_begin && (fail > 0 || fail == nq))
+        b->begin_pending = false; /* BEGIN ran */
+    if (fail < nq) {
+        pg_res *e = &r[fail];
+        const char *what = fail < first_stmt ? (sent_begin && fail == 0 ? "BEGIN: " : "SET: ")
+                           : fail >= xid_at && want_xid ? "xid check: "
+                                                         : "";
+        if (e->conn_dead) {
+            s = STMT_DB_DOWN;
+            set_reason(b, e->sqlstate, "database connection lost: %s%s", what, e->message);
+        } else {
+            s = STMT_SQL_ERROR;
+            set_reason(b, e->sqlstate, "%s%s", what, e->message);
+        }
+        goto failed;
+    }
+    for (size_t i = first_stmt; i < first_stmt + n; i++) {
+        if (tag_ends_transaction(r[i].command)) {
+            s = STMT_TXN_ENDED;
+            set_reason(b, "", "statement ended the transaction (%s)", r[i].command);
+            goto failed;
+        }
+        if (tag_wrote_rows(r[i].command))
             b->wrote = true;
-        if (changes_session(r.command, st->sql))
+        if (changes_session(r[i].command, st[i - first_stmt].sql))
             b->session_dirty = true;
-        if (result)
-            *result = pg_result_to_json(r.res);
-        pg_res_clear(&r);
-        return STMT_OK;
     }
-    pg_res_clear(&r);
+    if (PQtransactionStatus(b->conn) != PQTRANS_INTRANS) {
+        s = STMT_TXN_ENDED;
+        set_reason(b, "", "statement ended the transaction (%s)",
+                   n ? r[first_stmt + n - 1].command : "?");
+        goto failed;
+    }
+    if (want_xid) {
+        const PGresult *xr = r[xid_at].res;
+        bool has = xr && PQntuples(xr) == 1 && !PQgetisnull(xr, 0, 0);
+        snprintf(b->xid, sizeof(b->xid), "%s", has ? PQgetvalue(xr, 0, 0) : "");
+    }
+    if (result && n > 0)
+        *result = pg_result_to_json(r[first_stmt + n - 1].res);
+    goto out;
+
+failed:;
+    char why[320];
     snprintf(why, sizeof(why), "%s%s%s", s == STMT_SQL_ERROR ? "sql error " : "", b->sqlstate,
              b->sqlstate[0] ? ": " : "");
     strncat(why, b->reason, sizeof(why) - strlen(why) - 1);
     step_best_effort(b, EV_FAIL, why, &ctx); /* fn_release cannot fail */
+out:
+    for (size_t i = 0; i < nq; i++)
+        pg_res_clear(&r[i]);
+    if (q != qbuf)
+        free(q);
+    if (r != rbuf)
+        free(r);
     return s;
 }
 
@@ -261,6 +359,10 @@ void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout
         res_err(out, 400, "invalid_gid", NULL, "invalid gid");
         return;
     }
+    if (branch_state_get(b) == BS_UNKNOWN && atomic_load(&ag->stopping)) {
+        res_err(out, 503, "shutting_down", NULL, "agent is shutting down");
+        goto done;
+    }
     if (branch_state_get(b) == BS_UNKNOWN && !begin_branch(ag, b, out))
         goto done;
     if (branch_state_get(b) != BS_ACTIVE) {
@@ -270,7 +372,7 @@ void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout
     if (timeout_ms > 0)
         b->timeout_ms = timeout_ms;
     json_t *result = NULL;
-    stmt_status s = run_statement(ag, b, st, &result);
+    stmt_status s = run_batch(ag, b, st, 1, timeout_ms, false, &result);
     if (s == STMT_OK)
         res_ok(out, result);
     else
@@ -319,22 +421,43 @@ static void vote_no(agent *ag, branch *b, op_result *out)
     res_vote(ag, out, b, VOTE_NO);
 }
 
-/* Active branch: run the statements, then read-only check and PREPARE. */
-static void prepare_active(agent *ag, branch *b, const op_stmt *stmts, size_t n, op_result *out)
+/* Prepared branch: for 3PC record the uncertain state durably first (a yes
+ * vote must survive a crash of this agent); then vote yes. A branch that
+ * cannot be recorded is rolled back and votes no (no yes was ever given). */
+static void vote_yes(agent *ag, branch *b, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    for (size_t i = 0; i < n; i++) {
-        if (run_statement(ag, b, &stmts[i], NULL) != STMT_OK) {
+    if (b->tp && branch_state_get(b) == BS_PREPARED) {
+        if (!b->xid[0]) {
+            bool found; /* re-sent after a restart: learn the xid from PostgreSQL */
+            if (!branch_is_prepared_in_pg(ag, b->branch_gid, &ctx, &found, b->xid))
+                b->xid[0] = '\0';
+        }
+        if (!branch_fsm_step(b, EV_RECORD, "vote yes", &ctx)) {
+            set_reason(b, "", "%s", ctx.message);
+            step_best_effort(b, EV_ROLLBACK, "3pc state not recorded", &ctx);
             vote_no(ag, b, out);
             return;
         }
     }
-    bool has_xid = b->wrote; /* then no need to ask */
-    if (!has_xid && !branch_has_xid(b, &ctx, &has_xid)) {
-        set_reason(b, ctx.sqlstate, "read-only check failed: %s", ctx.message);
+    res_vote(ag, out, b, VOTE_YES);
+}
+
+/* Active branch: run the statements (BEGIN, statement_timeout and the xid
+ * check in the same round trip), then PREPARE TRANSACTION alone, or COMMIT
+ * for a read-only branch. */
+static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    /* The xid check is needed unless a statement surely wrote (2PC); 3PC
+     * keeps the xid itself (replay asks pg_xact_status about it). */
+    bool need_batch = req->n > 0 || b->begin_pending || !b->wrote || (b->tp && !b->xid[0]);
+    if (need_batch &&
+        run_batch(ag, b, req->stmts, req->n, req->timeout_ms, true, NULL) != STMT_OK) {
         vote_no(ag, b, out);
         return;
     }
+    bool has_xid = b->xid[0] != '\0' || b->wrote;
     if (!has_xid) {
         if (branch_fsm_step(b, EV_READ_ONLY, "vote read_only", &ctx)) {
             res_vote(ag, out, b, VOTE_READ_ONLY);
@@ -344,9 +467,10 @@ static void prepare_active(agent *ag, branch *b, const op_stmt *stmts, size_t n,
         vote_no(ag, b, out);
         return;
     }
-    if (branch_fsm_step(b, EV_PREPARE, "vote yes", &ctx)) {
+    if (branch_fsm_step(b, EV_PREPARE, b->tp ? "prepared, recording 3pc state" : "vote yes",
+                        &ctx)) {
         fault_point("after-prepare");
-        res_vote(ag, out, b, VOTE_YES);
+        vote_yes(ag, b, out);
         return;
     }
     set_reason(b, ctx.sqlstate, "%s", ctx.message);
@@ -369,27 +493,35 @@ static bool maybe_prepared_before_start(agent *ag, const char *gid)
                    cmp_gid) != NULL;
 }
 
-void op_prepare(agent *ag, const char *gid, const op_stmt *stmts, size_t n, op_result *out)
+void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result *out)
 {
     int64_t t0 = now_us();
     fsm_ctx ctx = {.ag = ag};
+    size_t n = req->n;
     branch *b = lock_branch(ag, gid);
     if (!b) {
         res_err(out, 400, "invalid_gid", NULL, "invalid gid");
         return;
     }
-    switch (branch_state_get(b)) {
+    branch_state s0 = branch_state_get(b);
+    if (req->tp && !b->tp && (s0 == BS_UNKNOWN || s0 == BS_ACTIVE || s0 == BS_PREPARED))
+        b->tp = tp_branch_new(req->tp);
+    switch (s0) {
     case BS_UNKNOWN:
+        if (atomic_load(&ag->stopping)) {
+            res_err(out, 503, "shutting_down", NULL, "agent is shutting down");
+            break;
+        }
         /* Not in memory: a re-send after a restart, or a new one-shot branch
          * (which only needs the look-up if an earlier run may have prepared it). */
         if (n > 0 && !maybe_prepared_before_start(ag, gid)) {
             if (begin_branch(ag, b, out))
-                prepare_active(ag, b, stmts, n, out);
+                prepare_active(ag, b, req, out);
             break;
         }
         if (branch_fsm_step(b, EV_FOUND_PREPARED, "found in pg_prepared_xacts", &ctx)) {
             txlog_info(b->gid, ag->name, "vote yes (re-sent, branch found in pg_prepared_xacts)");
-            res_vote(ag, out, b, VOTE_YES);
+            vote_yes(ag, b, out);
             break;
         }
         if (ctx.px != PX_OK) {
@@ -403,13 +535,21 @@ void op_prepare(agent *ag, const char *gid, const op_stmt *stmts, size_t n, op_r
         }
         if (!begin_branch(ag, b, out))
             break;
-        prepare_active(ag, b, stmts, n, out);
+        prepare_active(ag, b, req, out);
         break;
     case BS_ACTIVE:
-        prepare_active(ag, b, stmts, n, out);
+        prepare_active(ag, b, req, out);
         break;
     case BS_PREPARED:
         txlog_info(b->gid, ag->name, "vote yes (re-sent, branch already prepared)");
+        vote_yes(ag, b, out);
+        break;
+    case BS_UNCERTAIN:
+    case BS_PRECOMMITTED:
+        txlog_info(b->gid, ag->name, "vote yes (re-sent, branch already %s)",
+                   branch_state_name(s0));
+        if (s0 == BS_UNCERTAIN) /* the coordinator is alive: restart the wait */
+            threepc_rearm(b, b->tp->uncertain_timeout_ms);
         res_vote(ag, out, b, VOTE_YES);
         break;
     case BS_COMMITTED:
@@ -441,6 +581,8 @@ void op_commit(agent *ag, const char *gid, op_result *out)
     switch (branch_state_get(b)) {
     case BS_UNKNOWN:
     case BS_PREPARED:
+    case BS_UNCERTAIN:
+    case BS_PRECOMMITTED:
         if (!branch_fsm_step(b, EV_COMMIT, "commit", &ctx)) {
             res_infra(out, &ctx, "COMMIT PREPARED failed");
             break;
@@ -482,6 +624,7 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
     case BS_PREPARED:
     case BS_ACTIVE:
     case BS_FAILED:
+    case BS_UNCERTAIN:
         if (!branch_fsm_step(b, EV_ROLLBACK, "rollback", &ctx)) {
             res_infra(out, &ctx, "rollback failed");
             break;
@@ -503,6 +646,42 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
     unlock_branch(ag, b);
 }
 
+void op_precommit(agent *ag, const char *gid, op_result *out)
+{
+    fsm_ctx ctx = {.ag = ag};
+    branch *b = lock_branch(ag, gid);
+    if (!b) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return;
+    }
+    switch (branch_state_get(b)) {
+    case BS_UNCERTAIN:
+        if (!branch_fsm_step(b, EV_PRECOMMIT, "precommit", &ctx)) {
+            res_err(out, 500, "precommit_failed", NULL, "%s", ctx.message);
+            break;
+        }
+        res_ok(out, json_pack("{s:s}", "state", "precommitted"));
+        break;
+    case BS_PRECOMMITTED:
+        txlog_info(b->gid, ag->name, "precommit re-sent: already precommitted");
+        threepc_rearm(b, b->tp->precommit_timeout_ms);
+        res_ok(out, json_pack("{s:s}", "state", "precommitted"));
+        break;
+    case BS_COMMITTED:
+        if (b->tp && b->vote != VOTE_READ_ONLY) { /* further along: as good as an ack */
+            txlog_info(b->gid, ag->name, "precommit: branch already committed");
+            res_ok(out, json_pack("{s:s}", "state", "committed"));
+            break;
+        }
+        res_wrong_state(out, b, "precommit");
+        break;
+    default:
+        res_wrong_state(out, b, "precommit");
+        break;
+    }
+    unlock_branch(ag, b);
+}
+
 /* ---- reads ---- */
 
 static json_t *branch_json(const char *gid, const char *bgid, const char *state)
@@ -510,12 +689,24 @@ static json_t *branch_json(const char *gid, const char *bgid, const char *state)
     return json_pack("{s:s, s:s, s:s}", "gid", gid, "branch_gid", bgid, "state", state);
 }
 
+/* The answer for a branch held in memory (peers of a 3PC branch read
+ * "read_only" to skip a branch that committed without a vote that counts). */
+static json_t *branch_json_of(branch *b, branch_state s)
+{
+    json_t *o = branch_json(b->gid, b->branch_gid, branch_state_name(s));
+    if (b->tp)
+        json_object_set_new(o, "protocol", json_string("3pc"));
+    if (s == BS_COMMITTED && b->vote == VOTE_READ_ONLY)
+        json_object_set_new(o, "read_only", json_true());
+    return o;
+}
+
 void op_status(agent *ag, const char *gid, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, false);
     branch_state s = b ? branch_state_get(b) : BS_UNKNOWN;
     if (s != BS_UNKNOWN) {
-        res_ok(out, branch_json(b->gid, b->branch_gid, branch_state_name(s)));
+        res_ok(out, branch_json_of(b, s));
         branch_put(ag->table, b);
         return;
     }
@@ -527,7 +718,7 @@ void op_status(agent *ag, const char *gid, op_result *out)
     }
     fsm_ctx ctx = {.ag = ag};
     bool found;
-    if (!branch_is_prepared_in_pg(ag, bgid, &ctx, &found)) {
+    if (!branch_is_prepared_in_pg(ag, bgid, &ctx, &found, NULL)) {
         res_infra(out, &ctx, "cannot look up branch");
         return;
     }
@@ -542,8 +733,7 @@ void op_list(agent *ag, op_result *out)
     for (size_t i = 0; i < n; i++) {
         branch_state s = branch_state_get(bs[i]);
         if (s != BS_UNKNOWN)
-            json_array_append_new(arr, branch_json(bs[i]->gid, bs[i]->branch_gid,
-                                                   branch_state_name(s)));
+            json_array_append_new(arr, branch_json_of(bs[i], s));
     }
     /* Prepared branches PostgreSQL has that memory does not (after a restart). */
     pg_res r;
@@ -578,9 +768,9 @@ void op_list(agent *ag, op_result *out)
 bool op_in_progress(agent *ag, const char *gid)
 {
     branch *b = branch_get(ag->table, gid, false);
-    bool active = b && branch_state_get(b) == BS_ACTIVE;
+    bool skip = b && (branch_state_get(b) == BS_ACTIVE || threepc_owns(b));
     branch_put(ag->table, b);
-    return active;
+    return skip;
 }
 
 bool op_resolve(agent *ag, const char *gid, bool commit)
@@ -649,6 +839,18 @@ void op_rollback_open(agent *ag)
         }
         pthread_mutex_unlock(&b->mu);
         branch_put(ag->table, b);
+    }
+    free(bs);
+}
+
+void op_cancel_running(agent *ag)
+{
+    size_t n;
+    branch **bs = branch_table_snapshot(ag->table, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (branch_state_get(bs[i]) == BS_ACTIVE)
+            branch_cancel_running(bs[i]);
+        branch_put(ag->table, bs[i]);
     }
     free(bs);
 }

@@ -7,9 +7,15 @@
  *   - Periodic housekeeping (idle-branch timeouts, eviction of finished
  *     branches) runs from tick() on the main thread only; the recovery sweep
  *     has its own thread (resolver.c) because it waits on the network.
- *   - Shutdown order: stop the HTTP server (waits for in-flight calls), stop
- *     the sweep, roll back open (unprepared) branches, close connections.
- *     Prepared branches stay prepared: they are the coordinator's to decide.
+ *   - Periodic 3PC work (timers, log compaction) also runs from tick();
+ *     the terminations themselves run on termination.c's thread.
+ *   - Shutdown order: refuse new branches (503 shutting_down), cancel the
+ *     statements running on active branches and keep cancelling while the
+ *     HTTP server stops (it waits for in-flight calls, which a statement
+ *     blocked on a lock would otherwise hold forever), stop the sweep and the
+ *     termination thread, roll back open (unprepared) branches, close
+ *     connections. Prepared branches stay prepared: they are the
+ *     coordinator's (or, for 3PC, their timers') to decide.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -29,9 +35,13 @@
 #include "ops.h"
 #include "pool.h"
 #include "resolver.h"
+#include "termination.h"
+#include "threepc.h"
+#include "tp.h"
 
 #define TICK_MS 100
 #define IDLE_CHECK_EVERY_MS 1000
+#define SHUTDOWN_CANCEL_EVERY_MS 200
 
 static volatile sig_atomic_t stop_requested;
 
@@ -41,11 +51,14 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
-static const char *const crash_points[] = {"after-prepare", "after-commit-prepared", NULL};
+static const char *const crash_points[] = {"after-prepare", "after-commit-prepared",
+                                           "3pc-after-precommit-record", NULL};
 
 typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
+    char *tp_termination;
     long long pool_size, resolve_interval_ms, max_body;
+    long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes;
 } agent_opts;
 
 static void opts_free(agent_opts *o)
@@ -57,6 +70,7 @@ static void opts_free(agent_opts *o)
     free(o->data_dir);
     free(o->crash_point);
     free(o->log_level);
+    free(o->tp_termination);
 }
 
 static bool install_signals(void)
@@ -79,6 +93,26 @@ static void tick(agent *ag, int64_t *next_idle_check)
         op_expire_idle(ag, now);
         *next_idle_check = now + IDLE_CHECK_EVERY_MS;
     }
+    threepc_tick(ag, now);
+}
+
+/* Shutdown helper thread: cancels running statements until told to stop, so
+ * that http_server_stop (which waits for in-flight calls) cannot hang behind
+ * a statement blocked on a lock, nor behind one that started just after a
+ * single round of cancels. */
+typedef struct {
+    agent *ag;
+    volatile int stop;
+} canceller;
+
+static void *cancel_main(void *arg)
+{
+    canceller *c = arg;
+    while (!c->stop) {
+        op_cancel_running(c->ag);
+        sleep_ms(SHUTDOWN_CANCEL_EVERY_MS, &c->stop);
+    }
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -101,15 +135,28 @@ int main(int argc, char **argv)
          "recovery sweep period", &o.resolve_interval_ms},
         {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
          "largest request body accepted", &o.max_body},
+        {"3pc-uncertain-timeout-ms", OPT_INT, "5000", 1, 86400000, false, "MS",
+         "3PC: wait in uncertain (voted yes, no PreCommit) before termination, when the "
+         "coordinator sends none", &o.tp_uncertain_ms},
+        {"3pc-precommit-timeout-ms", OPT_INT, "5000", 1, 86400000, false, "MS",
+         "3PC: wait in precommitted (no DoCommit) before termination, when the coordinator "
+         "sends none", &o.tp_precommit_ms},
+        {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "protocol|timeout",
+         "3PC: termination rule when the prepare names none (protocol: ask the peers; "
+         "timeout: uncertain aborts, precommitted commits)", &o.tp_termination},
+        {"3pc-log-compact-bytes", OPT_INT, "4194304", 4096, 1LL << 40, false, "BYTES",
+         "3PC: rewrite branches3pc.log with only unfinished branches past this size",
+         &o.tp_compact_bytes},
         {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N]",
-         "testing: _exit at a crash point (after-prepare, after-commit-prepared); "
-         "env TXAGENT_CRASH_POINT too",
+         "testing: _exit at a crash point (after-prepare, after-commit-prepared, "
+         "3pc-after-precommit-record); env TXAGENT_CRASH_POINT too",
          &o.crash_point},
         {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
          &o.log_level},
     };
     const char *summary = "txagent: participant agent of txcoord; runs transaction branches on "
-                          "one PostgreSQL database and votes in two-phase commit.";
+                          "one PostgreSQL database and votes in two- and three-phase commit "
+                          "(3PC needs --data-dir).";
     if (!opts_parse(defs, ARRAY_LEN(defs), argc, argv, "txagent", summary)) {
         opts_free(&o);
         return 2;
@@ -141,6 +188,14 @@ int main(int argc, char **argv)
         opts_free(&o);
         return 2;
     }
+    tp_termination term_rule;
+    if (!tp_termination_parse(o.tp_termination, &term_rule)) {
+        fprintf(stderr, "txagent: --3pc-termination: '%s' is not protocol or timeout\n",
+                o.tp_termination);
+        free(host);
+        opts_free(&o);
+        return 2;
+    }
     const char *crash = o.crash_point ? o.crash_point : getenv("TXAGENT_CRASH_POINT");
     if (!fault_init(crash, crash_points)) {
         free(host);
@@ -161,6 +216,12 @@ int main(int argc, char **argv)
     for (size_t l = strlen(ag->coordinator); l > 0 && ag->coordinator[l - 1] == '/'; l--)
         ag->coordinator[l - 1] = '\0';
     ag->resolve_interval_ms = o.resolve_interval_ms;
+    ag->data_dir = o.data_dir ? xstrdup(o.data_dir) : NULL;
+    ag->tp_uncertain_timeout_ms = o.tp_uncertain_ms;
+    ag->tp_precommit_timeout_ms = o.tp_precommit_ms;
+    ag->tp_termination = (int)term_rule;
+    ag->tp_compact_bytes = (uint64_t)o.tp_compact_bytes;
+    atomic_init(&ag->stopping, false);
     ag->pool = pool_create(o.pg, o.name, (int)o.pool_size);
     ag->table = branch_table_new(o.name);
 
@@ -171,6 +232,16 @@ int main(int argc, char **argv)
         pool_release(ag->pool, c, false);
     else
         log_warn("PostgreSQL is not reachable yet; will retry on demand");
+
+    /* 3PC state before anything can ask about a branch. */
+    if (ag->data_dir) {
+        if (!threepc_open(ag))
+            die("cannot open the 3pc branch log in %s", ag->data_dir);
+        if (!termination_start(ag))
+            die("cannot start the 3pc termination thread");
+    } else {
+        log_info("no --data-dir: 3pc prepares will be refused (no_data_dir)");
+    }
 
     http_server *srv = api_start(ag, host, port, (size_t)o.max_body);
     if (!srv)
@@ -187,10 +258,22 @@ int main(int argc, char **argv)
         sleep_ms(TICK_MS, &stop_requested);
     }
 
-    log_info("shutting down: stopping the API");
+    log_info("shutting down: cancelling running statements, stopping the API");
+    atomic_store(&ag->stopping, true);
+    canceller cn = {.ag = ag, .stop = 0};
+    pthread_t cancel_thread;
+    bool cancelling = pthread_create(&cancel_thread, NULL, cancel_main, &cn) == 0;
+    if (!cancelling)
+        op_cancel_running(ag); /* once, at least */
     http_server_stop(srv);
+    if (cancelling) {
+        cn.stop = 1;
+        pthread_join(cancel_thread, NULL);
+    }
     resolver_stop(ag, resolver_thread);
+    termination_stop(ag);
     op_rollback_open(ag);
+    threepc_close(ag);
     branch_table_free(ag->table);
     pool_destroy(ag->pool);
     httpc_global_cleanup();
@@ -199,6 +282,7 @@ int main(int argc, char **argv)
         free(ag->prepared_at_start[i]);
     free(ag->prepared_at_start);
     free(ag->coordinator);
+    free(ag->data_dir);
     free(ag);
     free(host);
     opts_free(&o);

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "agent.h"
+#include "threepc.h"
 
 typedef struct {
     unsigned http;     /* 200 or an error status */
@@ -28,8 +29,17 @@ typedef struct {
 /* POST /v1/branches/{gid}/statements; timeout_ms <= 0 keeps the branch's. */
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
                   op_result *out);
-/* POST .../prepare; n > 0 is the one-shot form. */
-void op_prepare(agent *ag, const char *gid, const op_stmt *stmts, size_t n, op_result *out);
+typedef struct {
+    const op_stmt *stmts; /* n > 0: the one-shot form */
+    size_t n;
+    int64_t timeout_ms;   /* > 0: statement_timeout of the statements (SET LOCAL) */
+    const tp_params *tp;  /* "protocol":"3pc": peers, timers; NULL for 2PC */
+} op_prepare_req;
+
+/* POST .../prepare. */
+void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result *out);
+/* POST .../precommit (3PC). */
+void op_precommit(agent *ag, const char *gid, op_result *out);
 /* POST .../commit and .../rollback. */
 void op_commit(agent *ag, const char *gid, op_result *out);
 void op_rollback(agent *ag, const char *gid, op_result *out);
@@ -41,12 +51,17 @@ void op_list(agent *ag, op_result *out);
 /* Recovery sweep: finish a prepared branch as the coordinator decided.
  * true when it is finished (now or before). */
 bool op_resolve(agent *ag, const char *gid, bool commit) MUSTCHECK;
-/* Is gid held in memory as in progress (active: its prepare not answered yet)? */
+/* Must the recovery sweep leave gid alone? True while it is active (its
+ * prepare not answered yet) and for 3PC branches that are prepared, uncertain
+ * or precommitted: their own timers and termination finish them. */
 bool op_in_progress(agent *ag, const char *gid);
 
 /* Janitor: roll back active branches idle past their timeout. */
 void op_expire_idle(agent *ag, int64_t now);
 /* Shutdown: roll back every active branch (prepared ones are left prepared). */
 void op_rollback_open(agent *ag);
+/* Shutdown: cancel the statement running on every active branch (PQcancel),
+ * so that no request stays blocked on a lock. */
+void op_cancel_running(agent *ag);
 
 #endif

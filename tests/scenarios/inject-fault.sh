@@ -12,12 +12,22 @@
 # `scripts/cluster up`, which starts whatever is missing.
 # Prints one line saying what it did and "faults=1" (txbank counts those);
 # scripts/cluster's own output goes to CLUSTER_DIR/faults.log.
-# Exit non-zero if the component could not be started again.
+# Exit non-zero if the component could not be started again, after printing
+# what scripts/cluster said about it.
 set -euo pipefail
 dir="$1"
 cluster="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/scripts/cluster"
 log="$dir/faults.log"
-cl() { "$cluster" --dir "$dir" "$@" >>"$log" 2>&1; }
+cl() {
+    local from
+    from=$(($(wc -l <"$log" 2>/dev/null || echo 0) + 1))
+    echo "$(date -u +%T.%N | cut -c1-12) scripts/cluster $*" >>"$log"
+    if ! "$cluster" --dir "$dir" "$@" >>"$log" 2>&1; then
+        echo "FAILED: scripts/cluster $* (its output follows)"
+        tail -n +"$from" "$log" | tail -n 40 | sed 's/^/  | /'
+        return 1
+    fi
+}
 
 if ! cl status; then
     echo "heal: something was down, scripts/cluster up"

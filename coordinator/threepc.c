@@ -1,0 +1,338 @@
+/*
+ * threepc.c - the three-phase commit protocol for one transaction
+ * (docs/PROTOCOL.md "Three-phase commit"), and the recovery of a 3PC
+ * transaction whose pre-commit decision ('P') was logged without a commit
+ * decision ('C').
+ *
+ * threepc_commit() runs with the transaction's op_mu held:
+ *
+ *  1. active -> preparing. From here statements get 409 wrong_state.
+ *  2. CanCommit: PREPARE every branch in parallel with "protocol":"3pc",
+ *     "peers" (every participant of the transaction with its agent URL as
+ *     configured here), the three timeouts and the termination rule. A
+ *     vote not in within cancommit_timeout_ms counts as no vote (one-shot
+ *     form: the statements run inside this call, so it may take up to the
+ *     transaction's timeout_ms when that is larger). After a yes vote an
+ *     agent is uncertain and its uncertain_timeout_ms timer runs.
+ *  3. Any branch not yes/read_only, or the votes took 3/4 of
+ *     uncertain_timeout_ms or more (an early voter's timer may fire before
+ *     its PreCommit arrives, and it would abort on its own): preparing ->
+ *     aborting, ROLLBACK to every branch (2PC step 3). No record: presumed
+ *     abort.
+ *  4. Every vote read_only: preparing -> committing with no record, as 2PC:
+ *     nothing is prepared anywhere, there is nothing to pre-commit.
+ *  5. preparing -> precommitting: the 'P' record (the yes-voting branches)
+ *     is forced first; if that fails the process stops (as 2PC step 4).
+ *     Crash point 3pc-after-precommit-log after it.
+ *  6. PreCommit: POST precommit to every prepared branch in parallel, each
+ *     call bounded by precommit_timeout_ms (one at a time when the crash
+ *     point 3pc-after-first-precommit is armed, crashing after the first
+ *     answer was processed). An ack makes the branch precommitted. Acks not
+ *     all in: go on anyway (logged); such a branch learns the outcome from
+ *     DoCommit, or from its peers' termination protocol.
+ *  7. Crash point 3pc-before-commit-log; precommitting -> committing: the
+ *     'C' record is forced (stop on failure, as 2PC).
+ *  8. DoCommit: COMMIT to every prepared/precommitted branch through 2PC's
+ *     delivery (unacknowledged ones go to the resolver; 'E' once all
+ *     acknowledged). The client gets "committed".
+ *
+ * A crash (coordinator process dies) between steps means:
+ *  - before 5 ('P' not durable): no record; as 2PC before its decision.
+ *    Agents that voted yes stay uncertain until their timer: the
+ *    termination protocol finds every peer uncertain (or one not voted)
+ *    and aborts, the timeout rule aborts; once we are back, /v1/outcomes
+ *    says "aborted" (earlier epoch, no 'C') to any agent that asks.
+ *  - between 5 and 6 (3pc-after-precommit-log): 'P' without 'C', nobody
+ *    pre-committed. Agents abort on their own (all uncertain). Restart:
+ *    recovery (below) hears uncertain or aborted everywhere -> abort.
+ *  - during 6 (3pc-after-first-precommit): some branches pre-committed.
+ *    Agents: a pre-committed one times out and commits (timeout rule), or
+ *    its termination protocol pre-commits the uncertain peers and commits
+ *    them all. Restart: recovery hears precommitted/committed -> 'C',
+ *    commit. Both sides commit (with the timeout rule an uncertain agent
+ *    aborts on its own: 3PC's known weakness, logged by recovery).
+ *  - between 6 and 7 (3pc-before-commit-log): as during 6, more of them
+ *    pre-committed.
+ *  - during 7: the 'C' is durable or not; with it, restart is 2PC recovery
+ *    (commit); without it, the recovery of 'P' (a branch is pre-committed
+ *    -> commit). Either way commit.
+ *  - after 7: as 2PC after its decision.
+ *
+ * Recovery of 'P' without 'C' (replayed as a transaction in
+ * precommitting; the resolver drives it, never a client):
+ *  R1. GET /v1/branches/{gid} from every branch's agent.
+ *  R2. threepc_recovery_rule: any committed or precommitted -> commit;
+ *      else any aborted / active / failed / unknown -> abort; else every
+ *      agent answered uncertain -> abort; else (uncertain ones and silent
+ *      ones) wait: a silent agent may be pre-committed; ask again with
+ *      backoff. The outcome endpoint answers in_flight meanwhile.
+ *  R3. The decision is taken holding op_mu (its other holders keep it
+ *      briefly here) and only if t is still precommitting, so it never races an
+ *      operator's heuristic abort: commit = precommitting -> committing
+ *      ('C' forced, then the resolver delivers COMMIT); abort =
+ *      precommitting -> aborting (ROLLBACK to all, 'E' when all
+ *      acknowledged so replay forgets the 'P').
+ *
+ * Known limit (3PC's, not ours): under a partition, or with the agents'
+ * timeout rule, agents may decide differently from one another and from us.
+ * Recovery then prefers commit when any branch is pre-committed and logs
+ * every branch that aborted on its own as an atomicity violation.
+ */
+#include "threepc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "coord.h"
+#include "fault.h"
+#include "log.h"
+#include "twopc.h"
+#include "txn_fsm.h"
+
+/* The body fields of a 3PC PREPARE besides "protocol" and "statements".
+ * Caller holds op_mu (branches are only added by its holder). New reference. */
+static json_t *prepare_fields(txn *t)
+{
+    json_t *peers = json_array();
+    for (size_t i = 0; i < t->nbranches; i++) {
+        const branch *b = &t->branches[i];
+        if (b->p)
+            json_array_append_new(peers, json_pack("{s:s, s:s}", "participant", b->participant,
+                                                   "url", b->p->url));
+    }
+    const threepc_settings *s = &t->threepc;
+    return json_pack("{s:o, s:I, s:I, s:I, s:s}", "peers", peers, "cancommit_timeout_ms",
+                     (json_int_t)s->cancommit_timeout_ms, "precommit_timeout_ms",
+                     (json_int_t)s->precommit_timeout_ms, "uncertain_timeout_ms",
+                     (json_int_t)s->uncertain_timeout_ms, "termination",
+                     termination_rule_name(s->termination));
+}
+
+static size_t count_prepared(txn *t)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->nbranches; i++)
+        if (branch_is_prepared(t->branches[i].state))
+            n++;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* Step 6, one answer. */
+static bool precommit_apply(txn *t, branch *b, const httpc_call *c)
+{
+    if (c->status == 200) {
+        txn_set_branch_state(t, b, BR_PRECOMMITTED);
+        txlog_debug(t->gid, b->participant, "precommit: acknowledged");
+        return true;
+    }
+    char why[512];
+    agent_describe_failure(c, why, sizeof(why));
+    txlog_warn(t->gid, b->participant,
+               "precommit not acknowledged: %s; going on (the branch learns the outcome from "
+               "DoCommit or from its peers)",
+               why);
+    return false;
+}
+
+/* Step 6. Returns how many branches acknowledged. */
+static size_t precommit_all(txn *t, bool sequential)
+{
+    size_t room = t->nbranches;
+    httpc_call *calls = xcalloc(room ? room : 1, sizeof(*calls));
+    branch **brs = xcalloc(room ? room : 1, sizeof(*brs));
+    size_t n = 0, acked = 0;
+    for (size_t i = 0; i < room; i++) {
+        branch *b = &t->branches[i];
+        if (b->state != BR_PREPARED || !b->p) /* op_mu holder: the only writer */
+            continue;
+        agent_call_init(&calls[n], b->p, t->gid, "precommit", NULL,
+                        (long)t->threepc.precommit_timeout_ms);
+        brs[n++] = b;
+    }
+    if (sequential) {
+        for (size_t i = 0; i < n; i++) {
+            (void)httpc_request(&calls[i]); /* status read by precommit_apply */
+            acked += precommit_apply(t, brs[i], &calls[i]);
+            if (i == 0)
+                fault_point("3pc-after-first-precommit");
+        }
+    } else if (n > 0) {
+        (void)httpc_perform(calls, n); /* per-call status read below */
+        for (size_t i = 0; i < n; i++)
+            acked += precommit_apply(t, brs[i], &calls[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        agent_call_free(&calls[i]);
+    free(calls);
+    free(brs);
+    return acked;
+}
+
+void threepc_commit(txn *t, json_t *const *stmts)
+{
+    /* 1 */
+    if (!commit_begin(t))
+        return;
+    /* 2 */
+    int64_t t0 = now_us();
+    json_t *fields = prepare_fields(t);
+    char reason[1024];
+    bool all_yes = commit_prepare_all(t, stmts, fields, (long)t->threepc.cancommit_timeout_ms,
+                                      reason, sizeof(reason));
+    json_decref(fields);
+    int64_t t1 = now_us();
+    size_t nprepared = count_prepared(t);
+    int64_t took_ms = (t1 - t0) / 1000;
+    if (all_yes && nprepared > 0 && took_ms * 4 >= t->threepc.uncertain_timeout_ms * 3) {
+        snprintf(reason, sizeof(reason),
+                 "votes took %lld ms, too close to the agents' uncertain timeout (%lld ms): "
+                 "they may abort on their own",
+                 (long long)took_ms, (long long)t->threepc.uncertain_timeout_ms);
+        txlog_warn(t->gid, NULL, "3pc: %s", reason);
+        all_yes = false;
+    }
+    if (!all_yes) {
+        /* 3 */
+        if (txn_fsm_advance(t, EV_VOTE_NO, reason))
+            commit_deliver_outcome(t, false);
+        return;
+    }
+    if (nprepared == 0) {
+        /* 4 */
+        commit_decide(t, EV_VOTES_YES, reason);
+        commit_deliver_outcome(t, false);
+        return;
+    }
+    /* 5 */
+    if (!txn_fsm_advance(t, EV_VOTES_YES_3PC, reason))
+        die("gid=%s pre-commit record write failed: it may or may not be durable; stopping so "
+            "that the log and the agents decide at restart",
+            t->gid);
+    int64_t t2 = now_us();
+    /* 6 */
+    size_t acked = precommit_all(t, g_coord.sequential_precommit);
+    int64_t t3 = now_us();
+    /* 7 */
+    fault_point("3pc-before-commit-log");
+    char why[128];
+    snprintf(why, sizeof(why), "%zu of %zu pre-commits acknowledged", acked, nprepared);
+    commit_decide(t, EV_PRECOMMITTED, why);
+    int64_t t4 = now_us();
+    /* 8 */
+    commit_deliver_outcome(t, g_coord.sequential_phase2);
+    txlog_debug(t->gid, NULL,
+                "timing: cancommit %lld us, pre-commit decision %lld us, precommit %lld us, "
+                "decision %lld us, docommit %lld us",
+                (long long)(t1 - t0), (long long)(t2 - t1), (long long)(t3 - t2),
+                (long long)(t4 - t3), (long long)(now_us() - t4));
+}
+
+/* ---- recovery of 'P' without 'C' ---------------------------------------- */
+
+threepc_recovery_decision threepc_recovery_rule(size_t n_precommitted, size_t n_refused,
+                                                size_t n_uncertain, size_t n_unreachable)
+{
+    (void)n_uncertain;
+    if (n_precommitted > 0)
+        return RECOVERY_COMMIT; /* all voted yes ('P'), and a branch may commit on its own */
+    if (n_refused > 0)
+        return RECOVERY_ABORT; /* that branch will never commit */
+    if (n_unreachable == 0)
+        return RECOVERY_ABORT; /* all uncertain: nobody can have committed */
+    return RECOVERY_WAIT;      /* a silent one may be pre-committed */
+}
+
+size_t threepc_recovery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
+{
+    size_t n = 0;
+    char path[GID_MAX_LEN + 32];
+    snprintf(path, sizeof(path), "/v1/branches/%s", t->gid);
+    for (size_t i = 0; i < t->nbranches && n < room; i++) {
+        const branch *b = &t->branches[i];
+        if (!b->p) {
+            txlog_error(t->gid, b->participant,
+                        "3pc recovery: cannot ask the branch state: participant is not "
+                        "configured (--participant)");
+            continue;
+        }
+        agent_call_init_get(&calls[n], b->p, path, (long)g_coord.agent_timeout_ms);
+        bidx[n++] = i;
+    }
+    return n;
+}
+
+bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n)
+{
+    size_t npre = 0, nrefused = 0, nuncertain = 0, nsilent = 0;
+    char summary[512] = "", violators[256] = "";
+    size_t slen = 0, vlen = 0;
+    for (size_t i = 0; i < n; i++) {
+        branch *b = &t->branches[bidx[i]];
+        const httpc_call *c = &calls[i];
+        const char *st = c->status == 200
+                             ? json_string_value(json_object_get(c->response, "state"))
+                             : NULL;
+        if (!st) {
+            char why[512];
+            agent_describe_failure(c, why, sizeof(why));
+            txn_branch_attempt(t, b, false, b->state, false, why);
+            nsilent++;
+            st = "unreachable";
+        } else if (strcmp(st, "committed") == 0 || strcmp(st, "precommitted") == 0) {
+            txn_branch_attempt(t, b, true, st[0] == 'c' ? BR_COMMITTED : BR_PRECOMMITTED, false,
+                               NULL);
+            npre++;
+        } else if (strcmp(st, "uncertain") == 0 || strcmp(st, "prepared") == 0) {
+            txn_branch_attempt(t, b, true, BR_PREPARED, false, NULL);
+            nuncertain++;
+        } else {
+            /* aborted, active, failed, unknown: it has not committed and will not. */
+            txn_branch_attempt(t, b, true, strcmp(st, "aborted") == 0 ? BR_ABORTED : BR_PREPARED,
+                               false, NULL);
+            nrefused++;
+            if (vlen < sizeof(violators))
+                vlen += (size_t)snprintf(violators + vlen, sizeof(violators) - vlen, "%s%s=%s",
+                                         vlen ? " " : "", b->participant, st);
+        }
+        if (slen < sizeof(summary))
+            slen += (size_t)snprintf(summary + slen, sizeof(summary) - slen, "%s%s=%s",
+                                     slen ? " " : "", b->participant, st);
+    }
+    for (size_t i = 0; i < t->nbranches; i++) {
+        if (t->branches[i].p)
+            continue;
+        nsilent++; /* not configured here (logged by the build step): cannot be asked */
+        if (slen < sizeof(summary))
+            slen += (size_t)snprintf(summary + slen, sizeof(summary) - slen, "%s%s=unconfigured",
+                                     slen ? " " : "", t->branches[i].participant);
+    }
+    threepc_recovery_decision d = threepc_recovery_rule(npre, nrefused, nuncertain, nsilent);
+    if (d == RECOVERY_WAIT) {
+        txlog_info(t->gid, NULL, "3pc recovery: %s -> wait (a silent agent may be pre-committed)",
+                   summary);
+        return txn_state_get(t) != TXN_PRECOMMITTING;
+    }
+    /* Its other holders (an operator's resolve, a client's commit/rollback
+     * finding t decided) hold it briefly. */
+    pthread_mutex_lock(&t->op_mu);
+    if (txn_state_get(t) == TXN_PRECOMMITTING) {
+        char reason[640];
+        snprintf(reason, sizeof(reason), "3pc recovery: %s", summary);
+        if (d == RECOVERY_COMMIT) {
+            if (nrefused > 0)
+                txlog_error(t->gid, NULL,
+                            "3pc recovery: a branch is pre-committed but %s: committing, "
+                            "atomicity is violated for those",
+                            violators);
+            commit_decide(t, EV_PRECOMMITTED, reason);
+        } else if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, reason)) {
+            txlog_error(t->gid, NULL, "3pc recovery: abort not taken (see above)");
+        }
+    }
+    pthread_mutex_unlock(&t->op_mu);
+    return txn_state_get(t) != TXN_PRECOMMITTING;
+}

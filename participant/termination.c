@@ -1,0 +1,344 @@
+/*
+ * termination.c - the 3PC termination protocol: what the agent does on its
+ * own when the coordinator stays silent past a branch's timer (PROTOCOL.md
+ * "Three-phase commit"; the rule itself is termination_decide in tp.c).
+ *
+ * Steps for one expired branch (one worker thread, gids queued by the tick):
+ *   1. Under b->mu: is it still uncertain/precommitted and past its deadline?
+ *      (a coordinator message may have come meanwhile: then nothing to do).
+ *      Is it still in pg_prepared_xacts? If not it was finished: mark it as
+ *      PostgreSQL says (pg_xact_status) and stop.
+ *   2. Without the lock: termination=protocol asks every other peer
+ *      GET /v1/branches/{gid} in parallel; termination=timeout asks no one.
+ *   3. Decide; log "3pc termination: <rule> -> commit|abort".
+ *   4. Under b->mu, only if the state is still the one seen in step 1, act:
+ *      commit: COMMIT PREPARED.  abort: ROLLBACK PREPARED.
+ *      precommit-then-commit: precommit self (forced) if uncertain, POST
+ *        precommit to the uncertain peers, COMMIT PREPARED, POST commit to
+ *        the other peers.
+ *      abort-all: ROLLBACK PREPARED, POST rollback to the uncertain peers.
+ *   PostgreSQL failing in step 1 or 4 re-arms the timer (retried later).
+ * A crash of the agent between 1 and 4 changes nothing (replay re-arms the
+ * timer); inside 4 after the self precommit the branch is precommitted and
+ * the next termination commits it; after COMMIT/ROLLBACK PREPARED the replay
+ * settles it from PostgreSQL.
+ *
+ * Invariants:
+ *   - No network I/O with b->mu held: peers run their own termination at the
+ *     same time and call us while we call them.
+ *   - A branch is acted on only if its state did not change while the peers
+ *     were asked; otherwise the message that changed it (coordinator or peer)
+ *     is obeyed and this termination ends.
+ */
+#include "termination.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "branch.h"
+#include "httpc.h"
+#include "log.h"
+#include "threepc.h"
+
+#define PEER_TIMEOUT_MS 2000
+#define RETRY_MS 1000
+
+struct termination {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char (*q)[GID_MAX_LEN + 1];
+    size_t n, cap;
+    bool stop;
+};
+
+/* ---- peers ---- */
+
+typedef struct {
+    size_t npeers;                       /* others, self excluded */
+    const tp_peer *peer[TP_MAX_PEERS];   /* borrowed from b->tp (immutable) */
+    const char *name[TP_MAX_PEERS];
+    peer_state st[TP_MAX_PEERS];
+} peer_set;
+
+static void peers_of(agent *ag, const tp_branch *tp, peer_set *ps)
+{
+    ps->npeers = 0;
+    for (size_t i = 0; i < tp->npeers && ps->npeers < TP_MAX_PEERS; i++) {
+        if (strcmp(tp->peers[i].participant, ag->name) == 0)
+            continue;
+        ps->peer[ps->npeers] = &tp->peers[i];
+        ps->name[ps->npeers] = tp->peers[i].participant;
+        ps->st[ps->npeers] = PEER_UNREACHABLE;
+        ps->npeers++;
+    }
+}
+
+/* GET every peer's view of gid in parallel. */
+static void ask_peers(const char *gid, peer_set *ps)
+{
+    size_t n = ps->npeers;
+    if (n == 0)
+        return;
+    httpc_call calls[TP_MAX_PEERS];
+    char *urls[TP_MAX_PEERS];
+    char *esc = httpc_escape(gid);
+    memset(calls, 0, sizeof(calls));
+    for (size_t i = 0; i < n; i++) {
+        urls[i] = xasprintf("%s/v1/branches/%s", ps->peer[i]->url, esc);
+        calls[i].method = "GET";
+        calls[i].url = urls[i];
+        calls[i].timeout_ms = PEER_TIMEOUT_MS;
+    }
+    free(esc);
+    (void)httpc_perform(calls, n); /* per-call status below */
+    for (size_t i = 0; i < n; i++) {
+        const char *state = NULL;
+        bool ro = false;
+        if (calls[i].status == 200 && calls[i].response) {
+            state = json_string_value(json_object_get(calls[i].response, "state"));
+            ro = json_is_true(json_object_get(calls[i].response, "read_only"));
+        }
+        ps->st[i] = peer_state_from(state, ro);
+        httpc_call_clear(&calls[i]);
+        free(urls[i]);
+    }
+}
+
+/* POST verb to the peers whose state is in want (bitmask of 1u << peer_state). */
+static void tell_peers(agent *ag, const char *gid, const peer_set *ps, unsigned want,
+                       const char *verb)
+{
+    httpc_call calls[TP_MAX_PEERS];
+    char *urls[TP_MAX_PEERS];
+    size_t idx[TP_MAX_PEERS], n = 0;
+    char *esc = httpc_escape(gid);
+    memset(calls, 0, sizeof(calls));
+    for (size_t i = 0; i < ps->npeers; i++) {
+        if (!(want & (1u << ps->st[i])))
+            continue;
+        urls[n] = xasprintf("%s/v1/branches/%s/%s", ps->peer[i]->url, esc, verb);
+        calls[n].method = "POST";
+        calls[n].url = urls[n];
+        calls[n].body = json_pack("{s:s}", "participant", ps->name[i]);
+        calls[n].timeout_ms = PEER_TIMEOUT_MS;
+        idx[n++] = i;
+    }
+    free(esc);
+    if (n > 0)
+        (void)httpc_perform(calls, n);
+    for (size_t k = 0; k < n; k++) {
+        const char *peer = ps->name[idx[k]];
+        if (calls[k].status == 200)
+            txlog_info(gid, ag->name, "3pc termination: %s sent to %s: done", verb, peer);
+        else if (calls[k].status == 0)
+            txlog_warn(gid, ag->name, "3pc termination: %s to %s failed: %s", verb, peer,
+                       calls[k].error);
+        else
+            txlog_warn(gid, ag->name, "3pc termination: %s to %s answered HTTP %ld", verb, peer,
+                       calls[k].status);
+        json_decref(calls[k].body);
+        httpc_call_clear(&calls[k]);
+        free(urls[k]);
+    }
+}
+
+#define BIT(s) (1u << (s))
+
+/* ---- one termination ---- */
+
+/* With b->mu held: is the branch still in state s0 (what step 1 saw)? */
+static bool unchanged(agent *ag, branch *b, branch_state s0)
+{
+    branch_state s = branch_state_get(b);
+    if (s == s0)
+        return true;
+    txlog_info(b->gid, ag->name, "3pc termination: branch is %s now (a message came meanwhile); "
+               "nothing to do", branch_state_name(s));
+    return false;
+}
+
+/* With b->mu held: one fsm step, re-arming the timer on failure. */
+static bool act(agent *ag, branch *b, branch_event ev)
+{
+    fsm_ctx ctx = {.ag = ag};
+    if (branch_fsm_step(b, ev, "3pc termination", &ctx))
+        return true;
+    threepc_rearm(b, RETRY_MS);
+    return false;
+}
+
+static void terminate_branch(agent *ag, branch *b)
+{
+    /* 1. */
+    pthread_mutex_lock(&b->mu);
+    branch_state s0 = branch_state_get(b);
+    tp_branch *tp = b->tp;
+    if (!tp || (s0 != BS_UNCERTAIN && s0 != BS_PRECOMMITTED) ||
+        now_ms() < atomic_load(&tp->deadline_ms)) {
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    fsm_ctx ctx = {.ag = ag};
+    bool found;
+    if (!branch_is_prepared_in_pg(ag, b->branch_gid, &ctx, &found, NULL)) {
+        txlog_warn(b->gid, ag->name, "3pc termination postponed: cannot read "
+                   "pg_prepared_xacts: %s", ctx.message);
+        threepc_rearm(b, RETRY_MS);
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    if (!found) {
+        if (!threepc_settle_from_pg(ag, b))
+            threepc_rearm(b, 60000);
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    tp_state self = s0 == BS_PRECOMMITTED ? TP_PRECOMMITTED : TP_UNCERTAIN;
+    pthread_mutex_unlock(&b->mu);
+
+    /* 2. */
+    peer_set ps;
+    peers_of(ag, tp, &ps);
+    if (tp->termination == TP_TERM_PROTOCOL)
+        ask_peers(b->gid, &ps);
+
+    /* 3. */
+    char rule[160];
+    term_decision d = termination_decide(tp->termination, self, ps.st, ps.name, ps.npeers, rule,
+                                         sizeof(rule));
+    bool commit = term_decision_commits(d);
+    if (tp->termination == TP_TERM_PROTOCOL) {
+        char seen[512];
+        size_t off = 0;
+        seen[0] = '\0';
+        for (size_t i = 0; i < ps.npeers && off < sizeof(seen); i++)
+            off += (size_t)snprintf(seen + off, sizeof(seen) - off, "%s%s=%s", i ? " " : "",
+                                    ps.name[i], peer_state_name(ps.st[i]));
+        txlog_info(b->gid, ag->name, "3pc termination: self %s, peers: %s", tp_state_name(self),
+                   ps.npeers ? seen : "(none)");
+    }
+    txlog_info(b->gid, ag->name, "3pc termination: %s -> %s", rule, commit ? "commit" : "abort");
+    counter_inc(commit ? &ag->metrics.term_commit : &ag->metrics.term_abort);
+
+    /* 4. */
+    const unsigned uncertain = BIT(PEER_UNCERTAIN) | BIT(PEER_PREPARED);
+    pthread_mutex_lock(&b->mu);
+    if (!unchanged(ag, b, s0)) {
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    switch (d) {
+    case TERM_COMMIT:
+        (void)act(ag, b, EV_COMMIT);
+        pthread_mutex_unlock(&b->mu);
+        break;
+    case TERM_ABORT:
+        (void)act(ag, b, EV_ROLLBACK);
+        pthread_mutex_unlock(&b->mu);
+        break;
+    case TERM_ABORT_ALL: {
+        bool ok = act(ag, b, EV_ROLLBACK);
+        pthread_mutex_unlock(&b->mu);
+        if (ok)
+            tell_peers(ag, b->gid, &ps, uncertain, "rollback");
+        break;
+    }
+    case TERM_PRECOMMIT_COMMIT: {
+        if (s0 == BS_UNCERTAIN && !act(ag, b, EV_PRECOMMIT)) {
+            pthread_mutex_unlock(&b->mu);
+            break;
+        }
+        pthread_mutex_unlock(&b->mu);
+        tell_peers(ag, b->gid, &ps, uncertain, "precommit");
+        pthread_mutex_lock(&b->mu);
+        bool ok = unchanged(ag, b, BS_PRECOMMITTED) && act(ag, b, EV_COMMIT);
+        pthread_mutex_unlock(&b->mu);
+        if (ok)
+            tell_peers(ag, b->gid, &ps,
+                       uncertain | BIT(PEER_PRECOMMITTED) | BIT(PEER_UNREACHABLE), "commit");
+        break;
+    }
+    }
+}
+
+/* ---- worker ---- */
+
+static void *worker(void *arg)
+{
+    agent *ag = arg;
+    termination *t = ag->term;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->stop && t->n == 0)
+            pthread_cond_wait(&t->cv, &t->mu);
+        if (t->stop)
+            break;
+        char gid[GID_MAX_LEN + 1];
+        memcpy(gid, t->q[0], sizeof(gid));
+        memmove(t->q, t->q + 1, (t->n - 1) * sizeof(*t->q));
+        t->n--;
+        pthread_mutex_unlock(&t->mu);
+        branch *b = branch_get(ag->table, gid, false);
+        if (b) {
+            terminate_branch(ag, b);
+            atomic_store(&b->tp->terminating, false);
+            branch_put(ag->table, b);
+        }
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+bool termination_start(agent *ag)
+{
+    termination *t = xcalloc(1, sizeof(*t));
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    ag->term = t;
+    int rc = pthread_create(&t->thread, NULL, worker, ag);
+    if (rc != 0) {
+        log_error("cannot start the 3pc termination thread: %s", strerror(rc));
+        pthread_cond_destroy(&t->cv);
+        pthread_mutex_destroy(&t->mu);
+        free(t);
+        ag->term = NULL;
+        return false;
+    }
+    return true;
+}
+
+void termination_stop(agent *ag)
+{
+    termination *t = ag->term;
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    free(t->q);
+    free(t);
+    ag->term = NULL;
+}
+
+void termination_submit(agent *ag, const char *gid)
+{
+    termination *t = ag->term;
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->q = xrealloc(t->q, t->cap * sizeof(*t->q));
+    }
+    snprintf(t->q[t->n++], GID_MAX_LEN + 1, "%s", gid);
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
