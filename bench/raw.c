@@ -88,6 +88,7 @@ typedef struct {
     char *finish_sql;     /* owned; COMMIT/ROLLBACK PREPARED '<gid>' */
     query q[3];
     int nq, pos;          /* q[pos] is the query whose results come next */
+    int sent_end;         /* q[pos..sent_end) are sent and not yet answered */
     bool active;          /* a query is in flight */
     bool in_pipeline;     /* q[pos..] were sent as one pipeline; its sync point is pending */
     bool flush_pending;   /* PQflush said 1: wait for POLLOUT */
@@ -275,6 +276,7 @@ static void side_send(side *s, bool decided_commit)
         side_drop(s, decided_commit, false, PQerrorMessage(s->conn));
         return;
     }
+    s->sent_end = last + 1;
     s->in_pipeline = pipe;
     s->active = true;
     int f = PQflush(s->conn);
@@ -394,8 +396,8 @@ static void side_io(side *s, short revents, bool decided_commit)
             continue;
         }
         /* NULL: q[pos] has delivered all its results */
-        if (s->in_pipeline && s->pos >= s->nq)
-            continue; /* nothing left but the sync point */
+        if (s->pos >= s->sent_end)
+            continue; /* nothing is owed but the pipeline's sync point */
         (void)side_judge(s, decided_commit);
         if (!s->conn)
             return;

@@ -9,14 +9,22 @@
  *   - Every fn is safe to re-run: it checks what is already done (a connection
  *     already returned, 42704 "already finished" on COMMIT/ROLLBACK PREPARED,
  *     a branch already in pg_prepared_xacts) before doing it again.
- *   - b->conn is non-NULL exactly while the branch is active; any fn leaving
+ *   - b->conn is non-NULL exactly while the branch is active (taken by
+ *     fn_begin without I/O: b->begin_pending until the first pipeline sent
+ *     BEGIN); any fn leaving
  *     the active state gives it back to the pool (or closes it if it is dead,
  *     still inside a transaction block, or its session state was changed by a
  *     client statement, which PREPARE/COMMIT would carry to the next branch).
  *   - No fn ever sends ROLLBACK PREPARED unless its event is a rollback decided
  *     by the coordinator (EV_ROLLBACK) or a no vote for a branch whose PREPARE
  *     outcome is unknown (maybe_prepared): a branch that voted yes is only
- *     ever finished as the coordinator says.
+ *     ever finished as the coordinator says - or, for 3PC, as the
+ *     termination protocol decides (termination.c), or as PostgreSQL shows
+ *     it already ended (EV_FOUND_*). There is no precommitted -> aborted row
+ *     for a decision.
+ *   - 3PC rows append their state to branches3pc.log in the fn (threepc.c):
+ *     forced for uncertain/precommitted (before the answer is sent), not
+ *     forced for the final state (after COMMIT/ROLLBACK PREPARED).
  */
 #include "branch.h"
 
@@ -76,7 +84,10 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     if (b->session_dirty && !dead)
         txlog_info(b->gid, ctx->ag->name,
                    "closing its connection: a statement changed session state");
-    pool_release(ctx->ag->pool, c, dead || b->session_dirty);
+    if (b->session_dirty && !dead)
+        pool_discard(ctx->ag->pool, c);
+    else
+        pool_release(ctx->ag->pool, c, dead);
 }
 
 void branch_cancel_running(branch *b)

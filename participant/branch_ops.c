@@ -12,7 +12,12 @@
  *     commits.
  *   - Nothing here rolls back a prepared branch except a rollback call (the
  *     coordinator's decision) or op_resolve(commit=false) (the coordinator's
- *     outcome "aborted").
+ *     outcome "aborted"); for 3PC also termination.c's decision. A
+ *     precommitted branch is never rolled back.
+ *   - PostgreSQL round trips: everything before PREPARE TRANSACTION travels in
+ *     one pipeline (run_batch: BEGIN, SET LOCAL statement_timeout, the
+ *     statements, the xid check); PREPARE TRANSACTION, COMMIT PREPARED and
+ *     ROLLBACK PREPARED are sent alone, outside pipeline mode.
  *
  * Protocol steps, prepare (one-shot form: all of them in one call):
  *   1. [unknown gid, one-shot only] look for the branch gid in
@@ -21,14 +26,18 @@
  *      prepared original); found -> vote yes. Skipped (it costs a view scan
  *      per transaction) when the startup listing shows that no earlier run
  *      left this gid prepared.
- *   2. BEGIN on a pooled connection (unknown -> active).
- *   3. Run the statements on it.
- *   4. xid check (skipped when a statement wrote rows, which needs an xid);
- *      none -> COMMIT, vote read_only (active -> committed).
- *   5. PREPARE TRANSACTION '<branch gid>'; connection back to the pool
+ *   2. Take a pooled connection (unknown -> active); no I/O yet.
+ *   3. One round trip: BEGIN, [SET LOCAL statement_timeout], the statements,
+ *      SELECT pg_current_xact_id_if_assigned() (the interactive form sends
+ *      only the xid check, and skips it for 2PC when a statement surely
+ *      wrote). The first failure skips the rest: vote no with its sqlstate.
+ *   4. No xid -> COMMIT, vote read_only (active -> committed).
+ *   5. PREPARE TRANSACTION '<branch gid>' alone; connection back to the pool
  *      (active -> prepared).
- *   6. Crash point after-prepare; answer yes.
- *   Crash between 2..5: PostgreSQL rolls back the open transaction when our
+ *   6. Crash point after-prepare. 3PC: record uncertain, forced
+ *      (prepared -> uncertain; threepc.c); cannot -> ROLLBACK PREPARED, vote
+ *      no. Answer yes.
+ *   Crash between 3..5: PostgreSQL rolls back the open transaction when our
  *   connection drops; a re-sent prepare (without statements) finds nothing in
  *   pg_prepared_xacts and votes no. Crash between 4 and the answer: the
  *   read-only branch is committed but a re-send votes no, so the transaction

@@ -11,6 +11,9 @@
  *   - LIFO reuse: the most recently used connection is handed out first, so a
  *     lightly loaded agent keeps few backends warm.
  *   - No lock is held across network I/O.
+ *   - A connection released as dead takes the idle ones with it (closed):
+ *     after a PostgreSQL restart they are all dead, and a branch must not
+ *     spend its reconnect attempts on them one by one.
  */
 #include "pool.h"
 
@@ -122,11 +125,34 @@ void pool_release(pg_pool *p, PGconn *c, bool dead)
     bool keep = !dead && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
     if (!keep)
         PQfinish(c); /* outside the lock: may write a Terminate message */
+    PGconn *stale[64];
+    int nstale = 0;
     pthread_mutex_lock(&p->mu);
-    if (keep)
+    if (keep) {
         p->idle[p->nidle++] = c;
-    else
+    } else {
         p->open--;
+        /* A connection that died (PostgreSQL restarted, or killed us): the
+         * idle ones most likely died with it; close them rather than hand
+         * each to a branch that would find out the hard way. */
+        while (dead && p->nidle > 0 && nstale < (int)ARRAY_LEN(stale)) {
+            stale[nstale++] = p->idle[--p->nidle];
+            p->open--;
+        }
+    }
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < nstale; i++)
+        PQfinish(stale[i]);
+}
+
+void pool_discard(pg_pool *p, PGconn *c)
+{
+    if (!c)
+        return;
+    PQfinish(c);
+    pthread_mutex_lock(&p->mu);
+    p->open--;
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

@@ -32,8 +32,12 @@ void pool_destroy(pg_pool *p);
  * at most wait_ms for one to be released. PX_OK, PX_DB_DOWN or PX_EXHAUSTED. */
 px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out) MUSTCHECK;
 /* Give a connection back. It is kept only if !dead, CONNECTION_OK and
- * PQTRANS_IDLE; otherwise it is closed. */
+ * PQTRANS_IDLE; otherwise it is closed. dead (the caller saw it die) also
+ * closes every idle connection: they most likely died with it. */
 void pool_release(pg_pool *p, PGconn *c, bool dead);
+/* Close a healthy connection that must not be reused (its session state was
+ * changed); unlike pool_release(dead) the idle ones are kept. */
+void pool_discard(pg_pool *p, PGconn *c);
 
 /* Run one query (not in a transaction block) on a pooled connection. A
  * connection found dead is replaced and the query retried once, so only use

@@ -8,7 +8,10 @@
  *     unknown answer or an unreachable coordinator leave it prepared until a
  *     later sweep. The sweep never guesses.
  *   - Branches this agent holds as in progress (active: PREPARE not done or
- *     the vote not yet given) are skipped. Prepared branches held in memory
+ *     the vote not yet given) are skipped, and so are 3PC branches whose last
+ *     record is uncertain or precommitted (threepc_owns): their timers and
+ *     the termination protocol finish them; the coordinator's "aborted" for a
+ *     3PC gid it forgot must not roll back a branch a peer may have committed. Prepared branches held in memory
  *     are asked about like the others; the finish itself runs under the
  *     branch mutex (op_resolve), so it serializes with the coordinator's own
  *     commit/rollback call and whichever comes second finds it finished.

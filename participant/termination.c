@@ -43,7 +43,9 @@
 #include "threepc.h"
 
 #define PEER_TIMEOUT_MS 2000
-#define RETRY_MS 1000
+#define SETTLE_RETRY_MS 60000 /* outcome unknown to PostgreSQL: warn once a minute */
+#define RETRY_MS 1000         /* an fsm step failed (PostgreSQL error): try again */
+#define PG_DOWN_RETRY_MS 3000 /* PostgreSQL cannot even be asked: less log noise */
 
 struct termination {
     pthread_t thread;
@@ -186,13 +188,13 @@ static void terminate_branch(agent *ag, branch *b)
     if (!branch_is_prepared_in_pg(ag, b->branch_gid, &ctx, &found, NULL)) {
         txlog_warn(b->gid, ag->name, "3pc termination postponed: cannot read "
                    "pg_prepared_xacts: %s", ctx.message);
-        threepc_rearm(b, RETRY_MS);
+        threepc_rearm(b, PG_DOWN_RETRY_MS);
         pthread_mutex_unlock(&b->mu);
         return;
     }
     if (!found) {
         if (!threepc_settle_from_pg(ag, b))
-            threepc_rearm(b, 60000);
+            threepc_rearm(b, SETTLE_RETRY_MS);
         pthread_mutex_unlock(&b->mu);
         return;
     }

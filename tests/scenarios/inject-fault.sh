@@ -29,6 +29,25 @@ cl() {
     fi
 }
 
+# shellcheck disable=SC1091
+. "$dir/cluster.env" # CLUSTER_BASE_PORT
+# kill_wait NAME PORT: SIGKILL NAME, then wait (<= 10 s) until its port is
+# closed: scripts/cluster kill returns when the process is a zombie, and the
+# exiting threads of a multi-threaded one can still hold the listening socket.
+kill_wait() {
+    cl kill "$1"
+    local n=0
+    while (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; do
+        n=$((n + 1))
+        if [ "$n" -ge 100 ]; then
+            echo "FAILED: $1 still listens on port $2 10 s after SIGKILL"
+            return 1
+        fi
+        sleep 0.1
+    done
+    [ "$n" -eq 0 ] || echo "note: $1's port $2 stayed open $((n * 100)) ms after SIGKILL"
+}
+
 if ! cl status; then
     echo "heal: something was down, scripts/cluster up"
     cl up
@@ -46,13 +65,13 @@ i=$((RANDOM % 3 + 1))
 case "$kind" in
 0)
     what="kill -9 coordinator"
-    cl kill coordinator
+    kill_wait coordinator "$CLUSTER_BASE_PORT"
     sleep "$(printf '0.%03d' "$down_ms")"
     cl start coordinator
     ;;
 1)
     what="kill -9 agent$i"
-    cl kill "agent$i"
+    kill_wait "agent$i" $((CLUSTER_BASE_PORT + i))
     sleep "$(printf '0.%03d' "$down_ms")"
     cl start "agent$i"
     ;;

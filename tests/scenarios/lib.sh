@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/scenarios/lib.sh - helpers for the scenario scripts (tests/scenarios/NN-*.sh).
 #
 # Source it, then call scen_init NAME BASE_PORT first. It gives a scenario:
@@ -251,12 +252,30 @@ step_cluster3() {
     bank3_reset
 }
 
+# component_port NAME: the port of coordinator | agent<i>.
+component_port() {
+    case "$1" in
+    coordinator) echo "$SCEN_PORT" ;;
+    agent*) echo $((SCEN_PORT + ${1#agent})) ;;
+    esac
+}
+
+# kill_component NAME: SIGKILL it and wait until its port is closed.
+# scripts/cluster kill returns once the process is a zombie, but with several
+# threads the leader is a zombie while the others still exit and hold the
+# listening socket: a start right after it then fails ("port already in use").
+kill_component() {
+    cl kill "$1"
+    wait_until 10 not tx_port_open "$(component_port "$1")" ||
+        fail "$1: port $(component_port "$1") still open 10 s after SIGKILL"
+}
+
 # restart_armed COMPONENT POINT: restart coordinator | agent<i> with a crash point armed.
 restart_armed() {
     local var=TXCOORD_CRASH_POINT
     [ "$1" = coordinator ] || var=TXAGENT_CRASH_POINT
     echo "    $var=$2 scripts/cluster start $1"
-    cl kill "$1"
+    kill_component "$1"
     env "$var=$2" "$CLUSTER_SH" --dir "$CDIR" start "$1" 2>&1 | sed 's/^/    | /'
 }
 

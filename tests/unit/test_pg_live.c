@@ -4,7 +4,10 @@
  * (needs max_prepared_transactions > 0). Without it the test is skipped (77).
  * Invariants checked: text params never become SQL; type mapping of real
  * results; the 2PC verbs and their command tags (a failed block "votes"
- * ROLLBACK); 42704 on a repeated finish; a terminated backend is conn_dead.
+ * ROLLBACK); 42704 on a repeated finish; a terminated backend is conn_dead;
+ * pg_exec_pipeline runs a batch in one go, stops at the first error (the rest
+ * PGRES_PIPELINE_ABORTED, sqlstate of the real one kept), leaves the
+ * connection usable outside pipeline mode, and reports a dead connection.
  */
 #include <check.h>
 #include <stdio.h>
@@ -136,6 +139,64 @@ START_TEST(test_dead_connection)
 }
 END_TEST
 
+START_TEST(test_pipeline)
+{
+    const char *p1[] = {"7"};
+    pg_query q[] = {
+        {"BEGIN", 0, NULL},
+        {"SET LOCAL statement_timeout = 5000", 0, NULL},
+        {"SELECT $1::int + 1 AS v", 1, p1},
+        {"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL},
+    };
+    pg_res r[4];
+    size_t fail;
+    ck_assert(pg_exec_pipeline(conn, q, 4, r, &fail));
+    ck_assert_uint_eq(fail, 4);
+    ck_assert_str_eq(r[0].command, "BEGIN");
+    ck_assert_str_eq(PQgetvalue(r[2].res, 0, 0), "8");
+    ck_assert(PQgetisnull(r[3].res, 0, 0)); /* no xid yet: read only */
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INTRANS);
+    for (int i = 0; i < 4; i++)
+        pg_res_clear(&r[i]);
+    exec_ok("ROLLBACK");
+
+    /* An error in the middle: the rest is skipped, its sqlstate kept. */
+    pg_query q2[] = {
+        {"BEGIN", 0, NULL},
+        {"SELECT 1/0", 0, NULL},
+        {"SELECT 1", 0, NULL},
+    };
+    pg_res r2[3];
+    ck_assert(!pg_exec_pipeline(conn, q2, 3, r2, &fail));
+    ck_assert_uint_eq(fail, 1);
+    ck_assert_str_eq(r2[1].sqlstate, "22012");
+    ck_assert(!r2[1].conn_dead);
+    ck_assert_int_eq(r2[2].status, PGRES_PIPELINE_ABORTED);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INERROR);
+    for (int i = 0; i < 3; i++)
+        pg_res_clear(&r2[i]);
+    exec_ok("ROLLBACK");
+    exec_ok("SELECT 1"); /* usable again outside pipeline mode */
+
+    /* A dead connection: every entry says so, nothing hangs. */
+    PGconn *victim = pg_connect(conninfo, "pg1");
+    ck_assert_ptr_nonnull(victim);
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", PQbackendPID(victim));
+    const char *pp[] = {pid};
+    pg_res k;
+    ck_assert(pg_exec(conn, "SELECT pg_terminate_backend($1::int)", 1, pp, &k));
+    pg_res_clear(&k);
+    sleep_ms(200, NULL);
+    ck_assert(!pg_exec_pipeline(victim, q2, 3, r2, &fail));
+    ck_assert_uint_eq(fail, 0);
+    ck_assert(r2[0].conn_dead);
+    for (int i = 0; i < 3; i++)
+        pg_res_clear(&r2[i]);
+    PQfinish(victim);
+}
+END_TEST
+
 START_TEST(test_conninfo_overrides)
 {
     /* The caller's keywords win over our defaults. */
@@ -175,6 +236,7 @@ int main(void)
     tcase_add_test(tc, test_types_and_params);
     tcase_add_test(tc, test_two_phase);
     tcase_add_test(tc, test_dead_connection);
+    tcase_add_test(tc, test_pipeline);
     tcase_add_test(tc, test_conninfo_overrides);
     suite_add_tcase(s, tc);
     return unit_run(s);

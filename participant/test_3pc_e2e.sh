@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# test_3pc_e2e.sh - end-to-end test of txagent's 3PC half and its shutdown, on
+# a throwaway local cluster (scripts/cluster): agents driven directly with
+# curl, then one transaction through the coordinator.
+#
+# Usage: participant/test_3pc_e2e.sh [BASE_PORT]   (default 7580; uses P..P+13)
+# Environment: TXCOORD_BUILD_DIR (binaries), TXCOORD_SOURCE_ROOT (repo).
+#
+# Steps (each prints PASS/FAIL; the last line is "N passed, N failed"):
+#   1. cluster up (3 participants), accounts loaded
+#   2. prepare(3pc) x3, precommit x3, commit x3: all committed, records in branches3pc.log
+#   3. termination protocol, all uncertain: everyone aborted
+#   4. termination protocol, one precommitted: everyone committed
+#   5. timeout rule, one precommitted: that one commits, the others abort (3PC's known weakness)
+#   6. crash point 3pc-after-precommit-record on agent2, restart: everyone committed
+#   7. replay: branch finished behind the agent's back while it was down -> marked from PostgreSQL
+#   8. the 2PC sweep leaves an uncertain branch alone although the coordinator says aborted
+#   9. one-shot 3PC transaction through the coordinator: committed everywhere
+#  10. SIGTERM while a statement waits on a lock: the agent exits within 5 s
+#  11. no prepared transaction left anywhere; after the cluster stops, no
+#      sanitizer report in any log
+set -uo pipefail
+
+root="${TXCOORD_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)}"
+export TXCOORD_BUILD_DIR="${TXCOORD_BUILD_DIR:-$root/build}"
+P="${1:-7580}"
+DIR="$(mktemp -d /tmp/tx3pc.XXXXXX)"
+chmod 755 "$DIR"
+CL="$root/scripts/cluster"
+PASSED=0
+FAILED=0
+
+say() { printf '%s\n' "$*"; }
+check() { # check "what" command...
+    local what="$1"
+    shift
+    if "$@" >/dev/null 2>&1; then
+        PASSED=$((PASSED + 1))
+        say "PASS: $what"
+    else
+        FAILED=$((FAILED + 1))
+        say "FAIL: $what"
+    fi
+}
+finish() {
+    "$CL" down --dir "$DIR" >/dev/null 2>&1 || true
+    # after the stop: leak reports are written at exit
+    check "no sanitizer report in the agents' and coordinator's logs" \
+        bash -c "! grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' '$DIR'/agent[123].log '$DIR'/coordinator.log"
+    if [ "$FAILED" -gt 0 ]; then
+        for f in "$DIR"/agent[123].log "$DIR"/coordinator.log; do
+            [ -f "$f" ] && { say "---- tail $f"; tail -n 25 "$f"; }
+        done
+    fi
+    "$CL" down --dir "$DIR" --purge >/dev/null 2>&1 || true
+    say "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+trap 'finish; exit $?' EXIT
+
+agent() { echo "http://127.0.0.1:$((P + $1))"; }
+PEERS="[{\"participant\":\"pg1\",\"url\":\"$(agent 1)\"},{\"participant\":\"pg2\",\"url\":\"$(agent 2)\"},{\"participant\":\"pg3\",\"url\":\"$(agent 3)\"}]"
+prep() { # prep AGENT GID ROW [EXTRA-JSON]: one-shot 3PC prepare; prints the vote
+    curl -s -m 20 -XPOST "$(agent "$1")/v1/branches/$2/prepare" -d "{\"participant\":\"pg$1\",\"protocol\":\"3pc\",\"peers\":$PEERS,\"statements\":[{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = \$1\",\"params\":[$3]}]${4:-}}" |
+        sed -n 's/.*"vote":"\([a-z_]*\)".*/\1/p'
+}
+post() { curl -s -m 20 -XPOST "$(agent "$1")/v1/branches/$2/$3" -d "{\"participant\":\"pg$1\"}"; }
+state() { curl -s -m 5 "$(agent "$1")/v1/branches/$2" | sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p'; }
+states() { echo "$(state 1 "$1") $(state 2 "$1") $(state 3 "$1")"; }
+wait_states() { # wait_states GID "s1 s2 s3" SECONDS
+    local i
+    for ((i = 0; i < $3 * 5; i++)); do
+        [ "$(states "$1")" = "$2" ] && return 0
+        sleep 0.2
+    done
+    say "   $1: states are '$(states "$1")', expected '$2'"
+    return 1
+}
+all_yes() { [ "$(prep 1 "$1" "$2" "${3:-}")$(prep 2 "$1" "$2" "${3:-}")$(prep 3 "$1" "$2" "${3:-}")" = yesyesyes ]; }
+psql_n() { "$CL" psql "$1" --dir "$DIR" -Atc "$2"; }
+
+# 1.
+say "cluster in $DIR, base port $P"
+if ! "$CL" up --dir "$DIR" --base-port "$P" --participants 3 >"$DIR/up.log" 2>&1; then
+    cat "$DIR/up.log"
+    FAILED=$((FAILED + 1))
+    exit 1
+fi
+for i in 1 2 3; do
+    psql_n "$i" "INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 100) g ON CONFLICT DO NOTHING" >/dev/null
+done
+G="abcdef01-9"
+
+# 2.
+check "happy path: three yes votes" all_yes "$G-1" 1
+check "happy path: uncertain everywhere" wait_states "$G-1" "uncertain uncertain uncertain" 2
+for a in 1 2 3; do post "$a" "$G-1" precommit >/dev/null; done
+check "happy path: precommitted everywhere" wait_states "$G-1" "precommitted precommitted precommitted" 2
+for a in 1 2 3; do post "$a" "$G-1" commit >/dev/null; done
+check "happy path: committed everywhere" wait_states "$G-1" "committed committed committed" 2
+check "happy path: rollback of a committed branch refused" \
+    bash -c "curl -s -XPOST $(agent 1)/v1/branches/$G-1/rollback -d '{\"participant\":\"pg1\"}' | grep -q wrong_state"
+check "branches3pc.log holds uncertain, precommitted, committed" \
+    bash -c "grep -a '$G-1' '$DIR/agent1/branches3pc.log' | grep -a uncertain | grep -a precommitted | grep -aq committed"
+
+# 3.
+T=',"uncertain_timeout_ms":1500,"precommit_timeout_ms":60000'
+check "all uncertain: three yes votes" all_yes "$G-2" 2 "$T"
+check "all uncertain: termination aborts everyone" wait_states "$G-2" "aborted aborted aborted" 10
+check "all uncertain: decision logged" grep -q "$G-2 .*3pc termination: protocol rule, all uncertain -> abort" \
+    "$DIR/agent1.log" "$DIR/agent2.log" "$DIR/agent3.log"
+
+# 4.
+check "one precommitted: three yes votes" all_yes "$G-3" 3 "$T"
+post 1 "$G-3" precommit >/dev/null
+check "one precommitted: termination commits everyone" wait_states "$G-3" "committed committed committed" 10
+check "one precommitted: decision logged" grep -q "$G-3 .*3pc termination: protocol rule, peer pg1 precommitted -> commit" \
+    "$DIR/agent2.log" "$DIR/agent3.log"
+
+# 5.
+TT=',"uncertain_timeout_ms":1500,"precommit_timeout_ms":1500,"termination":"timeout"'
+check "timeout rule: three yes votes" all_yes "$G-4" 4 "$TT"
+post 1 "$G-4" precommit >/dev/null
+check "timeout rule: precommitted commits, uncertain ones abort" wait_states "$G-4" "committed aborted aborted" 10
+check "timeout rule: decisions logged" grep -q "$G-4 .*3pc termination: timeout rule, uncertain -> abort" "$DIR/agent2.log"
+
+# 6.
+"$CL" stop agent2 --dir "$DIR" >/dev/null 2>&1
+TXAGENT_CRASH_POINT=3pc-after-precommit-record "$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+T3=',"uncertain_timeout_ms":3000,"precommit_timeout_ms":3000'
+check "crash after precommit record: three yes votes" all_yes "$G-5" 5 "$T3"
+post 1 "$G-5" precommit >/dev/null
+post 2 "$G-5" precommit >/dev/null
+sleep 0.5
+check "crash after precommit record: agent2 crashed at the point" grep -q "crash point 3pc-after-precommit-record reached" "$DIR/agent2.log"
+"$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "crash after precommit record: agent2 replays it precommitted" \
+    grep -q "$G-5 .*3pc: replayed as precommitted" "$DIR/agent2.log"
+check "crash after precommit record: everyone committed" wait_states "$G-5" "committed committed committed" 15
+
+# 7.
+TL=',"uncertain_timeout_ms":60000,"precommit_timeout_ms":60000'
+check "replay: prepared on agent2" test "$(prep 2 "$G-6" 6 "$TL")" = yes
+"$CL" kill agent2 --dir "$DIR" >/dev/null 2>&1
+psql_n 2 "COMMIT PREPARED 'txc:$G-6:pg2'" >/dev/null
+"$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "replay: finished branch marked committed from pg_xact_status" test "$(state 2 "$G-6")" = committed
+check "replay: logged" grep -q "$G-6 .*uncertain -> committed (not prepared any more; PostgreSQL says" "$DIR/agent2.log"
+
+# 8.
+CID="$(curl -s -XPOST "http://127.0.0.1:$P/v1/transactions" -d '{"protocol":"2pc"}' | sed -n 's/.*"gid":"\([0-9a-f]*\)-.*/\1/p')"
+GS="$CID-999999-1"
+check "sweep: uncertain branch of a gid the coordinator calls aborted" test "$(prep 3 "$GS" 7 "$TL")" = yes
+sleep 6 # longer than one sweep period (5 s)
+check "sweep: branch still uncertain after a sweep" test "$(state 3 "$GS")" = uncertain
+post 3 "$GS" rollback >/dev/null
+
+# 9.
+body='{"protocol":"3pc","commit":true,"branches":[{"participant":"pg1","statements":[{"sql":"UPDATE accounts SET balance = balance - 1 WHERE id = 8"}]},{"participant":"pg2","statements":[{"sql":"UPDATE accounts SET balance = balance + 1 WHERE id = 8"}]}]}'
+check "coordinator: one-shot 3pc transaction committed" \
+    bash -c "curl -s -m 30 -XPOST http://127.0.0.1:$P/v1/transactions -d '$body' | grep -q '\"outcome\":\"committed\"'"
+
+# 10.
+"$CL" psql 3 --dir "$DIR" -qc "BEGIN; UPDATE accounts SET balance = balance WHERE id = 50; SELECT pg_sleep(30); COMMIT;" >/dev/null 2>&1 &
+locker=$!
+sleep 0.5
+curl -s -m 40 -XPOST "$(agent 3)/v1/branches/$G-7/statements" \
+    -d '{"participant":"pg3","sql":"UPDATE accounts SET balance = balance + 1 WHERE id = 50"}' >/dev/null 2>&1 &
+blocked=$!
+sleep 1
+pid3="$(cat "$DIR/agent3.pid")"
+kill -TERM "$pid3"
+gone() { for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+check "shutdown: agent exits within 5 s while a statement waits on a lock" gone "$pid3"
+check "shutdown: the blocked statement was cancelled" grep -q "$G-7 .*canceling statement due to user request" "$DIR/agent3.log"
+kill "$locker" "$blocked" 2>/dev/null
+wait "$locker" "$blocked" 2>/dev/null
+"$CL" start agent3 --dir "$DIR" >/dev/null 2>&1
+
+# 11.
+sleep 1
+check "no prepared transaction left" \
+    test "$(psql_n 1 'SELECT count(*) FROM pg_prepared_xacts')$(psql_n 2 'SELECT count(*) FROM pg_prepared_xacts')$(psql_n 3 'SELECT count(*) FROM pg_prepared_xacts')" = 000
