@@ -231,13 +231,20 @@ void branch_table_evict(branch_table *t, int64_t now)
     }
 }
 
-branch **branch_table_snapshot(branch_table *t, size_t *n)
+branch **branch_table_snapshot(branch_table *t, size_t *n, bool active_only)
 {
     pthread_mutex_lock(&t->mu);
-    branch **arr = xmalloc((t->count ? t->count : 1) * sizeof(branch *));
+    size_t cap = active_only ? 16 : (t->count ? t->count : 1);
+    branch **arr = xmalloc(cap * sizeof(branch *));
     size_t k = 0;
     for (size_t i = 0; i < t->nbuckets; i++) {
         for (branch *b = t->buckets[i]; b; b = b->hnext) {
+            if (active_only && branch_state_get(b) != BS_ACTIVE)
+                continue;
+            if (k == cap) {
+                cap *= 2;
+                arr = xrealloc(arr, cap * sizeof(branch *));
+            }
             b->refs++;
             arr[k++] = b;
         }

@@ -106,8 +106,11 @@ branch *branch_get(branch_table *t, const char *gid, bool create);
 void branch_put(branch_table *t, branch *b);
 /* Called by the state machine when b enters failed/committed/aborted. */
 void branch_table_finished(branch_table *t, branch *b);
-/* References to every branch (caller puts each, frees the array). */
-branch **branch_table_snapshot(branch_table *t, size_t *n);
+/* References to every branch, or only to the active ones (their state at
+ * the time of the call: re-check under b->mu). Caller puts each, frees the
+ * array. The janitor and shutdown ask for active ones only, so that the
+ * thousands of finished branches kept for re-sent calls cost them nothing. */
+branch **branch_table_snapshot(branch_table *t, size_t *n, bool active_only);
 /* Forget finished branches older than FINISHED_KEEP_MS or beyond FINISHED_KEEP_MAX. */
 void branch_table_evict(branch_table *t, int64_t now);
 size_t branch_table_size(branch_table *t);

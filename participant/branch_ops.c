@@ -28,9 +28,11 @@
  *      left this gid prepared.
  *   2. Take a pooled connection (unknown -> active); no I/O yet.
  *   3. One round trip: BEGIN, [SET LOCAL statement_timeout], the statements,
- *      SELECT pg_current_xact_id_if_assigned() (the interactive form sends
- *      only the xid check, and skips it for 2PC when a statement surely
- *      wrote). The first failure skips the rest: vote no with its sqlstate.
+ *      [SELECT pg_current_xact_id_if_assigned()]. The xid check rides along
+ *      for 3PC and when no statement looks like a write; for 2PC a statement
+ *      whose tag shows rows written proves the xid; a write that touched no
+ *      row costs the check its own round trip. The first failure skips the
+ *      rest: vote no with its sqlstate.
  *   4. No xid -> COMMIT, vote read_only (active -> committed).
  *   5. PREPARE TRANSACTION '<branch gid>' alone; connection back to the pool
  *      (active -> prepared).
@@ -52,6 +54,17 @@
  *   2. Crash point after-commit-prepared; answer committed.
  *   Crash between 1 and 2: the coordinator re-sends; COMMIT PREPARED answers
  *   42704, which counts as done (logged at WARN).
+ *
+ * Protocol steps, precommit (3PC):
+ *   1. uncertain: append {gid, precommitted} and fdatasync (uncertain ->
+ *      precommitted); crash point 3pc-after-precommit-record.
+ *   2. Answer precommitted. A crash between 1 and 2: replay finds it
+ *      precommitted; the coordinator commits without the ack, or the timer's
+ *      termination commits (threepc.c).
+ *
+ * Shutdown: new branches are refused (503 shutting_down) and the statements
+ * running on active branches are cancelled (op_cancel_running), so no call
+ * stays blocked on a lock; main.c then rolls the active branches back.
  *
  * Protocol steps, rollback:
  *   1. active/failed: ROLLBACK on the branch's connection; prepared/unknown:
@@ -430,6 +443,30 @@ static void vote_no(agent *ag, branch *b, op_result *out)
     res_vote(ag, out, b, VOTE_NO);
 }
 
+/* Does sql start (after whitespace) with INSERT, UPDATE, DELETE or MERGE?
+ * Only a hint for where the xid check goes; anything else (WITH, comments,
+ * SELECT) says no. */
+static bool looks_like_write(const char *sql)
+{
+    static const char *const verbs[] = {"INSERT", "UPDATE", "DELETE", "MERGE"};
+    while (isspace((unsigned char)*sql))
+        sql++;
+    for (size_t i = 0; i < ARRAY_LEN(verbs); i++) {
+        size_t l = strlen(verbs[i]);
+        if (strncasecmp(sql, verbs[i], l) == 0 && (isspace((unsigned char)sql[l]) || !sql[l]))
+            return true;
+    }
+    return false;
+}
+
+static bool any_looks_like_write(const op_stmt *st, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (looks_like_write(st[i].sql))
+            return true;
+    return false;
+}
+
 /* Prepared branch: for 3PC record the uncertain state durably first (a yes
  * vote must survive a crash of this agent); then vote yes. A branch that
  * cannot be recorded is rolled back and votes no (no yes was ever given). */
@@ -458,11 +495,21 @@ static void vote_yes(agent *ag, branch *b, op_result *out)
 static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    /* The xid check is needed unless a statement surely wrote (2PC); 3PC
-     * keeps the xid itself (replay asks pg_xact_status about it). */
-    bool need_batch = req->n > 0 || b->begin_pending || !b->wrote || (b->tp && !b->xid[0]);
-    if (need_batch &&
-        run_batch(ag, b, req->stmts, req->n, req->timeout_ms, true, NULL) != STMT_OK) {
+    /* Does the transaction have an xid (read_only vote if not)? 2PC: a
+     * statement that wrote rows says yes; the check query travels in the
+     * statements' round trip unless a statement looks like a write (then it
+     * is usually not needed, and costs a round trip of its own only when the
+     * write touched no row). 3PC keeps the xid itself (replay asks
+     * pg_xact_status about it): always in the batch. */
+    bool xid_known = b->wrote && !b->tp;
+    bool batch_xid = !xid_known && (b->tp || !any_looks_like_write(req->stmts, req->n));
+    if ((req->n > 0 || b->begin_pending || batch_xid) &&
+        run_batch(ag, b, req->stmts, req->n, req->timeout_ms, batch_xid, NULL) != STMT_OK) {
+        vote_no(ag, b, out);
+        return;
+    }
+    if (!batch_xid && !b->wrote &&
+        run_batch(ag, b, NULL, 0, 0, true, NULL) != STMT_OK) {
         vote_no(ag, b, out);
         return;
     }
@@ -738,7 +785,7 @@ void op_list(agent *ag, op_result *out)
 {
     json_t *arr = json_array();
     size_t n;
-    branch **bs = branch_table_snapshot(ag->table, &n);
+    branch **bs = branch_table_snapshot(ag->table, &n, false);
     for (size_t i = 0; i < n; i++) {
         branch_state s = branch_state_get(bs[i]);
         if (s != BS_UNKNOWN)
@@ -814,7 +861,7 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
 void op_expire_idle(agent *ag, int64_t now)
 {
     size_t n;
-    branch **bs = branch_table_snapshot(ag->table, &n);
+    branch **bs = branch_table_snapshot(ag->table, &n, true);
     for (size_t i = 0; i < n; i++) {
         branch *b = bs[i];
         if (branch_state_get(b) == BS_ACTIVE && pthread_mutex_trylock(&b->mu) == 0) {
@@ -837,7 +884,7 @@ void op_expire_idle(agent *ag, int64_t now)
 void op_rollback_open(agent *ag)
 {
     size_t n;
-    branch **bs = branch_table_snapshot(ag->table, &n);
+    branch **bs = branch_table_snapshot(ag->table, &n, true);
     for (size_t i = 0; i < n; i++) {
         branch *b = bs[i];
         pthread_mutex_lock(&b->mu);
@@ -855,7 +902,7 @@ void op_rollback_open(agent *ag)
 void op_cancel_running(agent *ag)
 {
     size_t n;
-    branch **bs = branch_table_snapshot(ag->table, &n);
+    branch **bs = branch_table_snapshot(ag->table, &n, true);
     for (size_t i = 0; i < n; i++) {
         if (branch_state_get(bs[i]) == BS_ACTIVE)
             branch_cancel_running(bs[i]);

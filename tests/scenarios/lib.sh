@@ -1,4 +1,3 @@
-# shellcheck shell=bash
 # tests/scenarios/lib.sh - helpers for the scenario scripts (tests/scenarios/NN-*.sh).
 #
 # Source it, then call scen_init NAME BASE_PORT first. It gives a scenario:
@@ -19,7 +18,7 @@
 #   SCENARIO_WAIT_S    default wait for recovery (default 60)
 #   SCENARIO_BASE_PORT use these 20 ports instead of the scenario's own
 
-# shellcheck disable=SC2016,SC2034 # SQL/JSON text with $1; variables for the scripts
+# shellcheck shell=bash disable=SC2016,SC2034 # SQL/JSON text with $1; variables for the scripts
 # shellcheck source=../../scripts/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/scripts/lib.sh"
 
