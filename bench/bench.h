@@ -72,6 +72,7 @@ typedef struct {
     int clients;
     double tps;                 /* committed / measured seconds */
     double p50_ms, p99_ms;      /* committed transactions' latency */
+    double min_ms;              /* the fastest one: the path length with no queueing (CSV only) */
     uint64_t committed, aborted, errors; /* inside the window (medians: sums over rounds) */
     uint64_t errors_total;      /* warm-up included */
     double cpu_busy_pct;        /* whole machine during the window, 100 = every core busy */

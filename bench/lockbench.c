@@ -555,6 +555,20 @@ static dist dist_of(int64_t *v, size_t n)
     return d;
 }
 
+/* 1-minute load average from /proc/loadavg (-1 if unreadable): the machine is
+ * shared, and at small round trips the results follow the CPU left to us. */
+static double load1(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
 static bool file_is_empty(const char *path)
 {
     struct stat st;
@@ -707,6 +721,8 @@ int main(int argc, char **argv)
     printf("  probe wait    p50 %.2f ms  p99 %.1f ms  max %.1f ms  mean %.1f ms  (%zu probes, "
            "%.0f%% blocked > 1 ms, %zu timed out)\n",
            w.p50, w.p99, w.max, w.mean, nw, blocked_pct, ptimeouts);
+    double load = load1();
+    printf("  machine       1-minute load average %.2f at the end\n", load);
     if (first_error[0])
         printf("  first failure %s\n", first_error);
     fflush(stdout);
@@ -721,14 +737,14 @@ int main(int argc, char **argv)
                 fprintf(f, "protocol,form,rtt_ms,fault,clients,window_s,committed,aborted,errors,"
                            "tps,hold_p50_ms,hold_p99_ms,hold_max_ms,hold_mean_ms,ceiling_tps,"
                            "probes,probe_p50_ms,probe_p99_ms,probe_max_ms,probe_mean_ms,"
-                           "probe_blocked_pct,probe_timeouts,start_wall_ms\n");
+                           "probe_blocked_pct,probe_timeouts,load1,start_wall_ms\n");
             fprintf(f,
                     "%s,%s,%lld,%s,%d,%.2f,%llu,%llu,%llu,%.2f,%.3f,%.3f,%.3f,%.3f,%.2f,%zu,"
-                    "%.3f,%.3f,%.3f,%.3f,%.1f,%zu,%lld\n",
+                    "%.3f,%.3f,%.3f,%.3f,%.1f,%zu,%.2f,%lld\n",
                     o_protocol, o_form, o_rtt_ms, o_fault, nc, window_s,
                     (unsigned long long)committed, (unsigned long long)aborted,
                     (unsigned long long)errors, tps, h.p50, h.p99, h.max, h.mean, ceiling, nw,
-                    w.p50, w.p99, w.max, w.mean, blocked_pct, ptimeouts,
+                    w.p50, w.p99, w.max, w.mean, blocked_pct, ptimeouts, load,
                     (long long)start_wall_ms);
             if (fclose(f) != 0)
                 log_error("--csv %s: %s", o_csv, strerror(errno));

@@ -147,6 +147,7 @@ void phase_result_from_clients(phase_result *r, bench_client *clients, int n, do
     r->tps = duration_s > 0 ? (double)r->committed / duration_s : 0.0;
     r->p50_ms = percentile_ms(all, total, 50.0);
     r->p99_ms = percentile_ms(all, total, 99.0);
+    r->min_ms = total ? (double)all[0] / 1000.0 : 0.0;
     r->valid = true;
     free(all);
 }
@@ -172,6 +173,7 @@ void phase_result_median(phase_result *out, const phase_result *rounds, int n)
     double *p99 = xcalloc((size_t)n, sizeof(double));
     double *cpu = xcalloc((size_t)n, sizeof(double));
     double *own = xcalloc((size_t)n, sizeof(double));
+    double *mn = xcalloc((size_t)n, sizeof(double));
     int m = 0;
     for (int i = 0; i < n; i++) {
         const phase_result *r = &rounds[i];
@@ -179,6 +181,7 @@ void phase_result_median(phase_result *out, const phase_result *rounds, int n)
             continue;
         cpu[m] = r->cpu_busy_pct;
         own[m] = r->bench_us_per_txn;
+        mn[m] = r->min_ms;
         tps[m] = r->tps;
         p50[m] = r->p50_ms;
         p99[m] = r->p99_ms;
@@ -197,10 +200,12 @@ void phase_result_median(phase_result *out, const phase_result *rounds, int n)
         out->p99_ms = median(p99, m);
         out->cpu_busy_pct = median(cpu, m);
         out->bench_us_per_txn = median(own, m);
+        out->min_ms = median(mn, m);
         out->valid = true;
     }
     free(cpu);
     free(own);
+    free(mn);
     free(tps);
     free(p50);
     free(p99);

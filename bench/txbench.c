@@ -314,9 +314,10 @@ static void print_errors(const int *clients, int nc, const bool on[M_COUNT],
 static void csv_row(FILE *f, const char *mode, int clients, const char *round,
                     const phase_result *r, const phase_result *raw)
 {
-    fprintf(f, "%s,%d,%s,%.1f,%.3f,%.3f,%llu,%llu,%llu,%.1f,%.1f,", mode, clients, round, r->tps,
-            r->p50_ms, r->p99_ms, (unsigned long long)r->committed, (unsigned long long)r->aborted,
-            (unsigned long long)r->errors, r->cpu_busy_pct, r->bench_us_per_txn);
+    fprintf(f, "%s,%d,%s,%.1f,%.3f,%.3f,%llu,%llu,%llu,%.1f,%.1f,%.3f,", mode, clients, round,
+            r->tps, r->p50_ms, r->p99_ms, (unsigned long long)r->committed,
+            (unsigned long long)r->aborted, (unsigned long long)r->errors, r->cpu_busy_pct,
+            r->bench_us_per_txn, r->min_ms);
     if (raw && raw->valid && raw->tps > 0)
         fprintf(f, "%.4f,%.3f\n", r->tps / raw->tps, r->p50_ms - raw->p50_ms);
     else
@@ -333,7 +334,7 @@ static bool write_csv(const char *path, const int *clients, int nc, int rounds,
         return false;
     }
     fprintf(f, "mode,clients,round,tps,p50_ms,p99_ms,committed,aborted,errors,cpu_busy_pct,"
-               "bench_cpu_us_per_txn,tps_ratio_vs_raw,p50_diff_ms_vs_raw\n");
+               "bench_cpu_us_per_txn,min_ms,tps_ratio_vs_raw,p50_diff_ms_vs_raw\n");
     for (int ci = 0; ci < nc; ci++) {
         for (int m = 0; m < M_COUNT; m++) {
             if (!on[m])

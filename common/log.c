@@ -19,6 +19,7 @@
 
 static char log_prog[64] = "txcoord";
 static log_level log_min = LOG_INFO;
+static long log_pid; /* cached at log_init (our daemons never fork after it) */
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR", "FATAL"};
 
@@ -29,6 +30,7 @@ void log_init(const char *progname, log_level min_level)
         snprintf(log_prog, sizeof(log_prog), "%s", slash ? slash + 1 : progname);
     }
     log_min = min_level;
+    log_pid = (long)getpid();
 }
 
 bool log_level_parse(const char *s, log_level *out)
@@ -61,7 +63,7 @@ static void log_vmsg(log_level lvl, const char *gid, const char *participant, co
     size_t pos = 0;
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld] %s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, (long)getpid(),
+                     tm.tm_sec, ts.tv_nsec / 1000000, log_prog, log_pid ? log_pid : (long)getpid(),
                      level_names[lvl]);
     pos = (size_t)n;
     if (gid && pos < sizeof(line)) {
