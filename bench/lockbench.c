@@ -61,6 +61,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "bench.h" /* coord_preflight (coord.c) */
 #include "config.h"
 #include "httpc.h"
 #include "log.h"
@@ -502,26 +503,6 @@ static bool rows_ready(const char *conninfo, const char *what, long long first, 
     return ok;
 }
 
-static bool coordinator_healthy(void)
-{
-    char *url = xasprintf("%s/healthz", o_coordinator);
-    httpc_call call;
-    memset(&call, 0, sizeof(call));
-    call.method = "GET";
-    call.url = url;
-    call.timeout_ms = 5000;
-    (void)httpc_request(&call);
-    bool ok = call.status == 200;
-    if (!ok) {
-        char why[300];
-        describe(&call, "healthz", why, sizeof(why));
-        log_error("coordinator %s is not healthy: %s", o_coordinator, why);
-    }
-    httpc_call_clear(&call);
-    free(url);
-    return ok;
-}
-
 /* ---- statistics ---- */
 
 typedef struct {
@@ -629,7 +610,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     if (!rows_ready(o_pg_a, "A", o_hot, 1) || !rows_ready(o_pg_b, "B", o_b_id, o_clients) ||
-        !coordinator_healthy())
+        !coord_preflight(&(bench_opts){.coordinator = o_coordinator}))
         return 1;
 
     int nc = (int)o_clients;

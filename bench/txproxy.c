@@ -477,6 +477,20 @@ static void read_side(conn *c, bool from_client, int64_t now)
     flush_conn(c, now);
 }
 
+/* One socket of c is writable and/or readable: the direction that writes to
+ * it may go on, then what it has is read. */
+static void on_ready(conn *c, bool client_side, uint32_t ev, int64_t now)
+{
+    if (ev & EPOLLOUT) {
+        (client_side ? &c->down : &c->up)->blocked = false;
+        flush_conn(c, now);
+        if (c->dead)
+            return;
+    }
+    if (ev & (EPOLLIN | EPOLLHUP))
+        read_side(c, client_side, now);
+}
+
 static void on_event(endpoint *ep, uint32_t ev, int64_t now)
 {
     conn *c = ep->c;
@@ -492,14 +506,7 @@ static void on_event(endpoint *ep, uint32_t ev, int64_t now)
                 conn_close(c, false, "held client gave up");
             return;
         }
-        if (ev & EPOLLOUT) {
-            c->down.blocked = false;
-            flush_conn(c, now);
-            if (c->dead)
-                return;
-        }
-        if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
-            read_side(c, true, now);
+        on_ready(c, true, ev, now);
         return;
     }
     /* upstream */
@@ -520,14 +527,7 @@ static void on_event(endpoint *ep, uint32_t ev, int64_t now)
         flush_conn(c, now);
         return;
     }
-    if (ev & EPOLLOUT) {
-        c->up.blocked = false;
-        flush_conn(c, now);
-        if (c->dead)
-            return;
-    }
-    if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
-        read_side(c, false, now);
+    on_ready(c, false, ev, now);
 }
 
 /* ---- partition control ---- */
