@@ -109,8 +109,12 @@ static bool decide_abort(txn *t, const char *reason)
 }
 
 /* With at least one prepared branch, force the 'C' record: the decision
- * exists only once it is durable. With none (all read_only or no branch)
- * there is nothing to finish and nothing is logged. */
+ * exists only once it is durable. A 3PC transaction whose 'P' is in the log
+ * forces 'C' too, even when every branch already committed on its own
+ * (termination protocol, seen by recovery): otherwise the log would keep a
+ * bare 'P' and, once the agents forget the branches, recovery could answer
+ * aborted for a transaction that committed. With none of these (all
+ * read_only or no branch) there is nothing to finish and nothing is logged. */
 static bool decide_commit(txn *t, const char *reason)
 {
     (void)reason;
@@ -119,9 +123,10 @@ static bool decide_commit(txn *t, const char *reason)
     for (size_t i = 0; i < t->nbranches; i++)
         if (branch_is_prepared(t->branches[i].state))
             any_prepared = true;
+    bool must_log = any_prepared || t->precommit_logged;
     bool logged = t->decision_logged;
     pthread_mutex_unlock(&t->mu);
-    if (any_prepared && !logged) {
+    if (must_log && !logged) {
         fault_point("before-decision-log");
         int64_t at = 0;
         if (!dlog_commit(t, &at))
@@ -131,7 +136,7 @@ static bool decide_commit(txn *t, const char *reason)
         t->decided_wall_ms = at;
         pthread_mutex_unlock(&t->mu);
         fault_point("after-decision-log");
-    } else if (!any_prepared) {
+    } else if (!must_log) {
         dlog_note_committed(t->gid);
         pthread_mutex_lock(&t->mu);
         t->decided_wall_ms = wall_ms(); /* read-only: no record, nothing in doubt */
