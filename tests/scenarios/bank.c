@@ -44,7 +44,8 @@
  *   committed_missing    acknowledged committed, marker absent
  *   aborted_present      acknowledged aborted, marker present
  *   uncommitted_present  commit never sent, marker present
- *   coordinator_mismatch the coordinator's GET answer (for an unknown) contradicts the rows
+ *   coordinator_mismatch the coordinator's outcome (GET /v1/outcomes; every unknown
+ *                        and a sample of the acknowledged) contradicts the rows or the ack
  *   unjournaled_marker   a marker row the journal does not know
  *
  * Every loop is bounded: clients stop at the deadline, each request has a
@@ -476,26 +477,30 @@ static void note_unexpected(client_t *cl, const char *what, const char *gid, con
     }
 }
 
+/* One GET with a 3 s timeout; the response is owned by call (httpc_call_clear). */
+static void http_get(httpc_call *call, const char *url)
+{
+    memset(call, 0, sizeof(*call));
+    call->method = "GET";
+    call->url = url;
+    call->timeout_ms = 3000;
+    (void)httpc_request(call); /* status/error are filled either way */
+}
+
 /* Ask GET /v1/transactions/{gid} up to attempts times (again only while it
  * is unreachable or still deciding); C or A if the coordinator says so, U
  * otherwise. */
-static outcome ask_outcome(const opts *o, const char *gid, int attempts, bool *answered)
+static outcome ask_outcome(const opts *o, const char *gid, int attempts)
 {
     char *url = xasprintf("%s/v1/transactions/%s", o->coordinator, gid);
     outcome res = OUT_UNKNOWN;
-    *answered = false;
     for (int attempt = 0; attempt < attempts; attempt++) {
         httpc_call call;
-        memset(&call, 0, sizeof(call));
-        call.method = "GET";
-        call.url = url;
-        call.timeout_ms = 3000;
-        (void)httpc_request(&call);
+        http_get(&call, url);
         const char *oc = resp_str(&call, "outcome");
         const char *st = resp_str(&call, "state");
         bool retry = call.status == 0 || call.status >= 500;
         if (call.status == 200) {
-            *answered = true;
             if ((oc && strcmp(oc, "committed") == 0) ||
                 (st && (strcmp(st, "committed") == 0 || strcmp(st, "committing") == 0)))
                 res = OUT_COMMITTED;
@@ -510,6 +515,24 @@ static outcome ask_outcome(const opts *o, const char *gid, int attempts, bool *a
             break;
         sleep_ms(300, NULL);
     }
+    free(url);
+    return res;
+}
+
+/* GET /v1/outcomes/{gid} once: the coordinator's durable decision. C, A, or
+ * U (in_flight, no answer, unexpected). */
+static outcome ask_decision(const opts *o, const char *gid)
+{
+    char *url = xasprintf("%s/v1/outcomes/%s", o->coordinator, gid);
+    httpc_call call;
+    http_get(&call, url);
+    const char *oc = resp_str(&call, "outcome");
+    outcome res = OUT_UNKNOWN;
+    if (call.status == 200 && oc && strcmp(oc, "committed") == 0)
+        res = OUT_COMMITTED;
+    else if (call.status == 200 && oc && strcmp(oc, "aborted") == 0)
+        res = OUT_ABORTED;
+    httpc_call_clear(&call);
     free(url);
     return res;
 }
@@ -688,8 +711,7 @@ static void transfer_interactive(client_t *cl, long from, long to, long amount)
         note_unexpected(cl, "commit", gid, &call);
     httpc_call_clear(&call);
     if (oc == OUT_UNKNOWN && lost) {
-        bool answered;
-        oc = ask_outcome(o, gid, 10, &answered);
+        oc = ask_outcome(o, gid, 10);
         if (oc != OUT_UNKNOWN) {
             reason = "get_after_lost_commit";
             pthread_mutex_lock(&rs->mu);
@@ -745,8 +767,7 @@ static void transfer_oneshot(client_t *cl, long from, long to, long amount)
         note_unexpected(cl, "one-shot", gid[0] ? gid : marker, &call);
     httpc_call_clear(&call);
     if (oc == OUT_UNKNOWN && lost && gid[0]) {
-        bool answered;
-        oc = ask_outcome(o, gid, 10, &answered);
+        oc = ask_outcome(o, gid, 10);
         if (oc != OUT_UNKNOWN) {
             reason = "get_after_lost_commit";
             pthread_mutex_lock(&rs->mu);
@@ -1254,11 +1275,6 @@ static void violation(int kind, const char *fmt, ...)
     printf("VIOLATION %s: %s\n", violation_names[kind], buf);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmd_check(const opts *o)
 {
     if (!need("--journal", o->journal))
@@ -1348,8 +1364,6 @@ static int cmd_check(const opts *o)
     /* per transfer */
     long committed = 0, aborted = 0, unknown = 0, unknown_present = 0, unknown_absent = 0;
     long interactive = 0, oneshot = 0, never_committed = 0;
-    char **ask = xcalloc(j.n + 1, sizeof(char *));
-    size_t nask = 0;
     for (size_t k = 0; k < j.n; k++) {
         jtransfer *t = &j.t[k];
         bool both = t->present[0] && t->present[1];
@@ -1396,12 +1410,9 @@ static int cmd_check(const opts *o)
                     violation(V_UNCOMMITTED_PRESENT,
                               "transfer %s: commit was never sent, marker present", t->marker);
             }
-            if (t->gid[0] && o->coordinator)
-                ask[nask++] = t->marker;
             break;
         }
     }
-    qsort(ask, nask, sizeof(*ask), cmp_str);
     for (size_t k = 0; k < j.na; k++) {
         jaccount *a = &j.a[k];
         if (!a->seen)
@@ -1412,27 +1423,43 @@ static int cmd_check(const opts *o)
                       a->id, a->actual, a->expected, a->start_balance);
     }
 
-    /* unknown outcomes: what does the coordinator say now? (bounded) */
-    long asked = 0, coord_committed = 0, coord_aborted = 0;
-    for (size_t k = 0; k < nask && k < 200; k++) {
-        jtransfer *t = find_transfer(&j, ask[k]);
-        bool answered;
-        outcome oc = ask_outcome(o, t->gid, 1, &answered);
+    /* What the coordinator's decision says (GET /v1/outcomes, answerable
+     * forever): for every unknown with a known gid, and for a sample of the
+     * acknowledged ones, it must agree with the rows. Bounded. */
+    long asked = 0, coord_committed = 0, coord_aborted = 0, coord_other = 0;
+    size_t nacked = 0;
+    for (size_t k = 0; k < j.n; k++)
+        if (j.t[k].gid[0] && (j.t[k].outcome == 'C' || j.t[k].outcome == 'A'))
+            nacked++;
+    size_t sample_every = nacked / 200 + 1;
+    size_t nth_acked = 0;
+    for (size_t k = 0; o->coordinator && k < j.n && asked < 5000; k++) {
+        jtransfer *t = &j.t[k];
+        if (!t->gid[0])
+            continue;
+        bool acked = t->outcome == 'C' || t->outcome == 'A';
+        if (acked && nth_acked++ % sample_every != 0)
+            continue;
+        outcome oc = ask_decision(o, t->gid);
         asked++;
         bool both = t->present[0] && t->present[1];
+        bool none = !t->present[0] && !t->present[1];
         if (oc == OUT_COMMITTED) {
             coord_committed++;
-            if (!both)
-                violation(V_COORD_MISMATCH, "%s: the coordinator says committed, markers absent",
-                          t->gid);
+            if (!both || t->outcome == 'A')
+                violation(V_COORD_MISMATCH, "%s: the coordinator's outcome is committed, "
+                          "acknowledged %c, markers %s", t->gid, t->outcome ? t->outcome : '?',
+                          both ? "present" : none ? "absent" : "partial");
         } else if (oc == OUT_ABORTED) {
             coord_aborted++;
-            if (both)
-                violation(V_COORD_MISMATCH, "%s: the coordinator says aborted, markers present",
-                          t->gid);
+            if (!none || t->outcome == 'C')
+                violation(V_COORD_MISMATCH, "%s: the coordinator's outcome is aborted, "
+                          "acknowledged %c, markers %s", t->gid, t->outcome ? t->outcome : '?',
+                          both ? "present" : "partial");
+        } else {
+            coord_other++;
         }
     }
-    free(ask);
 
     long nviol = 0;
     for (int k = 0; k < V_NKINDS; k++)
@@ -1441,13 +1468,13 @@ static int cmd_check(const opts *o)
            "  transfers attempted %zu (interactive %ld, one-shot %ld)\n"
            "  committed %ld, aborted %ld, unknown %ld (present %ld, absent %ld; "
            "commit never sent %ld)\n"
-           "  unknown asked again: %ld (coordinator says committed %ld, aborted %ld)\n"
+           "  coordinator outcomes asked: %ld (committed %ld, aborted %ld, no answer %ld)\n"
            "  faults injected %ld (fault command failures %ld)\n"
            "  accounts %ld, total balance %lld (at start %lld), unjournaled markers %ld\n"
            "  violations %ld",
            nviol ? "FAILED" : "OK", j.n, interactive, oneshot, committed, aborted, unknown,
            unknown_present, unknown_absent, never_committed, asked, coord_committed,
-           coord_aborted, j.faults, j.fault_failures, naccounts, total, j.start_total,
+           coord_aborted, coord_other, j.faults, j.fault_failures, naccounts, total, j.start_total,
            unjournaled, nviol);
     const char *sep = " (";
     for (int k = 0; k < V_NKINDS; k++)

@@ -49,11 +49,17 @@ scen_init() {
     SCEN_NAME="$1"
     SCEN_PORT="${SCENARIO_BASE_PORT:-$2}"
     TX_PROG="$SCEN_NAME"
-    # A run of this scenario killed hard (SIGKILL: no exit trap) left its
-    # cluster running on our ports: stop and remove it first.
-    local old
+    # A run on our ports killed hard (SIGKILL: no exit trap) left its cluster
+    # running: stop and remove it first. Only when the script that made it is
+    # gone (its pid in owner.pid); a live one is another run, left alone.
+    local old owner
     for old in /tmp/txscen-"${SCEN_PORT}"-*; do
         [ -d "$old" ] || continue
+        owner="$(cat "$old/owner.pid" 2>/dev/null || true)"
+        if [[ "$owner" =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
+            echo "$SCEN_NAME: warning: $old belongs to a live run (pid $owner) on the same ports"
+            continue
+        fi
         [ "${SCENARIO_KEEP:-0}" = 1 ] && continue
         echo "$SCEN_NAME: removing the leftover of an earlier run: $old"
         [ -d "$old/cluster" ] && "$CLUSTER_SH" --dir "$old/cluster" down --purge >/dev/null 2>&1
@@ -61,6 +67,7 @@ scen_init() {
     done
     SCEN_DIR="$(mktemp -d "/tmp/txscen-${SCEN_PORT}-XXXXXX")"
     chmod 755 "$SCEN_DIR"
+    echo "$$" >"$SCEN_DIR/owner.pid"
     CDIR="$SCEN_DIR/cluster"
     # agents sweep every second (default 5): recovery waits stay short
     export TXAGENT_ARGS="${TXAGENT_ARGS:---resolve-interval-ms 1000}"
