@@ -248,7 +248,11 @@ static void h_prepare(http_request *req, void *app)
     free(peers);
 }
 
-static void h_precommit(http_request *req, void *app)
+/* The finishing calls (precommit, commit, rollback) take no body fields
+ * beyond the participant check: one shape, three ops. */
+typedef void (*gid_op_fn)(agent *ag, const char *gid, op_result *res);
+
+static void run_gid_op(http_request *req, void *app, gid_op_fn op)
 {
     agent *ag = app;
     const char *gid;
@@ -256,33 +260,13 @@ static void h_precommit(http_request *req, void *app)
     if (!post_prelude(req, ag, &gid, &body))
         return;
     op_result res = {0};
-    op_precommit(ag, gid, &res);
+    op(ag, gid, &res);
     reply(req, &res);
 }
 
-static void h_commit(http_request *req, void *app)
-{
-    agent *ag = app;
-    const char *gid;
-    json_t *body;
-    if (!post_prelude(req, ag, &gid, &body))
-        return;
-    op_result res = {0};
-    op_commit(ag, gid, &res);
-    reply(req, &res);
-}
-
-static void h_rollback(http_request *req, void *app)
-{
-    agent *ag = app;
-    const char *gid;
-    json_t *body;
-    if (!post_prelude(req, ag, &gid, &body))
-        return;
-    op_result res = {0};
-    op_rollback(ag, gid, &res);
-    reply(req, &res);
-}
+static void h_precommit(http_request *req, void *app) { run_gid_op(req, app, op_precommit); }
+static void h_commit(http_request *req, void *app) { run_gid_op(req, app, op_commit); }
+static void h_rollback(http_request *req, void *app) { run_gid_op(req, app, op_rollback); }
 
 static void h_branch(http_request *req, void *app)
 {
