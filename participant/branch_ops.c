@@ -152,14 +152,18 @@ static void touch(branch *b)
     atomic_store(&b->last_activity_ms, now_ms());
 }
 
-/* Look up (creating) and lock. NULL only for an invalid gid (callers validated). */
-static branch *lock_branch(agent *ag, const char *gid)
+/* Look up (creating) and lock. NULL only for an invalid gid (callers
+ * validated): then out, if given, holds the 400 answer. */
+static branch *lock_branch(agent *ag, const char *gid, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, true);
-    if (b) {
-        pthread_mutex_lock(&b->mu);
-        touch(b);
+    if (!b) {
+        if (out)
+            res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        return NULL;
     }
+    pthread_mutex_lock(&b->mu);
+    touch(b);
     return b;
 }
 
@@ -376,11 +380,9 @@ static bool begin_branch(agent *ag, branch *b, op_result *out)
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
                   op_result *out)
 {
-    branch *b = lock_branch(ag, gid);
-    if (!b) {
-        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+    branch *b = lock_branch(ag, gid, out);
+    if (!b)
         return;
-    }
     if (branch_state_get(b) == BS_UNKNOWN && atomic_load(&ag->stopping)) {
         res_err(out, 503, "shutting_down", NULL, "agent is shutting down");
         goto done;
@@ -554,11 +556,9 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
     int64_t t0 = now_us();
     fsm_ctx ctx = {.ag = ag};
     size_t n = req->n;
-    branch *b = lock_branch(ag, gid);
-    if (!b) {
-        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+    branch *b = lock_branch(ag, gid, out);
+    if (!b)
         return;
-    }
     branch_state s0 = branch_state_get(b);
     if (req->tp && !b->tp && (s0 == BS_UNKNOWN || s0 == BS_ACTIVE || s0 == BS_PREPARED))
         b->tp = tp_branch_new(req->tp);
@@ -629,11 +629,9 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
 void op_commit(agent *ag, const char *gid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid);
-    if (!b) {
-        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+    branch *b = lock_branch(ag, gid, out);
+    if (!b)
         return;
-    }
     switch (branch_state_get(b)) {
     case BS_UNKNOWN:
     case BS_PREPARED:
@@ -705,11 +703,9 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
 void op_precommit(agent *ag, const char *gid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid);
-    if (!b) {
-        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+    branch *b = lock_branch(ag, gid, out);
+    if (!b)
         return;
-    }
     switch (branch_state_get(b)) {
     case BS_UNCERTAIN:
         if (!branch_fsm_step(b, EV_PRECOMMIT, "precommit", &ctx)) {
@@ -833,7 +829,7 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
 {
     const char *outcome = commit ? "committed" : "aborted";
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid);
+    branch *b = lock_branch(ag, gid, NULL);
     if (!b)
         return false;
     bool done;
