@@ -1,11 +1,16 @@
 /*
- * fault.h - named crash points for fault injection.
+ * fault.h - named fault points for fault injection.
  *
- * A process arms at most one point at start: fault_init("name") or
- * fault_init("name:N") (die at the N-th time the point is reached). When an
- * armed point is reached the process logs "crash point NAME reached" and
- * calls _exit(137) at once: no atexit handlers, no flushing, like a power cut.
- * Points are listed in README; an unknown name given to fault_init is an error.
+ * A process arms at most one point at start with a spec NAME[:N][=ACTION]:
+ *   fault_init("name")            _exit at the first hit
+ *   fault_init("name:N")          _exit at the N-th hit
+ *   fault_init("name:N=pause:MS") from the N-th hit on, every hit sleeps MS ms
+ *                                 in the calling thread ("=exit" is the default)
+ * Exit logs "crash point NAME reached" and calls _exit(137) at once: no atexit
+ * handlers, no flushing, like a power cut. Pause logs "fault point NAME
+ * reached: pausing MS ms (hit K)" and returns after the sleep (a scenario
+ * acts on the world meanwhile, e.g. cuts a link). Points are listed in README;
+ * an unknown name or a bad count/action given to fault_init is an error.
  */
 #ifndef TX_FAULT_H
 #define TX_FAULT_H
@@ -14,6 +19,8 @@
 
 /* spec may be NULL or "" (nothing armed). known: NULL-terminated list of valid names. */
 bool fault_init(const char *spec, const char *const *known) MUSTCHECK;
+/* The armed point's name (borrowed, valid until the next fault_init), or NULL. */
+const char *fault_armed_name(void);
 void fault_point(const char *name);
 
 #endif

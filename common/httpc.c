@@ -5,6 +5,9 @@
  *   - Each thread owns one CURLM and a small pool of easy handles (pthread
  *     key, destroyed at thread exit); the multi handle's connection cache is
  *     what makes keep-alive connections survive between calls of a thread.
+ *   - A pooled easy handle keeps its fixed options from creation (easy_new);
+ *     each call sets all of its own (setup_easy) and unhooks the pointers
+ *     into its caller's memory when it ends.
  *   - No signals (CURLOPT_NOSIGNAL), TCP_NODELAY, no "Expect: 100-continue",
  *     Content-Type: application/json on every call.
  *   - Every call gets status/response/error filled; a response body is kept
@@ -97,11 +100,26 @@ uint64_t httpc_connections_opened(void)
     return (uint64_t)atomic_load(&connections_opened);
 }
 
+/* Options that never change are set once, when the handle is created; a
+ * pooled handle keeps them (no curl_easy_reset), so a call only sets what is
+ * its own (setup_easy). */
+static CURL *easy_new(httpc_tls *t)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    return e;
+}
+
 static CURL *easy_get(httpc_tls *t)
 {
     if (t->npool > 0)
         return t->pool[--t->npool];
-    return curl_easy_init();
+    return easy_new(t);
 }
 
 static void easy_put(httpc_tls *t, CURL *e)
@@ -139,7 +157,10 @@ static void call_fail(httpc_call *c, const char *fmt, const char *a)
     snprintf(c->error, sizeof(c->error), fmt, a);
 }
 
-static bool setup_easy(httpc_tls *t, call_state *cs)
+/* The per-call options. Every option a previous call of this handle may
+ * have set is set again here (method, body, custom request), so nothing of
+ * an earlier call leaks into this one. */
+static bool setup_easy(call_state *cs)
 {
     httpc_call *c = cs->call;
     CURL *e = cs->easy;
@@ -147,18 +168,13 @@ static bool setup_easy(httpc_tls *t, call_state *cs)
     long ctimeout = timeout < HTTPC_CONNECT_TIMEOUT_MS ? timeout : HTTPC_CONNECT_TIMEOUT_MS;
     const char *method = c->method ? c->method : "GET";
 
-    curl_easy_reset(e);
     curl_easy_setopt(e, CURLOPT_URL, c->url);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, cs);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, cs);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 
     if (c->body) {
         cs->body_text = json_dumps(c->body, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -169,13 +185,13 @@ static bool setup_easy(httpc_tls *t, call_state *cs)
     }
     if (strcmp(method, "GET") == 0 && !c->body) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
     } else {
         const char *payload = cs->body_text ? cs->body_text : "";
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
-        if (strcmp(method, "POST") != 0)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(method, "POST") != 0 ? method : NULL);
     }
     return true;
 }
@@ -234,7 +250,7 @@ bool httpc_perform(httpc_call *calls, size_t n)
             cs[i].done = true;
             continue;
         }
-        if (!setup_easy(t, &cs[i])) {
+        if (!setup_easy(&cs[i])) {
             cs[i].done = true;
             continue;
         }
@@ -277,8 +293,11 @@ bool httpc_perform(httpc_call *calls, size_t n)
                 curl_multi_remove_handle(t->multi, cs[i].easy);
                 call_fail(&calls[i], "%s", "curl multi loop failed");
             }
-            /* The error buffer points into the caller's struct: unhook it. */
+            /* These point into the caller's struct and this call's state:
+             * unhook them before the handle goes back to the pool. */
             curl_easy_setopt(cs[i].easy, CURLOPT_ERRORBUFFER, NULL);
+            curl_easy_setopt(cs[i].easy, CURLOPT_POSTFIELDS, NULL);
+            curl_easy_setopt(cs[i].easy, CURLOPT_WRITEDATA, NULL);
             easy_put(t, cs[i].easy);
         }
         strbuf_free(&cs[i].resp);

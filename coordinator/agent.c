@@ -6,8 +6,11 @@
  *   - Every body carries "participant" (agents refuse a mismatch).
  *   - gids are [a-z0-9-] (gid.h), so they go into URLs unescaped.
  *   - A COMMIT is acknowledged only by 200; a ROLLBACK by 200, or 404 (the
- *     agent never had the branch). Anything else leaves the branch as it was,
- *     so the next delivery re-sends: every delivery is idempotent at the
+ *     agent never had the branch). A 409 wrong_state saying the branch is
+ *     already finished the other way is a mixed outcome: recorded, logged as
+ *     an atomicity violation, counted, never re-sent
+ *     (finished_against_decision). Anything else leaves the branch as it
+ *     was, so the next delivery re-sends: every delivery is idempotent at the
  *     agent (42704 on a re-sent finish counts as done there).
  *   - Which branches need which outcome (branch_needs_outcome, txn.c):
  *       committing: branches in state prepared, precommitted -> COMMIT
@@ -17,6 +20,13 @@
  *     error (the in-doubt view). Once an operator resolved t heuristically,
  *     a branch that does not acknowledge is given up (state heuristic)
  *     instead of being retried.
+ *   - Log volume: a branch that keeps failing is logged at its first
+ *     failure, then at most once per RETRY_LOG_EVERY_MS (txn_log_due); each
+ *     line carries gid= and participant=, the attempt number and how many
+ *     failures were not logged since the previous line. The line when it is
+ *     finally acknowledged gives the number of attempts; the resolver logs
+ *     a periodic summary of what was held back. The in-doubt view
+ *     (attempts, last_error) always shows the latest failure.
  */
 #include "agent.h"
 
@@ -25,6 +35,7 @@
 #include <string.h>
 
 #include "coord.h"
+#include "coord_metrics.h"
 #include "log.h"
 
 void agent_call_init(httpc_call *c, const participant *p, const char *gid, const char *verb,
@@ -110,14 +121,42 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
         if (!branch_needs_outcome(st, bs))
             continue;
         if (!b->p) {
-            txlog_error(t->gid, b->participant,
-                        "cannot send %s: participant is not configured (--participant)", verb);
+            unsigned skipped;
+            if (txn_log_due(t, &b->retry_log, &skipped))
+                txlog_error(t->gid, b->participant,
+                            "cannot send %s: participant is not configured (--participant)", verb);
             continue;
         }
         agent_call_init(&calls[n], b->p, t->gid, verb, NULL, (long)g_coord.agent_timeout_ms);
         bidx[n++] = i;
     }
     return n;
+}
+
+/* The agent answered 409 wrong_state and its branch is already finished the
+ * other way: a 3PC branch whose agent terminated on its own while it could
+ * not reach us (the timeout rule, or the protocol rule on the far side of a
+ * partition), or a prepared branch someone finished by hand. Re-sending can
+ * never succeed, so the branch is recorded as it is, the mixed outcome is
+ * logged once as the atomicity violation it is and counted, and delivery
+ * goes on (the transaction ends with 'E'; its outcome stays the decision). */
+static bool finished_against_decision(txn *t, branch *b, const httpc_call *c, bool commit)
+{
+    if (c->status != 409 || strcmp(agent_error_code(c), "wrong_state") != 0)
+        return false;
+    const char *there = error_field(c, "state");
+    if (strcmp(there, commit ? "aborted" : "committed") != 0)
+        return false;
+    txn_branch_attempt(t, b, true, commit ? BR_ABORTED : BR_COMMITTED, false, NULL);
+    txn_log_reset(t, &b->retry_log);
+    counter_inc(&g_metrics.mixed_outcomes);
+    txlog_error(t->gid, b->participant,
+                "atomicity violated: the decision is %s but the branch is already %s there "
+                "(%s); recorded, not re-sent",
+                commit ? "commit" : "abort", there,
+                t->protocol == PROTO_3PC ? "its agent terminated 3PC on its own"
+                                         : "finished outside the coordinator");
+    return true;
 }
 
 size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, int attempt)
@@ -130,6 +169,7 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
         bool acked = c->status == 200 || (!commit && c->status == 404);
         if (acked) {
             txn_branch_attempt(t, b, true, commit ? BR_COMMITTED : BR_ABORTED, false, NULL);
+            txn_log_reset(t, &b->retry_log);
             if (c->status == 404)
                 txlog_info(t->gid, b->participant, "rollback: agent does not know the branch; done");
             else if (attempt > 0)
@@ -137,6 +177,8 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
                            commit ? "commit" : "rollback", attempt);
             continue;
         }
+        if (finished_against_decision(t, b, c, commit))
+            continue;
         char why[512];
         agent_describe_failure(c, why, sizeof(why));
         pthread_mutex_lock(&t->mu);
@@ -149,13 +191,20 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
                        commit ? "commit" : "rollback", why, commit ? "commit" : "abort");
             continue;
         }
+        failed++;
+        unsigned skipped;
+        if (!txn_log_due(t, &b->retry_log, &skipped))
+            continue; /* counted; the next line or the resolver's summary says so */
+        char more[96] = "";
+        if (skipped > 0)
+            snprintf(more, sizeof(more), " (%u failed attempts not logged since the last line)",
+                     skipped);
         if (c->status == 409 && commit)
             txlog_error(t->gid, b->participant,
-                        "commit refused: %s (branch not prepared there?); will retry", why);
+                        "commit refused: %s (branch not prepared there?); will retry%s", why, more);
         else
-            txlog_warn(t->gid, b->participant, "%s not acknowledged (attempt %d): %s",
-                       commit ? "commit" : "rollback", attempt + 1, why);
-        failed++;
+            txlog_warn(t->gid, b->participant, "%s not acknowledged (attempt %d): %s%s",
+                       commit ? "commit" : "rollback", attempt + 1, why, more);
     }
     return failed;
 }

@@ -37,8 +37,8 @@ void agent_describe_failure(const httpc_call *c, char *buf, size_t size);
  * the branch index of calls[i]. room >= t->nbranches. Returns the count.
  * Branches whose participant is not configured are skipped (logged). */
 size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room);
-/* Read the answers into branch states; logs every unacknowledged one.
- * Returns how many were not acknowledged. */
+/* Read the answers into branch states; logs unacknowledged ones (rate
+ * limited per branch, agent.c). Returns how many were not acknowledged. */
 size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, int attempt);
 /* True when no branch of t still needs the outcome. */
 bool delivery_done(txn *t);

@@ -12,6 +12,13 @@
  *     they answer at once even while a commit is in progress.
  *   - The outcome endpoint never says "aborted" for a gid that is active,
  *     preparing or precommitting here, nor for one with a commit decision.
+ *   - What is known of a gid no longer in the table (evicted, or from before
+ *     a restart) is decided in one place, outcome_not_in_table: the
+ *     committed set, else presumed abort for a gid of ours that was issued
+ *     (earlier epoch, or this epoch's seq already handed out). The outcome
+ *     endpoint and GET /v1/transactions/{gid} both use it; GET answers 404
+ *     where it cannot have been issued (future epoch, unissued seq,
+ *     another coordinator's gid).
  * Ownership: http_req_json bodies are borrowed; json_object_get is borrowed;
  * *_set_new and http_reply_json steal.
  */
@@ -562,14 +569,57 @@ static void h_rollback(http_request *req, void *app)
     txn_unref(t);
 }
 
+/* ---- gids no longer in the table ---------------------------------------- */
+
+typedef enum {
+    OUT_COMMITTED,    /* 'C' logged (committed set) */
+    OUT_ABORTED,      /* ours, issued, no 'C': presumed abort */
+    OUT_NOT_ISSUED,   /* this epoch, seq not handed out yet: never seen */
+    OUT_FUTURE_EPOCH, /* an epoch after ours: never issued by any incarnation we know */
+} outcome_known;
+
+/* What the decision log says of gid (valid, ours: cid == our coord_id),
+ * which is not in the table. */
+static outcome_known outcome_not_in_table(const char *gid, uint64_t epoch, uint64_t seq)
+{
+    if (dlog_is_committed(gid))
+        return OUT_COMMITTED;
+    if (epoch > g_coord.epoch)
+        return OUT_FUTURE_EPOCH;
+    if (epoch == g_coord.epoch && !txn_seq_issued(seq))
+        return OUT_NOT_ISSUED;
+    /* Earlier epoch without 'C': presumed abort. This epoch, issued, not in
+     * memory and not committed: finished aborted and evicted. */
+    return OUT_ABORTED;
+}
+
 static void h_get(http_request *req, void *app)
 {
     (void)app;
-    txn *t = lookup_or_404(req, http_req_param(req, 0));
-    if (!t)
+    const char *gid = http_req_param(req, 0);
+    txn *t = txn_lookup(gid);
+    if (t) {
+        http_reply_json(req, 200, txn_to_json(t));
+        txn_unref(t);
         return;
-    http_reply_json(req, 200, txn_to_json(t));
-    txn_unref(t);
+    }
+    /* Evicted, or from before a restart: its outcome only, from the log. */
+    char cid[16];
+    uint64_t epoch = 0, seq = 0;
+    outcome_known k = OUT_NOT_ISSUED;
+    if (gid_valid(gid) && gid_parse(gid, cid, &epoch, &seq) && strcmp(cid, g_coord.coord_id) == 0)
+        k = outcome_not_in_table(gid, epoch, seq);
+    if (k != OUT_COMMITTED && k != OUT_ABORTED) {
+        http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+        return;
+    }
+    const char *outcome = k == OUT_COMMITTED ? "committed" : "aborted";
+    json_t *o = json_pack("{s:s, s:s, s:s, s:[], s:b}", "gid", gid, "state", outcome, "outcome",
+                          outcome, "branches", "recovered", 1);
+    if (k == OUT_ABORTED)
+        json_object_set_new(o, "reason",
+                            json_string("no commit decision logged (presumed abort)"));
+    http_reply_json(req, 200, o);
 }
 
 static void h_list(http_request *req, void *app)
@@ -650,18 +700,24 @@ static void h_outcome(http_request *req, void *app)
             break;
         }
         txn_unref(t);
-    } else if (dlog_is_committed(gid)) {
-        outcome = "committed";
-    } else if (epoch > g_coord.epoch) {
-        /* Not issued by this incarnation or any earlier one we know of: our
-         * data dir may have been restored from a backup. Never guess. */
-        txlog_warn(gid, NULL, "outcome asked for a gid of a future epoch (ours is %llu)",
-                   (unsigned long long)g_coord.epoch);
-        outcome = "in_flight";
     } else {
-        /* Earlier epoch without 'C': presumed abort. This epoch, not in
-         * memory and not committed: finished aborted and evicted. */
-        outcome = "aborted";
+        switch (outcome_not_in_table(gid, epoch, seq)) {
+        case OUT_COMMITTED:
+            outcome = "committed";
+            break;
+        case OUT_FUTURE_EPOCH:
+            /* Not issued by this incarnation or any earlier one we know of:
+             * our data dir may have been restored from a backup. Never guess. */
+            txlog_warn(gid, NULL, "outcome asked for a gid of a future epoch (ours is %llu)",
+                       (unsigned long long)g_coord.epoch);
+            outcome = "in_flight";
+            break;
+        case OUT_NOT_ISSUED: /* no branch of it can exist: nothing can commit it */
+        case OUT_ABORTED:
+        default:
+            outcome = "aborted";
+            break;
+        }
     }
     http_reply_json(req, 200, json_pack("{s:s, s:s}", "gid", gid, "outcome", outcome));
 }

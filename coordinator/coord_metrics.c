@@ -61,6 +61,12 @@ char *coord_metrics_render(void)
                          &g_metrics.heuristic_commits);
     metric_write_counter(&sb, "txcoord_heuristic_decisions_total", "outcome=\"abort\"",
                          &g_metrics.heuristic_aborts);
+    metric_write_header(&sb, "txcoord_mixed_outcome_branches_total", "counter",
+                        "Branches found finished against the decision (a 3PC branch that "
+                        "terminated on its own across a partition, or a prepared branch "
+                        "finished by hand): atomicity violations.");
+    metric_write_counter(&sb, "txcoord_mixed_outcome_branches_total", NULL,
+                         &g_metrics.mixed_outcomes);
     metric_write_header(&sb, "txcoord_commit_latency_seconds", "histogram",
                         "Commit request to answer, committed transactions.");
     for (int p = 0; p < PROTO_COUNT; p++) {

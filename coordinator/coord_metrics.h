@@ -17,6 +17,7 @@ typedef struct {
     metric_counter timeouts;
     metric_counter heuristic_commits;      /* operator resolves ('H' records) */
     metric_counter heuristic_aborts;
+    metric_counter mixed_outcomes;         /* branches found finished against the decision */
     metric_histogram commit_latency[PROTO_COUNT]; /* commit request -> answered, committed ones */
     metric_gauge in_flight;                /* transactions not yet committed/aborted */
 } coord_metrics;

@@ -293,9 +293,9 @@ static bool log_decision(txn *t, uint8_t type, int64_t *at_ms)
         *at_ms = at;
     if (type == REC_COMMIT) {
         atomic_fetch_add(&commit_records, 1);
-        txlog_info(t->gid, NULL, "decision commit logged");
+        txlog_debug(t->gid, NULL, "decision commit logged");
     } else {
-        txlog_info(t->gid, NULL, "decision pre-commit logged");
+        txlog_debug(t->gid, NULL, "decision pre-commit logged");
     }
     return true;
 }

@@ -68,8 +68,8 @@ static void on_signal(int sig)
 
 static const char *const crash_points[] = {
     "before-decision-log",      "after-decision-log",        "after-first-commit",
-    "before-end-record",        "3pc-after-precommit-log",   "3pc-after-first-precommit",
-    "3pc-before-commit-log",    NULL,
+    "before-end-record",        "3pc-before-precommit-log",  "3pc-after-precommit-log",
+    "3pc-after-first-precommit", "3pc-before-commit-log",    NULL,
 };
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level;
@@ -111,10 +111,11 @@ static const opt_def options[] = {
      "3pc agents' rule when a timer fires: protocol (ask the peers) or timeout (uncertain -> "
      "abort, pre-committed -> commit) (per transaction: termination)",
      &opt_3pc_termination},
-    {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N]",
+    {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS]",
      "fault injection: before-decision-log, after-decision-log, after-first-commit, "
-     "before-end-record, 3pc-after-precommit-log, 3pc-after-first-precommit, "
-     "3pc-before-commit-log (also env TXCOORD_CRASH_POINT)",
+     "before-end-record, 3pc-before-precommit-log, 3pc-after-precommit-log, "
+     "3pc-after-first-precommit, 3pc-before-commit-log; _exit at the N-th hit, or with "
+     "=pause:MS sleep MS ms at every hit from the N-th on (also env TXCOORD_CRASH_POINT)",
      &opt_crash_point},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
      &opt_log_level},
@@ -278,12 +279,10 @@ static bool arm_crash_point(void)
     const char *spec = opt_crash_point ? opt_crash_point : getenv("TXCOORD_CRASH_POINT");
     if (!fault_init(spec, crash_points))
         return false;
-    if (spec && *spec) {
-        size_t len = strcspn(spec, ":");
-        g_coord.sequential_phase2 = strncmp(spec, "after-first-commit", len) == 0 &&
-                                    len == strlen("after-first-commit");
-        g_coord.sequential_precommit = strncmp(spec, "3pc-after-first-precommit", len) == 0 &&
-                                       len == strlen("3pc-after-first-precommit");
+    const char *armed = fault_armed_name();
+    if (armed) {
+        g_coord.sequential_phase2 = strcmp(armed, "after-first-commit") == 0;
+        g_coord.sequential_precommit = strcmp(armed, "3pc-after-first-precommit") == 0;
     }
     return true;
 }

@@ -17,6 +17,10 @@
  *     most one agent timeout, not one per transaction.
  *   - Backoff per job: backoff_ms(attempt, 200 ms, 30 s), jittered.
  *   - No lock is held across the network calls.
+ *   - Log volume: a retry that fails again is not logged each time (agent.c,
+ *     threepc.c: first failure, then one line per branch per minute); when
+ *     lines were held back, one summary line per RESOLVER_SUMMARY_MS says how
+ *     many transactions are unfinished and how many failures went unlogged.
  */
 #include "resolver.h"
 
@@ -32,6 +36,7 @@
 #define RESOLVER_BASE_MS 200
 #define RESOLVER_CAP_MS 30000
 #define RESOLVER_IDLE_MS 1000
+#define RESOLVER_SUMMARY_MS RETRY_LOG_EVERY_MS
 
 typedef struct job {
     struct job *next;
@@ -47,6 +52,10 @@ static size_t nqueue;
 static bool stopping;
 static bool running;
 static pthread_t thread;
+/* Resolver thread only: the periodic summary. */
+static uint64_t failed_deliveries; /* branches not acknowledged, all rounds */
+static uint64_t summary_failed, summary_skipped;
+static int64_t summary_ms;
 
 void resolver_submit(txn *t, int64_t delay_ms)
 {
@@ -152,6 +161,7 @@ static job *run_round(job *batch)
         } else {
             size_t failed =
                 delivery_apply(j->t, calls + start[k], bidx + start[k], count[k], j->attempt);
+            failed_deliveries += failed;
             bool finished = failed == 0 && delivery_done(j->t) &&
                             txn_fsm_advance(j->t, EV_ACKED, "resolver: all branches acknowledged");
             if (finished) {
@@ -176,11 +186,40 @@ static job *run_round(job *batch)
     return left;
 }
 
+/* One line per RESOLVER_SUMMARY_MS when retry lines were held back since
+ * the last one. Resolver thread, without mu. */
+static void maybe_summary(void)
+{
+    int64_t now = now_ms();
+    if (summary_ms == 0) {
+        summary_ms = now;
+        return;
+    }
+    if (now - summary_ms < RESOLVER_SUMMARY_MS)
+        return;
+    uint64_t skipped = txn_retry_log_skipped();
+    if (skipped != summary_skipped)
+        log_warn("resolver: %zu transactions unfinished; %llu phase-2 deliveries failed and %llu "
+                 "retry lines were not logged in the last %lld s (each gid and participant is "
+                 "logged at its first failure, then once a minute)",
+                 resolver_pending(), (unsigned long long)(failed_deliveries - summary_failed),
+                 (unsigned long long)(skipped - summary_skipped),
+                 (long long)((now - summary_ms) / 1000));
+    summary_ms = now;
+    summary_failed = failed_deliveries;
+    summary_skipped = skipped;
+}
+
 static void *resolver_main(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&mu);
     while (!stopping) {
+        pthread_mutex_unlock(&mu);
+        maybe_summary();
+        pthread_mutex_lock(&mu);
+        if (stopping)
+            break;
         int64_t now = now_ms();
         int64_t next_due = now + RESOLVER_IDLE_MS;
         job *batch = NULL, **pp = &queue;

@@ -4,7 +4,9 @@
  * strmap, the committed set, the transaction state machine table (2PC and
  * 3PC rows), the decision log (replay of 'C' without 'E', presumed abort,
  * 'P' and 'H' records, compaction), eviction, the heuristic contradiction
- * rules and their application, and the 3PC recovery rule.
+ * rules and their application, the 3PC recovery rule and its handling of
+ * read-only branches (skipped: never counted, never sent anything), and
+ * the rate limit of repeated retry lines.
  * Invariants checked: a commit decision exists exactly when its 'C' was
  * forced and survives reopen until an 'E' follows; aborts log nothing
  * (except the 'E' that ends a 'P'); a transition not in the table is
@@ -12,12 +14,15 @@
  * decision and nothing else; an 'H' never undoes a 'C'.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "committed.h"
+#include "coord_metrics.h"
 #include "coord.h"
 #include "decision_log.h"
 #include "heuristic.h"
@@ -803,6 +808,265 @@ START_TEST(test_in_doubt_listing)
 }
 END_TEST
 
+/* ---- read_only branches in recovery ----------------------------------- */
+
+/* A 3PC transaction with one branch per participant, 'P' logged: what
+ * replay rebuilds as precommitting. */
+static txn *precommitting_txn(void)
+{
+    txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(txn_fsm_advance(t, EV_COMMIT, "commit requested"));
+    ck_assert(txn_fsm_advance(t, EV_VOTES_YES_3PC, "2 yes"));
+    ck_assert_int_eq(txn_state_get(t), TXN_PRECOMMITTING);
+    return t;
+}
+
+/* Answer call i of a recovery round: status 200 with body json (stolen), or
+ * status 0 (no answer) when json is NULL. */
+static void fake_answer(httpc_call *c, json_t *json)
+{
+    c->status = json ? 200 : 0;
+    c->response = json;
+    if (!json)
+        snprintf(c->error, sizeof(c->error), "connection refused");
+}
+
+/* A 3PC branch that terminated on its own (aborted) while the coordinator
+ * decided commit: the 409 wrong_state "aborted" answer ends its delivery
+ * (recorded, counted, not re-sent); the other branch commits; the
+ * transaction finishes instead of being retried forever. */
+START_TEST(test_delivery_records_mixed_outcome)
+{
+    (void)reopen(1 << 20);
+    txn *t = precommitting_txn();
+    ck_assert(txn_fsm_advance(t, EV_PRECOMMITTED, "all acked"));
+    ck_assert_int_eq(txn_state_get(t), TXN_COMMITTING);
+    uint64_t before = (uint64_t)atomic_load(&g_metrics.mixed_outcomes.v);
+    httpc_call calls[2];
+    size_t bidx[2];
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 2);
+    calls[0].status = 409;
+    calls[0].response = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "wrong_state",
+                                  "message", "cannot commit: branch is aborted", "state",
+                                  "aborted");
+    fake_answer(&calls[1], json_pack("{s:s}", "state", "committed"));
+    ck_assert_uint_eq(delivery_apply(t, calls, bidx, 2, 0), 0);
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    ck_assert_int_eq(t->branches[bidx[0]].state, BR_ABORTED);
+    ck_assert_int_eq(t->branches[bidx[1]].state, BR_COMMITTED);
+    ck_assert(delivery_done(t));
+    ck_assert_uint_eq((uint64_t)atomic_load(&g_metrics.mixed_outcomes.v), before + 1);
+
+    /* A 409 for any other reason (e.g. the branch is still active) is
+     * not a finished branch: it stays to be re-sent. */
+    txn *u = precommitting_txn();
+    ck_assert(txn_fsm_advance(u, EV_PRECOMMITTED, "all acked"));
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(delivery_build(u, calls, bidx, 2), 2);
+    calls[0].status = 409;
+    calls[0].response = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "wrong_state",
+                                  "message", "cannot commit: branch is active", "state",
+                                  "active");
+    fake_answer(&calls[1], json_pack("{s:s}", "state", "committed"));
+    ck_assert_uint_eq(delivery_apply(u, calls, bidx, 2, 0), 1);
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    ck_assert(!delivery_done(u));
+    ck_assert_uint_eq((uint64_t)atomic_load(&g_metrics.mixed_outcomes.v), before + 1);
+    txn_unref(t);
+    txn_unref(u);
+}
+END_TEST
+
+START_TEST(test_3pc_recovery_skips_read_only)
+{
+    (void)reopen(1 << 20);
+    /* pg1 read-only ("committed" says nothing), pg2 uncertain: nobody can
+     * have committed -> abort; counting pg1 as committed would commit. */
+    txn *t = precommitting_txn();
+    httpc_call calls[2];
+    size_t bidx[2];
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
+    fake_answer(&calls[0], json_pack("{s:s, s:s, s:b}", "state", "committed", "protocol", "3pc",
+                                     "read_only", 1));
+    fake_answer(&calls[1], json_pack("{s:s, s:s}", "state", "uncertain", "protocol", "3pc"));
+    ck_assert(threepc_recovery_apply(t, calls, bidx, 2));
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    ck_assert_int_eq(txn_state_get(t), TXN_ABORTING);
+    ck_assert(!dlog_is_committed(t->gid));
+    ck_assert_int_eq(t->branches[0].state, BR_READ_ONLY);
+    /* The rollbacks skip the read-only branch. */
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 1);
+    ck_assert_uint_eq(bidx[0], 1);
+    agent_call_free(&calls[0]);
+    txn_unref(t);
+
+    /* pg1 read-only, pg2 silent: wait; the next round asks pg2 only. A
+     * read-only pg1 next to a precommitted pg2 commits, and the commit
+     * (and its 'C') covers pg2 only. */
+    t = precommitting_txn();
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
+    fake_answer(&calls[0], json_pack("{s:s, s:b}", "state", "committed", "read_only", 1));
+    fake_answer(&calls[1], NULL);
+    ck_assert(!threepc_recovery_apply(t, calls, bidx, 2));
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    ck_assert_int_eq(txn_state_get(t), TXN_PRECOMMITTING);
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 1);
+    ck_assert_uint_eq(bidx[0], 1);
+    fake_answer(&calls[0], json_pack("{s:s}", "state", "precommitted"));
+    ck_assert(threepc_recovery_apply(t, calls, bidx, 1));
+    agent_call_free(&calls[0]);
+    ck_assert_int_eq(txn_state_get(t), TXN_COMMITTING);
+    ck_assert(dlog_is_committed(t->gid));
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 1);
+    ck_assert_uint_eq(bidx[0], 1);
+    agent_call_free(&calls[0]);
+    recovered r = reopen(1 << 20);
+    int k = recovered_find(&r, t->gid);
+    ck_assert_int_ge(k, 0);
+    ck_assert_int_eq(r.kinds[k], DLOG_COMMIT);
+    ck_assert_uint_eq(r.nbranches[k], 1);
+    ck_assert_str_eq(r.first_participant[k], "pg2");
+    txn_unref(t);
+
+    /* Every branch read-only: nothing is prepared anywhere -> abort, nothing sent. */
+    t = precommitting_txn();
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
+    for (size_t i = 0; i < 2; i++)
+        fake_answer(&calls[i], json_pack("{s:s, s:b}", "state", "committed", "read_only", 1));
+    ck_assert(threepc_recovery_apply(t, calls, bidx, 2));
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    ck_assert_int_eq(txn_state_get(t), TXN_ABORTING);
+    ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 0);
+    ck_assert(delivery_done(t));
+    txn_unref(t);
+    dlog_close();
+}
+END_TEST
+
+START_TEST(test_2pc_decision_excludes_read_only)
+{
+    /* 2PC recovery re-sends COMMIT to the branches of the 'C' only: a
+     * read-only branch is not in it, so it is never sent anything. */
+    (void)reopen(1 << 20);
+    txn *t = txn_with_prepared_branches();
+    txn_set_branch_state(t, &t->branches[0], BR_READ_ONLY);
+    ck_assert(txn_fsm_advance(t, EV_COMMIT, "commit requested"));
+    ck_assert(txn_fsm_advance(t, EV_VOTES_YES, "1 yes, 1 read_only"));
+    ck_assert(t->decision_logged);
+    httpc_call calls[2];
+    size_t bidx[2];
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 1);
+    ck_assert_uint_eq(bidx[0], 1);
+    agent_call_free(&calls[0]);
+    recovered r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_int_eq(r.kinds[0], DLOG_COMMIT);
+    ck_assert_uint_eq(r.nbranches[0], 1);
+    ck_assert_str_eq(r.first_participant[0], "pg2");
+    txn_unref(t);
+    dlog_close();
+}
+END_TEST
+
+/* ---- retry log volume ---------------------------------------------------- */
+
+/* Lines of path containing needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_retry_lines_rate_limited)
+{
+    (void)reopen(1 << 20);
+    txn *t = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(t, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(t, EV_VOTES_YES, "y"));
+    char errpath[160];
+    snprintf(errpath, sizeof(errpath), "%s/stderr.txt", tmpdir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_ge(dup2(fd, 2), 0);
+    close(fd);
+    uint64_t skipped0 = txn_retry_log_skipped();
+    /* Ten delivery rounds in which both agents stay silent. */
+    for (int attempt = 0; attempt < 10; attempt++) {
+        httpc_call calls[2];
+        size_t bidx[2];
+        memset(calls, 0, sizeof(calls));
+        ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 2);
+        for (size_t i = 0; i < 2; i++)
+            fake_answer(&calls[i], NULL);
+        ck_assert_uint_eq(delivery_apply(t, calls, bidx, 2, attempt), 2);
+        for (size_t i = 0; i < 2; i++)
+            agent_call_free(&calls[i]);
+    }
+    /* pg1 answers at last; pg2 fails once more. */
+    httpc_call calls[2];
+    size_t bidx[2];
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 2);
+    fake_answer(&calls[0], json_pack("{s:s}", "state", "committed"));
+    fake_answer(&calls[1], NULL);
+    ck_assert_uint_eq(delivery_apply(t, calls, bidx, 2, 10), 1);
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+
+    /* One line per branch (its first failure), each naming gid and participant. */
+    ck_assert_int_eq(count_lines(errpath, "not acknowledged"), 2);
+    char want[GID_MAX_LEN + 64];
+    snprintf(want, sizeof(want), "gid=%s participant=pg1 ", t->gid);
+    ck_assert_int_eq(count_lines(errpath, want), 1); /* its failure; the ack is INFO */
+    snprintf(want, sizeof(want), "gid=%s participant=pg2 commit not acknowledged", t->gid);
+    ck_assert_int_eq(count_lines(errpath, want), 1);
+    ck_assert_uint_eq(txn_retry_log_skipped() - skipped0, 9 + 10);
+    /* Still visible where the operator looks: attempts and the last error. */
+    ck_assert_int_eq(t->branches[1].attempts, 11);
+    ck_assert_ptr_nonnull(t->branches[1].last_error);
+
+    /* The limiter: first occurrence, then nothing until a minute passed or a
+     * success reset it; the next line counts what was held back. */
+    log_limit *l = &t->branches[1].retry_log;
+    unsigned skipped;
+    ck_assert(!txn_log_due(t, l, &skipped));
+    l->last_ms -= RETRY_LOG_EVERY_MS; /* a minute later */
+    ck_assert(txn_log_due(t, l, &skipped));
+    ck_assert_uint_eq(skipped, 11);
+    ck_assert(!txn_log_due(t, l, &skipped));
+    txn_log_reset(t, l);
+    ck_assert(txn_log_due(t, l, &skipped));
+    ck_assert_uint_eq(skipped, 0);
+    txn_unref(t);
+    dlog_close();
+}
+END_TEST
+
 static Suite *coord_suite(void)
 {
     Suite *s = suite_create("coordinator");
@@ -826,6 +1090,10 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_heuristic_rules);
     tcase_add_test(tc, test_heuristic_resolve);
     tcase_add_test(tc, test_in_doubt_listing);
+    tcase_add_test(tc, test_3pc_recovery_skips_read_only);
+    tcase_add_test(tc, test_delivery_records_mixed_outcome);
+    tcase_add_test(tc, test_2pc_decision_excludes_read_only);
+    tcase_add_test(tc, test_retry_lines_rate_limited);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -21,9 +21,10 @@
  *     abort.
  *  4. Every vote read_only: preparing -> committing with no record, as 2PC:
  *     nothing is prepared anywhere, there is nothing to pre-commit.
- *  5. preparing -> precommitting: the 'P' record (the yes-voting branches)
- *     is forced first; if that fails the process stops (as 2PC step 4).
- *     Crash point 3pc-after-precommit-log after it.
+ *  5. Crash point 3pc-before-precommit-log (every vote in, all yes, no
+ *     record yet); preparing -> precommitting: the 'P' record (the
+ *     yes-voting branches) is forced first; if that fails the process stops
+ *     (as 2PC step 4). Crash point 3pc-after-precommit-log after it.
  *  6. PreCommit: POST precommit to every prepared branch in parallel, each
  *     call bounded by precommit_timeout_ms (one at a time when the crash
  *     point 3pc-after-first-precommit is armed, crashing after the first
@@ -37,7 +38,8 @@
  *     acknowledged). The client gets "committed".
  *
  * A crash (coordinator process dies) between steps means:
- *  - before 5 ('P' not durable): no record; as 2PC before its decision.
+ *  - before 5 ('P' not durable; 3pc-before-precommit-log): no record; as
+ *    2PC before its decision.
  *    Agents that voted yes stay uncertain until their timer: the
  *    termination protocol finds every peer uncertain (or one not voted)
  *    and aborts, the timeout rule aborts; once we are back, /v1/outcomes
@@ -60,12 +62,22 @@
  *
  * Recovery of 'P' without 'C' (replayed as a transaction in
  * precommitting; the resolver drives it, never a client):
- *  R1. GET /v1/branches/{gid} from every branch's agent.
- *  R2. threepc_recovery_rule: any committed or precommitted -> commit;
- *      else any aborted / active / failed / unknown -> abort; else every
- *      agent answered uncertain -> abort; else (uncertain ones and silent
- *      ones) wait: a silent agent may be pre-committed; ask again with
- *      backoff. The outcome endpoint answers in_flight meanwhile.
+ *  R1. GET /v1/branches/{gid} from every branch's agent, except branches
+ *      already known read_only.
+ *  R2. An answer with "read_only":true (the branch voted read_only: it
+ *      committed locally, holds nothing prepared, and its "committed" says
+ *      nothing about the transaction) makes the branch read_only: it is not
+ *      counted below and gets no PreCommit, DoCommit nor rollback (the 'C'
+ *      and branch_needs_outcome only cover prepared branches). A 'P' lists
+ *      only yes votes, so this is a defence against a branch whose vote
+ *      changed behind our back (e.g. a log written by another version).
+ *      threepc_recovery_rule on the others: any committed or precommitted
+ *      -> commit; else any aborted / active / failed / unknown -> abort;
+ *      else every agent answered uncertain (or every one was read_only) ->
+ *      abort; else (uncertain ones and silent ones) wait: a silent agent
+ *      may be pre-committed; ask again with backoff (the "-> wait" line is
+ *      logged the first time and then at most once a minute per gid). The
+ *      outcome endpoint answers in_flight meanwhile.
  *  R3. The decision is taken holding op_mu (its other holders keep it
  *      briefly here) and only if t is still precommitting, so it never races an
  *      operator's heuristic abort: commit = precommitting -> committing
@@ -208,6 +220,7 @@ void threepc_commit(txn *t, json_t *const *stmts)
         return;
     }
     /* 5 */
+    fault_point("3pc-before-precommit-log");
     if (!txn_fsm_advance(t, EV_VOTES_YES_3PC, reason))
         die("gid=%s pre-commit record write failed: it may or may not be durable; stopping so "
             "that the log and the agents decide at restart",
@@ -253,10 +266,17 @@ size_t threepc_recovery_build(txn *t, httpc_call *calls, size_t *bidx, size_t ro
     snprintf(path, sizeof(path), "/v1/branches/%s", t->gid);
     for (size_t i = 0; i < t->nbranches && n < room; i++) {
         const branch *b = &t->branches[i];
+        pthread_mutex_lock(&t->mu);
+        bool read_only = b->state == BR_READ_ONLY;
+        pthread_mutex_unlock(&t->mu);
+        if (read_only)
+            continue; /* R2: known from an earlier round; never asked again */
         if (!b->p) {
-            txlog_error(t->gid, b->participant,
-                        "3pc recovery: cannot ask the branch state: participant is not "
-                        "configured (--participant)");
+            unsigned skipped;
+            if (txn_log_due(t, &t->branches[i].retry_log, &skipped))
+                txlog_error(t->gid, b->participant,
+                            "3pc recovery: cannot ask the branch state: participant is not "
+                            "configured (--participant)");
             continue;
         }
         agent_call_init_get(&calls[n], b->p, path, (long)g_coord.agent_timeout_ms);
@@ -282,6 +302,10 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
             txn_branch_attempt(t, b, false, b->state, false, why);
             nsilent++;
             st = "unreachable";
+        } else if (json_is_true(json_object_get(c->response, "read_only"))) {
+            /* R2: nothing prepared there; not counted, nothing sent. */
+            txn_branch_attempt(t, b, true, BR_READ_ONLY, false, NULL);
+            st = "read_only";
         } else if (strcmp(st, "committed") == 0 || strcmp(st, "precommitted") == 0) {
             txn_branch_attempt(t, b, true, st[0] == 'c' ? BR_COMMITTED : BR_PRECOMMITTED, false,
                                NULL);
@@ -312,8 +336,16 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
     }
     threepc_recovery_decision d = threepc_recovery_rule(npre, nrefused, nuncertain, nsilent);
     if (d == RECOVERY_WAIT) {
-        txlog_info(t->gid, NULL, "3pc recovery: %s -> wait (a silent agent may be pre-committed)",
-                   summary);
+        unsigned skipped;
+        if (txn_log_due(t, &t->wait_log, &skipped)) {
+            char more[64] = "";
+            if (skipped > 0)
+                snprintf(more, sizeof(more), "; %u rounds not logged since the last line",
+                         skipped);
+            txlog_info(t->gid, NULL,
+                       "3pc recovery: %s -> wait (a silent agent may be pre-committed%s)",
+                       summary, more);
+        }
         return txn_state_get(t) != TXN_PRECOMMITTING;
     }
     /* Its other holders (an operator's resolve, a client's commit/rollback

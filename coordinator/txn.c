@@ -261,6 +261,11 @@ txn *txn_lookup(const char *gid)
     return t;
 }
 
+bool txn_seq_issued(uint64_t seq)
+{
+    return seq > 0 && seq < atomic_load(&next_seq);
+}
+
 void txn_ref(txn *t)
 {
     atomic_fetch_add(&t->refs, 1);
@@ -321,6 +326,40 @@ void txn_branch_attempt(txn *t, branch *b, bool acked, branch_state s, bool set_
     }
     pthread_mutex_unlock(&t->mu);
     free(old);
+}
+
+static atomic_uint_fast64_t retry_lines_skipped;
+
+bool txn_log_due(txn *t, log_limit *l, unsigned *skipped)
+{
+    int64_t now = now_ms();
+    pthread_mutex_lock(&t->mu);
+    bool due = l->last_ms == 0 || now - l->last_ms >= RETRY_LOG_EVERY_MS;
+    if (due) {
+        *skipped = l->skipped;
+        l->skipped = 0;
+        l->last_ms = now;
+    } else {
+        l->skipped++;
+        *skipped = 0;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (!due)
+        atomic_fetch_add(&retry_lines_skipped, 1);
+    return due;
+}
+
+void txn_log_reset(txn *t, log_limit *l)
+{
+    pthread_mutex_lock(&t->mu);
+    l->last_ms = 0;
+    l->skipped = 0;
+    pthread_mutex_unlock(&t->mu);
+}
+
+uint64_t txn_retry_log_skipped(void)
+{
+    return atomic_load(&retry_lines_skipped);
 }
 
 bool branch_needs_outcome(txn_state st, branch_state bs)

@@ -49,6 +49,16 @@ typedef enum {
     BR_HEURISTIC,    /* given up by an operator's heuristic resolve: finished without an ack */
 } branch_state;
 
+/* Rate limit of a line that a retry repeats (a delivery or a 3PC recovery
+ * round that keeps failing): the first occurrence is logged, then at most one
+ * per RETRY_LOG_EVERY_MS; the ones in between are counted and the next line
+ * says how many. Guarded by txn->mu; reset when the retry succeeds. */
+#define RETRY_LOG_EVERY_MS 60000
+typedef struct {
+    int64_t last_ms;  /* monotonic time of the last line; 0 = none since the reset */
+    unsigned skipped; /* occurrences not logged since that line */
+} log_limit;
+
 typedef struct {
     char participant[PARTICIPANT_MAX_LEN + 1];
     const participant *p; /* borrowed from the participant table; NULL if not configured */
@@ -56,6 +66,7 @@ typedef struct {
     branch_state state;   /* guarded by txn->mu */
     int attempts;         /* phase-2 / recovery calls made to it; guarded by txn->mu */
     char *last_error;     /* why the last such call failed (owned), NULL if none; txn->mu */
+    log_limit retry_log;  /* its "not acknowledged" lines; txn->mu */
 } branch;
 
 typedef struct txn txn;
@@ -78,6 +89,7 @@ struct txn {
     bool precommit_logged;  /* a 'P' record exists, so an 'E' must follow whatever the outcome */
     char heuristic;         /* 'c' / 'a' once an operator resolved it (an 'H' record), else 0 */
     int64_t decided_wall_ms; /* when commit/abort was decided ('P' time while precommitting) */
+    log_limit wait_log;     /* 3PC recovery's "-> wait" lines */
     bool in_resolver;       /* queued in the resolver */
     branch *branches;       /* capacity maxbranches, never moved: pointers stay valid */
     size_t nbranches, maxbranches;
@@ -110,6 +122,8 @@ bool txn_restore_branch(txn *t, const char *participant_name, const char *branch
 
 /* Reference or NULL. */
 txn *txn_lookup(const char *gid);
+/* Was seq handed out in this epoch (by txn_create)? */
+bool txn_seq_issued(uint64_t seq);
 void txn_ref(txn *t);
 void txn_unref(txn *t);
 
@@ -127,6 +141,16 @@ void txn_set_branch_state(txn *t, branch *b, branch_state s);
  * error and, if set_state, b still goes to s. */
 void txn_branch_attempt(txn *t, branch *b, bool acked, branch_state s, bool set_state,
                         const char *error);
+
+/* Should the repeated line limited by l (a field of t or of one of its
+ * branches) be logged now? *skipped gets how many were not logged since the
+ * last one (counted in txn_retry_log_skipped when this returns false). */
+bool txn_log_due(txn *t, log_limit *l, unsigned *skipped);
+/* The retry succeeded: the next failure is logged again at once. */
+void txn_log_reset(txn *t, log_limit *l);
+/* Process-wide count of lines held back by txn_log_due (for the resolver's
+ * summary line). */
+uint64_t txn_retry_log_skipped(void);
 
 /* Does a branch in state bs still need the outcome of a transaction in st
  * (committing: COMMIT; aborting: ROLLBACK)? */

@@ -54,6 +54,7 @@ typedef struct {
     txn_state to;
     txn_event event;
     fsm_fn fn;
+    bool routine; /* the commit path every transaction takes: logged at DEBUG */
 } fsm_row;
 
 static bool decide_abort(txn *t, const char *reason);
@@ -65,21 +66,21 @@ static bool heuristic_commit(txn *t, const char *reason);
 static bool heuristic_abort(txn *t, const char *reason);
 
 static const fsm_row fsm_table[] = {
-    {TXN_ACTIVE, TXN_PREPARING, EV_COMMIT, NULL},
-    {TXN_ACTIVE, TXN_ABORTING, EV_ROLLBACK, decide_abort},
-    {TXN_ACTIVE, TXN_ABORTING, EV_TIMEOUT, decide_abort},
-    {TXN_ACTIVE, TXN_ABORTING, EV_FAILED, decide_abort},
-    {TXN_ACTIVE, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort},
-    {TXN_PREPARING, TXN_ABORTING, EV_VOTE_NO, decide_abort},
-    {TXN_PREPARING, TXN_COMMITTING, EV_VOTES_YES, decide_commit},
-    {TXN_PREPARING, TXN_PRECOMMITTING, EV_VOTES_YES_3PC, decide_precommit},
-    {TXN_PRECOMMITTING, TXN_COMMITTING, EV_PRECOMMITTED, decide_commit},
-    {TXN_PRECOMMITTING, TXN_ABORTING, EV_NO_PRECOMMIT, decide_abort},
-    {TXN_PRECOMMITTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort},
-    {TXN_COMMITTING, TXN_COMMITTED, EV_ACKED, end_commit},
-    {TXN_COMMITTING, TXN_COMMITTING, EV_HEURISTIC_COMMIT, heuristic_commit},
-    {TXN_ABORTING, TXN_ABORTED, EV_ACKED, end_abort},
-    {TXN_ABORTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort},
+    {TXN_ACTIVE, TXN_PREPARING, EV_COMMIT, NULL, true},
+    {TXN_ACTIVE, TXN_ABORTING, EV_ROLLBACK, decide_abort, false},
+    {TXN_ACTIVE, TXN_ABORTING, EV_TIMEOUT, decide_abort, false},
+    {TXN_ACTIVE, TXN_ABORTING, EV_FAILED, decide_abort, false},
+    {TXN_ACTIVE, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort, false},
+    {TXN_PREPARING, TXN_ABORTING, EV_VOTE_NO, decide_abort, false},
+    {TXN_PREPARING, TXN_COMMITTING, EV_VOTES_YES, decide_commit, true},
+    {TXN_PREPARING, TXN_PRECOMMITTING, EV_VOTES_YES_3PC, decide_precommit, true},
+    {TXN_PRECOMMITTING, TXN_COMMITTING, EV_PRECOMMITTED, decide_commit, true},
+    {TXN_PRECOMMITTING, TXN_ABORTING, EV_NO_PRECOMMIT, decide_abort, false},
+    {TXN_PRECOMMITTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort, false},
+    {TXN_COMMITTING, TXN_COMMITTED, EV_ACKED, end_commit, true},
+    {TXN_COMMITTING, TXN_COMMITTING, EV_HEURISTIC_COMMIT, heuristic_commit, false},
+    {TXN_ABORTING, TXN_ABORTED, EV_ACKED, end_abort, false},
+    {TXN_ABORTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort, false},
 };
 
 static const char *const event_names[EV_COUNT] = {
@@ -251,8 +252,8 @@ bool txn_fsm_advance(txn *t, txn_event ev, const char *reason)
                     txn_state_name(row->to), reason, txn_state_name(txn_state_get(t)));
         return false;
     }
-    txlog_info(t->gid, NULL, ": %s -> %s (%s)", txn_state_name(from), txn_state_name(row->to),
-               reason);
+    log_msg(row->routine ? LOG_DEBUG : LOG_INFO, t->gid, NULL, ": %s -> %s (%s)",
+            txn_state_name(from), txn_state_name(row->to), reason);
     txn_note_transition(t, from, row->to);
     return true;
 }

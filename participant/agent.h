@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #include "metrics.h"
+#include "tp.h"
 #include "util.h"
 
 typedef struct pg_pool pg_pool;
@@ -27,6 +28,11 @@ typedef struct termination termination;
 /* Finished (failed/committed/aborted) branches are remembered this long, at most this many. */
 #define FINISHED_KEEP_MS (10 * 60 * 1000)
 #define FINISHED_KEEP_MAX 10000
+/* Finished 3PC branches are remembered (a compact index in memory, and
+ * branches3pc.log across compactions and restarts) this long by default
+ * (--3pc-retain-finished-s): peers and the coordinator's 3PC recovery take
+ * "unknown" for "never committed" (threepc.c). */
+#define TP_RETAIN_FINISHED_DEFAULT_MS (3600LL * 1000)
 
 typedef struct {
     metric_counter begun;     /* unknown -> active */
@@ -57,6 +63,10 @@ typedef struct agent {
     int64_t tp_precommit_timeout_ms;
     int tp_termination;              /* tp_termination */
     uint64_t tp_compact_bytes;       /* compact branches3pc.log past this size */
+    int64_t tp_retain_finished_ms;   /* keep finished 3PC branches this long (threepc.c);
+                                        0 = TP_RETAIN_FINISHED_DEFAULT_MS */
+    tp_peer *peer_routes;            /* --peer NAME=URL (tp_peer_url); owned, may be NULL */
+    size_t npeer_routes;
     /* Our branch gids that were prepared in PostgreSQL when the first sweep
      * listed them (sorted global gids; published once by resolver.c with
      * release semantics, then read-only). Any branch prepared by an earlier

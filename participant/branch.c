@@ -13,6 +13,10 @@
  *   - Failed, committed and aborted branches stay on the finished list (oldest
  *     first) so that re-sent requests get the same answer, until they are
  *     FINISHED_KEEP_MS old or more than FINISHED_KEEP_MAX are kept.
+ *   - A lookup that misses asks the finder (threepc.c: 3PC branches finished
+ *     within the retention window, kept compactly after their entry here was
+ *     evicted or lost to a restart) without the table lock; what it knows
+ *     comes back as a finished entry, listed again for FINISHED_KEEP_MS.
  */
 #include "branch.h"
 
@@ -31,6 +35,8 @@ struct branch_table {
     size_t count;
     branch *fhead, *ftail; /* finished list */
     size_t nfinished;
+    branch_finder finder;  /* set once before any lookup; may be NULL */
+    void *finder_arg;
 };
 
 static const char *const state_names[BS__COUNT] = {
@@ -51,7 +57,7 @@ branch_state branch_state_get(branch *b)
     return (branch_state)atomic_load(&b->state);
 }
 
-static uint64_t hash_gid(const char *s)
+uint64_t branch_hash_gid(const char *s)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (; *s; s++) {
@@ -109,7 +115,7 @@ static void grow(branch_table *t)
         branch *b = t->buckets[i];
         while (b) {
             branch *next = b->hnext;
-            size_t k = hash_gid(b->gid) & (n - 1);
+            size_t k = branch_hash_gid(b->gid) & (n - 1);
             b->hnext = nb[k];
             nb[k] = b;
             b = next;
@@ -123,7 +129,7 @@ static void grow(branch_table *t)
 /* Under the table lock. */
 static void unlink_hash(branch_table *t, branch *b)
 {
-    branch **pp = &t->buckets[hash_gid(b->gid) & (t->nbuckets - 1)];
+    branch **pp = &t->buckets[branch_hash_gid(b->gid) & (t->nbuckets - 1)];
     while (*pp && *pp != b)
         pp = &(*pp)->hnext;
     if (*pp) {
@@ -133,37 +139,99 @@ static void unlink_hash(branch_table *t, branch *b)
     b->hnext = NULL;
 }
 
-branch *branch_get(branch_table *t, const char *gid, bool create)
+void branch_table_set_finder(branch_table *t, branch_finder fn, void *arg)
 {
     pthread_mutex_lock(&t->mu);
-    size_t k = hash_gid(gid) & (t->nbuckets - 1);
-    branch *b = t->buckets[k];
+    t->finder = fn;
+    t->finder_arg = arg;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* A new "unknown" entry for gid, not in the table yet; NULL if its branch
+ * gid cannot be built (logged). */
+static branch *branch_new(branch_table *t, const char *gid)
+{
+    branch *b = xcalloc(1, sizeof(*b));
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->cancel_mu, NULL);
+    snprintf(b->gid, sizeof(b->gid), "%s", gid);
+    if (!branch_gid_make(b->branch_gid, sizeof(b->branch_gid), gid, t->participant)) {
+        /* callers validate gid first; this is a programming error */
+        log_error("cannot build branch gid for %s", gid);
+        branch_free(b);
+        return NULL;
+    }
+    atomic_init(&b->state, BS_UNKNOWN);
+    b->created_ms = now_ms();
+    atomic_init(&b->last_activity_ms, b->created_ms);
+    b->timeout_ms = BRANCH_DEFAULT_TIMEOUT_MS;
+    return b;
+}
+
+/* Under the table lock. */
+static branch *find(branch_table *t, const char *gid)
+{
+    branch *b = t->buckets[branch_hash_gid(gid) & (t->nbuckets - 1)];
     while (b && strcmp(b->gid, gid) != 0)
         b = b->hnext;
-    if (!b && create) {
-        b = xcalloc(1, sizeof(*b));
-        pthread_mutex_init(&b->mu, NULL);
-        pthread_mutex_init(&b->cancel_mu, NULL);
-        snprintf(b->gid, sizeof(b->gid), "%s", gid);
-        if (!branch_gid_make(b->branch_gid, sizeof(b->branch_gid), gid, t->participant)) {
-            /* callers validate gid first; this is a programming error */
-            pthread_mutex_unlock(&t->mu);
-            log_error("cannot build branch gid for %s", gid);
-            branch_free(b);
-            return NULL;
+    return b;
+}
+
+/* Under the table lock: b (not in the table) goes in. */
+static void insert(branch_table *t, branch *b)
+{
+    size_t k = branch_hash_gid(b->gid) & (t->nbuckets - 1);
+    b->hnext = t->buckets[k];
+    t->buckets[k] = b;
+    if (++t->count > t->nbuckets * 2)
+        grow(t);
+}
+
+/* Under the table lock. */
+static void list_finished(branch_table *t, branch *b)
+{
+    if (b->listed || b->evicted)
+        return;
+    b->listed = true;
+    b->finished_ms = now_ms();
+    b->fnext = NULL;
+    if (t->ftail)
+        t->ftail->fnext = b;
+    else
+        t->fhead = b;
+    t->ftail = b;
+    t->nfinished++;
+}
+
+branch *branch_get(branch_table *t, const char *gid, bool create)
+{
+    branch *spare = NULL;
+    pthread_mutex_lock(&t->mu);
+    branch *b = find(t, gid);
+    if (!b && t->finder) {
+        /* Ask the finder without the table lock (it takes its own). */
+        pthread_mutex_unlock(&t->mu);
+        spare = branch_new(t, gid);
+        bool finished = spare && t->finder(t->finder_arg, spare);
+        pthread_mutex_lock(&t->mu);
+        b = find(t, gid); /* created meanwhile by another lookup? */
+        if (!b && spare && (finished || create)) {
+            insert(t, spare);
+            if (finished)
+                list_finished(t, spare);
+            b = spare;
+            spare = NULL;
         }
-        atomic_init(&b->state, BS_UNKNOWN);
-        b->created_ms = now_ms();
-        atomic_init(&b->last_activity_ms, b->created_ms);
-        b->timeout_ms = BRANCH_DEFAULT_TIMEOUT_MS;
-        b->hnext = t->buckets[k];
-        t->buckets[k] = b;
-        if (++t->count > t->nbuckets * 2)
-            grow(t);
+    } else if (!b && create) {
+        b = branch_new(t, gid);
+        if (b)
+            insert(t, b);
     }
     if (b)
         b->refs++;
     pthread_mutex_unlock(&t->mu);
+    if (spare)
+        branch_free(spare);
     return b;
 }
 
@@ -189,17 +257,7 @@ void branch_put(branch_table *t, branch *b)
 void branch_table_finished(branch_table *t, branch *b)
 {
     pthread_mutex_lock(&t->mu);
-    if (!b->listed && !b->evicted) {
-        b->listed = true;
-        b->finished_ms = now_ms();
-        b->fnext = NULL;
-        if (t->ftail)
-            t->ftail->fnext = b;
-        else
-            t->fhead = b;
-        t->ftail = b;
-        t->nfinished++;
-    }
+    list_finished(t, b);
     pthread_mutex_unlock(&t->mu);
 }
 

@@ -79,6 +79,8 @@ typedef struct branch {
     PGcancel *cancel;              /* for conn, while active; owned */
     branch_vote vote;              /* what prepare answered (re-sends answer the same) */
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
+    bool prepared_in_batch;        /* run_batch's pipeline ended with this branch's PREPARE
+                                    * (tag checked): fn_prepare has nothing left to send */
     bool wrote;                    /* a statement surely assigned an xid (rows written) */
     bool session_dirty;            /* a statement changed session state: close conn at the end */
     bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */
@@ -100,9 +102,19 @@ typedef struct branch {
 /* ---- table (branch.c) ---- */
 branch_table *branch_table_new(const char *participant);
 void branch_table_free(branch_table *t);
-/* Find gid (valid) and take a reference; create an "unknown" entry if absent
- * and create is set, else return NULL. */
+/* Find gid (valid) and take a reference. When absent, ask the finder (if
+ * any): it knows the gid -> a finished entry as it says; else create an
+ * "unknown" entry if create is set, or return NULL. */
 branch *branch_get(branch_table *t, const char *gid, bool create);
+/* Who knows finished branches the table no longer holds: called with a new
+ * "unknown" b (gid, branch_gid set; not in the table, no lock held); if it
+ * knows b->gid it fills b (state committed/aborted, vote, tp) and returns
+ * true, and b enters the table as finished. Set once, before the API
+ * starts (threepc.c). */
+typedef bool (*branch_finder)(void *arg, branch *b);
+void branch_table_set_finder(branch_table *t, branch_finder fn, void *arg);
+/* FNV-1a of a gid (the table's hash; threepc.c's finished index uses it too). */
+uint64_t branch_hash_gid(const char *gid);
 void branch_put(branch_table *t, branch *b);
 /* Called by the state machine when b enters failed/committed/aborted. */
 void branch_table_finished(branch_table *t, branch *b);

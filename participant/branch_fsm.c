@@ -42,6 +42,7 @@ typedef struct {
     branch_state to;
     branch_event ev;
     fsm_fn fn;
+    bool routine; /* the path every committed branch takes: logged at DEBUG */
 } fsm_row;
 
 /* Busy retries for COMMIT/ROLLBACK PREPARED racing another backend. */
@@ -228,6 +229,14 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
 {
     if (!b->conn) /* re-run after the connection was given back */
         return fn_find_prepared(b, ctx);
+    if (b->prepared_in_batch) {
+        /* run_batch sent PREPARE at the end of the statements' pipeline and
+         * checked its tag (branch_ops.c): nothing left to send. */
+        b->prepared_in_batch = false;
+        b->maybe_prepared = false;
+        give_back_conn(b, ctx, false);
+        return true;
+    }
     pg_res r;
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
@@ -331,36 +340,36 @@ static bool fn_found_aborted(branch *b, fsm_ctx *ctx)
 /* ---- the table ---- */
 
 static const fsm_row fsm_rows[] = {
-    {BS_UNKNOWN, BS_ACTIVE, EV_BEGIN, fn_begin},
-    {BS_UNKNOWN, BS_PREPARED, EV_FOUND_PREPARED, fn_find_prepared},
-    {BS_UNKNOWN, BS_ABORTED, EV_VOTE_NO, fn_none},
-    {BS_UNKNOWN, BS_COMMITTED, EV_COMMIT, fn_commit_prepared},
-    {BS_UNKNOWN, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared},
+    {BS_UNKNOWN, BS_ACTIVE, EV_BEGIN, fn_begin, true},
+    {BS_UNKNOWN, BS_PREPARED, EV_FOUND_PREPARED, fn_find_prepared, false},
+    {BS_UNKNOWN, BS_ABORTED, EV_VOTE_NO, fn_none, false},
+    {BS_UNKNOWN, BS_COMMITTED, EV_COMMIT, fn_commit_prepared, false},
+    {BS_UNKNOWN, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared, false},
 
-    {BS_ACTIVE, BS_PREPARED, EV_PREPARE, fn_prepare},
-    {BS_ACTIVE, BS_COMMITTED, EV_READ_ONLY, fn_commit_local},
-    {BS_ACTIVE, BS_FAILED, EV_FAIL, fn_release},
-    {BS_ACTIVE, BS_ABORTED, EV_VOTE_NO, fn_abort},
-    {BS_ACTIVE, BS_ABORTED, EV_ROLLBACK, fn_abort},
-    {BS_ACTIVE, BS_ABORTED, EV_TIMEOUT, fn_abort},
-    {BS_ACTIVE, BS_ABORTED, EV_SHUTDOWN, fn_abort},
+    {BS_ACTIVE, BS_PREPARED, EV_PREPARE, fn_prepare, true},
+    {BS_ACTIVE, BS_COMMITTED, EV_READ_ONLY, fn_commit_local, true},
+    {BS_ACTIVE, BS_FAILED, EV_FAIL, fn_release, false},
+    {BS_ACTIVE, BS_ABORTED, EV_VOTE_NO, fn_abort, false},
+    {BS_ACTIVE, BS_ABORTED, EV_ROLLBACK, fn_abort, false},
+    {BS_ACTIVE, BS_ABORTED, EV_TIMEOUT, fn_abort, false},
+    {BS_ACTIVE, BS_ABORTED, EV_SHUTDOWN, fn_abort, false},
 
-    {BS_FAILED, BS_ABORTED, EV_VOTE_NO, fn_abort},
-    {BS_FAILED, BS_ABORTED, EV_ROLLBACK, fn_abort},
+    {BS_FAILED, BS_ABORTED, EV_VOTE_NO, fn_abort, false},
+    {BS_FAILED, BS_ABORTED, EV_ROLLBACK, fn_abort, false},
 
-    {BS_PREPARED, BS_COMMITTED, EV_COMMIT, fn_commit_prepared},
-    {BS_PREPARED, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared},
-    {BS_PREPARED, BS_UNCERTAIN, EV_RECORD, fn_record_uncertain},
+    {BS_PREPARED, BS_COMMITTED, EV_COMMIT, fn_commit_prepared, true},
+    {BS_PREPARED, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared, false},
+    {BS_PREPARED, BS_UNCERTAIN, EV_RECORD, fn_record_uncertain, true},
 
-    {BS_UNCERTAIN, BS_PRECOMMITTED, EV_PRECOMMIT, fn_record_precommit},
-    {BS_UNCERTAIN, BS_COMMITTED, EV_COMMIT, fn_commit_3pc},
-    {BS_UNCERTAIN, BS_ABORTED, EV_ROLLBACK, fn_rollback_3pc},
-    {BS_UNCERTAIN, BS_COMMITTED, EV_FOUND_COMMITTED, fn_found_committed},
-    {BS_UNCERTAIN, BS_ABORTED, EV_FOUND_ABORTED, fn_found_aborted},
+    {BS_UNCERTAIN, BS_PRECOMMITTED, EV_PRECOMMIT, fn_record_precommit, true},
+    {BS_UNCERTAIN, BS_COMMITTED, EV_COMMIT, fn_commit_3pc, false},
+    {BS_UNCERTAIN, BS_ABORTED, EV_ROLLBACK, fn_rollback_3pc, false},
+    {BS_UNCERTAIN, BS_COMMITTED, EV_FOUND_COMMITTED, fn_found_committed, false},
+    {BS_UNCERTAIN, BS_ABORTED, EV_FOUND_ABORTED, fn_found_aborted, false},
 
-    {BS_PRECOMMITTED, BS_COMMITTED, EV_COMMIT, fn_commit_3pc},
-    {BS_PRECOMMITTED, BS_COMMITTED, EV_FOUND_COMMITTED, fn_found_committed},
-    {BS_PRECOMMITTED, BS_ABORTED, EV_FOUND_ABORTED, fn_found_aborted},
+    {BS_PRECOMMITTED, BS_COMMITTED, EV_COMMIT, fn_commit_3pc, true},
+    {BS_PRECOMMITTED, BS_COMMITTED, EV_FOUND_COMMITTED, fn_found_committed, false},
+    {BS_PRECOMMITTED, BS_ABORTED, EV_FOUND_ABORTED, fn_found_aborted, false},
 };
 
 static const char *const event_names[] = {
@@ -419,8 +428,8 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
     atomic_store(&b->state, (int)row->to);
     atomic_store(&b->last_activity_ms, now_ms());
     count_transition(&ctx->ag->metrics, from, row->to);
-    txlog_info(b->gid, ctx->ag->name, "%s -> %s (%s)", branch_state_name(from),
-               branch_state_name(row->to), reason);
+    log_msg(row->routine ? LOG_DEBUG : LOG_INFO, b->gid, ctx->ag->name, "%s -> %s (%s)",
+            branch_state_name(from), branch_state_name(row->to), reason);
     if (row->to == BS_FAILED || row->to == BS_COMMITTED || row->to == BS_ABORTED)
         branch_table_finished(ctx->ag->table, b);
     return true;

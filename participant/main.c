@@ -57,8 +57,9 @@ static const char *const crash_points[] = {"after-prepare", "after-commit-prepar
 typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
     char *tp_termination;
+    str_list peers;
     long long pool_size, resolve_interval_ms, max_body;
-    long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes;
+    long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes, tp_retain_finished_s;
 } agent_opts;
 
 static void opts_free(agent_opts *o)
@@ -71,6 +72,40 @@ static void opts_free(agent_opts *o)
     free(o->crash_point);
     free(o->log_level);
     free(o->tp_termination);
+    str_list_free(&o->peers);
+}
+
+/* --peer NAME=URL, repeatable: the routes to peers (tp_peer_url). On success
+ * *out (caller frees) holds n routes; one stderr line and false otherwise. */
+static bool parse_peer_routes(const str_list *specs, const char *self, tp_peer **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (specs->n == 0)
+        return true;
+    tp_peer *routes = xcalloc(specs->n, sizeof(*routes));
+    for (size_t i = 0; i < specs->n; i++) {
+        char err[512];
+        if (!tp_peer_route_parse(specs->items[i], &routes[i], err, sizeof(err))) {
+            fprintf(stderr, "txagent: --peer: %s\n", err);
+            free(routes);
+            return false;
+        }
+        const char *why = strcmp(routes[i].participant, self) == 0 ? "is this agent's own name"
+                                                                  : NULL;
+        for (size_t k = 0; k < i && !why; k++)
+            if (strcmp(routes[k].participant, routes[i].participant) == 0)
+                why = "is given twice";
+        if (why) {
+            fprintf(stderr, "txagent: --peer: '%s': %s %s\n", specs->items[i],
+                    routes[i].participant, why);
+            free(routes);
+            return false;
+        }
+    }
+    *out = routes;
+    *n = specs->n;
+    return true;
 }
 
 static bool install_signals(void)
@@ -144,12 +179,22 @@ int main(int argc, char **argv)
         {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "protocol|timeout",
          "3PC: termination rule when the prepare names none (protocol: ask the peers; "
          "timeout: uncertain aborts, precommitted commits)", &o.tp_termination},
+        {"peer", OPT_STRING_LIST, NULL, 0, 0, false, "NAME=URL",
+         "3PC: reach peer NAME at URL (its agent API) instead of the URL the coordinator "
+         "sends (NAT, another route, a proxy); repeat for each peer", &o.peers},
         {"3pc-log-compact-bytes", OPT_INT, "4194304", 4096, 1LL << 40, false, "BYTES",
-         "3PC: rewrite branches3pc.log with only unfinished branches past this size",
+         "3PC: rewrite branches3pc.log past this size, keeping unfinished branches and "
+         "finished ones within --3pc-retain-finished-s",
          &o.tp_compact_bytes},
-        {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N]",
+        {"3pc-retain-finished-s", OPT_INT, "3600", 1, 30LL * 86400, false, "S",
+         "3PC: remember finished branches this long (memory, and branches3pc.log across "
+         "compactions and restarts); peers and the coordinator's recovery read a forgotten "
+         "branch as not committed",
+         &o.tp_retain_finished_s},
+        {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS]",
          "testing: _exit at a crash point (after-prepare, after-commit-prepared, "
-         "3pc-after-precommit-record); env TXAGENT_CRASH_POINT too",
+         "3pc-after-precommit-record), at its N-th hit; =pause:MS sleeps MS ms at every hit "
+         "from the N-th on instead; env TXAGENT_CRASH_POINT too",
          &o.crash_point},
         {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
          &o.log_level},
@@ -196,13 +241,22 @@ int main(int argc, char **argv)
         opts_free(&o);
         return 2;
     }
+    tp_peer *routes = NULL;
+    size_t nroutes = 0;
+    if (!parse_peer_routes(&o.peers, o.name, &routes, &nroutes)) {
+        free(host);
+        opts_free(&o);
+        return 2;
+    }
     const char *crash = o.crash_point ? o.crash_point : getenv("TXAGENT_CRASH_POINT");
     if (!fault_init(crash, crash_points)) {
+        free(routes);
         free(host);
         opts_free(&o);
         return 2;
     }
     if (o.data_dir && !mkdir_p(o.data_dir)) {
+        free(routes);
         free(host);
         opts_free(&o);
         return 1;
@@ -221,6 +275,12 @@ int main(int argc, char **argv)
     ag->tp_precommit_timeout_ms = o.tp_precommit_ms;
     ag->tp_termination = (int)term_rule;
     ag->tp_compact_bytes = (uint64_t)o.tp_compact_bytes;
+    ag->tp_retain_finished_ms = o.tp_retain_finished_s * 1000;
+    ag->peer_routes = routes;
+    ag->npeer_routes = nroutes;
+    for (size_t i = 0; i < nroutes; i++)
+        log_info("peer %s reached at %s (--peer), whatever URL the coordinator sends",
+                 routes[i].participant, routes[i].url);
     atomic_init(&ag->stopping, false);
     ag->pool = pool_create(o.pg, o.name, (int)o.pool_size);
     ag->table = branch_table_new(o.name);
@@ -283,6 +343,7 @@ int main(int argc, char **argv)
     free(ag->prepared_at_start);
     free(ag->coordinator);
     free(ag->data_dir);
+    free(ag->peer_routes);
     free(ag);
     free(host);
     opts_free(&o);

@@ -9,7 +9,9 @@
  *      Is it still in pg_prepared_xacts? If not it was finished: mark it as
  *      PostgreSQL says (pg_xact_status) and stop.
  *   2. Without the lock: termination=protocol asks every other peer
- *      GET /v1/branches/{gid} in parallel; termination=timeout asks no one.
+ *      GET /v1/branches/{gid} in parallel (at its --peer route if it has
+ *      one, else at the URL the coordinator sent); termination=timeout asks
+ *      no one.
  *   3. Decide; log "3pc termination: <rule> -> commit|abort".
  *   4. Under b->mu, only if the state is still the one seen in step 1, act:
  *      commit: COMMIT PREPARED.  abort: ROLLBACK PREPARED.
@@ -60,8 +62,9 @@ struct termination {
 
 typedef struct {
     size_t npeers;                       /* others, self excluded */
-    const tp_peer *peer[TP_MAX_PEERS];   /* borrowed from b->tp (immutable) */
-    const char *name[TP_MAX_PEERS];
+    const char *url[TP_MAX_PEERS];       /* base URL: a --peer route, else the coordinator's;
+                                            borrowed from ag or b->tp (immutable) */
+    const char *name[TP_MAX_PEERS];      /* borrowed from b->tp */
     peer_state st[TP_MAX_PEERS];
 } peer_set;
 
@@ -71,7 +74,7 @@ static void peers_of(agent *ag, const tp_branch *tp, peer_set *ps)
     for (size_t i = 0; i < tp->npeers && ps->npeers < TP_MAX_PEERS; i++) {
         if (strcmp(tp->peers[i].participant, ag->name) == 0)
             continue;
-        ps->peer[ps->npeers] = &tp->peers[i];
+        ps->url[ps->npeers] = tp_peer_url(ag->peer_routes, ag->npeer_routes, &tp->peers[i]);
         ps->name[ps->npeers] = tp->peers[i].participant;
         ps->st[ps->npeers] = PEER_UNREACHABLE;
         ps->npeers++;
@@ -89,7 +92,7 @@ static void ask_peers(const char *gid, peer_set *ps)
     char *esc = httpc_escape(gid);
     memset(calls, 0, sizeof(calls));
     for (size_t i = 0; i < n; i++) {
-        urls[i] = xasprintf("%s/v1/branches/%s", ps->peer[i]->url, esc);
+        urls[i] = xasprintf("%s/v1/branches/%s", ps->url[i], esc);
         calls[i].method = "GET";
         calls[i].url = urls[i];
         calls[i].timeout_ms = PEER_TIMEOUT_MS;
@@ -121,7 +124,7 @@ static void tell_peers(agent *ag, const char *gid, const peer_set *ps, unsigned 
     for (size_t i = 0; i < ps->npeers; i++) {
         if (!(want & (1u << ps->st[i])))
             continue;
-        urls[n] = xasprintf("%s/v1/branches/%s/%s", ps->peer[i]->url, esc, verb);
+        urls[n] = xasprintf("%s/v1/branches/%s/%s", ps->url[i], esc, verb);
         calls[n].method = "POST";
         calls[n].url = urls[n];
         calls[n].body = json_pack("{s:s}", "participant", ps->name[i]);

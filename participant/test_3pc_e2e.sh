@@ -4,7 +4,9 @@
 # curl, then one transaction through the coordinator.
 #
 # Usage: participant/test_3pc_e2e.sh [BASE_PORT]   (default 7580; uses P..P+13)
-# Environment: TXCOORD_BUILD_DIR (binaries), TXCOORD_SOURCE_ROOT (repo).
+# Environment: TXCOORD_BUILD_DIR (binaries), TXCOORD_SOURCE_ROOT (repo), KEEP=1
+# (leave the cluster and its logs in place for a look; stop it with
+# scripts/cluster down --dir DIR --purge).
 #
 # Steps (each prints PASS/FAIL; the last line is "N passed, N failed"):
 #   1. cluster up (3 participants), accounts loaded
@@ -16,8 +18,12 @@
 #   7. replay: branch finished behind the agent's back while it was down -> marked from PostgreSQL
 #   8. the 2PC sweep leaves an uncertain branch alone although the coordinator says aborted
 #   9. one-shot 3PC transaction through the coordinator: committed everywhere
-#  10. SIGTERM while a statement waits on a lock: the agent exits within 5 s
-#  11. no prepared transaction left anywhere; after the cluster stops, no
+#  10. finished branches survive compaction and a restart: agent2 with a tiny
+#      --3pc-log-compact-bytes commits one branch and aborts another, compacts,
+#      is killed and restarted, and still answers committed / aborted (not
+#      unknown, which peers would read as "never committed")
+#  11. SIGTERM while a statement waits on a lock: the agent exits within 5 s
+#  12. no prepared transaction left anywhere; after the cluster stops, no
 #      sanitizer report in any log
 set -uo pipefail
 
@@ -52,7 +58,7 @@ finish() {
             [ -f "$f" ] && { say "---- tail $f"; tail -n 25 "$f"; }
         done
     fi
-    "$CL" down --dir "$DIR" --purge >/dev/null 2>&1 || true
+    [ -n "${KEEP:-}" ] || "$CL" down --dir "$DIR" --purge >/dev/null 2>&1 || true
     say "$PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
@@ -161,6 +167,31 @@ check "coordinator: one-shot 3pc transaction committed" \
     bash -c "curl -s -m 30 -XPOST http://127.0.0.1:$P/v1/transactions -d '$body' | grep -q '\"outcome\":\"committed\"'"
 
 # 10.
+"$CL" stop agent2 --dir "$DIR" >/dev/null 2>&1
+"$CL" start agent2 --dir "$DIR" -- --3pc-log-compact-bytes 4096 >/dev/null 2>&1
+ncompact() { grep -c "branches3pc.log compacted" "$DIR/agent2.log"; }
+check "retention: branch to commit voted yes" test "$(prep 2 "$G-8" 8 "$TL")" = yes
+post 2 "$G-8" precommit >/dev/null
+post 2 "$G-8" commit >/dev/null
+check "retention: branch to abort voted yes" test "$(prep 2 "$G-9" 9 "$TL")" = yes
+post 2 "$G-9" rollback >/dev/null
+check "retention: committed and aborted" test "$(state 2 "$G-8") $(state 2 "$G-9")" = "committed aborted"
+before="$(ncompact)"
+for k in $(seq 1 40); do # each adds ~0.5 KB to agent2's log
+    [ "$(ncompact)" -gt "$before" ] && break
+    prep 2 "$G-$((100 + k))" $((20 + k)) "$TL" >/dev/null
+    post 2 "$G-$((100 + k))" rollback >/dev/null
+    sleep 0.2 # the tick compacts
+done
+check "retention: branches3pc.log compacted after they finished" test "$(ncompact)" -gt "$before"
+check "retention: compaction kept the finished branches" \
+    bash -c "grep 'branches3pc.log compacted' '$DIR/agent2.log' | tail -n 1 | grep -Eq ', [1-9][0-9]* finished within [0-9]+ s kept'"
+"$CL" kill agent2 --dir "$DIR" >/dev/null 2>&1
+"$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "retention: after compaction and restart, still committed" test "$(state 2 "$G-8")" = committed
+check "retention: after compaction and restart, still aborted" test "$(state 2 "$G-9")" = aborted
+
+# 11.
 "$CL" psql 3 --dir "$DIR" -qc "BEGIN; UPDATE accounts SET balance = balance WHERE id = 50; SELECT pg_sleep(30); COMMIT;" >/dev/null 2>&1 &
 locker=$!
 sleep 0.5
@@ -177,7 +208,7 @@ kill "$locker" "$blocked" 2>/dev/null
 wait "$locker" "$blocked" 2>/dev/null
 "$CL" start agent3 --dir "$DIR" >/dev/null 2>&1
 
-# 11.
+# 12.
 sleep 1
 check "no prepared transaction left" \
     test "$(psql_n 1 'SELECT count(*) FROM pg_prepared_xacts')$(psql_n 2 'SELECT count(*) FROM pg_prepared_xacts')$(psql_n 3 'SELECT count(*) FROM pg_prepared_xacts')" = 000

@@ -1,6 +1,7 @@
 /*
- * test_tp.c - unit tests of tp.c: the branches3pc.log record codec and the
- * 3PC termination rule (PROTOCOL.md "Three-phase commit").
+ * test_tp.c - unit tests of tp.c: the branches3pc.log record codec, the
+ * peer routes (--peer) and the 3PC termination rule (PROTOCOL.md
+ * "Three-phase commit").
  * Invariants checked: encode/decode round-trips every field and only the
  * fields present; bad records are refused; merge keeps absent fields; the
  * rule gives the documented answer for every case of its order.
@@ -152,6 +153,40 @@ START_TEST(names_parse)
 }
 END_TEST
 
+/* ---- peer routes ---- */
+
+START_TEST(peer_route_parse)
+{
+    tp_peer r;
+    char err[256];
+    ck_assert(tp_peer_route_parse("pg2=http://10.0.0.2:7402//", &r, err, sizeof(err)));
+    ck_assert_str_eq(r.participant, "pg2");
+    ck_assert_str_eq(r.url, "http://10.0.0.2:7402");
+    ck_assert(tp_peer_route_parse("db_3=https://h/base", &r, err, sizeof(err)));
+    ck_assert_str_eq(r.url, "https://h/base");
+    const char *bad[] = {"pg2", "=http://h", "pg2=", "pg2=ftp://h", "Pg2=http://h",
+                         "pg2=http:///", "a_name_much_longer_than_thirty-two=http://h"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        ck_assert_msg(!tp_peer_route_parse(bad[i], &r, err, sizeof(err)), "%s accepted", bad[i]);
+        ck_assert_msg(strstr(err, bad[i]) != NULL, "error '%s' does not name '%s'", err, bad[i]);
+    }
+    char longurl[TP_URL_MAX + 16];
+    snprintf(longurl, sizeof(longurl), "pg2=http://%0*d", TP_URL_MAX, 0);
+    ck_assert(!tp_peer_route_parse(longurl, &r, err, sizeof(err)));
+}
+END_TEST
+
+START_TEST(peer_route_lookup)
+{
+    tp_peer routes[2] = {{"pg3", "http://127.0.0.1:9003"}, {"pg2", "http://127.0.0.1:9002"}};
+    tp_peer p2 = {"pg2", "http://127.0.0.1:7402"}, p4 = {"pg4", "http://127.0.0.1:7404"};
+    ck_assert_str_eq(tp_peer_url(routes, 2, &p2), "http://127.0.0.1:9002");
+    ck_assert_str_eq(tp_peer_url(routes, 2, &p4), "http://127.0.0.1:7404");
+    ck_assert_str_eq(tp_peer_url(NULL, 0, &p2), "http://127.0.0.1:7402");
+}
+END_TEST
+
 /* ---- termination rule ---- */
 
 static term_decision decide(tp_termination mode, tp_state self, const peer_state *ps, size_t n,
@@ -185,12 +220,27 @@ END_TEST
 START_TEST(rule_against_aborts)
 {
     char rule[160];
-    peer_state each[] = {PEER_ABORTED, PEER_ACTIVE, PEER_FAILED, PEER_UNKNOWN};
-    for (size_t i = 0; i < 4; i++) {
+    peer_state each[] = {PEER_ABORTED, PEER_ACTIVE, PEER_FAILED};
+    for (size_t i = 0; i < 3; i++) {
         peer_state ps[] = {PEER_UNCERTAIN, each[i], PEER_PRECOMMITTED};
         ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, ps, 3, rule), TERM_ABORT);
         ck_assert(strstr(rule, "peer pg3 ") != NULL);
     }
+    peer_state unk[] = {PEER_UNCERTAIN, PEER_UNKNOWN};
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, unk, 2, rule), TERM_ABORT);
+    ck_assert_str_eq(rule, "protocol rule, peer pg3 unknown");
+}
+END_TEST
+
+/* A precommitted peer proves every branch voted yes: an unknown peer then
+ * forgot a finished or read-only branch, and must not turn the outcome. */
+START_TEST(rule_precommitted_outranks_unknown)
+{
+    char rule[160];
+    peer_state ps[] = {PEER_UNKNOWN, PEER_PRECOMMITTED};
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, ps, 2, rule),
+                     TERM_PRECOMMIT_COMMIT);
+    ck_assert_str_eq(rule, "protocol rule, peer pg3 precommitted");
 }
 END_TEST
 
@@ -249,11 +299,14 @@ int main(void)
     tcase_add_test(rec, record_decode_rejects);
     tcase_add_test(rec, record_merge);
     tcase_add_test(rec, names_parse);
+    tcase_add_test(rec, peer_route_parse);
+    tcase_add_test(rec, peer_route_lookup);
     suite_add_tcase(s, rec);
     TCase *rule = tcase_create("termination_rule");
     tcase_add_test(rule, rule_timeout);
     tcase_add_test(rule, rule_committed_first);
     tcase_add_test(rule, rule_against_aborts);
+    tcase_add_test(rule, rule_precommitted_outranks_unknown);
     tcase_add_test(rule, rule_self_precommitted_never_aborts);
     tcase_add_test(rule, rule_peer_precommitted);
     tcase_add_test(rule, rule_all_uncertain);

@@ -13,7 +13,7 @@
  *      3pc-after-precommit-record); arm the precommit timer.
  *   5. Answer {"state":"precommitted"}.
  *   6. DoCommit: COMMIT PREPARED, then append {gid, committed} (not forced);
- *      the branch leaves the registry.
+ *      the branch leaves the registry and joins the finished index.
  *   7. Answer committed.
  *   A timer that expires between 3 and 4 or between 5 and 6 hands the branch
  *   to termination.c, which ends it at step 6 with commit or abort.
@@ -39,10 +39,32 @@
  *   - Appends take the read side of log_lock, compaction the write side: a
  *     compaction never loses a record appended while it runs.
  *   - The registry holds exactly the branches whose last record is uncertain
- *     or precommitted: what a compaction keeps, what the timers watch, and
- *     what the 2PC sweep leaves alone (threepc_owns).
+ *     or precommitted: what a compaction keeps in full, what the timers
+ *     watch, and what the 2PC sweep leaves alone (threepc_owns).
+ *   - Finished branches are remembered for the retention window R
+ *     (--3pc-retain-finished-s, default 3600 s): a branch whose final record
+ *     (committed/aborted) is younger than R answers that state to
+ *     GET /v1/branches/{gid} (and to re-sent calls) whatever happened
+ *     meanwhile. The finished index (gid -> state, at_ms; ~70 bytes each)
+ *     holds them: the branch table asks it when a lookup misses (its own
+ *     finished entries go after FINISHED_KEEP_MS or FINISHED_KEEP_MAX);
+ *     compaction writes {gid, state, at_ms} for each of its entries; replay
+ *     puts the final records younger than R into it and forgets older ones.
+ *     Why: a peer's termination protocol and the coordinator's 3PC recovery
+ *     read "unknown" as "never committed" (abort), so forgetting a committed
+ *     branch while a peer is still uncertain, or while the coordinator still
+ *     holds its 'P', breaks atomicity. R is therefore the longest a peer agent or the coordinator
+ *     may stay away (down, partitioned) and still terminate correctly; past
+ *     it the answer is "unknown". Losing the unforced final record in a crash
+ *     is harmless: the branch's earlier record remains, and replay settles
+ *     it from PostgreSQL (pg_xact_status), which has the truth.
+ *   - Compaction runs past --3pc-log-compact-bytes, and once done not again
+ *     before the log doubled (the retained finished records may keep it near
+ *     the threshold).
  *   - Lock order: b->mu, then log_lock, then the registry lock, then the
- *     branch table lock. The tick takes only the registry lock.
+ *     branch table lock; fin_mu (the finished index) is a leaf taken under
+ *     any of them (the table's finder takes it with none). The tick takes
+ *     the registry lock, then fin_mu.
  */
 #include "threepc.h"
 
@@ -62,6 +84,15 @@
 #define SETTLE_RETRY_MS 60000
 #define COMPACT_RETRY_MS 60000
 
+/* One finished branch of the finished index. */
+typedef struct fin_rec {
+    struct fin_rec *next;  /* FIFO, oldest first (mostly: replay keeps log order) */
+    struct fin_rec *hnext; /* hash chain */
+    int64_t at_ms;         /* wall clock of its final record */
+    tp_state state;        /* TP_COMMITTED or TP_ABORTED */
+    char gid[];
+} fin_rec;
+
 struct threepc {
     char *path;
     wal *log;
@@ -69,7 +100,13 @@ struct threepc {
     pthread_mutex_t mu; /* registry */
     branch **reg;       /* counted references */
     size_t nreg, capreg;
+    pthread_mutex_t fin_mu; /* leaf: the finished index below */
+    fin_rec *fin_head, *fin_tail;
+    fin_rec **fin_buckets; /* power of two */
+    size_t nfin, nfin_buckets;
+    int64_t retain_ms;
     uint64_t compact_bytes;
+    uint64_t compact_at; /* compact past this size: compact_bytes, or twice the last result */
     int64_t next_compact_ms;
 };
 
@@ -135,6 +172,105 @@ static void reg_remove(agent *ag, branch *b)
     }
     pthread_mutex_unlock(&t->mu);
     branch_put(ag->table, ref);
+}
+
+/* ---- finished index ---- */
+
+/* With fin_mu held. */
+static fin_rec **fin_slot(threepc *t, const char *gid)
+{
+    fin_rec **pp = &t->fin_buckets[branch_hash_gid(gid) & (t->nfin_buckets - 1)];
+    while (*pp && strcmp((*pp)->gid, gid) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+/* With fin_mu held. */
+static void fin_grow(threepc *t)
+{
+    size_t n = t->nfin_buckets ? t->nfin_buckets * 2 : 1024;
+    fin_rec **nb = xcalloc(n, sizeof(*nb));
+    for (size_t i = 0; i < t->nfin_buckets; i++) {
+        for (fin_rec *f = t->fin_buckets[i], *next; f; f = next) {
+            next = f->hnext;
+            size_t k = branch_hash_gid(f->gid) & (n - 1);
+            f->hnext = nb[k];
+            nb[k] = f;
+        }
+    }
+    free(t->fin_buckets);
+    t->fin_buckets = nb;
+    t->nfin_buckets = n;
+}
+
+static void fin_add(threepc *t, const char *gid, tp_state st, int64_t at_ms)
+{
+    size_t len = strlen(gid);
+    fin_rec *f = xmalloc(sizeof(*f) + len + 1);
+    f->next = NULL;
+    f->at_ms = at_ms;
+    f->state = st;
+    memcpy(f->gid, gid, len + 1);
+    pthread_mutex_lock(&t->fin_mu);
+    if (t->nfin >= t->nfin_buckets * 2)
+        fin_grow(t);
+    fin_rec **slot = fin_slot(t, gid);
+    if (*slot) { /* already there (e.g. replayed twice): the latest wins */
+        (*slot)->state = st;
+        (*slot)->at_ms = at_ms;
+        pthread_mutex_unlock(&t->fin_mu);
+        free(f);
+        return;
+    }
+    f->hnext = NULL;
+    *slot = f;
+    if (t->fin_tail)
+        t->fin_tail->next = f;
+    else
+        t->fin_head = f;
+    t->fin_tail = f;
+    t->nfin++;
+    pthread_mutex_unlock(&t->fin_mu);
+}
+
+/* Forget entries past the retention window (from the head; an entry
+ * replayed out of order waits for those before it, so it is at worst kept a
+ * little longer). */
+static void fin_prune(threepc *t, int64_t wall)
+{
+    pthread_mutex_lock(&t->fin_mu);
+    while (t->fin_head && wall - t->fin_head->at_ms > t->retain_ms) {
+        fin_rec *f = t->fin_head;
+        t->fin_head = f->next;
+        if (!t->fin_head)
+            t->fin_tail = NULL;
+        fin_rec **slot = fin_slot(t, f->gid);
+        if (*slot == f)
+            *slot = f->hnext;
+        t->nfin--;
+        free(f);
+    }
+    pthread_mutex_unlock(&t->fin_mu);
+}
+
+/* branch_finder (branch.h): fill b from the finished index. */
+static bool fin_find(void *arg, branch *b)
+{
+    threepc *t = arg;
+    pthread_mutex_lock(&t->fin_mu);
+    const fin_rec *f = t->nfin_buckets ? *fin_slot(t, b->gid) : NULL;
+    tp_state st = f ? f->state : TP_NONE;
+    int64_t at = f ? f->at_ms : 0;
+    pthread_mutex_unlock(&t->fin_mu);
+    if (!f)
+        return false;
+    tp_params none = {0};
+    b->tp = tp_branch_new(&none);
+    atomic_store(&b->tp->logged, st);
+    atomic_store(&b->tp->at_ms, at);
+    b->vote = VOTE_YES;
+    atomic_store(&b->state, st == TP_COMMITTED ? BS_COMMITTED : BS_ABORTED);
+    return true;
 }
 
 /* ---- records ---- */
@@ -225,8 +361,12 @@ void threepc_record_final(agent *ag, branch *b, bool committed)
                     "PostgreSQL",
                     tp_state_name(r.state));
     atomic_store(&b->tp->logged, r.state);
+    atomic_store(&b->tp->at_ms, r.at_ms);
     atomic_store(&b->tp->deadline_ms, INT64_MAX);
     reg_remove(ag, b);
+    /* Kept for the retention window, even if the append failed: memory
+     * knows the outcome, the next compaction writes it. */
+    fin_add(ag->tpc, b->gid, r.state, r.at_ms);
     pthread_rwlock_unlock(&ag->tpc->log_lock);
 }
 
@@ -379,10 +519,13 @@ static char **list_prepared(agent *ag, size_t *n)
     return gids;
 }
 
-/* Rebuild the branches of the log; settle or arm each unfinished one. */
+/* Rebuild the branches of the log; settle or arm each unfinished one.
+ * Finished ones go to the finished index when within the retention window
+ * (the table asks it on demand), else are forgotten; their entries stay
+ * unknown here and are freed with their last reference. */
 static void restore_all(agent *ag, replay_ctx *rc)
 {
-    size_t nprep = 0, nunc = 0, npre = 0, nfin = 0, nsettled = 0;
+    size_t nprep = 0, nunc = 0, npre = 0, nfin = 0, nexpired = 0, nsettled = 0;
     char **prep = list_prepared(ag, &nprep);
     int64_t wall = wall_ms();
     for (size_t i = 0; i < rc->n; i++) {
@@ -391,7 +534,13 @@ static void restore_all(agent *ag, replay_ctx *rc)
         int lg = atomic_load(&tp->logged);
         b->vote = VOTE_YES;
         if (lg == TP_COMMITTED || lg == TP_ABORTED) {
-            branch_restore(ag->table, b, lg == TP_COMMITTED ? BS_COMMITTED : BS_ABORTED);
+            int64_t at = atomic_load(&tp->at_ms);
+            int64_t age = wall - at;
+            if (age > ag->tpc->retain_ms) {
+                nexpired++;
+                continue;
+            }
+            fin_add(ag->tpc, b->gid, (tp_state)lg, at);
             nfin++;
             continue;
         }
@@ -428,9 +577,10 @@ static void restore_all(agent *ag, replay_ctx *rc)
     for (size_t i = 0; prep && i < nprep; i++)
         free(prep[i]);
     free(prep);
-    log_info("3pc: %s replayed: %zu uncertain, %zu precommitted, %zu finished, %zu settled "
-             "from PostgreSQL",
-             LOG_NAME, nunc, npre, nfin, nsettled);
+    log_info("3pc: %s replayed: %zu uncertain, %zu precommitted, %zu finished (kept %lld s), "
+             "%zu finished longer ago (forgotten), %zu settled from PostgreSQL",
+             LOG_NAME, nunc, npre, nfin, (long long)(ag->tpc->retain_ms / 1000), nexpired,
+             nsettled);
 }
 
 bool threepc_open(agent *ag)
@@ -439,7 +589,10 @@ bool threepc_open(agent *ag)
     t->path = xasprintf("%s/%s", ag->data_dir, LOG_NAME);
     pthread_rwlock_init(&t->log_lock, NULL);
     pthread_mutex_init(&t->mu, NULL);
-    t->compact_bytes = ag->tp_compact_bytes;
+    t->compact_bytes = t->compact_at = ag->tp_compact_bytes;
+    t->retain_ms = ag->tp_retain_finished_ms > 0 ? ag->tp_retain_finished_ms
+                                                 : TP_RETAIN_FINISHED_DEFAULT_MS;
+    pthread_mutex_init(&t->fin_mu, NULL);
     ag->tpc = t;
     replay_ctx rc = {.ag = ag};
     t->log = wal_open(t->path, replay_one, &rc);
@@ -455,6 +608,7 @@ bool threepc_open(agent *ag)
     for (size_t i = 0; i < rc.n; i++)
         branch_put(ag->table, rc.bs[i]);
     free(rc.bs);
+    branch_table_set_finder(ag->table, fin_find, t);
     return true;
 }
 
@@ -463,12 +617,21 @@ void threepc_close(agent *ag)
     threepc *t = ag->tpc;
     if (!t)
         return;
+    branch_table_set_finder(ag->table, NULL, NULL);
     for (size_t i = 0; i < t->nreg; i++) {
         t->reg[i]->tp->registered = false;
         branch_put(ag->table, t->reg[i]);
     }
     free(t->reg);
-    wal_close(t->log);
+    while (t->fin_head) {
+        fin_rec *f = t->fin_head;
+        t->fin_head = f->next;
+        free(f);
+    }
+    free(t->fin_buckets);
+    pthread_mutex_destroy(&t->fin_mu);
+    if (t->log)
+        wal_close(t->log);
     pthread_rwlock_destroy(&t->log_lock);
     pthread_mutex_destroy(&t->mu);
     free(t->path);
@@ -478,16 +641,28 @@ void threepc_close(agent *ag)
 
 /* ---- tick: timers and compaction ---- */
 
-/* Rewrite the log with one full record per registered branch. */
+/* Rewrite the log: the final record of every finished branch within the
+ * retention window, then one full record per registered branch. */
 static void compact(agent *ag)
 {
     threepc *t = ag->tpc;
     pthread_rwlock_wrlock(&t->log_lock);
     pthread_mutex_lock(&t->mu);
-    size_t n = 0, cap = t->nreg ? t->nreg : 1;
+    fin_prune(t, wall_ms());
+    pthread_mutex_lock(&t->fin_mu);
+    size_t n = 0, cap = t->nfin + t->nreg + 1;
     uint8_t *types = xcalloc(cap, 1);
     char **payloads = xcalloc(cap, sizeof(char *));
     size_t *lens = xcalloc(cap, sizeof(size_t));
+    for (const fin_rec *f = t->fin_head; f; f = f->next) {
+        tp_record r = {.state = f->state, .has = TP_HAS_AT, .at_ms = f->at_ms};
+        snprintf(r.gid, sizeof(r.gid), "%s", f->gid);
+        types[n] = TP_RECORD_TYPE;
+        payloads[n] = tp_record_encode(&r, &lens[n]);
+        n++;
+    }
+    pthread_mutex_unlock(&t->fin_mu);
+    size_t nfinished = n;
     for (size_t i = 0; i < t->nreg; i++) {
         branch *b = t->reg[i];
         int lg = atomic_load(&b->tp->logged);
@@ -504,11 +679,15 @@ static void compact(agent *ag)
     bool ok = wal_rewrite(t->log, n, types, (const void *const *)payloads, lens);
     uint64_t after = wal_bytes(t->log);
     pthread_rwlock_unlock(&t->log_lock);
-    if (ok)
-        log_info("3pc: %s compacted: %llu -> %llu bytes, %zu unfinished branch(es) kept",
-                 LOG_NAME, (unsigned long long)before, (unsigned long long)after, n);
-    else
+    if (ok) {
+        t->compact_at = after * 2 > t->compact_bytes ? after * 2 : t->compact_bytes;
+        log_info("3pc: %s compacted: %llu -> %llu bytes, %zu unfinished branch(es) kept, %zu "
+                 "finished within %lld s kept; next compaction past %llu bytes",
+                 LOG_NAME, (unsigned long long)before, (unsigned long long)after, n - nfinished,
+                 nfinished, (long long)(t->retain_ms / 1000), (unsigned long long)t->compact_at);
+    } else {
         t->next_compact_ms = now_ms() + COMPACT_RETRY_MS; /* logged by wal_rewrite */
+    }
     for (size_t i = 0; i < n; i++)
         free(payloads[i]);
     free(payloads);
@@ -524,6 +703,7 @@ void threepc_tick(agent *ag, int64_t now)
     char (*due)[GID_MAX_LEN + 1] = NULL;
     size_t ndue = 0, capdue = 0;
     pthread_mutex_lock(&t->mu);
+    fin_prune(t, wall_ms());
     for (size_t i = 0; i < t->nreg; i++) {
         branch *b = t->reg[i];
         branch_state s = branch_state_get(b);
@@ -541,6 +721,6 @@ void threepc_tick(agent *ag, int64_t now)
     for (size_t i = 0; i < ndue; i++)
         termination_submit(ag, due[i]);
     free(due);
-    if (wal_bytes(t->log) > t->compact_bytes && now >= t->next_compact_ms)
+    if (wal_bytes(t->log) > t->compact_at && now >= t->next_compact_ms)
         compact(ag);
 }

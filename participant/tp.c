@@ -1,6 +1,7 @@
 /*
- * tp.c - pure 3PC helpers of txagent: the branches3pc.log record codec and
- * the termination rule (see tp.h for the record format and the rule's order).
+ * tp.c - pure 3PC helpers of txagent: the branches3pc.log record codec, the
+ * peer routes (--peer) and the termination rule (see tp.h for the record
+ * format and the rule's order).
  *
  * Invariants:
  *   - No I/O, no locks, no logging: every function is a function of its
@@ -87,6 +88,50 @@ static bool url_ok(const char *u)
     size_t n = strlen(u);
     return n > 0 && n < TP_URL_MAX &&
            (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0);
+}
+
+bool tp_peer_route_parse(const char *spec, tp_peer *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    const char *eq = strchr(spec, '=');
+    size_t nlen = eq ? (size_t)(eq - spec) : 0;
+    if (!eq || nlen == 0) {
+        snprintf(err, errlen, "'%s' is not NAME=URL", spec);
+        return false;
+    }
+    if (nlen > PARTICIPANT_MAX_LEN) {
+        snprintf(err, errlen, "'%s': the name is longer than %d characters", spec,
+                 PARTICIPANT_MAX_LEN);
+        return false;
+    }
+    memcpy(out->participant, spec, nlen);
+    out->participant[nlen] = '\0';
+    if (!participant_name_valid(out->participant)) {
+        snprintf(err, errlen, "'%s': '%s' is not a valid participant name", spec,
+                 out->participant);
+        return false;
+    }
+    if (!url_ok(eq + 1)) {
+        snprintf(err, errlen, "'%s': the URL must start with http:// or https:// and be "
+                 "shorter than %d bytes", spec, TP_URL_MAX);
+        return false;
+    }
+    snprintf(out->url, sizeof(out->url), "%s", eq + 1);
+    for (size_t l = strlen(out->url); l > 0 && out->url[l - 1] == '/'; l--)
+        out->url[l - 1] = '\0';
+    if (!url_ok(out->url)) {
+        snprintf(err, errlen, "'%s': the URL is empty", spec);
+        return false;
+    }
+    return true;
+}
+
+const char *tp_peer_url(const tp_peer *routes, size_t n, const tp_peer *peer)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(routes[i].participant, peer->participant) == 0)
+            return routes[i].url;
+    return peer->url;
 }
 
 static bool xid_ok(const char *x)
@@ -300,7 +345,14 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
         return pre ? TERM_COMMIT : TERM_ABORT;
     }
     static const peer_state committed[] = {PEER_COMMITTED};
-    static const peer_state against[] = {PEER_ABORTED, PEER_ACTIVE, PEER_FAILED, PEER_UNKNOWN};
+    /* UNKNOWN is weighed after PRECOMMITTED: a pre-committed peer proves the
+     * coordinator saw a yes vote from every branch, so a peer that does not
+     * know the branch voted and has forgotten it since (read-only branches
+     * are never logged; finished ones leave after the retention window). A
+     * peer that says aborted, active or failed still wins: it holds evidence
+     * the precommitted peer cannot undo. */
+    static const peer_state against[] = {PEER_ABORTED, PEER_ACTIVE, PEER_FAILED};
+    static const peer_state unknown[] = {PEER_UNKNOWN};
     static const peer_state precommitted[] = {PEER_PRECOMMITTED};
     size_t i = find_peer(peers, n, committed, ARRAY_LEN(committed));
     if (i < n) {
@@ -320,6 +372,11 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     if (i < n) {
         rule_peer(rule, rulelen, names, i, peers[i]);
         return TERM_PRECOMMIT_COMMIT;
+    }
+    i = find_peer(peers, n, unknown, ARRAY_LEN(unknown));
+    if (i < n) {
+        rule_peer(rule, rulelen, names, i, peers[i]);
+        return TERM_ABORT;
     }
     size_t reachable = 0;
     for (size_t k = 0; k < n; k++)

@@ -1,6 +1,7 @@
 /*
  * tp.h - the pure parts of the agent's three-phase commit (no I/O, no locks):
- * the branches3pc.log record and its JSON codec, and the termination rule.
+ * the branches3pc.log record and its JSON codec, the peer routes, and the
+ * termination rule.
  * Unit-tested by test_tp.c; used by threepc.c and termination.c.
  *
  * Record payload (wal.h framing, type TP_RECORD_TYPE), compact JSON:
@@ -9,8 +10,10 @@
  *    "xid","at_ms"}                                 (after the yes vote, forced)
  *   {"gid","state":"precommitted","at_ms"}          (before the precommit ack, forced)
  *   {"gid","state":"committed"|"aborted","at_ms"}   (final, not forced)
- * A compacted log holds one full record (every field) per unfinished branch,
- * with state uncertain or precommitted. Replay merges records per gid in
+ * A compacted log holds the final record ({gid, state, at_ms}) of every
+ * branch finished within the retention window (threepc.c), then one full
+ * record (every field) per unfinished branch, with state uncertain or
+ * precommitted. Replay merges records per gid in
  * order: later fields override earlier ones, absent fields are kept.
  * xid is the branch's xid8 in decimal ("" when unknown); at_ms is wall-clock
  * milliseconds of the state change (timers are re-armed from it on restart).
@@ -77,6 +80,21 @@ bool tp_record_decode(const char *payload, size_t len, tp_record *out, char *err
  * copied. */
 void tp_record_merge(tp_record *dst, const tp_record *src);
 void tp_record_free(tp_record *r);
+
+/* ---- peer routes (txagent --peer NAME=URL) ---- */
+
+/* A route says how this agent reaches peer NAME when that differs from the
+ * URL the coordinator sends in "peers" (the coordinator's own route to that
+ * agent): NAT, another network, a proxy. Only the termination protocol's
+ * calls use it; the recorded peers keep the coordinator's URLs. */
+
+/* Parse "NAME=URL" into *out: NAME follows the participant name rule, URL is
+ * http(s) and shorter than TP_URL_MAX; trailing '/' are dropped. false with
+ * err (size errlen) filled otherwise. */
+bool tp_peer_route_parse(const char *spec, tp_peer *out, char *err, size_t errlen) MUSTCHECK;
+/* The URL to reach peer: the route of its participant in routes[0..n), else
+ * peer->url. Borrowed from routes or peer. */
+const char *tp_peer_url(const tp_peer *routes, size_t n, const tp_peer *peer);
 
 /* ---- termination rule (PROTOCOL.md "Three-phase commit") ---- */
 

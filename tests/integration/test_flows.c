@@ -271,6 +271,104 @@ START_TEST(one_shot_abort)
 }
 END_TEST
 
+/* POST {agent i}/v1/branches/{gid}/prepare or .../commit|rollback, directly. */
+static h_resp agent_call(int i, const char *gid, const char *verb, json_t *statements)
+{
+    json_t *body = json_pack("{s:s,s:s}", "participant", i == 1 ? "pg1" : i == 2 ? "pg2" : "pg3",
+                             "protocol", "2pc");
+    if (statements)
+        json_object_set_new(body, "statements", statements);
+    char *url = xasprintf("%s/v1/branches/%s/%s", h_agent_url(i), gid, verb);
+    char *text = json_dumps(body, JSON_COMPACT);
+    h_resp r = h_http("POST", url, text, strlen(text));
+    free(text);
+    free(url);
+    json_decref(body);
+    return r;
+}
+
+static long long prepared_as(int i, const char *gid)
+{
+    return h_sql_ll(i, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'txc:%s:pg%d'", gid, i);
+}
+
+/* Sessions of the agent left inside a transaction (they must never be). */
+static long long open_sessions(int i)
+{
+    return h_sql_ll(i, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                       "current_database() AND pid <> pg_backend_pid() AND state LIKE "
+                       "'idle in transaction%%'");
+}
+
+/* The agent's one-shot prepare (BEGIN, the statements and PREPARE in one
+ * pipeline), called directly: a failing second statement is a no vote with
+ * its sqlstate, prepares and changes nothing, leaves no session in a
+ * transaction, and the next branch works; a re-send answers no again. */
+START_TEST(one_shot_agent_vote_no)
+{
+    h_set_balance(1, 421, 100);
+    char gid[64], gid2[64], gid3[64], gid4[64];
+    long long seq = now_us();
+    snprintf(gid, sizeof(gid), "0badc0de-1-%lld", seq);
+    snprintf(gid2, sizeof(gid2), "0badc0de-1-%lld", seq + 1);
+    snprintf(gid3, sizeof(gid3), "0badc0de-1-%lld", seq + 2);
+    snprintf(gid4, sizeof(gid4), "0badc0de-1-%lld", seq + 3);
+    for (int k = 0; k < 2; k++) { /* k = 1: the re-send */
+        h_resp r = agent_call(1, gid, "prepare",
+                              json_pack("[{s:s,s:[ii]},{s:s,s:[ii]}]", "sql", CREDIT, "params", 5,
+                                        421, "sql", DEBIT, "params", 1000, 421));
+        H_EXPECT(r, 200, "one-shot prepare with a failing statement");
+        ck_assert_msg(strcmp(h_str(r.json, "vote"), "no") == 0, "vote: %s", h_desc(&r));
+        ck_assert_msg(strcmp(h_str(r.json, "sqlstate"), "23514") == 0, "sqlstate: %s", h_desc(&r));
+        h_resp_clear(&r);
+    }
+    ck_assert_int_eq(prepared_as(1, gid), 0);
+    ck_assert_int_eq(h_balance(1, 421), 100);
+    ck_assert_int_eq(open_sessions(1), 0);
+
+    /* The pooled connection is clean: the next one-shot prepares and commits. */
+    h_resp r = agent_call(1, gid2, "prepare",
+                          json_pack("[{s:s,s:[ii]}]", "sql", CREDIT, "params", 5, 421));
+    H_EXPECT(r, 200, "one-shot prepare");
+    ck_assert_msg(strcmp(h_str(r.json, "vote"), "yes") == 0, "vote: %s", h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(prepared_as(1, gid2), 1);
+    r = agent_call(1, gid2, "prepare", json_pack("[{s:s,s:[ii]}]", "sql", CREDIT, "params", 5, 421));
+    ck_assert_msg(r.status == 200 && strcmp(h_str(r.json, "vote"), "yes") == 0,
+                  "re-sent prepare: %s", h_desc(&r));
+    h_resp_clear(&r);
+    r = agent_call(1, gid2, "commit", NULL);
+    H_EXPECT(r, 200, "commit");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 421), 105);
+
+    /* A write that touches no row: yes (prepared anyway) or read_only; either
+     * way it finishes and leaves nothing prepared. */
+    r = agent_call(1, gid3, "prepare",
+                   json_pack("[{s:s,s:[ii]}]", "sql", CREDIT, "params", 5, -421));
+    H_EXPECT(r, 200, "one-shot prepare touching no row");
+    const char *vote = h_str(r.json, "vote");
+    ck_assert_msg(strcmp(vote, "yes") == 0 || strcmp(vote, "read_only") == 0, "vote: %s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+    r = agent_call(1, gid3, "rollback", NULL);
+    H_EXPECT(r, 200, "rollback");
+    h_resp_clear(&r);
+    ck_assert_int_eq(prepared_as(1, gid3), 0);
+
+    /* Reads only: still read_only. */
+    r = agent_call(1, gid4, "prepare",
+                   json_pack("[{s:s,s:[i]}]", "sql", "SELECT balance FROM accounts WHERE id = $1",
+                             "params", 421));
+    H_EXPECT(r, 200, "one-shot read-only prepare");
+    ck_assert_msg(strcmp(h_str(r.json, "vote"), "read_only") == 0, "vote: %s", h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(prepared_as(1, gid4), 0);
+    ck_assert_int_eq(open_sessions(1), 0);
+    ck_assert_int_eq(h_balance(1, 421), 105);
+}
+END_TEST
+
 START_TEST(idempotent_commit)
 {
     h_set_balance(1, 501, 100);
@@ -466,6 +564,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, rollback);
     tcase_add_test(tc, one_shot_commit);
     tcase_add_test(tc, one_shot_abort);
+    tcase_add_test(tc, one_shot_agent_vote_no);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, read_only_branches);

@@ -3,7 +3,7 @@
  *
  *   txbank setup --accounts N [--balance B] --pg C1 --pg C2 --pg C3
  *   txbank run   --coordinator URL --clients C --duration S --journal FILE --pg C1 --pg C2 --pg C3
- *                [--fault-cmd CMD --fault-interval-ms MS] [--until-faults N] ...
+ *                [--protocol 2pc|3pc] [--fault-cmd CMD --fault-interval-ms MS] [--until-faults N] ...
  *   txbank check --coordinator URL --journal FILE --wait-s S --pg C1 --pg C2 --pg C3
  *
  * Layout: database i (0..2, the i-th --pg, participant "pg<i+1>") holds the
@@ -11,7 +11,8 @@
  * accounts in different databases, through the coordinator's REST API, and
  * writes a marker row (transfers.id = the transfer's marker) in both.
  *
- * Two forms, chosen at random per transfer:
+ * Every transfer uses --protocol (2pc by default; 3pc: the coordinator's 3PC
+ * timeouts and termination rule apply). Two forms, chosen at random per transfer:
  *   interactive: POST /v1/transactions -> gid; per database in ascending
  *     order (so interactive transfers cannot deadlock each other) the
  *     statements SET LOCAL lock_timeout, debit-with-guard or credit, marker;
@@ -88,6 +89,7 @@ typedef struct {
     const char *coordinator;
     const char *journal;
     const char *fault_cmd;
+    const char *protocol; /* "2pc" or "3pc" */
     long accounts;
     long balance;
     long clients;
@@ -118,7 +120,7 @@ static void usage(FILE *f)
             "  txbank run --coordinator URL --journal FILE --pg C1 --pg C2 --pg C3\n"
             "             [--clients C] [--duration S] [--fault-cmd CMD --fault-interval-ms MS]\n"
             "             [--until-faults N] [--request-timeout-ms MS] [--txn-timeout-ms MS]\n"
-            "             [--max-amount A] [--oneshot-percent P] [--seed N]\n"
+            "             [--max-amount A] [--oneshot-percent P] [--seed N] [--protocol 2pc|3pc]\n"
             "  txbank check --coordinator URL --journal FILE --pg C1 --pg C2 --pg C3 [--wait-s S]\n"
             "\n"
             "Account a lives in database a %% 3 (the (a%%3+1)-th --pg, participant pg<a%%3+1>).\n"
@@ -148,7 +150,7 @@ static bool parse_opts(int argc, char **argv, opts *o)
     enum {
         O_PG = 1000, O_COORD, O_JOURNAL, O_FAULT_CMD, O_ACCOUNTS, O_BALANCE, O_CLIENTS,
         O_DURATION, O_FAULT_INT, O_UNTIL_FAULTS, O_WAIT, O_REQ_TIMEOUT, O_TXN_TIMEOUT,
-        O_MAX_AMOUNT, O_ONESHOT, O_SEED, O_HELP,
+        O_MAX_AMOUNT, O_ONESHOT, O_SEED, O_PROTOCOL, O_HELP,
     };
     static const struct option longopts[] = {
         {"pg", required_argument, NULL, O_PG},
@@ -167,6 +169,7 @@ static bool parse_opts(int argc, char **argv, opts *o)
         {"max-amount", required_argument, NULL, O_MAX_AMOUNT},
         {"oneshot-percent", required_argument, NULL, O_ONESHOT},
         {"seed", required_argument, NULL, O_SEED},
+        {"protocol", required_argument, NULL, O_PROTOCOL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -181,6 +184,7 @@ static bool parse_opts(int argc, char **argv, opts *o)
     o->txn_timeout_ms = 10000;
     o->max_amount = 10;
     o->oneshot_pct = 50;
+    o->protocol = "2pc";
     o->seed = (uint64_t)wall_ms() ^ ((uint64_t)getpid() << 32);
 
     optind = 2; /* argv[1] is the command */
@@ -237,6 +241,13 @@ static bool parse_opts(int argc, char **argv, opts *o)
         case O_SEED:
             if (!parse_long("--seed", optarg, 0, __LONG_MAX__, &v)) return false;
             o->seed = (uint64_t)v;
+            break;
+        case O_PROTOCOL:
+            if (strcmp(optarg, "2pc") != 0 && strcmp(optarg, "3pc") != 0) {
+                fprintf(stderr, "txbank: --protocol must be 2pc or 3pc (got '%s')\n", optarg);
+                return false;
+            }
+            o->protocol = optarg;
             break;
         case O_HELP: usage(stdout); exit(0);
         default: return false;
@@ -621,7 +632,7 @@ static void transfer_interactive(client_t *cl, long from, long to, long amount)
     const opts *o = rs->o;
     httpc_call call;
 
-    json_t *body = json_pack("{s:s, s:I}", "protocol", "2pc", "timeout_ms",
+    json_t *body = json_pack("{s:s, s:I}", "protocol", o->protocol, "timeout_ms",
                              (json_int_t)o->txn_timeout_ms);
     api_call(cl, &call, "POST", cl->base_url, body);
     json_decref(body);
@@ -742,7 +753,7 @@ static void transfer_oneshot(client_t *cl, long from, long to, long amount)
                            stmt_new(SQL_CREDIT, json_pack("[I, I]", (json_int_t)amount,
                                                           (json_int_t)to)),
                            stmt_new(SQL_MARKER, json_pack("[s, I]", marker, (json_int_t)amount)));
-    json_t *body = json_pack("{s:s, s:I, s:b, s:[o, o]}", "protocol", "2pc", "timeout_ms",
+    json_t *body = json_pack("{s:s, s:I, s:b, s:[o, o]}", "protocol", o->protocol, "timeout_ms",
                              (json_int_t)o->txn_timeout_ms, "commit", 1, "branches", ba, bb);
     if (!body)
         die("cannot build the one-shot request body");
@@ -975,8 +986,8 @@ static int cmd_run(const opts *o)
     char until[64] = "";
     if (o->until_faults > 0)
         snprintf(until, sizeof(until), " max, until %ld faults", o->until_faults);
-    printf("txbank run: %ld clients, %lds%s, %ld accounts, total %lld, coordinator %s%s%s\n",
-           o->clients, o->duration_s, until, naccounts, total, o->coordinator,
+    printf("txbank run: %ld clients, %lds%s, %s, %ld accounts, total %lld, coordinator %s%s%s\n",
+           o->clients, o->duration_s, until, o->protocol, naccounts, total, o->coordinator,
            o->fault_cmd ? ", faults: " : "", o->fault_cmd ? o->fault_cmd : "");
     fflush(stdout);
 

@@ -426,12 +426,15 @@ api() {
 # jget FILTER: jq -r FILTER on API_BODY ("" when not JSON).
 jget() { printf '%s' "$API_BODY" | jq -r "$1" 2>/dev/null || true; }
 
-# begin3 VAR: an interactive transfer touching all 3 databases, not committed:
-# 100 out of account 1 (pg1), 50 into account 2 (pg2) and 50 into account 3
-# (pg3), and the marker row id = gid everywhere. Sets VAR to the gid.
+# begin3 VAR [BODY]: an interactive transfer touching all 3 databases, not
+# committed: 100 out of account 1 (pg1), 50 into account 2 (pg2) and 50 into
+# account 3 (pg3), and the marker row id = gid everywhere. Sets VAR to the gid.
+# BODY is the begin request (default 2PC, 60 s timeout), e.g. a 3PC one.
+# The branches are added in the order pg1, pg2, pg3.
 begin3() {
-    local __var="$1" gid i
-    api POST /v1/transactions '{"protocol":"2pc","timeout_ms":60000}'
+    local __var="$1" __body="${2:-}" gid i
+    [ -n "$__body" ] || __body='{"protocol":"2pc","timeout_ms":60000}'
+    api POST /v1/transactions "$__body"
     [ "$API_STATUS" = 201 ] || scen_abort "begin: HTTP $API_STATUS"
     gid="$(jget .gid)"
     if [ -z "$gid" ] || [ "$gid" = null ]; then scen_abort "begin: no gid in the answer"; fi
@@ -449,6 +452,58 @@ begin3() {
         [ "$API_STATUS" = 200 ] || scen_abort "marker on pg$i: HTTP $API_STATUS"
     done
     printf -v "$__var" '%s' "$gid"
+}
+
+# agent_state I GID: the state agent I reports for its branch of GID
+# (GET /v1/branches/GID: uncertain, precommitted, committed, aborted, ...).
+agent_state() {
+    local url_var="AGENT${1}_URL"
+    curl -s --max-time 5 "${!url_var:-http://127.0.0.1:$((SCEN_PORT + $1))}/v1/branches/$2" |
+        jq -r '.state // empty' 2>/dev/null
+}
+# agent_states GID: the three agents' states, space-separated.
+agent_states() { echo "$(agent_state 1 "$1") $(agent_state 2 "$1") $(agent_state 3 "$1")"; }
+
+# ---- 3PC crash scenarios --------------------------------------------------------------
+
+# body_3pc RULE: a 3PC begin request with termination RULE and the agents'
+# timers UNCERTAIN_MS / PRECOMMIT_MS (default 4000 ms each).
+body_3pc() {
+    printf '{"protocol":"3pc","timeout_ms":60000,"uncertain_timeout_ms":%d,"precommit_timeout_ms":%d,"termination":"%s"}' \
+        "${UNCERTAIN_MS:-4000}" "${PRECOMMIT_MS:-4000}" "$1"
+}
+
+# outcome_is GID OUTCOME: GET /v1/outcomes/GID answers OUTCOME.
+outcome_is() {
+    api GET "/v1/outcomes/$1" >/dev/null
+    [ "$(jget .outcome)" = "$2" ]
+}
+
+# term_logged I GID TEXT: agent I logged a 3PC termination line of GID containing TEXT.
+term_logged() { grep -q "gid=$2 .*3pc termination: .*$3" "$CDIR/agent$1.log"; }
+
+# crash_3pc N POINT RULE VAR: step N: the coordinator restarted with POINT
+# armed, a 3-branch 3PC transfer (termination RULE; branches pg1, pg2, pg3 in
+# that order), commit: the coordinator dies at POINT and stays down. Sets VAR
+# to the gid and CRASH_AT to $SECONDS at the crash.
+crash_3pc() {
+    local __g
+    step "$1" "termination=$3: 3PC transfer over pg1, pg2, pg3; commit; the coordinator dies at $2"
+    restart_armed coordinator "$2"
+    begin3 __g "$(body_3pc "$3")"
+    commit_crashes "$__g" coordinator "$2"
+    CRASH_AT=$SECONDS
+    printf -v "$4" '%s' "$__g"
+}
+
+# settled_alone GID BOUND_S: no branch of GID is prepared anywhere within
+# BOUND_S seconds of CRASH_AT, the coordinator still down. Sets TOOK_S.
+settled_alone() {
+    check "nothing of $1 prepared anywhere within ${2}s of the crash" \
+        wait_until $(($2 - (SECONDS - CRASH_AT))) is_eq 0 prepared_of "$1"
+    TOOK_S=$((SECONDS - CRASH_AT))
+    echo "    all branches finished ${TOOK_S}s after the crash"
+    check "coordinator still down meanwhile" component_dead coordinator
 }
 
 # tx_state_is GID STATE: GET /v1/transactions/GID answers that state.
@@ -475,11 +530,13 @@ all_or_nothing() {
 }
 
 # dlog_has TYPE GID: the coordinator's decision log holds a TYPE record of GID
-# (C: {"gid":GID,... ; E: {"gid":GID}). Reads the raw file: payloads are JSON.
+# (C commit, P 3PC pre-commit: TYPE{"gid":GID,... ; E end: E{"gid":GID}).
+# Reads the raw file: the type byte comes right before the JSON payload.
 dlog_has() {
     local f="$CDIR/coordinator/decisions.log"
     case "$1" in
-    C) grep -aqF "{\"gid\":\"$2\",\"" "$f" ;;
-    E) grep -aqF "{\"gid\":\"$2\"}" "$f" ;;
+    C | P | H) grep -aqF "$1{\"gid\":\"$2\",\"" "$f" ;;
+    E) grep -aqF "E{\"gid\":\"$2\"}" "$f" ;;
+    *) return 2 ;;
     esac
 }

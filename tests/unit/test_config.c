@@ -1,6 +1,7 @@
 /*
  * test_config.c - unit tests for config.c (option table), jsonutil.c,
- * metrics.c (Prometheus text), log.c (line format), fault.c and util.c.
+ * metrics.c (Prometheus text), log.c (line format), fault.c (exit and pause
+ * actions) and util.c.
  * Invariants checked: defaults then argv; every bad input is one stderr line
  * and false; rendering is cumulative and stable.
  */
@@ -432,13 +433,54 @@ START_TEST(test_fault_init)
     ck_assert(!fault_init("no-such-point", points));
     ck_assert(!fault_init("after-decision-log:0", points));
     ck_assert(!fault_init("after-decision-log:x", points));
+    /* actions: exit (default) or pause:MS */
+    ck_assert(!fault_init("after-decision-log=pause", points));
+    ck_assert(!fault_init("after-decision-log=pause:", points));
+    ck_assert(!fault_init("after-decision-log=pause:0", points));
+    ck_assert(!fault_init("after-decision-log=pause:5x", points));
+    ck_assert(!fault_init("after-decision-log=sleep:5", points));
+    ck_assert(!fault_init("after-decision-log:0=pause:5", points));
+    ck_assert(!fault_init("no-such-point=pause:5", points));
+    ck_assert(fault_init("after-decision-log=exit", points));
+    ck_assert_str_eq(fault_armed_name(), "after-decision-log");
+    ck_assert(fault_init("after-decision-log:2=pause:5", points));
+    ck_assert_str_eq(fault_armed_name(), "after-decision-log");
     ck_assert(fault_init("after-decision-log:3", points));
     fault_point("before-decision-log"); /* other point: nothing */
     fault_point("after-decision-log");  /* 1st */
     fault_point("after-decision-log");  /* 2nd */
     ck_assert(fault_init(NULL, points)); /* disarm */
+    ck_assert_ptr_null(fault_armed_name());
     fault_point("after-decision-log");
     free(unit_capture_end(&cap));
+}
+END_TEST
+
+/* pause: nothing before the N-th hit; from it on every hit sleeps and returns. */
+START_TEST(test_fault_pause)
+{
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(fault_init("after-decision-log:2=pause:150", points));
+    int64_t t0 = now_ms();
+    fault_point("after-decision-log"); /* 1st: no pause */
+    fault_point("before-decision-log"); /* another point: nothing */
+    int64_t t1 = now_ms();
+    fault_point("after-decision-log"); /* 2nd: pauses */
+    int64_t t2 = now_ms();
+    fault_point("after-decision-log"); /* 3rd: pauses too */
+    int64_t t3 = now_ms();
+    ck_assert(fault_init(NULL, points));
+    char *out = unit_capture_end(&cap);
+    ck_assert_int_lt(t1 - t0, 100);
+    ck_assert_int_ge(t2 - t1, 150);
+    ck_assert_int_ge(t3 - t2, 150);
+    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log armed: pause 150 ms from hit 2"));
+    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log reached: pausing 150 ms (hit 2)"));
+    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log reached: pausing 150 ms (hit 3)"));
+    ck_assert_ptr_null(strstr(out, "(hit 1)"));
+    ck_assert_ptr_null(strstr(out, "crash point after-decision-log reached"));
+    free(out);
 }
 END_TEST
 
@@ -486,6 +528,7 @@ int main(void)
     tcase_add_test(tm, test_util);
     tcase_add_test(tm, test_fault_init);
     tcase_add_test(tm, test_fault_fires);
+    tcase_add_test(tm, test_fault_pause);
     suite_add_tcase(s, tm);
     return unit_run(s);
 }

@@ -1,0 +1,137 @@
+/*
+ * test_restart.c - what survives a process restart, through scripts/cluster:
+ * a component killed (SIGKILL) or stopped (SIGTERM) can be started again at
+ * once on the same port, and GET /v1/transactions/{gid} of a transaction
+ * from before a coordinator restart answers its outcome (from the decision
+ * log, or presumed abort) while a gid never seen stays 404.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define CREDIT "UPDATE accounts SET balance = balance + $1 WHERE id = $2"
+
+/* kill or stop NAME, then start it again at once: both must succeed (the
+ * port must be free when kill/stop returns), and it must answer. */
+static void bounce(const char *how, const char *name)
+{
+    ck_assert_msg(h_cluster(how, name, NULL) == 0, "scripts/cluster %s %s failed", how, name);
+    ck_assert_msg(h_cluster("start", name, NULL) == 0,
+                  "scripts/cluster start %s right after %s failed (port still in use?)", name, how);
+}
+
+START_TEST(kill_then_start_at_once)
+{
+    for (int round = 0; round < 3; round++) {
+        bounce("kill", "coordinator");
+        bounce("kill", "agent2");
+    }
+    bounce("stop", "coordinator");
+    bounce("stop", "agent1");
+    h_test_setup(); /* every component answers /healthz */
+}
+END_TEST
+
+/* The coordinator's identity from /healthz. */
+static void coord_identity(char *cid, size_t size, long long *epoch)
+{
+    h_resp r = h_get("/healthz");
+    H_EXPECT(r, 200, "coordinator healthz");
+    snprintf(cid, size, "%s", h_str(r.json, "coord_id"));
+    *epoch = json_integer_value(json_object_get(r.json, "epoch"));
+    h_resp_clear(&r);
+}
+
+static void expect_recovered(const char *gid, const char *outcome)
+{
+    h_resp r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "GET transaction from before the restart");
+    ck_assert_str_eq(h_str(r.json, "gid"), gid);
+    ck_assert_msg(strcmp(h_str(r.json, "state"), outcome) == 0 &&
+                      strcmp(h_str(r.json, "outcome"), outcome) == 0,
+                  "GET %s: state and outcome should be %s: %s", gid, outcome, h_desc(&r));
+    ck_assert_msg(json_is_true(json_object_get(r.json, "recovered")), "not marked recovered: %s",
+                  h_desc(&r));
+    ck_assert_msg(json_array_size(json_object_get(r.json, "branches")) == 0 &&
+                      json_is_array(json_object_get(r.json, "branches")),
+                  "branches should be []: %s", h_desc(&r));
+    h_resp_clear(&r);
+    /* The outcome endpoint says the same. */
+    r = h_get("/v1/outcomes/%s", gid);
+    H_EXPECT(r, 200, "outcome");
+    ck_assert_str_eq(h_str(r.json, "outcome"), outcome);
+    h_resp_clear(&r);
+}
+
+static void expect_404(const char *gid, const char *what)
+{
+    h_resp r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 404, what);
+    ck_assert_str_eq(h_err_code(&r), "unknown_transaction");
+    h_resp_clear(&r);
+}
+
+START_TEST(get_after_coordinator_restart)
+{
+    h_set_balance(1, 1401, 10);
+    h_set_balance(2, 1402, 10);
+    char *committed = h_begin();
+    h_stmt_ok(committed, "pg1", CREDIT, json_pack("[ii]", 1, 1401));
+    h_stmt_ok(committed, "pg2", CREDIT, json_pack("[ii]", 1, 1402));
+    h_resp r = h_commit(committed);
+    H_EXPECT(r, 200, "commit");
+    h_resp_clear(&r);
+    char *aborted = h_begin();
+    h_stmt_ok(aborted, "pg1", CREDIT, json_pack("[ii]", 1, 1401));
+    r = h_rollback(aborted);
+    H_EXPECT(r, 200, "rollback");
+    h_resp_clear(&r);
+
+    ck_assert_int_eq(h_cluster("stop", "coordinator", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "coordinator", NULL), 0);
+    h_test_setup();
+
+    expect_recovered(committed, "committed"); /* 'C' in the log */
+    expect_recovered(aborted, "aborted");     /* earlier epoch, no 'C': presumed abort */
+
+    /* Never seen: an unissued seq of this epoch, a future epoch, another coordinator. */
+    char cid[16], gid[96];
+    long long epoch;
+    coord_identity(cid, sizeof(cid), &epoch);
+    snprintf(gid, sizeof(gid), "%s-%lld-%d", cid, epoch, 999999999);
+    expect_404(gid, "GET of a seq not issued yet");
+    snprintf(gid, sizeof(gid), "%s-%lld-%d", cid, epoch + 5, 1);
+    expect_404(gid, "GET of a future epoch");
+    snprintf(gid, sizeof(gid), "%s", committed);
+    gid[0] = gid[0] == '0' ? '1' : '0';
+    expect_404(gid, "GET of another coordinator's gid");
+
+    /* A transaction of the new epoch is still shown in full. */
+    char *fresh = h_begin();
+    r = h_get("/v1/transactions/%s", fresh);
+    H_EXPECT(r, 200, "GET of a live transaction");
+    ck_assert_str_eq(h_str(r.json, "state"), "active");
+    ck_assert_ptr_null(json_object_get(r.json, "recovered"));
+    h_resp_clear(&r);
+    r = h_rollback(fresh);
+    h_resp_clear(&r);
+    free(fresh);
+    free(committed);
+    free(aborted);
+}
+END_TEST
+
+TCase *tc_restart(void)
+{
+    TCase *tc = tcase_create("restart");
+    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
+    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, kill_then_start_at_once);
+    tcase_add_test(tc, get_after_coordinator_restart);
+    return tc;
+}

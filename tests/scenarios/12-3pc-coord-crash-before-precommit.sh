@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# 12-3pc-coord-crash-before-precommit - a 3PC commit across 3 agents; every
+# agent voted yes (all uncertain) and the coordinator dies before sending any
+# PreCommit, then stays down. No branch can have committed anywhere, so the
+# agents must abort on their own when their uncertain timers fire, whatever
+# the termination rule; nothing may stay prepared, and the restarted
+# coordinator must say aborted too.
+#   A. crash point 3pc-after-precommit-log ('P' durable, no PreCommit sent),
+#      termination protocol: every agent finds its peers uncertain (or
+#      already aborted by a peer) and aborts. Restart: recovery of the 'P'
+#      asks the agents, hears aborted, decides abort ('E' closes the 'P').
+#   B. crash point 3pc-before-precommit-log (votes all in, no record at all),
+#      termination timeout: every agent aborts on its own (uncertain ->
+#      abort). Restart: no record of the gid, earlier epoch: presumed abort.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+scen_init 12-3pc-coord-crash-before-precommit 8140
+
+UNCERTAIN_MS=4000
+PRECOMMIT_MS=4000
+DONE_BOUND_S=$((UNCERTAIN_MS / 1000 + 3 * 2 + 5)) # timer + peer calls + slack (see 11)
+SUMMARY=()
+
+# crash_before_precommit N POINT RULE VAR: step N: the coordinator dies at
+# POINT (after the votes, before any PreCommit). Sets VAR and CRASH_AT.
+crash_before_precommit() {
+    crash_3pc "$1" "$2" "$3" "$4"
+    local g="${!4}"
+    expect_eq "agents' states (pg1 pg2 pg3): every vote was yes, no PreCommit" \
+        "$(agent_states "$g")" "uncertain uncertain uncertain"
+    expect_eq "branches prepared in PostgreSQL" "$(prepared_of "$g")" 3
+    check "decision log: no commit record ('C') of $g" not dlog_has C "$g"
+}
+
+# agents_abort N GID: step N: coordinator down; every agent aborts its branch
+# within DONE_BOUND_S of the crash. Sets TOOK_S.
+agents_abort() {
+    step "$1" "coordinator stays down: the agents abort $2 on their own (uncertain timer ${UNCERTAIN_MS} ms)"
+    settled_alone "$2" "$DONE_BOUND_S"
+    expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$2")" "aborted aborted aborted"
+    all_or_nothing "$2" aborted
+    local i
+    for i in 1 2 3; do
+        check "agent$i log: no termination of $2 decided commit" not term_logged "$i" "$2" "-> commit"
+    done
+}
+
+# coordinator_agrees N GID: step N: restart; /v1/outcomes says aborted.
+coordinator_agrees() {
+    step "$1" "restart the coordinator: its outcome for $2"
+    cl start coordinator
+    check "GET /v1/outcomes/$2 answers aborted (within 30s)" wait_until 30 outcome_is "$2" aborted
+    check "decision log: still no commit record ('C') of $2" not dlog_has C "$2"
+    check "no prepared branch anywhere" no_prepared_anywhere
+    all_or_nothing "$2" aborted
+}
+
+step_cluster3 1
+
+# ---- A: 'P' logged, no PreCommit sent; termination protocol -------------------------------
+crash_before_precommit 2 3pc-after-precommit-log protocol GID_A
+check "decision log: pre-commit record ('P') of $GID_A" dlog_has P "$GID_A"
+agents_abort 3 "$GID_A"
+check "the termination protocol decided abort: all peers uncertain (or one already aborted)" \
+    grep -qE "gid=$GID_A .*3pc termination: protocol rule, (all uncertain|peer pg[123] aborted) -> abort" \
+    "$CDIR/agent1.log" "$CDIR/agent2.log" "$CDIR/agent3.log"
+grep -h "gid=$GID_A .*3pc termination: .* -> " "$CDIR"/agent[123].log | sed 's/^/    /'
+took_a=$TOOK_S
+coordinator_agrees 4 "$GID_A"
+check "coordinator log: recovery of the 'P' decided abort" \
+    grep -q "gid=$GID_A .*-> aborting" "$CDIR/coordinator.log"
+check "END record of $GID_A written (the 'P' is closed, within 30s)" wait_until 30 dlog_has E "$GID_A"
+SUMMARY+=("| A | 3pc-after-precommit-log ('P' logged) | protocol | $(agent_states "$GID_A" | sed 's/ / | /g') | ${took_a} s | aborted (recovery of 'P') |")
+
+# ---- B: no record at all; timeout rule -----------------------------------------------------
+step 5 "reset the accounts"
+bank3_reset
+crash_before_precommit 6 3pc-before-precommit-log timeout GID_B
+check "decision log: no pre-commit record ('P') of $GID_B" not dlog_has P "$GID_B"
+agents_abort 7 "$GID_B"
+for i in 1 2 3; do
+    check "agent$i log: timeout rule, uncertain -> abort" term_logged "$i" "$GID_B" "timeout rule, uncertain -> abort"
+done
+took_b=$TOOK_S
+coordinator_agrees 8 "$GID_B"
+check "decision log: still no record of $GID_B at all" not dlog_has P "$GID_B"
+SUMMARY+=("| B | 3pc-before-precommit-log (no record) | timeout | $(agent_states "$GID_B" | sed 's/ / | /g') | ${took_b} s | aborted (presumed abort) |")
+
+step 9 "summary: 3PC, coordinator killed after the votes and before any PreCommit, left down"
+echo "| part | crash point | termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator after restart |"
+echo "|---|---|---|---|---|---|--:|---|"
+printf '%s\n' "${SUMMARY[@]}"
