@@ -6,8 +6,6 @@
  *     statement per call, parameters never interpolated, text format).
  *   - The only SQL text we build is "<verb> '<branch gid>'" for the three 2PC
  *     verbs; the gid must pass branch_gid_parse and is quoted by PQescapeLiteral.
- *     PREPARE TRANSACTION may end a pipeline (pg_exec_pipeline_prepare); COMMIT
- *     PREPARED and ROLLBACK PREPARED are always sent alone (PQexec).
  *   - pg_res is always fully initialised by pg_exec/pg_exec_gid, whatever the
  *     outcome; the caller releases it with pg_res_clear.
  *   - conn_dead is set for a NULL result, CONNECTION_BAD, SQLSTATE class 08 or
@@ -164,20 +162,16 @@ static void pipeline_mark_rest(PGconn *c, pg_res *outs, size_t from, size_t n, b
     }
 }
 
-/* The pipeline itself: qs[0..n), then tail (our own SQL, no parameters) as
- * query n when tail is set. n_all = n + (tail != NULL) outs. */
-static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *tail, pg_res *outs,
-                         size_t *first_fail)
+bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, size_t *first_fail)
 {
-    size_t n_all = n + (tail != NULL);
-    for (size_t i = 0; i < n_all; i++)
+    for (size_t i = 0; i < n; i++)
         res_init(&outs[i]);
-    *first_fail = n_all;
-    if (n_all == 0)
+    *first_fail = n;
+    if (n == 0)
         return true;
     if (!c || PQstatus(c) == CONNECTION_BAD || !PQenterPipelineMode(c)) {
         *first_fail = 0;
-        pipeline_mark_rest(c, outs, 0, n_all, true);
+        pipeline_mark_rest(c, outs, 0, n, true);
         return false;
     }
     /* 1. Queue every query and the Sync; libpq flushes (and reads while a
@@ -187,17 +181,14 @@ static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *ta
         if (!PQsendQueryParams(c, qs[sent].sql, qs[sent].nparams, NULL, qs[sent].params, NULL,
                                NULL, 0))
             break;
-    if (sent == n && tail && PQsendQueryParams(c, tail, 0, NULL, NULL, NULL, NULL, 0))
-        sent++;
-    if (sent < n_all || !PQpipelineSync(c)) {
+    if (sent < n || !PQpipelineSync(c)) {
         /* Send failed: the connection is broken (or out of memory); either
          * way it is not trusted again. */
         *first_fail = 0;
-        pipeline_mark_rest(c, outs, 0, n_all, true);
+        pipeline_mark_rest(c, outs, 0, n, true);
         (void)PQexitPipelineMode(c);
         return false;
     }
-    n = n_all; /* from here on, the tail is one query like the others */
     /* 2. One result (then a NULL separator) per query, then the Sync. */
     bool broken = false;
     for (size_t i = 0; i < n && !broken; i++) {
@@ -261,22 +252,11 @@ static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *ta
     return *first_fail == n;
 }
 
-bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, size_t *first_fail)
-{
-    return pipeline_run(c, qs, n, NULL, outs, first_fail);
-}
-
-/* Room for "<verb> '<branch gid>'": the longest verb, and the gid quoted
- * (PQescapeLiteral doubles quotes and backslashes at most). */
-#define GID_SQL_SIZE (sizeof("ROLLBACK PREPARED ") + 2 * BRANCH_GID_MAX_LEN + 4)
-
-/* "<verb> '<branch gid>'" for one of the three 2PC verbs, quoted for c, into
- * sql (GID_SQL_SIZE; no allocation kept). false with out filled (and logged)
- * when the verb or the gid is refused or c is not usable. */
-static bool gid_sql(PGconn *c, const char *verb, const char *branch_gid, char *sql, pg_res *out)
+bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
 {
     static const char *const verbs[] = {"PREPARE TRANSACTION", "COMMIT PREPARED",
                                         "ROLLBACK PREPARED"};
+    res_init(out);
     bool verb_ok = false;
     for (size_t i = 0; i < ARRAY_LEN(verbs); i++)
         if (verb && strcmp(verb, verbs[i]) == 0)
@@ -304,37 +284,10 @@ static bool gid_sql(PGconn *c, const char *verb, const char *branch_gid, char *s
         txlog_error(gid, part, "%s: cannot quote branch gid: %s", verb, out->message);
         return false;
     }
-    int len = snprintf(sql, GID_SQL_SIZE, "%s %s", verb, lit);
+    char *sql = xasprintf("%s %s", verb, lit);
     PQfreemem(lit);
-    if (len < 0 || (size_t)len >= GID_SQL_SIZE) { /* cannot happen: the gid is bounded */
-        snprintf(out->message, sizeof(out->message), "branch gid too long");
-        return false;
-    }
-    return true;
-}
-
-bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const char *branch_gid,
-                              pg_res *outs, size_t *first_fail)
-{
-    for (size_t i = 0; i <= n; i++)
-        res_init(&outs[i]);
-    char prepare[GID_SQL_SIZE];
-    if (!gid_sql(c, "PREPARE TRANSACTION", branch_gid, prepare, &outs[0])) {
-        /* Nothing was sent: the refusal is the failure of the first query. */
-        pipeline_mark_rest(c, outs, 1, n + 1, false);
-        *first_fail = 0;
-        return false;
-    }
-    return pipeline_run(c, qs, n, prepare, outs, first_fail);
-}
-
-bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
-{
-    res_init(out);
-    char sql[GID_SQL_SIZE];
-    if (!gid_sql(c, verb, branch_gid, sql, out))
-        return false;
     PGresult *res = PQexec(c, sql); /* simple protocol: alone, not in a pipeline */
+    free(sql);
     return res_fill(c, res, out);
 }
 

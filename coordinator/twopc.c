@@ -105,8 +105,16 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
         long timeout = timeout_ms;
         if (stmts && stmts[i]) {
             json_object_set(body, "statements", stmts[i]); /* borrowed: set takes its own ref */
-            if (t->timeout_ms > timeout)
-                timeout = (long)t->timeout_ms; /* the statements run inside this call */
+            /* The statements run inside this call: the agent bounds them with
+             * what is left of the transaction's time (statement_timeout, in
+             * the same round trip), and the call waits that long plus the
+             * usual agent time for the PREPARE. */
+            int64_t left = (int64_t)t->created_ms + (int64_t)t->timeout_ms - now_ms();
+            if (left < 1)
+                left = 1;
+            json_object_set_new(body, "timeout_ms", json_integer((json_int_t)left));
+            if (left + timeout_ms > timeout)
+                timeout = (long)(left + timeout_ms);
         }
         agent_call_init(&calls[i], t->branches[i].p, t->gid, "prepare", body, timeout);
     }

@@ -229,14 +229,6 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
 {
     if (!b->conn) /* re-run after the connection was given back */
         return fn_find_prepared(b, ctx);
-    if (b->prepared_in_batch) {
-        /* run_batch sent PREPARE at the end of the statements' pipeline and
-         * checked its tag (branch_ops.c): nothing left to send. */
-        b->prepared_in_batch = false;
-        b->maybe_prepared = false;
-        give_back_conn(b, ctx, false);
-        return true;
-    }
     pg_res r;
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
@@ -353,6 +345,10 @@ static const fsm_row fsm_rows[] = {
     {BS_ACTIVE, BS_ABORTED, EV_ROLLBACK, fn_abort, false},
     {BS_ACTIVE, BS_ABORTED, EV_TIMEOUT, fn_abort, false},
     {BS_ACTIVE, BS_ABORTED, EV_SHUTDOWN, fn_abort, false},
+
+    /* The sweep found an aborted branch prepared in PostgreSQL (a PREPARE
+     * that landed after the rollback): roll it back again. */
+    {BS_ABORTED, BS_ABORTED, EV_FOUND_PREPARED, fn_rollback_prepared, false},
 
     {BS_FAILED, BS_ABORTED, EV_VOTE_NO, fn_abort, false},
     {BS_FAILED, BS_ABORTED, EV_ROLLBACK, fn_abort, false},

@@ -300,8 +300,34 @@ static long long open_sessions(int i)
                        "'idle in transaction%%'");
 }
 
-/* The agent's one-shot prepare (BEGIN, the statements and PREPARE in one
- * pipeline), called directly: a failing second statement is a no vote with
+/* A one-shot branch's statements are bounded by the transaction's
+ * timeout_ms at the database (statement_timeout, sent with the prepare):
+ * a statement slower than that is cancelled there (57014), the branch
+ * votes no and the transaction aborts, instead of holding its session and
+ * locks until the statement ends on its own. */
+START_TEST(one_shot_statement_bounded_by_timeout)
+{
+    h_set_balance(1, 421, 100);
+    h_set_balance(2, 422, 100);
+    h_resp r = h_req(
+        "POST", "/v1/transactions",
+        json_pack("{s:s,s:i,s:b,s:[{s:s,s:[{s:s,s:[ii]}]},{s:s,s:[{s:s},{s:s,s:[ii]}]}]}",
+                  "protocol", "2pc", "timeout_ms", 1000, "commit", 1, "branches", "participant",
+                  "pg1", "statements", "sql", CREDIT, "params", 5, 421, "participant", "pg2",
+                  "statements", "sql", "SELECT pg_sleep(20)", "sql", DEBIT, "params", 5, 422));
+    expect_outcome(&r, 409, "aborted", "one-shot with a statement slower than timeout_ms");
+    const char *reason = h_str(r.json, "reason");
+    ck_assert_msg(strstr(reason, "57014") != NULL, "reason should name sqlstate 57014: %s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 421), 100);
+    ck_assert_int_eq(h_balance(2, 422), 100);
+    ck_assert_int_eq(open_sessions(2), 0);
+}
+END_TEST
+
+/* The agent's one-shot prepare (BEGIN and the statements in one pipeline, then
+ * PREPARE alone), called directly: a failing second statement is a no vote with
  * its sqlstate, prepares and changes nothing, leaves no session in a
  * transaction, and the next branch works; a re-send answers no again. */
 START_TEST(one_shot_agent_vote_no)
@@ -565,6 +591,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, one_shot_commit);
     tcase_add_test(tc, one_shot_abort);
     tcase_add_test(tc, one_shot_agent_vote_no);
+    tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, read_only_branches);
