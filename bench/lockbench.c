@@ -197,9 +197,8 @@ static bool running(void) { return !interrupted && now_us() < measure_to_us; }
 
 static void pause_ms(long long ms)
 {
-    volatile int never = 0;
     if (ms > 0)
-        sleep_ms(ms, &never);
+        sleep_ms(ms, NULL);
 }
 
 /* ---- HTTP ---- */

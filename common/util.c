@@ -89,7 +89,7 @@ char *xasprintf(const char *fmt, ...)
 }
 
 /* Sleeps in slices of at most 50 ms so that a set *stop is noticed promptly. */
-void sleep_ms(int64_t ms, volatile int *stop)
+void sleep_ms(int64_t ms, atomic_int *stop)
 {
     int64_t deadline = now_ms() + ms;
     for (;;) {

@@ -8,6 +8,7 @@
 #ifndef TX_UTIL_H
 #define TX_UTIL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +33,7 @@ void *xrealloc(void *p, size_t n);
 char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
 /* Sleep for ms milliseconds (restarts on EINTR unless *stop becomes set). */
-void sleep_ms(int64_t ms, volatile int *stop);
+void sleep_ms(int64_t ms, atomic_int *stop);
 
 /* Capped, jittered exponential backoff: attempt 0 -> ~base, doubling up to cap. */
 int64_t backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);

@@ -58,7 +58,7 @@
 
 coord_settings g_coord;
 
-static volatile sig_atomic_t stop_requested;
+static atomic_int stop_requested; /* lock-free: safe to set in a signal handler */
 
 static void on_signal(int sig)
 {

@@ -33,6 +33,10 @@ typedef struct termination termination;
  * (--3pc-retain-finished-s): peers and the coordinator's 3PC recovery take
  * "unknown" for "never committed" (threepc.c). */
 #define TP_RETAIN_FINISHED_DEFAULT_MS (3600LL * 1000)
+/* Threads running 3PC terminations (--3pc-termination-workers): each one
+ * may wait up to a peer timeout, so after a partition with many branches in
+ * flight they are decided this many at a time (termination.c). */
+#define TP_TERMINATION_WORKERS_DEFAULT 4
 
 typedef struct {
     metric_counter begun;     /* unknown -> active */
@@ -54,7 +58,7 @@ typedef struct agent {
     pg_pool *pool;            /* owned */
     branch_table *table;      /* owned */
     agent_metrics metrics;
-    volatile int resolver_stop; /* set by main at shutdown; polled by resolver.c */
+    atomic_int resolver_stop;   /* set by main at shutdown; polled by resolver.c */
     atomic_bool stopping;     /* shutdown began: new branch work is refused (503) */
     /* 3PC (threepc.c, termination.c): NULL without --data-dir. */
     threepc *tpc;
@@ -62,6 +66,7 @@ typedef struct agent {
     int64_t tp_uncertain_timeout_ms; /* defaults when a prepare names none */
     int64_t tp_precommit_timeout_ms;
     int tp_termination;              /* tp_termination */
+    int tp_termination_workers;      /* termination.c's threads; 0 = TP_TERMINATION_WORKERS_DEFAULT */
     uint64_t tp_compact_bytes;       /* compact branches3pc.log past this size */
     int64_t tp_retain_finished_ms;   /* keep finished 3PC branches this long (threepc.c);
                                         0 = TP_RETAIN_FINISHED_DEFAULT_MS */

@@ -2,18 +2,20 @@
  * main.c - txagent: flags, signals, startup, the janitor tick and shutdown.
  *
  * Invariants:
- *   - Signal handlers only set a volatile sig_atomic_t flag; the main loop
+ *   - Signal handlers only set a lock-free atomic flag; the main loop
  *     notices it within one tick.
  *   - Periodic housekeeping (idle-branch timeouts, eviction of finished
  *     branches) runs from tick() on the main thread only; the recovery sweep
  *     has its own thread (resolver.c) because it waits on the network.
  *   - Periodic 3PC work (timers, log compaction) also runs from tick();
- *     the terminations themselves run on termination.c's thread.
+ *     the terminations themselves run on termination.c's worker threads
+ *     (--3pc-termination-workers).
  *   - Shutdown order: refuse new branches (503 shutting_down), cancel the
  *     statements running on active branches and keep cancelling while the
  *     HTTP server stops (it waits for in-flight calls, which a statement
  *     blocked on a lock would otherwise hold forever), stop the sweep and the
- *     termination thread, roll back open (unprepared) branches, close
+ *     termination workers (each finishes its current termination, every
+ *     call of which is bounded), roll back open (unprepared) branches, close
  *     connections. Prepared branches stay prepared: they are the
  *     coordinator's (or, for 3PC, their timers') to decide.
  */
@@ -43,7 +45,7 @@
 #define IDLE_CHECK_EVERY_MS 1000
 #define SHUTDOWN_CANCEL_EVERY_MS 200
 
-static volatile sig_atomic_t stop_requested;
+static atomic_int stop_requested; /* lock-free: safe to set in a signal handler */
 
 static void on_signal(int sig)
 {
@@ -60,6 +62,7 @@ typedef struct {
     str_list peers;
     long long pool_size, resolve_interval_ms, max_body;
     long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes, tp_retain_finished_s;
+    long long tp_termination_workers;
 } agent_opts;
 
 static void opts_free(agent_opts *o)
@@ -137,7 +140,7 @@ static void tick(agent *ag, int64_t *next_idle_check)
  * single round of cancels. */
 typedef struct {
     agent *ag;
-    volatile int stop;
+    atomic_int stop;
 } canceller;
 
 static void *cancel_main(void *arg)
@@ -179,6 +182,10 @@ int main(int argc, char **argv)
         {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "protocol|timeout",
          "3PC: termination rule when the prepare names none (protocol: ask the peers; "
          "timeout: uncertain aborts, precommitted commits)", &o.tp_termination},
+        {"3pc-termination-workers", OPT_INT, "4", 1, 64, false, "N",
+         "3PC: threads running terminations, so this many at a time (one waits up to 2 s on "
+         "unreachable peers)",
+         &o.tp_termination_workers},
         {"peer", OPT_STRING_LIST, NULL, 0, 0, false, "NAME=URL",
          "3PC: reach peer NAME at URL (its agent API) instead of the URL the coordinator "
          "sends (NAT, another route, a proxy); repeat for each peer", &o.peers},
@@ -274,6 +281,7 @@ int main(int argc, char **argv)
     ag->tp_uncertain_timeout_ms = o.tp_uncertain_ms;
     ag->tp_precommit_timeout_ms = o.tp_precommit_ms;
     ag->tp_termination = (int)term_rule;
+    ag->tp_termination_workers = (int)o.tp_termination_workers;
     ag->tp_compact_bytes = (uint64_t)o.tp_compact_bytes;
     ag->tp_retain_finished_ms = o.tp_retain_finished_s * 1000;
     ag->peer_routes = routes;
@@ -298,7 +306,7 @@ int main(int argc, char **argv)
         if (!threepc_open(ag))
             die("cannot open the 3pc branch log in %s", ag->data_dir);
         if (!termination_start(ag))
-            die("cannot start the 3pc termination thread");
+            die("cannot start the 3pc termination workers");
     } else {
         log_info("no --data-dir: 3pc prepares will be refused (no_data_dir)");
     }

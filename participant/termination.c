@@ -3,7 +3,8 @@
  * own when the coordinator stays silent past a branch's timer (PROTOCOL.md
  * "Three-phase commit"; the rule itself is termination_decide in tp.c).
  *
- * Steps for one expired branch (one worker thread, gids queued by the tick):
+ * Steps for one expired branch (gids queued by the tick, run by a pool of
+ * --3pc-termination-workers threads, several branches at once):
  *   1. Under b->mu: is it still uncertain/precommitted and past its deadline?
  *      (a coordinator message may have come meanwhile: then nothing to do).
  *      Is it still in pg_prepared_xacts? If not it was finished: mark it as
@@ -31,6 +32,20 @@
  *   - A branch is acted on only if its state did not change while the peers
  *     were asked; otherwise the message that changed it (coordinator or peer)
  *     is obeyed and this termination ends.
+ *   - One termination per branch at a time: a gid is a job from its submit
+ *     until its worker is done with it (the pending set, under t->mu); a
+ *     submit of a gid already pending (queued or running) is dropped, so a
+ *     branch queued twice is terminated once and two workers never hold the
+ *     same gid. The worker leaves the pending set before it clears
+ *     tp->terminating, so the tick's next submit of that branch (possible
+ *     only once the flag is clear) always makes a new job.
+ *   - Workers share nothing but the queue: each termination takes b->mu of
+ *     its own branch only, its own pooled connection and its own HTTP calls
+ *     (httpc keeps one curl handle per thread).
+ *   - Stop: workers finish the termination they are in (each call bounded by
+ *     PEER_TIMEOUT_MS, PostgreSQL by POOL_WAIT_MS and its own timeouts), take
+ *     no new job, and are all joined; queued jobs are dropped (their timers
+ *     fire again after a restart's replay).
  */
 #include "termination.h"
 
@@ -48,14 +63,30 @@
 #define SETTLE_RETRY_MS 60000 /* outcome unknown to PostgreSQL: warn once a minute */
 #define RETRY_MS 1000         /* an fsm step failed (PostgreSQL error): try again */
 #define PG_DOWN_RETRY_MS 3000 /* PostgreSQL cannot even be asked: less log noise */
+#define PENDING_BUCKETS 1024  /* fixed: chains stay short for thousands of expired branches */
+
+/* One queued or running termination. */
+typedef struct job {
+    struct job *next;  /* queue, oldest first (while queued) */
+    struct job *hnext; /* pending set chain */
+    char gid[GID_MAX_LEN + 1];
+} job;
+
+typedef struct {
+    termination *t;
+    pthread_t thread;
+    int id; /* 1.., for the log */
+} worker_slot;
 
 struct termination {
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    char (*q)[GID_MAX_LEN + 1];
-    size_t n, cap;
+    agent *ag; /* borrowed */
+    pthread_mutex_t mu; /* guards head, tail, pending, stop */
+    pthread_cond_t cv;  /* a job was queued, or stop */
+    job *head, *tail;   /* the queue; jobs owned by it, then by the worker running them */
+    job *pending[PENDING_BUCKETS]; /* every queued or running job, chained by gid hash */
     bool stop;
+    size_t nworkers;    /* started; main thread only (start, stop) */
+    worker_slot *slots; /* nworkers; owned; each worker reads only its own slot */
 };
 
 /* ---- peers ---- */
@@ -175,7 +206,7 @@ static bool act(agent *ag, branch *b, branch_event ev)
     return false;
 }
 
-static void terminate_branch(agent *ag, branch *b)
+static void terminate_branch(agent *ag, branch *b, int worker_id)
 {
     /* 1. */
     pthread_mutex_lock(&b->mu);
@@ -203,6 +234,8 @@ static void terminate_branch(agent *ag, branch *b)
     }
     tp_state self = s0 == BS_PRECOMMITTED ? TP_PRECOMMITTED : TP_UNCERTAIN;
     pthread_mutex_unlock(&b->mu);
+    txlog_info(b->gid, ag->name, "3pc termination: started on worker %d (self %s, %s rule)",
+               worker_id, tp_state_name(self), tp_termination_name(tp->termination));
 
     /* 2. */
     peer_set ps;
@@ -269,27 +302,53 @@ static void terminate_branch(agent *ag, branch *b)
     }
 }
 
-/* ---- worker ---- */
+/* ---- pending set (t->mu held) ---- */
+
+static job **pending_slot(termination *t, const char *gid)
+{
+    job **pp = &t->pending[branch_hash_gid(gid) % PENDING_BUCKETS];
+    while (*pp && strcmp((*pp)->gid, gid) != 0)
+        pp = &(*pp)->hnext;
+    return pp;
+}
+
+static void pending_remove(termination *t, job *j)
+{
+    job **slot = pending_slot(t, j->gid);
+    if (*slot == j)
+        *slot = j->hnext;
+}
+
+/* ---- workers ---- */
 
 static void *worker(void *arg)
 {
-    agent *ag = arg;
-    termination *t = ag->term;
+    worker_slot *w = arg;
+    termination *t = w->t;
+    agent *ag = t->ag;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->stop && t->n == 0)
+        while (!t->stop && !t->head)
             pthread_cond_wait(&t->cv, &t->mu);
         if (t->stop)
             break;
-        char gid[GID_MAX_LEN + 1];
-        memcpy(gid, t->q[0], sizeof(gid));
-        memmove(t->q, t->q + 1, (t->n - 1) * sizeof(*t->q));
-        t->n--;
+        job *j = t->head; /* stays in the pending set while it runs */
+        t->head = j->next;
+        if (!t->head)
+            t->tail = NULL;
         pthread_mutex_unlock(&t->mu);
-        branch *b = branch_get(ag->table, gid, false);
+
+        branch *b = branch_get(ag->table, j->gid, false);
+        if (b)
+            terminate_branch(ag, b, w->id);
+
+        pthread_mutex_lock(&t->mu);
+        pending_remove(t, j);
+        pthread_mutex_unlock(&t->mu);
+        free(j);
         if (b) {
-            terminate_branch(ag, b);
-            atomic_store(&b->tp->terminating, false);
+            if (b->tp) /* set before the branch was registered: the tick's handoff orders it */
+                atomic_store(&b->tp->terminating, false);
             branch_put(ag->table, b);
         }
         pthread_mutex_lock(&t->mu);
@@ -298,39 +357,64 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static void free_queue(termination *t)
+{
+    while (t->head) {
+        job *j = t->head;
+        t->head = j->next;
+        free(j);
+    }
+    t->tail = NULL;
+    memset(t->pending, 0, sizeof(t->pending));
+}
+
+/* Stop the workers that started and free t (ag->term cleared). */
+static void stop_and_free(agent *ag, termination *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < t->nworkers; i++)
+        pthread_join(t->slots[i].thread, NULL);
+    free_queue(t); /* no worker left: only queued jobs remain */
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    free(t->slots);
+    free(t);
+    ag->term = NULL;
+}
+
 bool termination_start(agent *ag)
 {
+    size_t want = ag->tp_termination_workers > 0 ? (size_t)ag->tp_termination_workers
+                                                 : TP_TERMINATION_WORKERS_DEFAULT;
     termination *t = xcalloc(1, sizeof(*t));
+    t->ag = ag;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
+    t->slots = xcalloc(want, sizeof(*t->slots));
     ag->term = t;
-    int rc = pthread_create(&t->thread, NULL, worker, ag);
-    if (rc != 0) {
-        log_error("cannot start the 3pc termination thread: %s", strerror(rc));
-        pthread_cond_destroy(&t->cv);
-        pthread_mutex_destroy(&t->mu);
-        free(t);
-        ag->term = NULL;
-        return false;
+    for (size_t i = 0; i < want; i++) {
+        t->slots[i].t = t;
+        t->slots[i].id = (int)i + 1;
+        int rc = pthread_create(&t->slots[i].thread, NULL, worker, &t->slots[i]);
+        if (rc != 0) {
+            log_error("cannot start 3pc termination worker %zu of %zu: %s", i + 1, want,
+                      strerror(rc));
+            stop_and_free(ag, t);
+            return false;
+        }
+        t->nworkers++;
     }
+    log_info("3pc: %zu termination worker(s)", want);
     return true;
 }
 
 void termination_stop(agent *ag)
 {
-    termination *t = ag->term;
-    if (!t)
-        return;
-    pthread_mutex_lock(&t->mu);
-    t->stop = true;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
-    pthread_cond_destroy(&t->cv);
-    pthread_mutex_destroy(&t->mu);
-    free(t->q);
-    free(t);
-    ag->term = NULL;
+    if (ag->term)
+        stop_and_free(ag, ag->term);
 }
 
 void termination_submit(agent *ag, const char *gid)
@@ -339,11 +423,24 @@ void termination_submit(agent *ag, const char *gid)
     if (!t)
         return;
     pthread_mutex_lock(&t->mu);
-    if (t->n == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 16;
-        t->q = xrealloc(t->q, t->cap * sizeof(*t->q));
+    if (t->stop) {
+        pthread_mutex_unlock(&t->mu);
+        return;
     }
-    snprintf(t->q[t->n++], GID_MAX_LEN + 1, "%s", gid);
+    job **slot = pending_slot(t, gid);
+    if (*slot) { /* queued or running already: that termination covers this one */
+        pthread_mutex_unlock(&t->mu);
+        txlog_debug(gid, ag->name, "3pc termination already queued or running: not queued again");
+        return;
+    }
+    job *j = xcalloc(1, sizeof(*j));
+    snprintf(j->gid, sizeof(j->gid), "%s", gid);
+    *slot = j;
+    if (t->tail)
+        t->tail->next = j;
+    else
+        t->head = j;
+    t->tail = j;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
 }

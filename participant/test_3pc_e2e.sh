@@ -4,6 +4,7 @@
 # curl, then one transaction through the coordinator.
 #
 # Usage: participant/test_3pc_e2e.sh [BASE_PORT]   (default 7580; uses P..P+13)
+#   (P+9, unused by a 3-participant cluster, is the black hole of step 12)
 # Environment: TXCOORD_BUILD_DIR (binaries), TXCOORD_SOURCE_ROOT (repo), KEEP=1
 # (leave the cluster and its logs in place for a look; stop it with
 # scripts/cluster down --dir DIR --purge).
@@ -23,7 +24,16 @@
 #      is killed and restarted, and still answers committed / aborted (not
 #      unknown, which peers would read as "never committed")
 #  11. SIGTERM while a statement waits on a lock: the agent exits within 5 s
-#  12. no prepared transaction left anywhere; after the cluster stops, no
+#  12. concurrent terminations: four branches on agent1 whose peers sit behind
+#      a black hole (a python3 listener that accepts connections and never
+#      answers, so each ask waits its whole 2 s timeout; python3 is there
+#      wherever meson is) expire together;
+#      all four terminations start before any of them has its peers' answers
+#      (log order, not wall clock: one worker would alternate start, answers,
+#      start, ...), each is decided exactly once, all abort. Then SIGTERM with
+#      four more such terminations in flight: the agent exits within 5 s, and
+#      after a restart the replay terminates them too
+#  13. no prepared transaction left anywhere; after the cluster stops, no
 #      sanitizer report in any log
 set -uo pipefail
 
@@ -49,6 +59,7 @@ check() { # check "what" command...
     fi
 }
 finish() {
+    [ -n "${blackhole:-}" ] && kill "$blackhole" 2>/dev/null
     "$CL" down --dir "$DIR" >/dev/null 2>&1 || true
     # after the stop: leak reports are written at exit
     check "no sanitizer report in the agents' and coordinator's logs" \
@@ -209,6 +220,80 @@ wait "$locker" "$blocked" 2>/dev/null
 "$CL" start agent3 --dir "$DIR" >/dev/null 2>&1
 
 # 12.
+BH="127.0.0.1:$((P + 9))"
+python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(128)
+held = []
+while True:
+    held.append(s.accept()[0])  # held open, never read nor answered
+' "$((P + 9))" >"$DIR/blackhole.log" 2>&1 &
+blackhole=$!
+listening() { for _ in $(seq 1 50); do (: <"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+check "concurrent terminations: black hole listening on $BH" listening "$BH"
+BHPEERS="[{\"participant\":\"pg1\",\"url\":\"$(agent 1)\"},{\"participant\":\"pg2\",\"url\":\"http://$BH\"},{\"participant\":\"pg3\",\"url\":\"http://$BH\"}]"
+prep_unreachable() { # prep_unreachable GID...: prepare each on agent1 at once, peers behind the black hole
+    local g k=0 pids=()
+    for g in "$@"; do
+        k=$((k + 1))
+        (PEERS="$BHPEERS" prep 1 "$g" $((70 + k)) "$T" >"$DIR/vote.$g") &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    for g in "$@"; do [ "$(cat "$DIR/vote.$g")" = yes ] || return 1; done
+}
+term_lines() { # term_lines GID...: agent1's start and peers-answered lines of their terminations, in log order
+    local re
+    re="$(printf '%s|' "$@")"
+    grep -E "gid=(${re%|}) .*3pc termination: (started on worker|self uncertain, peers:)" "$DIR/agent1.log"
+}
+overlapped() { # the first N such lines are the N start lines
+    [ "$(term_lines "$@" | head -n $# | grep -c 'started on worker')" -eq $# ]
+}
+decided_once() {
+    local g
+    for g in "$@"; do
+        [ "$(grep -c "gid=$g .*3pc termination: protocol rule, no peer reachable, self uncertain -> abort" "$DIR/agent1.log")" -eq 1 ] || return 1
+    done
+}
+all_aborted_on_1() { # all_aborted_on_1 GID...
+    local g
+    for g in "$@"; do [ "$(state 1 "$g")" = aborted ] || return 1; done
+}
+aborted_on_1() { # aborted_on_1 SECONDS GID...
+    local i n="$1"
+    shift
+    for ((i = 0; i < n * 5; i++)); do
+        all_aborted_on_1 "$@" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+CT=("$G-31" "$G-32" "$G-33" "$G-34")
+check "concurrent terminations: four yes votes, peers unreachable" prep_unreachable "${CT[@]}"
+check "concurrent terminations: all four aborted" aborted_on_1 15 "${CT[@]}"
+term_lines "${CT[@]}" | sed 's/^/   /'
+check "concurrent terminations: all four started before any got its peers' answers" overlapped "${CT[@]}"
+check "concurrent terminations: each decided exactly once" decided_once "${CT[@]}"
+
+CS=("$G-35" "$G-36" "$G-37" "$G-38")
+check "shutdown with terminations in flight: four yes votes" prep_unreachable "${CS[@]}"
+started() { for _ in $(seq 1 50); do [ "$(term_lines "$@" | grep -c 'started on worker')" -ge $# ] && return 0; sleep 0.1; done; return 1; }
+check "shutdown with terminations in flight: all four started" started "${CS[@]}"
+pid1="$(cat "$DIR/agent1.pid")"
+kill -TERM "$pid1"
+check "shutdown with terminations in flight: agent exits within 5 s" gone "$pid1"
+check "shutdown with terminations in flight: clean stop" grep -q "txagent pg1 stopped" "$DIR/agent1.log"
+"$CL" start agent1 --dir "$DIR" >/dev/null 2>&1
+check "shutdown with terminations in flight: all four aborted (before the exit or after the restart)" \
+    aborted_on_1 20 "${CS[@]}"
+kill "$blackhole" 2>/dev/null
+wait "$blackhole" 2>/dev/null
+
+# 13.
 sleep 1
 check "no prepared transaction left" \
     test "$(psql_n 1 'SELECT count(*) FROM pg_prepared_xacts')$(psql_n 2 'SELECT count(*) FROM pg_prepared_xacts')$(psql_n 3 'SELECT count(*) FROM pg_prepared_xacts')" = 000

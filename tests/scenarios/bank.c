@@ -104,7 +104,7 @@ typedef struct {
     uint64_t seed;
 } opts;
 
-static volatile int g_stop; /* set by SIGINT/SIGTERM or the main thread */
+static atomic_int g_stop; /* set by SIGINT/SIGTERM or the main thread */
 
 static void on_signal(int sig)
 {

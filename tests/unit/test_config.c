@@ -416,7 +416,7 @@ START_TEST(test_util)
     char *s = xasprintf("%s-%d", "x", 3);
     ck_assert_str_eq(s, "x-3");
     free(s);
-    volatile int stop = 1;
+    atomic_int stop = 1;
     sleep_ms(100000, &stop); /* returns at once when stop is set */
     sleep_ms(1, NULL);
 }
