@@ -3,7 +3,8 @@
 # a throwaway local cluster (scripts/cluster): agents driven directly with
 # curl, then one transaction through the coordinator.
 #
-# Usage: participant/test_3pc_e2e.sh [BASE_PORT]   (default 7580; uses P..P+13)
+# Usage: participant/test_3pc_e2e.sh [BASE_PORT]   (default 7580; uses P..P+13; a busy
+#   base moves up by 20, at most 10 times)
 #   (P+9, unused by a 3-participant cluster, is the black hole of step 12)
 # Environment: TXCOORD_BUILD_DIR (binaries), TXCOORD_SOURCE_ROOT (repo), KEEP=1
 # (leave the cluster and its logs in place for a look; stop it with
@@ -39,7 +40,23 @@ set -uo pipefail
 
 root="${TXCOORD_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)}"
 export TXCOORD_BUILD_DIR="${TXCOORD_BUILD_DIR:-$root/build}"
+# First base port from the one asked for (step 20, at most 10 tries) whose
+# P..P+13 all refuse connections: two runs at once (or a cluster a killed run
+# left behind) must not make this one fail on "port already in use".
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 P="${1:-7580}"
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    busy=0
+    for off in $(seq 0 13); do
+        if port_busy $((P + off)); then
+            busy=1
+            break
+        fi
+    done
+    [ "$busy" = 0 ] && break
+    echo "base port $P is busy, trying $((P + 20))"
+    P=$((P + 20))
+done
 DIR="$(mktemp -d /tmp/tx3pc.XXXXXX)"
 chmod 755 "$DIR"
 CL="$root/scripts/cluster"
