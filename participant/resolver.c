@@ -17,7 +17,9 @@
  *     commit/rollback call and whichever comes second finds it finished.
  *   - Only branches of our database, with our prefix and our participant name
  *     are touched (one gid namespace per PostgreSQL cluster).
- *   - "Still in doubt" is logged at most once per gid per minute.
+ *   - "Still in doubt" is logged at most once per gid per minute; a branch
+ *     the coordinator is still deciding (in_flight) only once it has been
+ *     so for a minute (before that it is a branch caught mid-commit).
  *
  * Protocol steps, per sweep:
  *   1. List pg_prepared_xacts (our database, prefix txc:).
@@ -46,6 +48,7 @@
 
 typedef struct {
     char gid[GID_MAX_LEN + 1];
+    int64_t first_ms;  /* first sweep that left it in doubt */
     int64_t logged_ms;
     bool seen; /* still prepared in the latest sweep */
 } doubt;
@@ -65,8 +68,11 @@ static doubt *doubt_find(resolver *r, const char *gid)
     return NULL;
 }
 
-/* Log "left in doubt" for gid unless that was done less than a minute ago. */
-static void note_doubt(resolver *r, const char *gid, const char *why)
+/* Log "left in doubt" for gid unless that was done less than a minute ago.
+ * A branch whose transaction the coordinator is still deciding (in_flight)
+ * is the normal state of every prepared branch for a few milliseconds, so
+ * a sweep that lands then logs nothing until it has stayed so for a minute. */
+static void note_doubt(resolver *r, const char *gid, const char *why, bool in_flight)
 {
     int64_t now = now_ms();
     doubt *d = doubt_find(r, gid);
@@ -77,9 +83,14 @@ static void note_doubt(resolver *r, const char *gid, const char *why)
         }
         d = &r->doubts[r->ndoubts++];
         snprintf(d->gid, sizeof(d->gid), "%s", gid);
+        d->first_ms = now;
         d->logged_ms = now - DOUBT_LOG_EVERY_MS - 1;
     }
     d->seen = true;
+    if (in_flight && now - d->first_ms < DOUBT_LOG_EVERY_MS) {
+        txlog_debug(gid, r->ag->name, "prepared branch: %s", why);
+        return;
+    }
     if (now - d->logged_ms > DOUBT_LOG_EVERY_MS) {
         d->logged_ms = now;
         txlog_info(gid, r->ag->name, "prepared branch left in doubt: %s (retrying every %lld ms)",
@@ -106,26 +117,26 @@ static void handle_outcome(resolver *r, const char *gid, httpc_call *c)
     char why[320];
     if (c->status == 0) {
         snprintf(why, sizeof(why), "coordinator unreachable: %s", c->error);
-        note_doubt(r, gid, why);
+        note_doubt(r, gid, why, false);
         return;
     }
     json_t *o = c->response ? json_object_get(c->response, "outcome") : NULL; /* borrowed */
     const char *outcome = json_is_string(o) ? json_string_value(o) : NULL;
     if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0) {
         if (!op_resolve(r->ag, gid, true))
-            note_doubt(r, gid, "COMMIT PREPARED failed (see above)");
+            note_doubt(r, gid, "COMMIT PREPARED failed (see above)", false);
     } else if (c->status == 200 && outcome && strcmp(outcome, "aborted") == 0) {
         if (!op_resolve(r->ag, gid, false))
-            note_doubt(r, gid, "ROLLBACK PREPARED failed (see above)");
+            note_doubt(r, gid, "ROLLBACK PREPARED failed (see above)", false);
     } else if (c->status == 200) {
         snprintf(why, sizeof(why), "coordinator says %s", outcome ? outcome : "(no outcome)");
-        note_doubt(r, gid, why);
+        note_doubt(r, gid, why, outcome && strcmp(outcome, "in_flight") == 0);
     } else {
         json_t *e = c->response ? json_object_get(c->response, "error") : NULL;
         json_t *code = e ? json_object_get(e, "code") : NULL;
         snprintf(why, sizeof(why), "coordinator answered HTTP %ld %s", c->status,
                  json_is_string(code) ? json_string_value(code) : "");
-        note_doubt(r, gid, why);
+        note_doubt(r, gid, why, false);
     }
 }
 
