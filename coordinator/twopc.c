@@ -113,8 +113,7 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
             if (left < 1)
                 left = 1;
             json_object_set_new(body, "timeout_ms", json_integer((json_int_t)left));
-            if (left + timeout_ms > timeout)
-                timeout = (long)(left + timeout_ms);
+            timeout = (long)(left + timeout_ms);
         }
         agent_call_init(&calls[i], t->branches[i].p, t->gid, "prepare", body, timeout);
     }

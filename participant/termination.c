@@ -32,13 +32,11 @@
  *   - A branch is acted on only if its state did not change while the peers
  *     were asked; otherwise the message that changed it (coordinator or peer)
  *     is obeyed and this termination ends.
- *   - One termination per branch at a time: a gid is a job from its submit
- *     until its worker is done with it (the pending set, under t->mu); a
- *     submit of a gid already pending (queued or running) is dropped, so a
- *     branch queued twice is terminated once and two workers never hold the
- *     same gid. The worker leaves the pending set before it clears
- *     tp->terminating, so the tick's next submit of that branch (possible
- *     only once the flag is clear) always makes a new job.
+ *   - One termination per branch at a time: tp->terminating is the only
+ *     guard. The tick (threepc.c) submits a branch only after setting the
+ *     flag from false under its own mutex, and the worker clears it only
+ *     after the termination is over, so a branch is never queued twice nor
+ *     held by two workers.
  *   - Workers share nothing but the queue: each termination takes b->mu of
  *     its own branch only, its own pooled connection and its own HTTP calls
  *     (httpc keeps one curl handle per thread).
@@ -63,12 +61,10 @@
 #define SETTLE_RETRY_MS 60000 /* outcome unknown to PostgreSQL: warn once a minute */
 #define RETRY_MS 1000         /* an fsm step failed (PostgreSQL error): try again */
 #define PG_DOWN_RETRY_MS 3000 /* PostgreSQL cannot even be asked: less log noise */
-#define PENDING_BUCKETS 1024  /* fixed: chains stay short for thousands of expired branches */
 
 /* One queued or running termination. */
 typedef struct job {
     struct job *next;  /* queue, oldest first (while queued) */
-    struct job *hnext; /* pending set chain */
     char gid[GID_MAX_LEN + 1];
 } job;
 
@@ -80,10 +76,9 @@ typedef struct {
 
 struct termination {
     agent *ag; /* borrowed */
-    pthread_mutex_t mu; /* guards head, tail, pending, stop */
+    pthread_mutex_t mu; /* guards head, tail, stop */
     pthread_cond_t cv;  /* a job was queued, or stop */
     job *head, *tail;   /* the queue; jobs owned by it, then by the worker running them */
-    job *pending[PENDING_BUCKETS]; /* every queued or running job, chained by gid hash */
     bool stop;
     size_t nworkers;    /* started; main thread only (start, stop) */
     worker_slot *slots; /* nworkers; owned; each worker reads only its own slot */
@@ -302,23 +297,6 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
     }
 }
 
-/* ---- pending set (t->mu held) ---- */
-
-static job **pending_slot(termination *t, const char *gid)
-{
-    job **pp = &t->pending[branch_hash_gid(gid) % PENDING_BUCKETS];
-    while (*pp && strcmp((*pp)->gid, gid) != 0)
-        pp = &(*pp)->hnext;
-    return pp;
-}
-
-static void pending_remove(termination *t, job *j)
-{
-    job **slot = pending_slot(t, j->gid);
-    if (*slot == j)
-        *slot = j->hnext;
-}
-
 /* ---- workers ---- */
 
 static void *worker(void *arg)
@@ -332,7 +310,7 @@ static void *worker(void *arg)
             pthread_cond_wait(&t->cv, &t->mu);
         if (t->stop)
             break;
-        job *j = t->head; /* stays in the pending set while it runs */
+        job *j = t->head;
         t->head = j->next;
         if (!t->head)
             t->tail = NULL;
@@ -342,9 +320,6 @@ static void *worker(void *arg)
         if (b)
             terminate_branch(ag, b, w->id);
 
-        pthread_mutex_lock(&t->mu);
-        pending_remove(t, j);
-        pthread_mutex_unlock(&t->mu);
         free(j);
         if (b) {
             if (b->tp) /* set before the branch was registered: the tick's handoff orders it */
@@ -365,7 +340,6 @@ static void free_queue(termination *t)
         free(j);
     }
     t->tail = NULL;
-    memset(t->pending, 0, sizeof(t->pending));
 }
 
 /* Stop the workers that started and free t (ag->term cleared). */
@@ -427,15 +401,8 @@ void termination_submit(agent *ag, const char *gid)
         pthread_mutex_unlock(&t->mu);
         return;
     }
-    job **slot = pending_slot(t, gid);
-    if (*slot) { /* queued or running already: that termination covers this one */
-        pthread_mutex_unlock(&t->mu);
-        txlog_debug(gid, ag->name, "3pc termination already queued or running: not queued again");
-        return;
-    }
     job *j = xcalloc(1, sizeof(*j));
     snprintf(j->gid, sizeof(j->gid), "%s", gid);
-    *slot = j;
     if (t->tail)
         t->tail->next = j;
     else
