@@ -6,6 +6,8 @@
  *     statement per call, parameters never interpolated, text format).
  *   - The only SQL text we build is "<verb> '<branch gid>'" for the three 2PC
  *     verbs; the gid must pass branch_gid_parse and is quoted by PQescapeLiteral.
+ *     PREPARE TRANSACTION may end a pipeline (pg_exec_pipeline_prepare); COMMIT
+ *     PREPARED and ROLLBACK PREPARED are always sent alone (PQexec).
  *   - pg_res is always fully initialised by pg_exec/pg_exec_gid, whatever the
  *     outcome; the caller releases it with pg_res_clear.
  *   - conn_dead is set for a NULL result, CONNECTION_BAD, SQLSTATE class 08 or
@@ -52,15 +54,25 @@ static void copy_trimmed(char *dst, size_t n, const char *s)
 
 PGconn *pg_connect(const char *conninfo, const char *participant)
 {
-    /* Ours first, the caller's conninfo (expanded from "dbname") last: later wins. */
+    return pg_connect_as(conninfo, participant, NULL);
+}
+
+PGconn *pg_connect_as(const char *conninfo, const char *participant, const char *application_name)
+{
+    /* Ours first, the caller's conninfo (expanded from "dbname") next: later
+     * wins. A forced application_name comes last, so the conninfo cannot
+     * change it (txagent finds its own sessions by it). */
     const char *keys[] = {
         "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
         "keepalives_count", "tcp_user_timeout", "client_encoding",
-        "fallback_application_name", "dbname", NULL,
+        "fallback_application_name", "dbname", "application_name", NULL,
     };
     const char *vals[] = {
-        "5", "1", "10", "5", "3", "15000", "UTF8", "txcoord", conninfo ? conninfo : "", NULL,
+        "5", "1", "10", "5", "3", "15000", "UTF8", "txcoord", conninfo ? conninfo : "",
+        application_name, NULL,
     };
+    if (!application_name)
+        keys[ARRAY_LEN(keys) - 2] = NULL; /* end the list before it */
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c) {
         txlog_error(NULL, participant, "cannot connect to PostgreSQL: out of memory");
@@ -162,16 +174,20 @@ static void pipeline_mark_rest(PGconn *c, pg_res *outs, size_t from, size_t n, b
     }
 }
 
-bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, size_t *first_fail)
+/* The pipeline itself: qs[0..n), then tail (our own SQL, no parameters) as
+ * query n when tail is set. n_all = n + (tail != NULL) outs. */
+static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *tail, pg_res *outs,
+                         size_t *first_fail)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t n_all = n + (tail != NULL);
+    for (size_t i = 0; i < n_all; i++)
         res_init(&outs[i]);
-    *first_fail = n;
-    if (n == 0)
+    *first_fail = n_all;
+    if (n_all == 0)
         return true;
     if (!c || PQstatus(c) == CONNECTION_BAD || !PQenterPipelineMode(c)) {
         *first_fail = 0;
-        pipeline_mark_rest(c, outs, 0, n, true);
+        pipeline_mark_rest(c, outs, 0, n_all, true);
         return false;
     }
     /* 1. Queue every query and the Sync; libpq flushes (and reads while a
@@ -181,14 +197,17 @@ bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, siz
         if (!PQsendQueryParams(c, qs[sent].sql, qs[sent].nparams, NULL, qs[sent].params, NULL,
                                NULL, 0))
             break;
-    if (sent < n || !PQpipelineSync(c)) {
+    if (sent == n && tail && PQsendQueryParams(c, tail, 0, NULL, NULL, NULL, NULL, 0))
+        sent++;
+    if (sent < n_all || !PQpipelineSync(c)) {
         /* Send failed: the connection is broken (or out of memory); either
          * way it is not trusted again. */
         *first_fail = 0;
-        pipeline_mark_rest(c, outs, 0, n, true);
+        pipeline_mark_rest(c, outs, 0, n_all, true);
         (void)PQexitPipelineMode(c);
         return false;
     }
+    n = n_all; /* from here on, the tail is one query like the others */
     /* 2. One result (then a NULL separator) per query, then the Sync. */
     bool broken = false;
     for (size_t i = 0; i < n && !broken; i++) {
@@ -252,11 +271,22 @@ bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, siz
     return *first_fail == n;
 }
 
-bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
+bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, size_t *first_fail)
+{
+    return pipeline_run(c, qs, n, NULL, outs, first_fail);
+}
+
+/* Room for "<verb> '<branch gid>'": the longest verb, and the gid quoted
+ * (PQescapeLiteral doubles quotes and backslashes at most). */
+#define GID_SQL_SIZE (sizeof("ROLLBACK PREPARED ") + 2 * BRANCH_GID_MAX_LEN + 4)
+
+/* "<verb> '<branch gid>'" for one of the three 2PC verbs, quoted for c, into
+ * sql (GID_SQL_SIZE; no allocation kept). false with out filled (and logged)
+ * when the verb or the gid is refused or c is not usable. */
+static bool gid_sql(PGconn *c, const char *verb, const char *branch_gid, char *sql, pg_res *out)
 {
     static const char *const verbs[] = {"PREPARE TRANSACTION", "COMMIT PREPARED",
                                         "ROLLBACK PREPARED"};
-    res_init(out);
     bool verb_ok = false;
     for (size_t i = 0; i < ARRAY_LEN(verbs); i++)
         if (verb && strcmp(verb, verbs[i]) == 0)
@@ -284,10 +314,37 @@ bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *ou
         txlog_error(gid, part, "%s: cannot quote branch gid: %s", verb, out->message);
         return false;
     }
-    char *sql = xasprintf("%s %s", verb, lit);
+    int len = snprintf(sql, GID_SQL_SIZE, "%s %s", verb, lit);
     PQfreemem(lit);
+    if (len < 0 || (size_t)len >= GID_SQL_SIZE) { /* cannot happen: the gid is bounded */
+        snprintf(out->message, sizeof(out->message), "branch gid too long");
+        return false;
+    }
+    return true;
+}
+
+bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const char *branch_gid,
+                              pg_res *outs, size_t *first_fail)
+{
+    for (size_t i = 0; i <= n; i++)
+        res_init(&outs[i]);
+    char prepare[GID_SQL_SIZE];
+    if (!gid_sql(c, "PREPARE TRANSACTION", branch_gid, prepare, &outs[0])) {
+        /* Nothing was sent: the refusal is the failure of the first query. */
+        pipeline_mark_rest(c, outs, 1, n + 1, false);
+        *first_fail = 0;
+        return false;
+    }
+    return pipeline_run(c, qs, n, prepare, outs, first_fail);
+}
+
+bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
+{
+    res_init(out);
+    char sql[GID_SQL_SIZE];
+    if (!gid_sql(c, verb, branch_gid, sql, out))
+        return false;
     PGresult *res = PQexec(c, sql); /* simple protocol: alone, not in a pipeline */
-    free(sql);
     return res_fill(c, res, out);
 }
 

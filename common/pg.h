@@ -6,8 +6,9 @@
  *   - Client strings never become SQL text: statements from clients run with
  *     PQexecParams and their parameters as text values.
  *   - The only SQL built by us is PREPARE TRANSACTION / COMMIT PREPARED /
- *     ROLLBACK PREPARED with a branch gid literal; pg_exec_gid validates the
- *     gid (gid.h rules) and quotes it with PQescapeLiteral.
+ *     ROLLBACK PREPARED with a branch gid literal; pg_exec_gid and
+ *     pg_exec_pipeline_prepare validate the gid (gid.h rules) and quote it
+ *     with PQescapeLiteral.
  *   - Every result keeps its SQLSTATE; class 08 (connection exception), a
  *     NULL result or CONNECTION_BAD mark the connection dead (conn_dead) and
  *     the caller must discard it.
@@ -32,6 +33,9 @@ typedef struct {
 /* Connect with conninfo plus our timeouts/keepalives. NULL on failure,
  * logged with the given context (gid/participant may be NULL). */
 PGconn *pg_connect(const char *conninfo, const char *participant);
+/* pg_connect with application_name forced to the given value (NULL: as
+ * pg_connect), whatever conninfo says. */
+PGconn *pg_connect_as(const char *conninfo, const char *participant, const char *application_name);
 
 /* Run sql with n text params (NULL entries are SQL NULL). Returns true when
  * the status is PGRES_COMMAND_OK or PGRES_TUPLES_OK. Fills out either way;
@@ -41,7 +45,8 @@ bool pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params,
 
 /* Run "<verb> '<branch gid>'" where verb is one of "PREPARE TRANSACTION",
  * "COMMIT PREPARED", "ROLLBACK PREPARED". false if the gid fails validation
- * (out->sqlstate "" and message set) or the command failed. */
+ * (out->sqlstate "" and message set) or the command failed. Sent alone
+ * (simple protocol). */
 bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out);
 
 void pg_res_clear(pg_res *r);
@@ -60,9 +65,19 @@ typedef struct {
  * *first_fail is the index of the first failed query (n when all ran). A lost
  * connection or protocol confusion sets conn_dead on outs[*first_fail]: the
  * caller must discard the connection. Never use it for PREPARE TRANSACTION /
- * COMMIT PREPARED / ROLLBACK PREPARED (sent alone: pg_exec_gid). */
+ * COMMIT PREPARED / ROLLBACK PREPARED (pg_exec_pipeline_prepare, pg_exec_gid). */
 bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs,
                       size_t *first_fail) MUSTCHECK;
+/* pg_exec_pipeline of qs[0..n) followed, in the same pipeline (same round
+ * trip, before the Sync), by PREPARE TRANSACTION '<branch_gid>' as query n:
+ * outs has n + 1 entries. PostgreSQL skips the PREPARE when an earlier query
+ * failed (outs[n] PGRES_PIPELINE_ABORTED). The caller still checks outs[n]:
+ * only the command "PREPARE TRANSACTION" means prepared (a failed block
+ * answers "ROLLBACK"). A lost connection (conn_dead anywhere) leaves it
+ * unknown whether the PREPARE ran. An invalid gid sends nothing (outs[0]
+ * says why, *first_fail 0). Meant for qs that start with BEGIN. */
+bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const char *branch_gid,
+                              pg_res *outs, size_t *first_fail) MUSTCHECK;
 
 /* Map a PGresult to {"command":..., "row_count":N, "rows":[{col:value,...}]}.
  * New reference. */

@@ -79,6 +79,8 @@ typedef struct branch {
     PGcancel *cancel;              /* for conn, while active; owned */
     branch_vote vote;              /* what prepare answered (re-sends answer the same) */
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
+    bool prepared_in_batch;        /* run_batch's pipeline ended with this branch's PREPARE
+                                    * (tag checked): fn_prepare has nothing left to send */
     bool wrote;                    /* a statement surely assigned an xid (rows written) */
     bool session_dirty;            /* a statement changed session state: close conn at the end */
     bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */

@@ -229,6 +229,14 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
 {
     if (!b->conn) /* re-run after the connection was given back */
         return fn_find_prepared(b, ctx);
+    if (b->prepared_in_batch) {
+        /* run_batch sent PREPARE at the end of the statements' pipeline and
+         * checked its tag (branch_ops.c): nothing left to send. */
+        b->prepared_in_batch = false;
+        b->maybe_prepared = false;
+        give_back_conn(b, ctx, false);
+        return true;
+    }
     pg_res r;
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {

@@ -16,8 +16,11 @@
  *     precommitted branch is never rolled back.
  *   - PostgreSQL round trips: everything before PREPARE TRANSACTION travels in
  *     one pipeline (run_batch: BEGIN, SET LOCAL statement_timeout, the
- *     statements, the xid check); PREPARE TRANSACTION, COMMIT PREPARED and
- *     ROLLBACK PREPARED are sent alone, outside pipeline mode.
+ *     statements, the xid check). A 2PC one-shot prepare whose statements
+ *     write puts PREPARE TRANSACTION at the end of that same pipeline (one
+ *     round trip for the whole prepare; run_batch says why that is as safe);
+ *     otherwise PREPARE is sent alone. COMMIT PREPARED and ROLLBACK PREPARED
+ *     are always sent alone, outside pipeline mode.
  *
  * Protocol steps, prepare (one-shot form: all of them in one call):
  *   1. [unknown gid, one-shot only] look for the branch gid in
@@ -28,22 +31,26 @@
  *      left this gid prepared.
  *   2. Take a pooled connection (unknown -> active); no I/O yet.
  *   3. One round trip: BEGIN, [SET LOCAL statement_timeout], the statements,
- *      [SELECT pg_current_xact_id_if_assigned()]. The xid check rides along
- *      for 3PC and when no statement looks like a write; for 2PC a statement
- *      whose tag shows rows written proves the xid; a write that touched no
- *      row costs the check its own round trip. The first failure skips the
- *      rest: vote no with its sqlstate.
+ *      then either PREPARE TRANSACTION '<branch gid>' (2PC, a statement looks
+ *      like a write or rows were written: step 4 is skipped, step 5 needs no
+ *      round trip of its own), or [SELECT pg_current_xact_id_if_assigned()]
+ *      (3PC always; 2PC unless rows were written, which proves the xid). The
+ *      first failure skips the rest (PREPARE included): vote no with its
+ *      sqlstate, the failed block rolled back before the connection goes back
+ *      to the pool.
  *   4. No xid -> COMMIT, vote read_only (active -> committed).
- *   5. PREPARE TRANSACTION '<branch gid>' alone; connection back to the pool
- *      (active -> prepared).
+ *   5. PREPARE TRANSACTION '<branch gid>' alone (unless it ran in 3);
+ *      connection back to the pool (active -> prepared).
  *   6. Crash point after-prepare. 3PC: record uncertain, forced
  *      (prepared -> uncertain; threepc.c); cannot -> ROLLBACK PREPARED, vote
  *      no. Answer yes.
  *   Crash between 3..5: PostgreSQL rolls back the open transaction when our
  *   connection drops; a re-sent prepare (without statements) finds nothing in
- *   pg_prepared_xacts and votes no. Crash between 4 and the answer: the
- *   read-only branch is committed but a re-send votes no, so the transaction
- *   aborts, which is harmless: the branch changed nothing. Crash between 5 and
+ *   pg_prepared_xacts and votes no (with PREPARE in the step-3 pipeline, a
+ *   crash after PostgreSQL ran it is the crash between 5 and 6 below). Crash
+ *   between 4 and the answer: the read-only branch is committed but a re-send
+ *   votes no, so the transaction aborts, which is harmless: the branch
+ *   changed nothing. Crash between 5 and
  *   6: the branch is prepared with its locks; a re-sent prepare votes yes again
  *   (step 1 or the no-statements path) and the recovery sweep finishes it as
  *   the coordinator decides.
@@ -230,8 +237,8 @@ static bool tag_ends_transaction(const char *tag)
     return false;
 }
 
-/* Batch limits: BEGIN + SET LOCAL + xid check + the client statements. */
-#define BATCH_FIXED 3
+/* Batch limits: BEGIN + SET LOCAL + xid check + PREPARE + the client statements. */
+#define BATCH_FIXED 4
 #define BEGIN_ATTEMPTS 3
 
 /*
@@ -240,16 +247,57 @@ static bool tag_ends_transaction(const char *tag)
  *   [SET LOCAL statement_timeout = T]        when timeout_ms > 0
  *   st[0..n)                                 the client's statements
  *   [SELECT pg_current_xact_id_if_assigned()] when want_xid (sets b->xid)
+ *   [PREPARE TRANSACTION '<branch gid>']     when prepare (2PC one-shot)
  * The first failure makes PostgreSQL skip the rest; it is mapped like a
  * single statement's failure (sql error with its sqlstate, lost connection,
  * statement that ended the transaction). A pooled connection found dead
- * before BEGIN ran is replaced and the batch re-sent (nothing ran on it).
- * On success *result (may be NULL) gets the JSON of the last client
- * statement. On failure the branch is failed (rolled back, connection given
- * back) with b->reason/b->sqlstate set.
+ * before BEGIN ran is replaced and the batch re-sent (see below for a batch
+ * that carries PREPARE). On success *result (may be NULL) gets the JSON of
+ * the last client statement; with prepare the branch is prepared in
+ * PostgreSQL and its connection idle, and the caller's next step must be
+ * EV_PREPARE (b->prepared_in_batch tells fn_prepare that nothing is left
+ * to send; b->maybe_prepared stays set until then, so any other path that
+ * ends the branch instead sends ROLLBACK PREPARED). On
+ * failure the branch is failed (rolled back, connection given back) with
+ * b->reason/b->sqlstate set.
+ *
+ * PREPARE in the same pipeline as the statements is as safe as PREPARE sent
+ * alone after checking that the transaction is still open:
+ *   - nothing in the batch can end the block without an error: api.c refused
+ *     transaction-control statements before anything was sent, the extended
+ *     protocol runs one statement per query (no "...; COMMIT"), and COMMIT or
+ *     ROLLBACK inside CALL/DO fails in an explicit block (2D000);
+ *   - a statement that fails makes PostgreSQL skip everything up to the Sync,
+ *     PREPARE included (PGRES_PIPELINE_ABORTED): the vote is no with that
+ *     statement's sqlstate, and EV_FAIL rolls the aborted block back before
+ *     the connection goes back to the pool;
+ *   - PostgreSQL answers the tag "PREPARE TRANSACTION" only for an open
+ *     explicit block (without one: a warning and the tag "ROLLBACK"), and only
+ *     that tag counts;
+ *   - the check after the fact stays: a statement whose tag shows it ended or
+ *     began a transaction fails the branch, and as its PREPARE may have
+ *     prepared the rest, b->maybe_prepared makes the no vote ROLLBACK
+ *     PREPARED it.
+ * A lost connection leaves unknown whether PREPARE ran before it went, and
+ * the backend may still be alive, working through the pipeline it received
+ * (blocked on a row lock, say): its PREPARE could land after our rollback
+ * answered 42704, and stay prepared with its locks. So the backend is
+ * terminated first, waiting for it to exit (pool_fence_backend), and
+ * b->maybe_prepared is set, so the no vote (or a later rollback) also sends
+ * ROLLBACK PREPARED (42704 = nothing there). An agent killed mid-pipeline
+ * leaves the same kind of backend: the next instance terminates every
+ * session of its predecessor before it hands out a connection (pool.c,
+ * fence). Should either fence fail (PostgreSQL unreachable, or no right to
+ * signal), a late PREPARE is rolled back by the recovery sweep, which asks
+ * the coordinator (aborted: no yes vote was ever given for it). The re-send on a fresh
+ * connection stays safe: if the first PREPARE did run, the second one fails
+ * (42710, the gid is taken) or its statements wait on the prepared rows'
+ * locks until statement_timeout or the coordinator's rollback cancels them;
+ * either way the vote is no and the prepared original is rolled back. A
+ * PREPARE that succeeds proves no earlier one holds the gid.
  */
 static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
-                             int64_t timeout_ms, bool want_xid, json_t **result)
+                             int64_t timeout_ms, bool want_xid, bool prepare, json_t **result)
 {
     fsm_ctx ctx = {.ag = ag};
     char set_timeout[64];
@@ -259,7 +307,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     pg_query *q = cap <= ARRAY_LEN(qbuf) ? qbuf : xcalloc(cap, sizeof(pg_query));
     pg_res *r = cap <= ARRAY_LEN(rbuf) ? rbuf : xcalloc(cap, sizeof(pg_res));
     stmt_status s = STMT_OK;
-    size_t nq = 0, first_stmt = 0, xid_at = 0, fail = 0;
+    size_t nq = 0, nr = 0, first_stmt = 0, xid_at = 0, fail = 0;
     bool sent_begin = false;
     for (int attempt = 0;; attempt++) {
         nq = 0;
@@ -277,27 +325,42 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         xid_at = nq;
         if (want_xid)
             q[nq++] = (pg_query){"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL};
-        if (pg_exec_pipeline(b->conn, q, nq, r, &fail))
+        nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
+        int backend = PQbackendPID(b->conn);
+        bool ok = prepare ? pg_exec_pipeline_prepare(b->conn, q, nq, b->branch_gid, r, &fail)
+                          : pg_exec_pipeline(b->conn, q, nq, r, &fail);
+        if (ok)
             break;
+        if (prepare && r[fail].conn_dead) {
+            /* It may have run before the connection went, or may still run:
+             * the backend can be alive, working through the pipeline it
+             * already received (waiting on a lock, say). Terminate it first,
+             * so that what the rollback finds is final. */
+            b->maybe_prepared = true;
+            (void)pool_fence_backend(ag->pool, backend, b->gid);
+        }
         /* Nothing ran when BEGIN itself found the connection dead: retry on a
-         * fresh one (a pooled connection may have died with a PG restart). */
+         * fresh one (a pooled connection may have died with a PG restart).
+         * With PREPARE in the batch, maybe_prepared covers the rare case
+         * where it ran all the same (see above). */
         bool retry = sent_begin && fail == 0 && r[0].conn_dead && attempt + 1 < BEGIN_ATTEMPTS;
         if (!retry)
             break;
-        for (size_t i = 0; i < nq; i++)
+        for (size_t i = 0; i < nr; i++)
             pg_res_clear(&r[i]);
         if (!branch_reconnect(b, &ctx)) {
             set_reason(b, "", "database connection lost: %s", ctx.message);
             s = STMT_DB_DOWN;
-            nq = 0;
+            nr = 0;
             goto failed;
         }
     }
-    if (sent_begin && (fail > 0 || fail == nq))
+    if (sent_begin && (fail > 0 || fail == nr))
         b->begin_pending = false; /* BEGIN ran */
-    if (fail < nq) {
+    if (fail < nr) {
         pg_res *e = &r[fail];
         const char *what = fail < first_stmt ? (sent_begin && fail == 0 ? "BEGIN: " : "SET: ")
+                           : fail == nq         ? "PREPARE TRANSACTION: "
                            : fail >= xid_at && want_xid ? "xid check: "
                                                          : "";
         if (e->conn_dead) {
@@ -313,6 +376,8 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         if (tag_ends_transaction(r[i].command)) {
             s = STMT_TXN_ENDED;
             set_reason(b, "", "statement ended the transaction (%s)", r[i].command);
+            if (prepare)
+                b->maybe_prepared = true; /* what followed it may be prepared: undo */
             goto failed;
         }
         if (tag_wrote_rows(r[i].command))
@@ -320,11 +385,26 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         if (changes_session(r[i].command, st[i - first_stmt].sql))
             b->session_dirty = true;
     }
-    if (PQtransactionStatus(b->conn) != PQTRANS_INTRANS) {
+    if (prepare && strcmp(r[nq].command, "PREPARE TRANSACTION") != 0) {
+        s = STMT_SQL_ERROR;
+        set_reason(b, "", "transaction block had failed (PREPARE TRANSACTION answered %s)",
+                   r[nq].command);
+        goto failed;
+    }
+    /* Without PREPARE the block must still be open; after it, closed. */
+    if (PQtransactionStatus(b->conn) != (prepare ? PQTRANS_IDLE : PQTRANS_INTRANS)) {
         s = STMT_TXN_ENDED;
         set_reason(b, "", "statement ended the transaction (%s)",
                    n ? r[first_stmt + n - 1].command : "?");
+        if (prepare)
+            b->maybe_prepared = true;
         goto failed;
+    }
+    if (prepare) {
+        /* This PREPARE took the gid (nothing else holds it) and the branch is
+         * prepared: until fn_prepare records it, an abort must undo it. */
+        b->maybe_prepared = true;
+        b->prepared_in_batch = true;
     }
     if (want_xid) {
         const PGresult *xr = r[xid_at].res;
@@ -342,7 +422,7 @@ failed:;
     strncat(why, b->reason, sizeof(why) - strlen(why) - 1);
     step_best_effort(b, EV_FAIL, why, &ctx); /* fn_release cannot fail */
 out:
-    for (size_t i = 0; i < nq; i++)
+    for (size_t i = 0; i < nr; i++)
         pg_res_clear(&r[i]);
     if (q != qbuf)
         free(q);
@@ -396,7 +476,7 @@ void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout
     if (timeout_ms > 0)
         b->timeout_ms = timeout_ms;
     json_t *result = NULL;
-    stmt_status s = run_batch(ag, b, st, 1, timeout_ms, false, &result);
+    stmt_status s = run_batch(ag, b, st, 1, timeout_ms, false, false, &result);
     if (s == STMT_OK)
         res_ok(out, result);
     else
@@ -446,8 +526,9 @@ static void vote_no(agent *ag, branch *b, op_result *out)
 }
 
 /* Does sql start (after whitespace) with INSERT, UPDATE, DELETE or MERGE?
- * Only a hint for where the xid check goes; anything else (WITH, comments,
- * SELECT) says no. */
+ * Only a hint: yes sends PREPARE with the statements (2PC), no sends the xid
+ * check instead (a read_only vote stays possible); anything else (WITH,
+ * comments, SELECT) says no. */
 static bool looks_like_write(const char *sql)
 {
     static const char *const verbs[] = {"INSERT", "UPDATE", "DELETE", "MERGE"};
@@ -491,42 +572,58 @@ static void vote_yes(agent *ag, branch *b, op_result *out)
     res_vote(ag, out, b, VOTE_YES);
 }
 
-/* Active branch: run the statements (BEGIN, statement_timeout and the xid
- * check in the same round trip), then PREPARE TRANSACTION alone, or COMMIT
- * for a read-only branch. */
+/* Active branch. 2PC one-shot whose statements write: BEGIN, the
+ * statements and PREPARE TRANSACTION in one round trip. Otherwise: the
+ * statements (BEGIN, statement_timeout and the xid check in the same round
+ * trip), then PREPARE TRANSACTION alone, or COMMIT for a read-only branch. */
 static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    /* Does the transaction have an xid (read_only vote if not)? 2PC: a
-     * statement that wrote rows says yes; the check query travels in the
-     * statements' round trip unless a statement looks like a write (then it
-     * is usually not needed, and costs a round trip of its own only when the
-     * write touched no row). 3PC keeps the xid itself (replay asks
-     * pg_xact_status about it): always in the batch. */
-    bool xid_known = b->wrote && !b->tp;
-    bool batch_xid = !xid_known && (b->tp || !any_looks_like_write(req->stmts, req->n));
-    if ((req->n > 0 || b->begin_pending || batch_xid) &&
-        run_batch(ag, b, req->stmts, req->n, req->timeout_ms, batch_xid, NULL) != STMT_OK) {
-        vote_no(ag, b, out);
-        return;
-    }
-    if (!batch_xid && !b->wrote &&
-        run_batch(ag, b, NULL, 0, 0, true, NULL) != STMT_OK) {
-        vote_no(ag, b, out);
-        return;
-    }
-    bool has_xid = b->xid[0] != '\0' || b->wrote;
-    if (!has_xid) {
-        if (branch_fsm_step(b, EV_READ_ONLY, "vote read_only", &ctx)) {
-            res_vote(ag, out, b, VOTE_READ_ONLY);
+    /* PREPARE rides with the statements only where the xid check is not
+     * needed before it: PREPARE assigns an xid itself, so a branch prepared
+     * that way can no longer vote read_only. So 2PC only (3PC records the
+     * xid, and always asks for it), and only when the branch surely writes
+     * (rows written already) or a statement looks like a write; should such a
+     * write touch no row, the branch votes yes instead of read_only, which is
+     * always safe. */
+    bool pipelined =
+        !b->tp && req->n > 0 && (b->wrote || any_looks_like_write(req->stmts, req->n));
+    if (pipelined) {
+        if (run_batch(ag, b, req->stmts, req->n, req->timeout_ms, false, true, NULL) != STMT_OK) {
+            vote_no(ag, b, out);
             return;
         }
-        set_reason(b, ctx.sqlstate, "%s", ctx.message);
-        vote_no(ag, b, out);
-        return;
+        /* Prepared in PostgreSQL. Should the step below fail, the no vote
+         * must roll it back. */
+        b->maybe_prepared = true;
+    } else {
+        /* Does the transaction have an xid (read_only vote if not)? 2PC: rows
+         * written say yes; else the check travels in the statements' round
+         * trip. 3PC keeps the xid itself (replay asks pg_xact_status about
+         * it): always asked. */
+        bool batch_xid = b->tp || !b->wrote;
+        if ((req->n > 0 || b->begin_pending || batch_xid) &&
+            run_batch(ag, b, req->stmts, req->n, req->timeout_ms, batch_xid, false, NULL) !=
+                STMT_OK) {
+            vote_no(ag, b, out);
+            return;
+        }
+        bool has_xid = b->xid[0] != '\0' || b->wrote;
+        if (!has_xid) {
+            if (branch_fsm_step(b, EV_READ_ONLY, "vote read_only", &ctx)) {
+                res_vote(ag, out, b, VOTE_READ_ONLY);
+                return;
+            }
+            set_reason(b, ctx.sqlstate, "%s", ctx.message);
+            vote_no(ag, b, out);
+            return;
+        }
     }
+    /* Pipelined: fn_prepare finds b->prepared_in_batch and sends nothing;
+     * else it sends PREPARE alone now. */
     if (branch_fsm_step(b, EV_PREPARE, b->tp ? "prepared, recording 3pc state" : "vote yes",
                         &ctx)) {
+        b->maybe_prepared = false;
         fault_point("after-prepare");
         vote_yes(ag, b, out);
         return;

@@ -14,19 +14,43 @@
  *   - A connection released as dead takes the idle ones with it (closed):
  *     after a PostgreSQL restart they are all dead, and a branch must not
  *     spend its reconnect attempts on them one by one.
+ *   - Every session carries application_name "txagent <participant>
+ *     <instance>" (instance: 8 random hex per process).
+ *   - Fences: no connection is handed out while one is pending. The first
+ *     connection of an instance terminates every session of an earlier
+ *     instance of this participant on the database, and pool_fence_backend
+ *     queues a session this instance lost; pg_terminate_backend waits for
+ *     each to exit. A killed agent's backend, or one whose connection was
+ *     lost, may still be working through a pipeline that ends in PREPARE
+ *     TRANSACTION (blocked on a lock, say); once it is gone, that PREPARE
+ *     can no longer land after the agent decided anything about the branch
+ *     (branch_ops.c, run_batch).
  */
 #include "pool.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
+/* How long pg_terminate_backend waits for a fenced backend to exit. */
+#define FENCE_WAIT_MS 5000
+
 struct pg_pool {
+    pthread_mutex_t fence_mu; /* held while fencing; guards fenced_start, lost, nlost */
+    atomic_bool fenced;       /* no fence pending: connections may be handed out */
+    bool fenced_start;        /* sessions of earlier instances were terminated */
+    int lost[64];             /* pids of lost sessions still to terminate */
+    int nlost;
+    char app_name[64];        /* "txagent <participant> <instance>" */
+    char app_prefix[48];      /* "txagent <participant> " */
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* signalled when a connection is released or a slot frees */
     char *conninfo;
@@ -50,7 +74,132 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     p->participant = xstrdup(participant);
     p->size = size;
     p->idle = xcalloc((size_t)size, sizeof(PGconn *));
+    pthread_mutex_init(&p->fence_mu, NULL);
+    atomic_init(&p->fenced, false);
+    uint32_t inst;
+    if (getrandom(&inst, sizeof(inst), 0) != (ssize_t)sizeof(inst))
+        inst = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
+    snprintf(p->app_prefix, sizeof(p->app_prefix), "txagent %s ", participant);
+    snprintf(p->app_name, sizeof(p->app_name), "%s%08x", p->app_prefix, (unsigned)inst);
     return p;
+}
+
+const char *pool_application_name(const pg_pool *p)
+{
+    return p->app_name;
+}
+
+/* The fences, run on c before it is handed out (fence_mu held):
+ *   1. once per instance: terminate every session of an earlier instance of
+ *      this participant on this database;
+ *   2. terminate the sessions this instance lost (lost[]).
+ * pg_terminate_backend(pid, FENCE_WAIT_MS) returns true once the backend
+ * has exited. false when c died meanwhile (nothing is handed out: the
+ * caller drops c, and the next acquire tries again). A refusal (an error
+ * other than a lost connection: no right to signal those sessions) is
+ * logged and counts as done, as nothing better can be done from here; the
+ * recovery sweep still rolls back whatever such a session leaves prepared. */
+static bool fence_run(pg_pool *p, PGconn *c)
+{
+    char wait[24];
+    snprintf(wait, sizeof(wait), "%d", FENCE_WAIT_MS);
+    pg_res r;
+    if (!p->fenced_start) {
+        const char *params[] = {p->app_prefix, p->app_name, wait};
+        bool ok = pg_exec(c,
+                          "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $3::bigint)), "
+                          "count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND left(application_name, length($1)) = $1 "
+                          "AND application_name <> $2 AND pid <> pg_backend_pid()",
+                          3, params, &r);
+        if (!ok && r.conn_dead) {
+            pg_res_clear(&r);
+            return false;
+        }
+        if (!ok) {
+            txlog_error(NULL, p->participant,
+                        "fence: cannot terminate the sessions of an earlier instance (%s %s); "
+                        "their statements may still run until PostgreSQL notices they are gone",
+                        r.sqlstate, r.message);
+        } else {
+            long done = atol(PQgetvalue(r.res, 0, 0)), found = atol(PQgetvalue(r.res, 0, 1));
+            if (found > 0)
+                txlog_info(NULL, p->participant,
+                           "fence: terminated %ld of %ld sessions left by an earlier instance",
+                           done, found);
+            if (done < found)
+                txlog_error(NULL, p->participant,
+                            "fence: %ld sessions of an earlier instance did not exit within %d ms",
+                            found - done, FENCE_WAIT_MS);
+        }
+        pg_res_clear(&r);
+        p->fenced_start = true;
+    }
+    while (p->nlost > 0) {
+        int pid = p->lost[p->nlost - 1];
+        char spid[16];
+        snprintf(spid, sizeof(spid), "%d", pid);
+        const char *params[] = {spid, p->app_name, wait};
+        bool ok = pg_exec(c,
+                          "SELECT pg_terminate_backend(pid, $3::bigint) FROM pg_stat_activity "
+                          "WHERE pid = $1::int AND application_name = $2",
+                          3, params, &r);
+        if (!ok && r.conn_dead) {
+            pg_res_clear(&r);
+            return false;
+        }
+        if (!ok)
+            txlog_error(NULL, p->participant, "fence: cannot terminate lost session %d (%s %s)",
+                        pid, r.sqlstate, r.message);
+        else if (PQntuples(r.res) > 0 && strcmp(PQgetvalue(r.res, 0, 0), "t") != 0) {
+            txlog_warn(NULL, p->participant,
+                       "fence: lost session %d did not exit within %d ms; trying again", pid,
+                       FENCE_WAIT_MS);
+            pg_res_clear(&r);
+            return false;
+        } else if (PQntuples(r.res) > 0)
+            txlog_info(NULL, p->participant, "fence: terminated lost session %d", pid);
+        pg_res_clear(&r);
+        p->nlost--;
+    }
+    return true;
+}
+
+/* Run the pending fences on c; true when nothing is pending any more. */
+static bool fence_check(pg_pool *p, PGconn *c)
+{
+    if (atomic_load(&p->fenced))
+        return true;
+    pthread_mutex_lock(&p->fence_mu);
+    bool ok = atomic_load(&p->fenced) || fence_run(p, c);
+    if (ok)
+        atomic_store(&p->fenced, true);
+    pthread_mutex_unlock(&p->fence_mu);
+    return ok;
+}
+
+bool pool_fence_backend(pg_pool *p, int pid, const char *gid)
+{
+    if (pid <= 0)
+        return true; /* never connected: no session to fence */
+    pthread_mutex_lock(&p->fence_mu);
+    if (p->nlost < (int)ARRAY_LEN(p->lost))
+        p->lost[p->nlost++] = pid;
+    else
+        txlog_error(gid, p->participant, "fence: too many lost sessions pending; %d not fenced",
+                    pid);
+    atomic_store(&p->fenced, false);
+    pthread_mutex_unlock(&p->fence_mu);
+    /* Fence now if PostgreSQL can be reached; else the next acquire does,
+     * and nothing is handed out before it has. */
+    PGconn *c;
+    if (pool_acquire(p, FENCE_WAIT_MS, &c) != PX_OK) {
+        txlog_warn(gid, p->participant,
+                   "fence: lost session %d not terminated yet (no connection); pending", pid);
+        return false;
+    }
+    pool_release(p, c, false);
+    return true;
 }
 
 void pool_destroy(pg_pool *p)
@@ -66,6 +215,7 @@ void pool_destroy(pg_pool *p)
     free(p->participant);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->fence_mu);
     free(p);
 }
 
@@ -88,14 +238,23 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->nidle > 0) {
-            *out = p->idle[--p->nidle];
+            PGconn *c = p->idle[--p->nidle];
             pthread_mutex_unlock(&p->mu);
+            if (!fence_check(p, c)) {
+                pool_release(p, c, true);
+                return PX_DB_DOWN;
+            }
+            *out = c;
             return PX_OK;
         }
         if (p->open < p->size) {
             p->open++; /* reserve the slot, connect without the lock */
             pthread_mutex_unlock(&p->mu);
-            PGconn *c = pg_connect(p->conninfo, p->participant);
+            PGconn *c = pg_connect_as(p->conninfo, p->participant, p->app_name);
+            if (c && !fence_check(p, c)) {
+                PQfinish(c);
+                c = NULL;
+            }
             if (c) {
                 *out = c;
                 return PX_OK;

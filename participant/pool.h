@@ -49,6 +49,14 @@ px_status pool_query(pg_pool *p, int64_t wait_ms, const char *sql, int nparams,
 px_status pool_exec_gid(pg_pool *p, int64_t wait_ms, const char *verb, const char *branch_gid,
                         pg_res *out) MUSTCHECK;
 
+/* Make sure the backend with this pid, a session of ours whose connection
+ * was lost, is gone: terminate it and wait for it to exit. true when it is
+ * gone (or was already); false when that cannot be confirmed (logged, with
+ * gid). */
+bool pool_fence_backend(pg_pool *p, int pid, const char *gid);
+/* "txagent <participant> <instance>", the application_name of our sessions. */
+const char *pool_application_name(const pg_pool *p);
+
 /* Connections open right now (idle + lent). */
 int pool_open_count(pg_pool *p);
 

@@ -3,9 +3,13 @@
  * a component killed (SIGKILL) or stopped (SIGTERM) can be started again at
  * once on the same port, and GET /v1/transactions/{gid} of a transaction
  * from before a coordinator restart answers its outcome (from the decision
- * log, or presumed abort) while a gid never seen stays 404.
+ * log, or presumed abort) while a gid never seen stays 404, and an agent
+ * killed while its pipelined 'BEGIN; UPDATE; PREPARE TRANSACTION' waits on a
+ * row lock leaves nothing behind: its restart terminates that session before
+ * it answers anything, so the PREPARE never lands.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +129,76 @@ START_TEST(get_after_coordinator_restart)
 }
 END_TEST
 
+static void *one_shot_main(void *arg)
+{
+    h_resp *out = arg;
+    json_t *body = json_pack(
+        "{s:s, s:b, s:i, s:[{s:s, s:[{s:s, s:[ii]}]}, {s:s, s:[{s:s, s:[ii]}]}]}", "protocol",
+        "2pc", "commit", 1, "timeout_ms", 60000, "branches", "participant", "pg1", "statements",
+        "sql", CREDIT, "params", -1, 1501, "participant", "pg2", "statements", "sql", CREDIT,
+        "params", 1, 1502);
+    *out = h_req("POST", "/v1/transactions", body);
+    h_thread_done();
+    return NULL;
+}
+
+/* Backends of agent pg2 waiting on a lock: the pid of one, or 0. */
+static long long pg2_agent_waiting(PGconn *c)
+{
+    return h_conn_ll(c, "SELECT coalesce(min(pid), 0) FROM pg_stat_activity "
+                        "WHERE application_name LIKE 'txagent pg2 %' AND wait_event_type = 'Lock'");
+}
+
+START_TEST(killed_agent_pipeline_does_not_prepare_late)
+{
+    h_set_balance(1, 1501, 10);
+    h_set_balance(2, 1502, 10);
+    /* Hold row 1502's lock, so pg2's one-shot pipeline waits on it. */
+    PGconn *holder = h_pg(2);
+    PQclear(PQexec(holder, "BEGIN"));
+    PGresult *res = PQexec(holder, "UPDATE accounts SET balance = balance WHERE id = 1502");
+    ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PGconn *probe = h_pg(2);
+
+    h_resp answer = {0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, one_shot_main, &answer), 0);
+    long long victim = 0;
+    for (int i = 0; i < 200 && victim == 0; i++) {
+        victim = pg2_agent_waiting(probe);
+        if (victim == 0)
+            sleep_ms(50, NULL);
+    }
+    ck_assert_msg(victim > 0, "agent pg2's session never waited on the row lock");
+
+    /* SIGKILL, then start again: the new instance's first connection
+     * terminates the old session before /healthz answers. */
+    ck_assert_int_eq(h_cluster("kill", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", NULL), 0);
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld", victim);
+    ck_assert_msg(h_conn_ll(probe, sql) == 0,
+                  "the killed agent's session %lld is still alive after the restart", victim);
+
+    /* Release the lock: nothing may get prepared now, and the transfer aborts. */
+    PQclear(PQexec(holder, "COMMIT"));
+    pthread_join(th, NULL);
+    H_EXPECT(answer, 409, "one-shot whose agent was killed mid-prepare");
+    ck_assert_str_eq(h_str(answer.json, "outcome"), "aborted");
+    h_resp_clear(&answer);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_msg(h_conn_ll(probe, "SELECT count(*) FROM pg_prepared_xacts") == 0,
+                      "a branch got prepared after its agent was killed");
+        sleep_ms(100, NULL);
+    }
+    ck_assert_int_eq(h_balance(1, 1501), 10);
+    ck_assert_int_eq(h_balance(2, 1502), 10);
+    PQfinish(probe);
+    PQfinish(holder);
+}
+END_TEST
+
 TCase *tc_restart(void)
 {
     TCase *tc = tcase_create("restart");
@@ -133,5 +207,6 @@ TCase *tc_restart(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, kill_then_start_at_once);
     tcase_add_test(tc, get_after_coordinator_restart);
+    tcase_add_test(tc, killed_agent_pipeline_does_not_prepare_late);
     return tc;
 }

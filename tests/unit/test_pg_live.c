@@ -7,10 +7,15 @@
  * ROLLBACK); 42704 on a repeated finish; a terminated backend is conn_dead;
  * pg_exec_pipeline runs a batch in one go, stops at the first error (the rest
  * PGRES_PIPELINE_ABORTED, sqlstate of the real one kept), leaves the
- * connection usable outside pipeline mode, and reports a dead connection.
+ * connection usable outside pipeline mode, and reports a dead connection;
+ * pg_exec_pipeline_prepare ends the batch with PREPARE TRANSACTION (skipped
+ * after an error, not answered with its tag outside a block); the caller's
+ * conninfo keywords win over our defaults, a forced application_name over
+ * both. tests/unit/run_pg_live.sh starts a throwaway PostgreSQL for it.
  */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gid.h"
@@ -31,6 +36,15 @@ static void setup(void)
 static void teardown(void)
 {
     PQfinish(conn);
+}
+
+static long long h_count(PGconn *c, const char *sql, const char *const *params)
+{
+    pg_res r;
+    ck_assert_msg(pg_exec(c, sql, params ? 1 : 0, params, &r), "%s: %s", sql, r.message);
+    long long n = atoll(PQgetvalue(r.res, 0, 0));
+    pg_res_clear(&r);
+    return n;
 }
 
 static void exec_ok(const char *sql)
@@ -197,6 +211,103 @@ START_TEST(test_pipeline)
 }
 END_TEST
 
+/* PREPARE TRANSACTION at the end of the statements' pipeline: one round
+ * trip; skipped after a failing statement; "ROLLBACK" without an open block;
+ * the pg_exec_gid PREPARE right after it answers it without sending it again,
+ * and only then. */
+START_TEST(test_pipeline_prepare)
+{
+    exec_ok("DROP TABLE IF EXISTS txc_unit_pp");
+    exec_ok("CREATE TABLE txc_unit_pp (id int primary key)");
+    char bgid[BRANCH_GID_MAX_LEN + 1], bgid2[BRANCH_GID_MAX_LEN + 1];
+    ck_assert(branch_gid_make(bgid, sizeof(bgid), "0badf00d-1-2", "pg1"));
+    ck_assert(branch_gid_make(bgid2, sizeof(bgid2), "0badf00d-1-3", "pg1"));
+    pg_res r[6], x;
+    size_t fail;
+    const char *gids[] = {bgid, bgid2};
+    for (int i = 0; i < 2; i++) { /* leftovers of an earlier failed run */
+        ck_assert(pg_exec_gid(conn, "ROLLBACK PREPARED", gids[i], &x) ||
+                  strcmp(x.sqlstate, "42704") == 0);
+        pg_res_clear(&x);
+    }
+
+    const char *p1[] = {"1"};
+    pg_query q[] = {
+        {"BEGIN", 0, NULL},
+        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p1},
+    };
+    ck_assert(pg_exec_pipeline_prepare(conn, q, 2, bgid, r, &fail));
+    ck_assert_uint_eq(fail, 3);
+    ck_assert_str_eq(r[1].command, "INSERT 0 1");
+    ck_assert_str_eq(r[2].command, "PREPARE TRANSACTION");
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    for (int i = 0; i < 3; i++)
+        pg_res_clear(&r[i]);
+    /* A second PREPARE finds nothing to prepare (ROLLBACK tag): the agent
+     * must not send one after the pipeline (branch->prepared_in_batch). */
+    ck_assert(pg_exec_gid(conn, "PREPARE TRANSACTION", bgid, &x));
+    ck_assert_str_eq(x.command, "ROLLBACK");
+    pg_res_clear(&x);
+    const char *pg[] = {bgid};
+    ck_assert_int_eq(h_count(conn, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = $1", pg), 1);
+    ck_assert(pg_exec_gid(conn, "COMMIT PREPARED", bgid, &x));
+    pg_res_clear(&x);
+
+    /* A failing statement: PREPARE is skipped, the block is left failed. */
+    ck_assert(!pg_exec_pipeline_prepare(conn, q, 2, bgid, r, &fail)); /* id 1 exists */
+    ck_assert_uint_eq(fail, 1);
+    ck_assert_str_eq(r[1].sqlstate, "23505");
+    ck_assert(!r[1].conn_dead);
+    ck_assert_int_eq(r[2].status, PGRES_PIPELINE_ABORTED);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INERROR);
+    for (int i = 0; i < 3; i++)
+        pg_res_clear(&r[i]);
+    ck_assert(pg_exec_gid(conn, "PREPARE TRANSACTION", bgid, &x)); /* the failed block */
+    ck_assert_str_eq(x.command, "ROLLBACK");
+    pg_res_clear(&x);
+    ck_assert_int_eq(h_count(conn, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = $1", pg), 0);
+
+    /* No open block (no BEGIN): PostgreSQL does not answer PREPARE's tag. */
+    const char *p2[] = {"2"};
+    pg_query q3[] = {{"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p2}};
+    bool ok = pg_exec_pipeline_prepare(conn, q3, 1, bgid, r, &fail);
+    ck_assert_str_ne(r[1].command, "PREPARE TRANSACTION");
+    (void)ok;
+    for (int i = 0; i < 2; i++)
+        pg_res_clear(&r[i]);
+    ck_assert_int_eq(h_count(conn, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = $1", pg), 0);
+    exec_ok("ROLLBACK"); /* whatever is left (a warning if nothing) */
+
+    /* Why the agent still checks the statements' tags (api.c refuses such
+     * statements; this is PostgreSQL's side): a block ended and begun again
+     * inside the pipeline is prepared all the same, with only what followed. */
+    const char *p3[] = {"3"}, *p4[] = {"4"};
+    pg_query q4[] = {
+        {"BEGIN", 0, NULL},
+        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p3},
+        {"COMMIT", 0, NULL},
+        {"BEGIN", 0, NULL},
+        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p4},
+    };
+    ck_assert(pg_exec_pipeline_prepare(conn, q4, 5, bgid, r, &fail));
+    ck_assert_str_eq(r[2].command, "COMMIT");
+    ck_assert_str_eq(r[5].command, "PREPARE TRANSACTION");
+    for (int i = 0; i < 6; i++)
+        pg_res_clear(&r[i]);
+    exec_ok("SELECT 1"); /* forgets it */
+    ck_assert(pg_exec_gid(conn, "ROLLBACK PREPARED", bgid, &x));
+    pg_res_clear(&x);
+
+    /* An invalid gid: nothing sent. */
+    ck_assert(!pg_exec_pipeline_prepare(conn, q, 2, "txc:x'; DROP TABLE t; --:pg1", r, &fail));
+    ck_assert_uint_eq(fail, 0);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_IDLE);
+    for (int i = 0; i < 3; i++)
+        pg_res_clear(&r[i]);
+    exec_ok("DROP TABLE txc_unit_pp");
+}
+END_TEST
+
 START_TEST(test_conninfo_overrides)
 {
     /* The caller's keywords win over our defaults. */
@@ -222,6 +333,29 @@ START_TEST(test_conninfo_overrides)
 }
 END_TEST
 
+START_TEST(test_forced_application_name)
+{
+    /* pg_connect_as: the forced application_name wins over the conninfo's
+     * (txagent finds its own sessions by it, pool.c fences). */
+    char *ci = xasprintf("%s application_name=unit", conninfo);
+    PGconn *c = pg_connect_as(ci, "pg1", "txagent pg1 0123abcd");
+    free(ci);
+    ck_assert_ptr_nonnull(c);
+    pg_res r;
+    ck_assert(pg_exec(c, "SELECT current_setting('application_name')", 0, NULL, &r));
+    ck_assert_str_eq(PQgetvalue(r.res, 0, 0), "txagent pg1 0123abcd");
+    pg_res_clear(&r);
+    PQfinish(c);
+    /* NULL: as pg_connect (the conninfo's, else our fallback). */
+    c = pg_connect_as(conninfo, "pg1", NULL);
+    ck_assert_ptr_nonnull(c);
+    ck_assert(pg_exec(c, "SELECT current_setting('application_name')", 0, NULL, &r));
+    ck_assert_str_ne(PQgetvalue(r.res, 0, 0), "txagent pg1 0123abcd");
+    pg_res_clear(&r);
+    PQfinish(c);
+}
+END_TEST
+
 int main(void)
 {
     conninfo = getenv("TXCOORD_TEST_PG");
@@ -237,7 +371,9 @@ int main(void)
     tcase_add_test(tc, test_two_phase);
     tcase_add_test(tc, test_dead_connection);
     tcase_add_test(tc, test_pipeline);
+    tcase_add_test(tc, test_pipeline_prepare);
     tcase_add_test(tc, test_conninfo_overrides);
+    tcase_add_test(tc, test_forced_application_name);
     suite_add_tcase(s, tc);
     return unit_run(s);
 }
