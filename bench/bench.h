@@ -30,7 +30,7 @@ typedef struct {
     long long hot;             /* > 0: draw ids from 1..hot only (contention) */
     long long txn_timeout_ms;  /* bound on one transaction's waits */
     long long lock_timeout_ms; /* > 0: raw sessions SET lock_timeout (at connect) */
-    bool raw_pipeline;         /* raw: BEGIN + UPDATE as one pipeline (2 round trips, not 3) */
+    bool raw_pipeline;         /* raw: BEGIN + UPDATE + PREPARE as one pipeline (1 round trip, not 3) */
 } bench_opts;
 
 /* The phase clock, written by the main thread before the start barrier. */
@@ -110,7 +110,7 @@ typedef struct {
 } bench_workload;
 
 extern const bench_workload raw_workload;      /* raw.c: 3 round trips to prepare */
-extern const bench_workload raw_pipe_workload; /* raw.c: the same with --raw-pipeline (2) */
+extern const bench_workload raw_pipe_workload; /* raw.c: the same with --raw-pipeline (1 round trip) */
 extern const bench_workload coord_workload; /* coord.c */
 
 /* raw.c: one-off database work (blocking, through pg.h). Each logs its own failure. */

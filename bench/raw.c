@@ -12,14 +12,16 @@
  *        round trip 2  UPDATE accounts SET balance = balance -/+ $1
  *                      WHERE id = $2       params '1', id as text    (PQsendQueryParams)
  *        round trip 3  PREPARE TRANSACTION 'bench:<phase>:<thread>:<n>:a|b'
- *      This is what an agent does for a one-shot prepare (one round trip for
- *      BEGIN, one for the statement with its params, one for PREPARE), and the
- *      two sides overlap as the coordinator's parallel prepare calls do. Only
- *      the command tag "PREPARE TRANSACTION" is a yes vote.
- *      With --raw-pipeline ("raw-pipe" in the output) BEGIN and the UPDATE go
- *      as one libpq pipeline (both via PQsendQueryParams, then a sync point):
- *      round trips 1 and 2 become one, as an agent that pipelines its
- *      BEGIN with the branch's statements does. PREPARE stays on its own.
+ *      This is the baseline issue 2 describes (one round trip for BEGIN, one
+ *      for the statement with its params, one for PREPARE), and the two sides
+ *      overlap as the coordinator's parallel prepare calls do. Only the
+ *      command tag "PREPARE TRANSACTION" is a yes vote.
+ *      With --raw-pipeline ("raw-pipe" in the output) BEGIN, the UPDATE and
+ *      PREPARE TRANSACTION go as one libpq pipeline (each via
+ *      PQsendQueryParams, then one sync point): the three round trips become
+ *      one, as an agent does for a 2PC one-shot branch whose statements write
+ *      (participant/branch_ops.c). A failed UPDATE makes PostgreSQL skip the
+ *      PREPARE (pipeline aborted): a no vote, as without the pipeline.
  *   2. Both voted yes: COMMIT PREPARED on A and B at the same time (one round
  *      trip each). Otherwise: ROLLBACK PREPARED on a prepared side and
  *      ROLLBACK on a side still inside its block, again in parallel.
@@ -503,7 +505,7 @@ static bool side_prepare_chain(side *s, const bench_clock *clk, int thread_no, u
         return false;
     s->q[0] = (query){.kind = Q_BEGIN, .sql = "BEGIN", .pipe_next = pipeline};
     s->q[1] = (query){.kind = Q_UPDATE, .sql = update_sql, .nparams = 2,
-                      .params = {"1", s->id_text}};
+                      .params = {"1", s->id_text}, .pipe_next = pipeline};
     s->q[2] = (query){.kind = Q_PREPARE, .sql = s->prepare_sql};
     side_begin_chain(s, 3);
     return true;
@@ -555,7 +557,7 @@ static txn_outcome raw_txn(void *vctx, const bench_clock *clk, bench_client *c, 
     }
 
     /* step 1: BEGIN; UPDATE; PREPARE TRANSACTION on both, in parallel
-     * (--raw-pipeline: BEGIN and UPDATE as one pipeline, then PREPARE) */
+     * (--raw-pipeline: all three as one pipeline) */
     drive(x, x->o->txn_timeout_ms);
     bool yes = a->ok && a->prepared && b->ok && b->prepared;
 
