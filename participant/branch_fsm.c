@@ -238,6 +238,7 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
         return true;
     }
     pg_res r;
+    int backend = PQbackendPID(b->conn);
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
         pg_res_clear(&r);
@@ -245,11 +246,14 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
         return true;
     }
     if (r.conn_dead) {
-        /* PREPARE may or may not have happened: a later no vote or rollback
-         * also tries ROLLBACK PREPARED. */
+        /* PREPARE may or may not have happened, and its backend may still
+         * be running it: make sure it is gone (pool.c, fences), so that a
+         * later no vote or rollback, which also tries ROLLBACK PREPARED,
+         * finds what is final. */
         b->maybe_prepared = true;
         ctx_fail(ctx, PX_DB_DOWN, r.sqlstate, "connection lost during PREPARE TRANSACTION");
         give_back_conn(b, ctx, true);
+        (void)pool_fence_backend(ctx->ag->pool, backend, b->gid);
     } else if (ok) {
         ctx_fail(ctx, PX_SQL_ERROR, "",
                  "transaction block had failed (PREPARE TRANSACTION answered ROLLBACK)");

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# 14-agent-lost-session-fence - agent pg2 loses its PostgreSQL connection while
+# its one-shot pipeline 'BEGIN; UPDATE; PREPARE TRANSACTION' waits on a row
+# lock. The backend does not notice (PostgreSQL does not read the socket while
+# it waits on a lock) and would run the UPDATE and the PREPARE once the lock is
+# granted, with nobody left to finish the branch.
+# Expected: the agent terminates that backend (lost-session fence,
+# participant/pool.c) as soon as PostgreSQL can be reached again, and before
+# it hands out any connection: the backend is gone while the lock is still
+# held; the transfer then ends all or nothing and is applied once (the agent
+# re-sends the pipeline on a fresh connection: committed when the lock is
+# released), and nothing stays prepared.
+#
+# agent2 reaches pg2 through bench/txproxy; `drop` resets the agent's
+# connections (RST) and holds new ones until `pass`.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+scen_init 14-agent-lost-session-fence 8180
+
+TXPROXY="$TXCOORD_BUILD_DIR/bench/txproxy"
+[ -x "$TXPROXY" ] || scen_abort "$TXPROXY not built"
+PX_PORT=$((SCEN_PORT + 19))
+PX_CTL="$SCEN_DIR/pg2-link.ctl"
+PROXY_PID=""
+stop_proxy() { [ -z "$PROXY_PID" ] || kill -TERM "$PROXY_PID" 2>/dev/null || true; }
+on_exit stop_proxy
+HOLDER_PID=""
+stop_holder() { [ -z "$HOLDER_PID" ] || kill -TERM "$HOLDER_PID" 2>/dev/null || true; }
+on_exit stop_holder
+set_link() { echo "$1" >"$PX_CTL.tmp" && mv -f "$PX_CTL.tmp" "$PX_CTL"; }
+
+# pid of agent2's backend waiting on a lock on pg2, or nothing
+waiting_backend() {
+    psql_at 2 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'txagent pg2 %'
+               AND wait_event_type = 'Lock' LIMIT 1"
+}
+backend_alive() { [ "$(psql_at 2 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1")" = 1 ]; }
+backend_gone() { ! backend_alive "$1"; }
+
+step_cluster3 1
+
+step 2 "agent2 reaches pg2 through a txproxy link"
+! tx_port_open "$PX_PORT" || scen_abort "port $PX_PORT is already in use (a txproxy left by a killed run?)"
+set_link pass
+"$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
+    >>"$SCEN_DIR/txproxy.log" 2>&1 &
+PROXY_PID=$!
+wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
+cl stop agent2
+cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+check "agent2's sessions come through the link" \
+    wait_until 10 is_eq 1 psql_at 2 "SELECT least(count(*), 1) FROM pg_stat_activity
+                                     WHERE application_name LIKE 'txagent pg2 %'"
+
+step 3 "hold account 2's row lock on pg2 for 12 s; a one-shot transfer into it waits"
+"$(psql_bin)" -X -q -h 127.0.0.1 -p "$PG2_PORT" -U postgres -d txdemo \
+    -c "BEGIN" -c "UPDATE accounts SET balance = balance WHERE id = 2" \
+    -c "SELECT pg_sleep(12)" -c "COMMIT" >/dev/null 2>&1 &
+HOLDER_PID=$!
+wait_until 10 is_eq 1 psql_at 2 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                                 WHERE a.query LIKE '%pg_sleep(12)%' AND l.locktype = 'transactionid'
+                                 AND l.granted AND l.mode = 'ExclusiveLock'" ||
+    scen_abort "the lock holder did not start"
+ONE_SHOT='{"protocol":"2pc","commit":true,"timeout_ms":60000,"branches":[
+  {"participant":"pg1","statements":[{"sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","params":[100,1]}]},
+  {"participant":"pg2","statements":[{"sql":"UPDATE accounts SET balance = balance + $1 WHERE id = $2","params":[100,2]}]}]}'
+curl -sS -X POST --max-time 60 -H 'Content-Type: application/json' -d "$ONE_SHOT" \
+    -w '\n%{http_code}' "$TXCOORD_URL/v1/transactions" >"$SCEN_DIR/one-shot.out" 2>&1 &
+CURL_PID=$!
+check "agent2's pipeline waits on the lock (within 10s)" wait_until 10 is_eq 1 \
+    psql_at 2 "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'txagent pg2 %'
+               AND wait_event_type = 'Lock'"
+VICTIM="$(waiting_backend)"
+echo "    agent2's waiting backend: $VICTIM"
+
+step 4 "cut the link (connections reset, new ones held) for 2 s, then heal it"
+set_link drop
+sleep 2
+check "the backend is still there while the link is down (it waits on the lock)" backend_alive "$VICTIM"
+set_link pass
+
+step 5 "the agent terminates the lost backend while the lock is still held"
+check "backend $VICTIM gone (within 8s; the lock holder runs until about 12 s)" \
+    wait_until 8 backend_gone "$VICTIM"
+check "the lock holder is still running (so the fence, not the lock, ended the backend)" \
+    kill -0 "$HOLDER_PID"
+check "agent2 logged the fence" \
+    wait_until 5 grep -q "terminated lost session $VICTIM" "$CDIR/agent2.log"
+
+step 6 "the transfer ends all or nothing, applied once; nothing left prepared"
+# The agent re-sends the pipeline on a fresh connection once the old session
+# is gone (BEGIN had not answered), so the transfer usually commits when the
+# lock is released; if the new connection fails instead, it aborts. Without
+# the fence the old session would have applied the UPDATE too, or held the
+# gid prepared.
+wait "$CURL_PID" || true
+ANSWER="$(tail -n 1 "$SCEN_DIR/one-shot.out")"
+echo "    one-shot answer: $(head -c 300 "$SCEN_DIR/one-shot.out" | tr '\n' ' ')"
+wait "$HOLDER_PID" || true
+HOLDER_PID=""
+check "nothing prepared anywhere for 3 s after the lock is released" holds_for 3 no_prepared_anywhere
+case "$ANSWER" in
+200) expect_eq "committed once: balances" "$(balances)" "900 1100 1000" ;;
+409) expect_eq "aborted: balances unchanged" "$(balances)" "1000 1000 1000" ;;
+*) fail "one-shot answer status: got '$ANSWER', expected 200 or 409" ;;
+esac
