@@ -84,11 +84,6 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     return p;
 }
 
-const char *pool_application_name(const pg_pool *p)
-{
-    return p->app_name;
-}
-
 /* The fences, run on c before it is handed out (fence_mu held):
  *   1. once per instance: terminate every session of an earlier instance of
  *      this participant on this database;

@@ -54,8 +54,6 @@ px_status pool_exec_gid(pg_pool *p, int64_t wait_ms, const char *verb, const cha
  * gone (or was already); false when that cannot be confirmed (logged, with
  * gid). */
 bool pool_fence_backend(pg_pool *p, int pid, const char *gid);
-/* "txagent <participant> <instance>", the application_name of our sessions. */
-const char *pool_application_name(const pg_pool *p);
 
 /* Connections open right now (idle + lent). */
 int pool_open_count(pg_pool *p);
