@@ -289,12 +289,17 @@ static bool tag_ends_transaction(const char *tag)
  * session of its predecessor before it hands out a connection (pool.c,
  * fence). Should either fence fail (PostgreSQL unreachable, or no right to
  * signal), a late PREPARE is rolled back by the recovery sweep, which asks
- * the coordinator (aborted: no yes vote was ever given for it). The re-send on a fresh
- * connection stays safe: if the first PREPARE did run, the second one fails
- * (42710, the gid is taken) or its statements wait on the prepared rows'
- * locks until statement_timeout or the coordinator's rollback cancels them;
- * either way the vote is no and the prepared original is rolled back. A
- * PREPARE that succeeds proves no earlier one holds the gid.
+ * the coordinator (aborted: no yes vote was ever given for it). A batch
+ * whose connection died before any answer came back (BEGIN's included: the
+ * server flushes nothing before the Sync) is re-sent on a fresh connection,
+ * which comes through the fence, so the old backend is gone by then; when
+ * the lost pipeline's PREPARE turns out to have run (the gid is in
+ * pg_prepared_xacts), nothing is re-sent (its statements would wait on
+ * those prepared rows until statement_timeout): the vote is no and the no
+ * vote rolls the original back. Should the check be wrong (fencing refused),
+ * the re-send stays safe: its PREPARE fails (42710, the gid is taken) or its
+ * statements wait as said; either way the vote is no. A PREPARE that
+ * succeeds proves no earlier one holds the gid.
  */
 static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
                              int64_t timeout_ms, bool want_xid, bool prepare, json_t **result)
@@ -350,6 +355,22 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
             pg_res_clear(&r[i]);
         if (!branch_reconnect(b, &ctx)) {
             set_reason(b, "", "database connection lost: %s", ctx.message);
+            s = STMT_DB_DOWN;
+            nr = 0;
+            goto failed;
+        }
+        /* The lost pipeline's PREPARE may have run before the connection
+         * went (its backend is gone now: the new connection came through the
+         * fence). Re-sent, the statements would wait on that prepared
+         * transaction's row locks until statement_timeout: look first, and
+         * if it is there, do not re-send (the no vote rolls it back). */
+        bool found = false;
+        if (prepare && b->maybe_prepared &&
+            (!branch_is_prepared_in_pg(ag, b->branch_gid, &ctx, &found, NULL) || found)) {
+            if (found)
+                set_reason(b, "", "database connection lost after PREPARE TRANSACTION ran");
+            else
+                set_reason(b, "", "database connection lost: %s", ctx.message);
             s = STMT_DB_DOWN;
             nr = 0;
             goto failed;

@@ -11,6 +11,12 @@
 # re-sends the pipeline on a fresh connection: committed when the lock is
 # released), and nothing stays prepared.
 #
+# Then the other side of the same race: the link delays every byte by 400 ms,
+# pg2 runs the pipeline's PREPARE, and the link is cut while its answer is
+# still on the way. The agent must not re-send the statements onto its own
+# prepared rows (they would wait for the whole timeout): it finds the branch
+# in pg_prepared_xacts, votes no, and the transfer aborts at once.
+#
 # agent2 reaches pg2 through bench/txproxy; `drop` resets the agent's
 # connections (RST) and holds new ones until `pass`.
 set -euo pipefail
@@ -104,3 +110,36 @@ case "$ANSWER" in
 409) expect_eq "aborted: balances unchanged" "$(balances)" "1000 1000 1000" ;;
 *) fail "one-shot answer status: got '$ANSWER', expected 200 or 409" ;;
 esac
+
+step 7 "the link now delays every byte by 400 ms; a one-shot's PREPARE runs on pg2 and the link is cut before its answer gets back"
+stop_proxy
+PROXY_PID=""
+wait_until 10 not tx_port_open "$PX_PORT" || scen_abort "txproxy did not stop"
+set_link pass
+"$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
+    --delay-ms 400 >>"$SCEN_DIR/txproxy.log" 2>&1 &
+PROXY_PID=$!
+wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
+cl stop agent2
+cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+T0=$SECONDS
+curl -sS -X POST --max-time 90 -H 'Content-Type: application/json' -d "$ONE_SHOT" \
+    -w '\n%{http_code}' "$TXCOORD_URL/v1/transactions" >"$SCEN_DIR/one-shot2.out" 2>&1 &
+CURL_PID=$!
+require "pg2's branch is prepared (its answer is still on the delayed link)" \
+    wait_until 10 is_eq 1 psql_at 2 "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:%'"
+set_link drop
+sleep 1
+set_link pass
+
+step 8 "the agent does not re-send onto its own prepared rows: the transfer aborts at once"
+wait "$CURL_PID" || true
+ELAPSED=$((SECONDS - T0))
+echo "    one-shot answer after ${ELAPSED}s: $(head -c 300 "$SCEN_DIR/one-shot2.out" | tr '\n' ' ')"
+expect_eq "one-shot answer status" "$(tail -n 1 "$SCEN_DIR/one-shot2.out")" 409
+check "answered within 20 s (a re-send would wait on the prepared rows for the 60 s timeout)" \
+    test "$ELAPSED" -lt 20
+check "agent2 saw that the lost pipeline's PREPARE had run" \
+    grep -q "connection lost after PREPARE TRANSACTION ran" "$CDIR/agent2.log"
+check "nothing prepared anywhere (within 15s)" wait_until 15 no_prepared_anywhere
+expect_eq "balances as before the transfer" "$(balances)" "900 1100 1000"
