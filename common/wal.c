@@ -16,8 +16,21 @@
  *     record durable (so pending sync appenders succeed), then replaces the file
  *     (tmp, fsync, rename, dir fsync) and continues on the new file.
  *   - Replay: a bad or incomplete record is a torn tail when it reaches EOF or
- *     everything after it is zero; the file is then truncated there (WARN).
+ *     everything after it (after the length its header claims) is zero; the
+ *     file is then truncated there (WARN).
  *     A bad record with non-zero data after it is corruption: wal_open fails.
+ *   - Preallocation: the file is extended with written zeros ahead of
+ *     write_off (alloc_end, in steps of WAL_PREALLOC), so that an append
+ *     overwrites zeros inside the file instead of growing it. fdatasync then
+ *     flushes data only, not the inode's size as well: 0.13 ms instead of
+ *     0.19 ms per sync append on this project's test VM (bench/README.md).
+ *     The zeros are the clean end of the log: a record header of zeros has
+ *     type 0, which replay reads as "no record here", and only zeros follow.
+ *     So a log with a zero tail opens without a warning and appends go on at
+ *     the first zero byte; wal_close trims the tail, so a cleanly closed log is
+ *     exactly its records. An extension is not fdatasync'd on its own: the
+ *     next sync append's fdatasync makes zeros, size and record durable
+ *     together, and a crash before that leaves a tail that reads as zeros.
  */
 #include "wal.h"
 
@@ -35,6 +48,10 @@
 #include "log.h"
 
 #define WAL_HDR 9 /* u32 len, u32 crc, u8 type */
+/* Extension step. Writing 1 MiB of zeros takes about 1 ms and its flush
+ * about 3 ms on the test VM; at 800 transactions/s of ~250-byte records that
+ * is once every 5 s. */
+#define WAL_PREALLOC ((uint64_t)1 << 20)
 
 struct wal {
     char *path;
@@ -42,6 +59,7 @@ struct wal {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     uint64_t write_off;    /* end of the last written record */
+    uint64_t alloc_end;    /* file size; [write_off, alloc_end) holds zeros */
     uint64_t flushed_upto; /* durable prefix */
     uint64_t gen;          /* bumped by each rewrite */
     uint64_t syncs;
@@ -160,9 +178,13 @@ static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
                 why = "crc mismatch";
         }
         if (why) {
-            /* Torn tail iff the bad record reaches EOF or only zeros follow it. */
-            uint64_t claimed_end = (uint64_t)pos + WAL_HDR + len;
-            bool torn = left < WAL_HDR || claimed_end >= size || all_zero(buf + pos, left);
+            /* Torn tail iff the bad record reaches EOF or only zeros follow
+             * it: after the length its header claims (when plausible), which
+             * covers a record torn inside preallocated zeros, whose unwritten
+             * rest is still zero. */
+            uint64_t claimed_end = (uint64_t)pos + WAL_HDR + (len <= WAL_MAX_RECORD ? len : 0);
+            bool torn = left < WAL_HDR || claimed_end >= size ||
+                        all_zero(buf + claimed_end, size - (size_t)claimed_end);
             if (!torn) {
                 log_error("wal %s: corrupt record at offset %zu (%s) followed by %zu more "
                           "bytes; refusing to open",
@@ -211,12 +233,21 @@ wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
         return NULL;
     }
     bool ok = wal_replay(path, buf, size, fn, arg, &valid_end);
+    /* Only zeros after the last record: preallocated space (or a record whose
+     * bytes never reached the disk, which no sync append acknowledged). */
+    bool zero_tail = ok && valid_end < size && all_zero(buf + valid_end, size - valid_end);
     free(buf);
     if (!ok) {
         close(fd);
         return NULL;
     }
-    if (valid_end < size) {
+    if (zero_tail) {
+        if (fdatasync(fd) != 0) {
+            log_error("wal %s: fdatasync failed: %s", path, strerror(errno));
+            close(fd);
+            return NULL;
+        }
+    } else if (valid_end < size) {
         log_warn("wal %s: torn tail at offset %zu (%zu bytes) truncated", path, valid_end,
                  size - valid_end);
         if (ftruncate(fd, (off_t)valid_end) != 0 || fsync(fd) != 0) {
@@ -235,10 +266,35 @@ wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
     w->path = xstrdup(path);
     w->fd = fd;
     w->write_off = valid_end;
+    w->alloc_end = zero_tail ? size : valid_end;
     w->flushed_upto = valid_end;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     return w;
+}
+
+/* Extend the file with zeros so that [write_off, write_off + need) lies inside
+ * it. Called with w->mu held. Best effort: on failure the append simply grows
+ * the file, as without preallocation (a partial extension is zeros, which is
+ * a valid tail). */
+static void wal_extend(wal *w, uint64_t need)
+{
+    static const unsigned char zeros[64 * 1024];
+    uint64_t target = w->alloc_end;
+    while (target < w->write_off + need)
+        target += WAL_PREALLOC;
+    for (uint64_t off = w->alloc_end; off < target;) {
+        size_t n = target - off < sizeof(zeros) ? (size_t)(target - off) : sizeof(zeros);
+        if (!pwrite_all(w->fd, zeros, n, off)) {
+            log_warn("wal %s: cannot preallocate %llu bytes at offset %llu: %s; appending "
+                     "without",
+                     w->path, (unsigned long long)(target - w->alloc_end),
+                     (unsigned long long)w->alloc_end, strerror(errno));
+            return;
+        }
+        off += n;
+    }
+    w->alloc_end = target;
 }
 
 bool wal_append(wal *w, uint8_t type, const void *payload, size_t len, bool sync)
@@ -261,17 +317,22 @@ bool wal_append(wal *w, uint8_t type, const void *payload, size_t len, bool sync
         ok = false;
         goto out;
     }
+    if (w->write_off + reclen > w->alloc_end)
+        wal_extend(w, reclen);
     if (!pwrite_all(w->fd, rec, reclen, w->write_off)) {
         int e = errno;
         /* Never leave half a record for the next one to follow. */
         if (ftruncate(w->fd, (off_t)w->write_off) != 0)
             w->failed = true;
+        w->alloc_end = w->write_off;
         log_error("wal %s: write of %zu bytes failed: %s%s", w->path, reclen, strerror(e),
                   w->failed ? " (log poisoned)" : "");
         ok = false;
         goto out;
     }
     w->write_off += reclen;
+    if (w->alloc_end < w->write_off)
+        w->alloc_end = w->write_off; /* grew the file: extension failed */
     uint64_t need = w->write_off;
     uint64_t gen = w->gen;
     if (!sync)
@@ -380,6 +441,7 @@ bool wal_rewrite(wal *w, size_t n, const uint8_t *types, const void *const *payl
     w->fd = nfd;
     nfd = -1;
     w->write_off = total;
+    w->alloc_end = total;
     w->flushed_upto = total;
     w->gen++;
     /* 4. Make the rename durable. */
@@ -424,6 +486,10 @@ void wal_close(wal *w)
     pthread_mutex_lock(&w->mu);
     while (w->flushing || w->rewriting)
         pthread_cond_wait(&w->cv, &w->mu);
+    /* Trim the preallocated zeros: a cleanly closed log is its records. Not
+     * fsync'd: a zero tail that comes back after a crash is a valid end. */
+    if (!w->failed && w->alloc_end > w->write_off && ftruncate(w->fd, (off_t)w->write_off) != 0)
+        log_warn("wal %s: cannot trim preallocated tail: %s", w->path, strerror(errno));
     pthread_mutex_unlock(&w->mu);
     close(w->fd);
     pthread_mutex_destroy(&w->mu);

@@ -176,13 +176,144 @@ START_TEST(test_bad_crc_last_record_is_torn)
 }
 END_TEST
 
-START_TEST(test_zero_tail_is_torn)
+START_TEST(test_zero_tail_is_end)
 {
+    /* Zeros after the last record are the log's clean end (preallocated
+     * space): no warning, appends go on at the first zero, close trims. */
     off_t good = write_three();
     char zeros[4096] = {0};
     unit_append_bytes(path, zeros, sizeof(zeros));
-    collected *c = reopen_expect(3);
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    collected c = {0};
+    wal *w = wal_open(path, collect, &c);
+    char *err = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(c.n, 3);
+    ck_assert_ptr_null(strstr(err, "WARN"));
+    free(err);
+    ck_assert_uint_eq(wal_bytes(w), (uint64_t)good);
+    ck_assert_int_eq((int)unit_file_size(path), (int)good + 4096);
+    ck_assert(wal_append(w, 'C', "next", 4, true));
+    wal_close(w);
+    ck_assert_int_eq((int)unit_file_size(path), (int)good + 9 + 4);
+    collected_free(&c);
+    collected *c2 = reopen_expect(4);
+    ck_assert_str_eq(c2->payloads[3], "next");
+    collected_free(c2);
+}
+END_TEST
+
+/* Copy path to <dir>/crashed.log as the disk would hold it if the process
+ * died now (no wal_close, so the preallocated zeros are still there). */
+static char *snapshot_as_crashed(void)
+{
+    char *data = NULL;
+    size_t len = 0;
+    bool missing = false;
+    ck_assert(read_whole_file(path, &data, &len, &missing));
+    char *copy = xasprintf("%s/crashed.log", dir);
+    int fd = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)write(fd, data, len), (int)len);
+    close(fd);
+    free(data);
+    return copy;
+}
+
+START_TEST(test_preallocated_log_after_crash)
+{
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"a\"}", 11, true));
+    ck_assert(wal_append(w, 'E', "", 0, false));
+    ck_assert(wal_append(w, 'C', "third", 5, true));
+    uint64_t bytes = wal_bytes(w);
+    /* The appends overwrote zeros written ahead of them. */
+    ck_assert_int_ge((int)unit_file_size(path), 1 << 20);
+    char *crashed = snapshot_as_crashed();
+    wal_close(w);
+    ck_assert_int_eq((int)unit_file_size(path), (int)bytes); /* trimmed */
+
+    /* Reopen what a crash left: every record, no warning, same end. */
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    collected c = {0};
+    wal *w2 = wal_open(crashed, collect, &c);
+    char *err = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(w2);
+    ck_assert_uint_eq(c.n, 3);
+    ck_assert_str_eq(c.payloads[2], "third");
+    ck_assert_ptr_null(strstr(err, "WARN"));
+    free(err);
+    ck_assert_uint_eq(wal_bytes(w2), bytes);
+    ck_assert(wal_append(w2, 'C', "after", 5, true));
+    wal_close(w2);
+    collected_free(&c);
+    free(path);
+    path = crashed; /* teardown frees it */
+    collected *c2 = reopen_expect(4);
+    ck_assert_str_eq(c2->payloads[3], "after");
+    collected_free(c2);
+}
+END_TEST
+
+START_TEST(test_preallocated_torn_record)
+{
+    /* A record torn inside the preallocated zeros: its first bytes reached
+     * the disk, the rest is still zero. That is a torn tail (WARN). */
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "one", 3, true));
+    ck_assert(wal_append(w, 'C', "two", 3, true));
+    uint64_t good = wal_bytes(w);
+    char *crashed = snapshot_as_crashed();
+    wal_close(w);
+    int fd = open(crashed, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char torn[16] = {100, 0, 0, 0, 1, 2, 3, 4, 'C', 'p', 'a', 'r', 't', 'i', 'a', 'l'};
+    ck_assert_int_eq((int)pwrite(fd, torn, sizeof(torn), (off_t)good), (int)sizeof(torn));
+    close(fd);
+    free(path);
+    path = crashed;
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    collected c = {0};
+    wal *w2 = wal_open(path, collect, &c);
+    char *err = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(w2);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert_ptr_nonnull(strstr(err, "torn tail"));
+    free(err);
     ck_assert_int_eq((int)unit_file_size(path), (int)good);
+    ck_assert(wal_append(w2, 'C', "three", 5, true));
+    wal_close(w2);
+    collected_free(&c);
+    collected *c2 = reopen_expect(3);
+    ck_assert_str_eq(c2->payloads[2], "three");
+    collected_free(c2);
+}
+END_TEST
+
+START_TEST(test_preallocation_steps)
+{
+    /* 300 records of 8 KiB cross two extension steps of 1 MiB. */
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    char *payload = xmalloc(8192);
+    for (int i = 0; i < 300; i++) {
+        memset(payload, 'a' + i % 26, 8192);
+        ck_assert(wal_append(w, 'C', payload, 8192, i % 50 == 49));
+    }
+    uint64_t bytes = wal_bytes(w);
+    ck_assert_uint_eq(bytes, 300u * (9 + 8192));
+    ck_assert_int_ge((int)unit_file_size(path), (int)bytes);
+    ck_assert_int_eq((int)(unit_file_size(path) % (1 << 20)), 0);
+    wal_close(w);
+    free(payload);
+    collected *c = reopen_expect(300);
+    ck_assert_uint_eq(c->lens[299], 8192);
+    ck_assert_int_eq(c->payloads[299][0], (char)('a' + 299 % 26));
     collected_free(c);
 }
 END_TEST
@@ -218,10 +349,14 @@ START_TEST(test_corrupt_length_rejected)
     unsigned char huge[4] = {0xff, 0xff, 0xff, 0x7f};
     ck_assert_int_eq((int)pwrite(fd, huge, 4, 9 + 11), 4);
     close(fd);
-    /* ...claims to run past EOF, so it looks torn: truncated to one record. */
-    collected *c = reopen_expect(1);
-    collected_free(c);
-    /* Whereas a type-0 record with data after it is corruption. */
+    /* ...is no torn write (unwritten bytes read as zeros, which only make a
+     * length smaller), so it is corruption: refused, the records after it
+     * are not dropped. */
+    collected c = {0};
+    ck_assert_ptr_null(wal_open(path, collect, &c));
+    collected_free(&c);
+    ck_assert_int_eq((int)unit_file_size(path), (9 + 11) + 9 + (9 + 5));
+    /* A type-0 record with data after it is corruption too. */
     unlink(path);
     write_three();
     fd = open(path, O_RDWR);
@@ -470,7 +605,10 @@ int main(void)
     tcase_add_test(tc, test_torn_tail_truncated);
     tcase_add_test(tc, test_torn_header);
     tcase_add_test(tc, test_bad_crc_last_record_is_torn);
-    tcase_add_test(tc, test_zero_tail_is_torn);
+    tcase_add_test(tc, test_zero_tail_is_end);
+    tcase_add_test(tc, test_preallocated_log_after_crash);
+    tcase_add_test(tc, test_preallocated_torn_record);
+    tcase_add_test(tc, test_preallocation_steps);
     tcase_add_test(tc, test_corrupt_middle_rejected);
     tcase_add_test(tc, test_corrupt_length_rejected);
     tcase_add_test(tc, test_replay_callback_rejects);
