@@ -112,6 +112,11 @@ static CURL *easy_new(httpc_tls *t)
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* Protocol messages go straight to the peer named in the configuration:
+     * an http_proxy/HTTPS_PROXY in the environment (meant for outbound web
+     * traffic) must not reroute them. "" also spares libcurl reading the
+     * proxy variables again on every request. */
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
     return e;
 }
 
