@@ -257,8 +257,25 @@ static void print_description(const bench_opts *o, const bool on[M_COUNT], long 
            sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
 }
 
-static void print_table(const int *clients, int nc, const bool on[M_COUNT],
-                        phase_result (*med)[M_COUNT])
+/* The coordinator/raw tps ratio of each round: round r's two phases ran next
+ * to each other, so their ratio is a paired measurement that a slow drift of
+ * the machine (this VM's speed moves by 10-20% over minutes) moves less than
+ * it moves either median. Printed so that a reader sees the spread. */
+static void print_round_ratios(int ci, int rounds, phase_result (*res)[M_COUNT][100])
+{
+    printf("        per round:");
+    for (int r = 0; r < rounds; r++) {
+        const phase_result *raw = &res[ci][M_RAW][r], *co = &res[ci][M_COORD][r];
+        if (raw->valid && co->valid && raw->tps > 0)
+            printf(" %.2f", co->tps / raw->tps);
+        else
+            printf(" -");
+    }
+    printf("\n");
+}
+
+static void print_table(const int *clients, int nc, int rounds, const bool on[M_COUNT],
+                        phase_result (*res)[M_COUNT][100], phase_result (*med)[M_COUNT])
 {
     printf("%-12s %7s %10s %9s %9s %10s %8s %7s %6s %12s\n", "mode", "clients", "tps", "p50 ms",
            "p99 ms", "committed", "aborted", "errors", "cpu%", "bench us/tx");
@@ -290,6 +307,8 @@ static void print_table(const int *clients, int nc, const bool on[M_COUNT],
             snprintf(target, sizeof(target), "tps ratio >= 0.60: %s (goal 0.85: %s)",
                      ratio >= 0.60 ? "met" : "MISSED", ratio >= 0.85 ? "met" : "not yet");
         printf("%-7d %16.2f %+21.3f  %s\n", clients[ci], ratio, diff, target);
+        if (rounds > 1)
+            print_round_ratios(ci, rounds, res);
     }
 }
 
@@ -530,7 +549,7 @@ int main(int argc, char **argv)
     }
 
     printf("\n");
-    print_table(clients, nc, on, med);
+    print_table(clients, nc, (int)rounds, on, res, med);
     print_errors(clients, nc, on, med);
     fflush(stdout);
     if (csv && !write_csv(csv, clients, nc, (int)rounds, on, res, med))
