@@ -3,7 +3,8 @@
  * Invariants checked: routing with {param} (URL-decoded), 404/405/413/400
  * JSON error bodies, handler bodies and queries, keep-alive reuse (no new
  * connection on a second call), parallel calls, transport failures, and the
- * server's limits on raw sockets (chunked overflow, Content-Type always set).
+ * server's limits on raw sockets (chunked overflow, Content-Type always set),
+ * proxy variables in the environment not rerouting calls.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -377,6 +378,25 @@ START_TEST(test_keepalive_reuse)
 }
 END_TEST
 
+START_TEST(test_proxy_variables_ignored)
+{
+    /* A proxy meant for outbound web traffic must not reroute protocol
+     * calls: libcurl would otherwise send this one to port 1 and fail, even
+     * for 127.0.0.1. */
+    setenv("http_proxy", "http://127.0.0.1:1", 1);
+    setenv("HTTP_PROXY", "http://127.0.0.1:1", 1);
+    setenv("ALL_PROXY", "http://127.0.0.1:1", 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+    httpc_call c;
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    httpc_call_clear(&c);
+    unsetenv("http_proxy");
+    unsetenv("HTTP_PROXY");
+    unsetenv("ALL_PROXY");
+}
+END_TEST
+
 START_TEST(test_parallel)
 {
     enum { N = 8 };
@@ -515,6 +535,7 @@ int main(void)
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_raw_protocol);
     tcase_add_test(tc, test_keepalive_reuse);
+    tcase_add_test(tc, test_proxy_variables_ignored);
     tcase_add_test(tc, test_parallel);
     tcase_add_test(tc, test_transport_failures);
     tcase_add_test(tc, test_threads);
