@@ -64,16 +64,23 @@ static void teardown(void)
     free(path);
 }
 
-/* Write three records and close. Returns the file size. */
-static off_t write_three(void)
+/* Open the log and write three records; the log stays open. */
+static wal *open_three(void)
 {
     wal *w = wal_open(path, NULL, NULL);
     ck_assert_ptr_nonnull(w);
     ck_assert(wal_append(w, 'C', "{\"gid\":\"a\"}", 11, true));
     ck_assert(wal_append(w, 'E', "", 0, false));
     ck_assert(wal_append(w, 'C', "third", 5, true));
+    ck_assert_uint_eq(wal_bytes(w), (9 + 11) + 9 + (9 + 5));
+    return w;
+}
+
+/* Write three records and close. Returns the file size. */
+static off_t write_three(void)
+{
+    wal *w = open_three();
     uint64_t bytes = wal_bytes(w);
-    ck_assert_uint_eq(bytes, (9 + 11) + 9 + (9 + 5));
     wal_close(w);
     ck_assert_int_eq((int)unit_file_size(path), (int)bytes);
     return (off_t)bytes;
@@ -88,6 +95,44 @@ static collected *reopen_expect(size_t n)
     ck_assert_uint_eq(c.n, n);
     wal_close(w);
     return &c;
+}
+
+/* wal_open(path) with its log lines captured into *err (caller frees). */
+static wal *open_captured(collected *c, char **err)
+{
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    wal *w = wal_open(path, collect, c);
+    *err = unit_capture_end(&cap);
+    return w;
+}
+
+/* Open path expecting n records replayed and, in the log lines, want (or no
+ * warning at all when want is NULL). */
+static wal *open_expect_logged(collected *c, size_t n, const char *want)
+{
+    char *err;
+    wal *w = open_captured(c, &err);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_uint_eq(c->n, n);
+    if (want)
+        ck_assert_ptr_nonnull(strstr(err, want));
+    else
+        ck_assert_ptr_null(strstr(err, "WARN"));
+    free(err);
+    return w;
+}
+
+/* Append payload to w as its nth record, close, and check a reopen replays
+ * n records ending with it. Frees c. */
+static void append_close_check(wal *w, collected *c, const char *payload, size_t n)
+{
+    ck_assert(wal_append(w, 'C', payload, strlen(payload), true));
+    wal_close(w);
+    collected_free(c);
+    collected *c2 = reopen_expect(n);
+    ck_assert_str_eq(c2->payloads[n - 1], payload);
+    collected_free(c2);
 }
 
 START_TEST(test_append_replay)
@@ -132,23 +177,10 @@ START_TEST(test_torn_tail_truncated)
     /* A header promising 100 bytes followed by only 10. */
     unsigned char torn[19] = {100, 0, 0, 0, 1, 2, 3, 4, 'C', 'p', 'a', 'r', 't', 'i', 'a', 'l'};
     unit_append_bytes(path, torn, sizeof(torn));
-    unit_capture cap;
-    unit_capture_begin(&cap, dir);
     collected c = {0};
-    wal *w = wal_open(path, collect, &c);
-    char *err = unit_capture_end(&cap);
-    ck_assert_ptr_nonnull(w);
-    ck_assert_uint_eq(c.n, 3);
-    ck_assert_ptr_nonnull(strstr(err, "WARN"));
-    ck_assert_ptr_nonnull(strstr(err, "torn tail"));
-    free(err);
+    wal *w = open_expect_logged(&c, 3, "torn tail at offset 43 (19 bytes) truncated");
     ck_assert_int_eq((int)unit_file_size(path), (int)good);
-    ck_assert(wal_append(w, 'C', "after", 5, true));
-    wal_close(w);
-    collected_free(&c);
-    collected *c2 = reopen_expect(4);
-    ck_assert_str_eq(c2->payloads[3], "after");
-    collected_free(c2);
+    append_close_check(w, &c, "after", 4);
 }
 END_TEST
 
@@ -183,24 +215,12 @@ START_TEST(test_zero_tail_is_end)
     off_t good = write_three();
     char zeros[4096] = {0};
     unit_append_bytes(path, zeros, sizeof(zeros));
-    unit_capture cap;
-    unit_capture_begin(&cap, dir);
     collected c = {0};
-    wal *w = wal_open(path, collect, &c);
-    char *err = unit_capture_end(&cap);
-    ck_assert_ptr_nonnull(w);
-    ck_assert_uint_eq(c.n, 3);
-    ck_assert_ptr_null(strstr(err, "WARN"));
-    free(err);
+    wal *w = open_expect_logged(&c, 3, NULL);
     ck_assert_uint_eq(wal_bytes(w), (uint64_t)good);
     ck_assert_int_eq((int)unit_file_size(path), (int)good + 4096);
-    ck_assert(wal_append(w, 'C', "next", 4, true));
-    wal_close(w);
+    append_close_check(w, &c, "next", 4);
     ck_assert_int_eq((int)unit_file_size(path), (int)good + 9 + 4);
-    collected_free(&c);
-    collected *c2 = reopen_expect(4);
-    ck_assert_str_eq(c2->payloads[3], "next");
-    collected_free(c2);
 }
 END_TEST
 
@@ -223,11 +243,7 @@ static char *snapshot_as_crashed(void)
 
 START_TEST(test_preallocated_log_after_crash)
 {
-    wal *w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"a\"}", 11, true));
-    ck_assert(wal_append(w, 'E', "", 0, false));
-    ck_assert(wal_append(w, 'C', "third", 5, true));
+    wal *w = open_three();
     uint64_t bytes = wal_bytes(w);
     /* The appends overwrote zeros written ahead of them. */
     ck_assert_int_ge((int)unit_file_size(path), 1 << 20);
@@ -236,25 +252,13 @@ START_TEST(test_preallocated_log_after_crash)
     ck_assert_int_eq((int)unit_file_size(path), (int)bytes); /* trimmed */
 
     /* Reopen what a crash left: every record, no warning, same end. */
-    unit_capture cap;
-    unit_capture_begin(&cap, dir);
-    collected c = {0};
-    wal *w2 = wal_open(crashed, collect, &c);
-    char *err = unit_capture_end(&cap);
-    ck_assert_ptr_nonnull(w2);
-    ck_assert_uint_eq(c.n, 3);
-    ck_assert_str_eq(c.payloads[2], "third");
-    ck_assert_ptr_null(strstr(err, "WARN"));
-    free(err);
-    ck_assert_uint_eq(wal_bytes(w2), bytes);
-    ck_assert(wal_append(w2, 'C', "after", 5, true));
-    wal_close(w2);
-    collected_free(&c);
     free(path);
     path = crashed; /* teardown frees it */
-    collected *c2 = reopen_expect(4);
-    ck_assert_str_eq(c2->payloads[3], "after");
-    collected_free(c2);
+    collected c = {0};
+    wal *w2 = open_expect_logged(&c, 3, NULL);
+    ck_assert_str_eq(c.payloads[2], "third");
+    ck_assert_uint_eq(wal_bytes(w2), bytes);
+    append_close_check(w2, &c, "after", 4);
 }
 END_TEST
 
@@ -276,22 +280,10 @@ START_TEST(test_preallocated_torn_record)
     close(fd);
     free(path);
     path = crashed;
-    unit_capture cap;
-    unit_capture_begin(&cap, dir);
     collected c = {0};
-    wal *w2 = wal_open(path, collect, &c);
-    char *err = unit_capture_end(&cap);
-    ck_assert_ptr_nonnull(w2);
-    ck_assert_uint_eq(c.n, 2);
-    ck_assert_ptr_nonnull(strstr(err, "torn tail"));
-    free(err);
+    wal *w2 = open_expect_logged(&c, 2, "torn tail");
     ck_assert_int_eq((int)unit_file_size(path), (int)good);
-    ck_assert(wal_append(w2, 'C', "three", 5, true));
-    wal_close(w2);
-    collected_free(&c);
-    collected *c2 = reopen_expect(3);
-    ck_assert_str_eq(c2->payloads[2], "three");
-    collected_free(c2);
+    append_close_check(w2, &c, "three", 3);
 }
 END_TEST
 
@@ -326,12 +318,9 @@ START_TEST(test_corrupt_middle_rejected)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq((int)pwrite(fd, "Z", 1, 12), 1);
     close(fd);
-    unit_capture cap;
-    unit_capture_begin(&cap, dir);
     collected c = {0};
-    wal *w = wal_open(path, collect, &c);
-    char *err = unit_capture_end(&cap);
-    ck_assert_ptr_null(w);
+    char *err;
+    ck_assert_ptr_null(open_captured(&c, &err));
     ck_assert_ptr_nonnull(strstr(err, "corrupt record at offset 0"));
     free(err);
     /* Nothing was truncated. */
