@@ -22,8 +22,9 @@
  *   - Preallocation: the file is extended with written zeros ahead of
  *     write_off (alloc_end, in steps of WAL_PREALLOC), so that an append
  *     overwrites zeros inside the file instead of growing it. fdatasync then
- *     flushes data only, not the inode's size as well: 0.13 ms instead of
- *     0.19 ms per sync append on this project's test VM (bench/README.md).
+ *     flushes data only, not the inode's size as well: 0.12-0.14 ms instead of
+ *     0.16-0.19 ms per sync append on this project's test VM (README.md,
+ *     "Decision log").
  *     The zeros are the clean end of the log: a record header of zeros has
  *     type 0, which replay reads as "no record here", and only zeros follow.
  *     So a log with a zero tail opens without a warning and appends go on at
