@@ -242,13 +242,7 @@ wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
         close(fd);
         return NULL;
     }
-    if (zero_tail) {
-        if (fdatasync(fd) != 0) {
-            log_error("wal %s: fdatasync failed: %s", path, strerror(errno));
-            close(fd);
-            return NULL;
-        }
-    } else if (valid_end < size) {
+    if (valid_end < size && !zero_tail) {
         log_warn("wal %s: torn tail at offset %zu (%zu bytes) truncated", path, valid_end,
                  size - valid_end);
         if (ftruncate(fd, (off_t)valid_end) != 0 || fsync(fd) != 0) {
@@ -257,8 +251,9 @@ wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
             return NULL;
         }
     } else if (size > 0 && fdatasync(fd) != 0) {
-        /* What we replayed may only be in the page cache (crash of the process,
-         * not the machine): make it durable before anyone acts on it. */
+        /* What we replayed (and a zero tail) may only be in the page cache
+         * (crash of the process, not the machine): make it durable before
+         * anyone acts on it. */
         log_error("wal %s: fdatasync failed: %s", path, strerror(errno));
         close(fd);
         return NULL;
