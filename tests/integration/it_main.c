@@ -15,6 +15,7 @@ int main(void)
     suite_add_tcase(s, tc_rows());
     suite_add_tcase(s, tc_errors());
     suite_add_tcase(s, tc_concurrent());
+    suite_add_tcase(s, tc_races());
     suite_add_tcase(s, tc_restart());
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

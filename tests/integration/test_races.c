@@ -1,0 +1,181 @@
+/*
+ * test_races.c - commands racing on one transaction.
+ *
+ * For ROUNDS rounds per protocol (2pc, 3pc) a transaction moves 1 from an
+ * account on pg1 to one on pg2 (interactive form: begin, two statements).
+ * Then RACERS threads, released together by a barrier, each send one of
+ * commit, rollback or a statement to that gid. A last commit reads the final
+ * outcome. What must hold:
+ *   - every commit answer agrees with the final outcome (200 committed or
+ *     409 aborted);
+ *   - a rollback answers 200 "aborted" only when the final outcome is
+ *     aborted, and 409 "committed" only when it is committed;
+ *   - a statement answers 200 (it ran before the decision) or 409
+ *     wrong_state (it came after);
+ *   - nothing else, in particular no 5xx and no transport failure;
+ *   - afterwards each account moved by exactly its committed rounds, and
+ *     nothing is left in pg_prepared_xacts (checked fixture).
+ * The racers' commands are drawn from a fixed seed, so a failure repeats.
+ * TXCOORD_IT_RACE_ROUNDS overrides ROUNDS.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "util.h"
+
+#define ROUNDS 20
+#define RACERS 4
+#define ACCOUNTS 4
+#define FIRST_ID 7000
+#define START_BALANCE 1000
+
+enum cmd { CMD_COMMIT, CMD_ROLLBACK, CMD_STATEMENT };
+
+typedef struct {
+    pthread_barrier_t *start;
+    const char *gid;
+    enum cmd cmd;
+    long status;
+    char outcome[16];
+    char code[32];
+    char desc[300]; /* for failure messages */
+} racer;
+
+static void *racer_main(void *arg)
+{
+    racer *r = arg;
+    pthread_barrier_wait(r->start);
+    h_resp resp;
+    if (r->cmd == CMD_COMMIT)
+        resp = h_commit(r->gid);
+    else if (r->cmd == CMD_ROLLBACK)
+        resp = h_rollback(r->gid);
+    else
+        resp = h_stmt(r->gid, "pg1", "SELECT 1", NULL);
+    r->status = resp.status;
+    snprintf(r->outcome, sizeof(r->outcome), "%s", h_str(resp.json, "outcome"));
+    snprintf(r->code, sizeof(r->code), "%s", h_err_code(&resp));
+    snprintf(r->desc, sizeof(r->desc), "%s", h_desc(&resp));
+    h_resp_clear(&resp);
+    h_thread_done();
+    return NULL;
+}
+
+static const char *cmd_name(enum cmd c)
+{
+    return c == CMD_COMMIT ? "commit" : c == CMD_ROLLBACK ? "rollback" : "statement";
+}
+
+/* NULL if the racer's answer fits the final outcome, else what is wrong. */
+static const char *check_answer(const racer *r, bool committed)
+{
+    const char *final = committed ? "committed" : "aborted";
+    switch (r->cmd) {
+    case CMD_COMMIT:
+        if (r->status == (committed ? 200 : 409) && strcmp(r->outcome, final) == 0)
+            return NULL;
+        return "commit answer disagrees with the final outcome";
+    case CMD_ROLLBACK:
+        if (!committed && r->status == 200 && strcmp(r->outcome, "aborted") == 0)
+            return NULL;
+        if (committed && r->status == 409 && strcmp(r->outcome, "committed") == 0)
+            return NULL;
+        return "rollback answer disagrees with the final outcome";
+    case CMD_STATEMENT:
+        if (r->status == 200 || (r->status == 409 && strcmp(r->code, "wrong_state") == 0))
+            return NULL;
+        return "statement answer is neither 200 nor 409 wrong_state";
+    }
+    return "unknown command";
+}
+
+/* One round: returns true if the transaction committed. */
+static bool race_round(const char *protocol, int round, unsigned *seed, int from, int to)
+{
+    h_resp b = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i}", "protocol", protocol, "timeout_ms", 30000));
+    H_EXPECT(b, 201, "begin");
+    char *gid = xstrdup(h_str(b.json, "gid"));
+    h_resp_clear(&b);
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance - 1 WHERE id = $1",
+              json_pack("[i]", from));
+    h_stmt_ok(gid, "pg2", "UPDATE accounts SET balance = balance + 1 WHERE id = $1",
+              json_pack("[i]", to));
+
+    pthread_barrier_t start;
+    ck_assert_int_eq(pthread_barrier_init(&start, NULL, RACERS), 0);
+    racer rs[RACERS];
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        memset(&rs[i], 0, sizeof(rs[i]));
+        rs[i].start = &start;
+        rs[i].gid = gid;
+        /* commit twice as often as either of the others */
+        int pick = (int)(rand_r(seed) % 4);
+        rs[i].cmd = pick < 2 ? CMD_COMMIT : pick == 2 ? CMD_ROLLBACK : CMD_STATEMENT;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, racer_main, &rs[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+
+    h_resp fin = h_commit(gid);
+    ck_assert_msg(fin.status == 200 || fin.status == 409, "%s round %d: final commit: %s",
+                  protocol, round, h_desc(&fin));
+    bool committed = fin.status == 200;
+    ck_assert_str_eq(h_str(fin.json, "outcome"), committed ? "committed" : "aborted");
+    h_resp_clear(&fin);
+
+    for (int i = 0; i < RACERS; i++) {
+        const char *wrong = check_answer(&rs[i], committed);
+        ck_assert_msg(wrong == NULL, "%s round %d (%s), racer %d %s: %s; got %s", protocol,
+                      round, gid, i, cmd_name(rs[i].cmd), wrong, rs[i].desc);
+    }
+    free(gid);
+    return committed;
+}
+
+START_TEST(racing_commands_one_gid)
+{
+    const char *env = getenv("TXCOORD_IT_RACE_ROUNDS");
+    int rounds = env && atoi(env) > 0 ? atoi(env) : ROUNDS;
+    for (int a = 0; a < ACCOUNTS; a++) {
+        h_set_balance(1, FIRST_ID + a, START_BALANCE);
+        h_set_balance(2, FIRST_ID + a, START_BALANCE);
+    }
+    long long moved[2][ACCOUNTS] = {{0}}; /* [0] = debited on pg1, [1] = credited on pg2 */
+    int committed = 0, total = 0;
+    unsigned seed = 0x7ace0001u;
+    static const char *const protocols[] = {"2pc", "3pc"};
+    for (int p = 0; p < 2; p++) {
+        for (int round = 0; round < rounds; round++) {
+            int from = (int)(rand_r(&seed) % ACCOUNTS), to = (int)(rand_r(&seed) % ACCOUNTS);
+            if (race_round(protocols[p], round, &seed, FIRST_ID + from, FIRST_ID + to)) {
+                moved[0][from]++;
+                moved[1][to]++;
+                committed++;
+            }
+            total++;
+        }
+    }
+    fprintf(stderr, "races: %d rounds of %d racers: %d committed, %d aborted\n", total, RACERS,
+            committed, total - committed);
+    for (int a = 0; a < ACCOUNTS; a++) {
+        ck_assert_int_eq(h_balance(1, FIRST_ID + a), START_BALANCE - moved[0][a]);
+        ck_assert_int_eq(h_balance(2, FIRST_ID + a), START_BALANCE + moved[1][a]);
+    }
+}
+END_TEST
+
+TCase *tc_races(void)
+{
+    TCase *tc = tcase_create("races");
+    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
+    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, racing_commands_one_gid);
+    return tc;
+}
