@@ -20,8 +20,9 @@ typedef struct branch_table branch_table;
 typedef struct threepc threepc;
 typedef struct termination termination;
 
-/* Idle time after which an active (unprepared) branch is rolled back by the
- * agent when the first statement did not say "timeout_ms". */
+/* Default of --branch-timeout-ms: for a branch whose requests did not say
+ * "timeout_ms", the idle time after which the agent rolls it back while it is
+ * active (unprepared), and the statement_timeout of its statements. */
 #define BRANCH_DEFAULT_TIMEOUT_MS 60000
 /* How long a request waits for a free pooled connection before 503 pool_exhausted. */
 #define POOL_WAIT_MS 5000

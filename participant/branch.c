@@ -37,6 +37,7 @@ struct branch_table {
     size_t nfinished;
     branch_finder finder;  /* set once before any lookup; may be NULL */
     void *finder_arg;
+    int64_t default_timeout_ms; /* a new branch's timeout_ms (--branch-timeout-ms) */
 };
 
 static const char *const state_names[BS__COUNT] = {
@@ -67,11 +68,12 @@ uint64_t branch_hash_gid(const char *s)
     return h;
 }
 
-branch_table *branch_table_new(const char *participant)
+branch_table *branch_table_new(const char *participant, int64_t default_timeout_ms)
 {
     branch_table *t = xcalloc(1, sizeof(*t));
     pthread_mutex_init(&t->mu, NULL);
     t->participant = xstrdup(participant);
+    t->default_timeout_ms = default_timeout_ms > 0 ? default_timeout_ms : BRANCH_DEFAULT_TIMEOUT_MS;
     t->nbuckets = 1024;
     t->buckets = xcalloc(t->nbuckets, sizeof(branch *));
     return t;
@@ -164,7 +166,7 @@ static branch *branch_new(branch_table *t, const char *gid)
     atomic_init(&b->state, BS_UNKNOWN);
     b->created_ms = now_ms();
     atomic_init(&b->last_activity_ms, b->created_ms);
-    b->timeout_ms = BRANCH_DEFAULT_TIMEOUT_MS;
+    b->timeout_ms = t->default_timeout_ms;
     return b;
 }
 

@@ -89,7 +89,8 @@ typedef struct branch {
     char reason[256];              /* why it failed / voted no */
     char sqlstate[6];              /* SQLSTATE of that failure, "" if none */
     int64_t created_ms;
-    int64_t timeout_ms;            /* idle limit while active */
+    int64_t timeout_ms;            /* idle limit while active; statement_timeout of requests
+                                      that name none */
     /* owned by branch.c, under the table lock */
     int refs;
     bool listed;                   /* on the finished list */
@@ -100,7 +101,9 @@ typedef struct branch {
 } branch;
 
 /* ---- table (branch.c) ---- */
-branch_table *branch_table_new(const char *participant);
+/* default_timeout_ms: a new branch's timeout_ms until a request names one
+ * (<= 0: BRANCH_DEFAULT_TIMEOUT_MS). */
+branch_table *branch_table_new(const char *participant, int64_t default_timeout_ms);
 void branch_table_free(branch_table *t);
 /* Find gid (valid) and take a reference. When absent, ask the finder (if
  * any): it knows the gid -> a finished entry as it says; else create an

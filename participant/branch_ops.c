@@ -244,7 +244,7 @@ static bool tag_ends_transaction(const char *tag)
 /*
  * Run, on an active branch and in ONE round trip (pipeline mode):
  *   [BEGIN]                                  while b->begin_pending
- *   [SET LOCAL statement_timeout = T]        when timeout_ms > 0
+ *   SET LOCAL statement_timeout = T          T: timeout_ms, or b->timeout_ms when 0
  *   st[0..n)                                 the client's statements
  *   [SELECT pg_current_xact_id_if_assigned()] when want_xid (sets b->xid)
  *   [PREPARE TRANSACTION '<branch gid>']     when prepare (2PC one-shot)
@@ -319,9 +319,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         sent_begin = b->begin_pending;
         if (sent_begin)
             q[nq++] = (pg_query){"BEGIN", 0, NULL};
-        if (timeout_ms > 0) {
+        /* Every statement is bounded: by the request's timeout_ms, else by
+         * the branch's (the last one a request named, or --branch-timeout-ms). */
+        int64_t bound = timeout_ms > 0 ? timeout_ms : b->timeout_ms;
+        if (bound > 0) {
             snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-                     (long long)timeout_ms);
+                     (long long)bound);
             q[nq++] = (pg_query){set_timeout, 0, NULL};
         }
         first_stmt = nq;

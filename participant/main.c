@@ -60,7 +60,7 @@ typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
     char *tp_termination;
     str_list peers;
-    long long pool_size, resolve_interval_ms, max_body;
+    long long pool_size, resolve_interval_ms, max_body, branch_timeout_ms;
     long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes, tp_retain_finished_s;
     long long tp_termination_workers;
 } agent_opts;
@@ -173,6 +173,10 @@ int main(int argc, char **argv)
          "recovery sweep period", &o.resolve_interval_ms},
         {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
          "largest request body accepted", &o.max_body},
+        {"branch-timeout-ms", OPT_INT, "60000", 100, 86400000, false, "MS",
+         "for a branch whose requests name no timeout_ms: statement_timeout of its statements "
+         "and how long it may stay idle before it is rolled back",
+         &o.branch_timeout_ms},
         {"3pc-uncertain-timeout-ms", OPT_INT, "5000", 1, 86400000, false, "MS",
          "3PC: wait in uncertain (voted yes, no PreCommit) before termination, when the "
          "coordinator sends none", &o.tp_uncertain_ms},
@@ -291,7 +295,7 @@ int main(int argc, char **argv)
                  routes[i].participant, routes[i].url);
     atomic_init(&ag->stopping, false);
     ag->pool = pool_create(o.pg, o.name, (int)o.pool_size);
-    ag->table = branch_table_new(o.name);
+    ag->table = branch_table_new(o.name, o.branch_timeout_ms);
 
     httpc_global_init();
     /* Warm one connection so a bad --pg shows at once (not fatal: PG may come later). */

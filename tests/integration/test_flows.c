@@ -438,6 +438,59 @@ START_TEST(single_participant)
 }
 END_TEST
 
+/* A request that names no timeout_ms is still bounded: the agent runs its
+ * statements under --branch-timeout-ms. agent1 restarts with 1500 ms while a
+ * session of the test holds the row lock that a statement and then a one-shot
+ * prepare need. Both must end on the statement timeout (57014): the statement
+ * as a 422 that fails its branch, the prepare as a no vote; neither waits for
+ * the lock. Without the bound both would wait until the lock is released.
+ * agent1 gets its default back at the end. */
+START_TEST(agent_bounds_requests_without_timeout)
+{
+    h_set_balance(1, 422, 100);
+    ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent1", "--", "--branch-timeout-ms", "1500", NULL), 0);
+    PGconn *holder = h_pg(1);
+    PGresult *res = PQexec(holder, "BEGIN; UPDATE accounts SET balance = balance WHERE id = 422");
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "lock holder: %s",
+                  PQerrorMessage(holder));
+    PQclear(res);
+
+    char gid[64], gid2[64];
+    long long seq = now_us();
+    snprintf(gid, sizeof(gid), "0badc0de-1-%lld", seq);
+    snprintf(gid2, sizeof(gid2), "0badc0de-1-%lld", seq + 1);
+
+    json_t *body = json_pack("{s:s,s:s,s:[ii]}", "participant", "pg1", "sql", CREDIT, "params", 5,
+                             422);
+    char *text = json_dumps(body, JSON_COMPACT);
+    char *url = xasprintf("%s/v1/branches/%s/statements", h_agent_url(1), gid);
+    h_resp r = h_http("POST", url, text, strlen(text));
+    free(url);
+    free(text);
+    json_decref(body);
+    H_EXPECT(r, 422, "statement without timeout_ms waiting on a row lock");
+    ck_assert_msg(strcmp(h_err_sqlstate(&r), "57014") == 0, "sqlstate: %s", h_desc(&r));
+    h_resp_clear(&r);
+
+    r = agent_call(1, gid2, "prepare", json_pack("[{s:s,s:[ii]}]", "sql", CREDIT, "params", 5, 422));
+    H_EXPECT(r, 200, "one-shot prepare without timeout_ms waiting on a row lock");
+    ck_assert_msg(strcmp(h_str(r.json, "vote"), "no") == 0, "vote: %s", h_desc(&r));
+    ck_assert_msg(strcmp(h_str(r.json, "sqlstate"), "57014") == 0, "sqlstate: %s", h_desc(&r));
+    h_resp_clear(&r);
+
+    res = PQexec(holder, "ROLLBACK");
+    PQclear(res);
+    PQfinish(holder);
+    ck_assert_int_eq(prepared_as(1, gid2), 0);
+    ck_assert_int_eq(h_balance(1, 422), 100);
+    ck_assert_int_eq(open_sessions(1), 0);
+
+    ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent1", NULL), 0);
+}
+END_TEST
+
 START_TEST(read_only_branches)
 {
     h_set_balance(1, 701, 100);
@@ -594,6 +647,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
+    tcase_add_test(tc, agent_bounds_requests_without_timeout);
     tcase_add_test(tc, read_only_branches);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
