@@ -107,5 +107,6 @@ TCase *tc_rows(void);       /* test_rows.c: rows JSON typing, parameters */
 TCase *tc_concurrent(void); /* test_concurrent.c: many clients, sum of balances */
 TCase *tc_restart(void);    /* test_restart.c: kill/stop then start at once; GET after a restart */
 TCase *tc_races(void);      /* test_races.c: commit, rollback and statements racing on one gid */
+TCase *tc_fuzz(void);       /* test_fuzz.c: seeded random requests, every answer well-formed */
 
 #endif

@@ -17,6 +17,7 @@ int main(void)
     suite_add_tcase(s, tc_concurrent());
     suite_add_tcase(s, tc_races());
     suite_add_tcase(s, tc_restart());
+    suite_add_tcase(s, tc_fuzz());
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
