@@ -302,6 +302,15 @@ bool h_cluster_stop(bool failed)
     return clean;
 }
 
+TCase *h_tcase(const char *name, double timeout_s)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
+    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
+    tcase_set_timeout(tc, timeout_s);
+    return tc;
+}
+
 const char *h_coord_url(void) { return g_coord_url; }
 const char *h_agent_url(int i) { return g_agent_url[i]; }
 const char *h_conninfo(int i) { return g_conninfo[i]; }

@@ -42,6 +42,8 @@ int h_cluster(const char *arg, ...) __attribute__((sentinel));
 void h_test_setup(void);
 /* Checked fixture: no row left in pg_prepared_xacts anywhere (waits up to 20 s). */
 void h_test_teardown(void);
+/* A TCase on the shared cluster, with both fixtures above and a timeout in seconds. */
+TCase *h_tcase(const char *name, double timeout_s);
 
 const char *h_coord_url(void);
 const char *h_agent_url(int i); /* i = 1..H_PARTICIPANTS */

@@ -260,10 +260,7 @@ END_TEST
 
 TCase *tc_concurrent(void)
 {
-    TCase *tc = tcase_create("concurrent");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 400);
+    TCase *tc = h_tcase("concurrent", 400);
     tcase_add_test(tc, concurrent_transfers);
     return tc;
 }

@@ -283,10 +283,7 @@ END_TEST
 
 TCase *tc_errors(void)
 {
-    TCase *tc = tcase_create("errors");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 180);
+    TCase *tc = h_tcase("errors", 180);
     tcase_add_test(tc, malformed_json);
     tcase_add_test(tc, bad_fields);
     tcase_add_test(tc, unknown_gid_and_path);

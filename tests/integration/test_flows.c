@@ -632,10 +632,7 @@ END_TEST
 
 TCase *tc_flows(void)
 {
-    TCase *tc = tcase_create("flows");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc = h_tcase("flows", 120);
     tcase_add_test(tc, begin_shape);
     tcase_add_test(tc, commit_three_databases);
     tcase_add_test(tc, abort_on_unique_violation);

@@ -316,10 +316,7 @@ END_TEST
 
 TCase *tc_fuzz(void)
 {
-    TCase *tc = tcase_create("fuzz");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 300);
+    TCase *tc = h_tcase("fuzz", 300);
     tcase_add_test(tc, random_requests);
     return tc;
 }

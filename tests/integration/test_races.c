@@ -172,10 +172,7 @@ END_TEST
 
 TCase *tc_races(void)
 {
-    TCase *tc = tcase_create("races");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 300);
+    TCase *tc = h_tcase("races", 300);
     tcase_add_test(tc, racing_commands_one_gid);
     return tc;
 }

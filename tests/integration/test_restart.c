@@ -201,10 +201,7 @@ END_TEST
 
 TCase *tc_restart(void)
 {
-    TCase *tc = tcase_create("restart");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 240);
+    TCase *tc = h_tcase("restart", 240);
     tcase_add_test(tc, kill_then_start_at_once);
     tcase_add_test(tc, get_after_coordinator_restart);
     tcase_add_test(tc, killed_agent_pipeline_does_not_prepare_late);

@@ -152,10 +152,7 @@ END_TEST
 
 TCase *tc_rows(void)
 {
-    TCase *tc = tcase_create("rows");
-    tcase_add_unchecked_fixture(tc, h_cluster_setup, h_cluster_teardown);
-    tcase_add_checked_fixture(tc, h_test_setup, h_test_teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc = h_tcase("rows", 120);
     tcase_add_test(tc, types);
     tcase_add_test(tc, params);
     return tc;
