@@ -320,13 +320,11 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         if (sent_begin)
             q[nq++] = (pg_query){"BEGIN", 0, NULL};
         /* Every statement is bounded: by the request's timeout_ms, else by
-         * the branch's (the last one a request named, or --branch-timeout-ms). */
-        int64_t bound = timeout_ms > 0 ? timeout_ms : b->timeout_ms;
-        if (bound > 0) {
-            snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-                     (long long)bound);
-            q[nq++] = (pg_query){set_timeout, 0, NULL};
-        }
+         * the branch's (the last one a request named, or --branch-timeout-ms;
+         * always > 0). */
+        snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
+                 (long long)(timeout_ms > 0 ? timeout_ms : b->timeout_ms));
+        q[nq++] = (pg_query){set_timeout, 0, NULL};
         first_stmt = nq;
         for (size_t i = 0; i < n; i++)
             q[nq++] = (pg_query){st[i].sql, st[i].nparams, (const char *const *)st[i].params};
