@@ -271,13 +271,9 @@ START_TEST(one_shot_abort)
 }
 END_TEST
 
-/* POST {agent i}/v1/branches/{gid}/prepare or .../commit|rollback, directly. */
-static h_resp agent_call(int i, const char *gid, const char *verb, json_t *statements)
+/* POST body (stolen) to {agent i}/v1/branches/{gid}/{verb}, directly. */
+static h_resp agent_post(int i, const char *gid, const char *verb, json_t *body)
 {
-    json_t *body = json_pack("{s:s,s:s}", "participant", i == 1 ? "pg1" : i == 2 ? "pg2" : "pg3",
-                             "protocol", "2pc");
-    if (statements)
-        json_object_set_new(body, "statements", statements);
     char *url = xasprintf("%s/v1/branches/%s/%s", h_agent_url(i), gid, verb);
     char *text = json_dumps(body, JSON_COMPACT);
     h_resp r = h_http("POST", url, text, strlen(text));
@@ -285,6 +281,16 @@ static h_resp agent_call(int i, const char *gid, const char *verb, json_t *state
     free(url);
     json_decref(body);
     return r;
+}
+
+/* POST {agent i}/v1/branches/{gid}/prepare or .../commit|rollback, directly. */
+static h_resp agent_call(int i, const char *gid, const char *verb, json_t *statements)
+{
+    json_t *body = json_pack("{s:s,s:s}", "participant", i == 1 ? "pg1" : i == 2 ? "pg2" : "pg3",
+                             "protocol", "2pc");
+    if (statements)
+        json_object_set_new(body, "statements", statements);
+    return agent_post(i, gid, verb, body);
 }
 
 static long long prepared_as(int i, const char *gid)
@@ -461,14 +467,9 @@ START_TEST(agent_bounds_requests_without_timeout)
     snprintf(gid, sizeof(gid), "0badc0de-1-%lld", seq);
     snprintf(gid2, sizeof(gid2), "0badc0de-1-%lld", seq + 1);
 
-    json_t *body = json_pack("{s:s,s:s,s:[ii]}", "participant", "pg1", "sql", CREDIT, "params", 5,
-                             422);
-    char *text = json_dumps(body, JSON_COMPACT);
-    char *url = xasprintf("%s/v1/branches/%s/statements", h_agent_url(1), gid);
-    h_resp r = h_http("POST", url, text, strlen(text));
-    free(url);
-    free(text);
-    json_decref(body);
+    h_resp r = agent_post(1, gid, "statements",
+                          json_pack("{s:s,s:s,s:[ii]}", "participant", "pg1", "sql", CREDIT,
+                                    "params", 5, 422));
     H_EXPECT(r, 422, "statement without timeout_ms waiting on a row lock");
     ck_assert_msg(strcmp(h_err_sqlstate(&r), "57014") == 0, "sqlstate: %s", h_desc(&r));
     h_resp_clear(&r);
