@@ -92,15 +92,26 @@ bool json_field_object(json_t *obj, const char *key, bool required, json_t **out
     return true;
 }
 
+char *utf8_lossy_dup(const char *s)
+{
+    json_t *probe = json_string(s); /* jansson's own UTF-8 check */
+    char *copy = xstrdup(s);
+    if (probe) {
+        json_decref(probe);
+        return copy;
+    }
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    return copy;
+}
+
 json_t *json_string_lossy(const char *s)
 {
     json_t *v = json_string(s);
     if (v)
         return v;
-    char *copy = xstrdup(s);
-    for (char *p = copy; *p; p++)
-        if ((unsigned char)*p >= 0x80)
-            *p = '?';
+    char *copy = utf8_lossy_dup(s);
     v = json_string(copy);
     free(copy);
     return v;

@@ -30,6 +30,9 @@ bool json_field_object(json_t *obj, const char *key, bool required, json_t **out
 /* A JSON string from arbitrary text (e.g. a server error message): bytes that
  * are not valid UTF-8 become '?'. Never NULL for a non-NULL s. New reference. */
 json_t *json_string_lossy(const char *s);
+/* s itself if it is valid UTF-8, else with every byte >= 0x80 made '?' (the
+ * rule of json_string_lossy). Caller frees. */
+char *utf8_lossy_dup(const char *s);
 
 /* Build {"error":{"code":code,"message":message}}. New reference. */
 json_t *json_error_body(const char *code, const char *message);

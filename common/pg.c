@@ -400,6 +400,48 @@ json_t *pg_value_to_json(Oid type, const char *text, bool isnull)
     }
 }
 
+/* The keys of a result's row objects, one per column, in column order.
+ * A column's key is its name (utf8_lossy_dup). A name an earlier column
+ * already took (SELECT a.id, b.id; SELECT 1, 2 gives two "?column?") gets
+ * the first of "_2", "_3", ... that is neither taken nor any column's own
+ * name: no value is dropped, and a real column called "id_2" keeps its name.
+ * Caller frees with keys_free. */
+static char **result_keys(const PGresult *res, int nf)
+{
+    char **keys = xcalloc(nf > 0 ? (size_t)nf : 1, sizeof(char *));
+    for (int f = 0; f < nf; f++) {
+        const char *name = PQfname(res, f);
+        keys[f] = utf8_lossy_dup(name ? name : "?column?");
+    }
+    if (nf < 2)
+        return keys;
+    json_t *names = json_object(), *used = json_object();
+    for (int f = 0; f < nf; f++)
+        json_object_set_new_nocheck(names, keys[f], json_true());
+    for (int f = 0; f < nf; f++) {
+        for (unsigned k = 2; json_object_get(used, keys[f]); k++) {
+            char *alt = xasprintf("%s_%u", keys[f], k);
+            if (!json_object_get(used, alt) && !json_object_get(names, alt)) {
+                free(keys[f]);
+                keys[f] = alt;
+            } else {
+                free(alt);
+            }
+        }
+        json_object_set_new_nocheck(used, keys[f], json_true());
+    }
+    json_decref(names);
+    json_decref(used);
+    return keys;
+}
+
+static void keys_free(char **keys, int nf)
+{
+    for (int f = 0; f < nf; f++)
+        free(keys[f]);
+    free(keys);
+}
+
 json_t *pg_result_to_json(const PGresult *res)
 {
     json_t *out = json_object();
@@ -409,17 +451,16 @@ json_t *pg_result_to_json(const PGresult *res)
     long long row_count = 0;
     if (res) {
         int nt = PQntuples(res), nf = PQnfields(res);
+        char **keys = result_keys(res, nf);
         for (int r = 0; r < nt; r++) {
             json_t *row = json_object();
-            for (int f = 0; f < nf; f++) {
-                const char *name = PQfname(res, f);
-                json_t *v = pg_value_to_json(PQftype(res, f), PQgetvalue(res, r, f),
-                                             PQgetisnull(res, r, f));
-                if (json_object_set_new(row, name ? name : "?column?", v) != 0)
-                    json_object_set_new(row, "?column?", json_null()); /* bad UTF-8 name */
-            }
+            for (int f = 0; f < nf; f++)
+                json_object_set_new_nocheck(row, keys[f],
+                                            pg_value_to_json(PQftype(res, f), PQgetvalue(res, r, f),
+                                                             PQgetisnull(res, r, f)));
             json_array_append_new(rows, row);
         }
+        keys_free(keys, nf);
         const char *ct = PQcmdTuples((PGresult *)res);
         row_count = (ct && *ct) ? atoll(ct) : nt;
     }

@@ -80,7 +80,8 @@ bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const cha
                               pg_res *outs, size_t *first_fail) MUSTCHECK;
 
 /* Map a PGresult to {"command":..., "row_count":N, "rows":[{col:value,...}]}.
- * New reference. */
+ * Keys are the column names in column order; a repeated name gets the first
+ * free "_2", "_3", ... suffix (see result_keys in pg.c). New reference. */
 json_t *pg_result_to_json(const PGresult *res);
 /* Map one value of the given type OID from its text form: int2/int4/int8/oid
  * -> integer, bool -> true/false, float4/float8 -> real (NaN/Infinity as

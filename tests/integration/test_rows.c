@@ -1,8 +1,8 @@
 /*
  * test_rows.c - what a statement answers: command tag, row_count, rows as
  * objects keyed by column name with JSON types that fit (integers, booleans,
- * null, numeric as string, json/jsonb embedded), and parameters that always
- * travel as values (never as SQL text).
+ * null, numeric as string, json/jsonb embedded; a repeated column name gets a
+ * "_2" key), and parameters that always travel as values (never as SQL text).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -103,6 +103,33 @@ START_TEST(types)
 }
 END_TEST
 
+/* A join's repeated column names (a.id, b.id) and unnamed columns keep every
+ * value: the later ones get "_2", "_3", ... keys (README, "Rows"). */
+START_TEST(repeated_column_names)
+{
+    char *gid = h_begin();
+    h_set_balance(1, 3001, 7);
+    h_set_balance(1, 3002, 8);
+    h_resp r = h_stmt(gid, "pg1",
+                      "SELECT a.id, a.balance, b.id, b.balance, 1, 2 FROM accounts a "
+                      "JOIN accounts b ON b.id = a.id + 1 WHERE a.id = $1",
+                      json_pack("[i]", 3001));
+    H_EXPECT(r, 200, "join with repeated names");
+    json_t *row = first_row(&r);
+    ck_assert_int_eq(json_object_size(row), 6);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "id")), 3001);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "balance")), 7);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "id_2")), 3002);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "balance_2")), 8);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "?column?")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "?column?_2")), 2);
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 START_TEST(params)
 {
     char *gid = h_begin();
@@ -155,5 +182,6 @@ TCase *tc_rows(void)
     TCase *tc = h_tcase("rows", 120);
     tcase_add_test(tc, types);
     tcase_add_test(tc, params);
+    tcase_add_test(tc, repeated_column_names);
     return tc;
 }

@@ -74,6 +74,20 @@ START_TEST(test_types_and_params)
     json_decref(j);
     pg_res_clear(&r);
 
+    /* Repeated column names keep every value: "_2", "_3", ... suffixes that
+     * skip the names of real columns; the keys stay in column order. */
+    ck_assert(pg_exec(conn,
+                      "SELECT 1 AS id, 2 AS id, 3 AS id_2, 4, 5, 6 AS \"?column?_2\", 7 AS id, "
+                      "8 AS x, 9 AS x",
+                      0, NULL, &r));
+    j = pg_result_to_json(r.res);
+    s = json_dumps(json_array_get(json_object_get(j, "rows"), 0), JSON_COMPACT);
+    ck_assert_str_eq(s, "{\"id\":1,\"id_3\":2,\"id_2\":3,\"?column?\":4,\"?column?_3\":5,"
+                        "\"?column?_2\":6,\"id_4\":7,\"x\":8,\"x_2\":9}");
+    free(s);
+    json_decref(j);
+    pg_res_clear(&r);
+
     /* Multi-statement strings are refused by the extended protocol. */
     ck_assert(!pg_exec(conn, "SELECT 1; SELECT 2", 0, NULL, &r));
     ck_assert_str_eq(r.sqlstate, "42601");
