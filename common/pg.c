@@ -442,6 +442,23 @@ static void keys_free(char **keys, int nf)
     free(keys);
 }
 
+size_t pg_result_json_size(const PGresult *res)
+{
+    if (!res)
+        return 0;
+    int nt = PQntuples(res), nf = PQnfields(res);
+    size_t per_row = 2; /* {} and the comma between rows */
+    for (int f = 0; f < nf; f++) {
+        const char *name = PQfname(res, f);
+        per_row += (name ? strlen(name) : 8) + 6; /* "key": and quotes or null, comma */
+    }
+    size_t total = (size_t)nt * per_row;
+    for (int r = 0; r < nt; r++)
+        for (int f = 0; f < nf; f++)
+            total += PQgetisnull(res, r, f) ? 4 : (size_t)PQgetlength(res, r, f);
+    return total;
+}
+
 json_t *pg_result_to_json(const PGresult *res)
 {
     json_t *out = json_object();

@@ -79,6 +79,11 @@ bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs,
 bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const char *branch_gid,
                               pg_res *outs, size_t *first_fail) MUSTCHECK;
 
+/* About how many bytes pg_result_to_json's rows take as JSON text (keys,
+ * values and punctuation; escapes not counted), computed from the result
+ * without building anything: a guard to check before mapping a big result. */
+size_t pg_result_json_size(const PGresult *res);
+
 /* Map a PGresult to {"command":..., "row_count":N, "rows":[{col:value,...}]}.
  * Keys are the column names in column order; a repeated name gets the first
  * free "_2", "_3", ... suffix (see result_keys in pg.c). New reference. */

@@ -183,7 +183,13 @@ static void unlock_branch(agent *ag, branch *b)
 
 /* ---- statements ---- */
 
-typedef enum { STMT_OK, STMT_SQL_ERROR, STMT_TXN_ENDED, STMT_DB_DOWN } stmt_status;
+typedef enum {
+    STMT_OK,
+    STMT_SQL_ERROR,
+    STMT_TXN_ENDED,
+    STMT_DB_DOWN,
+    STMT_RESULT_TOO_LARGE /* ran, but its rows exceed --max-result-bytes */
+} stmt_status;
 
 /* Did a statement with this command tag surely assign an xid? True for
  * INSERT/UPDATE/DELETE/MERGE that touched rows (a heap write needs an xid).
@@ -253,7 +259,9 @@ static bool tag_ends_transaction(const char *tag)
  * statement that ended the transaction). A pooled connection found dead
  * before BEGIN ran is replaced and the batch re-sent (see below for a batch
  * that carries PREPARE). On success *result (may be NULL) gets the JSON of
- * the last client statement; with prepare the branch is prepared in
+ * the last client statement (a result over ag->max_result_bytes as JSON is
+ * not mapped: the branch fails, as the client cannot see what it did); with
+ * prepare the branch is prepared in
  * PostgreSQL and its connection idle, and the caller's next step must be
  * EV_PREPARE (b->prepared_in_batch tells fn_prepare that nothing is left
  * to send; b->maybe_prepared stays set until then, so any other path that
@@ -433,8 +441,19 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         bool has = xr && PQntuples(xr) == 1 && !PQgetisnull(xr, 0, 0);
         snprintf(b->xid, sizeof(b->xid), "%s", has ? PQgetvalue(xr, 0, 0) : "");
     }
-    if (result && n > 0)
-        *result = pg_result_to_json(r[first_stmt + n - 1].res);
+    if (result && n > 0) {
+        const PGresult *last = r[first_stmt + n - 1].res;
+        size_t size = pg_result_json_size(last);
+        if (size > ag->max_result_bytes) {
+            s = STMT_RESULT_TOO_LARGE;
+            set_reason(b, "",
+                       "result of %d rows is about %zu bytes as JSON, over this agent's limit "
+                       "of %zu (--max-result-bytes)",
+                       PQntuples(last), size, ag->max_result_bytes);
+            goto failed;
+        }
+        *result = pg_result_to_json(last);
+    }
     goto out;
 
 failed:;
@@ -462,6 +481,9 @@ static void res_statement_failure(op_result *out, branch *b, stmt_status s)
         break;
     case STMT_TXN_ENDED:
         res_err(out, 422, "transaction_ended", NULL, "%s", b->reason);
+        break;
+    case STMT_RESULT_TOO_LARGE:
+        res_err(out, 422, "result_too_large", NULL, "%s", b->reason);
         break;
     default:
         res_err(out, 503, "database_unavailable", NULL, "%s", b->reason);

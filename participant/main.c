@@ -60,7 +60,7 @@ typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
     char *tp_termination;
     str_list peers;
-    long long pool_size, resolve_interval_ms, max_body, branch_timeout_ms;
+    long long pool_size, resolve_interval_ms, max_body, branch_timeout_ms, max_result;
     long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes, tp_retain_finished_s;
     long long tp_termination_workers;
 } agent_opts;
@@ -173,6 +173,10 @@ int main(int argc, char **argv)
          "recovery sweep period", &o.resolve_interval_ms},
         {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
          "largest request body accepted", &o.max_body},
+        {"max-result-bytes", OPT_INT, "33554432", 1024, 64LL << 20, false, "BYTES",
+         "largest statement result returned (its rows as JSON); a bigger one fails the branch "
+         "with 422 result_too_large",
+         &o.max_result},
         {"branch-timeout-ms", OPT_INT, "60000", 100, 86400000, false, "MS",
          "for a branch whose requests name no timeout_ms: statement_timeout of its statements "
          "and how long it may stay idle before it is rolled back",
@@ -294,6 +298,7 @@ int main(int argc, char **argv)
         log_info("peer %s reached at %s (--peer), whatever URL the coordinator sends",
                  routes[i].participant, routes[i].url);
     atomic_init(&ag->stopping, false);
+    ag->max_result_bytes = (size_t)o.max_result;
     ag->pool = pool_create(o.pg, o.name, (int)o.pool_size);
     ag->table = branch_table_new(o.name, o.branch_timeout_ms);
 

@@ -130,6 +130,42 @@ START_TEST(repeated_column_names)
 }
 END_TEST
 
+/* A result too big to return (the agent's --max-result-bytes, 32 MiB by
+ * default) is refused with 422 result_too_large before it is mapped to JSON;
+ * the branch is failed, so the commit aborts, and the agent serves the next
+ * transaction. */
+START_TEST(result_too_large)
+{
+    char *gid = h_begin();
+    h_resp r = h_stmt(gid, "pg1", "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
+                      json_pack("[i]", 40));
+    H_EXPECT(r, 422, "40 MB result");
+    json_t *err = json_object_get(r.json, "error");
+    ck_assert_str_eq(h_str(err, "code"), "result_too_large");
+    ck_assert_str_eq(h_str(err, "participant"), "pg1");
+    ck_assert_msg(strstr(h_str(err, "message"), "--max-result-bytes"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after a refused result");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    free(gid);
+
+    /* 4 MB is returned whole. */
+    gid = h_begin();
+    r = h_stmt(gid, "pg1", "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
+               json_pack("[i]", 4));
+    H_EXPECT(r, 200, "4 MB result");
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "rows")), 4);
+    ck_assert_int_eq(strlen(h_str(first_row(&r), "pad")), 1000000);
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit of a read-only branch");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 START_TEST(params)
 {
     char *gid = h_begin();
@@ -183,5 +219,6 @@ TCase *tc_rows(void)
     tcase_add_test(tc, types);
     tcase_add_test(tc, params);
     tcase_add_test(tc, repeated_column_names);
+    tcase_add_test(tc, result_too_large);
     return tc;
 }

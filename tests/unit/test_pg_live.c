@@ -3,7 +3,8 @@
  *   TXCOORD_TEST_PG="host=127.0.0.1 port=7999 dbname=postgres user=postgres"
  * (needs max_prepared_transactions > 0). Without it the test is skipped (77).
  * Invariants checked: text params never become SQL; type mapping of real
- * results; the 2PC verbs and their command tags (a failed block "votes"
+ * results (a repeated column name keeps its value; the size estimate of a
+ * result's JSON); the 2PC verbs and their command tags (a failed block "votes"
  * ROLLBACK); 42704 on a repeated finish; a terminated backend is conn_dead;
  * pg_exec_pipeline runs a batch in one go, stops at the first error (the rest
  * PGRES_PIPELINE_ABORTED, sqlstate of the real one kept), leaves the
@@ -84,6 +85,20 @@ START_TEST(test_types_and_params)
     s = json_dumps(json_array_get(json_object_get(j, "rows"), 0), JSON_COMPACT);
     ck_assert_str_eq(s, "{\"id\":1,\"id_3\":2,\"id_2\":3,\"?column?\":4,\"?column?_3\":5,"
                         "\"?column?_2\":6,\"id_4\":7,\"x\":8,\"x_2\":9}");
+    free(s);
+    json_decref(j);
+    pg_res_clear(&r);
+
+    /* pg_result_json_size is about the size of the rows' JSON text. */
+    ck_assert(pg_exec(conn,
+                      "SELECT g AS id, repeat('x', g) AS pad, NULL::int AS n, g > 5 AS big "
+                      "FROM generate_series(1, 200) g",
+                      0, NULL, &r));
+    j = pg_result_to_json(r.res);
+    s = json_dumps(json_object_get(j, "rows"), JSON_COMPACT);
+    size_t estimate = pg_result_json_size(r.res), text = strlen(s);
+    ck_assert_msg(estimate >= text && estimate <= text + text / 20, "estimate %zu, JSON %zu",
+                  estimate, text);
     free(s);
     json_decref(j);
     pg_res_clear(&r);
