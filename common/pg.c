@@ -174,10 +174,13 @@ static void pipeline_mark_rest(PGconn *c, pg_res *outs, size_t from, size_t n, b
     }
 }
 
+static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows);
+
 /* The pipeline itself: qs[0..n), then tail (our own SQL, no parameters) as
- * query n when tail is set. n_all = n + (tail != NULL) outs. */
+ * query n when tail is set. n_all = n + (tail != NULL) outs. rows (may be
+ * NULL): the query whose rows are mapped as they arrive (collect_rows). */
 static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *tail, pg_res *outs,
-                         size_t *first_fail)
+                         size_t *first_fail, pg_rows *rows)
 {
     size_t n_all = n + (tail != NULL);
     for (size_t i = 0; i < n_all; i++)
@@ -211,7 +214,14 @@ static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *ta
     /* 2. One result (then a NULL separator) per query, then the Sync. */
     bool broken = false;
     for (size_t i = 0; i < n && !broken; i++) {
+        bool want_rows = rows && i == rows->query;
+        /* Single-row mode is set per query, before its first PQgetResult;
+         * should libpq refuse it, the whole result comes as one. */
+        if (want_rows)
+            (void)PQsetSingleRowMode(c);
         PGresult *r = PQgetResult(c);
+        if (want_rows)
+            r = collect_rows(c, r, rows);
         if (!r) {
             broken = true;
             if (*first_fail == n)
@@ -273,7 +283,17 @@ static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *ta
 
 bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, size_t *first_fail)
 {
-    return pipeline_run(c, qs, n, NULL, outs, first_fail);
+    return pipeline_run(c, qs, n, NULL, outs, first_fail, NULL);
+}
+
+bool pg_exec_pipeline_rows(PGconn *c, const pg_query *qs, size_t n, pg_rows *rows, pg_res *outs,
+                           size_t *first_fail)
+{
+    rows->json = NULL;
+    rows->too_large = false;
+    rows->rows = 0;
+    rows->bytes = 0;
+    return pipeline_run(c, qs, n, NULL, outs, first_fail, rows);
 }
 
 /* Room for "<verb> '<branch gid>'": the longest verb, and the gid quoted
@@ -335,7 +355,7 @@ bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const cha
         *first_fail = 0;
         return false;
     }
-    return pipeline_run(c, qs, n, prepare, outs, first_fail);
+    return pipeline_run(c, qs, n, prepare, outs, first_fail, NULL);
 }
 
 bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *out)
@@ -459,31 +479,104 @@ size_t pg_result_json_size(const PGresult *res)
     return total;
 }
 
-json_t *pg_result_to_json(const PGresult *res)
+/* Append res's rows to arr, keyed by keys (result_keys of res's columns). */
+static void append_rows(json_t *arr, const PGresult *res, char **keys, int nf)
+{
+    int nt = PQntuples(res);
+    for (int r = 0; r < nt; r++) {
+        json_t *row = json_object();
+        for (int f = 0; f < nf; f++)
+            json_object_set_new_nocheck(row, keys[f],
+                                        pg_value_to_json(PQftype(res, f), PQgetvalue(res, r, f),
+                                                         PQgetisnull(res, r, f)));
+        json_array_append_new(arr, row);
+    }
+}
+
+/* {"command","row_count","rows"} with the command tag of a query's final
+ * result (res may be NULL), nrows when the tag carries no count. Takes rows. */
+static json_t *result_object(const PGresult *res, json_t *rows, long long nrows)
 {
     json_t *out = json_object();
     const char *cmd = res ? PQcmdStatus((PGresult *)res) : "";
     json_object_set_new(out, "command", json_string_lossy(cmd ? cmd : ""));
-    json_t *rows = json_array();
-    long long row_count = 0;
-    if (res) {
-        int nt = PQntuples(res), nf = PQnfields(res);
-        char **keys = result_keys(res, nf);
-        for (int r = 0; r < nt; r++) {
-            json_t *row = json_object();
-            for (int f = 0; f < nf; f++)
-                json_object_set_new_nocheck(row, keys[f],
-                                            pg_value_to_json(PQftype(res, f), PQgetvalue(res, r, f),
-                                                             PQgetisnull(res, r, f)));
-            json_array_append_new(rows, row);
-        }
-        keys_free(keys, nf);
-        const char *ct = PQcmdTuples((PGresult *)res);
-        row_count = (ct && *ct) ? atoll(ct) : nt;
-    }
-    json_object_set_new(out, "row_count", json_integer(row_count));
+    const char *ct = res ? PQcmdTuples((PGresult *)res) : "";
+    json_object_set_new(out, "row_count", json_integer((ct && *ct) ? atoll(ct) : nrows));
     json_object_set_new(out, "rows", rows);
     return out;
+}
+
+json_t *pg_result_to_json(const PGresult *res)
+{
+    json_t *rows = json_array();
+    if (res) {
+        int nf = PQnfields(res);
+        char **keys = result_keys(res, nf);
+        append_rows(rows, res, keys, nf);
+        keys_free(keys, nf);
+    }
+    return result_object(res, rows, res ? PQntuples(res) : 0);
+}
+
+/* Ask the server to cancel c's running query (PQcancel: a separate
+ * connection; blocks until the server took the request). A query already
+ * done is not affected: a cancel that reaches an idle session is ignored. */
+static void cancel_query(PGconn *c)
+{
+    PGcancel *cn = PQgetCancel(c);
+    if (!cn)
+        return;
+    char err[256];
+    (void)PQcancel(cn, err, sizeof(err)); /* on failure the rows are drained instead */
+    PQfreeCancel(cn);
+}
+
+/* pipeline_run's rows->query: r is its first result. Maps rows as they
+ * arrive (single-row mode: one PGresult per row, then a zero-row
+ * PGRES_TUPLES_OK; or one whole PGRES_TUPLES_OK when the mode could not be
+ * set) and stops mapping once their JSON would pass rows->max_bytes: then the
+ * query is cancelled, and what still arrives is read and dropped. Returns the
+ * query's final result (TUPLES_OK/COMMAND_OK, an error, or NULL for a lost
+ * connection), which pipeline_run handles as any other. */
+static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows)
+{
+    json_t *arr = json_array();
+    char **keys = NULL;
+    int nf = 0;
+    long long n = 0;
+    for (;;) {
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK)
+            break;
+        if (PQntuples(r) > 0 && !rows->too_large) {
+            rows->bytes += pg_result_json_size(r);
+            if (rows->bytes > rows->max_bytes) {
+                rows->too_large = true;
+                if (st == PGRES_SINGLE_TUPLE)
+                    cancel_query(c);
+            } else {
+                if (!keys) {
+                    nf = PQnfields(r);
+                    keys = result_keys(r, nf);
+                }
+                append_rows(arr, r, keys, nf);
+            }
+        }
+        n += PQntuples(r);
+        if (st == PGRES_TUPLES_OK)
+            break; /* the final result: the caller takes it */
+        PQclear(r);
+        r = PQgetResult(c);
+    }
+    rows->rows = n;
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (!rows->too_large && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
+        rows->json = result_object(r, arr, n);
+    else
+        json_decref(arr);
+    if (keys)
+        keys_free(keys, nf);
+    return r;
 }
 
 bool pg_params_from_json(const json_t *arr, char ***out, int *n, char *err, size_t errlen)

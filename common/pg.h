@@ -68,6 +68,26 @@ typedef struct {
  * COMMIT PREPARED / ROLLBACK PREPARED (pg_exec_pipeline_prepare, pg_exec_gid). */
 bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs,
                       size_t *first_fail) MUSTCHECK;
+/* The rows of one query of a pipeline, mapped to JSON as they arrive
+ * (libpq single-row mode), so that a result too big to return is never held
+ * whole, neither by libpq nor as JSON. */
+typedef struct {
+    size_t query;     /* in: index in qs of the query whose rows are wanted */
+    size_t max_bytes; /* in: largest pg_result_json_size of all its rows */
+    json_t *json;     /* out: as pg_result_to_json, when the query succeeded and fit;
+                       * else NULL. The caller owns it (json_decref) */
+    bool too_large;   /* out: its rows passed max_bytes: not mapped, the query was
+                       * cancelled (it fails with 57014, unless it had just ended) */
+    long long rows;   /* out: rows received */
+    size_t bytes;     /* out: their pg_result_json_size, up to the one past max_bytes */
+} pg_rows;
+
+/* pg_exec_pipeline, with the rows of qs[rows->query] mapped into rows->json
+ * (see pg_rows); outs[rows->query] keeps only the query's final status and
+ * command tag. */
+bool pg_exec_pipeline_rows(PGconn *c, const pg_query *qs, size_t n, pg_rows *rows, pg_res *outs,
+                           size_t *first_fail) MUSTCHECK;
+
 /* pg_exec_pipeline of qs[0..n) followed, in the same pipeline (same round
  * trip, before the Sync), by PREPARE TRANSACTION '<branch_gid>' as query n:
  * outs has n + 1 entries. PostgreSQL skips the PREPARE when an earlier query

@@ -133,11 +133,12 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, const httpc_call *c)
         const char *ss = agent_error_sqlstate(c);
         const char *msg = agent_error_message(c);
         txn_set_branch_state(t, b, BR_FAILED);
-        snprintf(reason, sizeof(reason), "participant %s failed: sqlstate %s: %s", b->participant,
-                 *ss ? ss : "?", msg);
+        /* sql_error carries a sqlstate; result_too_large, transaction_ended do not */
+        snprintf(reason, sizeof(reason), "participant %s failed: %s%s%s%s", b->participant,
+                 *ss ? "sqlstate " : "", ss, *ss ? ": " : "", msg);
         txn_set_failed(t, reason);
-        txlog_info(t->gid, b->participant, "statement failed: sqlstate %s: %s; transaction is "
-                   "rollback-only", *ss ? ss : "?", msg);
+        txlog_info(t->gid, b->participant, "statement failed: %s%s%s%s; transaction is "
+                   "rollback-only", *ss ? "sqlstate " : "", ss, *ss ? ": " : "", msg);
         a.status = 422;
         a.body = error_body_extra(*code ? code : "sql_error", msg, b->participant, ss);
         return a;

@@ -259,13 +259,13 @@ static bool tag_ends_transaction(const char *tag)
  * statement that ended the transaction). A pooled connection found dead
  * before BEGIN ran is replaced and the batch re-sent (see below for a batch
  * that carries PREPARE). On success *result (may be NULL) gets the JSON of
- * the last client statement (a result over ag->max_result_bytes as JSON is
- * not mapped: the branch fails, as the client cannot see what it did); with
- * prepare the branch is prepared in
- * PostgreSQL and its connection idle, and the caller's next step must be
- * EV_PREPARE (b->prepared_in_batch tells fn_prepare that nothing is left
- * to send; b->maybe_prepared stays set until then, so any other path that
- * ends the branch instead sends ROLLBACK PREPARED). On
+ * the last client statement, mapped as its rows arrive (a result over
+ * ag->max_result_bytes as JSON is cancelled and not returned, and the branch
+ * fails, as the client cannot see what it did); with prepare the branch is
+ * prepared in PostgreSQL and its connection idle, and the caller's next
+ * step must be EV_PREPARE (b->prepared_in_batch tells fn_prepare that
+ * nothing is left to send; b->maybe_prepared stays set until then, so any
+ * other path that ends the branch instead sends ROLLBACK PREPARED). On
  * failure the branch is failed (rolled back, connection given back) with
  * b->reason/b->sqlstate set.
  *
@@ -322,6 +322,9 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     stmt_status s = STMT_OK;
     size_t nq = 0, nr = 0, first_stmt = 0, xid_at = 0, fail = 0;
     bool sent_begin = false;
+    /* The rows of the last statement, when the caller wants them: mapped as
+     * they arrive, up to --max-result-bytes (pg_rows). */
+    pg_rows rows = {.max_bytes = ag->max_result_bytes};
     for (int attempt = 0;; attempt++) {
         nq = 0;
         sent_begin = b->begin_pending;
@@ -341,8 +344,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
             q[nq++] = (pg_query){"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL};
         nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
         int backend = PQbackendPID(b->conn);
-        bool ok = prepare ? pg_exec_pipeline_prepare(b->conn, q, nq, b->branch_gid, r, &fail)
-                          : pg_exec_pipeline(b->conn, q, nq, r, &fail);
+        rows.query = first_stmt + n - 1;
+        json_decref(rows.json); /* from a lost attempt */
+        rows.json = NULL;
+        bool ok = prepare  ? pg_exec_pipeline_prepare(b->conn, q, nq, b->branch_gid, r, &fail)
+                  : result && n > 0 ? pg_exec_pipeline_rows(b->conn, q, nq, &rows, r, &fail)
+                                    : pg_exec_pipeline(b->conn, q, nq, r, &fail);
         if (ok)
             break;
         if (prepare && r[fail].conn_dead) {
@@ -387,6 +394,15 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     }
     if (sent_begin && (fail > 0 || fail == nr))
         b->begin_pending = false; /* BEGIN ran */
+    if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
+        /* Cancelled (57014) or just done: either way not returned. */
+        s = STMT_RESULT_TOO_LARGE;
+        set_reason(b, "",
+                   "result passed this agent's limit of %zu bytes as JSON (--max-result-bytes) "
+                   "after %lld rows; the statement was cancelled",
+                   ag->max_result_bytes, rows.rows);
+        goto failed;
+    }
     if (fail < nr) {
         pg_res *e = &r[fail];
         const char *what = fail < first_stmt ? (sent_begin && fail == 0 ? "BEGIN: " : "SET: ")
@@ -442,17 +458,8 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         snprintf(b->xid, sizeof(b->xid), "%s", has ? PQgetvalue(xr, 0, 0) : "");
     }
     if (result && n > 0) {
-        const PGresult *last = r[first_stmt + n - 1].res;
-        size_t size = pg_result_json_size(last);
-        if (size > ag->max_result_bytes) {
-            s = STMT_RESULT_TOO_LARGE;
-            set_reason(b, "",
-                       "result of %d rows is about %zu bytes as JSON, over this agent's limit "
-                       "of %zu (--max-result-bytes)",
-                       PQntuples(last), size, ag->max_result_bytes);
-            goto failed;
-        }
-        *result = pg_result_to_json(last);
+        *result = rows.json; /* set: the query succeeded and fit */
+        rows.json = NULL;
     }
     goto out;
 
@@ -463,6 +470,7 @@ failed:;
     strncat(why, b->reason, sizeof(why) - strlen(why) - 1);
     step_best_effort(b, EV_FAIL, why, &ctx); /* fn_release cannot fail */
 out:
+    json_decref(rows.json); /* not handed over: the batch failed after the rows came */
     for (size_t i = 0; i < nr; i++)
         pg_res_clear(&r[i]);
     if (q != qbuf)

@@ -244,6 +244,61 @@ END_TEST
  * trip; skipped after a failing statement; "ROLLBACK" without an open block;
  * the pg_exec_gid PREPARE right after it answers it without sending it again,
  * and only then. */
+/* pg_exec_pipeline_rows: rows mapped as they arrive give what
+ * pg_result_to_json gives; past max_bytes the query is cancelled early (not
+ * read to its end), nothing is mapped, and the session stays usable. */
+START_TEST(test_pipeline_rows)
+{
+    const char *sql = "SELECT g AS id, g AS id, 'r' || g AS s, NULL::int AS n FROM "
+                      "generate_series(1, 500) g";
+    pg_res whole;
+    ck_assert(pg_exec(conn, sql, 0, NULL, &whole));
+    json_t *want = pg_result_to_json(whole.res);
+    pg_res_clear(&whole);
+
+    pg_query q[] = {
+        {"BEGIN", 0, NULL},
+        {sql, 0, NULL},
+        {"SELECT 1 AS after", 0, NULL},
+    };
+    pg_res r[3];
+    size_t fail;
+    pg_rows rows = {.query = 1, .max_bytes = 1 << 20};
+    ck_assert(pg_exec_pipeline_rows(conn, q, 3, &rows, r, &fail));
+    ck_assert_uint_eq(fail, 3);
+    ck_assert(!rows.too_large);
+    ck_assert_int_eq(rows.rows, 500);
+    ck_assert_msg(json_equal(rows.json, want), "rows mapped as they came differ");
+    ck_assert_str_eq(r[1].command, "SELECT 500");
+    ck_assert_str_eq(PQgetvalue(r[2].res, 0, 0), "1");
+    json_decref(rows.json);
+    json_decref(want);
+    for (int i = 0; i < 3; i++)
+        pg_res_clear(&r[i]);
+    exec_ok("ROLLBACK");
+
+    /* 20 million rows against a 64 KiB limit: cancelled after a few. */
+    pg_query big[] = {
+        {"BEGIN", 0, NULL},
+        {"SELECT g, repeat('x', 50) AS pad FROM generate_series(1, 20000000) g", 0, NULL},
+    };
+    rows = (pg_rows){.query = 1, .max_bytes = 64 << 10};
+    bool ok = pg_exec_pipeline_rows(conn, big, 2, &rows, r, &fail);
+    ck_assert(rows.too_large);
+    ck_assert_ptr_null(rows.json);
+    ck_assert_msg(rows.rows < 20000000, "read to the end: %lld rows", rows.rows);
+    ck_assert_msg(!ok && fail == 1 && strcmp(r[1].sqlstate, "57014") == 0,
+                  "expected the query cancelled: ok %d fail %zu sqlstate %s", ok, fail,
+                  r[1].sqlstate);
+    ck_assert(!r[1].conn_dead);
+    for (int i = 0; i < 2; i++)
+        pg_res_clear(&r[i]);
+    ck_assert_int_eq(PQtransactionStatus(conn), PQTRANS_INERROR);
+    exec_ok("ROLLBACK");
+    exec_ok("SELECT 1");
+}
+END_TEST
+
 START_TEST(test_pipeline_prepare)
 {
     exec_ok("DROP TABLE IF EXISTS txc_unit_pp");
@@ -400,6 +455,7 @@ int main(void)
     tcase_add_test(tc, test_two_phase);
     tcase_add_test(tc, test_dead_connection);
     tcase_add_test(tc, test_pipeline);
+    tcase_add_test(tc, test_pipeline_rows);
     tcase_add_test(tc, test_pipeline_prepare);
     tcase_add_test(tc, test_conninfo_overrides);
     tcase_add_test(tc, test_forced_application_name);
