@@ -1,14 +1,17 @@
 /*
  * fault.c - named fault points for fault injection (tests only arm them).
  *
- * Spec: NAME[:N][=ACTION], ACTION exit (the default) or pause:MS.
+ * Spec: NAME[:N][=ACTION], ACTION exit (the default), pause:MS or error.
  * Invariants: at most one point is armed, chosen once before threads start;
  * from its N-th hit on (default the first) the action runs at every hit:
  *   exit     log "crash point NAME reached" and _exit(137) with no cleanup
  *            (so the N-th hit is the only one);
  *   pause:MS log "fault point NAME reached: pausing MS ms" and sleep MS ms
  *            in the calling thread, then return: the process lives on, other
- *            threads keep running, and every later hit pauses too.
+ *            threads keep running, and every later hit pauses too;
+ *   error    the point is a simulated I/O error (fault_fails, not fault_point):
+ *            from the N-th hit on every hit fails, like a device gone bad,
+ *            logging "fault point NAME reached: failing (hit K)".
  * An unarmed point costs one pointer test.
  */
 #include "fault.h"
@@ -26,6 +29,7 @@
 static char *fault_armed;          /* NULL = nothing armed */
 static long fault_target = 1;      /* act from this hit on */
 static long fault_pause_ms;        /* 0 = exit, else pause this long */
+static bool fault_error;           /* action error: fault_fails answers true */
 static atomic_long fault_hits;
 
 /* "N" after the name: a positive integer. */
@@ -42,12 +46,17 @@ static bool parse_count(const char *name, const char *s, long *out)
     return true;
 }
 
-/* ACTION after '=': exit, or pause:MS (MS in 1..FAULT_PAUSE_MAX_MS). */
-static bool parse_action(const char *name, const char *s, long *pause_ms)
+/* ACTION after '=': exit, pause:MS (MS in 1..FAULT_PAUSE_MAX_MS) or error. */
+static bool parse_action(const char *name, const char *s, long *pause_ms, bool *error)
 {
     *pause_ms = 0;
+    *error = false;
     if (strcmp(s, "exit") == 0)
         return true;
+    if (strcmp(s, "error") == 0) {
+        *error = true;
+        return true;
+    }
     if (strncmp(s, "pause:", 6) == 0) {
         char *end;
         errno = 0;
@@ -57,7 +66,7 @@ static bool parse_action(const char *name, const char *s, long *pause_ms)
             return true;
         }
     }
-    log_error("crash point %s: bad action '%s' (want exit or pause:MS, MS in 1..%ld)", name, s,
+    log_error("crash point %s: bad action '%s' (want exit, error or pause:MS, MS in 1..%ld)", name, s,
               FAULT_PAUSE_MAX_MS);
     return false;
 }
@@ -68,11 +77,13 @@ bool fault_init(const char *spec, const char *const *known)
     fault_armed = NULL;
     fault_target = 1;
     fault_pause_ms = 0;
+    fault_error = false;
     atomic_store(&fault_hits, 0);
     if (!spec || !*spec)
         return true;
     char *name = xstrdup(spec);
     long target = 1, pause_ms = 0;
+    bool error = false;
     char *eq = strchr(name, '=');
     if (eq)
         *eq = '\0';
@@ -80,7 +91,7 @@ bool fault_init(const char *spec, const char *const *known)
     if (colon)
         *colon = '\0';
     if ((colon && !parse_count(name, colon + 1, &target)) ||
-        (eq && !parse_action(name, eq + 1, &pause_ms))) {
+        (eq && !parse_action(name, eq + 1, &pause_ms, &error))) {
         free(name);
         return false;
     }
@@ -96,7 +107,10 @@ bool fault_init(const char *spec, const char *const *known)
     fault_armed = name;
     fault_target = target;
     fault_pause_ms = pause_ms;
-    if (pause_ms)
+    fault_error = error;
+    if (error)
+        log_warn("fault point %s armed: fail from hit %ld on", fault_armed, fault_target);
+    else if (pause_ms)
         log_warn("fault point %s armed: pause %ld ms from hit %ld on", fault_armed, pause_ms,
                  fault_target);
     else
@@ -111,7 +125,7 @@ const char *fault_armed_name(void)
 
 void fault_point(const char *name)
 {
-    if (!fault_armed || strcmp(fault_armed, name) != 0)
+    if (!fault_armed || fault_error || strcmp(fault_armed, name) != 0)
         return;
     long hit = atomic_fetch_add(&fault_hits, 1) + 1;
     if (hit < fault_target)
@@ -125,4 +139,15 @@ void fault_point(const char *name)
         log_msg(LOG_FATAL, NULL, NULL, "crash point %s reached", name);
         _exit(137);
     }
+}
+
+bool fault_fails(const char *name)
+{
+    if (!fault_armed || !fault_error || strcmp(fault_armed, name) != 0)
+        return false;
+    long hit = atomic_fetch_add(&fault_hits, 1) + 1;
+    if (hit < fault_target)
+        return false;
+    log_warn("fault point %s reached: failing (hit %ld)", name, hit);
+    return true;
 }

@@ -6,6 +6,9 @@
  *   fault_init("name:N")          _exit at the N-th hit
  *   fault_init("name:N=pause:MS") from the N-th hit on, every hit sleeps MS ms
  *                                 in the calling thread ("=exit" is the default)
+ *   fault_init("name:N=error")    from the N-th hit on, fault_fails("name")
+ *                                 answers true: the caller fails that I/O as if
+ *                                 the device had (points made for it only)
  * Exit logs "crash point NAME reached" and calls _exit(137) at once: no atexit
  * handlers, no flushing, like a power cut. Pause logs "fault point NAME
  * reached: pausing MS ms (hit K)" and returns after the sleep (a scenario
@@ -22,5 +25,8 @@ bool fault_init(const char *spec, const char *const *known) MUSTCHECK;
 /* The armed point's name (borrowed, valid until the next fault_init), or NULL. */
 const char *fault_armed_name(void);
 void fault_point(const char *name);
+/* For an I/O point: true when it is armed with =error and this hit fails
+ * (the caller then behaves as on EIO). */
+bool fault_fails(const char *name);
 
 #endif

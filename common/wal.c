@@ -46,6 +46,7 @@
 
 #include "crc32c.h"
 #include "durable.h"
+#include "fault.h"
 #include "log.h"
 
 #define WAL_HDR 9 /* u32 len, u32 crc, u8 type */
@@ -353,8 +354,14 @@ bool wal_append(wal *w, uint8_t type, const void *payload, size_t len, bool sync
         uint64_t target = w->write_off;
         int fd = w->fd;
         pthread_mutex_unlock(&w->mu);
-        int r = fdatasync(fd);
-        int e = errno;
+        int r, e;
+        if (fault_fails("wal-fdatasync")) {
+            r = -1; /* a simulated EIO: the record was written, its sync failed */
+            e = EIO;
+        } else {
+            r = fdatasync(fd);
+            e = errno;
+        }
         pthread_mutex_lock(&w->mu);
         w->flushing = false;
         w->syncs++;

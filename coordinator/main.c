@@ -69,7 +69,8 @@ static void on_signal(int sig)
 static const char *const crash_points[] = {
     "before-decision-log",      "after-decision-log",        "after-first-commit",
     "before-end-record",        "3pc-before-precommit-log",  "3pc-after-precommit-log",
-    "3pc-after-first-precommit", "3pc-before-commit-log",    NULL,
+    "3pc-after-first-precommit", "3pc-before-commit-log",    "wal-fdatasync",
+    NULL,
 };
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level;
@@ -111,11 +112,12 @@ static const opt_def options[] = {
      "3pc agents' rule when a timer fires: protocol (ask the peers) or timeout (uncertain -> "
      "abort, pre-committed -> commit) (per transaction: termination)",
      &opt_3pc_termination},
-    {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS]",
+    {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS|=error]",
      "fault injection: before-decision-log, after-decision-log, after-first-commit, "
      "before-end-record, 3pc-before-precommit-log, 3pc-after-precommit-log, "
      "3pc-after-first-precommit, 3pc-before-commit-log; _exit at the N-th hit, or with "
-     "=pause:MS sleep MS ms at every hit from the N-th on (also env TXCOORD_CRASH_POINT)",
+     "=pause:MS sleep MS ms at every hit from the N-th on; wal-fdatasync=error: the decision "
+     "log's fdatasync fails (EIO) from the N-th on (also env TXCOORD_CRASH_POINT)",
      &opt_crash_point},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
      &opt_log_level},

@@ -456,6 +456,28 @@ START_TEST(test_fault_init)
 }
 END_TEST
 
+/* error: fault_fails is false before the N-th hit and true from it on;
+ * fault_point ignores an error point (it never exits for one). */
+START_TEST(test_fault_error)
+{
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(!fault_init("after-decision-log=errors", points));
+    ck_assert(fault_init("after-decision-log:2=error", points));
+    ck_assert(!fault_fails("before-decision-log"));
+    ck_assert(!fault_fails("after-decision-log")); /* 1st */
+    ck_assert(fault_fails("after-decision-log"));  /* 2nd */
+    fault_point("after-decision-log");             /* not an exit point: returns */
+    ck_assert(fault_fails("after-decision-log"));  /* every later hit fails too */
+    ck_assert(fault_init(NULL, points));
+    ck_assert(!fault_fails("after-decision-log"));
+    char *out = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log armed: fail from hit 2 on"));
+    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log reached: failing (hit 2)"));
+    free(out);
+}
+END_TEST
+
 /* pause: nothing before the N-th hit; from it on every hit sleeps and returns. */
 START_TEST(test_fault_pause)
 {
@@ -528,6 +550,7 @@ int main(void)
     tcase_add_test(tm, test_util);
     tcase_add_test(tm, test_fault_init);
     tcase_add_test(tm, test_fault_fires);
+    tcase_add_test(tm, test_fault_error);
     tcase_add_test(tm, test_fault_pause);
     suite_add_tcase(s, tm);
     return unit_run(s);

@@ -3,7 +3,8 @@
  * group commit with threads, rewrite) and durable.c.
  * Invariants checked: a record acknowledged by wal_append(sync) is replayed
  * intact and in order; a torn tail is truncated with a WARN; corruption before
- * more data refuses the open; rewrite leaves exactly the given records.
+ * more data refuses the open; rewrite leaves exactly the given records; a
+ * failed fdatasync poisons the log.
  */
 #include <check.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "durable.h"
+#include "fault.h"
 #include "log.h"
 #include "unit_util.h"
 #include "wal.h"
@@ -151,6 +153,34 @@ START_TEST(test_append_replay)
     wal_close(w);
     c = reopen_expect(4);
     ck_assert_str_eq(c->payloads[3], "4");
+    collected_free(c);
+}
+END_TEST
+
+/* A failed fdatasync (fault point wal-fdatasync=error: EIO) poisons the log:
+ * that append and every later one fail, sync or not, and nothing is retried.
+ * The record's bytes were written; a reopen (a restart) finds it, which is
+ * why the coordinator stops rather than guess (twopc.c, step 4). */
+START_TEST(test_fdatasync_error_poisons)
+{
+    static const char *const points[] = {"wal-fdatasync", NULL};
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "1", 1, true));
+    ck_assert(fault_init("wal-fdatasync=error", points));
+    ck_assert(!wal_append(w, 'C', "2", 1, true));
+    ck_assert(!wal_append(w, 'E', "3", 1, false));
+    ck_assert(!wal_append(w, 'C', "4", 1, true));
+    ck_assert(fault_init(NULL, points));
+    ck_assert(!wal_append(w, 'C', "5", 1, true)); /* still poisoned without the fault */
+    wal_close(w);
+    char *out = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(strstr(out, "fdatasync failed: Input/output error (log poisoned)"));
+    free(out);
+    collected *c = reopen_expect(2);
+    ck_assert_str_eq(c->payloads[1], "2");
     collected_free(c);
 }
 END_TEST
@@ -591,6 +621,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_append_replay);
     tcase_add_test(tc, test_bad_appends);
+    tcase_add_test(tc, test_fdatasync_error_poisons);
     tcase_add_test(tc, test_torn_tail_truncated);
     tcase_add_test(tc, test_torn_header);
     tcase_add_test(tc, test_bad_crc_last_record_is_torn);
