@@ -61,6 +61,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "auth.h"
 #include "bench.h" /* coord_preflight (coord.c) */
 #include "config.h"
 #include "httpc.h"
@@ -600,6 +601,8 @@ int main(int argc, char **argv)
     while (ul > 0 && o_coordinator[ul - 1] == '/')
         o_coordinator[--ul] = '\0';
 
+    if (!auth_load_env()) /* $TXCOORD_TOKEN_FILE: the cluster's token, if it has one */
+        return 2;
     httpc_global_init();
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));

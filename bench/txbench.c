@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "httpc.h"
 #include "log.h"
@@ -483,6 +484,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (!auth_load_env()) /* $TXCOORD_TOKEN_FILE: the cluster's token, if it has one */
+        return 2;
     httpc_global_init();
 
     int rc = 0;

@@ -9,7 +9,8 @@
  *     each call sets all of its own (setup_easy) and unhooks the pointers
  *     into its caller's memory when it ends.
  *   - No signals (CURLOPT_NOSIGNAL), TCP_NODELAY, no "Expect: 100-continue",
- *     Content-Type: application/json on every call.
+ *     Content-Type: application/json on every call, and the cluster's token
+ *     (auth.h) when one is loaded: it must be loaded before the first call.
  *   - Every call gets status/response/error filled; a response body is kept
  *     only up to HTTPC_MAX_RESPONSE bytes (then the call fails as transport).
  *   - Nothing here logs: callers log per call with their gid/participant.
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "strbuf.h"
 
 #define HTTPC_POOL_MAX 32
@@ -74,6 +76,11 @@ static httpc_tls *tls_get(void)
     t->headers = curl_slist_append(NULL, "Content-Type: application/json");
     t->headers = curl_slist_append(t->headers, "Accept: application/json");
     t->headers = curl_slist_append(t->headers, "Expect:");
+    if (auth_token()) { /* the cluster's token (auth.h), on every call */
+        char *h = xasprintf("Authorization: Bearer %s", auth_token());
+        t->headers = curl_slist_append(t->headers, h);
+        free(h);
+    }
     pthread_setspecific(tls_key, t);
     return t;
 }

@@ -2,8 +2,10 @@
  * httpd.c - HTTP/JSON server on libmicrohttpd, one thread per connection.
  *
  * Request steps (MHD calls the access handler several times per request):
- *   1. first call: allocate the request context; if Content-Length exceeds
- *      max_body answer 413 at once (MHD then closes the connection);
+ *   1. first call: allocate the request context; with a cluster token
+ *      (auth.h) answer 401 at once when the request does not carry it (GET
+ *      /healthz excepted); if Content-Length exceeds max_body answer 413 at
+ *      once (MHD then closes the connection without reading the body);
  *   2. upload calls: append to the body until it would exceed max_body, then
  *      stop buffering and discard the rest (answered 413 in step 3);
  *   3. final call: route (404/405), parse a non-empty body as a JSON object
@@ -31,6 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "strbuf.h"
@@ -74,6 +77,7 @@ struct http_request {
     char *params[HTTP_MAX_PARAMS];
     strbuf body;
     bool too_large;
+    bool unauthorized; /* no or wrong bearer token: answered 401 */
     bool replied;
     json_t *json; /* owned */
     resp_header *headers;
@@ -294,6 +298,12 @@ static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static void dispatch(http_server *srv, http_request *req)
 {
+    if (req->unauthorized) {
+        http_reply_header(req, "WWW-Authenticate", "Bearer");
+        http_reply_error(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+                         "missing or wrong token (send Authorization: Bearer <token>)");
+        return;
+    }
     if (req->too_large) {
         http_reply_error(req, 413 /* Content Too Large */, "body_too_large",
                          "request body exceeds %zu bytes", srv->max_body);
@@ -373,6 +383,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->path = xstrdup(url);
         strbuf_init(&req->body);
         *con_cls = req;
+        if (auth_token() && !(strcmp(method, "GET") == 0 && strcmp(url, "/healthz") == 0) &&
+            !auth_header_ok(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_AUTHORIZATION))) {
+            log_debug("httpd: %s %s: no or wrong bearer token: 401", method, url);
+            req->unauthorized = true;
+            dispatch(srv, req); /* answers 401 without reading the body */
+            return MHD_YES;
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {

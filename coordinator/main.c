@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "config.h"
 #include "coord.h"
 #include "decision_log.h"
@@ -73,7 +74,7 @@ static const char *const crash_points[] = {
     NULL,
 };
 
-static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level;
+static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
 static str_list opt_participants;
 static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention;
 static long long opt_compact_bytes;
@@ -121,6 +122,10 @@ static const opt_def options[] = {
      &opt_crash_point},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
      &opt_log_level},
+    {"token-file", OPT_STRING, NULL, 0, 0, false, "FILE",
+     "the cluster's shared secret (first line of FILE): every request but GET /healthz must "
+     "send Authorization: Bearer <token> (else 401), and calls to the agents send it",
+     &opt_token_file},
 };
 
 /* Step 3: read, create or bump DIR/coordinator.state. */
@@ -307,7 +312,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "txcoord: --listen: expected HOST:PORT, got '%s'\n", opt_listen);
         return 2;
     }
-    if (!arm_crash_point() || !participants_init(&opt_participants)) {
+    if ((opt_token_file && !auth_load_token_file(opt_token_file)) || !arm_crash_point() ||
+        !participants_init(&opt_participants)) {
         free(host);
         return 2;
     }
@@ -368,6 +374,7 @@ int main(int argc, char **argv)
     txn_table_shutdown();
     participants_free();
     httpc_global_cleanup();
+    auth_reset();
     str_list_free(&opt_participants);
     free(host);
     log_info("stopped");

@@ -1,7 +1,7 @@
 /*
  * txctl.c - command-line client of txcoord's REST API.
  *
- *   txctl [--url URL] begin [--protocol 2pc|3pc] [--timeout-ms N] [3PC options]
+ *   txctl [--url URL] [--token-file FILE] begin [--protocol 2pc|3pc] [--timeout-ms N] [3PC options]
  *                     exec GID PARTICIPANT SQL [PARAM...]
  *                     commit GID | rollback GID | status GID | list
  *                     participants | outcome GID
@@ -9,14 +9,17 @@
  *
  * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
  * 0 on a 2xx answer, 1 otherwise (transport errors go to stderr), 2 on bad
- * usage. URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400. A PARAM
+ * usage. URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
+ * file (auth.h) to $TXCOORD_TOKEN_FILE, then none. A PARAM
  * of exactly \N is sent as SQL NULL, every other PARAM as a string.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "httpc.h"
+#include "log.h"
 #include "util.h"
 
 #define DEFAULT_URL "http://127.0.0.1:7400"
@@ -24,7 +27,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: txctl [--url URL] COMMAND\n"
+            "usage: txctl [--url URL] [--token-file FILE] COMMAND\n"
             "commands:\n"
             "  begin [--protocol 2pc|3pc] [--timeout-ms N]\n"
             "        [--cancommit-timeout-ms N] [--precommit-timeout-ms N]\n"
@@ -42,7 +45,9 @@ static void usage(FILE *f)
             "                                            per branch: attempts, last error, age\n"
             "  resolve GID commit|abort                  operator's heuristic decision for a\n"
             "                                            participant lost for good (logged)\n"
-            "URL defaults to $TXCOORD_URL or " DEFAULT_URL ".\n");
+            "URL defaults to $TXCOORD_URL or " DEFAULT_URL ".\n"
+            "FILE (the cluster's shared secret, sent as Authorization: Bearer) defaults to\n"
+            "$TXCOORD_TOKEN_FILE; without either no token is sent.\n");
 }
 
 static int bad_usage(const char *msg)
@@ -174,6 +179,7 @@ int main(int argc, char **argv)
     const char *base = getenv("TXCOORD_URL");
     if (!base || !*base)
         base = DEFAULT_URL;
+    const char *token_file = getenv("TXCOORD_TOKEN_FILE");
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -184,9 +190,16 @@ int main(int argc, char **argv)
             base = argv[++i];
         else if (strncmp(argv[i], "--url=", 6) == 0)
             base = argv[i] + 6;
+        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
+            token_file = argv[++i];
+        else if (strncmp(argv[i], "--token-file=", 13) == 0)
+            token_file = argv[i] + 13;
         else
             return bad_usage("unknown option");
     }
+    log_init("txctl", LOG_WARN);
+    if (token_file && *token_file && !auth_load_token_file(token_file))
+        return 2;
     if (i >= argc)
         return bad_usage("missing command");
     char *b = xstrdup(base);

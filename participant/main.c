@@ -27,6 +27,7 @@
 
 #include "agent.h"
 #include "api.h"
+#include "auth.h"
 #include "branch.h"
 #include "config.h"
 #include "durable.h"
@@ -61,6 +62,7 @@ typedef struct {
     char *tp_termination;
     str_list peers;
     long long pool_size, resolve_interval_ms, max_body, branch_timeout_ms, max_result;
+    char *token_file;
     long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes, tp_retain_finished_s;
     long long tp_termination_workers;
 } agent_opts;
@@ -75,6 +77,7 @@ static void opts_free(agent_opts *o)
     free(o->crash_point);
     free(o->log_level);
     free(o->tp_termination);
+    free(o->token_file);
     str_list_free(&o->peers);
 }
 
@@ -173,6 +176,11 @@ int main(int argc, char **argv)
          "recovery sweep period", &o.resolve_interval_ms},
         {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
          "largest request body accepted", &o.max_body},
+        {"token-file", OPT_STRING, NULL, 0, 0, false, "FILE",
+         "the cluster's shared secret (first line of FILE): every request but GET /healthz "
+         "must send Authorization: Bearer <token> (else 401), and calls to the coordinator and "
+         "to 3PC peers send it",
+         &o.token_file},
         {"max-result-bytes", OPT_INT, "33554432", 1024, 64LL << 20, false, "BYTES",
          "largest statement result returned (its rows as JSON); a bigger one fails the branch "
          "with 422 result_too_large",
@@ -264,7 +272,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *crash = o.crash_point ? o.crash_point : getenv("TXAGENT_CRASH_POINT");
-    if (!fault_init(crash, crash_points)) {
+    if ((o.token_file && !auth_load_token_file(o.token_file)) || !fault_init(crash, crash_points)) {
         free(routes);
         free(host);
         opts_free(&o);
@@ -354,6 +362,7 @@ int main(int argc, char **argv)
     branch_table_free(ag->table);
     pool_destroy(ag->pool);
     httpc_global_cleanup();
+    auth_reset();
     log_info("txagent %s stopped", o.name);
     for (size_t i = 0; i < ag->nprepared_at_start; i++)
         free(ag->prepared_at_start[i]);

@@ -137,7 +137,8 @@ END_TEST
 START_TEST(result_too_large)
 {
     char *gid = h_begin();
-    h_resp r = h_stmt(gid, "pg1", "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
+    h_resp r = h_stmt(gid, "pg1",
+                      "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
                       json_pack("[i]", 40));
     H_EXPECT(r, 422, "40 MB result");
     json_t *err = json_object_get(r.json, "error");
@@ -153,7 +154,8 @@ START_TEST(result_too_large)
 
     /* 4 MB is returned whole. */
     gid = h_begin();
-    r = h_stmt(gid, "pg1", "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
+    r = h_stmt(gid, "pg1",
+               "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
                json_pack("[i]", 4));
     H_EXPECT(r, 200, "4 MB result");
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "rows")), 4);

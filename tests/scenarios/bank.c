@@ -66,6 +66,7 @@
 
 #include <jansson.h>
 
+#include "auth.h"
 #include "httpc.h"
 #include "log.h"
 #include "pg.h"
@@ -1522,6 +1523,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (!auth_load_env()) /* $TXCOORD_TOKEN_FILE: the cluster's token, if it has one */
+        return 2;
     httpc_global_init();
     int rc;
     if (strcmp(argv[1], "setup") == 0) {

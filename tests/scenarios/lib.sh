@@ -406,12 +406,13 @@ not() { ! "$@"; }
 # ---- REST --------------------------------------------------------------------------------
 
 # api METHOD PATH [BODY]: call the coordinator; sets API_STATUS (000 = no answer)
-# and API_BODY, prints one trace line.
+# and API_BODY, prints one trace line. Sends the token of API_TOKEN_FILE if set.
 api() {
     local method="$1" path="$2" body="${3:-}" out
     local args=(-sS -X "$method" --max-time "${API_TIMEOUT:-30}" -H 'Content-Type: application/json'
         -w '\n%{http_code}')
     [ -n "$body" ] && args+=(-d "$body")
+    [ -n "${API_TOKEN_FILE:-}" ] && args+=(-H "Authorization: Bearer $(head -n 1 "$API_TOKEN_FILE")")
     out="$(curl "${args[@]}" "$TXCOORD_URL$path" 2>/dev/null)" || true
     if [[ "$out" == *$'\n'* ]]; then
         API_STATUS="${out##*$'\n'}"
@@ -457,8 +458,9 @@ begin3() {
 # agent_state I GID: the state agent I reports for its branch of GID
 # (GET /v1/branches/GID: uncertain, precommitted, committed, aborted, ...).
 agent_state() {
-    local url_var="AGENT${1}_URL"
-    curl -s --max-time 5 "${!url_var:-http://127.0.0.1:$((SCEN_PORT + $1))}/v1/branches/$2" |
+    local url_var="AGENT${1}_URL" auth=()
+    [ -n "${API_TOKEN_FILE:-}" ] && auth=(-H "Authorization: Bearer $(head -n 1 "$API_TOKEN_FILE")")
+    curl -s --max-time 5 "${auth[@]}" "${!url_var:-http://127.0.0.1:$((SCEN_PORT + $1))}/v1/branches/$2" |
         jq -r '.state // empty' 2>/dev/null
 }
 # agent_states GID: the three agents' states, space-separated.

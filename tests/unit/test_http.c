@@ -4,7 +4,8 @@
  * JSON error bodies, handler bodies and queries, keep-alive reuse (no new
  * connection on a second call), parallel calls, transport failures, and the
  * server's limits on raw sockets (chunked overflow, Content-Type always set),
- * proxy variables in the environment not rerouting calls.
+ * proxy variables in the environment not rerouting calls, the cluster token
+ * (token file rules, 401 without it except GET /healthz, httpc sending it).
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "httpc.h"
 #include "httpd.h"
 #include "log.h"
@@ -491,6 +493,100 @@ START_TEST(test_threads)
 }
 END_TEST
 
+static bool token_file_loads(const char *dir, const char *content)
+{
+    char *path = xasprintf("%s/token", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(content, f);
+    fclose(f);
+    bool ok = auth_load_token_file(path);
+    free(path);
+    return ok;
+}
+
+/* A call from a thread of its own: httpc adds the token's header when a
+ * thread makes its first call (thread_calls' threads started before). */
+static void *call_with_token(void *arg)
+{
+    httpc_call *c = arg;
+    (void)httpc_request(c);
+    return NULL;
+}
+
+START_TEST(test_token)
+{
+    char *dir = unit_tmpdir();
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(!token_file_loads(dir, "short\n"));
+    ck_assert(!token_file_loads(dir, "has a space in it 0123456789\n"));
+    ck_assert(!token_file_loads(dir, "\n0123456789abcdef0123\n")); /* first line empty */
+    ck_assert_ptr_null(auth_token());
+    ck_assert(auth_header_ok(NULL)); /* no token: nothing checked */
+    ck_assert(token_file_loads(dir, "0123456789abcdef-XYZ_~+/=  \nignored\n"));
+    ck_assert_str_eq(auth_token(), "0123456789abcdef-XYZ_~+/=");
+    free(unit_capture_end(&cap));
+    ck_assert(auth_header_ok("Bearer 0123456789abcdef-XYZ_~+/="));
+    ck_assert(auth_header_ok("bearer 0123456789abcdef-XYZ_~+/="));
+    ck_assert(!auth_header_ok(NULL));
+    ck_assert(!auth_header_ok("Bearer 0123456789abcdef-XYZ_~+/=x"));
+    ck_assert(!auth_header_ok("Bearer 0123456789abcdef-XYZ_~+/"));
+    ck_assert(!auth_header_ok("Basic 0123456789abcdef-XYZ_~+/="));
+    ck_assert(!auth_header_ok("Bearer "));
+
+    /* The server: 401 without the token, before reading a body; /healthz open. */
+    const char *h = "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char *resp = raw_http(h, strlen(h));
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 401", 12) == 0, "got: %.200s", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "\"unauthorized\""));
+    ck_assert_ptr_nonnull(strcasestr(resp, "WWW-Authenticate: Bearer"));
+    free(resp);
+    const char *big = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{}";
+    resp = raw_http_ex(big, strlen(big), false);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 401", 12) == 0, "got: %.200s", resp);
+    free(resp);
+    const char *wrong = "GET /hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                        "0123456789abcdef-XYZ_~+/-\r\nConnection: close\r\n\r\n";
+    resp = raw_http(wrong, strlen(wrong));
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 401", 12) == 0, "got: %.200s", resp);
+    free(resp);
+    const char *right = "GET /hello HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                        "0123456789abcdef-XYZ_~+/=\r\nConnection: close\r\n\r\n";
+    resp = raw_http(right, strlen(right));
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.200s", resp);
+    free(resp);
+    http_server *health = http_server_start(
+        "127.0.0.1", 0, (http_route[]){{"GET", "/healthz", h_hello}}, 1, NULL, MAX_BODY);
+    ck_assert_ptr_nonnull(health);
+    char *hz = xasprintf("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    int saved = port;
+    port = http_server_port(health);
+    resp = raw_http(hz, strlen(hz));
+    port = saved;
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "healthz: %.200s", resp);
+    free(resp);
+    free(hz);
+    http_server_stop(health);
+
+    /* httpc sends it. */
+    httpc_call c;
+    memset(&c, 0, sizeof(c));
+    c.method = "GET";
+    c.url = url("/hello");
+    c.timeout_ms = 10000;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, call_with_token, &c), 0);
+    pthread_join(th, NULL);
+    ck_assert_msg(c.status == 200, "httpc with the token: %ld %s", c.status, c.error);
+    free((char *)c.url);
+    httpc_call_clear(&c);
+    auth_reset();
+    unit_rm_rf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_bad_listen)
 {
     unit_capture cap;
@@ -540,6 +636,7 @@ int main(void)
     tcase_add_test(tc, test_transport_failures);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_bad_listen);
+    tcase_add_test(tc, test_token);
     suite_add_tcase(s, tc);
     int rc = unit_run(s);
     httpc_global_cleanup();
