@@ -505,6 +505,13 @@ static h_resp finish(const char *gid, const char *verb)
 h_resp h_commit(const char *gid) { return finish(gid, "commit"); }
 h_resp h_rollback(const char *gid) { return finish(gid, "rollback"); }
 
+void h_discard(char *gid)
+{
+    h_resp r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+}
+
 /* ---- fixtures ------------------------------------------------------------------- */
 
 static bool healthy(const char *base)

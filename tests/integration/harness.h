@@ -84,6 +84,8 @@ char *h_begin(void);
 h_resp h_stmt(const char *gid, const char *participant, const char *sql, json_t *params);
 h_resp h_commit(const char *gid);
 h_resp h_rollback(const char *gid);
+/* Roll gid back (whatever the answer: the test is done with it) and free it. */
+void h_discard(char *gid);
 /* h_stmt that must answer 200 (asserts). */
 void h_stmt_ok(const char *gid, const char *participant, const char *sql, json_t *params);
 

@@ -49,9 +49,7 @@ START_TEST(malformed_json)
     expect_error(&r, 400, "malformed_json", "truncated statement body");
     h_resp_clear(&r);
     free(path);
-    r = h_rollback(gid);
-    h_resp_clear(&r);
-    free(gid);
+    h_discard(gid);
 }
 END_TEST
 
@@ -123,9 +121,7 @@ START_TEST(unknown_participant)
     h_resp r = h_stmt(gid, "pg9", "SELECT 1", NULL);
     expect_error(&r, 422, NULL, "statement for pg9");
     h_resp_clear(&r);
-    r = h_rollback(gid);
-    h_resp_clear(&r);
-    free(gid);
+    h_discard(gid);
 
     r = h_req("POST", "/v1/transactions",
               json_pack("{s:s,s:b,s:[{s:s,s:[{s:s}]}]}", "protocol", "2pc", "commit", 1,
@@ -160,9 +156,7 @@ START_TEST(sql_error)
     /* the transaction is doomed already; a second error or a refusal are both fine */
     ck_assert_msg(r.status == 422 || r.status == 409, "after a failed branch: %s", h_desc(&r));
     h_resp_clear(&r);
-    r = h_rollback(gid);
-    h_resp_clear(&r);
-    free(gid);
+    h_discard(gid);
 }
 END_TEST
 
@@ -253,9 +247,7 @@ START_TEST(participant_unreachable)
     h_resp r = h_stmt(gid, "pg3", "SELECT 1", NULL);
     expect_error(&r, 503, NULL, "statement for a dead agent");
     h_resp_clear(&r);
-    r = h_rollback(gid);
-    h_resp_clear(&r);
-    free(gid);
+    h_discard(gid);
 
     /* one-shot touching the dead agent: aborted, nothing applied */
     r = h_req("POST", "/v1/transactions",

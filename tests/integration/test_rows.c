@@ -97,9 +97,7 @@ START_TEST(types)
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "rows")), 0);
     h_resp_clear(&r);
 
-    r = h_rollback(gid);
-    h_resp_clear(&r);
-    free(gid);
+    h_discard(gid);
 }
 END_TEST
 
@@ -124,22 +122,24 @@ START_TEST(repeated_column_names)
     ck_assert_int_eq(json_integer_value(json_object_get(row, "?column?")), 1);
     ck_assert_int_eq(json_integer_value(json_object_get(row, "?column?_2")), 2);
     h_resp_clear(&r);
-    r = h_rollback(gid);
-    h_resp_clear(&r);
-    free(gid);
+    h_discard(gid);
 }
 END_TEST
 
 /* A result too big to return (the agent's --max-result-bytes, 32 MiB by
- * default) is refused with 422 result_too_large before it is mapped to JSON;
- * the branch is failed, so the commit aborts, and the agent serves the next
- * transaction. */
+ * default) is refused with 422 result_too_large: the statement is cancelled
+ * once its rows pass the limit, nothing is returned, the branch is failed,
+ * so the commit aborts, and the agent serves the next transaction. */
+static h_resp megabyte_rows(const char *gid, int n)
+{
+    return h_stmt(gid, "pg1", "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
+                  json_pack("[i]", n));
+}
+
 START_TEST(result_too_large)
 {
     char *gid = h_begin();
-    h_resp r = h_stmt(gid, "pg1",
-                      "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
-                      json_pack("[i]", 40));
+    h_resp r = megabyte_rows(gid, 40);
     H_EXPECT(r, 422, "40 MB result");
     json_t *err = json_object_get(r.json, "error");
     ck_assert_str_eq(h_str(err, "code"), "result_too_large");
@@ -154,9 +154,7 @@ START_TEST(result_too_large)
 
     /* 4 MB is returned whole. */
     gid = h_begin();
-    r = h_stmt(gid, "pg1",
-               "SELECT g, repeat('x', 1000000) AS pad FROM generate_series(1, $1) g",
-               json_pack("[i]", 4));
+    r = megabyte_rows(gid, 4);
     H_EXPECT(r, 200, "4 MB result");
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "rows")), 4);
     ck_assert_int_eq(strlen(h_str(first_row(&r), "pad")), 1000000);

@@ -55,6 +55,21 @@ static void exec_ok(const char *sql)
     pg_res_clear(&r);
 }
 
+/* The "rows" of sql's result as compact JSON text (caller frees); *estimate
+ * (may be NULL) gets pg_result_json_size of the result. */
+static char *rows_text(const char *sql, size_t *estimate)
+{
+    pg_res r;
+    ck_assert_msg(pg_exec(conn, sql, 0, NULL, &r), "%s: %s", sql, r.message);
+    json_t *j = pg_result_to_json(r.res);
+    char *s = json_dumps(json_object_get(j, "rows"), JSON_COMPACT);
+    if (estimate)
+        *estimate = pg_result_json_size(r.res);
+    json_decref(j);
+    pg_res_clear(&r);
+    return s;
+}
+
 START_TEST(test_types_and_params)
 {
     const char *params[] = {"42", "it's; DROP TABLE x", NULL, "{\"a\":[1]}"};
@@ -77,31 +92,22 @@ START_TEST(test_types_and_params)
 
     /* Repeated column names keep every value: "_2", "_3", ... suffixes that
      * skip the names of real columns; the keys stay in column order. */
-    ck_assert(pg_exec(conn,
-                      "SELECT 1 AS id, 2 AS id, 3 AS id_2, 4, 5, 6 AS \"?column?_2\", 7 AS id, "
-                      "8 AS x, 9 AS x",
-                      0, NULL, &r));
-    j = pg_result_to_json(r.res);
-    s = json_dumps(json_array_get(json_object_get(j, "rows"), 0), JSON_COMPACT);
-    ck_assert_str_eq(s, "{\"id\":1,\"id_3\":2,\"id_2\":3,\"?column?\":4,\"?column?_3\":5,"
-                        "\"?column?_2\":6,\"id_4\":7,\"x\":8,\"x_2\":9}");
+    s = rows_text("SELECT 1 AS id, 2 AS id, 3 AS id_2, 4, 5, 6 AS \"?column?_2\", 7 AS id, "
+                  "8 AS x, 9 AS x",
+                  NULL);
+    ck_assert_str_eq(s, "[{\"id\":1,\"id_3\":2,\"id_2\":3,\"?column?\":4,\"?column?_3\":5,"
+                        "\"?column?_2\":6,\"id_4\":7,\"x\":8,\"x_2\":9}]");
     free(s);
-    json_decref(j);
-    pg_res_clear(&r);
 
     /* pg_result_json_size is about the size of the rows' JSON text. */
-    ck_assert(pg_exec(conn,
-                      "SELECT g AS id, repeat('x', g) AS pad, NULL::int AS n, g > 5 AS big "
-                      "FROM generate_series(1, 200) g",
-                      0, NULL, &r));
-    j = pg_result_to_json(r.res);
-    s = json_dumps(json_object_get(j, "rows"), JSON_COMPACT);
-    size_t estimate = pg_result_json_size(r.res), text = strlen(s);
+    size_t estimate;
+    s = rows_text("SELECT g AS id, repeat('x', g) AS pad, NULL::int AS n, g > 5 AS big "
+                  "FROM generate_series(1, 200) g",
+                  &estimate);
+    size_t text = strlen(s);
     ck_assert_msg(estimate >= text && estimate <= text + text / 20, "estimate %zu, JSON %zu",
                   estimate, text);
     free(s);
-    json_decref(j);
-    pg_res_clear(&r);
 
     /* Multi-statement strings are refused by the extended protocol. */
     ck_assert(!pg_exec(conn, "SELECT 1; SELECT 2", 0, NULL, &r));
