@@ -55,7 +55,7 @@ static void on_signal(int sig)
 }
 
 static const char *const crash_points[] = {"after-prepare", "after-commit-prepared",
-                                           "3pc-after-precommit-record", NULL};
+                                           "3pc-after-precommit-record", "wal-fdatasync", NULL};
 
 typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
@@ -214,10 +214,11 @@ int main(int argc, char **argv)
          "compactions and restarts); peers and the coordinator's recovery read a forgotten "
          "branch as not committed",
          &o.tp_retain_finished_s},
-        {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS]",
+        {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS|=error]",
          "testing: _exit at a crash point (after-prepare, after-commit-prepared, "
          "3pc-after-precommit-record), at its N-th hit; =pause:MS sleeps MS ms at every hit "
-         "from the N-th on instead; env TXAGENT_CRASH_POINT too",
+         "from the N-th on instead; wal-fdatasync=error: branches3pc.log's fdatasync fails "
+         "(EIO) from the N-th on; env TXAGENT_CRASH_POINT too",
          &o.crash_point},
         {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
          &o.log_level},

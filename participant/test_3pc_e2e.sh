@@ -18,6 +18,9 @@
 #   5. timeout rule, one precommitted: that one commits, the others abort (3PC's known weakness)
 #   6. crash point 3pc-after-precommit-record on agent2, restart: everyone committed
 #   7. replay: branch finished behind the agent's back while it was down -> marked from PostgreSQL
+#  7b. branches3pc.log's fdatasync fails (crash point wal-fdatasync=error on
+#      agent2): a 3PC prepare votes no and leaves nothing prepared, 2PC still
+#      votes yes, and after a restart without the fault 3PC votes yes again
 #   8. the 2PC sweep leaves an uncertain branch alone although the coordinator says aborted
 #   9. one-shot 3PC transaction through the coordinator: committed everywhere
 #  10. finished branches survive compaction and a restart: agent2 with a tiny
@@ -186,6 +189,27 @@ psql_n 2 "COMMIT PREPARED 'txc:$G-6:pg2'" >/dev/null
 "$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
 check "replay: finished branch marked committed from pg_xact_status" test "$(state 2 "$G-6")" = committed
 check "replay: logged" grep -q "$G-6 .*uncertain -> committed (not prepared any more; PostgreSQL says" "$DIR/agent2.log"
+
+# 7b. branches3pc.log's disk fails (wal-fdatasync=error: EIO after the write).
+# A branch whose uncertain record is not durable must not vote yes: it is
+# rolled back and votes no; 2PC on the same agent is unaffected; after a
+# restart without the fault 3PC votes yes again.
+"$CL" stop agent2 --dir "$DIR" >/dev/null 2>&1
+TXAGENT_CRASH_POINT=wal-fdatasync=error "$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "log disk failing: the 3PC vote is no" test "$(prep 2 "$G-71" 7 "$TL")" = no
+check "log disk failing: the sync failed and poisoned the log" \
+    grep -q "branches3pc.log: fdatasync failed: Input/output error (log poisoned)" "$DIR/agent2.log"
+check "log disk failing: the branch is not left prepared" \
+    test "$(psql_n 2 "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'txc:$G-71:pg2'")" = 0
+vote2pc="$(curl -s -m 20 -XPOST "$(agent 2)/v1/branches/$G-72/prepare" \
+    -d '{"participant":"pg2","protocol":"2pc","statements":[{"sql":"UPDATE accounts SET balance = balance + 1 WHERE id = 7"}]}' |
+    sed -n 's/.*"vote":"\([a-z_]*\)".*/\1/p')"
+check "log disk failing: a 2PC branch on the same agent still votes yes" test "$vote2pc" = yes
+post 2 "$G-72" rollback >/dev/null
+"$CL" stop agent2 --dir "$DIR" >/dev/null 2>&1
+"$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "log disk mended, agent restarted: the 3PC vote is yes again" test "$(prep 2 "$G-73" 7 "$TL")" = yes
+post 2 "$G-73" rollback >/dev/null
 
 # 8.
 CID="$(curl -s -XPOST "http://127.0.0.1:$P/v1/transactions" -d '{"protocol":"2pc"}' | sed -n 's/.*"gid":"\([0-9a-f]*\)-.*/\1/p')"
