@@ -14,6 +14,11 @@
  *     57P01..57P03 (server shutting down / terminated us).
  *   - Connections carry connect_timeout, keepalives and tcp_user_timeout
  *     defaults; keywords in the caller's conninfo override ours.
+ *   - Rows become JSON objects keyed by column name, every value kept (a
+ *     repeated name gets a "_2", "_3", ... key: result_keys). A client
+ *     statement's rows (pg_exec_pipeline_rows) are mapped as they arrive, in
+ *     single-row mode, and never past the caller's byte limit: past it the
+ *     statement is cancelled, so no result is ever held whole.
  */
 #include "pg.h"
 
