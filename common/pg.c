@@ -18,7 +18,7 @@
  *     repeated name gets a "_2", "_3", ... key: result_keys). A client
  *     statement's rows (pg_exec_pipeline_rows) are mapped as they arrive, in
  *     single-row mode, and never past the caller's byte limit: past it the
- *     statement is cancelled, so no result is ever held whole.
+ *     statement is cancelled, so such a result is never held whole.
  */
 #include "pg.h"
 
