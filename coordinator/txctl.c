@@ -1,11 +1,12 @@
 /*
  * txctl.c - command-line client of txcoord's REST API.
  *
- *   txctl [--url URL] [--token-file FILE] begin [--protocol 2pc|3pc] [--timeout-ms N] [3PC options]
- *                     exec GID PARTICIPANT SQL [PARAM...]
- *                     commit GID | rollback GID | status GID | list
- *                     participants | outcome GID
- *                     in-doubt | resolve GID commit|abort
+ *   txctl [--url URL] [--token-file FILE] COMMAND, COMMAND one of
+ *     begin [--protocol 2pc|3pc] [--timeout-ms N] [3PC options]
+ *     exec GID PARTICIPANT SQL [PARAM...]
+ *     commit GID | rollback GID | status GID | list
+ *     participants | outcome GID
+ *     in-doubt | resolve GID commit|abort
  *
  * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
  * 0 on a 2xx answer, 1 otherwise (transport errors go to stderr), 2 on bad
