@@ -28,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,13 @@
  * of their CPU, 16 KiB costs 1.6% (perf; README, "Measured results"). Request
  * headers up to about 15 KB still fit; bigger ones get MHD's own 431. */
 #define HTTPD_CONN_MEMORY (16 * 1024)
+
+static atomic_uint_fast64_t unauthorized_count; /* 401 answers (metrics) */
+
+uint64_t http_unauthorized_count(void)
+{
+    return (uint64_t)atomic_load(&unauthorized_count);
+}
 
 typedef struct {
     size_t nseg;
@@ -388,6 +396,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                                                         MHD_HTTP_HEADER_AUTHORIZATION))) {
             log_debug("httpd: %s %s: no or wrong bearer token: 401", method, url);
             req->unauthorized = true;
+            atomic_fetch_add(&unauthorized_count, 1);
             dispatch(srv, req); /* answers 401 without reading the body */
             return MHD_YES;
         }

@@ -37,6 +37,8 @@ http_server *http_server_start(const char *host, int port, const http_route *rou
                                size_t nroutes, void *app, size_t max_body);
 /* Stop accepting, wait for in-flight requests, free. */
 void http_server_stop(http_server *srv);
+/* Requests this process answered 401 (no or wrong token, auth.h), all servers. */
+uint64_t http_unauthorized_count(void);
 /* The bound TCP port (the real one when 0 was asked for). */
 int http_server_port(const http_server *srv);
 

@@ -11,6 +11,7 @@
 
 #include "committed.h"
 #include "decision_log.h"
+#include "httpd.h"
 #include "resolver.h"
 
 coord_metrics g_metrics;
@@ -90,6 +91,9 @@ char *coord_metrics_render(void)
                 dlog_bytes());
     write_value(&sb, "txcoord_committed_set_bytes", "gauge",
                 "Memory of the set of committed gids (outcome endpoint).", committed_bytes());
+    write_value(&sb, "txcoord_http_unauthorized_total", "counter",
+                "Requests refused with 401: no or wrong token (--token-file).",
+                http_unauthorized_count());
     write_value(&sb, "txcoord_resolver_pending", "gauge",
                 "Decided transactions whose branches the resolver is still finishing.",
                 resolver_pending());

@@ -49,6 +49,7 @@ typedef struct {
     metric_histogram prepare_latency; /* whole prepare call, statements included */
     metric_counter precommitted;      /* 3PC: -> precommitted */
     metric_counter term_commit, term_abort; /* 3PC terminations by outcome */
+    metric_counter results_too_large;       /* statements cancelled past --max-result-bytes */
 } agent_metrics;
 
 typedef struct agent {

@@ -11,12 +11,14 @@
  */
 #include "api.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "branch.h"
 #include "gid.h"
+#include "httpd.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "ops.h"
@@ -317,6 +319,9 @@ static void h_metrics(http_request *req, void *app)
          &m->committed},
         {"txagent_branches_aborted_total", "Branches aborted.", &m->aborted},
         {"txagent_branches_precommitted_total", "3PC branches precommitted.", &m->precommitted},
+        {"txagent_results_too_large_total",
+         "Statements cancelled: their rows passed --max-result-bytes (422 result_too_large).",
+         &m->results_too_large},
     };
     for (size_t i = 0; i < ARRAY_LEN(counters); i++) {
         metric_write_header(&sb, counters[i].name, "counter", counters[i].help);
@@ -332,6 +337,11 @@ static void h_metrics(http_request *req, void *app)
                          &m->term_commit);
     metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"abort\"",
                          &m->term_abort);
+    metric_counter unauthorized = {0};
+    atomic_store(&unauthorized.v, http_unauthorized_count());
+    metric_write_header(&sb, "txagent_http_unauthorized_total", "counter",
+                        "Requests refused with 401: no or wrong token (--token-file).");
+    metric_write_counter(&sb, "txagent_http_unauthorized_total", NULL, &unauthorized);
     metric_write_header(&sb, "txagent_branches_in_progress", "gauge", "Branches active now.");
     metric_write_gauge(&sb, "txagent_branches_in_progress", NULL, &m->in_progress);
     metric_write_header(&sb, "txagent_prepare_seconds", "histogram",

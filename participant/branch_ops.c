@@ -397,6 +397,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
         /* Cancelled (57014) or just done: either way not returned. */
         s = STMT_RESULT_TOO_LARGE;
+        counter_inc(&ag->metrics.results_too_large);
         set_reason(b, "",
                    "result passed this agent's limit of %zu bytes as JSON (--max-result-bytes) "
                    "after %lld rows; the statement was cancelled",

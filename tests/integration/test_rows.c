@@ -151,6 +151,14 @@ START_TEST(result_too_large)
     ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
     h_resp_clear(&r);
     free(gid);
+    char *url = xasprintf("%s/metrics", h_agent_url(1));
+    r = h_http("GET", url, NULL, 0);
+    free(url);
+    H_EXPECT(r, 200, "agent metrics");
+    const char *m = strstr(r.body, "\ntxagent_results_too_large_total ");
+    ck_assert_msg(m && atoll(m + strlen("\ntxagent_results_too_large_total ")) >= 1,
+                  "no txagent_results_too_large_total >= 1 in:\n%s", r.body);
+    h_resp_clear(&r);
 
     /* 4 MB is returned whole. */
     gid = h_begin();
