@@ -43,15 +43,16 @@ set -uo pipefail
 
 root="${TXCOORD_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)}"
 export TXCOORD_BUILD_DIR="${TXCOORD_BUILD_DIR:-$root/build}"
+# shellcheck source=tests/check.sh
+. "$root/tests/check.sh"
 # First base port from the one asked for (step 20, at most 10 tries) whose
 # P..P+13 all refuse connections: two runs at once (or a cluster a killed run
 # left behind) must not make this one fail on "port already in use".
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 P="${1:-7580}"
 for _ in 1 2 3 4 5 6 7 8 9 10; do
     busy=0
     for off in $(seq 0 13); do
-        if port_busy $((P + off)); then
+        if port_open $((P + off)); then
             busy=1
             break
         fi
@@ -63,21 +64,6 @@ done
 DIR="$(mktemp -d /tmp/tx3pc.XXXXXX)"
 chmod 755 "$DIR"
 CL="$root/scripts/cluster"
-PASSED=0
-FAILED=0
-
-say() { printf '%s\n' "$*"; }
-check() { # check "what" command...
-    local what="$1"
-    shift
-    if "$@" >/dev/null 2>&1; then
-        PASSED=$((PASSED + 1))
-        say "PASS: $what"
-    else
-        FAILED=$((FAILED + 1))
-        say "FAIL: $what"
-    fi
-}
 finish() {
     [ -n "${blackhole:-}" ] && kill "$blackhole" 2>/dev/null
     "$CL" down --dir "$DIR" >/dev/null 2>&1 || true
@@ -90,8 +76,7 @@ finish() {
         done
     fi
     [ -n "${KEEP:-}" ] || "$CL" down --dir "$DIR" --purge >/dev/null 2>&1 || true
-    say "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
+    check_summary
 }
 trap 'finish; exit $?' EXIT
 

@@ -20,23 +20,9 @@ set -uo pipefail
 root="${TXCOORD_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)}"
 CL="$root/scripts/cluster"
 T="$(mktemp -d /tmp/txc-killtest.XXXXXX)"
-PASSED=0
-FAILED=0
-
-say() { printf '%s\n' "$*"; }
-check() { # check "what" command...
-    local what="$1"
-    shift
-    if "$@" >"$T/check.out" 2>&1; then
-        PASSED=$((PASSED + 1))
-        say "PASS: $what"
-    else
-        FAILED=$((FAILED + 1))
-        say "FAIL: $what"
-        sed 's/^/    /' "$T/check.out"
-    fi
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+CHECK_OUT="$T/check.out"
+# shellcheck source=tests/check.sh
+. "$root/tests/check.sh"
 port_closed() { ! port_open "$1"; }
 
 finish() {
@@ -46,8 +32,7 @@ finish() {
         [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
     done
     rm -rf "$T"
-    say "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
+    check_summary
 }
 command -v python3 >/dev/null 2>&1 || { say "SKIP: no python3"; rm -rf "$T"; exit 77; }
 trap 'finish; exit $?' EXIT

@@ -22,28 +22,13 @@ CL="$root/scripts/cluster"
 BUILD="${TXCOORD_BUILD_DIR:-$root/build}"
 T="$(mktemp -d /tmp/txc-rebuilt.XXXXXX)"
 chmod 755 "$T"
-PASSED=0
-FAILED=0
-
-say() { printf '%s\n' "$*"; }
-check() { # check "what" command...
-    local what="$1"
-    shift
-    if "$@" >"$T/check.out" 2>&1; then
-        PASSED=$((PASSED + 1))
-        say "PASS: $what"
-    else
-        FAILED=$((FAILED + 1))
-        say "FAIL: $what"
-        sed 's/^/    /' "$T/check.out"
-    fi
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+CHECK_OUT="$T/check.out"
+# shellcheck source=tests/check.sh
+. "$root/tests/check.sh"
 finish() {
     "$CL" down --dir "$T/c" --purge >/dev/null 2>&1
     rm -rf "$T"
-    say "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
+    check_summary
 }
 trap 'finish; exit $?' EXIT
 
