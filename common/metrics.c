@@ -10,6 +10,7 @@
 #include "metrics.h"
 
 #include <stdio.h>
+#include <string.h>
 
 const double hist_bounds[HIST_BUCKETS] = {
     0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
@@ -91,4 +92,15 @@ void metric_write_histogram(strbuf *sb, const char *name, const char *labels,
     /* _count equals the +Inf bucket of this rendering, even under concurrent updates. */
     write_name(sb, name, "_count", labels, NULL);
     strbuf_appendf(sb, "%llu\n", cum);
+}
+
+void metric_write_value(strbuf *sb, const char *name, const char *type, const char *help,
+                        uint64_t v)
+{
+    metric_write_header(sb, name, type, help);
+    write_name(sb, name, NULL, NULL, NULL);
+    if (strcmp(type, "counter") == 0)
+        strbuf_appendf(sb, "%llu\n", (unsigned long long)v);
+    else
+        strbuf_appendf(sb, "%lld\n", (long long)(int64_t)v);
 }

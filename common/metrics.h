@@ -32,5 +32,10 @@ void metric_write_counter(strbuf *sb, const char *name, const char *labels, cons
 void metric_write_gauge(strbuf *sb, const char *name, const char *labels, const metric_gauge *g);
 void metric_write_histogram(strbuf *sb, const char *name, const char *labels,
                             const metric_histogram *h);
+/* A whole family of one unlabelled sample whose value is read at scrape time
+ * from elsewhere (a module's own count): header, then the value. type is
+ * "counter" or "gauge". */
+void metric_write_value(strbuf *sb, const char *name, const char *type, const char *help,
+                        uint64_t v);
 
 #endif

@@ -27,22 +27,6 @@ static void write_per_protocol(strbuf *sb, const char *name, const char *help,
     }
 }
 
-/* A counter or gauge read from another module at scrape time. */
-static void write_value(strbuf *sb, const char *name, const char *type, const char *help,
-                        uint64_t v)
-{
-    metric_write_header(sb, name, type, help);
-    if (type[0] == 'c') {
-        metric_counter c;
-        atomic_init(&c.v, v);
-        metric_write_counter(sb, name, NULL, &c);
-    } else {
-        metric_gauge g;
-        atomic_init(&g.v, (int64_t)v);
-        metric_write_gauge(sb, name, NULL, &g);
-    }
-}
-
 char *coord_metrics_render(void)
 {
     strbuf sb;
@@ -80,22 +64,24 @@ char *coord_metrics_render(void)
                         "Transactions not yet committed or aborted.");
     metric_write_gauge(&sb, "txcoord_transactions_in_flight", NULL, &g_metrics.in_flight);
 
-    write_value(&sb, "txcoord_decision_log_fsyncs_total", "counter",
-                "fdatasync calls on the decision log (group commit shares them).", dlog_syncs());
-    write_value(&sb, "txcoord_decision_log_commit_records_total", "counter",
-                "Commit decisions forced to the decision log.", dlog_commit_records());
-    write_value(&sb, "txcoord_decision_log_compactions_total", "counter",
-                "Rewrites of the decision log keeping only unfinished decisions.",
-                dlog_compactions());
-    write_value(&sb, "txcoord_decision_log_bytes", "gauge", "Size of the decision log.",
-                dlog_bytes());
-    write_value(&sb, "txcoord_committed_set_bytes", "gauge",
-                "Memory of the set of committed gids (outcome endpoint).", committed_bytes());
-    write_value(&sb, "txcoord_http_unauthorized_total", "counter",
-                "Requests refused with 401: no or wrong token (--token-file).",
-                http_unauthorized_count());
-    write_value(&sb, "txcoord_resolver_pending", "gauge",
-                "Decided transactions whose branches the resolver is still finishing.",
-                resolver_pending());
+    metric_write_value(&sb, "txcoord_decision_log_fsyncs_total", "counter",
+                       "fdatasync calls on the decision log (group commit shares them).",
+                       dlog_syncs());
+    metric_write_value(&sb, "txcoord_decision_log_commit_records_total", "counter",
+                       "Commit decisions forced to the decision log.", dlog_commit_records());
+    metric_write_value(&sb, "txcoord_decision_log_compactions_total", "counter",
+                       "Rewrites of the decision log keeping only unfinished decisions.",
+                       dlog_compactions());
+    metric_write_value(&sb, "txcoord_decision_log_bytes", "gauge", "Size of the decision log.",
+                       dlog_bytes());
+    metric_write_value(&sb, "txcoord_committed_set_bytes", "gauge",
+                       "Memory of the set of committed gids (outcome endpoint).",
+                       committed_bytes());
+    metric_write_value(&sb, "txcoord_http_unauthorized_total", "counter",
+                       "Requests refused with 401: no or wrong token (--token-file).",
+                       http_unauthorized_count());
+    metric_write_value(&sb, "txcoord_resolver_pending", "gauge",
+                       "Decided transactions whose branches the resolver is still finishing.",
+                       resolver_pending());
     return strbuf_take(&sb);
 }

@@ -11,7 +11,6 @@
  */
 #include "api.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,24 +336,19 @@ static void h_metrics(http_request *req, void *app)
                          &m->term_commit);
     metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"abort\"",
                          &m->term_abort);
-    metric_counter unauthorized = {0};
-    atomic_store(&unauthorized.v, http_unauthorized_count());
-    metric_write_header(&sb, "txagent_http_unauthorized_total", "counter",
-                        "Requests refused with 401: no or wrong token (--token-file).");
-    metric_write_counter(&sb, "txagent_http_unauthorized_total", NULL, &unauthorized);
+    metric_write_value(&sb, "txagent_http_unauthorized_total", "counter",
+                       "Requests refused with 401: no or wrong token (--token-file).",
+                       http_unauthorized_count());
     metric_write_header(&sb, "txagent_branches_in_progress", "gauge", "Branches active now.");
     metric_write_gauge(&sb, "txagent_branches_in_progress", NULL, &m->in_progress);
     metric_write_header(&sb, "txagent_prepare_seconds", "histogram",
                         "Prepare call latency, statements of the one-shot form included.");
     metric_write_histogram(&sb, "txagent_prepare_seconds", NULL, &m->prepare_latency);
-    metric_gauge open = {0}, held = {0};
-    gauge_add(&open, pool_open_count(ag->pool));
-    gauge_add(&held, (int64_t)branch_table_size(ag->table));
-    metric_write_header(&sb, "txagent_pool_connections", "gauge", "PostgreSQL connections open.");
-    metric_write_gauge(&sb, "txagent_pool_connections", NULL, &open);
-    metric_write_header(&sb, "txagent_branches_in_memory", "gauge",
-                        "Branches held in memory (finished ones are kept a while).");
-    metric_write_gauge(&sb, "txagent_branches_in_memory", NULL, &held);
+    metric_write_value(&sb, "txagent_pool_connections", "gauge", "PostgreSQL connections open.",
+                       (uint64_t)pool_open_count(ag->pool));
+    metric_write_value(&sb, "txagent_branches_in_memory", "gauge",
+                       "Branches held in memory (finished ones are kept a while).",
+                       (uint64_t)branch_table_size(ag->table));
     http_reply_text(req, 200, "text/plain; version=0.0.4", sb.data ? sb.data : "");
     strbuf_free(&sb);
 }
