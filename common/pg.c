@@ -467,21 +467,32 @@ static void keys_free(char **keys, int nf)
     free(keys);
 }
 
+/* pg_result_json_size's two parts: what every row object costs whatever its
+ * values (braces, keys, quotes, commas), and what its values add. */
+static size_t row_frame_size(const PGresult *res)
+{
+    size_t per_row = 2; /* {} and the comma between rows */
+    for (int f = 0, nf = PQnfields(res); f < nf; f++) {
+        const char *name = PQfname(res, f);
+        per_row += (name ? strlen(name) : 8) + 6; /* "key": and quotes or null, comma */
+    }
+    return per_row;
+}
+
+static size_t values_size(const PGresult *res)
+{
+    size_t total = 0;
+    for (int r = 0, nt = PQntuples(res), nf = PQnfields(res); r < nt; r++)
+        for (int f = 0; f < nf; f++)
+            total += PQgetisnull(res, r, f) ? 4 : (size_t)PQgetlength(res, r, f);
+    return total;
+}
+
 size_t pg_result_json_size(const PGresult *res)
 {
     if (!res)
         return 0;
-    int nt = PQntuples(res), nf = PQnfields(res);
-    size_t per_row = 2; /* {} and the comma between rows */
-    for (int f = 0; f < nf; f++) {
-        const char *name = PQfname(res, f);
-        per_row += (name ? strlen(name) : 8) + 6; /* "key": and quotes or null, comma */
-    }
-    size_t total = (size_t)nt * per_row;
-    for (int r = 0; r < nt; r++)
-        for (int f = 0; f < nf; f++)
-            total += PQgetisnull(res, r, f) ? 4 : (size_t)PQgetlength(res, r, f);
-    return total;
+    return (size_t)PQntuples(res) * row_frame_size(res) + values_size(res);
 }
 
 /* Append res's rows to arr, keyed by keys (result_keys of res's columns). */
@@ -549,12 +560,15 @@ static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows)
     char **keys = NULL;
     int nf = 0;
     long long n = 0;
+    size_t frame = 0; /* row_frame_size: the columns are the same in every result */
     for (;;) {
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK)
             break;
         if (PQntuples(r) > 0 && !rows->too_large) {
-            rows->bytes += pg_result_json_size(r);
+            if (!frame)
+                frame = row_frame_size(r);
+            rows->bytes += (size_t)PQntuples(r) * frame + values_size(r);
             if (rows->bytes > rows->max_bytes) {
                 rows->too_large = true;
                 if (st == PGRES_SINGLE_TUPLE)
