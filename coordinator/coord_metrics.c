@@ -64,6 +64,10 @@ char *coord_metrics_render(void)
                         "Transactions not yet committed or aborted.");
     metric_write_gauge(&sb, "txcoord_transactions_in_flight", NULL, &g_metrics.in_flight);
 
+    metric_write_value(&sb, "txcoord_transactions_retained", "gauge",
+                       "Finished transactions still held in full for GET "
+                       "(--finished-retention-s, --finished-retention-max).",
+                       txn_retained_count());
     metric_write_value(&sb, "txcoord_decision_log_fsyncs_total", "counter",
                        "fdatasync calls on the decision log (group commit shares them).",
                        dlog_syncs());

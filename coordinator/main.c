@@ -76,7 +76,7 @@ static const char *const crash_points[] = {
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
 static str_list opt_participants;
-static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention;
+static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention, opt_retention_max;
 static long long opt_compact_bytes;
 static long long opt_3pc_cancommit, opt_3pc_precommit, opt_3pc_uncertain;
 static char *opt_3pc_termination;
@@ -95,6 +95,9 @@ static const opt_def options[] = {
      "timeout of each prepare/commit/rollback call to an agent", &opt_agent_timeout},
     {"finished-retention-s", OPT_INT, "600", 0, 30LL * 24 * 3600, false, "S",
      "how long finished transactions stay queryable", &opt_retention},
+    {"finished-retention-max", OPT_INT, "100000", 0, 100000000, false, "N",
+     "at most this many finished transactions stay queryable (the oldest go first)",
+     &opt_retention_max},
     {"decision-log-compact-bytes", OPT_INT, "67108864", 4096, 1LL << 40, false, "BYTES",
      "rewrite decisions.log with only unfinished decisions when it grows past this",
      &opt_compact_bytes},
@@ -231,7 +234,7 @@ static void tick(void)
         txn_unref(t);
     }
     free(expired);
-    size_t evicted = txn_evict(now, g_coord.retention_s * 1000);
+    size_t evicted = txn_evict(now, g_coord.retention_s * 1000, (size_t)g_coord.retention_max);
     if (evicted)
         log_debug("evicted %zu finished transactions", evicted);
     dlog_maybe_compact();
@@ -320,6 +323,7 @@ int main(int argc, char **argv)
     g_coord.default_timeout_ms = opt_default_timeout;
     g_coord.agent_timeout_ms = opt_agent_timeout;
     g_coord.retention_s = opt_retention;
+    g_coord.retention_max = opt_retention_max;
     g_coord.threepc.cancommit_timeout_ms = opt_3pc_cancommit;
     g_coord.threepc.precommit_timeout_ms = opt_3pc_precommit;
     g_coord.threepc.uncertain_timeout_ms = opt_3pc_uncertain;

@@ -356,12 +356,48 @@ START_TEST(test_eviction)
     char gid[GID_MAX_LEN + 1];
     snprintf(gid, sizeof(gid), "%s", t->gid);
     ck_assert(txn_fsm_advance(t, EV_ROLLBACK, "rollback requested"));
-    ck_assert_uint_eq(txn_evict(now_ms() + 1000000, 0), 0); /* aborting: still live */
+    ck_assert_uint_eq(txn_evict(now_ms() + 1000000, 0, SIZE_MAX), 0); /* aborting: still live */
     ck_assert(txn_fsm_advance(t, EV_ACKED, "done"));
     txn_unref(t);
-    ck_assert_uint_eq(txn_evict(now_ms(), 60000), 0); /* within retention */
-    ck_assert_uint_eq(txn_evict(now_ms() + 61000, 60000), 1);
+    ck_assert_uint_eq(txn_evict(now_ms(), 60000, SIZE_MAX), 0); /* within retention */
+    ck_assert_uint_eq(txn_evict(now_ms() + 61000, 60000, SIZE_MAX), 1);
     ck_assert_ptr_null(txn_lookup(gid));
+    dlog_close();
+}
+END_TEST
+
+/* --finished-retention-max: beyond the newest N finished ones the oldest go,
+ * whatever their age; live ones are never counted or dropped. */
+START_TEST(test_eviction_count_cap)
+{
+    (void)reopen(1 << 20);
+    char gids[3][GID_MAX_LEN + 1];
+    for (int i = 0; i < 3; i++) {
+        txn *t = txn_create(PROTO_2PC, 30000, NULL);
+        snprintf(gids[i], sizeof(gids[i]), "%s", t->gid);
+        ck_assert(txn_fsm_advance(t, EV_ROLLBACK, "rollback requested"));
+        ck_assert(txn_fsm_advance(t, EV_ACKED, "done"));
+        txn_unref(t);
+    }
+    txn *live = txn_create(PROTO_2PC, 30000, NULL);
+    ck_assert_uint_eq(txn_retained_count(), 3);
+    ck_assert_uint_eq(txn_evict(now_ms(), 600000, 3), 0);
+    ck_assert_uint_eq(txn_evict(now_ms(), 600000, 1), 2);
+    ck_assert_uint_eq(txn_retained_count(), 1);
+    ck_assert_ptr_null(txn_lookup(gids[0]));
+    ck_assert_ptr_null(txn_lookup(gids[1]));
+    txn *kept = txn_lookup(gids[2]);
+    ck_assert_ptr_nonnull(kept);
+    txn_unref(kept);
+    ck_assert_uint_eq(txn_evict(now_ms(), 600000, 0), 1);
+    ck_assert_uint_eq(txn_retained_count(), 0);
+    txn *still = txn_lookup(live->gid);
+    ck_assert_ptr_eq(still, live);
+    txn_unref(still);
+    ck_assert(txn_fsm_advance(live, EV_ROLLBACK, "rollback requested"));
+    ck_assert(txn_fsm_advance(live, EV_ACKED, "done"));
+    txn_unref(live);
+    ck_assert_uint_eq(txn_evict(now_ms(), 600000, 0), 1);
     dlog_close();
 }
 END_TEST
@@ -727,7 +763,7 @@ START_TEST(test_heuristic_resolve)
     snprintf(agid, sizeof(agid), "%s", a->gid);
     txn_unref(c);
     txn_unref(a);
-    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0), 2);
+    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0, SIZE_MAX), 2);
     ck_assert_uint_eq(heuristic_resolve(cgid, false, &body), 409);
     ck_assert_str_eq(err_code(body), "contradicts_decision");
     json_decref(body);
@@ -1080,6 +1116,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_read_only_commit_needs_no_record);
     tcase_add_test(tc, test_compaction_keeps_unfinished_only);
     tcase_add_test(tc, test_eviction);
+    tcase_add_test(tc, test_eviction_count_cap);
     tcase_add_test(tc, test_timeouts_collected);
     tcase_add_test(tc, test_fsm_table_complete);
     tcase_add_test(tc, test_3pc_commit_path_records);

@@ -10,7 +10,8 @@
  *     outcome endpoint could not find it.
  *   - Every transaction in the map is on exactly one of: the live list (not
  *     committed/aborted yet) or the finished FIFO (in order of finishing, so
- *     eviction pops from the head only).
+ *     eviction pops from the head only, by age or beyond the count bound;
+ *     fin_count is its length).
  *   - The map holds one reference; a transaction is freed when its last
  *     reference goes, never while a handler or the resolver uses it.
  */
@@ -32,6 +33,7 @@ static strmap *table;          /* gid -> txn*, keys borrowed from txn->gid */
 static txn *live_head;         /* doubly linked, newest first */
 static size_t live_count;
 static txn *fin_head, *fin_tail;
+static size_t fin_count;       /* length of the finished FIFO */
 static atomic_uint_fast64_t next_seq = 1;
 
 static const char *const state_names[TXN_STATE_COUNT] = {
@@ -129,6 +131,7 @@ void txn_table_shutdown(void)
     table = NULL;
     live_head = NULL;
     fin_head = fin_tail = NULL;
+    fin_count = 0;
     live_count = 0;
     pthread_mutex_unlock(&table_mu);
     strmap_free(m, unref_value);
@@ -387,6 +390,7 @@ void txn_note_transition(txn *t, txn_state from, txn_state to)
         else
             fin_head = t;
         fin_tail = t;
+        fin_count++;
     }
     pthread_mutex_unlock(&table_mu);
 }
@@ -411,16 +415,20 @@ size_t txn_collect_expired(int64_t now, txn ***out)
     return n;
 }
 
-size_t txn_evict(int64_t now, int64_t retention_ms)
+size_t txn_evict(int64_t now, int64_t retention_ms, size_t retention_max)
 {
     size_t n = 0;
     txn *victims = NULL;
     pthread_mutex_lock(&table_mu);
-    while (table && fin_head && fin_head->finished_ms + retention_ms <= now) {
+    /* The FIFO is in order of finishing: the oldest go first, whichever
+     * bound (age or count) drops them. */
+    while (table && fin_head &&
+           (fin_head->finished_ms + retention_ms <= now || fin_count > retention_max)) {
         txn *t = fin_head;
         fin_head = t->fin_next;
         if (!fin_head)
             fin_tail = NULL;
+        fin_count--;
         strmap_remove(table, t->gid);
         t->fin_next = victims; /* reuse the link for the unref pass below */
         victims = t;
@@ -432,6 +440,14 @@ size_t txn_evict(int64_t now, int64_t retention_ms)
         victims = t->fin_next;
         txn_unref(t);
     }
+    return n;
+}
+
+size_t txn_retained_count(void)
+{
+    pthread_mutex_lock(&table_mu);
+    size_t n = fin_count;
+    pthread_mutex_unlock(&table_mu);
     return n;
 }
 

@@ -168,8 +168,12 @@ void txn_note_transition(txn *t, txn_state from, txn_state to);
 /* References to active transactions whose deadline passed; *out is an array
  * the caller frees (after txn_unref of each). Returns the count. */
 size_t txn_collect_expired(int64_t now, txn ***out);
-/* Drop finished transactions older than retention_ms. Returns how many. */
-size_t txn_evict(int64_t now, int64_t retention_ms);
+/* Drop finished transactions older than retention_ms, and the oldest ones
+ * beyond the newest retention_max. Returns how many. Dropped ones answer
+ * GET with their outcome only (from the decision log's committed set). */
+size_t txn_evict(int64_t now, int64_t retention_ms, size_t retention_max);
+/* Finished transactions still held in full (the finished FIFO). */
+size_t txn_retained_count(void);
 
 /* {"gid","protocol","state","outcome"?,"reason"?,"created_at","timeout_ms","branches":[...]}. New reference. */
 json_t *txn_to_json(txn *t);
