@@ -129,6 +129,31 @@ typedef struct {
     size_t ncommit, nprecommit, nend, nheur, nsnap;
 } replay_state;
 
+/* The gid of a 'C' or 'E' record as written here: log_decision and dlog_end
+ * put it first, {"gid":"<gid>", ... or {"gid":"<gid>"} (jansson keeps the
+ * insertion order; the gid charset needs no escaping). Copies it to out
+ * (GID_MAX_LEN + 1 bytes); false for any other shape, which then takes the
+ * full parse. Replay needs nothing else of these records, and parsing each
+ * whole took 61% of a restart's replay: 1.99 s for a 52 MB log of 421,638
+ * records. An unfinished 'C' is still parsed whole, by check_unfinished. */
+static bool leading_gid(const char *payload, size_t len, char *out)
+{
+    static const char prefix[] = "{\"gid\":\"";
+    const size_t plen = sizeof(prefix) - 1;
+    if (len <= plen || memcmp(payload, prefix, plen) != 0)
+        return false;
+    const char *g = payload + plen;
+    const char *q = memchr(g, '"', len - plen);
+    if (!q || q == g || (size_t)(q - g) > GID_MAX_LEN)
+        return false;
+    size_t after = len - (size_t)(q + 1 - payload); /* bytes after the closing quote */
+    if (!(after > 1 && q[1] == ',') && !(after == 1 && q[1] == '}'))
+        return false;
+    memcpy(out, g, (size_t)(q - g));
+    out[q - g] = '\0';
+    return gid_valid(out);
+}
+
 static bool replay_record(uint8_t type, const void *payload, size_t len, void *arg)
 {
     replay_state *rs = arg;
@@ -139,9 +164,16 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
         log_error("decision log: unreadable committed-set snapshot record");
         return false;
     }
-    json_error_t jerr;
-    json_t *rec = json_loadb(payload, len, 0, &jerr);
-    const char *gid = rec ? json_string_value(json_object_get(rec, "gid")) : NULL;
+    json_error_t jerr = {.text = ""};
+    json_t *rec = NULL;
+    char fast_gid[GID_MAX_LEN + 1];
+    const char *gid = NULL;
+    if ((type == REC_COMMIT || type == REC_END) && leading_gid(payload, len, fast_gid)) {
+        gid = fast_gid;
+    } else {
+        rec = json_loadb(payload, len, 0, &jerr);
+        gid = rec ? json_string_value(json_object_get(rec, "gid")) : NULL;
+    }
     if (!gid || !gid_valid(gid)) {
         log_error("decision log: unreadable '%c' record (%s)", type, rec ? "no valid gid" : jerr.text);
         json_decref(rec);
@@ -185,11 +217,26 @@ typedef struct {
     void *arg;
 } unfinished_cb;
 
+/* Every unfinished decision's record must parse: replay read only the gid of
+ * a 'C' (leading_gid), and recovery needs its branches. Counts the ones that
+ * do not, logging each. */
+static void check_unfinished(const char *gid, void *val, void *arg)
+{
+    const pending_rec *p = val;
+    json_t *rec = json_loads(p->payload, 0, NULL);
+    if (!json_is_object(rec)) { /* an 'H' after it was parsed whole at replay */
+        txlog_error(gid, NULL, "decision log: unreadable '%c' record of an unfinished decision",
+                    (char)p->type);
+        (*(size_t *)arg)++;
+    }
+    json_decref(rec);
+}
+
 static void hand_unfinished(const char *gid, void *val, void *arg)
 {
     const unfinished_cb *cb = arg;
     const pending_rec *p = val;
-    json_t *rec = json_loads(p->payload, 0, NULL); /* parsed once already during replay */
+    json_t *rec = json_loads(p->payload, 0, NULL); /* check_unfinished parsed it */
     if (!rec)
         return;
     txn_protocol proto = PROTO_2PC;
@@ -230,6 +277,13 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
              "records, %zu unfinished (%zu pre-commit records, %zu heuristic records)",
              path, rs.ncommit, rs.nend, rs.nsnap, strmap_count(unfinished), rs.nprecommit,
              rs.nheur);
+    size_t unreadable = 0;
+    strmap_foreach(unfinished, check_unfinished, &unreadable);
+    if (unreadable > 0) {
+        log_error("decision log %s: %zu unfinished decision(s) unreadable; refusing to start",
+                  path, unreadable);
+        return false;
+    }
     if (fn) {
         unfinished_cb cb = {fn, arg};
         strmap_foreach(unfinished, hand_unfinished, &cb);

@@ -611,6 +611,73 @@ START_TEST(test_record_encoding)
 }
 END_TEST
 
+/* Replay reads the gid of a 'C' or 'E' of ours from its first bytes
+ * (leading_gid) and parses any other shape whole; an unfinished 'C' is parsed
+ * whole before recovery, and one that does not parse stops the start. */
+static void append_raw(wal *w, char type, const char *payload)
+{
+    ck_assert(wal_append(w, (uint8_t)type, payload, strlen(payload), true));
+}
+
+#define BR_JSON "\"branches\":[{\"participant\":\"pg1\",\"branch_gid\":\"txc:0badc0de-5-1:pg1\"}]"
+
+START_TEST(test_replay_record_shapes)
+{
+    dlog_close();
+    wal *w = wal_open(logpath, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    /* gid not first: the whole parse; unfinished, with its branches */
+    append_raw(w, 'C', "{\"protocol\":\"2pc\"," BR_JSON ",\"at_ms\":1,\"gid\":\"0badc0de-5-1\"}");
+    /* ours: gid first, then ended by an 'E' of ours */
+    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-2\",\"protocol\":\"2pc\"," BR_JSON ",\"at_ms\":1}");
+    append_raw(w, 'E', "{\"gid\":\"0badc0de-5-2\"}");
+    /* ended by an 'E' in another shape (spaces): the whole parse */
+    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-3\",\"protocol\":\"2pc\"," BR_JSON ",\"at_ms\":1}");
+    append_raw(w, 'E', "{ \"gid\" : \"0badc0de-5-3\" }");
+    /* an 'E' of a gid that 0badc0de-5-4 is a prefix of does not end it */
+    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-4\",\"protocol\":\"2pc\"," BR_JSON ",\"at_ms\":1}");
+    append_raw(w, 'E', "{\"gid\":\"0badc0de-5-40\"}");
+    wal_close(w);
+
+    recovered r;
+    memset(&r, 0, sizeof(r));
+    ck_assert(dlog_open(logpath, 1 << 20, on_unfinished, &r));
+    ck_assert_int_eq(r.n, 2);
+    int a = recovered_find(&r, "0badc0de-5-1");
+    ck_assert_int_ge(a, 0);
+    ck_assert_uint_eq(r.nbranches[a], 1);
+    ck_assert_str_eq(r.first_branch_gid[a], "txc:0badc0de-5-1:pg1");
+    ck_assert_int_ge(recovered_find(&r, "0badc0de-5-4"), 0);
+    ck_assert_int_lt(recovered_find(&r, "0badc0de-5-2"), 0);
+    ck_assert_int_lt(recovered_find(&r, "0badc0de-5-3"), 0);
+    ck_assert(dlog_is_committed("0badc0de-5-2"));
+    ck_assert(dlog_is_committed("0badc0de-5-3"));
+    dlog_close();
+
+    /* a finished 'C' is never parsed past its gid; an unfinished one that
+     * does not parse refuses the start */
+    w = wal_open(logpath, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-5\",broken");
+    append_raw(w, 'E', "{\"gid\":\"0badc0de-5-5\"}");
+    wal_close(w);
+    memset(&r, 0, sizeof(r));
+    ck_assert(dlog_open(logpath, 1 << 20, on_unfinished, &r));
+    ck_assert(dlog_is_committed("0badc0de-5-5"));
+    dlog_close();
+    w = wal_open(logpath, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-6\",broken");
+    wal_close(w);
+    memset(&r, 0, sizeof(r));
+    ck_assert(!dlog_open(logpath, 1 << 20, on_unfinished, &r));
+    ck_assert_int_eq(r.n, 0);
+    dlog_close();
+    ck_assert(unlink(logpath) == 0);
+    (void)reopen(1 << 20);
+}
+END_TEST
+
 START_TEST(test_heuristic_records_replayed)
 {
     (void)reopen(1 << 20);
@@ -1123,6 +1190,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_3pc_recovered_abort_ends_the_precommit);
     tcase_add_test(tc, test_3pc_recovery_rule);
     tcase_add_test(tc, test_record_encoding);
+    tcase_add_test(tc, test_replay_record_shapes);
     tcase_add_test(tc, test_heuristic_records_replayed);
     tcase_add_test(tc, test_heuristic_rules);
     tcase_add_test(tc, test_heuristic_resolve);
