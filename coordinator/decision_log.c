@@ -24,6 +24,10 @@
  *     agents answer as done.
  *   - Replay tolerates duplicates ('C' twice, 'E' twice, 'E' without 'C',
  *     'H' twice): every writer may re-run.
+ *   - Replay reads only the gid of a 'C' or 'E' in the shape written here
+ *     (leading_gid); every other record is parsed whole, and so is every
+ *     decision still unfinished at the end, before recovery gets it: one that
+ *     does not parse stops the start, as any unreadable record does.
  *   - `pending` holds, per gid, the last 'C' or 'P' in the file without a
  *     later 'E' (nor heuristic commit), with the 'H' abort that followed a
  *     'P'; the committed set holds every gid with a 'C'; both are exact
