@@ -12,7 +12,8 @@
  *     Content-Type: application/json on every call, and the cluster's token
  *     (auth.h) when one is loaded: it must be loaded before the first call.
  *   - Every call gets status/response/error filled; a response body is kept
- *     only up to HTTPC_MAX_RESPONSE bytes (then the call fails as transport).
+ *     only up to HTTPC_MAX_RESPONSE bytes (then the call fails as transport,
+ *     with too_large set).
  *   - Nothing here logs: callers log per call with their gid/participant.
  */
 #include "httpc.h"
@@ -28,7 +29,6 @@
 #include "strbuf.h"
 
 #define HTTPC_POOL_MAX 32
-#define HTTPC_MAX_RESPONSE (64u << 20)
 #define HTTPC_DEFAULT_TIMEOUT_MS 30000
 #define HTTPC_CONNECT_TIMEOUT_MS 2000
 
@@ -216,6 +216,7 @@ static void finish_call(call_state *cs, CURLcode rc)
         atomic_fetch_add(&connections_opened, (uint_fast64_t)nconn);
     if (rc != CURLE_OK) {
         c->status = 0;
+        c->too_large = cs->overflow;
         if (cs->overflow)
             snprintf(c->error, sizeof(c->error), "response larger than %u bytes",
                      HTTPC_MAX_RESPONSE);
@@ -239,6 +240,7 @@ bool httpc_perform(httpc_call *calls, size_t n)
         calls[i].status = 0;
         calls[i].response = NULL;
         calls[i].error[0] = '\0';
+        calls[i].too_large = false;
     }
     httpc_tls *t = tls_get();
     if (!t) {
@@ -332,6 +334,7 @@ void httpc_call_clear(httpc_call *c)
     c->response = NULL;
     c->status = 0;
     c->error[0] = '\0';
+    c->too_large = false;
 }
 
 char *httpc_escape(const char *s)

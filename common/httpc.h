@@ -24,7 +24,11 @@ typedef struct {
     long status;         /* HTTP status; 0 = transport failure (see error) */
     json_t *response;    /* parsed JSON body or NULL (non-JSON or empty) */
     char error[256];     /* transport error text when status == 0 */
+    bool too_large;      /* status 0 because the answer passed HTTPC_MAX_RESPONSE */
 } httpc_call;
+
+/* The largest answer body httpc keeps; a larger one fails the call. */
+#define HTTPC_MAX_RESPONSE (64u << 20)
 
 void httpc_global_init(void); /* once, before threads */
 void httpc_global_cleanup(void);

@@ -119,6 +119,21 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, const httpc_call *c)
         return a;
     }
     agent_describe_failure(c, desc, sizeof(desc));
+    if (c->status == 0 && c->too_large) {
+        /* The agent answered, with more than we take: its rows passed its
+         * own --max-result-bytes estimate (escaping can make JSON text up to
+         * 6 times the values) and our HTTPC_MAX_RESPONSE. The statement ran
+         * but the client never sees what it did: the branch fails. */
+        txn_set_branch_state(t, b, BR_FAILED);
+        snprintf(reason, sizeof(reason), "participant %s failed: its answer passed the "
+                 "coordinator's limit of %u bytes", b->participant, HTTPC_MAX_RESPONSE);
+        txn_set_failed(t, reason);
+        txlog_warn(t->gid, b->participant, "statement: answer larger than %u bytes; "
+                   "transaction is rollback-only", HTTPC_MAX_RESPONSE);
+        a.status = 422;
+        a.body = error_body_extra("result_too_large", reason, b->participant, NULL);
+        return a;
+    }
     if (c->status == 0) {
         txn_set_branch_state(t, b, BR_UNKNOWN);
         snprintf(reason, sizeof(reason), "participant %s unreachable: %s", b->participant,

@@ -174,6 +174,38 @@ START_TEST(result_too_large)
 }
 END_TEST
 
+/* Rows within the agent's --max-result-bytes (it counts the values' text)
+ * whose JSON is far bigger: 12 MB of control characters are 72 MB escaped
+ * (\u0001), past the coordinator's 64 MiB answer limit. The coordinator says
+ * so (422 result_too_large, not participant_unreachable), the branch fails,
+ * the commit aborts, and the agent serves the next statement. */
+START_TEST(answer_too_large)
+{
+    char *gid = h_begin();
+    h_resp r = h_stmt(gid, "pg1", "SELECT repeat(chr(1), 12 * 1024 * 1024) AS x", NULL);
+    H_EXPECT(r, 422, "72 MB answer");
+    json_t *err = json_object_get(r.json, "error");
+    ck_assert_str_eq(h_str(err, "code"), "result_too_large");
+    ck_assert_str_eq(h_str(err, "participant"), "pg1");
+    ck_assert_msg(strstr(h_str(err, "message"), "coordinator's limit"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after a refused answer");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    ck_assert_msg(strstr(h_str(r.json, "reason"), "coordinator's limit"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    free(gid);
+    gid = h_begin();
+    r = h_stmt(gid, "pg1", "SELECT 1 AS one", NULL);
+    H_EXPECT(r, 200, "the next statement on that agent");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "its commit");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 START_TEST(params)
 {
     char *gid = h_begin();
@@ -228,5 +260,6 @@ TCase *tc_rows(void)
     tcase_add_test(tc, params);
     tcase_add_test(tc, repeated_column_names);
     tcase_add_test(tc, result_too_large);
+    tcase_add_test(tc, answer_too_large);
     return tc;
 }

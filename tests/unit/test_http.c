@@ -75,6 +75,18 @@ static void h_slow(http_request *req, void *app)
     http_reply_json(req, 200, json_pack("{s:s}", "slow", http_req_param(req, 0)));
 }
 
+/* An answer just past HTTPC_MAX_RESPONSE. */
+static void h_big(http_request *req, void *app)
+{
+    (void)app;
+    size_t n = HTTPC_MAX_RESPONSE;
+    char *pad = xmalloc(n + 1);
+    memset(pad, 'x', n);
+    pad[n] = '\0';
+    http_reply_json(req, 200, json_pack("{s:s%}", "pad", pad, n));
+    free(pad);
+}
+
 static const http_route routes[] = {
     {"GET", "/hello", h_hello},
     {"POST", "/v1/branches/{gid}/prepare", h_echo},
@@ -86,6 +98,7 @@ static const http_route routes[] = {
     {"GET", "/error", h_error},
     {"GET", "/forgets", h_forgets},
     {"GET", "/slow/{n}", h_slow},
+    {"GET", "/big", h_big},
 };
 
 static http_server *srv;
@@ -461,6 +474,35 @@ START_TEST(test_transport_failures)
 }
 END_TEST
 
+/* An answer past HTTPC_MAX_RESPONSE fails the call as transport with
+ * too_large set (the coordinator tells it apart from an unreachable agent);
+ * other failures leave too_large false, and the thread's next call works. */
+START_TEST(test_response_too_large)
+{
+    httpc_call c;
+    memset(&c, 0, sizeof(c));
+    char *u = url("/big");
+    c.method = "GET";
+    c.url = u;
+    ck_assert(!httpc_request(&c));
+    ck_assert_int_eq(c.status, 0);
+    ck_assert(c.too_large);
+    ck_assert_ptr_null(c.response);
+    ck_assert_msg(strstr(c.error, "larger than"), "%s", c.error);
+    httpc_call_clear(&c);
+    ck_assert(!c.too_large);
+    free(u);
+    c.method = "GET";
+    c.url = "http://127.0.0.1:1/nothing";
+    ck_assert(!httpc_request(&c));
+    ck_assert_int_eq(c.status, 0);
+    ck_assert(!c.too_large);
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    httpc_call_clear(&c);
+}
+END_TEST
+
 static void *thread_calls(void *arg)
 {
     (void)arg;
@@ -634,6 +676,7 @@ int main(void)
     tcase_add_test(tc, test_proxy_variables_ignored);
     tcase_add_test(tc, test_parallel);
     tcase_add_test(tc, test_transport_failures);
+    tcase_add_test(tc, test_response_too_large);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_bad_listen);
     tcase_add_test(tc, test_token);
