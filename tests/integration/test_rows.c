@@ -136,21 +136,29 @@ static h_resp megabyte_rows(const char *gid, int n)
                   json_pack("[i]", n));
 }
 
+/* r (cleared here) is pg1's 422 result_too_large whose message names
+ * `why`; then gid's commit aborts for that reason. Frees gid. */
+static void expect_result_refused(h_resp *r, char *gid, const char *why)
+{
+    H_EXPECT(*r, 422, "a result too large");
+    json_t *err = json_object_get(r->json, "error");
+    ck_assert_str_eq(h_str(err, "code"), "result_too_large");
+    ck_assert_str_eq(h_str(err, "participant"), "pg1");
+    ck_assert_msg(strstr(h_str(err, "message"), why), "%s", h_desc(r));
+    h_resp_clear(r);
+    *r = h_commit(gid);
+    H_EXPECT(*r, 409, "commit after a refused result");
+    ck_assert_str_eq(h_str(r->json, "outcome"), "aborted");
+    ck_assert_msg(strstr(h_str(r->json, "reason"), "pg1 failed"), "%s", h_desc(r));
+    h_resp_clear(r);
+    free(gid);
+}
+
 START_TEST(result_too_large)
 {
     char *gid = h_begin();
     h_resp r = megabyte_rows(gid, 40);
-    H_EXPECT(r, 422, "40 MB result");
-    json_t *err = json_object_get(r.json, "error");
-    ck_assert_str_eq(h_str(err, "code"), "result_too_large");
-    ck_assert_str_eq(h_str(err, "participant"), "pg1");
-    ck_assert_msg(strstr(h_str(err, "message"), "--max-result-bytes"), "%s", h_desc(&r));
-    h_resp_clear(&r);
-    r = h_commit(gid);
-    H_EXPECT(r, 409, "commit after a refused result");
-    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
-    h_resp_clear(&r);
-    free(gid);
+    expect_result_refused(&r, gid, "--max-result-bytes");
     char *url = xasprintf("%s/metrics", h_agent_url(1));
     r = h_http("GET", url, NULL, 0);
     free(url);
@@ -183,18 +191,7 @@ START_TEST(answer_too_large)
 {
     char *gid = h_begin();
     h_resp r = h_stmt(gid, "pg1", "SELECT repeat(chr(1), 12 * 1024 * 1024) AS x", NULL);
-    H_EXPECT(r, 422, "72 MB answer");
-    json_t *err = json_object_get(r.json, "error");
-    ck_assert_str_eq(h_str(err, "code"), "result_too_large");
-    ck_assert_str_eq(h_str(err, "participant"), "pg1");
-    ck_assert_msg(strstr(h_str(err, "message"), "coordinator's limit"), "%s", h_desc(&r));
-    h_resp_clear(&r);
-    r = h_commit(gid);
-    H_EXPECT(r, 409, "commit after a refused answer");
-    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
-    ck_assert_msg(strstr(h_str(r.json, "reason"), "coordinator's limit"), "%s", h_desc(&r));
-    h_resp_clear(&r);
-    free(gid);
+    expect_result_refused(&r, gid, "coordinator's limit");
     gid = h_begin();
     r = h_stmt(gid, "pg1", "SELECT 1 AS one", NULL);
     H_EXPECT(r, 200, "the next statement on that agent");
