@@ -16,9 +16,10 @@
  *     a restart) is decided in one place, outcome_not_in_table: the
  *     committed set, else presumed abort for a gid of ours that was issued
  *     (earlier epoch, or this epoch's seq already handed out). The outcome
- *     endpoint and GET /v1/transactions/{gid} both use it; GET answers 404
- *     where it cannot have been issued (future epoch, unissued seq,
- *     another coordinator's gid).
+ *     endpoint, GET /v1/transactions/{gid}, commit, rollback and statements
+ *     all use it (outcome_of_absent), so a gid answers the same in memory or
+ *     not; they answer 404 where it cannot have been issued (future epoch,
+ *     unissued seq, another coordinator's gid).
  * Ownership: http_req_json bodies are borrowed; json_object_get is borrowed;
  * *_set_new and http_reply_json steal.
  */
@@ -473,15 +474,44 @@ static void h_begin(http_request *req, void *app)
     txn_unref(t);
 }
 
-/* ---- /v1/transactions/{gid}/... --------------------------------------- */
+/* ---- gids no longer in the table ---------------------------------------- */
 
-static txn *lookup_or_404(http_request *req, const char *gid)
+typedef enum {
+    OUT_COMMITTED,    /* 'C' logged (committed set) */
+    OUT_ABORTED,      /* ours, issued, no 'C': presumed abort */
+    OUT_NOT_ISSUED,   /* this epoch, seq not handed out yet: never seen */
+    OUT_FUTURE_EPOCH, /* an epoch after ours: never issued by any incarnation we know */
+} outcome_known;
+
+/* What the decision log says of gid (valid, ours: cid == our coord_id),
+ * which is not in the table. */
+static outcome_known outcome_not_in_table(const char *gid, uint64_t epoch, uint64_t seq)
 {
-    txn *t = txn_lookup(gid);
-    if (!t)
-        http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
-    return t;
+    if (dlog_is_committed(gid))
+        return OUT_COMMITTED;
+    if (epoch > g_coord.epoch)
+        return OUT_FUTURE_EPOCH;
+    if (epoch == g_coord.epoch && !txn_seq_issued(seq))
+        return OUT_NOT_ISSUED;
+    /* Earlier epoch without 'C': presumed abort. This epoch, issued, not in
+     * memory and not committed: finished aborted and evicted. */
+    return OUT_ABORTED;
 }
+
+/* outcome_not_in_table for any gid string: OUT_NOT_ISSUED for one that is
+ * not a valid gid of ours. */
+static outcome_known outcome_of_absent(const char *gid)
+{
+    char cid[16];
+    uint64_t epoch = 0, seq = 0;
+    if (gid_valid(gid) && gid_parse(gid, cid, &epoch, &seq) && strcmp(cid, g_coord.coord_id) == 0)
+        return outcome_not_in_table(gid, epoch, seq);
+    return OUT_NOT_ISSUED;
+}
+
+#define PRESUMED_ABORT_REASON "no commit decision logged (presumed abort)"
+
+/* ---- /v1/transactions/{gid}/... --------------------------------------- */
 
 static void h_statements(http_request *req, void *app)
 {
@@ -497,9 +527,16 @@ static void h_statements(http_request *req, void *app)
         http_reply_error(req, 400, "invalid_field", "%s", err);
         return;
     }
-    txn *t = lookup_or_404(req, gid);
-    if (!t)
+    txn *t = txn_lookup(gid);
+    if (!t) {
+        outcome_known k = outcome_of_absent(gid);
+        if (k == OUT_COMMITTED || k == OUT_ABORTED)
+            http_reply_error(req, 409, "wrong_state", "transaction %s is %s", gid,
+                             k == OUT_COMMITTED ? "committed" : "aborted");
+        else
+            http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
         return;
+    }
     const participant *p = participant_find(name);
     if (!p) {
         http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);
@@ -527,26 +564,40 @@ out:
 }
 
 /* The transaction named in the path, for commit/rollback. If it is no
- * longer in the table but known committed (finished and evicted), replies
- * {"gid","outcome":"committed"} with committed_status; else 404. */
-static txn *lookup_to_finish(http_request *req, unsigned committed_status)
+ * longer in the table (finished and evicted, or from before a restart),
+ * replies its outcome as the finished transaction would have:
+ * {"gid","outcome":"committed"} with committed_status, or
+ * {"gid","outcome":"aborted"(,"reason")} with aborted_status (the reason
+ * when that status is an error); 404 for a gid never issued here. */
+static txn *lookup_to_finish(http_request *req, unsigned committed_status, unsigned aborted_status)
 {
     const char *gid = http_req_param(req, 0);
     txn *t = txn_lookup(gid);
     if (t)
         return t;
-    if (gid_valid(gid) && dlog_is_committed(gid))
+    switch (outcome_of_absent(gid)) {
+    case OUT_COMMITTED:
         http_reply_json(req, committed_status,
                         json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
-    else
+        break;
+    case OUT_ABORTED: {
+        json_t *o = json_pack("{s:s, s:s}", "gid", gid, "outcome", "aborted");
+        if (aborted_status >= 400)
+            json_object_set_new(o, "reason", json_string(PRESUMED_ABORT_REASON));
+        http_reply_json(req, aborted_status, o);
+        break;
+    }
+    default:
         http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
+        break;
+    }
     return NULL;
 }
 
 static void h_commit(http_request *req, void *app)
 {
     (void)app;
-    txn *t = lookup_to_finish(req, 200);
+    txn *t = lookup_to_finish(req, 200, 409);
     if (!t)
         return;
     int64_t t0 = now_us();
@@ -567,7 +618,7 @@ static void h_commit(http_request *req, void *app)
 static void h_rollback(http_request *req, void *app)
 {
     (void)app;
-    txn *t = lookup_to_finish(req, 409);
+    txn *t = lookup_to_finish(req, 409, 200);
     if (!t)
         return;
     pthread_mutex_lock(&t->op_mu);
@@ -585,30 +636,6 @@ static void h_rollback(http_request *req, void *app)
     txn_unref(t);
 }
 
-/* ---- gids no longer in the table ---------------------------------------- */
-
-typedef enum {
-    OUT_COMMITTED,    /* 'C' logged (committed set) */
-    OUT_ABORTED,      /* ours, issued, no 'C': presumed abort */
-    OUT_NOT_ISSUED,   /* this epoch, seq not handed out yet: never seen */
-    OUT_FUTURE_EPOCH, /* an epoch after ours: never issued by any incarnation we know */
-} outcome_known;
-
-/* What the decision log says of gid (valid, ours: cid == our coord_id),
- * which is not in the table. */
-static outcome_known outcome_not_in_table(const char *gid, uint64_t epoch, uint64_t seq)
-{
-    if (dlog_is_committed(gid))
-        return OUT_COMMITTED;
-    if (epoch > g_coord.epoch)
-        return OUT_FUTURE_EPOCH;
-    if (epoch == g_coord.epoch && !txn_seq_issued(seq))
-        return OUT_NOT_ISSUED;
-    /* Earlier epoch without 'C': presumed abort. This epoch, issued, not in
-     * memory and not committed: finished aborted and evicted. */
-    return OUT_ABORTED;
-}
-
 static void h_get(http_request *req, void *app)
 {
     (void)app;
@@ -620,11 +647,7 @@ static void h_get(http_request *req, void *app)
         return;
     }
     /* Evicted, or from before a restart: its outcome only, from the log. */
-    char cid[16];
-    uint64_t epoch = 0, seq = 0;
-    outcome_known k = OUT_NOT_ISSUED;
-    if (gid_valid(gid) && gid_parse(gid, cid, &epoch, &seq) && strcmp(cid, g_coord.coord_id) == 0)
-        k = outcome_not_in_table(gid, epoch, seq);
+    outcome_known k = outcome_of_absent(gid);
     if (k != OUT_COMMITTED && k != OUT_ABORTED) {
         http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
         return;
@@ -633,8 +656,7 @@ static void h_get(http_request *req, void *app)
     json_t *o = json_pack("{s:s, s:s, s:s, s:[], s:b}", "gid", gid, "state", outcome, "outcome",
                           outcome, "branches", "recovered", 1);
     if (k == OUT_ABORTED)
-        json_object_set_new(o, "reason",
-                            json_string("no commit decision logged (presumed abort)"));
+        json_object_set_new(o, "reason", json_string(PRESUMED_ABORT_REASON));
     http_reply_json(req, 200, o);
 }
 

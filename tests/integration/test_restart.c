@@ -3,7 +3,8 @@
  * a component killed (SIGKILL) or stopped (SIGTERM) can be started again at
  * once on the same port, and GET /v1/transactions/{gid} of a transaction
  * from before a coordinator restart answers its outcome (from the decision
- * log, or presumed abort) while a gid never seen stays 404, and an agent
+ * log, or presumed abort), and so do commit, rollback and statements (as the
+ * finished transaction would), while a gid never seen stays 404, and an agent
  * killed while its pipelined 'BEGIN; UPDATE; PREPARE TRANSACTION' waits on a
  * row lock leaves nothing behind: its restart terminates that session before
  * it answers anything, so the PREPARE never lands.
@@ -79,6 +80,28 @@ static void expect_404(const char *gid, const char *what)
     h_resp_clear(&r);
 }
 
+/* Commit, rollback and a statement on a gid from before the restart answer
+ * as the finished transaction did: the outcome with commit's or rollback's
+ * status, 409 wrong_state for a statement. */
+static void expect_finished(const char *gid, const char *outcome)
+{
+    bool committed = strcmp(outcome, "committed") == 0;
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, committed ? 200 : 409, "commit again after the restart");
+    ck_assert_str_eq(h_str(r.json, "outcome"), outcome);
+    if (!committed)
+        ck_assert_msg(strstr(h_str(r.json, "reason"), "presumed abort"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    H_EXPECT(r, committed ? 409 : 200, "rollback after the restart");
+    ck_assert_str_eq(h_str(r.json, "outcome"), outcome);
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", "SELECT 1", NULL);
+    H_EXPECT(r, 409, "statement after the restart");
+    ck_assert_str_eq(h_err_code(&r), "wrong_state");
+    h_resp_clear(&r);
+}
+
 START_TEST(get_after_coordinator_restart)
 {
     h_set_balance(1, 1401, 10);
@@ -94,6 +117,10 @@ START_TEST(get_after_coordinator_restart)
     r = h_rollback(aborted);
     H_EXPECT(r, 200, "rollback");
     h_resp_clear(&r);
+    /* Still active when the coordinator stops: its client's commit, sent
+     * again after the restart, learns it aborted. */
+    char *active = h_begin();
+    h_stmt_ok(active, "pg1", CREDIT, json_pack("[ii]", 1, 1401));
 
     ck_assert_int_eq(h_cluster("stop", "coordinator", NULL), 0);
     ck_assert_int_eq(h_cluster("start", "coordinator", NULL), 0);
@@ -101,6 +128,9 @@ START_TEST(get_after_coordinator_restart)
 
     expect_recovered(committed, "committed"); /* 'C' in the log */
     expect_recovered(aborted, "aborted");     /* earlier epoch, no 'C': presumed abort */
+    expect_finished(committed, "committed");
+    expect_finished(aborted, "aborted");
+    expect_finished(active, "aborted");
 
     /* Never seen: an unissued seq of this epoch, a future epoch, another coordinator. */
     char cid[16], gid[96];
@@ -108,6 +138,12 @@ START_TEST(get_after_coordinator_restart)
     coord_identity(cid, sizeof(cid), &epoch);
     snprintf(gid, sizeof(gid), "%s-%lld-%d", cid, epoch, 999999999);
     expect_404(gid, "GET of a seq not issued yet");
+    r = h_commit(gid);
+    H_EXPECT(r, 404, "commit of a seq not issued yet");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", "SELECT 1", NULL);
+    H_EXPECT(r, 404, "statement on a seq not issued yet");
+    h_resp_clear(&r);
     snprintf(gid, sizeof(gid), "%s-%lld-%d", cid, epoch + 5, 1);
     expect_404(gid, "GET of a future epoch");
     snprintf(gid, sizeof(gid), "%s", committed);
@@ -126,6 +162,7 @@ START_TEST(get_after_coordinator_restart)
     free(fresh);
     free(committed);
     free(aborted);
+    free(active);
 }
 END_TEST
 
