@@ -261,6 +261,14 @@ static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *
             http_reply_error(req, 400, "invalid_field", "branches[%zu]: %s", i, err);
             return false;
         }
+        /* A branch exists at its agent from its first statement on: one
+         * without any would be prepared there as unknown, a "no" vote. */
+        if (json_array_size(stmts) == 0) {
+            http_reply_error(req, 400, "invalid_field",
+                             "field 'branches[%zu].statements' is empty: a branch needs at "
+                             "least one statement (leave the participant out instead)", i);
+            return false;
+        }
         const participant *p = participant_find(name);
         if (!p) {
             http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);

@@ -63,6 +63,11 @@ START_TEST(bad_fields)
         "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":\"pg1\"}",
         "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
         "\"statements\":[{\"params\":[1]}]}]}",
+        /* a branch without statements (it would be prepared as unknown: aborted) */
+        "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
+        "\"statements\":[]}]}",
+        "{\"protocol\":\"2pc\",\"branches\":[{\"participant\":\"pg1\",\"statements\":[{"
+        "\"sql\":\"SELECT 1\"}]},{\"participant\":\"pg2\",\"statements\":[]}]}",
     };
     for (size_t k = 0; k < ARRAY_LEN(begins); k++) {
         h_resp r = post_raw("/v1/transactions", begins[k]);
