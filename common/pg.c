@@ -716,6 +716,11 @@ static void next_keyword(const char **s, char *kw, size_t size)
     *s = p;
 }
 
+bool sql_is_empty(const char *sql)
+{
+    return !sql || *skip_noise(sql) == '\0';
+}
+
 bool sql_is_transaction_control(const char *sql)
 {
     if (!sql)

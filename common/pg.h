@@ -125,5 +125,8 @@ void pg_params_free(char **params, int n);
  * start a transaction block: BEGIN, START, COMMIT, END, ROLLBACK, ABORT,
  * PREPARE TRANSACTION, also COMMIT/ROLLBACK PREPARED. Case-insensitive. */
 bool sql_is_transaction_control(const char *sql);
+/* True when sql holds no statement: only whitespace, ';' and comments
+ * (PostgreSQL answers it with an empty result and no message). */
+bool sql_is_empty(const char *sql);
 
 #endif

@@ -207,10 +207,17 @@ static stmt_answer run_statement(txn *t, const participant *p, const char *sql, 
     return a;
 }
 
-/* Statements must not end the transaction themselves (the agent checks
- * too; checking here avoids opening a branch for a refused statement). */
-static bool check_not_txn_control(http_request *req, const char *sql)
+/* A statement must be one (not only blanks and comments, which PostgreSQL
+ * answers without a message) and must not end the transaction itself. The
+ * agent checks too; checking here refuses it before a branch is opened and
+ * without failing the transaction. */
+static bool check_statement_sql(http_request *req, const char *sql)
 {
+    if (sql_is_empty(sql)) {
+        http_reply_error(req, 400, "invalid_field",
+                         "field 'sql' holds no statement (only blanks, ';' or comments)");
+        return false;
+    }
     if (!sql_is_transaction_control(sql))
         return true;
     http_reply_error(req, 400, "transaction_control",
@@ -297,7 +304,7 @@ static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *
                                  j, err);
                 return false;
             }
-            if (!check_not_txn_control(req, sql))
+            if (!check_statement_sql(req, sql))
                 return false;
         }
         out[*n].p = p;
@@ -550,7 +557,7 @@ static void h_statements(http_request *req, void *app)
         http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);
         goto out;
     }
-    if (!check_not_txn_control(req, sql))
+    if (!check_statement_sql(req, sql))
         goto out;
     if (txn_state_get(t) != TXN_ACTIVE) { /* fast answer while a commit runs */
         http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,

@@ -84,6 +84,11 @@ static bool parse_stmt(http_request *req, json_t *obj, const char *where, op_stm
         http_reply_error(req, 400, "invalid_request", "%s%s", where, err);
         return false;
     }
+    if (sql_is_empty(st->sql)) {
+        http_reply_error(req, 400, "invalid_request",
+                         "%sfield 'sql' holds no statement (only blanks, ';' or comments)", where);
+        return false;
+    }
     if (sql_is_transaction_control(st->sql)) {
         http_reply_error(req, 400, "transaction_control",
                          "%stransaction control statements are not allowed in a branch "
@@ -199,6 +204,11 @@ static void h_prepare(http_request *req, void *app)
         !json_field_int(body, "timeout_ms", false, 1, TIMEOUT_MAX_MS, &timeout_ms, err,
                         sizeof(err))) {
         http_reply_error(req, 400, "invalid_request", "%s", err);
+        return;
+    }
+    if (arr && json_array_size(arr) == 0) { /* else prepared as an unknown branch: "no" */
+        http_reply_error(req, 400, "invalid_request",
+                         "field 'statements' is empty: a one-shot branch needs a statement");
         return;
     }
     bool three = strcmp(protocol, "3pc") == 0;

@@ -68,6 +68,8 @@ START_TEST(bad_fields)
         "\"statements\":[]}]}",
         "{\"protocol\":\"2pc\",\"branches\":[{\"participant\":\"pg1\",\"statements\":[{"
         "\"sql\":\"SELECT 1\"}]},{\"participant\":\"pg2\",\"statements\":[]}]}",
+        "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
+        "\"statements\":[{\"sql\":\"/* nothing */\"}]}]}",
     };
     for (size_t k = 0; k < ARRAY_LEN(begins); k++) {
         h_resp r = post_raw("/v1/transactions", begins[k]);
@@ -83,6 +85,9 @@ START_TEST(bad_fields)
         "{\"participant\":7,\"sql\":\"SELECT 1\"}",
         "{\"participant\":\"pg1\",\"sql\":\"SELECT $1::int\",\"params\":5}",
         "{}",
+        /* no statement at all: refused here, the transaction stays usable */
+        "{\"participant\":\"pg1\",\"sql\":\"\"}",
+        "{\"participant\":\"pg2\",\"sql\":\" ; -- nothing\\n\"}",
     };
     for (size_t k = 0; k < ARRAY_LEN(stmts); k++) {
         h_resp r = post_raw(path, stmts[k]);

@@ -398,6 +398,20 @@ START_TEST(one_shot_agent_vote_no)
     ck_assert_int_eq(prepared_as(1, gid4), 0);
     ck_assert_int_eq(open_sessions(1), 0);
     ck_assert_int_eq(h_balance(1, 421), 105);
+
+    /* No statement at all, or one of only blanks and comments: 400, before
+     * anything runs (the coordinator refuses both itself too). */
+    r = agent_call(1, gid4, "prepare", json_array());
+    H_EXPECT(r, 400, "one-shot prepare without statements");
+    h_resp_clear(&r);
+    r = agent_call(1, gid4, "prepare", json_pack("[{s:s}]", "sql", " ; -- nothing"));
+    H_EXPECT(r, 400, "one-shot prepare of an empty statement");
+    h_resp_clear(&r);
+    r = agent_post(1, gid4, "statements", json_pack("{s:s,s:s}", "participant", "pg1", "sql", ""));
+    H_EXPECT(r, 400, "empty statement");
+    h_resp_clear(&r);
+    ck_assert_int_eq(prepared_as(1, gid4), 0);
+    ck_assert_int_eq(open_sessions(1), 0);
 }
 END_TEST
 

@@ -142,6 +142,23 @@ START_TEST(test_transaction_control)
 }
 END_TEST
 
+START_TEST(test_sql_is_empty)
+{
+    static const char *const empty[] = {
+        "", "   ", ";", " ; ;\n", "-- only a comment", "/* c */", "/* a /* nested */ b */ ;",
+        "\t-- x\n /* y */ -- z", "/* unterminated SELECT 1",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(empty); i++)
+        ck_assert_msg(sql_is_empty(empty[i]), "should be empty: %s", empty[i]);
+    static const char *const some[] = {
+        "SELECT 1", " ;SELECT 1", "-- c\nSELECT 1", "/* c */ x", "COMMIT", "'", "(",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(some); i++)
+        ck_assert_msg(!sql_is_empty(some[i]), "should not be empty: %s", some[i]);
+    ck_assert(sql_is_empty(NULL));
+}
+END_TEST
+
 START_TEST(test_exec_gid_refusals)
 {
     char *dir = unit_tmpdir();
@@ -207,6 +224,7 @@ int main(void)
     tcase_add_test(tc, test_result_to_json_null);
     tcase_add_test(tc, test_params_from_json);
     tcase_add_test(tc, test_transaction_control);
+    tcase_add_test(tc, test_sql_is_empty);
     tcase_add_test(tc, test_exec_gid_refusals);
     tcase_add_test(tc, test_connect_failure);
     suite_add_tcase(s, tc);
