@@ -5,7 +5,8 @@
 # record exists. The agents do not roll back while the coordinator is down
 # (unreachable = wait). After a restart the gid has no decision and an older
 # epoch: /v1/outcomes says aborted (presumed abort), each agent's recovery
-# sweep rolls its branch back, and nothing of the transfer remains.
+# sweep rolls its branch back, and nothing of the transfer remains. The client,
+# sending its lost commit again, is told it aborted.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 01-coord-crash-before-decision-log 7920
@@ -35,3 +36,9 @@ for i in 1 2 3; do
         grep -q "$GID.*resolved prepared branch: aborted" "$CDIR/agent$i.log"
 done
 check "decision log still holds no commit record of $GID" not dlog_has C "$GID"
+
+step 6 "the client sends its lost commit again: it learns the abort"
+api POST "/v1/transactions/$GID/commit"
+expect_eq "POST /v1/transactions/$GID/commit" "$API_STATUS $(jget .outcome)" "409 aborted"
+api POST "/v1/transactions/$GID/rollback"
+expect_eq "POST /v1/transactions/$GID/rollback" "$API_STATUS $(jget .outcome)" "200 aborted"

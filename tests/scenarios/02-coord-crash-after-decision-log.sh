@@ -4,7 +4,8 @@
 # Expected: the commit answer is lost, all 3 branches stay prepared, the 'C'
 # record is in decisions.log and no 'E'; the agents' sweeps cannot learn the
 # outcome and leave the branches alone; after a restart (no crash point)
-# recovery commits every branch and writes the END record.
+# recovery commits every branch and writes the END record, and the client's
+# commit, sent again, answers committed.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 02-coord-crash-after-decision-log 7940
@@ -26,3 +27,5 @@ all_or_nothing "$GID" committed
 check "END record of $GID written after the restart" wait_until 10 dlog_has E "$GID"
 api GET "/v1/transactions/$GID"
 expect_eq "GET /v1/transactions/$GID outcome" "$(jget .outcome)" committed
+api POST "/v1/transactions/$GID/commit"
+expect_eq "the client's lost commit, sent again" "$API_STATUS $(jget .outcome)" "200 committed"
