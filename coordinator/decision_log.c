@@ -223,12 +223,13 @@ typedef struct {
 
 /* Every unfinished decision's record must parse: replay read only the gid of
  * a 'C' (leading_gid), and recovery needs its branches. Counts the ones that
- * do not, logging each. */
+ * do not, logging each. (An 'H' that followed a 'P' was parsed whole at
+ * replay.) */
 static void check_unfinished(const char *gid, void *val, void *arg)
 {
     const pending_rec *p = val;
     json_t *rec = json_loads(p->payload, 0, NULL);
-    if (!json_is_object(rec)) { /* an 'H' after it was parsed whole at replay */
+    if (!json_is_object(rec)) {
         txlog_error(gid, NULL, "decision log: unreadable '%c' record of an unfinished decision",
                     (char)p->type);
         (*(size_t *)arg)++;

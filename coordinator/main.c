@@ -76,7 +76,8 @@ static const char *const crash_points[] = {
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
 static str_list opt_participants;
-static long long opt_max_body, opt_default_timeout, opt_agent_timeout, opt_retention, opt_retention_max;
+static long long opt_max_body, opt_default_timeout, opt_agent_timeout;
+static long long opt_retention, opt_retention_max;
 static long long opt_compact_bytes;
 static long long opt_3pc_cancommit, opt_3pc_precommit, opt_3pc_uncertain;
 static char *opt_3pc_termination;
