@@ -491,9 +491,12 @@ static json_t *txn_json(txn *t, bool detail)
     const char *outcome = outcome_locked(t);
     if (outcome)
         json_object_set_new(o, "outcome", json_string(outcome));
-    if (outcome && outcome[0] == 'a' && t->reason)
-        json_object_set_new(o, "reason", json_string(t->reason));
-    else if (t->fail_reason)
+    const char *reason = outcome && outcome[0] == 'a' ? t->reason : NULL;
+    if (reason)
+        json_object_set_new(o, "reason", json_string(reason));
+    /* Why it could no longer commit, also once it aborted for another reason
+     * (its timeout, a rollback): the first failure is the one to look at. */
+    if (t->fail_reason && (!reason || strcmp(reason, t->fail_reason) != 0))
         json_object_set_new(o, "rollback_only_reason", json_string(t->fail_reason));
     if (t->heuristic)
         json_object_set_new(o, "heuristic", json_string(t->heuristic == 'c' ? "commit" : "abort"));

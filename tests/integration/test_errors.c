@@ -150,9 +150,15 @@ START_TEST(sql_error)
     expect_error(&r, 422, "sql_error", "syntax error");
     ck_assert_str_eq(h_err_sqlstate(&r), "42601");
     h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid); /* still active, but rollback-only, and why */
+    H_EXPECT(r, 200, "GET after a syntax error");
+    ck_assert_str_eq(h_str(r.json, "state"), "active");
+    ck_assert_msg(strstr(h_str(r.json, "rollback_only_reason"), "42601"), "%s", h_desc(&r));
+    h_resp_clear(&r);
     r = h_commit(gid);
     H_EXPECT(r, 409, "commit after a syntax error");
     ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    ck_assert_msg(strstr(h_str(r.json, "reason"), "42601"), "%s", h_desc(&r));
     h_resp_clear(&r);
     ck_assert_int_eq(h_balance(1, 1101), 10);
     free(gid);
@@ -166,7 +172,18 @@ START_TEST(sql_error)
     /* the transaction is doomed already; a second error or a refusal are both fine */
     ck_assert_msg(r.status == 422 || r.status == 409, "after a failed branch: %s", h_desc(&r));
     h_resp_clear(&r);
-    h_discard(gid);
+    /* Rolled back by the client: the reason is the rollback, and the first
+     * failure is still shown. */
+    r = h_rollback(gid);
+    H_EXPECT(r, 200, "rollback of a failed transaction");
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "GET after the rollback");
+    ck_assert_str_eq(h_str(r.json, "state"), "aborted");
+    ck_assert_str_eq(h_str(r.json, "reason"), "rollback requested");
+    ck_assert_msg(strstr(h_str(r.json, "rollback_only_reason"), "42P01"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    free(gid);
 }
 END_TEST
 
