@@ -56,6 +56,7 @@ typedef struct agent {
     const char *name;         /* --name; borrowed from the config strings */
     char *coordinator;        /* --coordinator without trailing '/'; owned */
     int64_t resolve_interval_ms;
+    int64_t resolve_min_age_ms; /* sweep leaves branches prepared more recently alone */
     size_t max_result_bytes;  /* --max-result-bytes: largest statement result mapped to JSON */
     char *data_dir;           /* --data-dir or NULL; owned */
     pg_pool *pool;            /* owned */

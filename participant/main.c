@@ -61,7 +61,8 @@ typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
     char *tp_termination;
     str_list peers;
-    long long pool_size, resolve_interval_ms, max_body, branch_timeout_ms, max_result;
+    long long pool_size, resolve_interval_ms, resolve_min_age_ms;
+    long long max_body, branch_timeout_ms, max_result;
     char *token_file;
     long long tp_uncertain_ms, tp_precommit_ms, tp_compact_bytes, tp_retain_finished_s;
     long long tp_termination_workers;
@@ -174,6 +175,10 @@ int main(int argc, char **argv)
          "max PostgreSQL connections (= max concurrently active branches)", &o.pool_size},
         {"resolve-interval-ms", OPT_INT, "5000", 100, 3600000, false, "MS",
          "recovery sweep period", &o.resolve_interval_ms},
+        {"resolve-min-age-ms", OPT_INT, "1000", 0, 3600000, false, "MS",
+         "the sweep asks about a prepared branch only once it is this old (younger ones are "
+         "being finished by the coordinator)",
+         &o.resolve_min_age_ms},
         {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
          "largest request body accepted", &o.max_body},
         {"token-file", OPT_STRING, NULL, 0, 0, false, "FILE",
@@ -294,6 +299,7 @@ int main(int argc, char **argv)
     for (size_t l = strlen(ag->coordinator); l > 0 && ag->coordinator[l - 1] == '/'; l--)
         ag->coordinator[l - 1] = '\0';
     ag->resolve_interval_ms = o.resolve_interval_ms;
+    ag->resolve_min_age_ms = o.resolve_min_age_ms;
     ag->data_dir = o.data_dir ? xstrdup(o.data_dir) : NULL;
     ag->tp_uncertain_timeout_ms = o.tp_uncertain_ms;
     ag->tp_precommit_timeout_ms = o.tp_precommit_ms;
@@ -335,8 +341,10 @@ int main(int argc, char **argv)
     pthread_t resolver_thread;
     if (!resolver_start(ag, &resolver_thread))
         die("cannot start the recovery sweep");
-    log_info("txagent %s listening on %s (pool %lld, sweep every %lld ms, coordinator %s)",
-             o.name, o.listen, o.pool_size, o.resolve_interval_ms, ag->coordinator);
+    log_info("txagent %s listening on %s (pool %lld, sweep every %lld ms of branches prepared "
+             "%lld ms ago or more, coordinator %s)",
+             o.name, o.listen, o.pool_size, o.resolve_interval_ms, o.resolve_min_age_ms,
+             ag->coordinator);
 
     int64_t next_idle_check = now_ms() + IDLE_CHECK_EVERY_MS;
     while (!stop_requested) {

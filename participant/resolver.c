@@ -15,6 +15,11 @@
  *     are asked about like the others; the finish itself runs under the
  *     branch mutex (op_resolve), so it serializes with the coordinator's own
  *     commit/rollback call and whichever comes second finds it finished.
+ *   - A branch is asked about only once PostgreSQL says it has been prepared
+ *     for --resolve-min-age-ms (pg_prepared_xacts.prepared, on the server's
+ *     clock): a younger one is one the coordinator is normally finishing right
+ *     now, and a sweep that lands in that window would only race it (the
+ *     answer is in_flight, or committed and both send COMMIT PREPARED).
  *   - Only branches of our database, with our prefix and our participant name
  *     are touched (one gid namespace per PostgreSQL cluster).
  *   - "Still in doubt" is logged at most once per gid per minute; a branch
@@ -22,8 +27,10 @@
  *     so for a minute (before that it is a branch caught mid-commit).
  *
  * Protocol steps, per sweep:
- *   1. List pg_prepared_xacts (our database, prefix txc:).
- *   2. For each of ours not in progress: GET <coordinator>/v1/outcomes/{gid}.
+ *   1. List pg_prepared_xacts (our database, prefix txc:), each with whether
+ *      it is older than the minimum age.
+ *   2. For each of ours old enough and not in progress:
+ *      GET <coordinator>/v1/outcomes/{gid}.
  *   3. committed -> COMMIT PREPARED; aborted -> ROLLBACK PREPARED (42704 on
  *      either = finished by someone else meanwhile).
  *   A crash anywhere is harmless: the next start lists again and asks again;
@@ -190,10 +197,15 @@ static void sweep(resolver *r)
 {
     agent *ag = r->ag;
     pg_res res;
+    char min_age[32];
+    snprintf(min_age, sizeof(min_age), "%lld", (long long)ag->resolve_min_age_ms);
+    const char *params[1] = {min_age};
     px_status ps = pool_query(ag->pool, LIST_WAIT_MS,
-                              "SELECT gid FROM pg_prepared_xacts WHERE database = "
+                              "SELECT gid, clock_timestamp() - prepared >= "
+                              "make_interval(secs => $1::float8 / 1000) "
+                              "FROM pg_prepared_xacts WHERE database = "
                               "current_database() AND starts_with(gid, 'txc:')",
-                              0, NULL, &res);
+                              1, params, &res);
     if (ps != PX_OK || !res.res) {
         int64_t now = now_ms();
         if (now - r->list_error_logged_ms > DOUBT_LOG_EVERY_MS || r->list_error_logged_ms == 0) {
@@ -213,6 +225,8 @@ static void sweep(resolver *r)
         if (!branch_gid_parse(PQgetvalue(res.res, i, 0), gid, part) ||
             strcmp(part, ag->name) != 0)
             continue; /* another participant's branch sharing this cluster */
+        if (strcmp(PQgetvalue(res.res, i, 1), "t") != 0)
+            continue; /* prepared just now: the coordinator is finishing it */
         if (op_in_progress(ag, gid))
             continue;
         memcpy(batch[nb++], gid, sizeof(gid));
