@@ -77,8 +77,9 @@ static doubt *doubt_find(resolver *r, const char *gid)
 
 /* Log "left in doubt" for gid unless that was done less than a minute ago.
  * A branch whose transaction the coordinator is still deciding (in_flight)
- * is the normal state of every prepared branch for a few milliseconds, so
- * a sweep that lands then logs nothing until it has stayed so for a minute. */
+ * past the minimum age is one whose transaction waits on a slow peer or a
+ * slow disk, or (with --resolve-min-age-ms 0) any branch caught mid-commit:
+ * nothing is logged until it has stayed so for a minute. */
 static void note_doubt(resolver *r, const char *gid, const char *why, bool in_flight)
 {
     int64_t now = now_ms();
