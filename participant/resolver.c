@@ -19,7 +19,9 @@
  *     for --resolve-min-age-ms (pg_prepared_xacts.prepared, on the server's
  *     clock): a younger one is one the coordinator is normally finishing right
  *     now, and a sweep that lands in that window would only race it (the
- *     answer is in_flight, or committed and both send COMMIT PREPARED).
+ *     answer is in_flight, or committed and both send COMMIT PREPARED). A
+ *     branch "prepared in the future" (the clock went back) is asked about:
+ *     no clock step may hide an orphan (resolver_too_young).
  *   - Only branches of our database, with our prefix and our participant name
  *     are touched (one gid namespace per PostgreSQL cluster).
  *   - "Still in doubt" is logged at most once per gid per minute; a branch
@@ -27,8 +29,7 @@
  *     so for a minute (before that it is a branch caught mid-commit).
  *
  * Protocol steps, per sweep:
- *   1. List pg_prepared_xacts (our database, prefix txc:), each with whether
- *      it is older than the minimum age.
+ *   1. List pg_prepared_xacts (our database, prefix txc:), each with its age.
  *   2. For each of ours old enough and not in progress:
  *      GET <coordinator>/v1/outcomes/{gid}.
  *   3. committed -> COMMIT PREPARED; aborted -> ROLLBACK PREPARED (42704 on
@@ -198,15 +199,12 @@ static void sweep(resolver *r)
 {
     agent *ag = r->ag;
     pg_res res;
-    char min_age[32];
-    snprintf(min_age, sizeof(min_age), "%lld", (long long)ag->resolve_min_age_ms);
-    const char *params[1] = {min_age};
     px_status ps = pool_query(ag->pool, LIST_WAIT_MS,
-                              "SELECT gid, clock_timestamp() - prepared >= "
-                              "make_interval(secs => $1::float8 / 1000) "
+                              "SELECT gid, floor(1000 * extract(epoch FROM "
+                              "clock_timestamp() - prepared))::bigint "
                               "FROM pg_prepared_xacts WHERE database = "
                               "current_database() AND starts_with(gid, 'txc:')",
-                              1, params, &res);
+                              0, NULL, &res);
     if (ps != PX_OK || !res.res) {
         int64_t now = now_ms();
         if (now - r->list_error_logged_ms > DOUBT_LOG_EVERY_MS || r->list_error_logged_ms == 0) {
@@ -226,7 +224,8 @@ static void sweep(resolver *r)
         if (!branch_gid_parse(PQgetvalue(res.res, i, 0), gid, part) ||
             strcmp(part, ag->name) != 0)
             continue; /* another participant's branch sharing this cluster */
-        if (strcmp(PQgetvalue(res.res, i, 1), "t") != 0)
+        if (resolver_too_young(strtoll(PQgetvalue(res.res, i, 1), NULL, 10),
+                               ag->resolve_min_age_ms))
             continue; /* prepared just now: the coordinator is finishing it */
         if (op_in_progress(ag, gid))
             continue;

@@ -1,16 +1,19 @@
 /*
  * test_tp.c - unit tests of tp.c: the branches3pc.log record codec, the
  * peer routes (--peer) and the 3PC termination rule (PROTOCOL.md
- * "Three-phase commit").
+ * "Three-phase commit"); and of the recovery sweep's age rule (resolver.h).
  * Invariants checked: encode/decode round-trips every field and only the
  * fields present; bad records are refused; merge keeps absent fields; the
- * rule gives the documented answer for every case of its order.
+ * rule gives the documented answer for every case of its order; the sweep
+ * skips only branches younger than the minimum age, never one whose age is
+ * negative (clock set back).
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "resolver.h"
 #include "tp.h"
 
 /* ---- records ---- */
@@ -289,6 +292,22 @@ START_TEST(rule_read_only_peer_is_skipped)
 }
 END_TEST
 
+/* ---- recovery sweep ---- */
+
+START_TEST(sweep_min_age)
+{
+    ck_assert(resolver_too_young(0, 1000));
+    ck_assert(resolver_too_young(999, 1000));
+    ck_assert(!resolver_too_young(1000, 1000));
+    ck_assert(!resolver_too_young(86400000, 1000));
+    /* the server's clock went back after the PREPARE: asked about at once */
+    ck_assert(!resolver_too_young(-1, 1000));
+    ck_assert(!resolver_too_young(-3600000, 1000));
+    /* --resolve-min-age-ms 0: every branch is asked about */
+    ck_assert(!resolver_too_young(0, 0));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("participant-3pc");
@@ -312,6 +331,9 @@ int main(void)
     tcase_add_test(rule, rule_all_uncertain);
     tcase_add_test(rule, rule_read_only_peer_is_skipped);
     suite_add_tcase(s, rule);
+    TCase *sweep = tcase_create("sweep");
+    tcase_add_test(sweep, sweep_min_age);
+    suite_add_tcase(s, sweep);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
