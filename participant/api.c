@@ -346,6 +346,21 @@ static void h_metrics(http_request *req, void *app)
                          &m->term_commit);
     metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"abort\"",
                          &m->term_abort);
+    metric_write_header(&sb, "txagent_sweep_resolved_total", "counter",
+                        "Prepared branches the recovery sweep finished with the coordinator's "
+                        "outcome.");
+    metric_write_counter(&sb, "txagent_sweep_resolved_total", "outcome=\"committed\"",
+                         &m->sweep_committed);
+    metric_write_counter(&sb, "txagent_sweep_resolved_total", "outcome=\"aborted\"",
+                         &m->sweep_aborted);
+    metric_write_header(&sb, "txagent_branches_in_doubt", "gauge",
+                        "Prepared branches the last recovery sweep asked the coordinator about "
+                        "and left prepared (no decision, coordinator unreachable, or not ours).");
+    metric_write_gauge(&sb, "txagent_branches_in_doubt", NULL, &m->in_doubt);
+    metric_write_header(&sb, "txagent_branches_in_doubt_oldest_seconds", "gauge",
+                        "How long the oldest of them had been prepared (0: none).");
+    strbuf_appendf(&sb, "txagent_branches_in_doubt_oldest_seconds %.3f\n",
+                   (double)atomic_load(&m->in_doubt_oldest_ms.v) / 1000.0);
     metric_write_value(&sb, "txagent_http_unauthorized_total", "counter",
                        "Requests refused with 401: no or wrong token (--token-file).",
                        http_unauthorized_count());

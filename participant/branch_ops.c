@@ -986,21 +986,27 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
     branch_state s = branch_state_get(b);
     if (s == BS_UNKNOWN || s == BS_PREPARED) {
         done = branch_fsm_step(b, commit ? EV_COMMIT : EV_ROLLBACK, "coordinator outcome", &ctx);
-        if (done)
+        if (done) {
             txlog_info(b->gid, ag->name, "resolved prepared branch: %s (coordinator outcome)",
                        outcome);
+            counter_inc(commit ? &ag->metrics.sweep_committed : &ag->metrics.sweep_aborted);
+        }
     } else if (s == BS_FAILED && !commit) {
         /* PREPARE's outcome was unknown (connection lost): roll it back now. */
         done = branch_fsm_step(b, EV_ROLLBACK, "coordinator outcome", &ctx);
+        if (done)
+            counter_inc(&ag->metrics.sweep_aborted);
     } else if (s == BS_ABORTED && !commit) {
         /* The sweep found it in pg_prepared_xacts although it was rolled back
          * (a PREPARE that reached PostgreSQL after the rollback, or the
          * coordinator's rollback finished it since the listing): ROLLBACK
          * PREPARED again; 42704 means the latter, done either way. */
         done = branch_fsm_step(b, EV_FOUND_PREPARED, "prepared again after its rollback", &ctx);
-        if (done)
+        if (done) {
             txlog_info(b->gid, ag->name,
                        "resolved prepared branch: aborted (found prepared after its rollback)");
+            counter_inc(&ag->metrics.sweep_aborted);
+        }
     } else {
         /* Finished meanwhile by the coordinator's own call (or never prepared). */
         done = s == (commit ? BS_COMMITTED : BS_ABORTED);

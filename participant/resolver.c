@@ -66,6 +66,8 @@ typedef struct {
     doubt *doubts; /* gids left in doubt, for log rate limiting */
     size_t ndoubts, capdoubts;
     int64_t list_error_logged_ms;
+    size_t pass_doubts;     /* gids left in doubt by the current sweep */
+    int64_t pass_oldest_ms; /* the age of the oldest of them */
 } resolver;
 
 static doubt *doubt_find(resolver *r, const char *gid)
@@ -81,7 +83,8 @@ static doubt *doubt_find(resolver *r, const char *gid)
  * past the minimum age is one whose transaction waits on a slow peer or a
  * slow disk, or (with --resolve-min-age-ms 0) any branch caught mid-commit:
  * nothing is logged until it has stayed so for a minute. */
-static void note_doubt(resolver *r, const char *gid, const char *why, bool in_flight)
+static void note_doubt(resolver *r, const char *gid, int64_t age_ms, const char *why,
+                       bool in_flight)
 {
     int64_t now = now_ms();
     doubt *d = doubt_find(r, gid);
@@ -96,6 +99,9 @@ static void note_doubt(resolver *r, const char *gid, const char *why, bool in_fl
         d->logged_ms = now - DOUBT_LOG_EVERY_MS - 1;
     }
     d->seen = true;
+    r->pass_doubts++;
+    if (age_ms > r->pass_oldest_ms)
+        r->pass_oldest_ms = age_ms;
     if (in_flight && now - d->first_ms < DOUBT_LOG_EVERY_MS) {
         txlog_debug(gid, r->ag->name, "prepared branch: %s", why);
         return;
@@ -121,36 +127,38 @@ static void prune_doubts(resolver *r)
 }
 
 /* Act on one coordinator answer. */
-static void handle_outcome(resolver *r, const char *gid, httpc_call *c)
+static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_call *c)
 {
     char why[320];
     if (c->status == 0) {
         snprintf(why, sizeof(why), "coordinator unreachable: %s", c->error);
-        note_doubt(r, gid, why, false);
+        note_doubt(r, gid, age_ms, why, false);
         return;
     }
     json_t *o = c->response ? json_object_get(c->response, "outcome") : NULL; /* borrowed */
     const char *outcome = json_is_string(o) ? json_string_value(o) : NULL;
     if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0) {
         if (!op_resolve(r->ag, gid, true))
-            note_doubt(r, gid, "COMMIT PREPARED failed (see above)", false);
+            note_doubt(r, gid, age_ms, "COMMIT PREPARED failed (see above)", false);
     } else if (c->status == 200 && outcome && strcmp(outcome, "aborted") == 0) {
         if (!op_resolve(r->ag, gid, false))
-            note_doubt(r, gid, "ROLLBACK PREPARED failed (see above)", false);
+            note_doubt(r, gid, age_ms, "ROLLBACK PREPARED failed (see above)", false);
     } else if (c->status == 200) {
         snprintf(why, sizeof(why), "coordinator says %s", outcome ? outcome : "(no outcome)");
-        note_doubt(r, gid, why, outcome && strcmp(outcome, "in_flight") == 0);
+        note_doubt(r, gid, age_ms, why, outcome && strcmp(outcome, "in_flight") == 0);
     } else {
         json_t *e = c->response ? json_object_get(c->response, "error") : NULL;
         json_t *code = e ? json_object_get(e, "code") : NULL;
         snprintf(why, sizeof(why), "coordinator answered HTTP %ld %s", c->status,
                  json_is_string(code) ? json_string_value(code) : "");
-        note_doubt(r, gid, why, false);
+        note_doubt(r, gid, age_ms, why, false);
     }
 }
 
-/* Ask the coordinator about gids[0..n) in parallel, then act on each answer. */
-static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], size_t n)
+/* Ask the coordinator about gids[0..n) (prepared ages_ms[i] ago) in parallel,
+ * then act on each answer. */
+static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], const int64_t *ages_ms,
+                          size_t n)
 {
     httpc_call calls[OUTCOME_BATCH];
     char *urls[OUTCOME_BATCH];
@@ -166,7 +174,7 @@ static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], size_t n)
     (void)httpc_perform(calls, n); /* each call carries its own status */
     for (size_t i = 0; i < n; i++) {
         if (!r->ag->resolver_stop)
-            handle_outcome(r, gids[i], &calls[i]);
+            handle_outcome(r, gids[i], ages_ms[i], &calls[i]);
         httpc_call_clear(&calls[i]);
         free(urls[i]);
     }
@@ -218,26 +226,32 @@ static void sweep(resolver *r)
         publish_prepared_at_start(ag, res.res);
     int rows = PQntuples(res.res);
     char(*batch)[GID_MAX_LEN + 1] = xcalloc(OUTCOME_BATCH, GID_MAX_LEN + 1);
+    int64_t ages[OUTCOME_BATCH];
     size_t nb = 0;
+    r->pass_doubts = 0;
+    r->pass_oldest_ms = 0;
     for (int i = 0; i < rows && !ag->resolver_stop; i++) {
         char gid[GID_MAX_LEN + 1], part[PARTICIPANT_MAX_LEN + 1];
         if (!branch_gid_parse(PQgetvalue(res.res, i, 0), gid, part) ||
             strcmp(part, ag->name) != 0)
             continue; /* another participant's branch sharing this cluster */
-        if (resolver_too_young(strtoll(PQgetvalue(res.res, i, 1), NULL, 10),
-                               ag->resolve_min_age_ms))
+        int64_t age_ms = strtoll(PQgetvalue(res.res, i, 1), NULL, 10);
+        if (resolver_too_young(age_ms, ag->resolve_min_age_ms))
             continue; /* prepared just now: the coordinator is finishing it */
         if (op_in_progress(ag, gid))
             continue;
+        ages[nb] = age_ms;
         memcpy(batch[nb++], gid, sizeof(gid));
         if (nb == OUTCOME_BATCH) {
-            resolve_batch(r, batch, nb);
+            resolve_batch(r, batch, ages, nb);
             nb = 0;
         }
     }
     if (nb > 0 && !ag->resolver_stop)
-        resolve_batch(r, batch, nb);
+        resolve_batch(r, batch, ages, nb);
     free(batch);
+    gauge_set(&ag->metrics.in_doubt, (int64_t)r->pass_doubts);
+    gauge_set(&ag->metrics.in_doubt_oldest_ms, r->pass_oldest_ms);
     pg_res_clear(&res);
     prune_doubts(r);
 }

@@ -24,6 +24,12 @@ expect_eq "branches prepared in pg1, pg2, pg3" "$(prepared_of "$GID")" 3
 
 step 4 "agents keep the prepared branches while the coordinator is unreachable"
 check "still prepared everywhere after 3 s (sweep runs every 1 s)" holds_for 3 is_eq 3 prepared_of "$GID"
+for i in 1 2 3; do
+    expect_eq "agent$i txagent_branches_in_doubt (coordinator unreachable)" \
+        "$(agent_metric "$i" txagent_branches_in_doubt)" 1
+    check "agent$i txagent_branches_in_doubt_oldest_seconds >= 2" \
+        agent_metric_ge "$i" txagent_branches_in_doubt_oldest_seconds 2
+done
 
 step 5 "restart the coordinator without a crash point: presumed abort, the agents roll back"
 cl start coordinator
@@ -34,6 +40,12 @@ all_or_nothing "$GID" aborted
 for i in 1 2 3; do
     check "agent$i log: its branch of $GID rolled back by the sweep" \
         grep -q "$GID.*resolved prepared branch: aborted" "$CDIR/agent$i.log"
+    expect_eq "agent$i txagent_sweep_resolved_total{outcome=\"aborted\"}" \
+        "$(agent_metric "$i" 'txagent_sweep_resolved_total{outcome="aborted"}')" 1
+    check "agent$i txagent_branches_in_doubt back to 0 (next sweep)" \
+        wait_until 5 is_eq 0 agent_metric "$i" txagent_branches_in_doubt
+    expect_eq "agent$i txagent_branches_in_doubt_oldest_seconds" \
+        "$(agent_metric "$i" txagent_branches_in_doubt_oldest_seconds)" 0.000
 done
 check "decision log still holds no commit record of $GID" not dlog_has C "$GID"
 

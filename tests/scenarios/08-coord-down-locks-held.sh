@@ -27,6 +27,11 @@ check "prepared everywhere for ${DOWN_S}s (agents sweep every 1 s)" holds_for "$
 expect_eq "SELECT ... FOR UPDATE NOWAIT on accounts 1, 2, 3 (pg1, pg2, pg3)" "$(nowait_all)" "55P03 55P03 55P03"
 check "a plain read is not blocked and sees the old balances" is_eq "1000 1000 1000" balances
 for i in 1 2 3; do check "agent$i still up" component_alive "agent$i"; done
+for i in 1 2 3; do
+    check "agent$i /metrics: 1 branch in doubt, prepared $((DOWN_S - 2)) s ago or more" \
+        eval 'is_eq 1 agent_metric "$i" txagent_branches_in_doubt &&
+            agent_metric_ge "$i" txagent_branches_in_doubt_oldest_seconds "$((DOWN_S - 2))"'
+done
 api POST /v1/transactions '{"protocol":"2pc"}'
 expect_eq "a new transaction cannot begin (no coordinator)" "$API_STATUS" 000
 

@@ -405,6 +405,20 @@ not() { ! "$@"; }
 
 # ---- REST --------------------------------------------------------------------------------
 
+# agent_metric I SAMPLE: the value of SAMPLE (name with its labels, as printed,
+# e.g. 'txagent_sweep_resolved_total{outcome="aborted"}') on agent I's /metrics.
+agent_metric() {
+    local var="AGENT${1}_URL" args=(-s --max-time 5)
+    [ -n "${API_TOKEN_FILE:-}" ] && args+=(-H "Authorization: Bearer $(head -n 1 "$API_TOKEN_FILE")")
+    curl "${args[@]}" "${!var}/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+# agent_metric_ge I SAMPLE MIN: SAMPLE >= MIN (numbers, decimals allowed).
+agent_metric_ge() {
+    local v
+    v="$(agent_metric "$1" "$2")"
+    [ -n "$v" ] && awk -v v="$v" -v m="$3" 'BEGIN { exit !(v + 0 >= m + 0) }'
+}
+
 # api METHOD PATH [BODY]: call the coordinator; sets API_STATUS (000 = no answer)
 # and API_BODY, prints one trace line. Sends the token of API_TOKEN_FILE if set.
 api() {
