@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "jsonutil.h"
 #include "strbuf.h"
 
 #define HTTPC_POOL_MAX 32
@@ -188,13 +189,8 @@ static bool setup_easy(call_state *cs)
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, cs);
 
-    if (c->body) {
-        cs->body_text = json_dumps(c->body, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!cs->body_text) {
-            call_fail(c, "cannot encode request body as JSON%s", "");
-            return false;
-        }
-    }
+    if (c->body)
+        cs->body_text = json_dump_text(c->body);
     if (strcmp(method, "GET") == 0 && !c->body) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);

@@ -205,7 +205,7 @@ void http_reply_header(http_request *req, const char *name, const char *value)
 
 void http_reply_json(http_request *req, unsigned status, json_t *body)
 {
-    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *text = json_dump_text(body); /* NULL for no body */
     json_decref(body);
     if (!text) {
         log_error("httpd: %s %s: cannot encode JSON response", req->method, req->path);
@@ -213,7 +213,7 @@ void http_reply_json(http_request *req, unsigned status, json_t *body)
         text = xstrdup("{\"error\":{\"code\":\"internal\",\"message\":\"cannot encode response\"}}");
     }
     size_t len = strlen(text);
-    /* jansson allocates with malloc by default; MUST_FREE releases with free(). */
+    /* json_dump_text allocates with malloc; MUST_FREE releases with free(). */
     queue_reply(req, status, "application/json", text, len);
 }
 

@@ -1,14 +1,21 @@
 /*
- * jsonutil.c - typed, validated field access on jansson objects.
+ * jsonutil.c - typed, validated field access on jansson objects, and the
+ * JSON text every HTTP body of ours is written as.
  *
  * Invariants: getters never touch *out on failure or absence; every failure
  * fills err with one human-readable sentence naming the field; returned
- * pointers are borrowed from obj (no reference taken).
+ * pointers are borrowed from obj (no reference taken). json_dump_text writes
+ * what json_dumps(JSON_COMPACT) would, byte for byte, except reals: those
+ * read back as the same double in at most 17 digits but in as few as 15
+ * when that suffices (test_config.c checks both against jansson).
  */
 #include "jsonutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "strbuf.h"
 
 /*
  * Look up key and check its type. Returns false (err filled) when required and
@@ -125,4 +132,135 @@ json_t *json_error_body(const char *code, const char *message)
     json_t *body = json_object();
     json_object_set_new(body, "error", err);
     return body;
+}
+
+size_t json_real_format(double d, char buf[JSON_REAL_BUF])
+{
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, JSON_REAL_BUF, "%.*g", prec, d);
+        if (prec == 17 || strtod(buf, NULL) == d)
+            break;
+    }
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* s[0..len) as a JSON string literal: the escapes jansson writes by default
+ * (\\, \", \b \f \n \r \t, \u00XX for other control bytes); UTF-8 is
+ * copied as is (jansson strings are valid UTF-8). */
+static void dump_string(strbuf *sb, const char *s, size_t len)
+{
+    strbuf_appendn(sb, "\"", 1);
+    size_t run = 0; /* start of the bytes not yet copied */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        strbuf_appendn(sb, s + run, i - run);
+        run = i + 1;
+        char esc[8];
+        switch (c) {
+        case '"': strbuf_appendn(sb, "\\\"", 2); break;
+        case '\\': strbuf_appendn(sb, "\\\\", 2); break;
+        case '\b': strbuf_appendn(sb, "\\b", 2); break;
+        case '\f': strbuf_appendn(sb, "\\f", 2); break;
+        case '\n': strbuf_appendn(sb, "\\n", 2); break;
+        case '\r': strbuf_appendn(sb, "\\r", 2); break;
+        case '\t': strbuf_appendn(sb, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04X", c);
+            strbuf_appendn(sb, esc, 6);
+        }
+    }
+    strbuf_appendn(sb, s + run, len - run);
+    strbuf_appendn(sb, "\"", 1);
+}
+
+/* Before a member at depth: nothing when compact, else newline + indent. */
+static void dump_newline(strbuf *sb, int indent, int depth)
+{
+    if (indent <= 0)
+        return;
+    strbuf_appendn(sb, "\n", 1);
+    for (int i = 0; i < indent * depth; i++)
+        strbuf_appendn(sb, " ", 1);
+}
+
+/* indent 0: compact (JSON_COMPACT); n > 0: jansson's JSON_INDENT(n) layout. */
+static void dump_value(strbuf *sb, const json_t *v, int indent, int depth)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        size_t klen;
+        json_t *m;
+        bool first = true;
+        strbuf_appendn(sb, "{", 1);
+        json_object_keylen_foreach((json_t *)v, key, klen, m) {
+            if (!first)
+                strbuf_appendn(sb, ",", 1);
+            first = false;
+            dump_newline(sb, indent, depth + 1);
+            dump_string(sb, key, klen);
+            strbuf_appendn(sb, ": ", indent > 0 ? 2 : 1);
+            dump_value(sb, m, indent, depth + 1);
+        }
+        if (!first)
+            dump_newline(sb, indent, depth);
+        strbuf_appendn(sb, "}", 1);
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v);
+        strbuf_appendn(sb, "[", 1);
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0)
+                strbuf_appendn(sb, ",", 1);
+            dump_newline(sb, indent, depth + 1);
+            dump_value(sb, json_array_get(v, i), indent, depth + 1);
+        }
+        if (n > 0)
+            dump_newline(sb, indent, depth);
+        strbuf_appendn(sb, "]", 1);
+        break;
+    }
+    case JSON_STRING:
+        dump_string(sb, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        strbuf_appendf(sb, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        break;
+    case JSON_REAL: {
+        char buf[JSON_REAL_BUF];
+        size_t n = json_real_format(json_real_value(v), buf);
+        strbuf_appendn(sb, buf, n);
+        if (!memchr(buf, '.', n) && !memchr(buf, 'e', n))
+            strbuf_appendn(sb, ".0", 2);
+        break;
+    }
+    case JSON_TRUE:
+        strbuf_appendn(sb, "true", 4);
+        break;
+    case JSON_FALSE:
+        strbuf_appendn(sb, "false", 5);
+        break;
+    case JSON_NULL:
+        strbuf_appendn(sb, "null", 4);
+        break;
+    }
+}
+
+char *json_dump_text(const json_t *v)
+{
+    return json_dump_text_indent(v, 0);
+}
+
+char *json_dump_text_indent(const json_t *v, int indent)
+{
+    if (!v)
+        return NULL;
+    strbuf sb;
+    strbuf_init(&sb);
+    dump_value(&sb, v, indent, 0);
+    return strbuf_take(&sb);
 }

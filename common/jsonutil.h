@@ -1,5 +1,6 @@
 /*
- * jsonutil.h - typed field access for request validation.
+ * jsonutil.h - typed field access for request validation; JSON text with
+ * reals in their shortest exact form.
  *
  * Every getter: if the key is absent, leaves *out untouched and returns true
  * when !required, false (with err filled: "field 'x' is required") when
@@ -33,6 +34,27 @@ json_t *json_string_lossy(const char *s);
 /* s itself if it is valid UTF-8, else with every byte >= 0x80 made '?' (the
  * rule of json_string_lossy). Caller frees. */
 char *utf8_lossy_dup(const char *s);
+
+/* Serialization.
+ * jansson prints every real with 17 significant digits ("%.17g"), so a
+ * client's 19.99 came back, and went into PostgreSQL, as 19.989999999999998.
+ * These print a real as the shortest of "%.15g", "%.16g", "%.17g" that reads
+ * back as the same double: the decimal the client wrote whenever it had at
+ * most 15 significant digits, and still exact for every double. */
+
+/* d (finite) in the shortest such form, as text for PostgreSQL (no ".0"
+ * added: "5" for 5.0, which an integer column accepts). Returns the length;
+ * buf of JSON_REAL_BUF bytes. */
+#define JSON_REAL_BUF 32
+size_t json_real_format(double d, char buf[JSON_REAL_BUF]);
+/* v as compact JSON text, like json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)
+ * (same escapes, keys in insertion order) but with reals printed by
+ * json_real_format, plus ".0" where that has no '.' or exponent so that the
+ * value stays a real. Caller frees. NULL for NULL v. */
+char *json_dump_text(const json_t *v);
+/* The same laid out like json_dumps(v, JSON_INDENT(indent) | JSON_ENCODE_ANY)
+ * (indent 0 = compact), for people to read. Caller frees. */
+char *json_dump_text_indent(const json_t *v, int indent);
 
 /* Build {"error":{"code":code,"message":message}}. New reference. */
 json_t *json_error_body(const char *code, const char *message);

@@ -629,9 +629,12 @@ bool pg_params_from_json(const json_t *arr, char ***out, int *n, char *err, size
         case JSON_INTEGER:
             p[i] = xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
             break;
-        case JSON_REAL:
-            p[i] = xasprintf("%.17g", json_real_value(v));
+        case JSON_REAL: {
+            char buf[JSON_REAL_BUF];
+            json_real_format(json_real_value(v), buf);
+            p[i] = xstrdup(buf);
             break;
+        }
         case JSON_STRING: {
             size_t len = json_string_length(v);
             const char *s = json_string_value(v);
@@ -645,14 +648,7 @@ bool pg_params_from_json(const json_t *arr, char ***out, int *n, char *err, size
         }
         case JSON_OBJECT:
         case JSON_ARRAY: {
-            char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            if (!s) {
-                snprintf(err, errlen, "params[%zu]: cannot encode as JSON", i);
-                pg_params_free(p, (int)cnt);
-                return false;
-            }
-            p[i] = xstrdup(s);
-            free(s);
+            p[i] = json_dump_text(v);
             break;
         }
         }

@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "httpc.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "util.h"
 
@@ -74,9 +75,8 @@ static int run(const char *method, const char *base, const char *path, json_t *b
         fprintf(stderr, "txctl: %s %s: %s\n", method, url, c.error);
     } else {
         if (c.response) {
-            char *text = json_dumps(c.response, JSON_INDENT(2) | JSON_ENCODE_ANY);
-            if (text)
-                printf("%s\n", text);
+            char *text = json_dump_text_indent(c.response, 2);
+            printf("%s\n", text);
             free(text);
         } else {
             fprintf(stderr, "txctl: HTTP %ld with a non-JSON body\n", c.status);

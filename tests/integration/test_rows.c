@@ -1,8 +1,9 @@
 /*
  * test_rows.c - what a statement answers: command tag, row_count, rows as
  * objects keyed by column name with JSON types that fit (integers, booleans,
- * null, numeric as string, json/jsonb embedded; a repeated column name gets a
- * "_2" key), and parameters that always travel as values (never as SQL text).
+ * null, numeric as string, json/jsonb embedded, reals in their shortest exact
+ * form; a repeated column name gets a "_2" key), and parameters that always
+ * travel as values (never as SQL text), a real as the digits the client sent.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -251,11 +252,38 @@ START_TEST(params)
 }
 END_TEST
 
+/* A client's 19.99 is stored as 19.99 in numeric and jsonb columns and
+ * reads back as 19.99 (jansson alone printed every double with 17 digits:
+ * 19.989999999999998, which a numeric column kept). The body is sent as
+ * the client's own text and the answer checked as text. */
+START_TEST(real_params_keep_their_digits)
+{
+    char *gid = h_begin();
+    char *url = xasprintf("%s/v1/transactions/%s/statements", h_coord_url(), gid);
+    const char *body =
+        "{\"participant\":\"pg1\",\"sql\":\"SELECT $1::numeric AS n, $2::text AS t, "
+        "$3::jsonb AS j, $4::float8 AS f, 19.99::float4 AS f4, 0.1::float8 + 0.2 AS f17, "
+        "5::float8 AS five, $5::int AS i\",\"params\":[19.99, 0.1, {\"price\":19.99}, 0.1, 5.0]}";
+    h_resp r = h_http("POST", url, body, strlen(body));
+    H_EXPECT(r, 200, "real parameters");
+    ck_assert_msg(strstr(r.body, "\"n\":\"19.99\",\"t\":\"0.1\",\"j\":{\"price\":19.99},"
+                                 "\"f\":0.1,\"f4\":19.99,\"f17\":0.30000000000000004,"
+                                 "\"five\":5.0,\"i\":5}") != NULL,
+                  "row text: %s", r.body);
+    h_resp_clear(&r);
+    free(url);
+    r = h_rollback(gid);
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 TCase *tc_rows(void)
 {
     TCase *tc = h_tcase("rows", 120);
     tcase_add_test(tc, types);
     tcase_add_test(tc, params);
+    tcase_add_test(tc, real_params_keep_their_digits);
     tcase_add_test(tc, repeated_column_names);
     tcase_add_test(tc, result_too_large);
     tcase_add_test(tc, answer_too_large);

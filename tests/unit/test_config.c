@@ -278,6 +278,87 @@ END_TEST
 
 /* ---- metrics ---------------------------------------------------------- */
 
+/* json_real_format: the shortest of %.15g/%.16g/%.17g that reads back. */
+START_TEST(test_real_format)
+{
+    char buf[JSON_REAL_BUF];
+    const struct {
+        double d;
+        const char *text;
+    } cases[] = {
+        {0.1, "0.1"},       {19.99, "19.99"},   {5.0, "5"},
+        {-0.0, "-0"},       {1e21, "1e+21"},    {1e-7, "1e-07"},
+        {123456.789, "123456.789"},
+        {0.1 + 0.2, "0.30000000000000004"}, /* needs 17 digits */
+        {1.0 / 3.0, "0.3333333333333333"},  /* 16: the 15-digit one is another double */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_real_format(cases[i].d, buf);
+        ck_assert_msg(strcmp(buf, cases[i].text) == 0, "%.17g: got %s, want %s", cases[i].d, buf,
+                      cases[i].text);
+    }
+    /* Every finite double reads back exactly (bit patterns from an LCG). */
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < 200000; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        double d;
+        memcpy(&d, &x, sizeof(d));
+        if (!isfinite(d))
+            continue;
+        size_t n = json_real_format(d, buf);
+        ck_assert_uint_eq(n, strlen(buf));
+        ck_assert_msg(strtod(buf, NULL) == d, "%a printed as %s", d, buf);
+    }
+}
+END_TEST
+
+/* json_dump_text: jansson's compact text, with reals in the shortest form. */
+START_TEST(test_dump_text)
+{
+    /* Without reals it is byte for byte what jansson writes. */
+    json_t *v = json_pack("{s:s, s:i, s:b, s:n, s:[s, {s:s}], s:{}, s:[]}", "a\"b\\c", "x\n\t\x01/\xc3\xa9",
+                          "n", -42, "t", 1, "z", "arr", "\b\f\r", "k\x1f", "\x7f", "o", "e");
+    ck_assert_ptr_nonnull(v);
+    json_object_set_new(v, "nul", json_stringn("a\0b", 3));
+    json_object_set_new(v, "big", json_integer(INT64_MIN));
+    char *mine = json_dump_text(v);
+    char *theirs = json_dumps(v, JSON_COMPACT);
+    ck_assert_str_eq(mine, theirs);
+    free(mine);
+    free(theirs);
+    for (int indent = 1; indent <= 4; indent++) { /* txctl's layout */
+        mine = json_dump_text_indent(v, indent);
+        theirs = json_dumps(v, JSON_INDENT(indent));
+        ck_assert_str_eq(mine, theirs);
+        free(mine);
+        free(theirs);
+    }
+    json_decref(v);
+    for (const char *s = "\"plain\"\0" "17\0" "null\0" "[]\0"; *s; s += strlen(s) + 1) {
+        v = json_loads(s, JSON_DECODE_ANY, NULL);
+        mine = json_dump_text(v);
+        ck_assert_str_eq(mine, s);
+        free(mine);
+        json_decref(v);
+    }
+
+    /* Reals: shortest, and still reals when read back. */
+    v = json_loads("{\"price\":19.99,\"n\":5.0,\"l\":[0.1,1e300,-0.0,2.5e-8,0.30000000000000004]}", 0,
+                   NULL);
+    ck_assert_ptr_nonnull(v);
+    mine = json_dump_text(v);
+    ck_assert_str_eq(mine,
+                     "{\"price\":19.99,\"n\":5.0,\"l\":[0.1,1e+300,-0.0,2.5e-08,0.30000000000000004]}");
+    json_t *back = json_loads(mine, 0, NULL);
+    ck_assert(json_equal(back, v));
+    ck_assert(json_is_real(json_object_get(back, "n")));
+    json_decref(back);
+    free(mine);
+    json_decref(v);
+    ck_assert_ptr_null(json_dump_text(NULL));
+}
+END_TEST
+
 START_TEST(test_metrics_text)
 {
     for (int i = 1; i < HIST_BUCKETS; i++)
@@ -544,6 +625,8 @@ int main(void)
     TCase *tm = tcase_create("misc");
     tcase_add_checked_fixture(tm, setup, teardown);
     tcase_add_test(tm, test_jsonutil);
+    tcase_add_test(tm, test_real_format);
+    tcase_add_test(tm, test_dump_text);
     tcase_add_test(tm, test_metrics_text);
     tcase_add_test(tm, test_strbuf);
     tcase_add_test(tm, test_log_format);

@@ -67,13 +67,14 @@ END_TEST
 START_TEST(test_params_from_json)
 {
     json_t *arr = json_loads("[1, -2, 1.5, true, false, \"s'; DROP\", null, {\"a\":1}, [1,2],"
-                             "9223372036854775807, 0.1]", 0, NULL);
+                             "9223372036854775807, 0.1, 19.99, 5.0, {\"price\":19.99,\"q\":[0.1]}]",
+                             0, NULL);
     ck_assert_ptr_nonnull(arr);
     char **p = NULL;
     int n = -1;
     char err[256] = "";
     ck_assert(pg_params_from_json(arr, &p, &n, err, sizeof(err)));
-    ck_assert_int_eq(n, 11);
+    ck_assert_int_eq(n, 14);
     ck_assert_str_eq(p[0], "1");
     ck_assert_str_eq(p[1], "-2");
     ck_assert_str_eq(p[2], "1.5");
@@ -84,7 +85,12 @@ START_TEST(test_params_from_json)
     ck_assert_str_eq(p[7], "{\"a\":1}");
     ck_assert_str_eq(p[8], "[1,2]");
     ck_assert_str_eq(p[9], "9223372036854775807");
-    ck_assert_str_eq(p[10], "0.10000000000000001"); /* %.17g round-trips the double */
+    /* Reals as the client wrote them (a numeric or jsonb column stores this
+     * text: %.17g made 19.99 into 19.989999999999998). */
+    ck_assert_str_eq(p[10], "0.1");
+    ck_assert_str_eq(p[11], "19.99");
+    ck_assert_str_eq(p[12], "5"); /* an integer column accepts it */
+    ck_assert_str_eq(p[13], "{\"price\":19.99,\"q\":[0.1]}");
     pg_params_free(p, n);
     json_decref(arr);
 
