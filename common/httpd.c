@@ -324,11 +324,14 @@ static void dispatch(http_server *srv, http_request *req)
     bool path_known = false;
     strbuf allow;
     strbuf_init(&allow);
+    /* HEAD runs the GET handler (our GETs change nothing); libmicrohttpd
+     * sends its headers, Content-Length included, without the body. */
+    const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
     for (size_t r = 0; nseg >= 0 && r < srv->nroutes; r++) {
         if (!match_pattern(&srv->patterns[r], seg, nseg, NULL))
             continue;
         path_known = true;
-        if (strcmp(srv->routes[r].method, req->method) == 0) {
+        if (strcmp(srv->routes[r].method, method) == 0) {
             route = &srv->routes[r];
             match_pattern(&srv->patterns[r], seg, nseg, req->params);
             break;
@@ -336,6 +339,8 @@ static void dispatch(http_server *srv, http_request *req)
         if (allow.len)
             strbuf_append(&allow, ", ");
         strbuf_append(&allow, srv->routes[r].method);
+        if (strcmp(srv->routes[r].method, "GET") == 0)
+            strbuf_append(&allow, ", HEAD");
     }
     free(buf);
     if (!route) {
@@ -391,7 +396,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->path = xstrdup(url);
         strbuf_init(&req->body);
         *con_cls = req;
-        if (auth_token() && !(strcmp(method, "GET") == 0 && strcmp(url, "/healthz") == 0) &&
+        bool healthz = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+                       strcmp(url, "/healthz") == 0;
+        if (auth_token() && !healthz &&
             !auth_header_ok(MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                         MHD_HTTP_HEADER_AUTHORIZATION))) {
             log_debug("httpd: %s %s: no or wrong bearer token: 401", method, url);

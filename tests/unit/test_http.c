@@ -358,11 +358,25 @@ START_TEST(test_raw_protocol)
     ck_assert_ptr_nonnull(strcasestr(resp, "Location: /somewhere"));
     free(resp);
 
-    /* 405 lists the allowed methods. */
+    /* 405 lists the allowed methods, HEAD with GET. */
     const char *d = "DELETE /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     resp = raw_http(d, strlen(d));
     ck_assert_msg(strncmp(resp, "HTTP/1.1 405", 12) == 0, "got: %.200s", resp);
     ck_assert_ptr_nonnull(strcasestr(resp, "Allow: "));
+    free(resp);
+    d = "DELETE /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    resp = raw_http(d, strlen(d));
+    ck_assert_msg(strcasestr(resp, "Allow: GET, HEAD\r\n") != NULL, "got: %.300s", resp);
+    free(resp);
+
+    /* HEAD: the GET's status and headers, no body (health checkers use it). */
+    const char *h = "HEAD /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    resp = raw_http(h, strlen(h));
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.300s", resp);
+    ck_assert_ptr_nonnull(strcasestr(resp, "Content-Type: application/json"));
+    const char *end = strstr(resp, "\r\n\r\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_msg(end[4] == '\0', "HEAD answered with a body: %s", end + 4);
     free(resp);
     strbuf_free(&req);
 }
@@ -607,6 +621,13 @@ START_TEST(test_token)
     resp = raw_http(hz, strlen(hz));
     port = saved;
     ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "healthz: %.200s", resp);
+    free(resp);
+    free(hz);
+    hz = xasprintf("HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    port = http_server_port(health);
+    resp = raw_http(hz, strlen(hz));
+    port = saved;
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "HEAD healthz: %.200s", resp);
     free(resp);
     free(hz);
     http_server_stop(health);
