@@ -202,7 +202,7 @@ static void dump_value(strbuf *sb, const json_t *v, int indent, int depth)
             first = false;
             dump_newline(sb, indent, depth + 1);
             dump_string(sb, key, klen);
-            strbuf_appendn(sb, ": ", indent > 0 ? 2 : 1);
+            strbuf_appendn(sb, ": ", indent > 0 ? 2 : 1); /* ":" when compact */
             dump_value(sb, m, indent, depth + 1);
         }
         if (!first)
