@@ -36,9 +36,7 @@ expect_eq "agent1 statement, no token" "$agent1_status" 401
 expect_eq "balance of account 1 untouched" "$(balance_at 1 1)" 1000
 expect_eq "coordinator /healthz, no token" "$(curl -s -o /dev/null -w '%{http_code}' "$TXCOORD_URL/healthz")" 200
 expect_eq "agent1 /healthz, no token" "$(curl -s -o /dev/null -w '%{http_code}' "$AGENT1_URL/healthz")" 200
-metric() { # metric URL NAME: NAME's value on URL/metrics, read with the token
-    curl -s -H "Authorization: Bearer $(cat "$TOKEN_FILE")" "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
-}
+metric() { API_TOKEN_FILE="$TOKEN_FILE" metric_at "$@"; } # read with the token
 expect_eq "txcoord_http_unauthorized_total (4 refused above)" \
     "$(metric "$TXCOORD_URL" txcoord_http_unauthorized_total)" 4
 expect_eq "txagent_http_unauthorized_total on agent1" "$(metric "$AGENT1_URL" txagent_http_unauthorized_total)" 1

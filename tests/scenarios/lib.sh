@@ -405,12 +405,18 @@ not() { ! "$@"; }
 
 # ---- REST --------------------------------------------------------------------------------
 
-# agent_metric I SAMPLE: the value of SAMPLE (name with its labels, as printed,
-# e.g. 'txagent_sweep_resolved_total{outcome="aborted"}') on agent I's /metrics.
-agent_metric() {
-    local var="AGENT${1}_URL" args=(-s --max-time 5)
+# metric_at URL SAMPLE: the value of SAMPLE (name with its labels, as printed,
+# e.g. 'txagent_sweep_resolved_total{outcome="aborted"}') on URL/metrics.
+# Sends the token of API_TOKEN_FILE if set.
+metric_at() {
+    local args=(-s --max-time 5)
     [ -n "${API_TOKEN_FILE:-}" ] && args+=(-H "Authorization: Bearer $(head -n 1 "$API_TOKEN_FILE")")
-    curl "${args[@]}" "${!var}/metrics" | awk -v n="$2" '$1 == n {print $2}'
+    curl "${args[@]}" "$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+# agent_metric I SAMPLE: metric_at on agent I.
+agent_metric() {
+    local var="AGENT${1}_URL"
+    metric_at "${!var}" "$2"
 }
 # agent_metric_ge I SAMPLE MIN: SAMPLE >= MIN (numbers, decimals allowed).
 agent_metric_ge() {
