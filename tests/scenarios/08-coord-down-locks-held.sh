@@ -28,7 +28,8 @@ expect_eq "SELECT ... FOR UPDATE NOWAIT on accounts 1, 2, 3 (pg1, pg2, pg3)" "$(
 check "a plain read is not blocked and sees the old balances" is_eq "1000 1000 1000" balances
 for i in 1 2 3; do check "agent$i still up" component_alive "agent$i"; done
 for i in 1 2 3; do
-    expect_eq "agent$i txagent_branches_in_doubt" "$(agent_metric "$i" txagent_branches_in_doubt)" 1
+    check "agent$i txagent_branches_in_doubt is 1" \
+        wait_until 10 is_eq 1 agent_metric "$i" txagent_branches_in_doubt
     check "agent$i txagent_branches_in_doubt_oldest_seconds grows past $DOWN_S (within 10 s)" \
         wait_until 10 agent_metric_ge "$i" txagent_branches_in_doubt_oldest_seconds "$DOWN_S"
 done
