@@ -46,6 +46,10 @@ typedef struct {
     metric_counter aborted;   /* -> aborted */
     metric_counter vote_yes, vote_no, vote_read_only;
     metric_gauge in_progress; /* branches currently active */
+    /* branches in memory waiting for the coordinator, holding their locks */
+    metric_gauge waiting_prepared;     /* 2PC: voted yes, awaiting COMMIT/ROLLBACK */
+    metric_gauge waiting_uncertain;    /* 3PC: awaiting PreCommit */
+    metric_gauge waiting_precommitted; /* 3PC: awaiting DoCommit */
     metric_histogram prepare_latency; /* whole prepare call, statements included */
     metric_counter precommitted;      /* 3PC: -> precommitted */
     metric_counter term_commit, term_abort; /* 3PC terminations by outcome */

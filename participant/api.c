@@ -366,6 +366,16 @@ static void h_metrics(http_request *req, void *app)
                        http_unauthorized_count());
     metric_write_header(&sb, "txagent_branches_in_progress", "gauge", "Branches active now.");
     metric_write_gauge(&sb, "txagent_branches_in_progress", NULL, &m->in_progress);
+    metric_write_header(&sb, "txagent_branches_waiting", "gauge",
+                        "Branches held in memory waiting for the coordinator, with their locks: "
+                        "prepared (2PC: voted yes), uncertain (3PC: awaiting PreCommit), "
+                        "precommitted (3PC: awaiting DoCommit).");
+    metric_write_gauge(&sb, "txagent_branches_waiting", "state=\"prepared\"",
+                       &m->waiting_prepared);
+    metric_write_gauge(&sb, "txagent_branches_waiting", "state=\"uncertain\"",
+                       &m->waiting_uncertain);
+    metric_write_gauge(&sb, "txagent_branches_waiting", "state=\"precommitted\"",
+                       &m->waiting_precommitted);
     metric_write_header(&sb, "txagent_prepare_seconds", "histogram",
                         "Prepare call latency, statements of the one-shot form included.");
     metric_write_histogram(&sb, "txagent_prepare_seconds", NULL, &m->prepare_latency);

@@ -149,6 +149,11 @@ typedef struct {
  * if fn succeeded; log "from -> to (reason)". false if no row matches (logged)
  * or fn failed (ctx says why). */
 bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx) MUSTCHECK;
+/* The gauge counting branches in state s (prepared, uncertain, precommitted),
+ * or NULL for the other states. branch_fsm_step keeps them; a branch rebuilt
+ * in one of those states without a transition (branch_restore) is counted by
+ * its caller. */
+metric_gauge *branch_waiting_gauge(agent_metrics *m, branch_state s);
 
 /* Without b->mu: cancel the statement running on the branch, if any (a
  * rollback must not wait behind a statement stuck on a lock). */

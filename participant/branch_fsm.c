@@ -390,10 +390,28 @@ static const char *const event_names[] = {
     [EV_FOUND_COMMITTED] = "found_committed", [EV_FOUND_ABORTED] = "found_aborted",
 };
 
+/* The gauge of branches waiting in state s, or NULL for a state not counted
+ * so (txagent_branches_waiting). */
+metric_gauge *branch_waiting_gauge(agent_metrics *m, branch_state s)
+{
+    switch (s) {
+    case BS_PREPARED: return &m->waiting_prepared;
+    case BS_UNCERTAIN: return &m->waiting_uncertain;
+    case BS_PRECOMMITTED: return &m->waiting_precommitted;
+    default: return NULL;
+    }
+}
+
 static void count_transition(agent_metrics *m, branch_state from, branch_state to)
 {
     if (from == BS_ACTIVE)
         gauge_add(&m->in_progress, -1);
+    metric_gauge *g = branch_waiting_gauge(m, from);
+    if (g)
+        gauge_add(g, -1);
+    g = branch_waiting_gauge(m, to);
+    if (g)
+        gauge_add(g, 1);
     switch (to) {
     case BS_ACTIVE:
         counter_inc(&m->begun);

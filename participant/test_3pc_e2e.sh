@@ -99,6 +99,18 @@ wait_states() { # wait_states GID "s1 s2 s3" SECONDS
     return 1
 }
 all_yes() { [ "$(prep 1 "$1" "$2" "${3:-}")$(prep 2 "$1" "$2" "${3:-}")$(prep 3 "$1" "$2" "${3:-}")" = yesyesyes ]; }
+waiting() { # waiting AGENT: its txagent_branches_waiting, prepared uncertain precommitted
+    curl -s -m 5 "$(agent "$1")/metrics" | awk '$1 ~ /^txagent_branches_waiting[{]/ {printf "%s%s", sep, $2; sep = " "}'
+}
+wait_waiting() { # wait_waiting AGENT "p u c" SECONDS
+    local i
+    for ((i = 0; i < $3 * 5; i++)); do
+        [ "$(waiting "$1")" = "$2" ] && return 0
+        sleep 0.2
+    done
+    echo "    agent$1 txagent_branches_waiting: $(waiting "$1"), expected $2" >&2
+    return 1
+}
 psql_n() { "$CL" psql "$1" --dir "$DIR" -Atc "$2"; }
 
 # 1.
@@ -165,6 +177,9 @@ check "crash after precommit record: agent2 crashed at the point" grep -q "crash
 check "crash after precommit record: agent2 replays it precommitted" \
     grep -q "$G-5 .*3pc: replayed as precommitted" "$DIR/agent2.log"
 check "crash after precommit record: everyone committed" wait_states "$G-5" "committed committed committed" 15
+# The replayed branch counted as waiting, then not: -1 if the replay did not count it.
+check "crash after precommit record: agent2 waits on nothing (txagent_branches_waiting)" \
+    wait_waiting 2 "0 0 0" 5
 
 # 7.
 TL=',"uncertain_timeout_ms":60000,"precommit_timeout_ms":60000'

@@ -546,6 +546,7 @@ static void restore_all(agent *ag, replay_ctx *rc)
         }
         bool pre = lg == TP_PRECOMMITTED;
         branch_restore(ag->table, b, pre ? BS_PRECOMMITTED : BS_UNCERTAIN);
+        gauge_add(branch_waiting_gauge(&ag->metrics, pre ? BS_PRECOMMITTED : BS_UNCERTAIN), 1);
         reg_add(ag, b);
         int64_t timeout = pre ? tp->precommit_timeout_ms : tp->uncertain_timeout_ms;
         int64_t left = timeout - (wall - atomic_load(&tp->at_ms));

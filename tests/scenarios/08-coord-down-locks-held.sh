@@ -30,6 +30,8 @@ for i in 1 2 3; do check "agent$i still up" component_alive "agent$i"; done
 for i in 1 2 3; do
     check "agent$i txagent_branches_in_doubt is 1" \
         wait_until 10 is_eq 1 agent_metric "$i" txagent_branches_in_doubt
+    expect_eq "agent$i txagent_branches_waiting{state=\"prepared\"}" \
+        "$(agent_metric "$i" 'txagent_branches_waiting{state="prepared"}')" 1
     check "agent$i txagent_branches_in_doubt_oldest_seconds grows past $DOWN_S (within 10 s)" \
         wait_until 10 agent_metric_ge "$i" txagent_branches_in_doubt_oldest_seconds "$DOWN_S"
 done
@@ -41,3 +43,7 @@ cl start coordinator
 check "pg_prepared_xacts empty everywhere (within ${SCEN_WAIT_S}s)" wait_until "$SCEN_WAIT_S" no_prepared_anywhere
 all_or_nothing "$GID" committed
 expect_eq "SELECT ... FOR UPDATE NOWAIT on accounts 1, 2, 3 (pg1, pg2, pg3)" "$(nowait_all)" "ok ok ok"
+for i in 1 2 3; do
+    check "agent$i txagent_branches_waiting{state=\"prepared\"} back to 0" \
+        wait_until 5 is_eq 0 agent_metric "$i" 'txagent_branches_waiting{state="prepared"}'
+done

@@ -35,7 +35,19 @@ crash_mid_precommit() {
     check "decision log: pre-commit record ('P') of $g" dlog_has P "$g"
     check "decision log: no commit record ('C') of $g" not dlog_has C "$g"
     expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$g")" "precommitted uncertain uncertain"
+    expect_eq "txagent_branches_waiting on agent 1, 2, 3 (precommitted, uncertain, uncertain)" \
+        "$(agent_metric 1 'txagent_branches_waiting{state="precommitted"}') $(agent_metric 2 'txagent_branches_waiting{state="uncertain"}') $(agent_metric 3 'txagent_branches_waiting{state="uncertain"}')" \
+        "1 1 1"
     expect_eq "branches prepared in PostgreSQL" "$(prepared_of "$g")" 3
+}
+
+# waiting_of I: agent I's txagent_branches_waiting, prepared uncertain precommitted.
+waiting_of() {
+    local s out=()
+    for s in prepared uncertain precommitted; do
+        out+=("$(agent_metric "$1" "txagent_branches_waiting{state=\"$s\"}")")
+    done
+    echo "${out[*]}"
 }
 
 # agents_finish N GID: step N: with the coordinator down, every branch is
@@ -43,6 +55,11 @@ crash_mid_precommit() {
 agents_finish() {
     step "$1" "coordinator stays down: the agents finish $2 on their own (timers ${UNCERTAIN_MS}/${PRECOMMIT_MS} ms)"
     settled_alone "$2" "$DONE_BOUND_S"
+    local i
+    for i in 1 2 3; do
+        check "agent$i waits on nothing (txagent_branches_waiting all 0)" \
+            wait_until 5 is_eq "0 0 0" waiting_of "$i"
+    done
 }
 
 # coordinator_recovers N GID: step N: restart it; its recovery of the 'P'
