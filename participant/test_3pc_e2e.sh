@@ -89,27 +89,20 @@ prep() { # prep AGENT GID ROW [EXTRA-JSON]: one-shot 3PC prepare; prints the vot
 post() { curl -s -m 20 -XPOST "$(agent "$1")/v1/branches/$2/$3" -d "{\"participant\":\"pg$1\"}"; }
 state() { curl -s -m 5 "$(agent "$1")/v1/branches/$2" | sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p'; }
 states() { echo "$(state 1 "$1") $(state 2 "$1") $(state 3 "$1")"; }
-wait_states() { # wait_states GID "s1 s2 s3" SECONDS
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        [ "$(states "$1")" = "$2" ] && return 0
+wait_eq() { # wait_eq SECONDS EXPECTED CMD...: until CMD prints EXPECTED
+    local i secs="$1" want="$2"
+    shift 2
+    for ((i = 0; i < secs * 5; i++)); do
+        [ "$("$@")" = "$want" ] && return 0
         sleep 0.2
     done
-    say "   $1: states are '$(states "$1")', expected '$2'"
+    say "   $*: '$("$@")', expected '$want'"
     return 1
 }
+wait_states() { wait_eq "$3" "$2" states "$1"; } # wait_states GID "s1 s2 s3" SECONDS
 all_yes() { [ "$(prep 1 "$1" "$2" "${3:-}")$(prep 2 "$1" "$2" "${3:-}")$(prep 3 "$1" "$2" "${3:-}")" = yesyesyes ]; }
 waiting() { # waiting AGENT: its txagent_branches_waiting, prepared uncertain precommitted
     curl -s -m 5 "$(agent "$1")/metrics" | awk '$1 ~ /^txagent_branches_waiting[{]/ {printf "%s%s", sep, $2; sep = " "}'
-}
-wait_waiting() { # wait_waiting AGENT "p u c" SECONDS
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        [ "$(waiting "$1")" = "$2" ] && return 0
-        sleep 0.2
-    done
-    echo "    agent$1 txagent_branches_waiting: $(waiting "$1"), expected $2" >&2
-    return 1
 }
 psql_n() { "$CL" psql "$1" --dir "$DIR" -Atc "$2"; }
 
@@ -179,7 +172,7 @@ check "crash after precommit record: agent2 replays it precommitted" \
 check "crash after precommit record: everyone committed" wait_states "$G-5" "committed committed committed" 15
 # The replayed branch counted as waiting, then not: -1 if the replay did not count it.
 check "crash after precommit record: agent2 waits on nothing (txagent_branches_waiting)" \
-    wait_waiting 2 "0 0 0" 5
+    wait_eq 5 "0 0 0" waiting 2
 
 # 7.
 TL=',"uncertain_timeout_ms":60000,"precommit_timeout_ms":60000'
