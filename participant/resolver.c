@@ -58,6 +58,7 @@ typedef struct {
     char gid[GID_MAX_LEN + 1];
     int64_t first_ms;  /* first sweep that left it in doubt */
     int64_t logged_ms;
+    int64_t age_ms; /* how long it had been prepared at the latest sweep */
     bool seen; /* still prepared in the latest sweep */
 } doubt;
 
@@ -66,8 +67,6 @@ typedef struct {
     doubt *doubts; /* gids left in doubt, for log rate limiting */
     size_t ndoubts, capdoubts;
     int64_t list_error_logged_ms;
-    size_t pass_doubts;     /* gids left in doubt by the current sweep */
-    int64_t pass_oldest_ms; /* the age of the oldest of them */
 } resolver;
 
 static doubt *doubt_find(resolver *r, const char *gid)
@@ -99,9 +98,7 @@ static void note_doubt(resolver *r, const char *gid, int64_t age_ms, const char 
         d->logged_ms = now - DOUBT_LOG_EVERY_MS - 1;
     }
     d->seen = true;
-    r->pass_doubts++;
-    if (age_ms > r->pass_oldest_ms)
-        r->pass_oldest_ms = age_ms;
+    d->age_ms = age_ms;
     if (in_flight && now - d->first_ms < DOUBT_LOG_EVERY_MS) {
         txlog_debug(gid, r->ag->name, "prepared branch: %s", why);
         return;
@@ -113,17 +110,23 @@ static void note_doubt(resolver *r, const char *gid, int64_t age_ms, const char 
     }
 }
 
-/* Forget gids that are no longer in doubt. */
+/* Forget gids that are no longer in doubt; publish how many are left and
+ * the age of the oldest (txagent_branches_in_doubt*). */
 static void prune_doubts(resolver *r)
 {
     size_t k = 0;
+    int64_t oldest_ms = 0;
     for (size_t i = 0; i < r->ndoubts; i++) {
         if (r->doubts[i].seen) {
             r->doubts[i].seen = false;
+            if (r->doubts[i].age_ms > oldest_ms)
+                oldest_ms = r->doubts[i].age_ms;
             r->doubts[k++] = r->doubts[i];
         }
     }
     r->ndoubts = k;
+    gauge_set(&r->ag->metrics.in_doubt, (int64_t)k);
+    gauge_set(&r->ag->metrics.in_doubt_oldest_ms, oldest_ms);
 }
 
 /* Act on one coordinator answer. */
@@ -228,8 +231,6 @@ static void sweep(resolver *r)
     char(*batch)[GID_MAX_LEN + 1] = xcalloc(OUTCOME_BATCH, GID_MAX_LEN + 1);
     int64_t ages[OUTCOME_BATCH];
     size_t nb = 0;
-    r->pass_doubts = 0;
-    r->pass_oldest_ms = 0;
     for (int i = 0; i < rows && !ag->resolver_stop; i++) {
         char gid[GID_MAX_LEN + 1], part[PARTICIPANT_MAX_LEN + 1];
         if (!branch_gid_parse(PQgetvalue(res.res, i, 0), gid, part) ||
@@ -250,8 +251,6 @@ static void sweep(resolver *r)
     if (nb > 0 && !ag->resolver_stop)
         resolve_batch(r, batch, ages, nb);
     free(batch);
-    gauge_set(&ag->metrics.in_doubt, (int64_t)r->pass_doubts);
-    gauge_set(&ag->metrics.in_doubt_oldest_ms, r->pass_oldest_ms);
     pg_res_clear(&res);
     prune_doubts(r);
 }
