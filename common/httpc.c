@@ -224,8 +224,12 @@ static void finish_call(call_state *cs, CURLcode rc)
     curl_easy_getinfo(cs->easy, CURLINFO_RESPONSE_CODE, &status);
     c->status = status;
     c->error[0] = '\0';
-    if (cs->resp.len > 0)
+    if (c->raw_200 && status == 200) {
+        c->raw_len = cs->resp.len;
+        c->raw = strbuf_take(&cs->resp);
+    } else if (cs->resp.len > 0) {
         c->response = json_loadb(cs->resp.data, cs->resp.len, 0, NULL);
+    }
 }
 
 bool httpc_perform(httpc_call *calls, size_t n)
@@ -235,6 +239,8 @@ bool httpc_perform(httpc_call *calls, size_t n)
     for (size_t i = 0; i < n; i++) {
         calls[i].status = 0;
         calls[i].response = NULL;
+        calls[i].raw = NULL;
+        calls[i].raw_len = 0;
         calls[i].error[0] = '\0';
         calls[i].too_large = false;
     }
@@ -328,6 +334,9 @@ void httpc_call_clear(httpc_call *c)
 {
     json_decref(c->response);
     c->response = NULL;
+    free(c->raw);
+    c->raw = NULL;
+    c->raw_len = 0;
     c->status = 0;
     c->error[0] = '\0';
     c->too_large = false;

@@ -6,7 +6,7 @@
  * so keep-alive connections are reused across calls of the same thread) and
  * returns when all have finished or timed out.
  * Ownership: url and body are borrowed for the duration of the call;
- * response is owned by the call and freed by httpc_call_clear.
+ * response and raw are owned by the call and freed by httpc_call_clear.
  */
 #ifndef TX_HTTPC_H
 #define TX_HTTPC_H
@@ -20,9 +20,12 @@ typedef struct {
     const char *url;     /* borrowed */
     json_t *body;        /* borrowed, may be NULL (sent as no body) */
     long timeout_ms;     /* whole-call timeout; 0 = 30000 */
+    bool raw_200;        /* keep a 200's body as text (raw) instead of parsing it */
     /* out */
     long status;         /* HTTP status; 0 = transport failure (see error) */
-    json_t *response;    /* parsed JSON body or NULL (non-JSON or empty) */
+    json_t *response;    /* parsed JSON body or NULL (non-JSON, empty, or kept raw) */
+    char *raw;           /* raw_200 and status 200: the body as received (NUL-terminated) */
+    size_t raw_len;
     char error[256];     /* transport error text when status == 0 */
     bool too_large;      /* status 0 because the answer passed HTTPC_MAX_RESPONSE */
 } httpc_call;

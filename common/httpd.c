@@ -217,6 +217,11 @@ void http_reply_json(http_request *req, unsigned status, json_t *body)
     queue_reply(req, status, "application/json", text, len);
 }
 
+void http_reply_json_text(http_request *req, unsigned status, char *text, size_t len)
+{
+    queue_reply(req, status, "application/json", text, len);
+}
+
 void http_reply_text(http_request *req, unsigned status, const char *content_type,
                      const char *text)
 {

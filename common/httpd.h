@@ -12,7 +12,8 @@
  *   - parsed a non-empty body as JSON, answering 400 "malformed_json" if it
  *     does not parse or is not an object.
  * A handler must answer exactly once with one of http_reply_*.
- * Ownership: http_reply_json steals body; http_req_json is borrowed.
+ * Ownership: http_reply_json steals body, http_reply_json_text its text;
+ * http_req_json is borrowed.
  */
 #ifndef TX_HTTPD_H
 #define TX_HTTPD_H
@@ -51,6 +52,8 @@ json_t *http_req_json(const http_request *req); /* borrowed; NULL if the body wa
 /* Add a response header (e.g. Location) before replying. Copied. */
 void http_reply_header(http_request *req, const char *name, const char *value);
 void http_reply_json(http_request *req, unsigned status, json_t *body /* stolen */);
+/* A body already written as JSON text (malloc'd, len bytes; taken), sent as is. */
+void http_reply_json_text(http_request *req, unsigned status, char *text, size_t len);
 void http_reply_text(http_request *req, unsigned status, const char *content_type,
                      const char *text /* copied */);
 /* {"error":{"code":code,"message":<formatted>}} */

@@ -99,14 +99,53 @@ bool json_field_object(json_t *obj, const char *key, bool required, json_t **out
     return true;
 }
 
+/* jansson's rule (utf8.c): shortest forms only, no surrogates, nothing
+ * past U+10FFFF; a NUL byte inside len is not valid either. */
+bool utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            if (c == 0)
+                return false;
+            p++;
+            continue;
+        }
+        size_t n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 2;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            cp = c & 0x07;
+        } else {
+            return false; /* a continuation byte, 0xC0/0xC1 (overlong), or past 0xF4 */
+        }
+        if ((size_t)(end - p) < n)
+            return false;
+        for (size_t i = 1; i < n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
 char *utf8_lossy_dup(const char *s)
 {
-    json_t *probe = json_string(s); /* jansson's own UTF-8 check */
     char *copy = xstrdup(s);
-    if (probe) {
-        json_decref(probe);
+    if (utf8_valid(copy, strlen(copy)))
         return copy;
-    }
     for (char *p = copy; *p; p++)
         if ((unsigned char)*p >= 0x80)
             *p = '?';
@@ -145,10 +184,7 @@ size_t json_real_format(double d, char buf[JSON_REAL_BUF])
     return n > 0 ? (size_t)n : 0;
 }
 
-/* s[0..len) as a JSON string literal: the escapes jansson writes by default
- * (\\, \", \b \f \n \r \t, \u00XX for other control bytes); UTF-8 is
- * copied as is (jansson strings are valid UTF-8). */
-static void dump_string(strbuf *sb, const char *s, size_t len)
+void json_text_string(strbuf *sb, const char *s, size_t len)
 {
     strbuf_appendn(sb, "\"", 1);
     size_t run = 0; /* start of the bytes not yet copied */
@@ -176,6 +212,30 @@ static void dump_string(strbuf *sb, const char *s, size_t len)
     strbuf_appendn(sb, "\"", 1);
 }
 
+void json_text_string_lossy(strbuf *sb, const char *s, size_t len)
+{
+    len = strnlen(s, len); /* a NUL ends it, as it ends s for json_string_lossy */
+    if (utf8_valid(s, len)) {
+        json_text_string(sb, s, len);
+        return;
+    }
+    char *copy = xmalloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        copy[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
+    copy[len] = '\0';
+    json_text_string(sb, copy, len);
+    free(copy);
+}
+
+void json_text_real(strbuf *sb, double d)
+{
+    char buf[JSON_REAL_BUF];
+    size_t n = json_real_format(d, buf);
+    strbuf_appendn(sb, buf, n);
+    if (!memchr(buf, '.', n) && !memchr(buf, 'e', n))
+        strbuf_appendn(sb, ".0", 2);
+}
+
 /* Before a member at depth: nothing when compact, else newline + indent. */
 static void dump_newline(strbuf *sb, int indent, int depth)
 {
@@ -201,7 +261,7 @@ static void dump_value(strbuf *sb, const json_t *v, int indent, int depth)
                 strbuf_appendn(sb, ",", 1);
             first = false;
             dump_newline(sb, indent, depth + 1);
-            dump_string(sb, key, klen);
+            json_text_string(sb, key, klen);
             strbuf_appendn(sb, ": ", indent > 0 ? 2 : 1); /* ":" when compact */
             dump_value(sb, m, indent, depth + 1);
         }
@@ -225,19 +285,14 @@ static void dump_value(strbuf *sb, const json_t *v, int indent, int depth)
         break;
     }
     case JSON_STRING:
-        dump_string(sb, json_string_value(v), json_string_length(v));
+        json_text_string(sb, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
         strbuf_appendf(sb, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         break;
-    case JSON_REAL: {
-        char buf[JSON_REAL_BUF];
-        size_t n = json_real_format(json_real_value(v), buf);
-        strbuf_appendn(sb, buf, n);
-        if (!memchr(buf, '.', n) && !memchr(buf, 'e', n))
-            strbuf_appendn(sb, ".0", 2);
+    case JSON_REAL:
+        json_text_real(sb, json_real_value(v));
         break;
-    }
     case JSON_TRUE:
         strbuf_appendn(sb, "true", 4);
         break;
@@ -248,6 +303,11 @@ static void dump_value(strbuf *sb, const json_t *v, int indent, int depth)
         strbuf_appendn(sb, "null", 4);
         break;
     }
+}
+
+void json_text_value(strbuf *sb, const json_t *v)
+{
+    dump_value(sb, v, 0, 0);
 }
 
 char *json_dump_text(const json_t *v)

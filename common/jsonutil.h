@@ -11,6 +11,7 @@
 #define TX_JSONUTIL_H
 
 #include <jansson.h>
+#include "strbuf.h"
 #include "util.h"
 
 #define JSON_ERR_LEN 256
@@ -34,6 +35,9 @@ json_t *json_string_lossy(const char *s);
 /* s itself if it is valid UTF-8, else with every byte >= 0x80 made '?' (the
  * rule of json_string_lossy). Caller frees. */
 char *utf8_lossy_dup(const char *s);
+/* s[0..len) is UTF-8 as jansson accepts it (shortest forms, no surrogates,
+ * at most U+10FFFF, no NUL byte). */
+bool utf8_valid(const char *s, size_t len);
 
 /* Serialization.
  * jansson prints every real with 17 significant digits ("%.17g"), so a
@@ -55,6 +59,20 @@ char *json_dump_text(const json_t *v);
 /* The same laid out like json_dumps(v, JSON_INDENT(indent) | JSON_ENCODE_ANY)
  * (indent 0 = compact), for people to read. Caller frees. */
 char *json_dump_text_indent(const json_t *v, int indent);
+
+/* Writers that append JSON text to sb without building a tree (pg.c's rows):
+ * the pieces json_dump_text is made of, so both write the same bytes. */
+/* s[0..len) (valid UTF-8) as a JSON string: jansson's default escapes
+ * (\\ \" \b \f \n \r \t, \u00XX for other control bytes), UTF-8 as is. */
+void json_text_string(strbuf *sb, const char *s, size_t len);
+/* The same for any bytes, made valid as json_string_lossy does ('?' for every
+ * byte >= 0x80 when s is not valid UTF-8; a NUL ends it). */
+void json_text_string_lossy(strbuf *sb, const char *s, size_t len);
+/* d (finite) as a JSON real: json_real_format, plus ".0" when that looks
+ * like an integer. */
+void json_text_real(strbuf *sb, double d);
+/* v as compact JSON text (json_dump_text), appended. */
+void json_text_value(strbuf *sb, const json_t *v);
 
 /* Build {"error":{"code":code,"message":message}}. New reference. */
 json_t *json_error_body(const char *code, const char *message);

@@ -1,5 +1,5 @@
 /*
- * pg.c - the one libpq wrapper (connect, exec, gid commands, JSON mapping).
+ * pg.c - the one libpq wrapper (connect, exec, gid commands, rows as JSON text).
  *
  * Invariants:
  *   - Client SQL runs through PQexecParams only (extended protocol: one
@@ -15,10 +15,12 @@
  *   - Connections carry connect_timeout, keepalives and tcp_user_timeout
  *     defaults; keywords in the caller's conninfo override ours.
  *   - Rows become JSON objects keyed by column name, every value kept (a
- *     repeated name gets a "_2", "_3", ... key: result_keys). A client
- *     statement's rows (pg_exec_pipeline_rows) are mapped as they arrive, in
- *     single-row mode, and never past the caller's byte limit: past it the
- *     statement is cancelled, so such a result is never held whole.
+ *     repeated name gets a "_2", "_3", ... key: result_keys). Rows are
+ *     written straight to JSON text (pg_value_text), never as a jansson
+ *     tree: a client statement's rows (pg_exec_pipeline_rows) as they
+ *     arrive, in single-row mode, and never past the caller's byte limit:
+ *     past it the statement is cancelled, so such a result is never held
+ *     whole.
  */
 #include "pg.h"
 
@@ -33,6 +35,7 @@
 #include "gid.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "strbuf.h"
 
 /* Type OIDs (pg_type.dat). */
 #define OID_BOOL 16
@@ -183,7 +186,7 @@ static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows);
 
 /* The pipeline itself: qs[0..n), then tail (our own SQL, no parameters) as
  * query n when tail is set. n_all = n + (tail != NULL) outs. rows (may be
- * NULL): the query whose rows are mapped as they arrive (collect_rows). */
+ * NULL): the query whose rows are written as they arrive (collect_rows). */
 static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *tail, pg_res *outs,
                          size_t *first_fail, pg_rows *rows)
 {
@@ -294,7 +297,8 @@ bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs, siz
 bool pg_exec_pipeline_rows(PGconn *c, const pg_query *qs, size_t n, pg_rows *rows, pg_res *outs,
                            size_t *first_fail)
 {
-    rows->json = NULL;
+    rows->text = NULL;
+    rows->len = 0;
     rows->too_large = false;
     rows->rows = 0;
     rows->bytes = 0;
@@ -382,10 +386,12 @@ void pg_res_clear(pg_res *r)
     res_init(r);
 }
 
-json_t *pg_value_to_json(Oid type, const char *text, bool isnull)
+void pg_value_text(strbuf *sb, Oid type, const char *text, size_t len, bool isnull)
 {
-    if (isnull || !text)
-        return json_null();
+    if (isnull || !text) {
+        strbuf_appendn(sb, "null", 4);
+        return;
+    }
     switch (type) {
     case OID_INT2:
     case OID_INT4:
@@ -394,35 +400,46 @@ json_t *pg_value_to_json(Oid type, const char *text, bool isnull)
         char *end;
         errno = 0;
         long long v = strtoll(text, &end, 10);
-        if (errno == 0 && end != text && *end == '\0')
-            return json_integer((json_int_t)v);
-        return json_string_lossy(text);
+        if (errno == 0 && end != text && *end == '\0') {
+            strbuf_appendf(sb, "%lld", v);
+            return;
+        }
+        break;
     }
     case OID_BOOL:
-        if (strcmp(text, "t") == 0 || strcmp(text, "true") == 0)
-            return json_true();
-        if (strcmp(text, "f") == 0 || strcmp(text, "false") == 0)
-            return json_false();
-        return json_string_lossy(text);
+        if (strcmp(text, "t") == 0 || strcmp(text, "true") == 0) {
+            strbuf_appendn(sb, "true", 4);
+            return;
+        }
+        if (strcmp(text, "f") == 0 || strcmp(text, "false") == 0) {
+            strbuf_appendn(sb, "false", 5);
+            return;
+        }
+        break;
     case OID_FLOAT4:
     case OID_FLOAT8: {
         char *end;
         double d = strtod(text, &end);
-        if (end == text || *end != '\0' || !isfinite(d))
-            return json_string_lossy(text); /* NaN, Infinity, -Infinity */
-        json_t *r = json_real(d);
-        return r ? r : json_string_lossy(text);
+        if (end != text && *end == '\0' && isfinite(d)) {
+            json_text_real(sb, d);
+            return;
+        }
+        break; /* NaN, Infinity, -Infinity */
     }
-    case OID_NUMERIC:
-        return json_string_lossy(text);
     case OID_JSON:
     case OID_JSONB: {
-        json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
-        return v ? v : json_string_lossy(text);
+        json_t *v = json_loadb(text, len, JSON_DECODE_ANY, NULL);
+        if (v) {
+            json_text_value(sb, v);
+            json_decref(v);
+            return;
+        }
+        break;
     }
-    default:
-        return json_string_lossy(text);
+    default: /* numeric (a string, to keep every digit) and all other types */
+        break;
     }
+    json_text_string_lossy(sb, text, len);
 }
 
 /* The keys of a result's row objects, one per column, in column order.
@@ -460,78 +477,88 @@ static char **result_keys(const PGresult *res, int nf)
     return keys;
 }
 
-static void keys_free(char **keys, int nf)
+/* What a row object writes before each value: {"k0": then ,"k1": ... with
+ * the keys of result_keys, escaped once for all rows. */
+typedef struct {
+    int nf;
+    strbuf *prefix; /* nf entries */
+} row_frame;
+
+static void frame_init(row_frame *fr, const PGresult *res)
 {
-    for (int f = 0; f < nf; f++)
+    fr->nf = PQnfields(res);
+    fr->prefix = xcalloc(fr->nf > 0 ? (size_t)fr->nf : 1, sizeof(strbuf));
+    char **keys = result_keys(res, fr->nf);
+    for (int f = 0; f < fr->nf; f++) {
+        strbuf_init(&fr->prefix[f]);
+        strbuf_appendn(&fr->prefix[f], f == 0 ? "{" : ",", 1);
+        json_text_string(&fr->prefix[f], keys[f], strlen(keys[f]));
+        strbuf_appendn(&fr->prefix[f], ":", 1);
         free(keys[f]);
+    }
     free(keys);
 }
 
-/* pg_result_json_size's two parts: what every row object costs whatever its
- * values (braces, keys, quotes, commas), and what its values add. */
-static size_t row_frame_size(const PGresult *res)
+static void frame_free(row_frame *fr)
 {
-    size_t per_row = 2; /* {} and the comma between rows */
-    for (int f = 0, nf = PQnfields(res); f < nf; f++) {
-        const char *name = PQfname(res, f);
-        per_row += (name ? strlen(name) : 8) + 6; /* "key": and quotes or null, comma */
-    }
-    return per_row;
+    for (int f = 0; f < fr->nf; f++)
+        strbuf_free(&fr->prefix[f]);
+    free(fr->prefix);
+    fr->prefix = NULL;
+    fr->nf = 0;
 }
 
-static size_t values_size(const PGresult *res)
+/* Append res's rows to sb as row objects, a comma before each when sb
+ * already holds rows (*written counts them). */
+static void append_rows(strbuf *sb, const PGresult *res, const row_frame *fr, long long *written)
 {
-    size_t total = 0;
-    for (int r = 0, nt = PQntuples(res), nf = PQnfields(res); r < nt; r++)
-        for (int f = 0; f < nf; f++)
-            total += PQgetisnull(res, r, f) ? 4 : (size_t)PQgetlength(res, r, f);
-    return total;
-}
-
-size_t pg_result_json_size(const PGresult *res)
-{
-    if (!res)
-        return 0;
-    return (size_t)PQntuples(res) * row_frame_size(res) + values_size(res);
-}
-
-/* Append res's rows to arr, keyed by keys (result_keys of res's columns). */
-static void append_rows(json_t *arr, const PGresult *res, char **keys, int nf)
-{
-    int nt = PQntuples(res);
-    for (int r = 0; r < nt; r++) {
-        json_t *row = json_object();
-        for (int f = 0; f < nf; f++)
-            json_object_set_new_nocheck(row, keys[f],
-                                        pg_value_to_json(PQftype(res, f), PQgetvalue(res, r, f),
-                                                         PQgetisnull(res, r, f)));
-        json_array_append_new(arr, row);
+    for (int r = 0, nt = PQntuples(res); r < nt; r++) {
+        if ((*written)++ > 0)
+            strbuf_appendn(sb, ",", 1);
+        if (fr->nf == 0)
+            strbuf_appendn(sb, "{}", 2);
+        for (int f = 0; f < fr->nf; f++) {
+            strbuf_appendn(sb, fr->prefix[f].data, fr->prefix[f].len);
+            pg_value_text(sb, PQftype(res, f), PQgetvalue(res, r, f),
+                          (size_t)PQgetlength(res, r, f), PQgetisnull(res, r, f));
+        }
+        if (fr->nf > 0)
+            strbuf_appendn(sb, "}", 1);
     }
 }
 
-/* {"command","row_count","rows"} with the command tag of a query's final
- * result (res may be NULL), nrows when the tag carries no count. Takes rows. */
-static json_t *result_object(const PGresult *res, json_t *rows, long long nrows)
+/* rows holds the rows' objects, comma-separated. Wrap them, in place, into
+ * {"command":...,"row_count":N,"rows":[...]} with the command tag of the
+ * query's final result (res may be NULL), nrows when the tag carries no
+ * count. Returns the text (caller frees); rows is left empty. */
+static char *result_text(const PGresult *res, strbuf *rows, long long nrows, size_t *len)
 {
-    json_t *out = json_object();
+    strbuf head;
+    strbuf_init(&head);
     const char *cmd = res ? PQcmdStatus((PGresult *)res) : "";
-    json_object_set_new(out, "command", json_string_lossy(cmd ? cmd : ""));
     const char *ct = res ? PQcmdTuples((PGresult *)res) : "";
-    json_object_set_new(out, "row_count", json_integer((ct && *ct) ? atoll(ct) : nrows));
-    json_object_set_new(out, "rows", rows);
-    return out;
+    strbuf_append(&head, "{\"command\":");
+    json_text_string_lossy(&head, cmd ? cmd : "", cmd ? strlen(cmd) : 0);
+    strbuf_appendf(&head, ",\"row_count\":%lld,\"rows\":[", (ct && *ct) ? atoll(ct) : nrows);
+    strbuf_insert(rows, 0, head.data, head.len);
+    strbuf_appendn(rows, "]}", 2);
+    strbuf_free(&head);
+    *len = rows->len;
+    return strbuf_take(rows);
 }
 
-json_t *pg_result_to_json(const PGresult *res)
+char *pg_result_text(const PGresult *res, size_t *len)
 {
-    json_t *rows = json_array();
+    strbuf rows;
+    strbuf_init(&rows);
+    long long n = 0;
     if (res) {
-        int nf = PQnfields(res);
-        char **keys = result_keys(res, nf);
-        append_rows(rows, res, keys, nf);
-        keys_free(keys, nf);
+        row_frame fr;
+        frame_init(&fr, res);
+        append_rows(&rows, res, &fr, &n);
+        frame_free(&fr);
     }
-    return result_object(res, rows, res ? PQntuples(res) : 0);
+    return result_text(res, &rows, n, len);
 }
 
 /* Ask the server to cancel c's running query (PQcancel: a separate
@@ -547,38 +574,33 @@ static void cancel_query(PGconn *c)
     PQfreeCancel(cn);
 }
 
-/* pipeline_run's rows->query: r is its first result. Maps rows as they
- * arrive (single-row mode: one PGresult per row, then a zero-row
- * PGRES_TUPLES_OK; or one whole PGRES_TUPLES_OK when the mode could not be
- * set) and stops mapping once their JSON would pass rows->max_bytes: then the
- * query is cancelled, and what still arrives is read and dropped. Returns the
+/* pipeline_run's rows->query: r is its first result. Writes rows as JSON
+ * text as they arrive (single-row mode: one PGresult per row, then a
+ * zero-row PGRES_TUPLES_OK; or one whole PGRES_TUPLES_OK when the mode could
+ * not be set) and stops once the text passes rows->max_bytes: then the query
+ * is cancelled, and what still arrives is read and dropped. Returns the
  * query's final result (TUPLES_OK/COMMAND_OK, an error, or NULL for a lost
  * connection), which pipeline_run handles as any other. */
 static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows)
 {
-    json_t *arr = json_array();
-    char **keys = NULL;
-    int nf = 0;
-    long long n = 0;
-    size_t frame = 0; /* row_frame_size: the columns are the same in every result */
+    strbuf text;
+    strbuf_init(&text);
+    row_frame fr = {0, NULL}; /* the columns are the same in every result */
+    long long n = 0, written = 0;
     for (;;) {
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK)
             break;
         if (PQntuples(r) > 0 && !rows->too_large) {
-            if (!frame)
-                frame = row_frame_size(r);
-            rows->bytes += (size_t)PQntuples(r) * frame + values_size(r);
+            if (!fr.prefix)
+                frame_init(&fr, r);
+            append_rows(&text, r, &fr, &written);
+            rows->bytes = text.len;
             if (rows->bytes > rows->max_bytes) {
                 rows->too_large = true;
+                strbuf_free(&text);
                 if (st == PGRES_SINGLE_TUPLE)
                     cancel_query(c);
-            } else {
-                if (!keys) {
-                    nf = PQnfields(r);
-                    keys = result_keys(r, nf);
-                }
-                append_rows(arr, r, keys, nf);
             }
         }
         n += PQntuples(r);
@@ -590,11 +612,9 @@ static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows)
     rows->rows = n;
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (!rows->too_large && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
-        rows->json = result_object(r, arr, n);
-    else
-        json_decref(arr);
-    if (keys)
-        keys_free(keys, nf);
+        rows->text = result_text(r, &text, n, &rows->len);
+    strbuf_free(&text);
+    frame_free(&fr);
     return r;
 }
 

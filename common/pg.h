@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 #include <libpq-fe.h>
+#include "strbuf.h"
 #include "util.h"
 
 typedef struct {
@@ -68,21 +69,22 @@ typedef struct {
  * COMMIT PREPARED / ROLLBACK PREPARED (pg_exec_pipeline_prepare, pg_exec_gid). */
 bool pg_exec_pipeline(PGconn *c, const pg_query *qs, size_t n, pg_res *outs,
                       size_t *first_fail) MUSTCHECK;
-/* The rows of one query of a pipeline, mapped to JSON as they arrive
- * (libpq single-row mode), so that a result too big to return is never held
- * whole, neither by libpq nor as JSON. */
+/* The rows of one query of a pipeline, written as JSON text as they arrive
+ * (libpq single-row mode, no tree built), so that a result too big to
+ * return is never held whole, neither by libpq nor as JSON. */
 typedef struct {
     size_t query;     /* in: index in qs of the query whose rows are wanted */
-    size_t max_bytes; /* in: largest pg_result_json_size of all its rows */
-    json_t *json;     /* out: as pg_result_to_json, when the query succeeded and fit;
-                       * else NULL. The caller owns it (json_decref) */
-    bool too_large;   /* out: its rows passed max_bytes: not mapped, the query was
+    size_t max_bytes; /* in: the most JSON text its rows may take */
+    char *text;       /* out: as pg_result_text, when the query succeeded and fit;
+                       * else NULL. The caller frees it */
+    size_t len;       /* out: strlen(text) */
+    bool too_large;   /* out: its rows passed max_bytes: not returned, the query was
                        * cancelled (it fails with 57014, unless it had just ended) */
     long long rows;   /* out: rows received */
-    size_t bytes;     /* out: their pg_result_json_size, up to the one past max_bytes */
+    size_t bytes;     /* out: the JSON text of its rows, up to the row past max_bytes */
 } pg_rows;
 
-/* pg_exec_pipeline, with the rows of qs[rows->query] mapped into rows->json
+/* pg_exec_pipeline, with the rows of qs[rows->query] written into rows->text
  * (see pg_rows); outs[rows->query] keeps only the query's final status and
  * command tag. */
 bool pg_exec_pipeline_rows(PGconn *c, const pg_query *qs, size_t n, pg_rows *rows, pg_res *outs,
@@ -99,20 +101,18 @@ bool pg_exec_pipeline_rows(PGconn *c, const pg_query *qs, size_t n, pg_rows *row
 bool pg_exec_pipeline_prepare(PGconn *c, const pg_query *qs, size_t n, const char *branch_gid,
                               pg_res *outs, size_t *first_fail) MUSTCHECK;
 
-/* About how many bytes pg_result_to_json's rows take as JSON text (keys,
- * values and punctuation; escapes not counted), computed from the result
- * without building anything: a guard to check before mapping a big result. */
-size_t pg_result_json_size(const PGresult *res);
-
-/* Map a PGresult to {"command":..., "row_count":N, "rows":[{col:value,...}]}.
- * Keys are the column names in column order; a repeated name gets the first
- * free "_2", "_3", ... suffix (see result_keys in pg.c). New reference. */
-json_t *pg_result_to_json(const PGresult *res);
-/* Map one value of the given type OID from its text form: int2/int4/int8/oid
- * -> integer, bool -> true/false, float4/float8 -> real (NaN/Infinity as
- * string), numeric -> string, json/jsonb -> embedded JSON, NULL -> null,
- * everything else -> string. New reference. */
-json_t *pg_value_to_json(Oid type, const char *text, bool isnull);
+/* A PGresult as the JSON text {"command":..., "row_count":N, "rows":[{col:
+ * value,...}]} (compact, as json_dump_text writes). Keys are the column names
+ * in column order; a repeated name gets the first free "_2", "_3", ...
+ * suffix (see result_keys in pg.c). res may be NULL (no rows, command "").
+ * Caller frees; *len gets strlen. */
+char *pg_result_text(const PGresult *res, size_t *len);
+/* Append one value of the given type OID, from its text form (len bytes),
+ * as JSON: int2/int4/int8/oid -> integer, bool -> true/false,
+ * float4/float8 -> real (NaN/Infinity as string), numeric -> string (every
+ * digit kept), json/jsonb -> embedded JSON, NULL -> null, everything else ->
+ * string (json_text_string_lossy). */
+void pg_value_text(strbuf *sb, Oid type, const char *text, size_t len, bool isnull);
 
 /* Convert a JSON params array to text params: integer -> decimal, real ->
  * "%.17g", true/false -> "true"/"false", string -> as is, null -> NULL,

@@ -39,6 +39,19 @@ void strbuf_appendn(strbuf *sb, const void *p, size_t n)
     sb->data[sb->len] = '\0';
 }
 
+void strbuf_insert(strbuf *sb, size_t at, const void *p, size_t n)
+{
+    if (at > sb->len)
+        at = sb->len;
+    strbuf_reserve(sb, n);
+    if (sb->len > at)
+        memmove(sb->data + at + n, sb->data + at, sb->len - at);
+    if (n)
+        memcpy(sb->data + at, p, n);
+    sb->len += n;
+    sb->data[sb->len] = '\0';
+}
+
 void strbuf_append(strbuf *sb, const char *s)
 {
     strbuf_appendn(sb, s, strlen(s));

@@ -16,6 +16,8 @@ typedef struct {
 void strbuf_init(strbuf *sb);
 void strbuf_append(strbuf *sb, const char *s);
 void strbuf_appendn(strbuf *sb, const void *p, size_t n);
+/* p[0..n) (not inside sb) put in at offset at (<= len; past it: at the end). */
+void strbuf_insert(strbuf *sb, size_t at, const void *p, size_t n);
 void strbuf_appendf(strbuf *sb, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void strbuf_reset(strbuf *sb);      /* len = 0, keeps memory */
 char *strbuf_take(strbuf *sb);      /* caller frees; sb becomes empty */

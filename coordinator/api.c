@@ -80,8 +80,31 @@ static int64_t remaining_ms(const txn *t)
 /* Result of one statement, as the client will see it. */
 typedef struct {
     unsigned status;
-    json_t *body; /* owned */
+    json_t *body; /* owned; NULL when raw holds the answer */
+    char *raw;    /* owned: a 200's body as the agent wrote it, passed on unparsed */
+    size_t raw_len;
 } stmt_answer;
+
+/* Send a statement's answer to the client. Takes a's body or raw. */
+static void reply_stmt_answer(http_request *req, stmt_answer *a)
+{
+    if (a->raw)
+        http_reply_json_text(req, a->status, a->raw, a->raw_len);
+    else
+        http_reply_json(req, a->status, a->body);
+    a->raw = NULL;
+    a->body = NULL;
+}
+
+/* An agent's 200 answer to a statement is an object: {"command",...}. Kept
+ * raw (a big result is passed on as the agent wrote it, never parsed here),
+ * it is checked only for its outer braces: the agent writes it whole. */
+static bool stmt_answer_readable(const httpc_call *c)
+{
+    if (c->raw)
+        return c->raw_len >= 2 && c->raw[0] == '{' && c->raw[c->raw_len - 1] == '}';
+    return json_is_object(c->response);
+}
 
 static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *sql,
                            json_t *params /* borrowed, may be NULL */)
@@ -107,24 +130,43 @@ static json_t *error_body_extra(const char *code, const char *message, const cha
 }
 
 /* Interpret the agent's answer to a statement: update branch and
- * transaction (rollback-only on failure) and build the client's answer.
- * Caller holds op_mu. */
-static stmt_answer stmt_call_finish(txn *t, branch *b, const httpc_call *c)
+ * transaction (rollback-only on failure) and build the client's answer
+ * (a 200's raw body is taken from c). Caller holds op_mu. */
+static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
 {
-    stmt_answer a = {0, NULL};
+    stmt_answer a = {0, NULL, NULL, 0};
     char reason[1024], desc[512];
     const char *code = agent_error_code(c);
-    if (c->status == 200) {
+    if (c->status == 200 && stmt_answer_readable(c)) {
         a.status = 200;
-        a.body = c->response ? json_incref(c->response) : json_object();
+        if (c->raw) {
+            a.raw = c->raw;
+            a.raw_len = c->raw_len;
+            c->raw = NULL;
+        } else {
+            a.body = json_incref(c->response);
+        }
+        return a;
+    }
+    if (c->status == 200) {
+        /* The statement ran, but what it did cannot be read: as for a
+         * result too large, the client never sees it and the branch fails. */
+        txn_set_branch_state(t, b, BR_FAILED);
+        snprintf(reason, sizeof(reason), "participant %s failed: its answer is not a JSON object",
+                 b->participant);
+        txn_set_failed(t, reason);
+        txlog_warn(t->gid, b->participant, "statement: answer is not a JSON object; "
+                   "transaction is rollback-only");
+        a.status = 502;
+        a.body = error_body_extra("agent_error", reason, b->participant, NULL);
         return a;
     }
     agent_describe_failure(c, desc, sizeof(desc));
     if (c->status == 0 && c->too_large) {
-        /* The agent answered, with more than we take: its rows passed its
-         * own --max-result-bytes estimate (escaping can make JSON text up to
-         * 6 times the values) and our HTTPC_MAX_RESPONSE. The statement ran
-         * but the client never sees what it did: the branch fails. */
+        /* The agent answered, with more than we take (HTTPC_MAX_RESPONSE;
+         * our agents stop at 63 MiB of rows, so only a foreign one). The
+         * statement ran but the client never sees what it did: the branch
+         * fails. */
         txn_set_branch_state(t, b, BR_FAILED);
         snprintf(reason, sizeof(reason), "participant %s failed: its answer passed the "
                  "coordinator's limit of %u bytes", b->participant, HTTPC_MAX_RESPONSE);
@@ -186,7 +228,7 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, const httpc_call *c)
  * is active. */
 static stmt_answer run_statement(txn *t, const participant *p, const char *sql, json_t *params)
 {
-    stmt_answer a = {0, NULL};
+    stmt_answer a = {0, NULL, NULL, 0};
     branch *b = txn_branch(t, p, true);
     if (!b) { /* cannot happen: one branch per participant fits */
         a.status = 500;
@@ -201,6 +243,7 @@ static stmt_answer run_statement(txn *t, const participant *p, const char *sql, 
     }
     httpc_call c;
     stmt_call_init(&c, t, b, sql, params);
+    c.raw_200 = true; /* passed on to the client as the agent wrote it */
     (void)httpc_request(&c); /* status read below */
     a = stmt_call_finish(t, b, &c);
     agent_call_free(&c);
@@ -573,7 +616,7 @@ static void h_statements(http_request *req, void *app)
     }
     stmt_answer a = run_statement(t, p, sql, params);
     pthread_mutex_unlock(&t->op_mu);
-    http_reply_json(req, a.status, a.body);
+    reply_stmt_answer(req, &a);
 out:
     txn_unref(t);
 }

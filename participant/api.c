@@ -27,7 +27,9 @@
 
 static void reply(http_request *req, op_result *res)
 {
-    if (res->http == 200)
+    if (res->http == 200 && res->text)
+        http_reply_json_text(req, 200, res->text, res->text_len);
+    else if (res->http == 200)
         http_reply_json(req, 200, res->json ? res->json : json_object());
     else
         http_reply_error_extra(req, res->http, res->code, res->json, "%s", res->message);

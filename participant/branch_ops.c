@@ -104,6 +104,14 @@ static void res_ok(op_result *out, json_t *body)
     out->json = body;
 }
 
+/* 200 with a body already written as JSON text (taken). */
+static void res_ok_text(op_result *out, char *text, size_t len)
+{
+    res_ok(out, NULL);
+    out->text = text;
+    out->text_len = len;
+}
+
 static void PRINTF_LIKE(5, 6)
     res_err(op_result *out, unsigned http, const char *code, json_t *extra, const char *fmt, ...)
 {
@@ -258,9 +266,10 @@ static bool tag_ends_transaction(const char *tag)
  * single statement's failure (sql error with its sqlstate, lost connection,
  * statement that ended the transaction). A pooled connection found dead
  * before BEGIN ran is replaced and the batch re-sent (see below for a batch
- * that carries PREPARE). On success *result (may be NULL) gets the JSON of
- * the last client statement, mapped as its rows arrive (a result over
- * ag->max_result_bytes as JSON is cancelled and not returned, and the branch
+ * that carries PREPARE). On success *result (may be NULL) gets the answer
+ * of the last client statement as JSON text (pg_result_text; *result_len its
+ * length), written as its rows arrive (a result over ag->max_result_bytes of
+ * JSON text is cancelled and not returned, and the branch
  * fails, as the client cannot see what it did); with prepare the branch is
  * prepared in PostgreSQL and its connection idle, and the caller's next
  * step must be EV_PREPARE (b->prepared_in_batch tells fn_prepare that
@@ -310,7 +319,8 @@ static bool tag_ends_transaction(const char *tag)
  * succeeds proves no earlier one holds the gid.
  */
 static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
-                             int64_t timeout_ms, bool want_xid, bool prepare, json_t **result)
+                             int64_t timeout_ms, bool want_xid, bool prepare, char **result,
+                             size_t *result_len)
 {
     fsm_ctx ctx = {.ag = ag};
     char set_timeout[64];
@@ -322,7 +332,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     stmt_status s = STMT_OK;
     size_t nq = 0, nr = 0, first_stmt = 0, xid_at = 0, fail = 0;
     bool sent_begin = false;
-    /* The rows of the last statement, when the caller wants them: mapped as
+    /* The rows of the last statement, when the caller wants them: written as
      * they arrive, up to --max-result-bytes (pg_rows). */
     pg_rows rows = {.max_bytes = ag->max_result_bytes};
     for (int attempt = 0;; attempt++) {
@@ -345,8 +355,8 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
         int backend = PQbackendPID(b->conn);
         rows.query = first_stmt + n - 1;
-        json_decref(rows.json); /* from a lost attempt */
-        rows.json = NULL;
+        free(rows.text); /* from a lost attempt */
+        rows.text = NULL;
         bool ok = prepare  ? pg_exec_pipeline_prepare(b->conn, q, nq, b->branch_gid, r, &fail)
                   : result && n > 0 ? pg_exec_pipeline_rows(b->conn, q, nq, &rows, r, &fail)
                                     : pg_exec_pipeline(b->conn, q, nq, r, &fail);
@@ -459,8 +469,9 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         snprintf(b->xid, sizeof(b->xid), "%s", has ? PQgetvalue(xr, 0, 0) : "");
     }
     if (result && n > 0) {
-        *result = rows.json; /* set: the query succeeded and fit */
-        rows.json = NULL;
+        *result = rows.text; /* set: the query succeeded and fit */
+        *result_len = rows.len;
+        rows.text = NULL;
     }
     goto out;
 
@@ -471,7 +482,7 @@ failed:;
     strncat(why, b->reason, sizeof(why) - strlen(why) - 1);
     step_best_effort(b, EV_FAIL, why, &ctx); /* fn_release cannot fail */
 out:
-    json_decref(rows.json); /* not handed over: the batch failed after the rows came */
+    free(rows.text); /* not handed over: the batch failed after the rows came */
     for (size_t i = 0; i < nr; i++)
         pg_res_clear(&r[i]);
     if (q != qbuf)
@@ -528,10 +539,11 @@ void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout
     }
     if (timeout_ms > 0)
         b->timeout_ms = timeout_ms;
-    json_t *result = NULL;
-    stmt_status s = run_batch(ag, b, st, 1, timeout_ms, false, false, &result);
+    char *result = NULL;
+    size_t result_len = 0;
+    stmt_status s = run_batch(ag, b, st, 1, timeout_ms, false, false, &result, &result_len);
     if (s == STMT_OK)
-        res_ok(out, result);
+        res_ok_text(out, result, result_len);
     else
         res_statement_failure(out, b, s);
 done:
@@ -642,7 +654,7 @@ static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_r
     bool pipelined =
         !b->tp && req->n > 0 && (b->wrote || any_looks_like_write(req->stmts, req->n));
     if (pipelined) {
-        if (run_batch(ag, b, req->stmts, req->n, req->timeout_ms, false, true, NULL) != STMT_OK) {
+        if (run_batch(ag, b, req->stmts, req->n, req->timeout_ms, false, true, NULL, NULL) != STMT_OK) {
             vote_no(ag, b, out);
             return;
         }
@@ -656,7 +668,7 @@ static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_r
          * it): always asked. */
         bool batch_xid = b->tp || !b->wrote;
         if ((req->n > 0 || b->begin_pending || batch_xid) &&
-            run_batch(ag, b, req->stmts, req->n, req->timeout_ms, batch_xid, false, NULL) !=
+            run_batch(ag, b, req->stmts, req->n, req->timeout_ms, batch_xid, false, NULL, NULL) !=
                 STMT_OK) {
             vote_no(ag, b, out);
             return;

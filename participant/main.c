@@ -186,9 +186,10 @@ int main(int argc, char **argv)
          "must send Authorization: Bearer <token> (else 401), and calls to the coordinator and "
          "to 3PC peers send it",
          &o.token_file},
-        {"max-result-bytes", OPT_INT, "33554432", 1024, 64LL << 20, false, "BYTES",
-         "largest statement result returned (its rows as JSON); a bigger one fails the branch "
-         "with 422 result_too_large",
+        {"max-result-bytes", OPT_INT, "33554432", 1024, 63LL << 20, false, "BYTES",
+         "largest statement result returned (the JSON text of its rows); a bigger one fails the "
+         "branch with 422 result_too_large. At most 63 MiB, so that an answer stays under the "
+         "coordinator's 64 MiB",
          &o.max_result},
         {"branch-timeout-ms", OPT_INT, "60000", 100, 86400000, false, "MS",
          "for a branch whose requests name no timeout_ms: statement_timeout of its statements "

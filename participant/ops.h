@@ -18,6 +18,8 @@ typedef struct {
     const char *code;  /* error code (static string) when http != 200 */
     char message[512]; /* error message when http != 200 */
     json_t *json;      /* 200: the body; error: extra members of "error" (or NULL) */
+    char *text;        /* 200: the body as JSON text instead of json, when set (owned) */
+    size_t text_len;
 } op_result;
 
 typedef struct {

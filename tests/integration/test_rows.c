@@ -189,18 +189,56 @@ START_TEST(result_too_large)
 }
 END_TEST
 
-/* Rows within the agent's --max-result-bytes (it counts the values' text)
- * whose JSON is far bigger: 12 MB of control characters are 72 MB escaped
- * (\u0001), past the coordinator's 64 MiB answer limit. The coordinator says
- * so (422 result_too_large, not participant_unreachable), the branch fails,
- * the commit aborts, and the agent serves the next statement. */
-START_TEST(answer_too_large)
+/* The agent's --max-result-bytes counts the rows' JSON text, escapes
+ * included: 12 MB of control characters are 72 MB as JSON (\u0001), over
+ * the 32 MiB default, so the agent refuses them (422 result_too_large), the
+ * branch fails, the commit aborts, and the agent serves the next statement. */
+START_TEST(escaped_rows_count_as_json)
 {
     char *gid = h_begin();
     h_resp r = h_stmt(gid, "pg1", "SELECT repeat(chr(1), 12 * 1024 * 1024) AS x", NULL);
-    expect_result_refused(&r, gid, "coordinator's limit");
+    expect_result_refused(&r, gid, "--max-result-bytes");
     gid = h_begin();
     h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL); /* the agent serves the next one */
+    expect_commit_ok(gid);
+}
+END_TEST
+
+/* A result of many rows comes back whole and in order, with every value
+ * mapped as for one row (escapes, reals, jsonb), and the branch goes on. */
+START_TEST(many_rows)
+{
+    enum { N = 50000 };
+    char *gid = h_begin();
+    h_resp r = h_stmt(gid, "pg1",
+                      "SELECT g AS id, E'r\\t\"' || g AS s, g / 4.0::float8 AS f, "
+                      "jsonb_build_object('g', g, 'half', g / 2.0::float8) AS j "
+                      "FROM generate_series(1, $1) g",
+                      json_pack("[i]", N));
+    H_EXPECT(r, 200, "many rows");
+    ck_assert_str_eq(h_str(r.json, "command"), "SELECT 50000");
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "row_count")), N);
+    json_t *rows = json_object_get(r.json, "rows");
+    ck_assert_int_eq(json_array_size(rows), N);
+    for (size_t i = 0; i < N; i++) {
+        json_t *row = json_array_get(rows, i);
+        long long g = (long long)i + 1;
+        ck_assert_msg(json_integer_value(json_object_get(row, "id")) == g, "row %zu out of order",
+                      i);
+        char want[32];
+        snprintf(want, sizeof(want), "r\t\"%lld", g);
+        ck_assert_str_eq(h_str(row, "s"), want);
+        ck_assert(json_real_value(json_object_get(row, "f")) == (double)g / 4.0);
+        json_t *j = json_object_get(row, "j");
+        ck_assert(json_integer_value(json_object_get(j, "g")) == g);
+        ck_assert(json_number_value(json_object_get(j, "half")) == (double)g / 2.0);
+    }
+    /* As the agent wrote it: compact, keys in column order. */
+    const char *head = "{\"command\":\"SELECT 50000\",\"row_count\":50000,\"rows\":[{\"id\":1,"
+                       "\"s\":\"r\\t\\\"1\",\"f\":0.25,\"j\":{\"g\":1,\"half\":0.5}},{\"id\":2,";
+    ck_assert_msg(strncmp(r.body, head, strlen(head)) == 0, "%.200s", r.body);
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
     expect_commit_ok(gid);
 }
 END_TEST
@@ -286,6 +324,7 @@ TCase *tc_rows(void)
     tcase_add_test(tc, real_params_keep_their_digits);
     tcase_add_test(tc, repeated_column_names);
     tcase_add_test(tc, result_too_large);
-    tcase_add_test(tc, answer_too_large);
+    tcase_add_test(tc, escaped_rows_count_as_json);
+    tcase_add_test(tc, many_rows);
     return tc;
 }

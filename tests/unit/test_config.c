@@ -359,6 +359,49 @@ START_TEST(test_dump_text)
 }
 END_TEST
 
+/* utf8_valid is jansson's rule: on random bytes it accepts exactly what
+ * json_stringn accepts (NUL aside: ours refuses it, text from PostgreSQL
+ * has none); and json_text_string_lossy writes what json_string_lossy
+ * holds. */
+START_TEST(test_utf8_valid)
+{
+    static const unsigned char pick[] = {'a', '"', '\\', 0x01, 0x7f, 0x80, 0xbf, 0xc0, 0xc2,
+                                         0xc3, 0xa9, 0xdf, 0xe0, 0xa0, 0xed, 0x9f, 0xef, 0xf0,
+                                         0x90, 0xf4, 0x8f, 0xf5, 0xff};
+    unsigned seed = 20261126;
+    size_t valid = 0;
+    for (int k = 0; k < 200000; k++) {
+        char buf[8];
+        size_t len = (size_t)(rand_r(&seed) % 7);
+        for (size_t j = 0; j < len; j++)
+            buf[j] = (char)pick[rand_r(&seed) % sizeof(pick)];
+        buf[len] = '\0';
+        json_t *j = json_stringn(buf, len);
+        bool mine = utf8_valid(buf, len);
+        ck_assert_msg(mine == (j != NULL), "case %d (%zu bytes): utf8_valid %d, jansson %d", k,
+                      len, mine, j != NULL);
+        valid += mine;
+        json_t *lossy = json_string_lossy(buf);
+        char *want = json_dumps(lossy, JSON_COMPACT | JSON_ENCODE_ANY);
+        strbuf sb;
+        strbuf_init(&sb);
+        json_text_string_lossy(&sb, buf, len);
+        ck_assert_str_eq(sb.data, want);
+        strbuf_free(&sb);
+        free(want);
+        json_decref(lossy);
+        json_decref(j);
+    }
+    ck_assert_msg(valid > 10000 && valid < 190000, "%zu valid: the cases do not mix", valid);
+    ck_assert(!utf8_valid("a\0b", 3));
+    ck_assert(utf8_valid("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
+    ck_assert(!utf8_valid("\xf4\x90\x80\x80", 4)); /* past it */
+    ck_assert(!utf8_valid("\xe0\x9f\xbf", 3));      /* overlong */
+    ck_assert(!utf8_valid("\xed\xa0\x80", 3));      /* a surrogate */
+    ck_assert(!utf8_valid("\xc3", 1));              /* cut short */
+}
+END_TEST
+
 START_TEST(test_metrics_text)
 {
     for (int i = 1; i < HIST_BUCKETS; i++)
@@ -427,6 +470,17 @@ START_TEST(test_strbuf)
     big[sizeof(big) - 1] = '\0';
     strbuf_appendf(&sb, "%s!", big);
     ck_assert_uint_eq(sb.len, 8 + 999 + 1);
+    ck_assert_int_eq(sb.data[sb.len], '\0');
+    strbuf_reset(&sb);
+    strbuf_insert(&sb, 0, "cd", 2);
+    strbuf_insert(&sb, 0, "ab", 2);
+    strbuf_insert(&sb, 2, "-", 1);
+    strbuf_insert(&sb, 99, "!", 1); /* past the end: appended */
+    ck_assert_str_eq(sb.data, "ab-cd!");
+    ck_assert_uint_eq(sb.len, 6);
+    strbuf_insert(&sb, 1, big, 999);
+    ck_assert_uint_eq(sb.len, 6 + 999);
+    ck_assert_int_eq(sb.data[1000], 'b');
     ck_assert_int_eq(sb.data[sb.len], '\0');
     strbuf_reset(&sb);
     ck_assert_str_eq(sb.data, "");
@@ -627,6 +681,7 @@ int main(void)
     tcase_add_test(tm, test_jsonutil);
     tcase_add_test(tm, test_real_format);
     tcase_add_test(tm, test_dump_text);
+    tcase_add_test(tm, test_utf8_valid);
     tcase_add_test(tm, test_metrics_text);
     tcase_add_test(tm, test_strbuf);
     tcase_add_test(tm, test_log_format);

@@ -1,6 +1,6 @@
 /*
  * test_pg.c - unit tests for the parts of pg.c that need no server:
- * value mapping (pg_value_to_json, pg_result_to_json on NULL), parameter
+ * value mapping (pg_value_text, pg_result_text on NULL), parameter
  * conversion (pg_params_from_json), sql_is_transaction_control, and the
  * refusals of pg_exec_gid (bad verb / bad gid never reach the connection).
  */
@@ -11,22 +11,24 @@
 #include "pg.h"
 #include "unit_util.h"
 
-static char *dump(json_t *v)
-{
-    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
-    json_decref(v);
-    return s;
-}
-
 static void expect_value(Oid type, const char *text, bool isnull, const char *want)
 {
-    char *got = dump(pg_value_to_json(type, text, isnull));
-    ck_assert_msg(got && strcmp(got, want) == 0, "oid %u '%s': got %s, want %s", type,
-                  text ? text : "(null)", got ? got : "(null)", want);
-    free(got);
+    strbuf sb;
+    strbuf_init(&sb);
+    strbuf_append(&sb, "[");
+    pg_value_text(&sb, type, text, text ? strlen(text) : 0, isnull);
+    const char *got = sb.data + 1;
+    ck_assert_msg(strcmp(got, want) == 0, "oid %u '%s': got %s, want %s", type,
+                  text ? text : "(null)", got, want);
+    /* What it wrote reads back as JSON. */
+    strbuf_append(&sb, "]");
+    json_t *back = json_loads(sb.data, 0, NULL);
+    ck_assert_msg(back != NULL, "oid %u '%s': %s is not JSON", type, text ? text : "(null)", got);
+    json_decref(back);
+    strbuf_free(&sb);
 }
 
-START_TEST(test_value_to_json)
+START_TEST(test_value_text)
 {
     expect_value(23, "42", false, "42");
     expect_value(21, "-7", false, "-7");
@@ -53,13 +55,28 @@ START_TEST(test_value_to_json)
     expect_value(3802, NULL, true, "null");
     /* Not valid UTF-8 still yields a string. */
     expect_value(25, "caf\xe9", false, "\"caf?\"");
+    expect_value(25, "caf\xc3\xa9", false, "\"caf\xc3\xa9\"");
+    expect_value(25, "\xed\xa0\x80", false, "\"???\""); /* a surrogate */
+    expect_value(25, "\x01\t\"\\", false, "\"\\u0001\\t\\\"\\\\\"");
+    /* Integers past 64 bits, bad booleans, and JSON that is not: strings. */
+    expect_value(20, "9223372036854775808", false, "\"9223372036854775808\"");
+    expect_value(16, "yes", false, "\"yes\"");
+    expect_value(3802, "not json", false, "\"not json\"");
+    /* Reals in their shortest exact form, staying reals; inside jsonb too. */
+    expect_value(701, "5", false, "5.0");
+    expect_value(701, "0.1", false, "0.1");
+    expect_value(700, "19.99", false, "19.99");
+    expect_value(3802, "{\"price\": 19.99, \"q\": [1, 2.50]}", false,
+                 "{\"price\":19.99,\"q\":[1,2.5]}");
 }
 END_TEST
 
-START_TEST(test_result_to_json_null)
+START_TEST(test_result_text_null)
 {
-    char *s = dump(pg_result_to_json(NULL));
+    size_t len = 99;
+    char *s = pg_result_text(NULL, &len);
     ck_assert_str_eq(s, "{\"command\":\"\",\"row_count\":0,\"rows\":[]}");
+    ck_assert_uint_eq(len, strlen(s));
     free(s);
 }
 END_TEST
@@ -226,8 +243,8 @@ int main(void)
     log_init("test_pg", LOG_INFO);
     Suite *s = suite_create("pg");
     TCase *tc = tcase_create("pg");
-    tcase_add_test(tc, test_value_to_json);
-    tcase_add_test(tc, test_result_to_json_null);
+    tcase_add_test(tc, test_value_text);
+    tcase_add_test(tc, test_result_text_null);
     tcase_add_test(tc, test_params_from_json);
     tcase_add_test(tc, test_transaction_control);
     tcase_add_test(tc, test_sql_is_empty);
