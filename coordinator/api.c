@@ -357,56 +357,88 @@ static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *
     return true;
 }
 
+/* One branch's part of the one-shot answer without commit, as JSON text. */
+typedef struct {
+    strbuf results;  /* the answers so far, comma-separated (each as the agent wrote it) */
+    size_t nresults;
+    json_t *error;   /* the first failure's "error" object, or NULL */
+    unsigned status; /* its HTTP status */
+} oneshot_part;
+
 /* One-shot without commit: run each branch's statements (branches in
  * parallel, statements of one branch in order, a branch stops at its first
- * error) and leave t active. Caller holds op_mu. */
-static json_t *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb)
+ * error) and leave t active. Returns the answer's "branches" array as JSON
+ * text, in request order: {"participant","results":[...]} plus "error" and
+ * "status" for a branch that stopped. The statements' answers are put in as
+ * the agents wrote them (never parsed here). Caller holds op_mu, frees. */
+static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb)
 {
-    json_t *results = json_array();
     branch **brs = xcalloc(nb ? nb : 1, sizeof(*brs));
-    bool *stopped = xcalloc(nb ? nb : 1, sizeof(*stopped));
-    json_t **bres = xcalloc(nb ? nb : 1, sizeof(*bres));
+    oneshot_part *parts = xcalloc(nb ? nb : 1, sizeof(*parts));
     httpc_call *calls = xcalloc(nb ? nb : 1, sizeof(*calls));
     size_t *which = xcalloc(nb ? nb : 1, sizeof(*which));
     for (size_t i = 0; i < nb; i++) {
         brs[i] = txn_branch(t, obs[i].p, true);
-        bres[i] = json_pack("{s:s, s:[]}", "participant", obs[i].p->name, "results");
+        strbuf_init(&parts[i].results);
     }
     for (size_t k = 0;; k++) {
         size_t n = 0;
         for (size_t i = 0; i < nb; i++) {
-            if (stopped[i] || k >= json_array_size(obs[i].statements))
+            if (parts[i].error || k >= json_array_size(obs[i].statements))
                 continue;
             json_t *st = json_array_get(obs[i].statements, k);
             stmt_call_init(&calls[n], t, brs[i], json_string_value(json_object_get(st, "sql")),
                            json_object_get(st, "params"));
+            calls[n].raw_200 = true;
             which[n++] = i;
         }
         if (n == 0)
             break;
         (void)httpc_perform(calls, n); /* per-call status read below */
         for (size_t c = 0; c < n; c++) {
-            size_t i = which[c];
-            stmt_answer a = stmt_call_finish(t, brs[i], &calls[c]);
+            oneshot_part *part = &parts[which[c]];
+            stmt_answer a = stmt_call_finish(t, brs[which[c]], &calls[c]);
             if (a.status == 200) {
-                json_array_append_new(json_object_get(bres[i], "results"), a.body);
+                if (part->nresults++ > 0)
+                    strbuf_appendn(&part->results, ",", 1);
+                if (a.raw)
+                    strbuf_appendn(&part->results, a.raw, a.raw_len);
+                else
+                    json_text_value(&part->results, a.body);
             } else {
-                json_object_set(bres[i], "error", json_object_get(a.body, "error"));
-                json_object_set_new(bres[i], "status", json_integer(a.status));
-                json_decref(a.body);
-                stopped[i] = true;
+                part->error = json_incref(json_object_get(a.body, "error"));
+                part->status = a.status;
             }
+            free(a.raw);
+            json_decref(a.body);
             agent_call_free(&calls[c]);
         }
     }
-    for (size_t i = 0; i < nb; i++)
-        json_array_append_new(results, bres[i]);
+    strbuf out;
+    strbuf_init(&out);
+    strbuf_appendn(&out, "[", 1);
+    for (size_t i = 0; i < nb; i++) {
+        oneshot_part *part = &parts[i];
+        strbuf_append(&out, i > 0 ? ",{\"participant\":" : "{\"participant\":");
+        json_text_string(&out, obs[i].p->name, strlen(obs[i].p->name));
+        strbuf_append(&out, ",\"results\":[");
+        strbuf_appendn(&out, part->results.data ? part->results.data : "", part->results.len);
+        strbuf_appendn(&out, "]", 1);
+        if (part->error) {
+            strbuf_append(&out, ",\"error\":");
+            json_text_value(&out, part->error);
+            strbuf_appendf(&out, ",\"status\":%u", part->status);
+            json_decref(part->error);
+        }
+        strbuf_appendn(&out, "}", 1);
+        strbuf_free(&part->results);
+    }
+    strbuf_appendn(&out, "]", 1);
     free(brs);
-    free(stopped);
-    free(bres);
+    free(parts);
     free(calls);
     free(which);
-    return results;
+    return strbuf_take(&out);
 }
 
 /* The 3PC fields of POST /v1/transactions into *s (defaults from flags).
@@ -522,10 +554,23 @@ static void h_begin(http_request *req, void *app)
         free(stmts);
         reply_outcome(req, t);
     } else {
-        json_t *results = run_oneshot_statements(t, obs, nb);
-        json_t *o = json_pack("{s:s, s:s, s:s, s:o}", "gid", t->gid, "protocol", proto_name,
-                              "state", txn_state_name(txn_state_get(t)), "branches", results);
-        http_reply_json(req, 201, o);
+        char *branches_text = run_oneshot_statements(t, obs, nb);
+        /* {"gid","protocol","state","branches"}, the branches' text put in whole. */
+        const char *state = txn_state_name(txn_state_get(t));
+        strbuf out;
+        strbuf_init(&out);
+        strbuf_append(&out, "{\"gid\":");
+        json_text_string(&out, t->gid, strlen(t->gid));
+        strbuf_append(&out, ",\"protocol\":");
+        json_text_string(&out, proto_name, strlen(proto_name));
+        strbuf_append(&out, ",\"state\":");
+        json_text_string(&out, state, strlen(state));
+        strbuf_append(&out, ",\"branches\":");
+        strbuf_append(&out, branches_text);
+        strbuf_appendn(&out, "}", 1);
+        free(branches_text);
+        size_t len = out.len;
+        http_reply_json_text(req, 201, strbuf_take(&out), len);
     }
     pthread_mutex_unlock(&t->op_mu);
     free(obs);

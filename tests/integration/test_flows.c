@@ -271,6 +271,76 @@ START_TEST(one_shot_abort)
 }
 END_TEST
 
+/* One-shot without commit: 201 with each branch's answers in request order,
+ * a branch stopping at its first failure (its "error" and "status"), and the
+ * transaction left open for more statements and a commit or rollback. */
+START_TEST(one_shot_without_commit)
+{
+    h_set_balance(1, 421, 1000);
+    h_set_balance(2, 422, 1000);
+    h_resp r = h_req(
+        "POST", "/v1/transactions",
+        json_pack("{s:s,s:[{s:s,s:[{s:s,s:[ii]},{s:s,s:[i]}]},{s:s,s:[{s:s,s:[ii]}]}]}",
+                  "protocol", "2pc", "branches", "participant", "pg1", "statements", "sql", DEBIT,
+                  "params", 10, 421, "sql", "SELECT balance, 'a\"b' AS s FROM accounts WHERE id = $1",
+                  "params", 421, "participant", "pg2", "statements", "sql", CREDIT, "params", 10,
+                  422));
+    H_EXPECT(r, 201, "one-shot without commit");
+    char *gid = strdup(h_str(r.json, "gid"));
+    ck_assert_str_eq(h_str(r.json, "protocol"), "2pc");
+    ck_assert_str_eq(h_str(r.json, "state"), "active");
+    json_t *brs = json_object_get(r.json, "branches");
+    ck_assert_msg(json_array_size(brs) == 2, "%s", h_desc(&r));
+    json_t *b1 = json_array_get(brs, 0), *b2 = json_array_get(brs, 1);
+    ck_assert_str_eq(h_str(b1, "participant"), "pg1");
+    ck_assert_str_eq(h_str(b2, "participant"), "pg2");
+    json_t *res1 = json_object_get(b1, "results");
+    ck_assert_msg(json_array_size(res1) == 2, "%s", h_desc(&r));
+    ck_assert_str_eq(h_str(json_array_get(res1, 0), "command"), "UPDATE 1");
+    json_t *row = json_array_get(json_object_get(json_array_get(res1, 1), "rows"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(row, "balance")), 990);
+    ck_assert_str_eq(h_str(row, "s"), "a\"b");
+    ck_assert_ptr_null(json_object_get(b1, "error"));
+    ck_assert_int_eq(json_array_size(json_object_get(b2, "results")), 1);
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg2", "SELECT 1 AS more", NULL); /* still open */
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit after one-shot without commit");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_int_eq(h_balance(1, 421), 990);
+    ck_assert_int_eq(h_balance(2, 422), 1010);
+
+    /* pg1 stops at its failing statement (the one after is not run); pg2's
+     * answers are all there; the commit aborts. */
+    r = h_req("POST", "/v1/transactions",
+              json_pack("{s:s,s:[{s:s,s:[{s:s,s:[ii]},{s:s},{s:s}]},{s:s,s:[{s:s},{s:s}]}]}",
+                        "protocol", "2pc", "branches", "participant", "pg1", "statements", "sql",
+                        DEBIT, "params", 10, 421, "sql", "SELECT 1/0", "sql", "SELECT 2",
+                        "participant", "pg2", "statements", "sql", "SELECT 1 AS x", "sql",
+                        "SELECT 2 AS y"));
+    H_EXPECT(r, 201, "one-shot without commit, one failing statement");
+    gid = strdup(h_str(r.json, "gid"));
+    brs = json_object_get(r.json, "branches");
+    b1 = json_array_get(brs, 0);
+    b2 = json_array_get(brs, 1);
+    ck_assert_msg(json_array_size(json_object_get(b1, "results")) == 1, "%s", h_desc(&r));
+    json_t *err = json_object_get(b1, "error");
+    ck_assert_str_eq(h_str(err, "code"), "sql_error");
+    ck_assert_str_eq(h_str(err, "sqlstate"), "22012");
+    ck_assert_str_eq(h_str(err, "participant"), "pg1");
+    ck_assert_int_eq(json_integer_value(json_object_get(b1, "status")), 422);
+    ck_assert_msg(json_array_size(json_object_get(b2, "results")) == 2, "%s", h_desc(&r));
+    ck_assert_ptr_null(json_object_get(b2, "error"));
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    expect_outcome(&r, 409, "aborted", "commit after a failed one-shot statement");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_int_eq(h_balance(1, 421), 990);
+}
+END_TEST
+
 /* POST body (stolen) to {agent i}/v1/branches/{gid}/{verb}, directly. */
 static h_resp agent_post(int i, const char *gid, const char *verb, json_t *body)
 {
@@ -655,6 +725,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, rollback);
     tcase_add_test(tc, one_shot_commit);
     tcase_add_test(tc, one_shot_abort);
+    tcase_add_test(tc, one_shot_without_commit);
     tcase_add_test(tc, one_shot_agent_vote_no);
     tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
     tcase_add_test(tc, idempotent_commit);
