@@ -276,15 +276,15 @@ END_TEST
  * transaction left open for more statements and a commit or rollback. */
 START_TEST(one_shot_without_commit)
 {
-    h_set_balance(1, 421, 1000);
-    h_set_balance(2, 422, 1000);
+    h_set_balance(1, 431, 1000);
+    h_set_balance(2, 432, 1000);
     h_resp r = h_req(
         "POST", "/v1/transactions",
         json_pack("{s:s,s:[{s:s,s:[{s:s,s:[ii]},{s:s,s:[i]}]},{s:s,s:[{s:s,s:[ii]}]}]}",
                   "protocol", "2pc", "branches", "participant", "pg1", "statements", "sql", DEBIT,
-                  "params", 10, 421, "sql", "SELECT balance, 'a\"b' AS s FROM accounts WHERE id = $1",
-                  "params", 421, "participant", "pg2", "statements", "sql", CREDIT, "params", 10,
-                  422));
+                  "params", 10, 431, "sql", "SELECT balance, 'a\"b' AS s FROM accounts WHERE id = $1",
+                  "params", 431, "participant", "pg2", "statements", "sql", CREDIT, "params", 10,
+                  432));
     H_EXPECT(r, 201, "one-shot without commit");
     char *gid = strdup(h_str(r.json, "gid"));
     ck_assert_str_eq(h_str(r.json, "protocol"), "2pc");
@@ -308,15 +308,15 @@ START_TEST(one_shot_without_commit)
     expect_outcome(&r, 200, "committed", "commit after one-shot without commit");
     h_resp_clear(&r);
     free(gid);
-    ck_assert_int_eq(h_balance(1, 421), 990);
-    ck_assert_int_eq(h_balance(2, 422), 1010);
+    ck_assert_int_eq(h_balance(1, 431), 990);
+    ck_assert_int_eq(h_balance(2, 432), 1010);
 
     /* pg1 stops at its failing statement (the one after is not run); pg2's
      * answers are all there; the commit aborts. */
     r = h_req("POST", "/v1/transactions",
               json_pack("{s:s,s:[{s:s,s:[{s:s,s:[ii]},{s:s},{s:s}]},{s:s,s:[{s:s},{s:s}]}]}",
                         "protocol", "2pc", "branches", "participant", "pg1", "statements", "sql",
-                        DEBIT, "params", 10, 421, "sql", "SELECT 1/0", "sql", "SELECT 2",
+                        DEBIT, "params", 10, 431, "sql", "SELECT 1/0", "sql", "SELECT 2",
                         "participant", "pg2", "statements", "sql", "SELECT 1 AS x", "sql",
                         "SELECT 2 AS y"));
     H_EXPECT(r, 201, "one-shot without commit, one failing statement");
@@ -337,7 +337,7 @@ START_TEST(one_shot_without_commit)
     expect_outcome(&r, 409, "aborted", "commit after a failed one-shot statement");
     h_resp_clear(&r);
     free(gid);
-    ck_assert_int_eq(h_balance(1, 421), 990);
+    ck_assert_int_eq(h_balance(1, 431), 990);
 }
 END_TEST
 
