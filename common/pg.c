@@ -509,10 +509,13 @@ static void frame_free(row_frame *fr)
 }
 
 /* Append res's rows to sb as row objects, a comma before each when sb
- * already holds rows (*written counts them). */
-static void append_rows(strbuf *sb, const PGresult *res, const row_frame *fr, long long *written)
+ * already holds rows (*written counts them). Stops after the row that takes
+ * sb past max bytes (a whole result, when single-row mode was refused, is
+ * not written out to the end): returns false then. */
+static bool append_rows(strbuf *sb, const PGresult *res, const row_frame *fr, long long *written,
+                        size_t max)
 {
-    for (int r = 0, nt = PQntuples(res); r < nt; r++) {
+    for (int r = 0, nt = PQntuples(res); r < nt && sb->len <= max; r++) {
         if ((*written)++ > 0)
             strbuf_appendn(sb, ",", 1);
         if (fr->nf == 0)
@@ -525,6 +528,7 @@ static void append_rows(strbuf *sb, const PGresult *res, const row_frame *fr, lo
         if (fr->nf > 0)
             strbuf_appendn(sb, "}", 1);
     }
+    return sb->len <= max;
 }
 
 /* rows holds the rows' objects, comma-separated. Wrap them, in place, into
@@ -555,7 +559,7 @@ char *pg_result_text(const PGresult *res, size_t *len)
     if (res) {
         row_frame fr;
         frame_init(&fr, res);
-        append_rows(&rows, res, &fr, &n);
+        (void)append_rows(&rows, res, &fr, &n, SIZE_MAX);
         frame_free(&fr);
     }
     return result_text(res, &rows, n, len);
@@ -594,9 +598,9 @@ static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows)
         if (PQntuples(r) > 0 && !rows->too_large) {
             if (!fr.prefix)
                 frame_init(&fr, r);
-            append_rows(&text, r, &fr, &written);
+            bool fit = append_rows(&text, r, &fr, &written, rows->max_bytes);
             rows->bytes = text.len;
-            if (rows->bytes > rows->max_bytes) {
+            if (!fit) {
                 rows->too_large = true;
                 strbuf_free(&text);
                 if (st == PGRES_SINGLE_TUPLE)

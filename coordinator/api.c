@@ -80,7 +80,7 @@ static int64_t remaining_ms(const txn *t)
 /* Result of one statement, as the client will see it. */
 typedef struct {
     unsigned status;
-    json_t *body; /* owned; NULL when raw holds the answer */
+    json_t *body; /* owned: an error's body; NULL for a 200 */
     char *raw;    /* owned: a 200's body as the agent wrote it, passed on unparsed */
     size_t raw_len;
 } stmt_answer;
@@ -96,14 +96,12 @@ static void reply_stmt_answer(http_request *req, stmt_answer *a)
     a->body = NULL;
 }
 
-/* An agent's 200 answer to a statement is an object: {"command",...}. Kept
- * raw (a big result is passed on as the agent wrote it, never parsed here),
- * it is checked only for its outer braces: the agent writes it whole. */
+/* An agent's 200 answer to a statement is an object: {"command",...}. It is
+ * kept raw (a big result is passed on as the agent wrote it, never parsed
+ * here) and checked only for its outer braces: the agent writes it whole. */
 static bool stmt_answer_readable(const httpc_call *c)
 {
-    if (c->raw)
-        return c->raw_len >= 2 && c->raw[0] == '{' && c->raw[c->raw_len - 1] == '}';
-    return json_is_object(c->response);
+    return c->raw && c->raw_len >= 2 && c->raw[0] == '{' && c->raw[c->raw_len - 1] == '}';
 }
 
 static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *sql,
@@ -116,6 +114,7 @@ static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *s
     json_object_set_new(body, "params", params ? json_incref(params) : json_array());
     /* The agent enforces timeout_ms on the statement; give it time to answer. */
     agent_call_init(c, b->p, t->gid, "statements", body, (long)(left + g_coord.agent_timeout_ms));
+    c->raw_200 = true; /* see stmt_answer_readable */
 }
 
 static json_t *error_body_extra(const char *code, const char *message, const char *participant,
@@ -139,13 +138,9 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     const char *code = agent_error_code(c);
     if (c->status == 200 && stmt_answer_readable(c)) {
         a.status = 200;
-        if (c->raw) {
-            a.raw = c->raw;
-            a.raw_len = c->raw_len;
-            c->raw = NULL;
-        } else {
-            a.body = json_incref(c->response);
-        }
+        a.raw = c->raw;
+        a.raw_len = c->raw_len;
+        c->raw = NULL;
         return a;
     }
     if (c->status == 200) {
@@ -243,7 +238,6 @@ static stmt_answer run_statement(txn *t, const participant *p, const char *sql, 
     }
     httpc_call c;
     stmt_call_init(&c, t, b, sql, params);
-    c.raw_200 = true; /* passed on to the client as the agent wrote it */
     (void)httpc_request(&c); /* status read below */
     a = stmt_call_finish(t, b, &c);
     agent_call_free(&c);
@@ -389,7 +383,6 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
             json_t *st = json_array_get(obs[i].statements, k);
             stmt_call_init(&calls[n], t, brs[i], json_string_value(json_object_get(st, "sql")),
                            json_object_get(st, "params"));
-            calls[n].raw_200 = true;
             which[n++] = i;
         }
         if (n == 0)
@@ -401,10 +394,7 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
             if (a.status == 200) {
                 if (part->nresults++ > 0)
                     strbuf_appendn(&part->results, ",", 1);
-                if (a.raw)
-                    strbuf_appendn(&part->results, a.raw, a.raw_len);
-                else
-                    json_text_value(&part->results, a.body);
+                strbuf_appendn(&part->results, a.raw, a.raw_len);
             } else {
                 part->error = json_incref(json_object_get(a.body, "error"));
                 part->status = a.status;
