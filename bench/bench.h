@@ -103,7 +103,7 @@ uint64_t bench_rng_seed(int thread_no);
  * The driver (txbench.c) owns the loop, the clock and the recording.
  */
 typedef struct {
-    const char *name;   /* "raw" or "coordinator" */
+    const char *name;   /* "raw", "raw-pipe", "coordinator" or "coord-inter" */
     void *(*open)(const bench_opts *o, int thread_no, bench_client *c);
     txn_outcome (*txn)(void *ctx, const bench_clock *clk, bench_client *c, uint64_t *rng);
     void (*close)(void *ctx);
@@ -111,7 +111,8 @@ typedef struct {
 
 extern const bench_workload raw_workload;      /* raw.c: 3 round trips to prepare */
 extern const bench_workload raw_pipe_workload; /* raw.c: the same with --raw-pipeline (1 round trip) */
-extern const bench_workload coord_workload; /* coord.c */
+extern const bench_workload coord_workload; /* coord.c: one-shot, 1 call */
+extern const bench_workload coord_interactive_workload; /* coord.c: --interactive, 4 calls */
 
 /* raw.c: one-off database work (blocking, through pg.h). Each logs its own failure. */
 /* Create accounts if missing and upsert ids 1..accounts with an ample balance. */

@@ -12,9 +12,16 @@
  * branch voted no or failed); anything else (transport failure, another
  * status, a 200 without the committed outcome) = error.
  *
+ * The interactive form (coord_interactive_workload, --interactive): the same
+ * transfer as a client that talks to the coordinator step by step, 4 calls
+ * in sequence: POST /v1/transactions {"protocol":"2pc"} (201, gid), then
+ * POST .../{gid}/statements with the debit on A, the same with the credit on
+ * B, then POST .../{gid}/commit. A statement that fails ends the transfer
+ * with a rollback: aborted for a 4xx, error otherwise.
+ *
  * Invariants: each client thread builds its body once and only changes the
  * two ids; httpc keeps one keep-alive connection per thread, so after the
- * first call no connection set-up is timed. The call is bounded by
+ * first call no connection set-up is timed. Each call is bounded by
  * txn_timeout_ms.
  */
 #include "bench.h"
@@ -33,6 +40,7 @@ static const char SQL_CREDIT[] = "UPDATE accounts SET balance = balance + $1 WHE
 
 typedef struct {
     const bench_opts *o;
+    char *base;      /* owned: {coordinator}/v1/transactions */
     char *url;       /* owned */
     json_t *body;    /* owned */
     json_t *id_a;    /* borrowed from body: the debited account id */
@@ -57,7 +65,8 @@ static void *coord_open(const bench_opts *o, int thread_no, bench_client *c)
     (void)thread_no;
     coord_ctx *x = xcalloc(1, sizeof(*x));
     x->o = o;
-    x->url = xasprintf("%s/v1/transactions", o->coordinator);
+    x->base = xasprintf("%s/v1/transactions", o->coordinator);
+    x->url = xstrdup(x->base);
     json_t *ba = branch_new(o->participant_a, SQL_DEBIT, &x->id_a);
     json_t *bb = branch_new(o->participant_b, SQL_CREDIT, &x->id_b);
     if (ba && bb)
@@ -65,6 +74,7 @@ static void *coord_open(const bench_opts *o, int thread_no, bench_client *c)
                             ba, bb); /* steals ba, bb */
     if (!x->body) {
         client_error(c, "coordinator: cannot build the request body");
+        free(x->base);
         free(x->url);
         free(x);
         return NULL;
@@ -78,6 +88,7 @@ static void coord_close(void *vctx)
     if (!x)
         return;
     json_decref(x->body);
+    free(x->base);
     free(x->url);
     free(x);
 }
@@ -97,6 +108,74 @@ static void describe_failure(const httpc_call *call, char *buf, size_t len)
                               : NULL;
     snprintf(buf, len, "HTTP %ld%s%s%s%s%s%s", call->status, code ? " " : "", code ? code : "",
              msg ? ": " : "", msg ? msg : "", outcome ? " outcome " : "", outcome ? outcome : "");
+}
+
+/* One POST of body (borrowed, may be NULL) to url; the caller clears call. */
+static void post(const coord_ctx *x, httpc_call *call, const char *url, json_t *body)
+{
+    memset(call, 0, sizeof(*call));
+    call->method = "POST";
+    call->url = url;
+    call->body = body;
+    call->timeout_ms = (long)x->o->txn_timeout_ms;
+    (void)httpc_request(call); /* status/error are filled either way */
+}
+
+/* The interactive transfer: begin, debit on A, credit on B, commit. */
+static txn_outcome interactive_txn(void *vctx, const bench_clock *clk, bench_client *c,
+                                   uint64_t *rng)
+{
+    (void)clk;
+    coord_ctx *x = vctx;
+    httpc_call call;
+    char why[200];
+    json_t *begin = json_pack("{s:s}", "protocol", "2pc");
+    post(x, &call, x->base, begin);
+    json_decref(begin);
+    const char *g = call.response ? json_string_value(json_object_get(call.response, "gid")) : NULL;
+    if (call.status != 201 || !g) {
+        describe_failure(&call, why, sizeof(why));
+        client_error(c, "coordinator: begin: %s", why);
+        httpc_call_clear(&call);
+        return TXN_ERROR;
+    }
+    char *gid = xstrdup(g);
+    httpc_call_clear(&call);
+    char *stmt_url = xasprintf("%s/%s/statements", x->base, gid);
+    const char *parts[2] = {x->o->participant_a, x->o->participant_b};
+    const char *sqls[2] = {SQL_DEBIT, SQL_CREDIT};
+    txn_outcome o = TXN_COMMITTED;
+    for (int side = 0; side < 2 && o == TXN_COMMITTED; side++) {
+        json_t *st = json_pack("{s:s, s:s, s:[i, I]}", "participant", parts[side], "sql",
+                               sqls[side], "params", 1, (json_int_t)bench_pick_account(x->o, rng));
+        post(x, &call, stmt_url, st);
+        json_decref(st);
+        if (call.status != 200) {
+            o = call.status >= 400 && call.status < 500 ? TXN_ABORTED : TXN_ERROR;
+            describe_failure(&call, why, sizeof(why));
+            if (o == TXN_ERROR)
+                client_error(c, "coordinator: statement: %s", why);
+        }
+        httpc_call_clear(&call);
+    }
+    char *end_url = xasprintf("%s/%s/%s", x->base, gid, o == TXN_COMMITTED ? "commit" : "rollback");
+    post(x, &call, end_url, NULL);
+    const char *outcome =
+        call.response ? json_string_value(json_object_get(call.response, "outcome")) : NULL;
+    if (o == TXN_COMMITTED) {
+        if (call.status == 409) {
+            o = TXN_ABORTED;
+        } else if (call.status != 200 || !outcome || strcmp(outcome, "committed") != 0) {
+            o = TXN_ERROR;
+            describe_failure(&call, why, sizeof(why));
+            client_error(c, "coordinator: commit: %s", why);
+        }
+    }
+    httpc_call_clear(&call);
+    free(end_url);
+    free(stmt_url);
+    free(gid);
+    return o;
 }
 
 static txn_outcome coord_txn(void *vctx, const bench_clock *clk, bench_client *c, uint64_t *rng)
@@ -143,6 +222,13 @@ const bench_workload coord_workload = {
     .name = "coordinator",
     .open = coord_open,
     .txn = coord_txn,
+    .close = coord_close,
+};
+
+const bench_workload coord_interactive_workload = {
+    .name = "coord-inter",
+    .open = coord_open,
+    .txn = interactive_txn,
     .close = coord_close,
 };
 
