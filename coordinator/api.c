@@ -545,7 +545,8 @@ static void h_begin(http_request *req, void *app)
         reply_outcome(req, t);
     } else {
         char *branches_text = run_oneshot_statements(t, obs, nb);
-        /* {"gid","protocol","state","branches"}, the branches' text put in whole. */
+        /* {"gid","protocol","state","rollback_only_reason"?,"branches"}, the
+         * branches' text put in whole. */
         const char *state = txn_state_name(txn_state_get(t));
         strbuf out;
         strbuf_init(&out);
@@ -555,6 +556,12 @@ static void h_begin(http_request *req, void *app)
         json_text_string(&out, proto_name, strlen(proto_name));
         strbuf_append(&out, ",\"state\":");
         json_text_string(&out, state, strlen(state));
+        pthread_mutex_lock(&t->mu); /* fail_reason, as the GET view reads it */
+        if (t->fail_reason) {
+            strbuf_append(&out, ",\"rollback_only_reason\":");
+            json_text_string_lossy(&out, t->fail_reason, strlen(t->fail_reason));
+        }
+        pthread_mutex_unlock(&t->mu);
         strbuf_append(&out, ",\"branches\":");
         strbuf_append(&out, branches_text);
         strbuf_appendn(&out, "}", 1);

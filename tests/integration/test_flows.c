@@ -289,6 +289,7 @@ START_TEST(one_shot_without_commit)
     char *gid = strdup(h_str(r.json, "gid"));
     ck_assert_str_eq(h_str(r.json, "protocol"), "2pc");
     ck_assert_str_eq(h_str(r.json, "state"), "active");
+    ck_assert_ptr_null(json_object_get(r.json, "rollback_only_reason"));
     json_t *brs = json_object_get(r.json, "branches");
     ck_assert_msg(json_array_size(brs) == 2, "%s", h_desc(&r));
     json_t *b1 = json_array_get(brs, 0), *b2 = json_array_get(brs, 1);
@@ -321,6 +322,8 @@ START_TEST(one_shot_without_commit)
                         "SELECT 2 AS y"));
     H_EXPECT(r, 201, "one-shot without commit, one failing statement");
     gid = strdup(h_str(r.json, "gid"));
+    ck_assert_msg(strstr(h_str(r.json, "rollback_only_reason"), "pg1 failed: sqlstate 22012"),
+                  "%s", h_desc(&r));
     brs = json_object_get(r.json, "branches");
     b1 = json_array_get(brs, 0);
     b2 = json_array_get(brs, 1);
