@@ -19,8 +19,8 @@
  * B, then POST .../{gid}/commit. A statement that fails ends the transfer
  * with a rollback: aborted for a 4xx, error otherwise.
  *
- * Invariants: each client thread builds its body once and only changes the
- * two ids; httpc keeps one keep-alive connection per thread, so after the
+ * Invariants: each client thread builds its one-shot body once and only
+ * changes the two ids (the interactive form builds its small bodies per call); httpc keeps one keep-alive connection per thread, so after the
  * first call no connection set-up is timed. Each call is bounded by
  * txn_timeout_ms.
  */
@@ -41,7 +41,6 @@ static const char SQL_CREDIT[] = "UPDATE accounts SET balance = balance + $1 WHE
 typedef struct {
     const bench_opts *o;
     char *base;      /* owned: {coordinator}/v1/transactions */
-    char *url;       /* owned */
     json_t *body;    /* owned */
     json_t *id_a;    /* borrowed from body: the debited account id */
     json_t *id_b;    /* borrowed from body: the credited account id */
@@ -66,7 +65,6 @@ static void *coord_open(const bench_opts *o, int thread_no, bench_client *c)
     coord_ctx *x = xcalloc(1, sizeof(*x));
     x->o = o;
     x->base = xasprintf("%s/v1/transactions", o->coordinator);
-    x->url = xstrdup(x->base);
     json_t *ba = branch_new(o->participant_a, SQL_DEBIT, &x->id_a);
     json_t *bb = branch_new(o->participant_b, SQL_CREDIT, &x->id_b);
     if (ba && bb)
@@ -75,7 +73,6 @@ static void *coord_open(const bench_opts *o, int thread_no, bench_client *c)
     if (!x->body) {
         client_error(c, "coordinator: cannot build the request body");
         free(x->base);
-        free(x->url);
         free(x);
         return NULL;
     }
@@ -89,7 +86,6 @@ static void coord_close(void *vctx)
         return;
     json_decref(x->body);
     free(x->base);
-    free(x->url);
     free(x);
 }
 
@@ -185,12 +181,7 @@ static txn_outcome coord_txn(void *vctx, const bench_clock *clk, bench_client *c
     json_integer_set(x->id_a, bench_pick_account(x->o, rng));
     json_integer_set(x->id_b, bench_pick_account(x->o, rng));
     httpc_call call;
-    memset(&call, 0, sizeof(call));
-    call.method = "POST";
-    call.url = x->url;
-    call.body = x->body;
-    call.timeout_ms = (long)x->o->txn_timeout_ms;
-    (void)httpc_request(&call); /* status/error are filled either way */
+    post(x, &call, x->base, x->body);
 
     txn_outcome o = TXN_ERROR;
     const char *outcome =
