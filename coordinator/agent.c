@@ -68,7 +68,7 @@ void agent_call_free(httpc_call *c)
     httpc_call_clear(c);
 }
 
-static const char *error_field(const httpc_call *c, const char *key)
+const char *agent_error_field(const httpc_call *c, const char *key)
 {
     json_t *err = c->response ? json_object_get(c->response, "error") : NULL;
     const char *s = json_string_value(json_object_get(err, key));
@@ -77,17 +77,17 @@ static const char *error_field(const httpc_call *c, const char *key)
 
 const char *agent_error_code(const httpc_call *c)
 {
-    return error_field(c, "code");
+    return agent_error_field(c, "code");
 }
 
 const char *agent_error_message(const httpc_call *c)
 {
-    return error_field(c, "message");
+    return agent_error_field(c, "message");
 }
 
 const char *agent_error_sqlstate(const httpc_call *c)
 {
-    const char *s = error_field(c, "sqlstate");
+    const char *s = agent_error_field(c, "sqlstate");
     if (!*s && c->response) /* a vote "no" carries sqlstate at the top level */
         s = json_string_value(json_object_get(c->response, "sqlstate"));
     return s ? s : "";
@@ -144,7 +144,7 @@ static bool finished_against_decision(txn *t, branch *b, const httpc_call *c, bo
 {
     if (c->status != 409 || strcmp(agent_error_code(c), "wrong_state") != 0)
         return false;
-    const char *there = error_field(c, "state");
+    const char *there = agent_error_field(c, "state");
     if (strcmp(there, commit ? "aborted" : "committed") != 0)
         return false;
     txn_branch_attempt(t, b, true, commit ? BR_ABORTED : BR_COMMITTED, false, NULL);

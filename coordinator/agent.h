@@ -21,6 +21,7 @@ void agent_call_init_get(httpc_call *c, const participant *p, const char *path, 
 void agent_call_free(httpc_call *c);
 
 /* Borrowed strings from an agent's error body, "" when absent. */
+const char *agent_error_field(const httpc_call *c, const char *key); /* error.KEY */
 const char *agent_error_code(const httpc_call *c);
 const char *agent_error_message(const httpc_call *c);
 const char *agent_error_sqlstate(const httpc_call *c);

@@ -28,9 +28,18 @@
  *  6. PreCommit: POST precommit to every prepared branch in parallel, each
  *     call bounded by precommit_timeout_ms (one at a time when the crash
  *     point 3pc-after-first-precommit is armed, crashing after the first
- *     answer was processed). An ack makes the branch precommitted. Acks not
- *     all in: go on anyway (logged); such a branch learns the outcome from
- *     DoCommit, or from its peers' termination protocol.
+ *     answer was processed). An ack makes the branch precommitted. A 409
+ *     wrong_state "aborted" is a refusal: that agent's uncertain timer or
+ *     termination protocol aborted its branch before the PreCommit came.
+ *     Silent ones (no answer, other errors): go on anyway (logged); such a
+ *     branch learns the outcome from DoCommit, or from its peers'
+ *     termination protocol.
+ *  6a. No ack and a refusal: precommitting -> aborting, ROLLBACK to the
+ *     others, 'E' once all acknowledged (it ends the 'P'); the client gets
+ *     "aborted". This is threepc_recovery_rule's answer to the same states.
+ *     Acks and refusals both: a pre-committed branch may commit on its own,
+ *     so commit, and the refused ones are logged as an atomicity violation
+ *     (as recovery does).
  *  7. Crash point 3pc-before-commit-log; precommitting -> committing: the
  *     'C' record is forced (stop on failure, as 2PC).
  *  8. DoCommit: COMMIT to every prepared/precommitted branch through 2PC's
@@ -55,6 +64,8 @@
  *    aborts on its own: 3PC's known weakness, logged by recovery).
  *  - between 6 and 7 (3pc-before-commit-log): as during 6, more of them
  *    pre-committed.
+ *  - after 6a (no ack, a refusal): 'P' without 'C'; restart: recovery
+ *    hears aborted from the refusing agent -> abort, as decided.
  *  - during 7: the 'C' is durable or not; with it, restart is 2PC recovery
  *    (commit); without it, the recovery of 'P' (a branch is pre-committed
  *    -> commit). Either way commit.
@@ -133,30 +144,43 @@ static size_t count_prepared(txn *t)
     return n;
 }
 
-/* Step 6, one answer. */
-static bool precommit_apply(txn *t, branch *b, const httpc_call *c)
+/* Step 6, one answer: acknowledged (200), refused by a branch that already
+ * aborted on its own (409 wrong_state, state aborted: its uncertain timer or
+ * its termination protocol ran before the PreCommit came), or silent
+ * (anything else: no answer, 5xx, ...). */
+typedef enum { PC_ACKED, PC_REFUSED, PC_SILENT } precommit_answer;
+
+static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
 {
     if (c->status == 200) {
         txn_set_branch_state(t, b, BR_PRECOMMITTED);
         txlog_debug(t->gid, b->participant, "precommit: acknowledged");
-        return true;
+        return PC_ACKED;
     }
     char why[512];
     agent_describe_failure(c, why, sizeof(why));
+    if (c->status == 409 && strcmp(agent_error_code(c), "wrong_state") == 0 &&
+        strcmp(agent_error_field(c, "state"), "aborted") == 0) {
+        txn_set_branch_state(t, b, BR_ABORTED);
+        txlog_warn(t->gid, b->participant, "precommit refused: the branch already aborted (%s)",
+                   why);
+        return PC_REFUSED;
+    }
     txlog_warn(t->gid, b->participant,
                "precommit not acknowledged: %s; going on (the branch learns the outcome from "
                "DoCommit or from its peers)",
                why);
-    return false;
+    return PC_SILENT;
 }
 
-/* Step 6. Returns how many branches acknowledged. */
-static size_t precommit_all(txn *t, bool sequential)
+/* Step 6. Counts the acknowledged and the refused PreCommits. */
+static void precommit_all(txn *t, bool sequential, size_t *acked, size_t *refused)
 {
     size_t room = t->nbranches;
     httpc_call *calls = xcalloc(room ? room : 1, sizeof(*calls));
     branch **brs = xcalloc(room ? room : 1, sizeof(*brs));
-    size_t n = 0, acked = 0;
+    size_t n = 0;
+    size_t count[3] = {0, 0, 0};
     for (size_t i = 0; i < room; i++) {
         branch *b = &t->branches[i];
         if (b->state != BR_PREPARED || !b->p) /* op_mu holder: the only writer */
@@ -168,20 +192,21 @@ static size_t precommit_all(txn *t, bool sequential)
     if (sequential) {
         for (size_t i = 0; i < n; i++) {
             (void)httpc_request(&calls[i]); /* status read by precommit_apply */
-            acked += precommit_apply(t, brs[i], &calls[i]);
+            count[precommit_apply(t, brs[i], &calls[i])]++;
             if (i == 0)
                 fault_point("3pc-after-first-precommit");
         }
     } else if (n > 0) {
         (void)httpc_perform(calls, n); /* per-call status read below */
         for (size_t i = 0; i < n; i++)
-            acked += precommit_apply(t, brs[i], &calls[i]);
+            count[precommit_apply(t, brs[i], &calls[i])]++;
     }
     for (size_t i = 0; i < n; i++)
         agent_call_free(&calls[i]);
     free(calls);
     free(brs);
-    return acked;
+    *acked = count[PC_ACKED];
+    *refused = count[PC_REFUSED];
 }
 
 void threepc_commit(txn *t, json_t *const *stmts)
@@ -227,12 +252,26 @@ void threepc_commit(txn *t, json_t *const *stmts)
             t->gid);
     int64_t t2 = now_us();
     /* 6 */
-    size_t acked = precommit_all(t, g_coord.sequential_precommit);
+    size_t acked, refused;
+    precommit_all(t, g_coord.sequential_precommit, &acked, &refused);
     int64_t t3 = now_us();
+    char why[160];
+    snprintf(why, sizeof(why), "%zu of %zu pre-commits acknowledged, %zu refused (aborted there)",
+             acked, nprepared, refused);
+    if (acked == 0 && refused > 0) {
+        /* 6a: nobody pre-committed and a branch aborted on its own: the
+         * transaction can only abort (recovery's rule, threepc_recovery_rule). */
+        if (txn_fsm_advance(t, EV_NO_PRECOMMIT, why))
+            commit_deliver_outcome(t, false);
+        return;
+    }
+    if (refused > 0)
+        txlog_error(t->gid, NULL,
+                    "3pc: %s: a branch is pre-committed and may commit on its own, so the "
+                    "decision is commit; atomicity is violated for the refused ones",
+                    why);
     /* 7 */
     fault_point("3pc-before-commit-log");
-    char why[128];
-    snprintf(why, sizeof(why), "%zu of %zu pre-commits acknowledged", acked, nprepared);
     commit_decide(t, EV_PRECOMMITTED, why);
     int64_t t4 = now_us();
     /* 8 */

@@ -12,6 +12,11 @@
 #   B. crash point 3pc-before-precommit-log (votes all in, no record at all),
 #      termination timeout: every agent aborts on its own (uncertain ->
 #      abort). Restart: no record of the gid, earlier epoch: presumed abort.
+#   C. no crash: the coordinator pauses after its 'P' (3pc-after-precommit-log
+#      =pause) past the agents' uncertain timers, termination timeout: every
+#      agent aborts on its own, then refuses the late PreCommit (409
+#      wrong_state, aborted). The coordinator must answer the client aborted
+#      (no 'C'), not committed.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 12-3pc-coord-crash-before-precommit 8140
@@ -86,7 +91,31 @@ coordinator_agrees 8 "$GID_B"
 check "decision log: still no record of $GID_B at all" not dlog_has P "$GID_B"
 SUMMARY+=("| B | 3pc-before-precommit-log (no record) | timeout | $(agent_states "$GID_B" | sed 's/ / | /g') | ${took_b} s | aborted (presumed abort) |")
 
-step 9 "summary: 3PC, coordinator killed after the votes and before any PreCommit, left down"
+# ---- C: no crash, PreCommit arrives after every agent aborted on its own -------------------
+step 9 "reset the accounts"
+bank3_reset
+PAUSE_MS=$((UNCERTAIN_MS + 4000))
+step 10 "termination=timeout: 3PC transfer; the coordinator pauses ${PAUSE_MS} ms after its 'P', past the agents' uncertain timers"
+restart_armed coordinator "3pc-after-precommit-log=pause:$PAUSE_MS"
+begin3 GID_C "$(body_3pc timeout)"
+commit "$GID_C"
+expect_eq "commit answer: every PreCommit was refused, so aborted" "$API_STATUS $(jget .outcome)" "409 aborted"
+check "coordinator log: the late PreCommits were refused" \
+    grep -q "gid=$GID_C .*precommit refused: the branch already aborted" "$CDIR/coordinator.log"
+for i in 1 2 3; do
+    check "agent$i log: timeout rule, uncertain -> abort" term_logged "$i" "$GID_C" "timeout rule, uncertain -> abort"
+done
+check "decision log: no commit record ('C') of $GID_C" not dlog_has C "$GID_C"
+check "END record of $GID_C written (the 'P' is closed, within 30s)" wait_until 30 dlog_has E "$GID_C"
+check "GET /v1/outcomes/$GID_C answers aborted" outcome_is "$GID_C" aborted
+check "coordinator log: no atomicity violation for $GID_C" \
+    not grep -q "gid=$GID_C .*atomicity violated" "$CDIR/coordinator.log"
+expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$GID_C")" "aborted aborted aborted"
+check "no prepared branch anywhere" no_prepared_anywhere
+all_or_nothing "$GID_C" aborted
+SUMMARY+=("| C | 3pc-after-precommit-log=pause:$PAUSE_MS (no crash) | timeout | $(agent_states "$GID_C" | sed 's/ / | /g') | - | aborted (PreCommits refused) |")
+
+step 11 "summary: 3PC, coordinator killed (A, B) or stalled (C) after the votes and before any PreCommit"
 echo "| part | crash point | termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator after restart |"
 echo "|---|---|---|---|---|---|--:|---|"
 printf '%s\n' "${SUMMARY[@]}"
