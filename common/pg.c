@@ -691,14 +691,17 @@ void pg_params_free(char **params, int n)
     free(params);
 }
 
-/* Skip whitespace, ';', "--" line comments and (nested) block comments. */
+/* Skip whitespace, ';', "--" line comments and (nested) block comments, as
+ * PostgreSQL's lexer (scan.l) reads them: a "--" comment ends at '\n' OR '\r'
+ * (its "newline [\n\r]"). Stopping only at '\n' would let "-- x\rCOMMIT\nWORK"
+ * through as WORK while the server runs COMMIT WORK. */
 static const char *skip_noise(const char *s)
 {
     for (;;) {
         while (*s && (isspace((unsigned char)*s) || *s == ';'))
             s++;
         if (s[0] == '-' && s[1] == '-') {
-            while (*s && *s != '\n')
+            while (*s && *s != '\n' && *s != '\r')
                 s++;
             continue;
         }

@@ -249,6 +249,9 @@ START_TEST(transaction_control_refused)
         "PREPARE TRANSACTION 'x'",
         "COMMIT PREPARED 'x'",
         "ROLLBACK PREPARED 'x'",
+        /* PostgreSQL ends a "--" comment at a carriage return: this one runs
+         * COMMIT WORK there, committing the branch outside 2PC, if let through */
+        "-- x\rCOMMIT\nWORK",
     };
     for (size_t k = 0; k < ARRAY_LEN(refused); k++) {
         h_resp r = h_stmt(gid, "pg1", refused[k], NULL);

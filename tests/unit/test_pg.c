@@ -147,6 +147,9 @@ START_TEST(test_transaction_control)
         "/* c */ COMMIT", "/* a /* nested */ still */ BEGIN", "\n\t  /* x */ -- y\n  end",
         ";COMMIT", " ; ; rollback", "Commit", "ROLLBACK AND CHAIN", "COMMIT AND CHAIN",
         "PREPARE/**/TRANSACTION 'x'",
+        /* PostgreSQL ends a "--" comment at '\r' too (scan.l: newline [\n\r]) */
+        "-- x\rCOMMIT\nWORK", "-- x\rCOMMIT\nAND NO CHAIN", "--\rEND\nTRANSACTION",
+        "-- x\rPREPARE\nTRANSACTION 'foo'", "--\r\n--\rROLLBACK", "\f\rCOMMIT",
     };
     for (size_t i = 0; i < ARRAY_LEN(yes); i++)
         ck_assert_msg(sql_is_transaction_control(yes[i]), "should be control: %s", yes[i]);
@@ -174,7 +177,7 @@ START_TEST(test_sql_is_empty)
     for (size_t i = 0; i < ARRAY_LEN(empty); i++)
         ck_assert_msg(sql_is_empty(empty[i]), "should be empty: %s", empty[i]);
     static const char *const some[] = {
-        "SELECT 1", " ;SELECT 1", "-- c\nSELECT 1", "/* c */ x", "COMMIT", "'", "(",
+        "SELECT 1", " ;SELECT 1", "-- c\nSELECT 1", "-- c\rSELECT 1", "/* c */ x", "COMMIT", "'", "(",
     };
     for (size_t i = 0; i < ARRAY_LEN(some); i++)
         ck_assert_msg(!sql_is_empty(some[i]), "should not be empty: %s", some[i]);
