@@ -10,6 +10,12 @@
  * time); after 3 but before 4 either version may survive a power cut; after 4
  * the new content is durable.
  * Invariants: every failure is logged once here with the path and errno text.
+ *
+ * dir_lock: a data directory belongs to one process at a time (flock on
+ * DIR/LOCK, held until exit). A second txcoord on the same directory would
+ * bump the epoch, compact (rename a new decisions.log over the one the first
+ * still appends to, so the first's later decisions go to an unlinked file)
+ * and append at its own offsets; it stops at start instead.
  */
 #include "durable.h"
 
@@ -19,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -172,4 +180,49 @@ bool mkdir_p(const char *path)
     }
     free(copy);
     return true;
+}
+
+/* flock, not fcntl locks: an fcntl lock belongs to the process and any
+ * close() of the file by any thread drops it; a flock belongs to the open
+ * file description held here. */
+bool dir_lock(const char *dir, const char *who)
+{
+    char *path = xasprintf("%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("%s: cannot open %s: %s", who, path, strerror(errno));
+        free(path);
+        return false;
+    }
+    /* A process killed just now may still be exiting (its threads tear down
+     * after the leader is a zombie): wait a little before calling it busy. */
+    for (int waited_ms = 0;; waited_ms += 100) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        int e = errno;
+        if (e != EWOULDBLOCK || waited_ms >= DIR_LOCK_WAIT_MS) {
+            char holder[32] = "";
+            ssize_t n = pread(fd, holder, sizeof(holder) - 1, 0);
+            holder[n > 0 ? n : 0] = '\0';
+            holder[strcspn(holder, "\n")] = '\0';
+            if (e == EWOULDBLOCK)
+                log_error("%s: the data directory %s is in use by another process (pid %s, "
+                          "holding %s): two processes must never share it",
+                          who, dir, holder[0] ? holder : "unknown", path);
+            else
+                log_error("%s: cannot lock %s: %s", who, path, strerror(e));
+            close(fd);
+            free(path);
+            return false;
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        log_warn("%s: cannot write the pid into %s: %s (the lock is held all the same)", who,
+                 path, strerror(errno));
+    free(path);
+    return true; /* fd stays open, so the lock is held, until the process exits */
 }

@@ -14,7 +14,8 @@
  *     poisons the log (after fsyncgate, retrying is not trustworthy).
  *   - wal_rewrite runs with appends blocked: it first makes every written
  *     record durable (so pending sync appenders succeed), then replaces the file
- *     (tmp, fsync, rename, dir fsync) and continues on the new file.
+ *     (tmp, fsync, rename, dir fsync) and continues on the new file. A failed
+ *     directory fsync after the rename poisons the log like a failed fdatasync.
  *   - Replay: a bad or incomplete record is a torn tail when it reaches EOF or
  *     everything after it (after the length its header claims) is zero; the
  *     file is then truncated there (WARN).
@@ -448,9 +449,15 @@ bool wal_rewrite(wal *w, size_t n, const uint8_t *types, const void *const *payl
     w->flushed_upto = total;
     w->gen++;
     /* 4. Make the rename durable. */
-    ok = fsync_parent_dir(w->path);
-    if (!ok)
-        log_error("wal %s: rewrite: directory fsync failed; see above", w->path);
+    ok = !fault_fails("wal-dir-fsync") && fsync_parent_dir(w->path);
+    if (!ok) {
+        /* The rename may not survive a power cut: the old file would come
+         * back without whatever is appended to the new one from now on. Not
+         * retried (a failed fsync is not trustworthy): poisoned, so the next
+         * sync append fails and its caller stops, as after fdatasync. */
+        w->failed = true;
+        log_error("wal %s: rewrite: directory fsync failed (log poisoned); see above", w->path);
+    }
     goto out;
 
 out_unlink:

@@ -343,7 +343,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (!mkdir_p(opt_data_dir) || !load_identity(opt_data_dir))
+    if (!mkdir_p(opt_data_dir) || !dir_lock(opt_data_dir, "txcoord") ||
+        !load_identity(opt_data_dir))
         die("cannot set up the data directory %s (see above)", opt_data_dir);
 
     httpc_global_init();

@@ -285,7 +285,7 @@ int main(int argc, char **argv)
         opts_free(&o);
         return 2;
     }
-    if (o.data_dir && !mkdir_p(o.data_dir)) {
+    if (o.data_dir && (!mkdir_p(o.data_dir) || !dir_lock(o.data_dir, "txagent"))) {
         free(routes);
         free(host);
         opts_free(&o);

@@ -449,6 +449,35 @@ START_TEST(test_group_commit_threads)
 }
 END_TEST
 
+/* A directory fsync that fails after the rename poisons the log: the rename
+ * may not survive a power cut, so nothing appended after it may be called
+ * durable. The rewritten content itself is in the file. */
+START_TEST(test_rewrite_dir_fsync_error_poisons)
+{
+    static const char *const points[] = {"wal-dir-fsync", NULL};
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "old", 3, true));
+    const uint8_t types[1] = {'C'};
+    const void *payloads[1] = {"kept"};
+    const size_t lens[1] = {4};
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(fault_init("wal-dir-fsync=error", points));
+    ck_assert(!wal_rewrite(w, 1, types, payloads, lens));
+    ck_assert(fault_init(NULL, points));
+    ck_assert(!wal_append(w, 'C', "after", 5, true));
+    ck_assert(!wal_append(w, 'E', "after", 5, false));
+    wal_close(w);
+    char *out = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(strstr(out, "directory fsync failed (log poisoned)"));
+    free(out);
+    collected *c = reopen_expect(1);
+    ck_assert_str_eq(c->payloads[0], "kept");
+    collected_free(c);
+}
+END_TEST
+
 START_TEST(test_rewrite)
 {
     wal *w = wal_open(path, NULL, NULL);
@@ -613,6 +642,38 @@ START_TEST(test_mkdir_p)
 }
 END_TEST
 
+START_TEST(test_dir_lock)
+{
+    ck_assert(dir_lock(dir, "test"));
+    char *path = xasprintf("%s/LOCK", dir), *data = NULL;
+    size_t len = 0;
+    bool missing = false;
+    ck_assert(read_whole_file(path, &data, &len, &missing));
+    char *want = xasprintf("%ld\n", (long)getpid());
+    ck_assert_str_eq(data, want);
+    /* Another open file description of the same LOCK conflicts, as another
+     * process's would: refused after DIR_LOCK_WAIT_MS, naming the holder. */
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    ck_assert(!dir_lock(dir, "second"));
+    char *log = unit_capture_end(&cap);
+    char *holder = xasprintf("(pid %ld,", (long)getpid());
+    ck_assert_msg(strstr(log, "is in use by another process") && strstr(log, holder),
+                  "log: %s", log);
+    free(holder);
+    free(log);
+    /* A missing directory is an error, not a hang. */
+    char *gone = xasprintf("%s/no/such/dir", dir);
+    unit_capture_begin(&cap, dir);
+    ck_assert(!dir_lock(gone, "test"));
+    free(unit_capture_end(&cap));
+    free(gone);
+    free(want);
+    free(data);
+    free(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("wal");
@@ -634,12 +695,14 @@ int main(void)
     tcase_add_test(tc, test_replay_callback_rejects);
     tcase_add_test(tc, test_group_commit_threads);
     tcase_add_test(tc, test_rewrite);
+    tcase_add_test(tc, test_rewrite_dir_fsync_error_poisons);
     tcase_add_test(tc, test_rewrite_concurrent_appends);
     suite_add_tcase(s, tc);
     TCase *td = tcase_create("durable");
     tcase_add_checked_fixture(td, setup, teardown);
     tcase_add_test(td, test_durable_write_read);
     tcase_add_test(td, test_mkdir_p);
+    tcase_add_test(td, test_dir_lock);
     suite_add_tcase(s, td);
     return unit_run(s);
 }
