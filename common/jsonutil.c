@@ -152,6 +152,24 @@ char *utf8_lossy_dup(const char *s)
     return copy;
 }
 
+void utf8_trim_partial(char *s)
+{
+    size_t len = strlen(s);
+    /* Walk back over at most 3 continuation bytes to the lead byte of the
+     * last character; cut it when fewer bytes follow than it announces. */
+    size_t i = len, cont = 0;
+    while (i > 0 && cont < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) {
+        i--;
+        cont++;
+    }
+    if (i == 0)
+        return;
+    unsigned char lead = (unsigned char)s[i - 1];
+    size_t need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+    if (lead >= 0xC0 && cont < need)
+        s[i - 1] = '\0';
+}
+
 json_t *json_string_lossy(const char *s)
 {
     json_t *v = json_string(s);

@@ -38,6 +38,10 @@ char *utf8_lossy_dup(const char *s);
 /* s[0..len) is UTF-8 as jansson accepts it (shortest forms, no surrogates,
  * at most U+10FFFF, no NUL byte). */
 bool utf8_valid(const char *s, size_t len);
+/* Cut an incomplete UTF-8 sequence off the end of s (in place): what
+ * snprintf leaves when it truncates text in the middle of a character, so
+ * that a truncated message stays valid instead of becoming all '?'. */
+void utf8_trim_partial(char *s);
 
 /* Serialization.
  * jansson prints every real with 17 significant digits ("%.17g"), so a

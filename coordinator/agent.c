@@ -36,6 +36,7 @@
 
 #include "coord.h"
 #include "coord_metrics.h"
+#include "jsonutil.h"
 #include "log.h"
 
 void agent_call_init(httpc_call *c, const participant *p, const char *gid, const char *verb,
@@ -103,6 +104,7 @@ void agent_describe_failure(const httpc_call *c, char *buf, size_t size)
     const char *msg = agent_error_message(c);
     snprintf(buf, size, "HTTP %ld%s%s%s%s", c->status, *code ? " " : "", code, *msg ? ": " : "",
              msg);
+    utf8_trim_partial(buf); /* a long message cut inside a character */
 }
 
 size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)

@@ -57,7 +57,7 @@ static void reply_outcome(http_request *req, txn *t)
     }
     json_t *o = json_pack("{s:s, s:s}", "gid", t->gid, "outcome", outcome);
     if (reason)
-        json_object_set_new(o, "reason", json_string(reason));
+        json_object_set_new(o, "reason", json_string_lossy(reason));
     free(reason);
     http_reply_json(req, outcome[0] == 'c' ? 200 : 409, o);
 }

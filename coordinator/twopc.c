@@ -55,6 +55,7 @@
 #include "coord.h"
 #include "coord_metrics.h"
 #include "fault.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "resolver.h"
 
@@ -158,9 +159,12 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
         }
         txn_set_branch_state(t, b, bs);
         if (why[0]) {
+            utf8_trim_partial(why); /* agents' messages may be cut inside a character */
             txlog_warn(t->gid, b->participant, "prepare: %s", why);
-            if (all_yes)
+            if (all_yes) {
                 snprintf(reason, rsize, "%s", why);
+                utf8_trim_partial(reason);
+            }
             all_yes = false;
         } else {
             txlog_debug(t->gid, b->participant, "prepare: voted %s", vote);

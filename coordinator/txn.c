@@ -185,9 +185,9 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *
     t->created_ms = now_ms();
     t->timeout_ms = timeout_ms;
     t->threepc = threepc ? *threepc : g_coord.threepc;
+    pthread_mutex_lock(&table_mu); /* seq issued and gid in the map together */
     uint64_t seq = atomic_fetch_add(&next_seq, 1);
     gid_format(t->gid, sizeof(t->gid), g_coord.coord_id, g_coord.epoch, seq);
-    pthread_mutex_lock(&table_mu);
     bool fresh = strmap_put(table, t->gid, t);
     live_push(t);
     pthread_mutex_unlock(&table_mu);
@@ -493,11 +493,11 @@ static json_t *txn_json(txn *t, bool detail)
         json_object_set_new(o, "outcome", json_string(outcome));
     const char *reason = outcome && outcome[0] == 'a' ? t->reason : NULL;
     if (reason)
-        json_object_set_new(o, "reason", json_string(reason));
+        json_object_set_new(o, "reason", json_string_lossy(reason));
     /* Why it could no longer commit, also once it aborted for another reason
      * (its timeout, a rollback): the first failure is the one to look at. */
     if (t->fail_reason && (!reason || strcmp(reason, t->fail_reason) != 0))
-        json_object_set_new(o, "rollback_only_reason", json_string(t->fail_reason));
+        json_object_set_new(o, "rollback_only_reason", json_string_lossy(t->fail_reason));
     if (t->heuristic)
         json_object_set_new(o, "heuristic", json_string(t->heuristic == 'c' ? "commit" : "abort"));
     json_object_set_new(o, "created_at", json_string(created));

@@ -90,6 +90,7 @@
 
 #include "branch.h"
 #include "fault.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "pool.h"
 #include "threepc.h"
@@ -151,6 +152,7 @@ static void set_reason(branch *b, const char *sqlstate, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(b->reason, sizeof(b->reason), fmt, ap);
     va_end(ap);
+    utf8_trim_partial(b->reason); /* cut inside a character: keep it valid JSON text */
     snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", sqlstate ? sqlstate : "");
 }
 
@@ -559,7 +561,7 @@ static void res_vote(agent *ag, op_result *out, branch *b, branch_vote vote)
                              "branch_gid", b->branch_gid);
     if (vote == VOTE_NO) {
         json_object_set_new(body, "reason",
-                            json_string(b->reason[0] ? b->reason : "branch was rolled back"));
+                            json_string_lossy(b->reason[0] ? b->reason : "branch was rolled back"));
         if (b->sqlstate[0])
             json_object_set_new(body, "sqlstate", json_string(b->sqlstate));
         counter_inc(&ag->metrics.vote_no);

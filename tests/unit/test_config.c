@@ -363,6 +363,45 @@ END_TEST
  * json_stringn accepts (NUL aside: ours refuses it, text from PostgreSQL
  * has none); and json_text_string_lossy writes what json_string_lossy
  * holds. */
+START_TEST(test_utf8_trim_partial)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"", ""},
+        {"abc", "abc"},
+        {"a\xC3\xA9", "a\xC3\xA9"},             /* é, whole */
+        {"a\xC3", "a"},                          /* é cut after its lead byte */
+        {"x\xE2\x82\xAC", "x\xE2\x82\xAC"},       /* €, whole */
+        {"x\xE2\x82", "x"},                      /* € cut after 2 of 3 bytes */
+        {"x\xE2", "x"},
+        {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80"}, /* U+1F600, whole */
+        {"\xF0\x9F\x98", ""},
+        {"ok \xC3\xA9\xC3", "ok \xC3\xA9"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%s", cases[i].in);
+        utf8_trim_partial(buf);
+        ck_assert_str_eq(buf, cases[i].out);
+        ck_assert(utf8_valid(buf, strlen(buf)));
+    }
+    /* What the agent did with a long non-ASCII PostgreSQL message: a 256-byte
+     * buffer cut it inside a character, and json_string gave NULL. */
+    char msg[600] = "invalid input syntax for type integer: \"";
+    for (int i = 0; i < 200; i++)
+        strcat(msg, "\xC3\xA9");
+    char reason[256];
+    snprintf(reason, sizeof(reason), "%s", msg);
+    ck_assert(!utf8_valid(reason, strlen(reason)));
+    utf8_trim_partial(reason);
+    ck_assert(utf8_valid(reason, strlen(reason)));
+    json_t *j = json_string(reason);
+    ck_assert_ptr_nonnull(j);
+    json_decref(j);
+}
+END_TEST
+
 START_TEST(test_utf8_valid)
 {
     static const unsigned char pick[] = {'a', '"', '\\', 0x01, 0x7f, 0x80, 0xbf, 0xc0, 0xc2,
@@ -682,6 +721,7 @@ int main(void)
     tcase_add_test(tm, test_real_format);
     tcase_add_test(tm, test_dump_text);
     tcase_add_test(tm, test_utf8_valid);
+    tcase_add_test(tm, test_utf8_trim_partial);
     tcase_add_test(tm, test_metrics_text);
     tcase_add_test(tm, test_strbuf);
     tcase_add_test(tm, test_log_format);
