@@ -49,7 +49,6 @@
 #define OID_NUMERIC 1700
 #define OID_JSONB 3802
 
-#define PG_MAX_PARAMS 65535
 
 /* Copy s into dst (size n) without the trailing newline(s) libpq adds. */
 static void copy_trimmed(char *dst, size_t n, const char *s)

@@ -114,6 +114,9 @@ char *pg_result_text(const PGresult *res, size_t *len);
  * string (json_text_string_lossy). */
 void pg_value_text(strbuf *sb, Oid type, const char *text, size_t len, bool isnull);
 
+/* The most parameters one statement may have (the protocol's 16-bit count). */
+#define PG_MAX_PARAMS 65535
+
 /* Convert a JSON params array to text params: integer -> decimal, real ->
  * "%.17g", true/false -> "true"/"false", string -> as is, null -> NULL,
  * object/array -> compact JSON text. On success *out is an array of n

@@ -136,6 +136,13 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     stmt_answer a = {0, NULL, NULL, 0};
     char reason[1024], desc[512];
     const char *code = agent_error_code(c);
+    /* A 4xx other than 409 and 422 is a refusal before anything ran (400
+     * invalid_params, 413, ...): it leaves the branch as it was, and a branch
+     * whose statements were all refused never began at the agent. Anything
+     * else may have reached its session. */
+    bool refused = c->status >= 400 && c->status < 500 && c->status != 409 && c->status != 422;
+    if (!refused)
+        b->begun = true;
     if (c->status == 200 && stmt_answer_readable(c)) {
         a.status = 200;
         a.raw = c->raw;
@@ -205,7 +212,8 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
         txlog_warn(t->gid, b->participant, "statement: %s; transaction is rollback-only", desc);
     } else {
         /* Other 4xx (e.g. transaction_control): refused before running. */
-        txlog_info(t->gid, b->participant, "statement refused: %s", desc);
+        txlog_info(t->gid, b->participant, "statement refused: %s%s", desc,
+                   b->begun ? "" : " (the branch has not begun there)");
     }
     a.status = (unsigned)c->status;
     if (c->response && json_object_get(c->response, "error")) {
@@ -245,11 +253,16 @@ static stmt_answer run_statement(txn *t, const participant *p, const char *sql, 
 }
 
 /* A statement must be one (not only blanks and comments, which PostgreSQL
- * answers without a message) and must not end the transaction itself. The
- * agent checks too; checking here refuses it before a branch is opened and
- * without failing the transaction. */
-static bool check_statement_sql(http_request *req, const char *sql)
+ * answers without a message), must not end the transaction itself, and may
+ * have at most PG_MAX_PARAMS params. The agent checks too; checking here
+ * refuses it before a branch is opened and without failing the transaction. */
+static bool check_statement(http_request *req, const char *sql, const json_t *params)
 {
+    if (params && json_array_size(params) > PG_MAX_PARAMS) {
+        http_reply_error(req, 400, "invalid_field", "field 'params' has %zu entries (at most %d)",
+                         json_array_size(params), PG_MAX_PARAMS);
+        return false;
+    }
     if (sql_is_empty(sql)) {
         http_reply_error(req, 400, "invalid_field",
                          "field 'sql' holds no statement (only blanks, ';' or comments)");
@@ -341,7 +354,7 @@ static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *
                                  j, err);
                 return false;
             }
-            if (!check_statement_sql(req, sql))
+            if (!check_statement(req, sql, params))
                 return false;
         }
         out[*n].p = p;
@@ -642,7 +655,7 @@ static void h_statements(http_request *req, void *app)
         http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);
         goto out;
     }
-    if (!check_statement_sql(req, sql))
+    if (!check_statement(req, sql, params))
         goto out;
     if (txn_state_get(t) != TXN_ACTIVE) { /* fast answer while a commit runs */
         http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,

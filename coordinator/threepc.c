@@ -116,12 +116,12 @@
 
 /* The body fields of a 3PC PREPARE besides "protocol" and "statements".
  * Caller holds op_mu (branches are only added by its holder). New reference. */
-static json_t *prepare_fields(txn *t)
+static json_t *prepare_fields(txn *t, json_t *const *stmts)
 {
     json_t *peers = json_array();
     for (size_t i = 0; i < t->nbranches; i++) {
         const branch *b = &t->branches[i];
-        if (b->p)
+        if (b->p && !branch_never_begun(t, i, stmts))
             json_array_append_new(peers, json_pack("{s:s, s:s}", "participant", b->participant,
                                                    "url", b->p->url));
     }
@@ -216,7 +216,7 @@ void threepc_commit(txn *t, json_t *const *stmts)
         return;
     /* 2 */
     int64_t t0 = now_us();
-    json_t *fields = prepare_fields(t);
+    json_t *fields = prepare_fields(t, stmts);
     char reason[1024];
     bool all_yes = commit_prepare_all(t, stmts, fields, (long)t->threepc.cancommit_timeout_ms,
                                       reason, sizeof(reason));

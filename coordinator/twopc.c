@@ -8,6 +8,9 @@
  *  2. PREPARE every branch, all in parallel (one-shot form: the branch's
  *     statements travel in the same call). Vote yes -> prepared,
  *     read_only -> done, no / non-200 -> failed, no answer -> unknown.
+ *     A branch that never began at its agent (its statements were all
+ *     refused before running: branch_never_begun) is read_only without a
+ *     call.
  *  3. Any branch not yes/read_only: preparing -> aborting (reason names the
  *     participant and sqlstate). ROLLBACK to every branch that may hold
  *     work (not read_only), in parallel, best effort; unacknowledged ones
@@ -94,12 +97,27 @@ void commit_deliver_outcome(txn *t, bool sequential)
 
 /* Step 2. Returns true when every branch voted yes or read_only; otherwise
  * reason names the first failing participant. */
+bool branch_never_begun(const txn *t, size_t i, json_t *const *stmts)
+{
+    const branch *b = &t->branches[i];
+    return b->state == BR_ACTIVE && !b->begun && !(stmts && stmts[i]);
+}
+
 bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
                         char *reason, size_t rsize)
 {
-    size_t n = t->nbranches;
-    httpc_call *calls = xcalloc(n ? n : 1, sizeof(*calls));
-    for (size_t i = 0; i < n; i++) {
+    size_t nb = t->nbranches, n = 0, nyes = 0, nro = 0;
+    httpc_call *calls = xcalloc(nb ? nb : 1, sizeof(*calls));
+    size_t *bidx = xcalloc(nb ? nb : 1, sizeof(*bidx));
+    for (size_t i = 0; i < nb; i++) {
+        if (branch_never_begun(t, i, stmts)) {
+            txn_set_branch_state(t, &t->branches[i], BR_READ_ONLY);
+            txlog_info(t->gid, t->branches[i].participant,
+                       "prepare: not sent, the branch never began there (its statements were "
+                       "refused before running); read_only");
+            nro++;
+            continue;
+        }
         json_t *body = json_pack("{s:s}", "protocol", txn_protocol_name(t->protocol));
         if (body_extra)
             json_object_update(body, body_extra); /* values shared, not stolen */
@@ -116,16 +134,16 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
             json_object_set_new(body, "timeout_ms", json_integer((json_int_t)left));
             timeout = (long)(left + timeout_ms);
         }
-        agent_call_init(&calls[i], t->branches[i].p, t->gid, "prepare", body, timeout);
+        agent_call_init(&calls[n], t->branches[i].p, t->gid, "prepare", body, timeout);
+        bidx[n++] = i;
     }
     if (n > 0)
         (void)httpc_perform(calls, n); /* per-call status read below */
 
     bool all_yes = true;
     reason[0] = '\0';
-    size_t nyes = 0, nro = 0;
     for (size_t i = 0; i < n; i++) {
-        branch *b = &t->branches[i];
+        branch *b = &t->branches[bidx[i]];
         const httpc_call *c = &calls[i];
         const char *vote = c->status == 200
                                ? json_string_value(json_object_get(c->response, "vote"))
@@ -173,6 +191,7 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
     for (size_t i = 0; i < n; i++)
         agent_call_free(&calls[i]);
     free(calls);
+    free(bidx);
     if (all_yes)
         snprintf(reason, rsize, "%zu yes, %zu read_only", nyes, nro);
     return all_yes;

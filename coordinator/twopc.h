@@ -28,6 +28,12 @@ bool commit_begin(txn *t);
  * names the first failing participant. Caller holds op_mu. */
 bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
                         char *reason, size_t rsize);
+/* Branch i of t never began at its agent: every statement sent to it was
+ * refused before running (b->begun unset) and no one-shot statements travel
+ * with its PREPARE. It holds nothing there: commit_prepare_all counts it as
+ * read_only without a call (the agent, not knowing the gid, would vote no),
+ * and it is no 3PC peer. Caller holds op_mu. */
+bool branch_never_begun(const txn *t, size_t i, json_t *const *stmts);
 /* Step 4: the transition ev into committing, whose fn forces the 'C'. If
  * that fails the process stops: whether the record reached the disk is
  * unknown, and only the log at restart can say. */

@@ -67,6 +67,8 @@ typedef struct {
     int attempts;         /* phase-2 / recovery calls made to it; guarded by txn->mu */
     char *last_error;     /* why the last such call failed (owned), NULL if none; txn->mu */
     log_limit retry_log;  /* its "not acknowledged" lines; txn->mu */
+    bool begun;           /* a statement call reached the agent (not refused before running);
+                           * written and read by the op_mu holder */
 } branch;
 
 typedef struct txn txn;

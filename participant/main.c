@@ -179,8 +179,10 @@ int main(int argc, char **argv)
          "the sweep asks about a prepared branch only once it is this old (younger ones are "
          "being finished by the coordinator)",
          &o.resolve_min_age_ms},
-        {"max-body", OPT_INT, "1048576", 1024, 1LL << 30, false, "BYTES",
-         "largest request body accepted", &o.max_body},
+        {"max-body", OPT_INT, "2097152", 1024, 1LL << 30, false, "BYTES",
+         "largest request body accepted; keep it above txcoord's --max-body (a statement "
+         "txcoord forwards grows a little on the way)",
+         &o.max_body},
         {"token-file", OPT_STRING, NULL, 0, 0, false, "FILE",
          "the cluster's shared secret (first line of FILE): every request but GET /healthz "
          "must send Authorization: Bearer <token> (else 401), and calls to the coordinator and "

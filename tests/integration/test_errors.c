@@ -303,6 +303,74 @@ START_TEST(participant_unreachable)
 }
 END_TEST
 
+/* A statement the agent refuses before running it (here 413: agent2 restarted
+ * with a --max-body below the forwarded body) is the client's to correct: the
+ * transaction stays usable. When it was the first statement for that
+ * participant, the branch never began at the agent, so the commit must leave
+ * it out instead of asking the agent to prepare a gid it never saw (which
+ * votes no: "unknown branch"). Too many params are refused by the coordinator
+ * itself, before any branch is opened. */
+START_TEST(refused_first_statement_leaves_no_branch)
+{
+    h_set_balance(1, 1401, 10);
+    char *gid = h_begin();
+    json_t *many = json_array();
+    for (int i = 0; i < 65536; i++)
+        json_array_append_new(many, json_integer(0));
+    h_resp r = h_stmt(gid, "pg1", "SELECT 1", many);
+    expect_error(&r, 400, "invalid_field", "65536 params");
+    h_resp_clear(&r);
+
+    ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", "--", "--max-body", "1024", NULL), 0);
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1401", NULL);
+    char big[2048];
+    memset(big, 'x', sizeof(big));
+    memcpy(big, "SELECT 1 /* ", 12);
+    memcpy(big + sizeof(big) - 4, " */", 4);
+    r = h_stmt(gid, "pg2", big, NULL);
+    expect_error(&r, 413, NULL, "a statement over agent2's --max-body");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after pg2's only statement was refused");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1401), 11);
+    r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "status of the committed transaction");
+    json_t *brs = json_object_get(r.json, "branches");
+    size_t i;
+    json_t *b;
+    bool seen = false;
+    json_array_foreach(brs, i, b) {
+        if (strcmp(h_str(b, "participant"), "pg2") == 0) {
+            ck_assert_str_eq(h_str(b, "state"), "read_only");
+            seen = true;
+        }
+    }
+    ck_assert_msg(seen, "no pg2 branch in %s", h_desc(&r));
+    h_resp_clear(&r);
+    free(gid);
+
+    /* After a statement ran on pg2, a refused one leaves that branch as it
+     * was: it is prepared and committed with the rest. */
+    h_set_balance(2, 1402, 10);
+    gid = h_begin();
+    h_stmt_ok(gid, "pg2", "UPDATE accounts SET balance = balance + 1 WHERE id = 1402", NULL);
+    r = h_stmt(gid, "pg2", big, NULL);
+    expect_error(&r, 413, NULL, "a refused statement after one that ran");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after a refused statement on a begun branch");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(2, 1402), 11);
+    free(gid);
+
+    ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", NULL), 0);
+    h_test_setup();
+}
+END_TEST
+
 TCase *tc_errors(void)
 {
     TCase *tc = h_tcase("errors", 180);
@@ -315,5 +383,6 @@ TCase *tc_errors(void)
     tcase_add_test(tc, body_too_large);
     tcase_add_test(tc, transaction_control_refused);
     tcase_add_test(tc, participant_unreachable);
+    tcase_add_test(tc, refused_first_statement_leaves_no_branch);
     return tc;
 }
