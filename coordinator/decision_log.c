@@ -22,6 +22,12 @@
  *   - 'E' is written only after every branch acknowledged COMMIT; it is not
  *     forced: losing it only makes the next start re-send COMMITs, which
  *     agents answer as done.
+ *   - 'R' records a commit that needed no decision (nothing prepared: every
+ *     branch read_only, or none): replay puts the gid in the committed set,
+ *     so a commit re-sent after a restart still answers "committed". Not
+ *     forced: nothing anywhere depends on it, and one lost to a power cut
+ *     only turns that answer into presumed abort for a transaction that
+ *     changed nothing. Compaction drops it (the 'S' snapshot has the gid).
  *   - Replay tolerates duplicates ('C' twice, 'E' twice, 'E' without 'C',
  *     'H' twice): every writer may re-run.
  *   - Replay reads only the gid of a 'C' or 'E' in the shape written here
@@ -55,6 +61,7 @@
 #define REC_PRECOMMIT 'P'
 #define REC_END 'E'
 #define REC_HEURISTIC 'H'
+#define REC_READ_ONLY 'R' /* a commit with nothing prepared: {"gid"}, not forced */
 #define REC_SNAPSHOT 'S' /* committed-set snapshot, written by compaction only */
 
 /* An unfinished decision: the payload of its 'C' or 'P', and for a 'P' the
@@ -130,7 +137,7 @@ static bool apply_heuristic(const char *gid, bool commit, const char *payload, s
 }
 
 typedef struct {
-    size_t ncommit, nprecommit, nend, nheur, nsnap;
+    size_t ncommit, nprecommit, nend, nheur, nsnap, nreadonly;
 } replay_state;
 
 /* The gid of a 'C' or 'E' record as written here: log_decision and dlog_end
@@ -172,7 +179,8 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
     json_t *rec = NULL;
     char fast_gid[GID_MAX_LEN + 1];
     const char *gid = NULL;
-    if ((type == REC_COMMIT || type == REC_END) && leading_gid(payload, len, fast_gid)) {
+    if ((type == REC_COMMIT || type == REC_END || type == REC_READ_ONLY) &&
+        leading_gid(payload, len, fast_gid)) {
         gid = fast_gid;
     } else {
         rec = json_loadb(payload, len, 0, &jerr);
@@ -199,6 +207,9 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
     } else if (type == REC_END) {
         rs->nend++;
         pending_free(strmap_remove(unfinished, gid));
+    } else if (type == REC_READ_ONLY) {
+        rs->nreadonly++;
+        committed_add(gid);
     } else if (type == REC_HEURISTIC) {
         rs->nheur++;
         const char *outcome = json_string_value(json_object_get(rec, "outcome"));
@@ -274,14 +285,15 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     compact_bytes_cfg = compact_at = compact_bytes;
     dlog_path = xstrdup(path);
 
-    replay_state rs = {0, 0, 0, 0, 0};
+    replay_state rs = {0, 0, 0, 0, 0, 0};
     dlog = wal_open(path, replay_record, &rs);
     if (!dlog)
         return false;
     log_info("decision log %s replayed: %zu commit records, %zu end records, %zu snapshot "
-             "records, %zu unfinished (%zu pre-commit records, %zu heuristic records)",
+             "records, %zu unfinished (%zu pre-commit records, %zu heuristic records, %zu "
+             "read-only commit records)",
              path, rs.ncommit, rs.nend, rs.nsnap, strmap_count(unfinished), rs.nprecommit,
-             rs.nheur);
+             rs.nheur, rs.nreadonly);
     size_t unreadable = 0;
     strmap_foreach(unfinished, check_unfinished, &unreadable);
     if (unreadable > 0) {
@@ -422,9 +434,18 @@ bool dlog_end(const char *gid)
     return true;
 }
 
-void dlog_note_committed(const char *gid)
+bool dlog_note_committed(const char *gid)
 {
-    committed_add(gid);
+    char text[GID_MAX_LEN + 16];
+    int n = snprintf(text, sizeof(text), "{\"gid\":\"%s\"}", gid); /* gid charset needs no escaping */
+    pthread_rwlock_rdlock(&compact_lock);
+    bool ok = wal_append(dlog, REC_READ_ONLY, text, (size_t)n, false);
+    if (ok)
+        committed_add(gid);
+    pthread_rwlock_unlock(&compact_lock);
+    if (!ok)
+        txlog_error(gid, NULL, "read-only commit record append failed (see above)");
+    return ok;
 }
 
 /* The records of a compacted log, in order. */

@@ -50,10 +50,11 @@ bool dlog_heuristic(const char *gid, bool commit) MUSTCHECK;
 char dlog_heuristic_outcome(const char *gid);
 /* Append an 'E' record (not forced). */
 bool dlog_end(const char *gid) MUSTCHECK;
-/* Remember a commit that needed no record (no branch voted yes): nothing is
- * prepared anywhere, so after a restart presumed abort is harmless; within
- * this run the outcome endpoint still says "committed". */
-void dlog_note_committed(const char *gid);
+/* Record a commit that needed no decision (no branch voted yes): an 'R'
+ * record, not forced, and the committed set. Nothing is prepared anywhere,
+ * so nothing waits for it; it keeps a re-sent commit answering "committed"
+ * after a restart. False (logged) when the append failed. */
+bool dlog_note_committed(const char *gid) MUSTCHECK;
 
 /* If the log is past its threshold, rewrite it with only the unfinished
  * 'C' and 'P' (+ its 'H') records. Called from the tick; blocks appends for the rewrite only. */

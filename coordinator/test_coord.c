@@ -241,19 +241,29 @@ START_TEST(test_abort_logs_nothing)
 }
 END_TEST
 
+/* A commit with nothing prepared needs no decision: no forced record, only
+ * an 'R' (not forced) that keeps its outcome "committed" across a restart
+ * (a re-sent commit must not turn into presumed abort). */
 START_TEST(test_read_only_commit_needs_no_record)
 {
     (void)reopen(1 << 20);
     txn *t = txn_create(PROTO_2PC, 30000, NULL);
     branch *b = txn_branch(t, participant_at(0), true);
     txn_set_branch_state(t, b, BR_READ_ONLY);
+    uint64_t syncs = dlog_syncs();
     ck_assert(txn_fsm_advance(t, EV_COMMIT, "commit requested"));
     ck_assert(txn_fsm_advance(t, EV_VOTES_YES, "read only"));
     ck_assert(!t->decision_logged);
-    ck_assert(dlog_is_committed(t->gid)); /* in memory for this run */
+    ck_assert(dlog_is_committed(t->gid));
     ck_assert(txn_fsm_advance(t, EV_ACKED, "nothing to finish"));
-    ck_assert_uint_eq(dlog_bytes(), 0);
+    ck_assert_uint_eq(dlog_syncs(), syncs);                          /* nothing forced */
+    ck_assert_uint_eq(dlog_bytes(), 9 + strlen("{\"gid\":\"\"}") + strlen(t->gid)); /* one 'R' */
+    char gid[GID_MAX_LEN + 1];
+    snprintf(gid, sizeof(gid), "%s", t->gid);
     txn_unref(t);
+    recovered r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 0); /* nothing unfinished */
+    ck_assert(dlog_is_committed(gid));
     dlog_close();
 }
 END_TEST

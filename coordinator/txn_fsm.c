@@ -138,7 +138,8 @@ static bool decide_commit(txn *t, const char *reason)
         pthread_mutex_unlock(&t->mu);
         fault_point("after-decision-log");
     } else if (!must_log) {
-        dlog_note_committed(t->gid);
+        if (!dlog_note_committed(t->gid))
+            return false;
         pthread_mutex_lock(&t->mu);
         t->decided_wall_ms = wall_ms(); /* read-only: no record, nothing in doubt */
         pthread_mutex_unlock(&t->mu);

@@ -312,7 +312,7 @@ END_TEST
  * itself, before any branch is opened. */
 START_TEST(refused_first_statement_leaves_no_branch)
 {
-    h_set_balance(1, 1401, 10);
+    h_set_balance(1, 1451, 10);
     char *gid = h_begin();
     json_t *many = json_array();
     for (int i = 0; i < 65536; i++)
@@ -323,7 +323,7 @@ START_TEST(refused_first_statement_leaves_no_branch)
 
     ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
     ck_assert_int_eq(h_cluster("start", "agent2", "--", "--max-body", "1024", NULL), 0);
-    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1401", NULL);
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1451", NULL);
     char big[2048];
     memset(big, 'x', sizeof(big));
     memcpy(big, "SELECT 1 /* ", 12);
@@ -334,7 +334,7 @@ START_TEST(refused_first_statement_leaves_no_branch)
     r = h_commit(gid);
     H_EXPECT(r, 200, "commit after pg2's only statement was refused");
     h_resp_clear(&r);
-    ck_assert_int_eq(h_balance(1, 1401), 11);
+    ck_assert_int_eq(h_balance(1, 1451), 11);
     r = h_get("/v1/transactions/%s", gid);
     H_EXPECT(r, 200, "status of the committed transaction");
     json_t *brs = json_object_get(r.json, "branches");
@@ -353,16 +353,16 @@ START_TEST(refused_first_statement_leaves_no_branch)
 
     /* After a statement ran on pg2, a refused one leaves that branch as it
      * was: it is prepared and committed with the rest. */
-    h_set_balance(2, 1402, 10);
+    h_set_balance(2, 1452, 10);
     gid = h_begin();
-    h_stmt_ok(gid, "pg2", "UPDATE accounts SET balance = balance + 1 WHERE id = 1402", NULL);
+    h_stmt_ok(gid, "pg2", "UPDATE accounts SET balance = balance + 1 WHERE id = 1452", NULL);
     r = h_stmt(gid, "pg2", big, NULL);
     expect_error(&r, 413, NULL, "a refused statement after one that ran");
     h_resp_clear(&r);
     r = h_commit(gid);
     H_EXPECT(r, 200, "commit after a refused statement on a begun branch");
     h_resp_clear(&r);
-    ck_assert_int_eq(h_balance(2, 1402), 11);
+    ck_assert_int_eq(h_balance(2, 1452), 11);
     free(gid);
 
     ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);

@@ -117,6 +117,13 @@ START_TEST(get_after_coordinator_restart)
     r = h_rollback(aborted);
     H_EXPECT(r, 200, "rollback");
     h_resp_clear(&r);
+    /* Committed with nothing prepared (its only branch read): no decision,
+     * but its 'R' record keeps it "committed" after the restart. */
+    char *read_only = h_begin();
+    h_stmt_ok(read_only, "pg2", "SELECT balance FROM accounts WHERE id = 1402", NULL);
+    r = h_commit(read_only);
+    H_EXPECT(r, 200, "read-only commit");
+    h_resp_clear(&r);
     /* Still active when the coordinator stops: its client's commit, sent
      * again after the restart, learns it aborted. */
     char *active = h_begin();
@@ -128,7 +135,9 @@ START_TEST(get_after_coordinator_restart)
 
     expect_recovered(committed, "committed"); /* 'C' in the log */
     expect_recovered(aborted, "aborted");     /* earlier epoch, no 'C': presumed abort */
+    expect_recovered(read_only, "committed"); /* 'R' in the log */
     expect_finished(committed, "committed");
+    expect_finished(read_only, "committed");
     expect_finished(aborted, "aborted");
     expect_finished(active, "aborted");
 
@@ -162,6 +171,7 @@ START_TEST(get_after_coordinator_restart)
     free(fresh);
     free(committed);
     free(aborted);
+    free(read_only);
     free(active);
 }
 END_TEST
