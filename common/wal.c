@@ -19,7 +19,11 @@
  *   - Replay: a bad or incomplete record is a torn tail when it reaches EOF or
  *     everything after it (after the length its header claims) is zero; the
  *     file is then truncated there (WARN).
- *     A bad record with non-zero data after it is corruption: wal_open fails.
+ *     A bad record with non-zero data after it is corruption: wal_open fails,
+ *     except for the hole a power cut leaves when later pages reached the
+ *     disk and an earlier one did not (unwritten_hole): with only records of
+ *     types the caller never forces after it (wal_open_unforced), nothing
+ *     from the hole on was acknowledged, and it is cut like a torn tail.
  *   - Preallocation: the file is extended with written zeros ahead of
  *     write_off (alloc_end, in steps of WAL_PREALLOC), so that an append
  *     overwrites zeros inside the file instead of growing it. fdatasync then
@@ -153,9 +157,72 @@ static bool wal_read_all(const char *path, int fd, unsigned char **buf, size_t *
     return true;
 }
 
+/* A whole, CRC-valid record at buf[o..]: its payload length and type. */
+static bool record_at(const unsigned char *buf, size_t size, size_t o, uint32_t *len,
+                      uint8_t *type)
+{
+    if (size - o < WAL_HDR)
+        return false;
+    *len = get_u32(buf + o);
+    *type = buf[o + 8];
+    return *type != 0 && *len <= WAL_MAX_RECORD && (size_t)*len <= size - o - WAL_HDR &&
+           record_crc(*type, buf + o + WAL_HDR, *len) == get_u32(buf + o + 4);
+}
+
+#define WAL_SECTOR 512
+
+/* The bad record at pos is followed by more data. Is it the unwritten hole
+ * a power cut leaves when the disk wrote later pages of the last flush (or
+ * of background writeback) but not this one? Then nothing from pos on was
+ * ever acknowledged as durable (every forced append's fdatasync covers all
+ * bytes before it), and cutting there is as safe as cutting a torn tail.
+ * Recognised only when all of these hold, else it stays corruption:
+ *   - the header at pos is zeros, and the zero run from pos crosses a
+ *     sector boundary (a whole sector that never reached the disk);
+ *   - after that run, at most WAL_PREALLOC bytes that parse as nothing (the
+ *     rest of a record that began in the hole), then CRC-valid records,
+ *     each of a type in `unforced` (types the caller never forces: a forced
+ *     one after the hole may be a decision whose flush was cut, which only
+ *     the operator may judge), then zeros or one torn record to the end.
+ * Sets *seen to the number of such records. */
+static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
+                           const char *unforced, size_t *seen)
+{
+    *seen = 0;
+    if (!unforced || size - pos < WAL_HDR || !all_zero(buf + pos, WAL_HDR))
+        return false;
+    size_t q = pos;
+    while (q < size && buf[q] == 0)
+        q++;
+    if (q / WAL_SECTOR * WAL_SECTOR <= pos)
+        return false;
+    size_t o = q;
+    while (o < size) {
+        uint32_t len;
+        uint8_t type;
+        if (record_at(buf, size, o, &len, &type)) {
+            if (!strchr(unforced, (char)type))
+                return false;
+            (*seen)++;
+            o += WAL_HDR + len;
+            continue;
+        }
+        if (*seen > 0) { /* after the records: zeros, or a torn last one */
+            if (size - o < WAL_HDR)
+                return true; /* a torn header: fewer bytes left than one */
+            uint32_t l = get_u32(buf + o);
+            uint64_t end = (uint64_t)o + WAL_HDR + (l <= WAL_MAX_RECORD ? l : 0);
+            return end >= size || all_zero(buf + end, size - (size_t)end);
+        }
+        if (++o - q > WAL_PREALLOC)
+            return false;
+    }
+    return *seen > 0;
+}
+
 /* Replay buf; sets *valid_end to the end of the last good record. */
 static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
-                       wal_replay_fn fn, void *arg, size_t *valid_end)
+                       wal_replay_fn fn, void *arg, const char *unforced, size_t *valid_end)
 {
     size_t pos = 0;
     char *copy = NULL; /* NUL-terminated copy handed to fn */
@@ -188,6 +255,14 @@ static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
             uint64_t claimed_end = (uint64_t)pos + WAL_HDR + (len <= WAL_MAX_RECORD ? len : 0);
             bool torn = left < WAL_HDR || claimed_end >= size ||
                         all_zero(buf + claimed_end, size - (size_t)claimed_end);
+            size_t after = 0;
+            if (!torn && unwritten_hole(buf, size, pos, unforced, &after)) {
+                log_warn("wal %s: unwritten hole at offset %zu followed by %zu unforced "
+                         "record(s) (a power cut after later pages reached the disk): "
+                         "nothing from there on was acknowledged; cut there",
+                         path, pos, after);
+                torn = true;
+            }
             if (!torn) {
                 log_error("wal %s: corrupt record at offset %zu (%s) followed by %zu more "
                           "bytes; refusing to open",
@@ -219,6 +294,11 @@ static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
 
 wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
 {
+    return wal_open_unforced(path, fn, arg, NULL);
+}
+
+wal *wal_open_unforced(const char *path, wal_replay_fn fn, void *arg, const char *unforced)
+{
     bool existed = access(path, F_OK) == 0;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -235,7 +315,7 @@ wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
         close(fd);
         return NULL;
     }
-    bool ok = wal_replay(path, buf, size, fn, arg, &valid_end);
+    bool ok = wal_replay(path, buf, size, fn, arg, unforced, &valid_end);
     /* Only zeros after the last record: preallocated space (or a record whose
      * bytes never reached the disk, which no sync append acknowledged). */
     bool zero_tail = ok && valid_end < size && all_zero(buf + valid_end, size - valid_end);

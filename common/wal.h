@@ -14,7 +14,8 @@
  *     its record.
  *   - Replay stops at the first incomplete or bad record if it is the tail
  *     (torn write; the file is truncated there and a WARN is logged). A bad
- *     record followed by further data is corruption: wal_open fails.
+ *     record followed by further data is corruption: wal_open fails (but see
+ *     wal_open_unforced for the hole a power cut can leave).
  */
 #ifndef TX_WAL_H
 #define TX_WAL_H
@@ -32,6 +33,12 @@ typedef bool (*wal_replay_fn)(uint8_t type, const void *payload, size_t len, voi
 /* Open or create the log at path, replaying it through fn (may be NULL).
  * Returns NULL on error (logged). Caller owns the handle (wal_close). */
 wal *wal_open(const char *path, wal_replay_fn fn, void *arg);
+/* wal_open for a log whose records of the types in `unforced` (a string of
+ * type bytes) are never appended with sync=true: a zeroed hole followed only
+ * by such records is the trace of a power cut that wrote later pages before
+ * an earlier one, and is cut as a torn tail instead of refusing to open (see
+ * wal.c, unwritten_hole). NULL: no type qualifies (wal_open). */
+wal *wal_open_unforced(const char *path, wal_replay_fn fn, void *arg, const char *unforced);
 
 /* Append one record. sync=true: return only when it is durable (group commit).
  * sync=false: buffered into the file (write(2)), durable with a later sync. Thread-safe. */

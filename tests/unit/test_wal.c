@@ -359,6 +359,93 @@ START_TEST(test_corrupt_middle_rejected)
 }
 END_TEST
 
+/* The trace of a power cut in the middle of a flush (or of background
+ * writeback): a forced 'C', then unforced 'E's written across a sector
+ * boundary; the disk kept the later sector but not the one before it. Build
+ * it, then zero [hole, next sector boundary + extra) as the lost write. */
+static size_t write_with_hole(uint8_t after_type, size_t extra_zero)
+{
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true));
+    size_t hole = (size_t)wal_bytes(w);
+    char payload[64];
+    for (int i = 0; i < 40; i++) { /* 40 x ~30 bytes: well past offset 512 */
+        int n = snprintf(payload, sizeof(payload), "{\"gid\":\"lost-%02d\"}", i);
+        ck_assert(wal_append(w, i == 39 ? after_type : 'E', payload, (size_t)n, false));
+    }
+    wal_close(w);
+    size_t zero_to = 512 + extra_zero;
+    ck_assert_uint_lt(zero_to + 64, (size_t)unit_file_size(path));
+    char zeros[1024] = {0};
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)pwrite(fd, zeros, zero_to - hole, (off_t)hole), (int)(zero_to - hole));
+    close(fd);
+    return hole;
+}
+
+static wal *open_unforced_captured(collected *c, char **err)
+{
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    wal *w = wal_open_unforced(path, collect, c, "E");
+    *err = unit_capture_end(&cap);
+    return w;
+}
+
+START_TEST(test_power_cut_hole_before_unforced_records_is_cut)
+{
+    size_t hole = write_with_hole('E', 0);
+    collected c = {0};
+    char *err;
+    wal *w = open_unforced_captured(&c, &err);
+    ck_assert_msg(w != NULL, "refused: %s", err);
+    ck_assert_ptr_nonnull(strstr(err, "unwritten hole at offset"));
+    free(err);
+    ck_assert_uint_eq(c.n, 1); /* the forced 'C' before the hole */
+    ck_assert_str_eq(c.payloads[0], "{\"gid\":\"kept\"}");
+    ck_assert_uint_eq(wal_bytes(w), hole);
+    collected_free(&c);
+    /* Appends go on where the hole began. */
+    append_close_check(w, &c, "{\"gid\":\"next\"}", 2);
+}
+END_TEST
+
+START_TEST(test_power_cut_hole_cases_that_stay_corruption)
+{
+    collected c = {0};
+    char *err;
+    /* A forced type after the hole: it may be a decision whose flush was
+     * cut, and it may not: only the operator can tell. */
+    off_t before = (off_t)write_with_hole('C', 0);
+    (void)before;
+    off_t size = unit_file_size(path);
+    ck_assert_ptr_null(open_unforced_captured(&c, &err));
+    ck_assert_ptr_nonnull(strstr(err, "refusing to open"));
+    free(err);
+    ck_assert_int_eq((int)unit_file_size(path), (int)size); /* nothing cut */
+    collected_free(&c);
+    unlink(path);
+    /* Only unforced records, but the caller named none (wal_open). */
+    write_with_hole('E', 0);
+    ck_assert_ptr_null(open_captured(&c, &err));
+    ck_assert_ptr_nonnull(strstr(err, "refusing to open"));
+    free(err);
+    collected_free(&c);
+    unlink(path);
+    /* Garbage (not zeros) where the hole would be: real corruption. */
+    write_with_hole('E', 0);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)pwrite(fd, "\x01", 1, 40), 1);
+    close(fd);
+    ck_assert_ptr_null(open_unforced_captured(&c, &err));
+    free(err);
+    collected_free(&c);
+}
+END_TEST
+
 START_TEST(test_corrupt_length_rejected)
 {
     write_three();
@@ -692,6 +779,8 @@ int main(void)
     tcase_add_test(tc, test_preallocation_steps);
     tcase_add_test(tc, test_corrupt_middle_rejected);
     tcase_add_test(tc, test_corrupt_length_rejected);
+    tcase_add_test(tc, test_power_cut_hole_before_unforced_records_is_cut);
+    tcase_add_test(tc, test_power_cut_hole_cases_that_stay_corruption);
     tcase_add_test(tc, test_replay_callback_rejects);
     tcase_add_test(tc, test_group_commit_threads);
     tcase_add_test(tc, test_rewrite);
