@@ -89,6 +89,8 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
         pool_discard(ctx->ag->pool, c);
     else
         pool_release(ctx->ag->pool, c, dead);
+    if (c)
+        pool_end_session(ctx->ag->pool);
 }
 
 void branch_cancel_running(branch *b)
@@ -117,7 +119,7 @@ static bool fn_begin(branch *b, fsm_ctx *ctx)
     if (b->conn)
         return true;
     PGconn *c;
-    px_status ps = pool_acquire(ctx->ag->pool, POOL_WAIT_MS, &c);
+    px_status ps = pool_acquire_session(ctx->ag->pool, POOL_WAIT_MS, &c);
     if (ps != PX_OK) {
         ctx_fail(ctx, ps, "",
                  ps == PX_EXHAUSTED ? "connection pool exhausted" : "cannot connect to PostgreSQL");

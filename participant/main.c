@@ -172,7 +172,8 @@ int main(int argc, char **argv)
         {"data-dir", OPT_STRING, NULL, 0, 0, false, "DIR", "state directory (created if missing)",
          &o.data_dir},
         {"pool-size", OPT_INT, "64", 1, 10000, false, "N",
-         "max PostgreSQL connections (= max concurrently active branches)", &o.pool_size},
+         "max PostgreSQL connections; active branches hold all but a reserve (size/16 from 32, 2 from "
+         "8, 1 from 2) kept for finishing prepared branches and recovery", &o.pool_size},
         {"resolve-interval-ms", OPT_INT, "5000", 100, 3600000, false, "MS",
          "recovery sweep period", &o.resolve_interval_ms},
         {"resolve-min-age-ms", OPT_INT, "1000", 0, 3600000, false, "MS",

@@ -14,6 +14,13 @@
  *   - A connection released as dead takes the idle ones with it (closed):
  *     after a PostgreSQL restart they are all dead, and a branch must not
  *     spend its reconnect attempts on them one by one.
+ *   - A reserve: branches hold at most size - pool_reserve(size) connections
+ *     (pool_acquire_session, each until pool_end_session). The rest serve
+ *     only short work (COMMIT/ROLLBACK PREPARED, fences, pg_prepared_xacts
+ *     and pg_xact_status checks, the sweep): with every connection held by
+ *     active branches waiting on the row locks of a prepared one, the
+ *     COMMIT PREPARED that releases those locks would otherwise find no
+ *     connection until statement timeouts freed one.
  *   - Every session carries application_name "txagent <participant>
  *     <instance>" (instance: 8 random hex per process).
  *   - Fences: no connection is handed out while one is pending. The first
@@ -56,6 +63,8 @@ struct pg_pool {
     char *conninfo;
     char *participant;
     int size;
+    int session_max;         /* connections branches may hold at once (size - reserve) */
+    int sessions;            /* held by branches now (pool_acquire_session) */
     int open;                /* idle + lent + being connected */
     int nidle;
     PGconn **idle;           /* stack of size entries */
@@ -73,6 +82,7 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     p->conninfo = xstrdup(conninfo);
     p->participant = xstrdup(participant);
     p->size = size;
+    p->session_max = size - pool_reserve(size);
     p->idle = xcalloc((size_t)size, sizeof(PGconn *));
     pthread_mutex_init(&p->fence_mu, NULL);
     atomic_init(&p->fenced, false);
@@ -214,6 +224,13 @@ void pool_destroy(pg_pool *p)
     free(p);
 }
 
+int pool_reserve(int size)
+{
+    if (size >= 32)
+        return size / 16;
+    return size >= 8 ? 2 : size >= 2 ? 1 : 0;
+}
+
 static void deadline_ts(struct timespec *ts, int64_t wait_ms)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
@@ -270,6 +287,35 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
             return PX_EXHAUSTED;
         }
     }
+}
+
+px_status pool_acquire_session(pg_pool *p, int64_t wait_ms, PGconn **out)
+{
+    struct timespec deadline;
+    deadline_ts(&deadline, wait_ms);
+    *out = NULL;
+    pthread_mutex_lock(&p->mu);
+    while (p->sessions >= p->session_max) {
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT &&
+            p->sessions >= p->session_max) {
+            pthread_mutex_unlock(&p->mu);
+            return PX_EXHAUSTED;
+        }
+    }
+    p->sessions++;
+    pthread_mutex_unlock(&p->mu);
+    px_status ps = pool_acquire(p, wait_ms, out);
+    if (ps != PX_OK)
+        pool_end_session(p);
+    return ps;
+}
+
+void pool_end_session(pg_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->sessions--;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void pool_release(pg_pool *p, PGconn *c, bool dead)

@@ -31,6 +31,14 @@ void pool_destroy(pg_pool *p);
 /* Get a connection (reused if one is idle, opened if under the limit), waiting
  * at most wait_ms for one to be released. PX_OK, PX_DB_DOWN or PX_EXHAUSTED. */
 px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out) MUSTCHECK;
+/* pool_acquire for a branch's session, held until pool_end_session (after
+ * the connection itself went back with pool_release or pool_discard).
+ * Sessions never take the last pool_reserve(size) connections: those stay
+ * for the short work that finishes prepared branches. */
+px_status pool_acquire_session(pg_pool *p, int64_t wait_ms, PGconn **out) MUSTCHECK;
+void pool_end_session(pg_pool *p);
+/* Connections kept from branches: size/16 from 32 up, 2 from 8, 1 from 2. */
+int pool_reserve(int size);
 /* Give a connection back. It is kept only if !dead, CONNECTION_OK and
  * PQTRANS_IDLE; otherwise it is closed. dead (the caller saw it die) also
  * closes every idle connection: they most likely died with it. */

@@ -5,8 +5,10 @@
  * endpoint and the GET views. Every check of an effect reads PostgreSQL
  * directly; each test owns its own account ids.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "util.h"
@@ -579,6 +581,72 @@ START_TEST(agent_bounds_requests_without_timeout)
 }
 END_TEST
 
+/* With every connection an agent may give branches held by statements that
+ * wait on the row locks of a prepared branch, the COMMIT PREPARED that
+ * releases those locks must still find a connection (the pool's reserve),
+ * instead of answering 503 pool_exhausted until the waiters' statement
+ * timeouts free one. agent1 runs with --pool-size 4 (3 for branches). */
+typedef struct {
+    char gid[64];
+    h_resp r;
+} lock_waiter;
+
+static void *wait_on_row_lock(void *arg)
+{
+    lock_waiter *w = arg;
+    w->r = agent_post(1, w->gid, "statements",
+                      json_pack("{s:s,s:s,s:[ii],s:i}", "participant", "pg1", "sql", CREDIT,
+                                "params", 1, 424, "timeout_ms", 8000));
+    h_thread_done();
+    return NULL;
+}
+
+START_TEST(prepared_branch_finishes_while_sessions_wait_on_it)
+{
+    h_set_balance(1, 424, 100);
+    ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent1", "--", "--pool-size", "4", NULL), 0);
+    char gid[64];
+    long long seq = now_us();
+    snprintf(gid, sizeof(gid), "0badc0de-2-%lld", seq);
+    h_resp r = agent_call(1, gid, "prepare", json_pack("[{s:s,s:[ii]}]", "sql", CREDIT, "params",
+                                                        1, 424));
+    H_EXPECT(r, 200, "prepare the branch that holds the row lock");
+    ck_assert_msg(strcmp(h_str(r.json, "vote"), "yes") == 0, "vote: %s", h_desc(&r));
+    h_resp_clear(&r);
+
+    lock_waiter w[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&w[i], 0, sizeof(w[i]));
+        snprintf(w[i].gid, sizeof(w[i].gid), "0badc0de-2-%lld", seq + 1 + i);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, wait_on_row_lock, &w[i]), 0);
+    }
+    usleep(1000 * 1000); /* let them reach the lock (or wait for a session) */
+    r = agent_call(1, gid, "commit", NULL);
+    H_EXPECT(r, 200, "COMMIT PREPARED while branches hold the agent's other connections");
+    h_resp_clear(&r);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        /* one gets the row, the others time out on it (422) or found no
+         * session slot (503 pool_exhausted) */
+        ck_assert_msg(w[i].r.status == 200 || w[i].r.status == 422 || w[i].r.status == 503,
+                      "waiter %d: %s", i, h_desc(&w[i].r));
+        h_resp_clear(&w[i].r);
+        r = agent_call(1, w[i].gid, "rollback", NULL);
+        ck_assert_msg(r.status == 200 || r.status == 404, "rollback waiter %d: %s", i,
+                      h_desc(&r));
+        h_resp_clear(&r);
+    }
+    ck_assert_int_eq(h_balance(1, 424), 101);
+    ck_assert_int_eq(prepared_as(1, gid), 0);
+    ck_assert_int_eq(open_sessions(1), 0);
+    ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent1", NULL), 0);
+    h_test_setup();
+}
+END_TEST
+
 START_TEST(read_only_branches)
 {
     h_set_balance(1, 701, 100);
@@ -734,6 +802,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);
+    tcase_add_test(tc, prepared_branch_finishes_while_sessions_wait_on_it);
     tcase_add_test(tc, read_only_branches);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
