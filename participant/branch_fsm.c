@@ -70,11 +70,17 @@ static void take_conn(branch *b, PGconn *c)
     pthread_mutex_unlock(&b->cancel_mu);
 }
 
-/* The branch gives its connection back to the pool (closed if dead or not idle). */
+/* The branch gives its connection back to the pool (closed if dead or not
+ * idle). A connection lost under an open transaction leaves a backend that
+ * may still be alive (a partition, not a crash) and hold the branch's row
+ * locks until PostgreSQL notices, hours later with default keepalives: it
+ * is fenced (terminated, pool.c), so a retry or the next transaction does
+ * not wait on it until its statement_timeout. */
 static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
 {
     pthread_mutex_lock(&b->cancel_mu);
     PGconn *c = b->conn;
+    int backend = c && dead ? PQbackendPID(c) : 0;
     PGcancel *cancel = b->cancel;
     b->conn = NULL;
     b->cancel = NULL;
@@ -91,6 +97,8 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
         pool_release(ctx->ag->pool, c, dead);
     if (c)
         pool_end_session(ctx->ag->pool);
+    if (backend > 0)
+        (void)pool_fence_backend(ctx->ag->pool, backend, b->gid);
 }
 
 void branch_cancel_running(branch *b)
