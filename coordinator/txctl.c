@@ -109,6 +109,23 @@ static int one_gid(int argc, char **argv, const char *method, const char *base,
     return rc;
 }
 
+/* An argument that goes into a JSON string must be UTF-8 (jansson refuses
+ * anything else): say which one it is instead of sending a request without
+ * it. */
+static bool args_utf8(int argc, char **argv, int from)
+{
+    for (int i = from; i < argc; i++) {
+        if (!utf8_valid(argv[i], strlen(argv[i]))) {
+            char *shown = utf8_lossy_dup(argv[i]);
+            fprintf(stderr, "txctl: argument '%s' is not valid UTF-8 (shown with '?' for its "
+                    "bytes over 0x7f): convert it, e.g. with iconv\n", shown);
+            free(shown);
+            return false;
+        }
+    }
+    return true;
+}
+
 static int cmd_begin(int argc, char **argv, const char *base)
 {
     /* --option -> body field; integers unless noted */
@@ -133,6 +150,10 @@ static int cmd_begin(int argc, char **argv, const char *base)
             return bad_usage("begin takes --protocol P, --timeout-ms N and the 3PC options");
         }
         const char *val = argv[++i];
+        if (!args_utf8(i + 1, argv, i)) {
+            json_decref(body);
+            return 2;
+        }
         if (opts[k].integer) {
             char *end;
             long long v = strtoll(val, &end, 10);
@@ -163,6 +184,8 @@ static int cmd_exec(int argc, char **argv, const char *base)
 {
     if (argc < 4)
         return bad_usage("exec needs GID PARTICIPANT SQL [PARAM...]");
+    if (!args_utf8(argc, argv, 2))
+        return 2;
     json_t *params = json_array();
     for (int i = 4; i < argc; i++)
         json_array_append_new(params,
