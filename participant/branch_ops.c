@@ -406,6 +406,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     }
     if (sent_begin && (fail > 0 || fail == nr))
         b->begin_pending = false; /* BEGIN ran */
+    /* Session state a rollback does not undo (a named PREPARE, LOAD) counts
+     * even when the batch failed after it: the connection must not go back
+     * to the pool with it. */
+    for (size_t i = first_stmt; i < first_stmt + n && i < fail && i < nr; i++)
+        if (changes_session(r[i].command, st[i - first_stmt].sql))
+            b->session_dirty = true;
     if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
         /* Cancelled (57014) or just done: either way not returned. */
         s = STMT_RESULT_TOO_LARGE;
@@ -441,8 +447,6 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         }
         if (tag_wrote_rows(r[i].command))
             b->wrote = true;
-        if (changes_session(r[i].command, st[i - first_stmt].sql))
-            b->session_dirty = true;
     }
     if (prepare && strcmp(r[nq].command, "PREPARE TRANSACTION") != 0) {
         s = STMT_SQL_ERROR;

@@ -273,6 +273,28 @@ START_TEST(one_shot_abort)
 }
 END_TEST
 
+/* A named PREPARE survives the rollback of its transaction. When a one-shot
+ * branch ran one and then failed, its connection must not go back to the
+ * pool with it: the next branches on pg3 (most likely on the same pooled
+ * connection) run the same PREPARE, which would fail with 42P05. */
+START_TEST(failed_branch_does_not_leak_session_state)
+{
+    h_resp r = one_shot(json_pack("[{s:s,s:[{s:s},{s:s}]}]", "participant", "pg3", "statements",
+                                  "sql", "PREPARE txc_leak_check AS SELECT 1", "sql",
+                                  "SELECT 1/0"));
+    expect_outcome(&r, 409, "aborted", "one-shot: a named PREPARE, then a failing statement");
+    h_resp_clear(&r);
+    for (int i = 0; i < 3; i++) {
+        char *gid = h_begin();
+        h_stmt_ok(gid, "pg3", "PREPARE txc_leak_check AS SELECT 2", NULL);
+        r = h_rollback(gid);
+        H_EXPECT(r, 200, "rollback");
+        h_resp_clear(&r);
+        free(gid);
+    }
+}
+END_TEST
+
 /* One-shot without commit: 201 with each branch's answers in request order,
  * a branch stopping at its first failure (its "error" and "status"), and the
  * transaction left open for more statements and a commit or rollback. */
@@ -803,6 +825,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);
     tcase_add_test(tc, prepared_branch_finishes_while_sessions_wait_on_it);
+    tcase_add_test(tc, failed_branch_does_not_leak_session_state);
     tcase_add_test(tc, read_only_branches);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
