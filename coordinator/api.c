@@ -556,6 +556,11 @@ static void h_begin(http_request *req, void *app)
             histogram_observe_us(&g_metrics.commit_latency[proto], now_us() - t0);
         free(stmts);
         reply_outcome(req, t);
+    } else if (!still_active(t)) {
+        /* Its timeout passed before anything ran (a timeout_ms of a few ms):
+         * no branch is opened on a transaction nobody will finish. */
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s (timeout) before its "
+                         "statements ran", t->gid, txn_state_name(txn_state_get(t)));
     } else {
         char *branches_text = run_oneshot_statements(t, obs, nb);
         /* {"gid","protocol","state","rollback_only_reason"?,"branches"}, the
