@@ -189,8 +189,23 @@ static void queue_reply(http_request *req, unsigned status, const char *content_
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     for (resp_header *h = req->headers; h; h = h->next)
         MHD_add_response_header(resp, h->name, h->value);
-    if (MHD_queue_response(req->conn, status, resp) != MHD_YES)
-        log_error("httpd: %s %s: cannot queue response %u", req->method, req->path, status);
+    enum MHD_Result queued = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    if (queued == MHD_YES)
+        return;
+    log_error("httpd: %s %s: cannot queue response %u", req->method, req->path, status);
+    if (status == 500)
+        return;
+    /* e.g. a status out of range passed on from a foreign agent: the client
+     * still gets an answer rather than a connection left without one */
+    static const char fallback[] =
+        "{\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be sent\"}}";
+    resp = MHD_create_response_from_buffer(sizeof(fallback) - 1, (void *)fallback,
+                                           MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    (void)MHD_queue_response(req->conn, 500, resp);
     MHD_destroy_response(resp);
 }
 
