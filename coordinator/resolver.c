@@ -15,7 +15,10 @@
  *   - One thread; all jobs due at the same time are delivered in one
  *     parallel httpc_perform, so an unreachable agent delays a round by at
  *     most one agent timeout, not one per transaction.
- *   - Backoff per job: backoff_ms(attempt, 200 ms, 30 s), jittered.
+ *   - Backoff per job: backoff_ms(attempt, 200 ms, 30 s), jittered. A kick
+ *     (resolver_kick) makes a queued job due now; one that lands while the
+ *     job is in the running round sets t->resolver_kicked, read when the
+ *     round requeues it. Lock order: mu, then t->mu.
  *   - No lock is held across the network calls.
  *   - Log volume: a retry that fails again is not logged each time (agent.c,
  *     threepc.c: first failure, then one line per branch per minute); when
@@ -85,7 +88,7 @@ void resolver_submit(txn *t, int64_t delay_ms)
 
 void resolver_kick(txn *t)
 {
-    bool found = false;
+    bool found = false, in_round = false;
     pthread_mutex_lock(&mu);
     for (job *j = queue; j; j = j->next) {
         if (j->t == t) {
@@ -95,10 +98,19 @@ void resolver_kick(txn *t)
             break;
         }
     }
+    if (!found) {
+        /* In the resolver but not queued: in the round running now, which
+         * may have read t before the change that kicks it (an operator's
+         * resolve): mark it, so that its requeue (under mu, after this)
+         * makes it due at once instead of after its backoff. */
+        pthread_mutex_lock(&t->mu);
+        in_round = t->in_resolver;
+        if (in_round)
+            t->resolver_kicked = true;
+        pthread_mutex_unlock(&t->mu);
+    }
     pthread_mutex_unlock(&mu);
-    /* Not queued: either not in the resolver (submit it), or in the round
-     * running now, which sees t's new state or flag itself (no-op). */
-    if (!found)
+    if (!found && !in_round)
         resolver_submit(t, 0);
 }
 
@@ -256,6 +268,12 @@ static void *resolver_main(void *arg)
         while (left) {
             job *j = left;
             left = j->next;
+            pthread_mutex_lock(&j->t->mu); /* mu -> t->mu, as in resolver_kick */
+            if (j->t->resolver_kicked) {
+                j->t->resolver_kicked = false;
+                j->due_ms = now_ms();
+            }
+            pthread_mutex_unlock(&j->t->mu);
             j->next = queue;
             queue = j;
             nqueue++;

@@ -93,6 +93,8 @@ struct txn {
     int64_t decided_wall_ms; /* when commit/abort was decided ('P' time while precommitting) */
     log_limit wait_log;     /* 3PC recovery's "-> wait" lines */
     bool in_resolver;       /* queued in the resolver */
+    bool resolver_kicked;   /* kicked while in the resolver's running round: its retry is due
+                             * at once, not after the backoff (resolver.c) */
     branch *branches;       /* capacity maxbranches, never moved: pointers stay valid */
     size_t nbranches, maxbranches;
 
