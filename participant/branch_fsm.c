@@ -414,6 +414,8 @@ metric_gauge *branch_waiting_gauge(agent_metrics *m, branch_state s)
 
 static void count_transition(agent_metrics *m, branch_state from, branch_state to)
 {
+    if (from == to)
+        return; /* e.g. aborted -> aborted (a late PREPARE rolled back): counted once */
     if (from == BS_ACTIVE)
         gauge_add(&m->in_progress, -1);
     metric_gauge *g = branch_waiting_gauge(m, from);
