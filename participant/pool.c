@@ -54,8 +54,9 @@ struct pg_pool {
     pthread_mutex_t fence_mu; /* held while fencing; guards fenced_start, lost, nlost */
     atomic_bool fenced;       /* no fence pending: connections may be handed out */
     bool fenced_start;        /* sessions of earlier instances were terminated */
-    int lost[64];             /* pids of lost sessions still to terminate */
-    int nlost;
+    int *lost;                /* pids of lost sessions still to terminate, no repeats */
+    int nlost, lost_cap;      /* lost_cap: 2 * size + 16 (a branch's session may be
+                               * reported lost twice before it is fenced) */
     char app_name[64];        /* "txagent <participant> <instance>" */
     char app_prefix[48];      /* "txagent <participant> " */
     pthread_mutex_t mu;
@@ -84,6 +85,8 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     p->size = size;
     p->session_max = size - pool_reserve(size);
     p->idle = xcalloc((size_t)size, sizeof(PGconn *));
+    p->lost_cap = 2 * size + 16;
+    p->lost = xcalloc((size_t)p->lost_cap, sizeof(int));
     pthread_mutex_init(&p->fence_mu, NULL);
     atomic_init(&p->fenced, false);
     uint32_t inst;
@@ -188,9 +191,14 @@ bool pool_fence_backend(pg_pool *p, int pid, const char *gid)
     if (pid <= 0)
         return true; /* never connected: no session to fence */
     pthread_mutex_lock(&p->fence_mu);
-    if (p->nlost < (int)ARRAY_LEN(p->lost))
+    bool queued = false;
+    for (int i = 0; i < p->nlost && !queued; i++)
+        queued = p->lost[i] == pid;
+    /* A session may be reported twice (the PREPARE paths and give_back_conn):
+     * queued once. */
+    if (!queued && p->nlost < p->lost_cap)
         p->lost[p->nlost++] = pid;
-    else
+    else if (!queued)
         txlog_error(gid, p->participant, "fence: too many lost sessions pending; %d not fenced",
                     pid);
     atomic_store(&p->fenced, false);
@@ -216,6 +224,7 @@ void pool_destroy(pg_pool *p)
     if (p->open != p->nidle)
         log_warn("connection pool closed with %d connection(s) still lent", p->open - p->nidle);
     free(p->idle);
+    free(p->lost);
     free(p->conninfo);
     free(p->participant);
     pthread_cond_destroy(&p->cv);
