@@ -177,10 +177,10 @@ static bool record_at(const unsigned char *buf, size_t size, size_t o, uint32_t 
  * ever acknowledged as durable (every forced append's fdatasync covers all
  * bytes before it), and cutting there is as safe as cutting a torn tail.
  * Recognised only when all of these hold, else it stays corruption:
- *   - the header at pos is zeros, and the zero run from pos crosses a
- *     sector boundary (a whole sector that never reached the disk);
- *   - after that run, at most WAL_PREALLOC bytes that parse as nothing (the
- *     rest of a record that began in the hole), then CRC-valid records,
+ *   - every byte from pos to the next sector boundary is zero (the rest of a
+ *     sector that never reached the disk; it may be shorter than a header);
+ *   - after it, at most WAL_PREALLOC bytes that parse as nothing (the rest
+ *     of a record that began in the hole), then CRC-valid records,
  *     each of a type in `unforced` (types the caller never forces: a forced
  *     one after the hole may be a decision whose flush was cut, which only
  *     the operator may judge), then zeros or one torn record to the end.
@@ -189,14 +189,16 @@ static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
                            const char *unforced, size_t *seen)
 {
     *seen = 0;
-    if (!unforced || size - pos < WAL_HDR || !all_zero(buf + pos, WAL_HDR))
+    size_t boundary = (pos / WAL_SECTOR + 1) * WAL_SECTOR;
+    if (!unforced || boundary >= size || !all_zero(buf + pos, boundary - pos))
         return false;
-    size_t q = pos;
+    size_t q = boundary;
     while (q < size && buf[q] == 0)
         q++;
-    if (q / WAL_SECTOR * WAL_SECTOR <= pos)
-        return false;
-    size_t o = q;
+    /* A header's first bytes may be zeros (a length under 2^24 has a zero
+     * top byte, and more): the first record after the hole can begin up to
+     * WAL_HDR - 1 bytes before the first non-zero byte. */
+    size_t o = q >= boundary + WAL_HDR - 1 ? q - (WAL_HDR - 1) : boundary;
     while (o < size) {
         uint32_t len;
         uint8_t type;
@@ -214,7 +216,7 @@ static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
             uint64_t end = (uint64_t)o + WAL_HDR + (l <= WAL_MAX_RECORD ? l : 0);
             return end >= size || all_zero(buf + end, size - (size_t)end);
         }
-        if (++o - q > WAL_PREALLOC)
+        if (++o - boundary > WAL_PREALLOC)
             return false;
     }
     return *seen > 0;

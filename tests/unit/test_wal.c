@@ -434,6 +434,55 @@ START_TEST(test_power_cut_hole_cases_that_stay_corruption)
     free(err);
     collected_free(&c);
     unlink(path);
+    /* A forced record that begins right at the sector boundary, its header
+     * starting with zero bytes (length 512 = 00 02 00 00): it must be seen,
+     * not taken for part of the hole. */
+    {
+        wal *w = wal_open(path, NULL, NULL);
+        ck_assert_ptr_nonnull(w);
+        ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+        char fill[512];
+        memset(fill, 'e', sizeof(fill));
+        ck_assert(wal_append(w, 'E', fill, 512 - 23 - 9, false)); /* 23..512 */
+        ck_assert_uint_eq(wal_bytes(w), 512);
+        ck_assert(wal_append(w, 'C', fill, 512, false)); /* 512..1033: forced type */
+        ck_assert(wal_append(w, 'E', "{}", 2, false));
+        wal_close(w);
+        char zeros[512] = {0};
+        int zfd = open(path, O_RDWR);
+        ck_assert_int_ge(zfd, 0);
+        ck_assert_int_eq((int)pwrite(zfd, zeros, 512 - 23, 23), 512 - 23);
+        close(zfd);
+        ck_assert_ptr_null(open_unforced_captured(&c, &err));
+        ck_assert_ptr_nonnull(strstr(err, "refusing to open"));
+        free(err);
+        collected_free(&c);
+        unlink(path);
+    }
+    /* A hole shorter than a header (the sector's last bytes) before 'E's is
+     * recognised too. */
+    {
+        wal *w = wal_open(path, NULL, NULL);
+        ck_assert_ptr_nonnull(w);
+        char fill[512];
+        memset(fill, 'e', sizeof(fill));
+        ck_assert(wal_append(w, 'C', fill, 512 - 9 - 4, true)); /* 0..508, forced */
+        for (int i = 0; i < 5; i++)                              /* 508..: lost, then kept */
+            ck_assert(wal_append(w, 'E', "{\"gid\":\"x\"}", 11, false));
+        wal_close(w);
+        int zfd = open(path, O_RDWR);
+        ck_assert_int_ge(zfd, 0);
+        ck_assert_int_eq((int)pwrite(zfd, "\0\0\0\0", 4, 508), 4);
+        close(zfd);
+        wal *w2 = open_unforced_captured(&c, &err);
+        ck_assert_msg(w2 != NULL, "refused: %s", err);
+        ck_assert_ptr_nonnull(strstr(err, "unwritten hole at offset 508"));
+        free(err);
+        ck_assert_uint_eq(c.n, 1);
+        wal_close(w2);
+        collected_free(&c);
+        unlink(path);
+    }
     /* Garbage (not zeros) where the hole would be: real corruption. */
     write_with_hole('E', 0);
     int fd = open(path, O_RDWR);
