@@ -436,18 +436,17 @@ bool dlog_end(const char *gid)
     return true;
 }
 
-bool dlog_note_committed(const char *gid)
+void dlog_note_committed(const char *gid)
 {
     char text[GID_MAX_LEN + 16];
     int n = snprintf(text, sizeof(text), "{\"gid\":\"%s\"}", gid); /* gid charset needs no escaping */
     pthread_rwlock_rdlock(&compact_lock);
     bool ok = wal_append(dlog, REC_READ_ONLY, text, (size_t)n, false);
-    if (ok)
-        committed_add(gid);
+    committed_add(gid);
     pthread_rwlock_unlock(&compact_lock);
-    if (!ok)
-        txlog_error(gid, NULL, "read-only commit record append failed (see above)");
-    return ok;
+    if (!ok) /* nothing depends on it: the commit stands, only a restart forgets it */
+        txlog_warn(gid, NULL, "read-only commit record append failed (see above); after a "
+                   "restart its outcome reads as presumed abort");
 }
 
 /* The records of a compacted log, in order. */

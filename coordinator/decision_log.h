@@ -53,8 +53,8 @@ bool dlog_end(const char *gid) MUSTCHECK;
 /* Record a commit that needed no decision (no branch voted yes): an 'R'
  * record, not forced, and the committed set. Nothing is prepared anywhere,
  * so nothing waits for it; it keeps a re-sent commit answering "committed"
- * after a restart. False (logged) when the append failed. */
-bool dlog_note_committed(const char *gid) MUSTCHECK;
+ * after a restart. A failed append is logged and changes nothing else. */
+void dlog_note_committed(const char *gid);
 
 /* If the log is past its threshold, rewrite it with only the unfinished
  * 'C' and 'P' (+ its 'H') records. Called from the tick; blocks appends for the rewrite only. */

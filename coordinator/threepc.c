@@ -109,6 +109,7 @@
 
 #include "agent.h"
 #include "coord.h"
+#include "coord_metrics.h"
 #include "fault.h"
 #include "log.h"
 #include "twopc.h"
@@ -265,11 +266,17 @@ void threepc_commit(txn *t, json_t *const *stmts)
             commit_deliver_outcome(t, false);
         return;
     }
-    if (refused > 0)
+    if (refused > 0) {
+        /* Those branches aborted on their own and get no DoCommit (they are
+         * aborted here): counted as the mixed outcomes they are, as
+         * delivery counts a 409 aborted to a COMMIT. */
+        for (size_t i = 0; i < refused; i++)
+            counter_inc(&g_metrics.mixed_outcomes);
         txlog_error(t->gid, NULL,
                     "3pc: %s: a branch is pre-committed and may commit on its own, so the "
                     "decision is commit; atomicity is violated for the refused ones",
                     why);
+    }
     /* 7 */
     fault_point("3pc-before-commit-log");
     commit_decide(t, EV_PRECOMMITTED, why);

@@ -8,7 +8,8 @@
  *   preparing     -> committing    on votes_yes  (decide_commit: forces 'C')
  *   preparing     -> precommitting on votes_yes_3pc (decide_precommit: forces 'P')
  *   precommitting -> committing    on precommitted  (decide_commit: forces 'C')
- *   precommitting -> aborting      on no_precommit  (decide_abort; recovery only)
+ *   precommitting -> aborting      on no_precommit  (decide_abort; recovery, or
+ *                                  threepc.c step 6a: no ack and a refusal)
  *   precommitting -> aborting      on heuristic_abort (heuristic_abort; recovery only)
  *   committing    -> committed     on acked      (end_commit: writes 'E')
  *   committing    -> committing    on heuristic_commit (heuristic_commit: forces 'H')
@@ -138,8 +139,7 @@ static bool decide_commit(txn *t, const char *reason)
         pthread_mutex_unlock(&t->mu);
         fault_point("after-decision-log");
     } else if (!must_log) {
-        if (!dlog_note_committed(t->gid))
-            return false;
+        dlog_note_committed(t->gid);
         pthread_mutex_lock(&t->mu);
         t->decided_wall_ms = wall_ms(); /* read-only: no record, nothing in doubt */
         pthread_mutex_unlock(&t->mu);

@@ -18,7 +18,8 @@ typedef enum {
     EV_VOTES_YES_3PC,    /* 3pc: every vote yes, at least one prepared: log 'P' */
     EV_PRECOMMITTED,     /* 3pc: PreCommit acks in (or timed out), or recovery found a
                             pre-committed/committed branch: log 'C' */
-    EV_NO_PRECOMMIT,     /* 3pc recovery: no branch pre-committed or committed: abort */
+    EV_NO_PRECOMMIT,     /* 3pc: no branch pre-committed or committed and one refused (live,
+                          * step 6a) or none could have (recovery): abort */
     EV_HEURISTIC_COMMIT, /* operator: give up unacknowledged branches of a commit */
     EV_HEURISTIC_ABORT,  /* operator: abort an undecided transaction, or give up the
                             unacknowledged branches of an abort */
