@@ -143,6 +143,12 @@ typedef struct {
     px_status px;            /* how the last fn ended: PX_OK unless it failed */
     char sqlstate[6];        /* of a failing fn, "" if none */
     char message[512];       /* of a failing fn */
+    /* Set by a 3PC finish that found its branch already finished the other
+     * way in PostgreSQL (42704, and pg_xact_status of its xid says so):
+     * branch_fsm_step then takes EV_FOUND_COMMITTED / EV_FOUND_ABORTED
+     * instead of the event asked for, and still returns false. */
+    bool found_other_way;
+    bool found_committed;
 } fsm_ctx;
 
 /* With b->mu held: run the row {state(b), ev} -> fn; advance to its target only

@@ -164,7 +164,16 @@ static bool fn_release(branch *b, fsm_ctx *ctx)
     return true;
 }
 
+/* COMMIT/ROLLBACK PREPARED with retries on "busy". 42704 (no such prepared
+ * transaction) counts as done, and sets *gone when gone is not NULL. */
+static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool *gone);
+
 static bool finish_prepared(branch *b, fsm_ctx *ctx, const char *verb)
+{
+    return finish_prepared_gone(b, ctx, verb, NULL);
+}
+
+static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool *gone)
 {
     bool commit = strcmp(verb, "COMMIT PREPARED") == 0;
     for (int attempt = 0;; attempt++) {
@@ -175,6 +184,11 @@ static bool finish_prepared(branch *b, fsm_ctx *ctx, const char *verb)
             return true;
         }
         if (ps == PX_SQL_ERROR && strcmp(r.sqlstate, "42704") == 0) {
+            if (gone) {
+                *gone = true;
+                pg_res_clear(&r);
+                return true; /* the caller finds out how it ended */
+            }
             if (commit)
                 txlog_warn(b->gid, ctx->ag->name,
                            "COMMIT PREPARED: branch %s not found (42704): already finished, "
@@ -323,20 +337,61 @@ static bool fn_record_precommit(branch *b, fsm_ctx *ctx)
     return true;
 }
 
+/* A 3PC branch that is no longer prepared (42704) may have been finished
+ * either way before a crash lost its final record (or by a peer's message
+ * the agent acted on then): which way is PostgreSQL's to say, from the
+ * branch's xid. Answering as asked would record, and tell peers and the
+ * coordinator, an outcome the database did not have. */
+static bool finish_3pc(branch *b, fsm_ctx *ctx, bool commit)
+{
+    const char *verb = commit ? "COMMIT PREPARED" : "ROLLBACK PREPARED";
+    bool gone = false;
+    if (!finish_prepared_gone(b, ctx, verb, &gone))
+        return false;
+    if (gone) {
+        char st = 0;
+        if (b->xid[0]) {
+            const char *params[1] = {b->xid};
+            pg_res r;
+            px_status ps = pool_query(ctx->ag->pool, POOL_WAIT_MS,
+                                      "SELECT pg_xact_status($1::xid8)", 1, params, &r);
+            if (ps != PX_OK) {
+                ctx_fail_res(ctx, ps, &r);
+                pg_res_clear(&r);
+                return false; /* asked again with the next message */
+            }
+            const char *s = r.res && PQntuples(r.res) == 1 && !PQgetisnull(r.res, 0, 0)
+                                ? PQgetvalue(r.res, 0, 0)
+                                : "";
+            st = strcmp(s, "committed") == 0 ? 'c' : strcmp(s, "aborted") == 0 ? 'a' : 0;
+            pg_res_clear(&r);
+        }
+        if (st && (st == 'c') != commit) {
+            ctx_fail(ctx, PX_SQL_ERROR, "42704", "");
+            snprintf(ctx->message, sizeof(ctx->message),
+                     "%s: branch %s is not prepared any more and PostgreSQL says xid %s %s",
+                     verb, b->branch_gid, b->xid, st == 'c' ? "committed" : "aborted");
+            ctx->found_other_way = true;
+            ctx->found_committed = st == 'c';
+            return false;
+        }
+        txlog_info(b->gid, ctx->ag->name, "%s: branch %s not found (42704): %s", verb,
+                   b->branch_gid,
+                   st ? "PostgreSQL says its xid ended the same way: done"
+                      : "its xid's status is unknown here; taken as done");
+    }
+    threepc_record_final(ctx->ag, b, commit);
+    return true;
+}
+
 static bool fn_commit_3pc(branch *b, fsm_ctx *ctx)
 {
-    if (!finish_prepared(b, ctx, "COMMIT PREPARED"))
-        return false;
-    threepc_record_final(ctx->ag, b, true);
-    return true;
+    return finish_3pc(b, ctx, true);
 }
 
 static bool fn_rollback_3pc(branch *b, fsm_ctx *ctx)
 {
-    if (!finish_prepared(b, ctx, "ROLLBACK PREPARED"))
-        return false;
-    threepc_record_final(ctx->ag, b, false);
-    return true;
+    return finish_3pc(b, ctx, false);
 }
 
 static bool fn_found_committed(branch *b, fsm_ctx *ctx)
@@ -448,6 +503,7 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
         }
     }
     ctx_fail(ctx, PX_OK, "", "");
+    ctx->found_other_way = false;
     if (!row) {
         snprintf(ctx->message, sizeof(ctx->message), "no transition from %s on event %s",
                  branch_state_name(from), event_names[ev]);
@@ -461,6 +517,18 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
                 "event %s: cannot go from %s to %s: %s%s%s", event_names[ev],
                 branch_state_name(from), branch_state_name(row->to), ctx->message,
                 ctx->sqlstate[0] ? " sqlstate=" : "", ctx->sqlstate);
+        if (ctx->found_other_way) {
+            /* Record what PostgreSQL says happened (fsm_ctx). */
+            char why[600];
+            snprintf(why, sizeof(why), "%s", ctx->message);
+            fsm_ctx found = {.ag = ctx->ag};
+            if (branch_fsm_step(b, ctx->found_committed ? EV_FOUND_COMMITTED : EV_FOUND_ABORTED,
+                                why, &found))
+                txlog_error(b->gid, ctx->ag->name,
+                            "3pc: asked to %s a branch that had already %s: answered as it is",
+                            ev == EV_COMMIT ? "commit" : "roll back",
+                            ctx->found_committed ? "committed" : "aborted");
+        }
         return false;
     }
     atomic_store(&b->state, (int)row->to);

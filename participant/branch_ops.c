@@ -800,13 +800,21 @@ void op_commit(agent *ag, const char *gid, op_result *out)
     branch *b = lock_branch(ag, gid, out);
     if (!b)
         return;
+    if (!threepc_verify(ag, b, &ctx)) {
+        res_infra(out, &ctx, "commit");
+        unlock_branch(ag, b);
+        return;
+    }
     switch (branch_state_get(b)) {
     case BS_UNKNOWN:
     case BS_PREPARED:
     case BS_UNCERTAIN:
     case BS_PRECOMMITTED:
         if (!branch_fsm_step(b, EV_COMMIT, "commit", &ctx)) {
-            res_infra(out, &ctx, "COMMIT PREPARED failed");
+            if (ctx.found_other_way) /* 3PC: it had aborted (branch_fsm.c, finish_3pc) */
+                res_wrong_state(out, b, "commit");
+            else
+                res_infra(out, &ctx, "COMMIT PREPARED failed");
             break;
         }
         fault_point("after-commit-prepared");
@@ -841,6 +849,11 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
         pthread_mutex_lock(&b->mu);
     }
     touch(b);
+    if (!threepc_verify(ag, b, &ctx)) {
+        res_infra(out, &ctx, "rollback");
+        unlock_branch(ag, b);
+        return;
+    }
     switch (branch_state_get(b)) {
     case BS_UNKNOWN:
     case BS_PREPARED:
@@ -848,7 +861,10 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
     case BS_FAILED:
     case BS_UNCERTAIN:
         if (!branch_fsm_step(b, EV_ROLLBACK, "rollback", &ctx)) {
-            res_infra(out, &ctx, "rollback failed");
+            if (ctx.found_other_way) /* 3PC: it had committed (branch_fsm.c, finish_3pc) */
+                res_wrong_state(out, b, "roll back");
+            else
+                res_infra(out, &ctx, "rollback failed");
             break;
         }
         res_ok(out, json_pack("{s:s}", "state", "aborted"));
@@ -874,6 +890,11 @@ void op_precommit(agent *ag, const char *gid, op_result *out)
     branch *b = lock_branch(ag, gid, out);
     if (!b)
         return;
+    if (!threepc_verify(ag, b, &ctx)) {
+        res_infra(out, &ctx, "precommit");
+        unlock_branch(ag, b);
+        return;
+    }
     switch (branch_state_get(b)) {
     case BS_UNCERTAIN:
         if (!branch_fsm_step(b, EV_PRECOMMIT, "precommit", &ctx)) {
@@ -924,6 +945,18 @@ static json_t *branch_json_of(branch *b, branch_state s)
 void op_status(agent *ag, const char *gid, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, false);
+    if (b && b->tp && atomic_load(&b->tp->unverified)) {
+        /* Replayed while PostgreSQL was down: peers decide on this answer. */
+        fsm_ctx vctx = {.ag = ag};
+        pthread_mutex_lock(&b->mu);
+        bool ok = threepc_verify(ag, b, &vctx);
+        pthread_mutex_unlock(&b->mu);
+        if (!ok) {
+            res_infra(out, &vctx, "branch state");
+            branch_put(ag->table, b);
+            return;
+        }
+    }
     branch_state s = b ? branch_state_get(b) : BS_UNKNOWN;
     if (s != BS_UNKNOWN) {
         res_ok(out, branch_json_of(b, s));

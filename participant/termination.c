@@ -224,9 +224,12 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
     if (!found) {
         if (!threepc_settle_from_pg(ag, b))
             threepc_rearm(b, SETTLE_RETRY_MS);
+        else
+            atomic_store(&tp->unverified, false);
         pthread_mutex_unlock(&b->mu);
         return;
     }
+    atomic_store(&tp->unverified, false); /* still prepared: the replayed state holds */
     tp_state self = s0 == BS_PRECOMMITTED ? TP_PRECOMMITTED : TP_UNCERTAIN;
     pthread_mutex_unlock(&b->mu);
     txlog_info(b->gid, ag->name, "3pc termination: started on worker %d (self %s, %s rule)",

@@ -18,6 +18,10 @@
 #   5. timeout rule, one precommitted: that one commits, the others abort (3PC's known weakness)
 #   6. crash point 3pc-after-precommit-record on agent2, restart: everyone committed
 #   7. replay: branch finished behind the agent's back while it was down -> marked from PostgreSQL
+#  7c. the same with PostgreSQL down at the replay: the branch's state is not
+#      told nor acted on (503) until PostgreSQL is back, then reads committed
+#  7d. a live uncertain branch committed by hand: a rollback answers 409
+#      committed (pg_xact_status), it does not record a rollback
 #  7b. branches3pc.log's fdatasync fails (crash point wal-fdatasync=error on
 #      agent2): a 3PC prepare votes no and leaves nothing prepared, 2PC still
 #      votes yes, and after a restart without the fault 3PC votes yes again
@@ -182,6 +186,36 @@ psql_n 2 "COMMIT PREPARED 'txc:$G-6:pg2'" >/dev/null
 "$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
 check "replay: finished branch marked committed from pg_xact_status" test "$(state 2 "$G-6")" = committed
 check "replay: logged" grep -q "$G-6 .*uncertain -> committed (not prepared any more; PostgreSQL says" "$DIR/agent2.log"
+
+# 7c. The same, but PostgreSQL is down when agent2 replays: it cannot tell
+# whether the branch is still prepared (its final record may be what was
+# lost), so it must not answer "uncertain" to a peer (which would count it for
+# "all uncertain -> abort") nor act on a message, until PostgreSQL confirms.
+http_code() { curl -s -m 10 -o /dev/null -w '%{http_code}' "$@"; }
+check "replay, PostgreSQL down: prepared on agent2" test "$(prep 2 "$G-61" 7 "$TL")" = yes
+"$CL" kill agent2 --dir "$DIR" >/dev/null 2>&1
+psql_n 2 "COMMIT PREPARED 'txc:$G-61:pg2'" >/dev/null
+"$CL" stop-pg 2 --dir "$DIR" >/dev/null 2>&1
+"$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "replay, PostgreSQL down: its state is not told (503), not 'uncertain'" \
+    test "$(http_code "$(agent 2)/v1/branches/$G-61")" = 503
+check "replay, PostgreSQL down: a peer's rollback is not acted on (503)" \
+    test "$(http_code -XPOST "$(agent 2)/v1/branches/$G-61/rollback" -d '{"participant":"pg2"}')" = 503
+"$CL" start-pg 2 --dir "$DIR" >/dev/null 2>&1
+check "replay, PostgreSQL back: the branch reads committed (pg_xact_status)" \
+    wait_eq 10 committed state 2 "$G-61"
+check "replay, PostgreSQL back: a rollback is refused, the branch committed" \
+    bash -c "curl -s -XPOST $(agent 2)/v1/branches/$G-61/rollback -d '{\"participant\":\"pg2\"}' | grep -q '\"state\":\"committed\"'"
+check "replay, PostgreSQL back: logged" grep -q "$G-61 .*replayed state checked with PostgreSQL: committed" "$DIR/agent2.log"
+
+# 7d. A live uncertain branch finished behind the agent's back (COMMIT
+# PREPARED by hand): a peer's rollback finds it gone (42704) and must answer
+# how PostgreSQL ended it, not record the rollback it was asked for.
+check "gone branch: prepared on agent2" test "$(prep 2 "$G-62" 8 "$TL")" = yes
+psql_n 2 "COMMIT PREPARED 'txc:$G-62:pg2'" >/dev/null
+check "gone branch: a rollback answers 409, committed" \
+    bash -c "curl -s -XPOST $(agent 2)/v1/branches/$G-62/rollback -d '{\"participant\":\"pg2\"}' | grep -q 'wrong_state.*\"state\":\"committed\"\|\"state\":\"committed\".*wrong_state'"
+check "gone branch: it reads committed" test "$(state 2 "$G-62")" = committed
 
 # 7b. branches3pc.log's disk fails (wal-fdatasync=error: EIO after the write).
 # A branch whose uncertain record is not durable must not vote yes: it is

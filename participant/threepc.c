@@ -295,7 +295,8 @@ static bool append(agent *ag, const tp_record *r, bool sync)
 {
     size_t len;
     char *payload = tp_record_encode(r, &len);
-    bool ok = wal_append(ag->tpc->log, TP_RECORD_TYPE, payload, len, sync);
+    bool final = r->state == TP_COMMITTED || r->state == TP_ABORTED;
+    bool ok = wal_append(ag->tpc->log, final ? TP_FINAL_TYPE : TP_RECORD_TYPE, payload, len, sync);
     free(payload);
     return ok;
 }
@@ -384,6 +385,26 @@ bool threepc_owns(branch *b)
     return lg == TP_UNCERTAIN || lg == TP_PRECOMMITTED;
 }
 
+bool threepc_verify(agent *ag, branch *b, fsm_ctx *ctx)
+{
+    if (!b->tp || !atomic_load(&b->tp->unverified))
+        return true;
+    bool found;
+    if (!branch_is_prepared_in_pg(ag, b->branch_gid, ctx, &found, NULL))
+        return false;
+    if (!found && !threepc_settle_from_pg(ag, b)) {
+        ctx->px = PX_DB_DOWN;
+        snprintf(ctx->message, sizeof(ctx->message),
+                 "3pc branch replayed while PostgreSQL was unreachable is no longer prepared, "
+                 "and its outcome cannot be told yet");
+        return false;
+    }
+    atomic_store(&b->tp->unverified, false);
+    txlog_info(b->gid, ag->name, "3pc: replayed state checked with PostgreSQL: %s",
+               branch_state_name(branch_state_get(b)));
+    return true;
+}
+
 bool threepc_settle_from_pg(agent *ag, branch *b)
 {
     if (!b->xid[0]) {
@@ -434,7 +455,7 @@ static bool replay_one(uint8_t type, const void *payload, size_t len, void *arg)
 {
     replay_ctx *rc = arg;
     agent *ag = rc->ag;
-    if (type != TP_RECORD_TYPE) {
+    if (type != TP_RECORD_TYPE && type != TP_FINAL_TYPE) {
         log_error("3pc: %s: unknown record type %u", LOG_NAME, (unsigned)type);
         return false;
     }
@@ -556,14 +577,21 @@ static void restore_all(agent *ag, replay_ctx *rc)
             left = timeout;
         atomic_store(&tp->deadline_ms, now_ms() + left);
         const char *bg = b->branch_gid;
-        if (prep && !bsearch(&bg, prep, nprep, sizeof(char *), cmp_str)) {
+        if (!prep) {
+            /* PostgreSQL could not be asked: its final record may have been
+             * lost, so neither peers nor the coordinator hear this state
+             * before PostgreSQL confirms it (threepc_verify). */
+            atomic_store(&tp->unverified, true);
+        } else if (!bsearch(&bg, prep, nprep, sizeof(char *), cmp_str)) {
             /* Finished before the crash (its final record was lost): PostgreSQL
              * alone says how; nobody else is asked. */
             pthread_mutex_lock(&b->mu);
-            if (threepc_settle_from_pg(ag, b))
+            if (threepc_settle_from_pg(ag, b)) {
                 nsettled++;
-            else
+            } else {
+                atomic_store(&tp->unverified, true);
                 threepc_rearm(b, SETTLE_RETRY_MS);
+            }
             pthread_mutex_unlock(&b->mu);
             continue;
         }
@@ -588,7 +616,14 @@ bool threepc_open(agent *ag)
 {
     threepc *t = xcalloc(1, sizeof(*t));
     t->path = xasprintf("%s/%s", ag->data_dir, LOG_NAME);
-    pthread_rwlock_init(&t->log_lock, NULL);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Compaction (the tick, which also fires the 3PC timers) must not starve
+     * behind appends that overlap without end under load. Nothing takes the
+     * read side twice, so writer preference cannot deadlock. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&t->log_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&t->mu, NULL);
     t->compact_bytes = t->compact_at = ag->tp_compact_bytes;
     t->retain_ms = ag->tp_retain_finished_ms > 0 ? ag->tp_retain_finished_ms
@@ -596,7 +631,7 @@ bool threepc_open(agent *ag)
     pthread_mutex_init(&t->fin_mu, NULL);
     ag->tpc = t;
     replay_ctx rc = {.ag = ag};
-    t->log = wal_open(t->path, replay_one, &rc);
+    t->log = wal_open_unforced(t->path, replay_one, &rc, (const char[]){TP_FINAL_TYPE, 0});
     if (!t->log) {
         for (size_t i = 0; i < rc.n; i++)
             branch_put(ag->table, rc.bs[i]);
@@ -658,7 +693,7 @@ static void compact(agent *ag)
     for (const fin_rec *f = t->fin_head; f; f = f->next) {
         tp_record r = {.state = f->state, .has = TP_HAS_AT, .at_ms = f->at_ms};
         snprintf(r.gid, sizeof(r.gid), "%s", f->gid);
-        types[n] = TP_RECORD_TYPE;
+        types[n] = TP_FINAL_TYPE;
         payloads[n] = tp_record_encode(&r, &lens[n]);
         n++;
     }

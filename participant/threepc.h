@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "agent.h"
+#include "branch.h" /* fsm_ctx */
 #include "tp.h"
 
 typedef struct branch branch;
@@ -36,6 +37,10 @@ struct tp_branch {
     atomic_llong at_ms;        /* wall clock of that record */
     atomic_llong deadline_ms;  /* monotonic now_ms() when the timer fires */
     atomic_bool terminating;   /* queued for / inside termination.c */
+    atomic_bool unverified;    /* replayed from the log while PostgreSQL could not say whether
+                                * it is still prepared (its final record may have been lost):
+                                * its state is not to be told or acted on before
+                                * threepc_verify */
     bool registered;           /* in the registry (registry lock) */
 };
 
@@ -63,6 +68,13 @@ void threepc_rearm(branch *b, int64_t delay_ms);
  * committed or aborted as pg_xact_status(xid) says. false if that cannot be
  * told now (logged). */
 bool threepc_settle_from_pg(agent *ag, branch *b) MUSTCHECK;
+
+/* With b->mu held, before a replayed branch's state is told (GET) or acted
+ * on (precommit, commit, rollback): if it is unverified, ask PostgreSQL
+ * whether it is still prepared and settle it from pg_xact_status if not.
+ * true when its state can be trusted now; false (ctx filled, as for an
+ * unreachable database) when PostgreSQL cannot tell yet. */
+bool threepc_verify(agent *ag, branch *b, fsm_ctx *ctx) MUSTCHECK;
 
 /* Tick (main thread): hand expired timers to termination.c, compact the log
  * when it has grown past its threshold. */

@@ -9,7 +9,8 @@
  *    "uncertain_timeout_ms","precommit_timeout_ms","termination":"protocol"|"timeout",
  *    "xid","at_ms"}                                 (after the yes vote, forced)
  *   {"gid","state":"precommitted","at_ms"}          (before the precommit ack, forced)
- *   {"gid","state":"committed"|"aborted","at_ms"}   (final, not forced)
+ *   {"gid","state":"committed"|"aborted","at_ms"}   (final, not forced; type
+ *                                                    TP_FINAL_TYPE)
  * A compacted log holds the final record ({gid, state, at_ms}) of every
  * branch finished within the retention window (threepc.c), then one full
  * record (every field) per unfinished branch, with state uncertain or
@@ -31,6 +32,11 @@
 #include "util.h"
 
 #define TP_RECORD_TYPE 'B'
+/* The final records (committed/aborted), never forced, have their own type:
+ * replay reads both alike, and a power cut that leaves a later page of the
+ * log on disk without an earlier one can only leave final records after the
+ * hole, which wal_open_unforced then cuts instead of refusing to start. */
+#define TP_FINAL_TYPE 'F'
 #define TP_MAX_PEERS 64
 #define TP_URL_MAX 256
 #define TP_XID_MAX 24
