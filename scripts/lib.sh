@@ -134,7 +134,9 @@ tx_pg_bindir() {
 tx_install_deps() {
     local pkgs=("${TX_APT_PACKAGES[@]}" "$@") missing=() p
     for p in "${pkgs[@]}"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+        # installed, not merely known (a removed package keeps state "rc")
+        [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] ||
+            missing+=("$p")
     done
     if [ "${#missing[@]}" -eq 0 ]; then
         return 0
