@@ -82,7 +82,9 @@ finish() {
     [ -n "${KEEP:-}" ] || "$CL" down --dir "$DIR" --purge >/dev/null 2>&1 || true
     check_summary
 }
-trap 'finish; exit $?' EXIT
+# The script's own failure (an error under set -u, an explicit exit 1) wins
+# over the summary, which only counts the checks that ran.
+trap 'rc=$?; finish; s=$?; [ "$rc" -eq 0 ] || exit "$rc"; exit "$s"' EXIT
 
 agent() { echo "http://127.0.0.1:$((P + $1))"; }
 PEERS="[{\"participant\":\"pg1\",\"url\":\"$(agent 1)\"},{\"participant\":\"pg2\",\"url\":\"$(agent 2)\"},{\"participant\":\"pg3\",\"url\":\"$(agent 3)\"}]"

@@ -7,7 +7,7 @@
 # that "rebuilding" them (a new file renamed over the old one, as a linker
 # does) touches nothing else. One participant, one throwaway PostgreSQL.
 #
-# Usage: tests/unit/test_cluster_rebuilt.sh [FIRST_BASE_PORT]  (default 7890;
+# Usage: tests/unit/test_cluster_rebuilt.sh [FIRST_BASE_PORT]  (default 8300;
 # the first free one of FIRST, FIRST+20, ... below FIRST+100 is used)
 # Environment: TXCOORD_BUILD_DIR (where txcoord/txagent were built).
 # Steps (PASS/FAIL each; last line "N passed, N failed"):
@@ -30,9 +30,11 @@ finish() {
     rm -rf "$T"
     check_summary
 }
-trap 'finish; exit $?' EXIT
+# The script's own failure (an error under set -u, an explicit exit 1) wins
+# over the summary, which only counts the checks that ran.
+trap 'rc=$?; finish; s=$?; [ "$rc" -eq 0 ] || exit "$rc"; exit "$s"' EXIT
 
-first="${1:-7890}"
+first="${1:-8300}"
 P=""
 for ((b = first; b < first + 100; b += 20)); do
     if ! port_open "$b" && ! port_open "$((b + 1))" && ! port_open "$((b + 11))"; then
