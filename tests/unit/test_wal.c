@@ -359,11 +359,28 @@ START_TEST(test_corrupt_middle_rejected)
 }
 END_TEST
 
+/* Overwrite [off, off + len) of the log: a write that never reached the disk
+ * (zeros) or garbage. */
+static void overwrite_at(size_t off, const void *bytes, size_t len)
+{
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq((int)pwrite(fd, bytes, len, (off_t)off), (int)len);
+    close(fd);
+}
+
+static void zero_at(size_t off, size_t len)
+{
+    static const char zeros[4096];
+    ck_assert_uint_le(len, sizeof(zeros));
+    overwrite_at(off, zeros, len);
+}
+
 /* The trace of a power cut in the middle of a flush (or of background
- * writeback): a forced 'C', then unforced 'E's written across a sector
- * boundary; the disk kept the later sector but not the one before it. Build
- * it, then zero [hole, next sector boundary + extra) as the lost write. */
-static size_t write_with_hole(uint8_t after_type, size_t extra_zero)
+ * writeback): a forced 'C', then unforced 'E's (the last one of type
+ * last_type) written across a sector boundary; the disk kept the later
+ * sector but not the one before it: [hole, 512) is zeroed. */
+static size_t write_with_hole(uint8_t last_type)
 {
     wal *w = wal_open(path, NULL, NULL);
     ck_assert_ptr_nonnull(w);
@@ -372,19 +389,15 @@ static size_t write_with_hole(uint8_t after_type, size_t extra_zero)
     char payload[64];
     for (int i = 0; i < 40; i++) { /* 40 x ~30 bytes: well past offset 512 */
         int n = snprintf(payload, sizeof(payload), "{\"gid\":\"lost-%02d\"}", i);
-        ck_assert(wal_append(w, i == 39 ? after_type : 'E', payload, (size_t)n, false));
+        ck_assert(wal_append(w, i == 39 ? last_type : 'E', payload, (size_t)n, false));
     }
     wal_close(w);
-    size_t zero_to = 512 + extra_zero;
-    ck_assert_uint_lt(zero_to + 64, (size_t)unit_file_size(path));
-    char zeros[1024] = {0};
-    int fd = open(path, O_RDWR);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq((int)pwrite(fd, zeros, zero_to - hole, (off_t)hole), (int)(zero_to - hole));
-    close(fd);
+    ck_assert_uint_lt(512 + 64, (size_t)unit_file_size(path));
+    zero_at(hole, 512 - hole);
     return hole;
 }
 
+/* Open as the decision log does ('E' never forced), log lines into *err. */
 static wal *open_unforced_captured(collected *c, char **err)
 {
     unit_capture cap;
@@ -394,9 +407,25 @@ static wal *open_unforced_captured(collected *c, char **err)
     return w;
 }
 
+/* The log is refused as corrupt, left as it was, then removed. unforced:
+ * open with wal_open_unforced(.., "E"), else with wal_open. */
+static void expect_refused_and_remove(bool unforced)
+{
+    collected c = {0};
+    char *err;
+    off_t size = unit_file_size(path);
+    wal *w = unforced ? open_unforced_captured(&c, &err) : open_captured(&c, &err);
+    ck_assert_ptr_null(w);
+    ck_assert_msg(strstr(err, "refusing to open") != NULL, "log: %s", err);
+    free(err);
+    ck_assert_int_eq((int)unit_file_size(path), (int)size); /* nothing cut */
+    collected_free(&c);
+    unlink(path);
+}
+
 START_TEST(test_power_cut_hole_before_unforced_records_is_cut)
 {
-    size_t hole = write_with_hole('E', 0);
+    size_t hole = write_with_hole('E');
     collected c = {0};
     char *err;
     wal *w = open_unforced_captured(&c, &err);
@@ -409,89 +438,56 @@ START_TEST(test_power_cut_hole_before_unforced_records_is_cut)
     collected_free(&c);
     /* Appends go on where the hole began. */
     append_close_check(w, &c, "{\"gid\":\"next\"}", 2);
+
+    /* A hole shorter than a header (a sector's last 4 bytes) counts too. */
+    unlink(path);
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    char fill[512];
+    memset(fill, 'e', sizeof(fill));
+    ck_assert(wal_append(w, 'C', fill, 512 - 9 - 4, true)); /* 0..508, forced */
+    for (int i = 0; i < 5; i++)                              /* 508..: lost, then kept */
+        ck_assert(wal_append(w, 'E', "{\"gid\":\"x\"}", 11, false));
+    wal_close(w);
+    zero_at(508, 4);
+    w = open_unforced_captured(&c, &err);
+    ck_assert_msg(w != NULL, "refused: %s", err);
+    ck_assert_ptr_nonnull(strstr(err, "unwritten hole at offset 508"));
+    free(err);
+    ck_assert_uint_eq(c.n, 1);
+    wal_close(w);
+    collected_free(&c);
 }
 END_TEST
 
 START_TEST(test_power_cut_hole_cases_that_stay_corruption)
 {
-    collected c = {0};
-    char *err;
     /* A forced type after the hole: it may be a decision whose flush was
      * cut, and it may not: only the operator can tell. */
-    off_t before = (off_t)write_with_hole('C', 0);
-    (void)before;
-    off_t size = unit_file_size(path);
-    ck_assert_ptr_null(open_unforced_captured(&c, &err));
-    ck_assert_ptr_nonnull(strstr(err, "refusing to open"));
-    free(err);
-    ck_assert_int_eq((int)unit_file_size(path), (int)size); /* nothing cut */
-    collected_free(&c);
-    unlink(path);
+    write_with_hole('C');
+    expect_refused_and_remove(true);
     /* Only unforced records, but the caller named none (wal_open). */
-    write_with_hole('E', 0);
-    ck_assert_ptr_null(open_captured(&c, &err));
-    ck_assert_ptr_nonnull(strstr(err, "refusing to open"));
-    free(err);
-    collected_free(&c);
-    unlink(path);
+    write_with_hole('E');
+    expect_refused_and_remove(false);
     /* A forced record that begins right at the sector boundary, its header
      * starting with zero bytes (length 512 = 00 02 00 00): it must be seen,
      * not taken for part of the hole. */
-    {
-        wal *w = wal_open(path, NULL, NULL);
-        ck_assert_ptr_nonnull(w);
-        ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-        char fill[512];
-        memset(fill, 'e', sizeof(fill));
-        ck_assert(wal_append(w, 'E', fill, 512 - 23 - 9, false)); /* 23..512 */
-        ck_assert_uint_eq(wal_bytes(w), 512);
-        ck_assert(wal_append(w, 'C', fill, 512, false)); /* 512..1033: forced type */
-        ck_assert(wal_append(w, 'E', "{}", 2, false));
-        wal_close(w);
-        char zeros[512] = {0};
-        int zfd = open(path, O_RDWR);
-        ck_assert_int_ge(zfd, 0);
-        ck_assert_int_eq((int)pwrite(zfd, zeros, 512 - 23, 23), 512 - 23);
-        close(zfd);
-        ck_assert_ptr_null(open_unforced_captured(&c, &err));
-        ck_assert_ptr_nonnull(strstr(err, "refusing to open"));
-        free(err);
-        collected_free(&c);
-        unlink(path);
-    }
-    /* A hole shorter than a header (the sector's last bytes) before 'E's is
-     * recognised too. */
-    {
-        wal *w = wal_open(path, NULL, NULL);
-        ck_assert_ptr_nonnull(w);
-        char fill[512];
-        memset(fill, 'e', sizeof(fill));
-        ck_assert(wal_append(w, 'C', fill, 512 - 9 - 4, true)); /* 0..508, forced */
-        for (int i = 0; i < 5; i++)                              /* 508..: lost, then kept */
-            ck_assert(wal_append(w, 'E', "{\"gid\":\"x\"}", 11, false));
-        wal_close(w);
-        int zfd = open(path, O_RDWR);
-        ck_assert_int_ge(zfd, 0);
-        ck_assert_int_eq((int)pwrite(zfd, "\0\0\0\0", 4, 508), 4);
-        close(zfd);
-        wal *w2 = open_unforced_captured(&c, &err);
-        ck_assert_msg(w2 != NULL, "refused: %s", err);
-        ck_assert_ptr_nonnull(strstr(err, "unwritten hole at offset 508"));
-        free(err);
-        ck_assert_uint_eq(c.n, 1);
-        wal_close(w2);
-        collected_free(&c);
-        unlink(path);
-    }
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+    char fill[512];
+    memset(fill, 'e', sizeof(fill));
+    ck_assert(wal_append(w, 'E', fill, 512 - 23 - 9, false)); /* 23..512 */
+    ck_assert_uint_eq(wal_bytes(w), 512);
+    ck_assert(wal_append(w, 'C', fill, 512, false)); /* 512..1033: forced type */
+    ck_assert(wal_append(w, 'E', "{}", 2, false));
+    wal_close(w);
+    zero_at(23, 512 - 23);
+    expect_refused_and_remove(true);
     /* Garbage (not zeros) where the hole would be: real corruption. */
-    write_with_hole('E', 0);
-    int fd = open(path, O_RDWR);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq((int)pwrite(fd, "\x01", 1, 40), 1);
-    close(fd);
-    ck_assert_ptr_null(open_unforced_captured(&c, &err));
-    free(err);
-    collected_free(&c);
+    write_with_hole('E');
+    overwrite_at(40, "\x01", 1);
+    expect_refused_and_remove(true);
 }
 END_TEST
 
