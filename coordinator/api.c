@@ -542,7 +542,11 @@ static void h_begin(http_request *req, void *app)
     }
 
     pthread_mutex_lock(&t->op_mu);
-    if (commit) {
+    if (commit && !still_active(t)) {
+        /* Its timeout passed before anything ran (a timeout_ms of a few ms):
+         * aborted, with no branch opened. */
+        reply_outcome(req, t);
+    } else if (commit) {
         /* One call per branch: statements + PREPARE. stmts[] is aligned
          * with t->branches (created here in request order). */
         json_t **stmts = xcalloc(nb + 1, sizeof(*stmts));

@@ -110,7 +110,8 @@ void resolver_kick(txn *t)
         pthread_mutex_unlock(&t->mu);
     }
     pthread_mutex_unlock(&mu);
-    if (!found && !in_round)
+    txn_state st = txn_state_get(t);
+    if (!found && !in_round && st != TXN_COMMITTED && st != TXN_ABORTED)
         resolver_submit(t, 0);
 }
 
@@ -170,6 +171,11 @@ static job *run_round(job *batch)
                 left = j;
                 continue;
             }
+        } else if (txn_state_get(j->t) == TXN_COMMITTED || txn_state_get(j->t) == TXN_ABORTED) {
+            /* Finished meanwhile (e.g. submitted again by a kick that raced
+             * the round that finished it): nothing left to deliver. */
+            job_release(j);
+            continue;
         } else {
             size_t failed =
                 delivery_apply(j->t, calls + start[k], bidx + start[k], count[k], j->attempt);

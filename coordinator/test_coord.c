@@ -811,6 +811,11 @@ START_TEST(test_heuristic_resolve)
     ck_assert_uint_eq(heuristic_resolve(c->gid, true, &body), 200); /* again: nothing to do */
     ck_assert(json_is_false(json_object_get(body, "recorded")));
     json_decref(body);
+    /* A kick that comes after the round finished it (the resolve's "one more
+     * delivery now" racing that round) queues nothing: a finished
+     * transaction has nothing to deliver and would be retried for ever. */
+    resolver_kick(c);
+    ck_assert_uint_eq(resolver_pending(), 0);
 
     /* active: commit is refused (no decision), abort decides it */
     txn *a = txn_create(PROTO_2PC, 30000, NULL);
