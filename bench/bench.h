@@ -84,6 +84,8 @@ typedef struct {
 void phase_result_from_clients(phase_result *r, bench_client *clients, int n, double duration_s);
 /* Median of tps, p50, p99 and the CPU figures over the valid rounds; counts are summed. */
 void phase_result_median(phase_result *out, const phase_result *rounds, int n);
+/* Median of v[0..n) (mean of the two middle ones when n is even); sorts v. */
+double stats_median(double *v, int n);
 
 /* Fold newlines/tabs (libpq messages span lines) into single spaces, trim the end. */
 void one_line(char *s);

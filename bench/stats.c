@@ -158,8 +158,8 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median of n values (mean of the two middle ones when n is even). */
-static double median(double *v, int n)
+/* Median of n values (mean of the two middle ones when n is even); sorts v. */
+double stats_median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof(*v), cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
@@ -195,12 +195,12 @@ void phase_result_median(phase_result *out, const phase_result *rounds, int n)
             snprintf(out->first_error, sizeof(out->first_error), "%s", r->first_error);
     }
     if (m > 0) {
-        out->tps = median(tps, m);
-        out->p50_ms = median(p50, m);
-        out->p99_ms = median(p99, m);
-        out->cpu_busy_pct = median(cpu, m);
-        out->bench_us_per_txn = median(own, m);
-        out->min_ms = median(mn, m);
+        out->tps = stats_median(tps, m);
+        out->p50_ms = stats_median(p50, m);
+        out->p99_ms = stats_median(p99, m);
+        out->cpu_busy_pct = stats_median(cpu, m);
+        out->bench_us_per_txn = stats_median(own, m);
+        out->min_ms = stats_median(mn, m);
         out->valid = true;
     }
     free(cpu);

@@ -265,21 +265,53 @@ static void print_description(const bench_opts *o, const bool on[M_COUNT], long 
            sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
 }
 
-/* The coordinator/raw tps ratio of each round: round r's two phases ran next
- * to each other, so their ratio is a paired measurement that a slow drift of
- * the machine (this VM's speed moves by 10-20% over minutes) moves less than
- * it moves either median. Printed so that a reader sees the spread. */
-static void print_round_ratios(int ci, int rounds, phase_result (*res)[M_COUNT][100])
+/* The coordinator/raw comparison of one client count. Round r's two phases
+ * ran next to each other, so their tps ratio and p50 difference are paired
+ * measurements, which a slow drift of the machine (this VM's speed moves by
+ * 10-20% over minutes) moves less than it moves either median. The headline
+ * is therefore the median of the rounds' own ratios (and differences); the
+ * ratio of the two modes' medians, which may come from different rounds, is
+ * printed beside it. With one round both are the same. */
+typedef struct {
+    double ratio, diff_ms;           /* medians of the paired per-round values */
+    double ratio_of_medians, diff_of_medians;
+    int npaired;
+    double ratios[100], diffs[100];  /* per round, in round order; < 0 ratio: missing */
+} comparison;
+
+static comparison compare(int ci, int rounds, phase_result (*res)[M_COUNT][100],
+                          phase_result (*med)[M_COUNT])
 {
-    printf("        per round:");
+    comparison c = {0};
+    const phase_result *mr = &med[ci][M_RAW], *mc = &med[ci][M_COORD];
+    c.ratio_of_medians = mr->tps > 0 ? mc->tps / mr->tps : 0.0;
+    c.diff_of_medians = mc->p50_ms - mr->p50_ms;
+    double rv[100], dv[100];
     for (int r = 0; r < rounds; r++) {
         const phase_result *raw = &res[ci][M_RAW][r], *co = &res[ci][M_COORD][r];
-        if (raw->valid && co->valid && raw->tps > 0)
-            printf(" %.2f", co->tps / raw->tps);
-        else
-            printf(" -");
+        c.ratios[r] = -1;
+        if (!raw->valid || !co->valid || raw->tps <= 0)
+            continue;
+        c.ratios[r] = co->tps / raw->tps;
+        c.diffs[r] = co->p50_ms - raw->p50_ms;
+        rv[c.npaired] = c.ratios[r];
+        dv[c.npaired] = c.diffs[r];
+        c.npaired++;
     }
-    printf("\n");
+    c.ratio = c.npaired ? stats_median(rv, c.npaired) : c.ratio_of_medians;
+    c.diff_ms = c.npaired ? stats_median(dv, c.npaired) : c.diff_of_medians;
+    return c;
+}
+
+static void print_rounds(const comparison *c, int rounds)
+{
+    printf("        per round: tps ratio");
+    for (int r = 0; r < rounds; r++)
+        c->ratios[r] < 0 ? printf(" -") : printf(" %.2f", c->ratios[r]);
+    printf(", p50 diff");
+    for (int r = 0; r < rounds; r++)
+        c->ratios[r] < 0 ? printf(" -") : printf(" %+.3f", c->diffs[r]);
+    printf(" ms; of the medians: %.2f, %+.3f ms\n", c->ratio_of_medians, c->diff_of_medians);
 }
 
 static void print_table(const int *clients, int nc, int rounds, const bool on[M_COUNT],
@@ -302,12 +334,14 @@ static void print_table(const int *clients, int nc, int rounds, const bool on[M_
         return;
     printf("\n%-7s %16s %21s  %s\n", "clients", "tps coord/raw", "p50 coord-raw (ms)",
            "target (issue 2)");
+    if (rounds > 1)
+        printf("(medians of the rounds' paired values: each round's two phases ran side by side)\n");
     for (int ci = 0; ci < nc; ci++) {
         const phase_result *raw = &med[ci][M_RAW], *co = &med[ci][M_COORD];
         if (!raw->valid || !co->valid)
             continue;
-        double ratio = raw->tps > 0 ? co->tps / raw->tps : 0.0;
-        double diff = co->p50_ms - raw->p50_ms;
+        comparison cmp = compare(ci, rounds, res, med);
+        double ratio = cmp.ratio, diff = cmp.diff_ms;
         char target[64] = "-";
         if (workloads[M_COORD] != &coord_workload)
             snprintf(target, sizeof(target), "(issue 2's targets are for the one-shot form)");
@@ -318,7 +352,7 @@ static void print_table(const int *clients, int nc, int rounds, const bool on[M_
                      ratio >= 0.60 ? "met" : "MISSED", ratio >= 0.85 ? "met" : "not yet");
         printf("%-7d %16.2f %+21.3f  %s\n", clients[ci], ratio, diff, target);
         if (rounds > 1)
-            print_round_ratios(ci, rounds, res);
+            print_rounds(&cmp, rounds);
     }
 }
 
