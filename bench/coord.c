@@ -117,6 +117,17 @@ static void post(const coord_ctx *x, httpc_call *call, const char *url, json_t *
     (void)httpc_request(call); /* status/error are filled either way */
 }
 
+/* A 409 "aborted" answer to a commit: aborted on SQL grounds (a branch voted
+ * no: its statement failed, or its block did), as raw counts a no vote, or
+ * an error (a participant that could not prepare or did not answer, a
+ * timeout), as raw counts a lost connection or a timeout. */
+static txn_outcome commit_409_kind(const httpc_call *call)
+{
+    const char *reason =
+        call->response ? json_string_value(json_object_get(call->response, "reason")) : NULL;
+    return reason && strstr(reason, " voted no") ? TXN_ABORTED : TXN_ERROR;
+}
+
 /* The interactive transfer: begin, debit on A, credit on B, commit. */
 static txn_outcome interactive_txn(void *vctx, const bench_clock *clk, bench_client *c,
                                    uint64_t *rng)
@@ -147,7 +158,9 @@ static txn_outcome interactive_txn(void *vctx, const bench_clock *clk, bench_cli
         post(x, &call, stmt_url, st);
         json_decref(st);
         if (call.status != 200) {
-            o = call.status >= 400 && call.status < 500 ? TXN_ABORTED : TXN_ERROR;
+            /* 422: the statement failed (SQL grounds); anything else (the
+             * transaction timed out, an agent did not answer) is an error */
+            o = call.status == 422 ? TXN_ABORTED : TXN_ERROR;
             describe_failure(&call, why, sizeof(why));
             if (o == TXN_ERROR)
                 client_error(c, "coordinator: statement: %s", why);
@@ -159,7 +172,7 @@ static txn_outcome interactive_txn(void *vctx, const bench_clock *clk, bench_cli
     const char *outcome =
         call.response ? json_string_value(json_object_get(call.response, "outcome")) : NULL;
     if (o == TXN_COMMITTED) {
-        if (call.status == 409) {
+        if (call.status == 409 && commit_409_kind(&call) == TXN_ABORTED) {
             o = TXN_ABORTED;
         } else if (call.status != 200 || !outcome || strcmp(outcome, "committed") != 0) {
             o = TXN_ERROR;
@@ -188,7 +201,7 @@ static txn_outcome coord_txn(void *vctx, const bench_clock *clk, bench_client *c
         call.response ? json_string_value(json_object_get(call.response, "outcome")) : NULL;
     if (call.status == 200 && outcome && strcmp(outcome, "committed") == 0) {
         o = TXN_COMMITTED;
-    } else if (call.status == 409) {
+    } else if (call.status == 409 && commit_409_kind(&call) == TXN_ABORTED) {
         o = TXN_ABORTED;
         if (!x->abort_logged) {
             /* say why this client's first abort happened; aborts are not errors */
