@@ -169,6 +169,18 @@ static bool record_at(const unsigned char *buf, size_t size, size_t o, uint32_t 
            record_crc(*type, buf + o + WAL_HDR, *len) == get_u32(buf + o + 4);
 }
 
+/* Is the bad record at pos a torn tail? It reaches EOF, or only zeros follow
+ * it, after the length its header claims (when plausible): that covers a
+ * record torn inside preallocated zeros, whose unwritten rest is still zero. */
+static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
+{
+    if (size - pos < WAL_HDR)
+        return true;
+    uint32_t len = get_u32(buf + pos);
+    uint64_t end = (uint64_t)pos + WAL_HDR + (len <= WAL_MAX_RECORD ? len : 0);
+    return end >= size || all_zero(buf + end, size - (size_t)end);
+}
+
 #define WAL_SECTOR 512
 
 /* The bad record at pos is followed by more data. Is it the unwritten hole
@@ -209,13 +221,8 @@ static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
             o += WAL_HDR + len;
             continue;
         }
-        if (*seen > 0) { /* after the records: zeros, or a torn last one */
-            if (size - o < WAL_HDR)
-                return true; /* a torn header: fewer bytes left than one */
-            uint32_t l = get_u32(buf + o);
-            uint64_t end = (uint64_t)o + WAL_HDR + (l <= WAL_MAX_RECORD ? l : 0);
-            return end >= size || all_zero(buf + end, size - (size_t)end);
-        }
+        if (*seen > 0) /* after the records: zeros, or a torn last one */
+            return torn_tail_at(buf, size, o);
         if (++o - boundary > WAL_PREALLOC)
             return false;
     }
@@ -250,13 +257,7 @@ static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
                 why = "crc mismatch";
         }
         if (why) {
-            /* Torn tail iff the bad record reaches EOF or only zeros follow
-             * it: after the length its header claims (when plausible), which
-             * covers a record torn inside preallocated zeros, whose unwritten
-             * rest is still zero. */
-            uint64_t claimed_end = (uint64_t)pos + WAL_HDR + (len <= WAL_MAX_RECORD ? len : 0);
-            bool torn = left < WAL_HDR || claimed_end >= size ||
-                        all_zero(buf + claimed_end, size - (size_t)claimed_end);
+            bool torn = torn_tail_at(buf, size, pos);
             size_t after = 0;
             if (!torn && unwritten_hole(buf, size, pos, unforced, &after)) {
                 log_warn("wal %s: unwritten hole at offset %zu followed by %zu unforced "

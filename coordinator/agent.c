@@ -69,11 +69,17 @@ void agent_call_free(httpc_call *c)
     httpc_call_clear(c);
 }
 
-const char *agent_error_field(const httpc_call *c, const char *key)
+static const char *agent_error_field(const httpc_call *c, const char *key)
 {
     json_t *err = c->response ? json_object_get(c->response, "error") : NULL;
     const char *s = json_string_value(json_object_get(err, key));
     return s ? s : "";
+}
+
+bool agent_says_branch_is(const httpc_call *c, const char *state)
+{
+    return c->status == 409 && strcmp(agent_error_code(c), "wrong_state") == 0 &&
+           strcmp(agent_error_field(c, "state"), state) == 0;
 }
 
 const char *agent_error_code(const httpc_call *c)
@@ -144,10 +150,8 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
  * goes on (the transaction ends with 'E'; its outcome stays the decision). */
 static bool finished_against_decision(txn *t, branch *b, const httpc_call *c, bool commit)
 {
-    if (c->status != 409 || strcmp(agent_error_code(c), "wrong_state") != 0)
-        return false;
-    const char *there = agent_error_field(c, "state");
-    if (strcmp(there, commit ? "aborted" : "committed") != 0)
+    const char *there = commit ? "aborted" : "committed";
+    if (!agent_says_branch_is(c, there))
         return false;
     txn_branch_attempt(t, b, true, commit ? BR_ABORTED : BR_COMMITTED, false, NULL);
     txn_log_reset(t, &b->retry_log);

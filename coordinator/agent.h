@@ -21,10 +21,12 @@ void agent_call_init_get(httpc_call *c, const participant *p, const char *path, 
 void agent_call_free(httpc_call *c);
 
 /* Borrowed strings from an agent's error body, "" when absent. */
-const char *agent_error_field(const httpc_call *c, const char *key); /* error.KEY */
 const char *agent_error_code(const httpc_call *c);
 const char *agent_error_message(const httpc_call *c);
 const char *agent_error_sqlstate(const httpc_call *c);
+/* The agent answered 409 wrong_state naming its branch's state as `state`
+ * (e.g. "aborted": it finished the branch on its own). */
+bool agent_says_branch_is(const httpc_call *c, const char *state);
 /* One line for logs and abort reasons: "unreachable: <curl error>" or
  * "HTTP 503 database_unavailable: <message>". */
 void agent_describe_failure(const httpc_call *c, char *buf, size_t size);

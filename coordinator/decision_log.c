@@ -416,12 +416,19 @@ char dlog_heuristic_outcome(const char *gid)
     return c;
 }
 
-bool dlog_end(const char *gid)
+/* An unforced {"gid"} record ('E', 'R'), in the shape leading_gid reads.
+ * Caller holds the read side of compact_lock. */
+static bool append_gid_record(uint8_t type, const char *gid)
 {
     char text[GID_MAX_LEN + 16];
     int n = snprintf(text, sizeof(text), "{\"gid\":\"%s\"}", gid); /* gid charset needs no escaping */
+    return wal_append(dlog, type, text, (size_t)n, false);
+}
+
+bool dlog_end(const char *gid)
+{
     pthread_rwlock_rdlock(&compact_lock);
-    bool ok = wal_append(dlog, REC_END, text, (size_t)n, false);
+    bool ok = append_gid_record(REC_END, gid);
     if (ok) {
         pthread_mutex_lock(&unfinished_mu);
         pending_free(strmap_remove(unfinished, gid));
@@ -438,10 +445,8 @@ bool dlog_end(const char *gid)
 
 void dlog_note_committed(const char *gid)
 {
-    char text[GID_MAX_LEN + 16];
-    int n = snprintf(text, sizeof(text), "{\"gid\":\"%s\"}", gid); /* gid charset needs no escaping */
     pthread_rwlock_rdlock(&compact_lock);
-    bool ok = wal_append(dlog, REC_READ_ONLY, text, (size_t)n, false);
+    bool ok = append_gid_record(REC_READ_ONLY, gid);
     committed_add(gid);
     pthread_rwlock_unlock(&compact_lock);
     if (!ok) /* nothing depends on it: the commit stands, only a restart forgets it */

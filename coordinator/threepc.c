@@ -160,8 +160,7 @@ static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
     }
     char why[512];
     agent_describe_failure(c, why, sizeof(why));
-    if (c->status == 409 && strcmp(agent_error_code(c), "wrong_state") == 0 &&
-        strcmp(agent_error_field(c, "state"), "aborted") == 0) {
+    if (agent_says_branch_is(c, "aborted")) {
         txn_set_branch_state(t, b, BR_ABORTED);
         txlog_warn(t->gid, b->participant, "precommit refused: the branch already aborted (%s)",
                    why);

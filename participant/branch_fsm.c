@@ -349,23 +349,10 @@ static bool finish_3pc(branch *b, fsm_ctx *ctx, bool commit)
     if (!finish_prepared_gone(b, ctx, verb, &gone))
         return false;
     if (gone) {
-        char st = 0;
-        if (b->xid[0]) {
-            const char *params[1] = {b->xid};
-            pg_res r;
-            px_status ps = pool_query(ctx->ag->pool, POOL_WAIT_MS,
-                                      "SELECT pg_xact_status($1::xid8)", 1, params, &r);
-            if (ps != PX_OK) {
-                ctx_fail_res(ctx, ps, &r);
-                pg_res_clear(&r);
-                return false; /* asked again with the next message */
-            }
-            const char *s = r.res && PQntuples(r.res) == 1 && !PQgetisnull(r.res, 0, 0)
-                                ? PQgetvalue(r.res, 0, 0)
-                                : "";
-            st = strcmp(s, "committed") == 0 ? 'c' : strcmp(s, "aborted") == 0 ? 'a' : 0;
-            pg_res_clear(&r);
-        }
+        char st = 0, s[16] = "";
+        if (b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, s))
+            return false; /* asked again with the next message */
+        st = strcmp(s, "committed") == 0 ? 'c' : strcmp(s, "aborted") == 0 ? 'a' : 0;
         if (st && (st == 'c') != commit) {
             ctx_fail(ctx, PX_SQL_ERROR, "42704", "");
             snprintf(ctx->message, sizeof(ctx->message),

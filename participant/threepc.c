@@ -385,6 +385,26 @@ bool threepc_owns(branch *b)
     return lg == TP_UNCERTAIN || lg == TP_PRECOMMITTED;
 }
 
+bool threepc_xact_status(agent *ag, const char *xid, fsm_ctx *ctx, char status[16])
+{
+    const char *params[1] = {xid};
+    pg_res r;
+    px_status ps = pool_query(ag->pool, POOL_WAIT_MS, "SELECT pg_xact_status($1::xid8)", 1,
+                              params, &r);
+    status[0] = '\0';
+    if (ps != PX_OK) {
+        ctx->px = ps;
+        snprintf(ctx->sqlstate, sizeof(ctx->sqlstate), "%s", r.sqlstate);
+        snprintf(ctx->message, sizeof(ctx->message), "%s", r.message);
+        pg_res_clear(&r);
+        return false;
+    }
+    if (r.res && PQntuples(r.res) == 1 && !PQgetisnull(r.res, 0, 0))
+        snprintf(status, 16, "%s", PQgetvalue(r.res, 0, 0));
+    pg_res_clear(&r);
+    return true;
+}
+
 bool threepc_verify(agent *ag, branch *b, fsm_ctx *ctx)
 {
     if (!b->tp || !atomic_load(&b->tp->unverified))
@@ -414,13 +434,10 @@ bool threepc_settle_from_pg(agent *ag, branch *b)
                    branch_state_name(branch_state_get(b)));
         return false;
     }
-    const char *params[1] = {b->xid};
-    pg_res r;
-    px_status ps = pool_query(ag->pool, POOL_WAIT_MS, "SELECT pg_xact_status($1::xid8)", 1,
-                              params, &r);
-    const char *st = ps == PX_OK && r.res && PQntuples(r.res) == 1 && !PQgetisnull(r.res, 0, 0)
-                         ? PQgetvalue(r.res, 0, 0)
-                         : NULL;
+    fsm_ctx qctx = {.ag = ag};
+    char status[16];
+    bool asked = threepc_xact_status(ag, b->xid, &qctx, status);
+    const char *st = asked && status[0] ? status : NULL;
     bool done = false;
     if (st && (strcmp(st, "committed") == 0 || strcmp(st, "aborted") == 0)) {
         bool committed = strcmp(st, "committed") == 0;
@@ -430,16 +447,15 @@ bool threepc_settle_from_pg(agent *ag, branch *b)
         fsm_ctx ctx = {.ag = ag};
         b->vote = VOTE_YES;
         done = branch_fsm_step(b, committed ? EV_FOUND_COMMITTED : EV_FOUND_ABORTED, why, &ctx);
-    } else if (ps != PX_OK) {
+    } else if (!asked) {
         txlog_warn(b->gid, ag->name, "3pc: cannot ask PostgreSQL about xid %s: %s", b->xid,
-                   r.message);
+                   qctx.message);
     } else {
         txlog_warn(b->gid, ag->name,
                    "3pc: branch is no longer in pg_prepared_xacts but PostgreSQL says xid %s "
                    "is '%s'; left %s",
                    b->xid, st ? st : "(unknown: too old)", branch_state_name(branch_state_get(b)));
     }
-    pg_res_clear(&r);
     return done;
 }
 

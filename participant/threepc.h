@@ -69,6 +69,11 @@ void threepc_rearm(branch *b, int64_t delay_ms);
  * told now (logged). */
 bool threepc_settle_from_pg(agent *ag, branch *b) MUSTCHECK;
 
+/* pg_xact_status(xid) on a pooled connection. false when PostgreSQL cannot be
+ * asked (ctx filled); else status is "committed", "aborted", "in progress",
+ * or "" (too old to tell). */
+bool threepc_xact_status(agent *ag, const char *xid, fsm_ctx *ctx, char status[16]) MUSTCHECK;
+
 /* With b->mu held, before a replayed branch's state is told (GET) or acted
  * on (precommit, commit, rollback): if it is unverified, ask PostgreSQL
  * whether it is still prepared and settle it from pg_xact_status if not.
