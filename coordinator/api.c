@@ -110,7 +110,12 @@ static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *s
     int64_t left = remaining_ms(t);
     if (left < 1)
         left = 1;
-    json_t *body = json_pack("{s:s, s:I}", "sql", sql, "timeout_ms", (json_int_t)left);
+    /* "begin": false once a statement reached the agent: if the agent has
+     * no branch for the gid then (it restarted, or rolled the branch back
+     * and forgot it) it answers 409 branch_lost instead of opening a fresh
+     * branch that would commit this statement without the earlier ones. */
+    json_t *body = json_pack("{s:s, s:I, s:b}", "sql", sql, "timeout_ms", (json_int_t)left,
+                             "begin", !b->begun);
     json_object_set_new(body, "params", params ? json_incref(params) : json_array());
     /* The agent enforces timeout_ms on the statement; give it time to answer. */
     agent_call_init(c, b->p, t->gid, "statements", body, (long)(left + g_coord.agent_timeout_ms));

@@ -528,11 +528,19 @@ static bool begin_branch(agent *ag, branch *b, op_result *out)
 }
 
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
-                  op_result *out)
+                  bool may_begin, op_result *out)
 {
     branch *b = lock_branch(ag, gid, out);
     if (!b)
         return;
+    if (branch_state_get(b) == BS_UNKNOWN && !may_begin) {
+        txlog_warn(gid, ag->name, "statement for a branch this agent does not have (restarted "
+                   "or forgotten since its last statement): refused, the transaction must abort");
+        res_err(out, 409, "branch_lost", NULL,
+                "no branch for this transaction here: its earlier statements were lost (agent "
+                "restarted, or the branch was rolled back and forgotten)");
+        goto done;
+    }
     if (branch_state_get(b) == BS_UNKNOWN && atomic_load(&ag->stopping)) {
         res_err(out, 503, "shutting_down", NULL, "agent is shutting down");
         goto done;

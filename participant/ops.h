@@ -28,9 +28,14 @@ typedef struct {
     int nparams;
 } op_stmt;
 
-/* POST /v1/branches/{gid}/statements; timeout_ms <= 0 keeps the branch's. */
+/* POST /v1/branches/{gid}/statements; timeout_ms <= 0 keeps the branch's.
+ * may_begin false ("begin":false: the coordinator's branch already began
+ * here) refuses a gid this agent has no branch for with 409 branch_lost
+ * instead of opening a fresh one: its earlier statements died with a restart
+ * (or the branch was rolled back and forgotten), and a fresh branch would
+ * commit the later statements without them. */
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
-                  op_result *out);
+                  bool may_begin, op_result *out);
 typedef struct {
     const op_stmt *stmts; /* n > 0: the one-shot form */
     size_t n;

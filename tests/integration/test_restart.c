@@ -246,11 +246,45 @@ START_TEST(killed_agent_pipeline_does_not_prepare_late)
 }
 END_TEST
 
+/* An agent restarted between two statements of one branch lost the first
+ * one (its session died with it): the second must not open a fresh branch
+ * there, or the commit would apply it without the first. The agent answers
+ * 409 branch_lost, the transaction is rollback-only, and nothing changes. */
+START_TEST(agent_restart_between_statements_aborts)
+{
+    h_set_balance(1, 1601, 10);
+    h_set_balance(2, 1602, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1601));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 5, 1602));
+    bounce("kill", "agent1");
+    h_test_setup(); /* agent1 answers again */
+
+    h_resp r = h_stmt(gid, "pg1", CREDIT, json_pack("[ii]", 7, 1601));
+    H_EXPECT(r, 409, "statement after its agent restarted");
+    ck_assert_str_eq(h_err_code(&r), "branch_lost");
+    ck_assert_str_eq(h_str(json_object_get(r.json, "error"), "participant"), "pg1");
+    h_resp_clear(&r);
+
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit of a transaction whose branch was lost");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    ck_assert_msg(strstr(h_str(r.json, "reason"), "pg1"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1601), 10);
+    ck_assert_int_eq(h_balance(2, 1602), 10);
+    ck_assert_int_eq(h_prepared_count(1), 0);
+    ck_assert_int_eq(h_prepared_count(2), 0);
+    free(gid);
+}
+END_TEST
+
 TCase *tc_restart(void)
 {
     TCase *tc = h_tcase("restart", 240);
     tcase_add_test(tc, kill_then_start_at_once);
     tcase_add_test(tc, get_after_coordinator_restart);
     tcase_add_test(tc, killed_agent_pipeline_does_not_prepare_late);
+    tcase_add_test(tc, agent_restart_between_statements_aborts);
     return tc;
 }
