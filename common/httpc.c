@@ -167,6 +167,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 static void call_fail(httpc_call *c, const char *fmt, const char *a)
 {
     c->status = 0;
+    c->done_us = now_us();
     snprintf(c->error, sizeof(c->error), fmt, a);
 }
 
@@ -207,6 +208,7 @@ static bool setup_easy(call_state *cs)
 static void finish_call(call_state *cs, CURLcode rc)
 {
     httpc_call *c = cs->call;
+    c->done_us = now_us();
     long nconn = 0;
     if (curl_easy_getinfo(cs->easy, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK && nconn > 0)
         atomic_fetch_add(&connections_opened, (uint_fast64_t)nconn);

@@ -51,8 +51,14 @@ static void reply_outcome(http_request *req, txn *t)
     char *reason = NULL;
     const char *outcome = txn_outcome(t, &reason);
     if (!outcome) {
-        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
-                         txn_state_name(txn_state_get(t)));
+        txn_state st = txn_state_get(t);
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s%s", t->gid,
+                         txn_state_name(st),
+                         st == TXN_PRECOMMITTING
+                             ? ": its outcome is not known yet (no PreCommit acknowledged, or a "
+                               "restart); the coordinator is asking the agents their states: "
+                               "commit again, or GET it, for the outcome"
+                             : "");
         return;
     }
     json_t *o = json_pack("{s:s, s:s}", "gid", t->gid, "outcome", outcome);

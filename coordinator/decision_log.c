@@ -11,6 +11,12 @@
  *     decides nothing by itself: 'P' without 'C' is resolved at restart from
  *     the agents' states (threepc.c). An 'E' ends a 'P' whose transaction
  *     aborted, as it ends a 'C' whose branches all committed.
+ *   - 'A' (a 3PC transaction with a 'P' decided abort: step 6a, or
+ *     recovery's rule) is forced before any ROLLBACK is sent or the client
+ *     is answered; replay turns 'P' + 'A' into an abort to finish
+ *     (DLOG_PRECOMMIT_DECIDED_ABORT), never into a new decision. An 'A'
+ *     after a 'C' changes nothing (logged; the commit stands); its 'E' ends
+ *     it like any 'P'.
  *   - 'H' (operator's heuristic decision) is forced. A heuristic commit is
  *     only written for a gid with a 'C' and ends it (no retries after a
  *     restart); a heuristic abort is only written for a gid without 'C' and
@@ -35,13 +41,13 @@
  *     decision still unfinished at the end, before recovery gets it: one that
  *     does not parse stops the start, as any unreadable record does.
  *   - `pending` holds, per gid, the last 'C' or 'P' in the file without a
- *     later 'E' (nor heuristic commit), with the 'H' abort that followed a
- *     'P'; the committed set holds every gid with a 'C'; both are exact
+ *     later 'E' (nor heuristic commit), with the 'A' and the 'H' abort that
+ *     followed a 'P'; the committed set holds every gid with a 'C'; both are exact
  *     whenever no append is in progress: appends update them inside the read
  *     side of compact_lock, compaction reads them under the write side.
  *   - Compaction rewrites the log as: 'S' records (the committed set as
  *     per-epoch bitmaps, committed.h), then every pending 'C', and every
- *     pending 'P' followed by its 'H' if any. So it never drops a decision
+ *     pending 'P' followed by its 'A' and its 'H' if any. So it never drops a decision
  *     nor forgets that a gid committed: after a restart the outcome endpoint
  *     answers exactly as before it. 'H' records of finished gids are dropped
  *     (dlog_heuristic_outcome forgets them; outcomes do not change).
@@ -61,6 +67,7 @@
 #define REC_PRECOMMIT 'P'
 #define REC_END 'E'
 #define REC_HEURISTIC 'H'
+#define REC_PRECOMMIT_ABORT 'A' /* {"gid","at_ms"}, forced: a 'P' decided abort */
 #define REC_READ_ONLY 'R' /* a commit with nothing prepared: {"gid"}, not forced */
 #define REC_SNAPSHOT 'S' /* committed-set snapshot, written by compaction only */
 
@@ -70,6 +77,7 @@ typedef struct {
     uint8_t type;  /* REC_COMMIT or REC_PRECOMMIT */
     char *payload; /* owned */
     char *heur;    /* owned 'H' payload, or NULL */
+    char *abort;   /* owned 'A' payload that followed a 'P', or NULL */
 } pending_rec;
 
 static wal *dlog;
@@ -89,6 +97,7 @@ static void pending_free(void *v)
         return;
     free(p->payload);
     free(p->heur);
+    free(p->abort);
     free(p);
 }
 
@@ -136,8 +145,23 @@ static bool apply_heuristic(const char *gid, bool commit, const char *payload, s
     return true;
 }
 
+/* Caller holds unfinished_mu (or is replaying). The effect of an 'A'
+ * record (payload copied): marks the gid's pending 'P' aborted. */
+static void apply_precommit_abort(const char *gid, const char *payload, size_t len)
+{
+    pending_rec *p = strmap_get(unfinished, gid);
+    if (committed_has(gid) || (p && p->type == REC_COMMIT)) {
+        txlog_error(gid, NULL, "decision log: 'A' after the commit decision; the commit stands");
+        return;
+    }
+    if (!p)
+        return; /* its 'P' was ended already: nothing left to finish */
+    free(p->abort);
+    p->abort = copy_payload(payload, len);
+}
+
 typedef struct {
-    size_t ncommit, nprecommit, nend, nheur, nsnap, nreadonly;
+    size_t ncommit, nprecommit, nend, nheur, nsnap, nreadonly, nabort;
 } replay_state;
 
 /* The gid of a 'C' or 'E' record as written here: log_decision and dlog_end
@@ -210,6 +234,9 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
     } else if (type == REC_READ_ONLY) {
         rs->nreadonly++;
         committed_add(gid);
+    } else if (type == REC_PRECOMMIT_ABORT) {
+        rs->nabort++;
+        apply_precommit_abort(gid, payload, len);
     } else if (type == REC_HEURISTIC) {
         rs->nheur++;
         const char *outcome = json_string_value(json_object_get(rec, "outcome"));
@@ -265,6 +292,7 @@ static void hand_unfinished(const char *gid, void *val, void *arg)
         branches = NULL;
     dlog_pending_kind kind = p->type == REC_COMMIT ? DLOG_COMMIT
                              : p->heur             ? DLOG_PRECOMMIT_ABORTED
+                             : p->abort            ? DLOG_PRECOMMIT_DECIDED_ABORT
                                                    : DLOG_PRECOMMIT;
     cb->fn(gid, kind, proto, json_is_integer(at) ? (int64_t)json_integer_value(at) : wall_ms(),
            branches, cb->arg);
@@ -285,17 +313,17 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     compact_bytes_cfg = compact_at = compact_bytes;
     dlog_path = xstrdup(path);
 
-    replay_state rs = {0, 0, 0, 0, 0, 0};
+    replay_state rs = {0, 0, 0, 0, 0, 0, 0};
     /* 'E' and 'R' are never forced: a power cut may leave them on disk after
      * a hole that an earlier, unflushed page left (wal.c, unwritten_hole). */
     dlog = wal_open_unforced(path, replay_record, &rs, (const char[]){REC_END, REC_READ_ONLY, 0});
     if (!dlog)
         return false;
     log_info("decision log %s replayed: %zu commit records, %zu end records, %zu snapshot "
-             "records, %zu unfinished (%zu pre-commit records, %zu heuristic records, %zu "
-             "read-only commit records)",
+             "records, %zu unfinished (%zu pre-commit records, %zu pre-commit abort records, "
+             "%zu heuristic records, %zu read-only commit records)",
              path, rs.ncommit, rs.nend, rs.nsnap, strmap_count(unfinished), rs.nprecommit,
-             rs.nheur, rs.nreadonly);
+             rs.nabort, rs.nheur, rs.nreadonly);
     size_t unreadable = 0;
     strmap_foreach(unfinished, check_unfinished, &unreadable);
     if (unreadable > 0) {
@@ -408,6 +436,30 @@ bool dlog_heuristic(const char *gid, bool commit)
     return true;
 }
 
+bool dlog_precommit_abort(txn *t)
+{
+    json_t *rec = json_pack("{s:s, s:I}", "gid", t->gid, "at_ms", (json_int_t)wall_ms());
+    char *text = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    if (!text)
+        die("cannot serialize the pre-commit abort record of %s", t->gid);
+    pthread_rwlock_rdlock(&compact_lock);
+    bool ok = wal_append(dlog, REC_PRECOMMIT_ABORT, text, strlen(text), true);
+    if (ok) {
+        pthread_mutex_lock(&unfinished_mu);
+        apply_precommit_abort(t->gid, text, strlen(text));
+        pthread_mutex_unlock(&unfinished_mu);
+    }
+    pthread_rwlock_unlock(&compact_lock);
+    free(text);
+    if (!ok) {
+        txlog_error(t->gid, NULL, "pre-commit abort record append failed (see above)");
+        return false;
+    }
+    txlog_debug(t->gid, NULL, "decision abort after pre-commit logged");
+    return true;
+}
+
 char dlog_heuristic_outcome(const char *gid)
 {
     pthread_mutex_lock(&unfinished_mu);
@@ -495,6 +547,8 @@ static void push_unfinished(const char *gid, void *val, void *arg)
     (void)gid;
     const pending_rec *p = val;
     rec_push(arg, p->type, p->payload, strlen(p->payload), false);
+    if (p->abort)
+        rec_push(arg, REC_PRECOMMIT_ABORT, p->abort, strlen(p->abort), false);
     if (p->heur)
         rec_push(arg, REC_HEURISTIC, p->heur, strlen(p->heur), false);
 }

@@ -21,6 +21,8 @@ typedef enum {
     DLOG_COMMIT,            /* 'C' without 'E' (nor heuristic commit): finish the commit */
     DLOG_PRECOMMIT,         /* 'P' without 'C' or 'E': ask the agents (3PC recovery) */
     DLOG_PRECOMMIT_ABORTED, /* 'P' then a heuristic abort, no 'E': finish the abort */
+    DLOG_PRECOMMIT_DECIDED_ABORT, /* 'P' then 'A' (3PC aborted after its 'P'), no 'E':
+                                   * finish the abort, as decided */
 } dlog_pending_kind;
 
 /* Called once per unfinished gid after replay. branches is borrowed:
@@ -40,6 +42,13 @@ void dlog_close(void);
 bool dlog_commit(txn *t, int64_t *at_ms) MUSTCHECK;
 /* Force a 'P' record (3PC: every vote was yes) listing t's prepared branches. */
 bool dlog_precommit(txn *t, int64_t *at_ms) MUSTCHECK;
+/* Force an 'A' record: the 3PC transaction t, whose 'P' is logged, is
+ * decided abort (no branch pre-committed and one refused, or recovery's
+ * rule). Written before any ROLLBACK or answer, so that a restart finishes
+ * the abort instead of deciding again from the agents (which could then
+ * find a silent branch pre-committed and commit what the client was told
+ * aborted). */
+bool dlog_precommit_abort(txn *t) MUSTCHECK;
 /* Force an 'H' record: an operator decided gid's outcome. A heuristic commit
  * (only ever for a gid with a 'C') ends its 'C' like an 'E' does; a
  * heuristic abort (only for a gid without 'C') turns a pending 'P' into an

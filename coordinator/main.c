@@ -71,7 +71,7 @@ static const char *const crash_points[] = {
     "before-decision-log",      "after-decision-log",        "after-first-commit",
     "before-end-record",        "3pc-before-precommit-log",  "3pc-after-precommit-log",
     "3pc-after-first-precommit", "3pc-before-commit-log",    "wal-fdatasync",
-    NULL,
+    "3pc-precommit-lost",       NULL,
 };
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
@@ -122,7 +122,8 @@ static const opt_def options[] = {
      "before-end-record, 3pc-before-precommit-log, 3pc-after-precommit-log, "
      "3pc-after-first-precommit, 3pc-before-commit-log; _exit at the N-th hit, or with "
      "=pause:MS sleep MS ms at every hit from the N-th on; wal-fdatasync=error: the decision "
-     "log's fdatasync fails (EIO) from the N-th on (also env TXCOORD_CRASH_POINT)",
+     "log's fdatasync fails (EIO) from the N-th on; 3pc-precommit-lost=error: PreCommits are "
+     "not sent, as if lost on the way (also env TXCOORD_CRASH_POINT)",
      &opt_crash_point},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
      &opt_log_level},
@@ -192,7 +193,7 @@ static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_prot
     txn_state st = kind == DLOG_COMMIT     ? TXN_COMMITTING
                    : kind == DLOG_PRECOMMIT ? TXN_PRECOMMITTING
                                             : TXN_ABORTING;
-    txn *t = txn_restore(gid, proto, st, at_ms, n);
+    txn *t = txn_restore(gid, proto, st, kind == DLOG_PRECOMMIT_ABORTED, at_ms, n);
     if (!t)
         return;
     size_t i;
@@ -208,6 +209,9 @@ static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_prot
     else if (kind == DLOG_PRECOMMIT)
         txlog_info(gid, NULL, "recovered: 3pc pre-commit decided without commit decision, %zu "
                    "branches: asking their agents", n);
+    else if (kind == DLOG_PRECOMMIT_DECIDED_ABORT)
+        txlog_info(gid, NULL, "recovered: 3pc pre-commit then abort decision, %zu branches to "
+                   "roll back", n);
     else
         txlog_info(gid, NULL, "recovered: 3pc pre-commit then heuristic abort, %zu branches to "
                    "roll back", n);

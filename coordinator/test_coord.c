@@ -545,8 +545,10 @@ START_TEST(test_3pc_recovered_abort_ends_the_precommit)
     ck_assert(txn_fsm_advance(t, EV_NO_PRECOMMIT, "3pc recovery: pg1=uncertain pg2=uncertain"));
     ck_assert_str_eq(txn_outcome(t, NULL), "aborted");
     recovered r = reopen(1 << 20);
-    ck_assert_int_eq(r.n, 1); /* still a 'P' until the rollbacks are acknowledged */
-    ck_assert_int_eq(r.kinds[0], DLOG_PRECOMMIT);
+    /* the 'P' stays until the rollbacks are acknowledged, but with its 'A':
+     * an abort to finish, not a 'P' to decide again */
+    ck_assert_int_eq(r.n, 1);
+    ck_assert_int_eq(r.kinds[0], DLOG_PRECOMMIT_DECIDED_ABORT);
     ck_assert(txn_fsm_advance(t, EV_ACKED, "all acknowledged")); /* writes 'E' */
     r = reopen(1 << 20);
     ck_assert_int_eq(r.n, 0);
@@ -746,6 +748,55 @@ START_TEST(test_heuristic_records_replayed)
     txn_unref(x);
     txn_unref(k);
     txn_unref(q);
+    dlog_close();
+}
+END_TEST
+
+/* 'A' after 'P' (3PC decided abort after its pre-commit record): replay
+ * hands back an abort to finish, never a 'P' to decide again; 'E' ends it;
+ * after a 'C' it changes nothing; compaction keeps it with its 'P'. */
+START_TEST(test_precommit_abort_replayed)
+{
+    (void)reopen(1 << 20);
+    txn *a = txn_with_prepared_branches_proto(PROTO_3PC); /* 'P' 'A' */
+    ck_assert(dlog_precommit(a, NULL));
+    ck_assert(dlog_precommit_abort(a));
+    txn *e = txn_with_prepared_branches_proto(PROTO_3PC); /* 'P' 'A' 'E' */
+    ck_assert(dlog_precommit(e, NULL));
+    ck_assert(dlog_precommit_abort(e));
+    ck_assert(dlog_end(e->gid));
+    txn *c = txn_with_prepared_branches_proto(PROTO_3PC); /* 'P' 'C' 'A' */
+    ck_assert(dlog_precommit(c, NULL));
+    ck_assert(dlog_commit(c, NULL));
+    ck_assert(dlog_precommit_abort(c));
+    txn *p = txn_with_prepared_branches_proto(PROTO_3PC); /* 'P' alone */
+    ck_assert(dlog_precommit(p, NULL));
+    for (int pass = 0; pass < 2; pass++) {
+        recovered r = reopen(pass ? 16 : 1 << 20);
+        if (pass == 1) {
+            dlog_maybe_compact();
+            ck_assert_uint_eq(dlog_compactions(), 1);
+            r = reopen(1 << 20);
+        }
+        ck_assert_int_eq(r.n, 3);
+        int ia = recovered_find(&r, a->gid), ic = recovered_find(&r, c->gid),
+            ip = recovered_find(&r, p->gid);
+        ck_assert_int_ge(ia, 0);
+        ck_assert_int_ge(ic, 0);
+        ck_assert_int_ge(ip, 0);
+        ck_assert_int_eq(r.kinds[ia], DLOG_PRECOMMIT_DECIDED_ABORT);
+        ck_assert_uint_eq(r.nbranches[ia], 2);
+        ck_assert_int_eq(r.kinds[ic], DLOG_COMMIT);
+        ck_assert_int_eq(r.kinds[ip], DLOG_PRECOMMIT);
+        ck_assert_int_eq(recovered_find(&r, e->gid), -1);
+        ck_assert(!dlog_is_committed(a->gid));
+        ck_assert(dlog_is_committed(c->gid));
+        ck_assert_int_eq(dlog_heuristic_outcome(a->gid), 0); /* not an operator's abort */
+    }
+    txn_unref(a);
+    txn_unref(e);
+    txn_unref(c);
+    txn_unref(p);
     dlog_close();
 }
 END_TEST
@@ -1205,6 +1256,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_record_encoding);
     tcase_add_test(tc, test_replay_record_shapes);
     tcase_add_test(tc, test_heuristic_records_replayed);
+    tcase_add_test(tc, test_precommit_abort_replayed);
     tcase_add_test(tc, test_heuristic_rules);
     tcase_add_test(tc, test_heuristic_resolve);
     tcase_add_test(tc, test_in_doubt_listing);

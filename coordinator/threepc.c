@@ -14,9 +14,11 @@
  *     form: the statements run inside this call, so it may take up to the
  *     transaction's timeout_ms when that is larger). After a yes vote an
  *     agent is uncertain and its uncertain_timeout_ms timer runs.
- *  3. Any branch not yes/read_only, or the votes took 3/4 of
- *     uncertain_timeout_ms or more (an early voter's timer may fire before
- *     its PreCommit arrives, and it would abort on its own): preparing ->
+ *  3. Any branch not yes/read_only, or 3/4 of uncertain_timeout_ms or more
+ *     passed since the earliest yes vote came in (that voter's timer may
+ *     fire before its PreCommit arrives, and it would abort on its own; the
+ *     one-shot form's statements, run before the vote, do not count):
+ *     preparing ->
  *     aborting, ROLLBACK to every branch (2PC step 3). No record: presumed
  *     abort.
  *  4. Every vote read_only: preparing -> committing with no record, as 2PC:
@@ -29,14 +31,23 @@
  *     call bounded by precommit_timeout_ms (one at a time when the crash
  *     point 3pc-after-first-precommit is armed, crashing after the first
  *     answer was processed). An ack makes the branch precommitted. A 409
- *     wrong_state "aborted" is a refusal: that agent's uncertain timer or
- *     termination protocol aborted its branch before the PreCommit came.
- *     Silent ones (no answer, other errors): go on anyway (logged); such a
- *     branch learns the outcome from DoCommit, or from its peers'
- *     termination protocol.
- *  6a. No ack and a refusal: precommitting -> aborting, ROLLBACK to the
- *     others, 'E' once all acknowledged (it ends the 'P'); the client gets
+ *     wrong_state whose state is aborted (that agent's uncertain timer or
+ *     termination protocol aborted its branch before the PreCommit came),
+ *     or unknown, active or failed (it never will commit), is a refusal, as
+ *     recovery (R2) counts them. Silent ones (no answer, other errors) are
+ *     logged; such a branch may or may not have pre-committed.
+ *  6a. No ack and a refusal: precommitting -> aborting, the 'A' record
+ *     forced first (stop on failure), then ROLLBACK to the others, 'E' once
+ *     all acknowledged (it ends the 'P' and the 'A'); the client gets
  *     "aborted". This is threepc_recovery_rule's answer to the same states.
+ *  6b. No ack and no refusal (every PreCommit unanswered: the agents or the
+ *     way to them are down): nothing is known that decides. A silent branch
+ *     whose PreCommit landed commits on its own timer; one whose PreCommit
+ *     was lost aborts on its own. So nothing is decided here: t stays
+ *     precommitting and goes to the resolver, whose recovery rounds (R1-R3
+ *     below) ask the agents their states until they tell; the client gets
+ *     409 wrong_state naming precommitting, and a commit sent again, or a
+ *     GET, gives the outcome once it is known.
  *     Acks and refusals both: a pre-committed branch may commit on its own,
  *     so commit, and the refused ones are logged as an atomicity violation
  *     (as recovery does).
@@ -64,8 +75,14 @@
  *    aborts on its own: 3PC's known weakness, logged by recovery).
  *  - between 6 and 7 (3pc-before-commit-log): as during 6, more of them
  *    pre-committed.
- *  - after 6a (no ack, a refusal): 'P' without 'C'; restart: recovery
- *    hears aborted from the refusing agent -> abort, as decided.
+ *  - during 6a, before the 'A' is durable: 'P' alone, nothing told to
+ *    anyone yet; restart: recovery decides from the agents' states, as it
+ *    would have without the crash.
+ *  - after 6a's 'A': restart finishes the abort (DLOG_PRECOMMIT_DECIDED_ABORT,
+ *    ROLLBACK re-sent), never deciding again: a silent branch found
+ *    pre-committed then must not turn the "aborted" the client may have
+ *    heard into a commit.
+ *  - after 6b: 'P' without 'C', as a restart would find it anyway.
  *  - during 7: the 'C' is durable or not; with it, restart is 2PC recovery
  *    (commit); without it, the recovery of 'P' (a branch is pre-committed
  *    -> commit). Either way commit.
@@ -93,8 +110,9 @@
  *      briefly here) and only if t is still precommitting, so it never races an
  *      operator's heuristic abort: commit = precommitting -> committing
  *      ('C' forced, then the resolver delivers COMMIT); abort =
- *      precommitting -> aborting (ROLLBACK to all, 'E' when all
- *      acknowledged so replay forgets the 'P').
+ *      precommitting -> aborting ('A' forced, then ROLLBACK to all, 'E'
+ *      when all acknowledged so replay forgets the 'P'). A failed forced
+ *      record stops the process, as in the live path.
  *
  * Known limit (3PC's, not ours): under a partition, or with the agents'
  * timeout rule, agents may decide differently from one another and from us.
@@ -112,6 +130,7 @@
 #include "coord_metrics.h"
 #include "fault.h"
 #include "log.h"
+#include "resolver.h"
 #include "twopc.h"
 #include "txn_fsm.h"
 
@@ -145,10 +164,11 @@ static size_t count_prepared(txn *t)
     return n;
 }
 
-/* Step 6, one answer: acknowledged (200), refused by a branch that already
- * aborted on its own (409 wrong_state, state aborted: its uncertain timer or
- * its termination protocol ran before the PreCommit came), or silent
- * (anything else: no answer, 5xx, ...). */
+/* Step 6, one answer: acknowledged (200), refused by a branch that will
+ * never commit (409 wrong_state, state aborted: its uncertain timer or its
+ * termination protocol ran before the PreCommit came; or unknown, active,
+ * failed: as recovery's R2 counts them), or silent (anything else: no
+ * answer, 5xx, ...). */
 typedef enum { PC_ACKED, PC_REFUSED, PC_SILENT } precommit_answer;
 
 static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
@@ -160,16 +180,16 @@ static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
     }
     char why[512];
     agent_describe_failure(c, why, sizeof(why));
-    if (agent_says_branch_is(c, "aborted")) {
-        txn_set_branch_state(t, b, BR_ABORTED);
-        txlog_warn(t->gid, b->participant, "precommit refused: the branch already aborted (%s)",
-                   why);
+    static const char *const never_commits[] = {"aborted", "unknown", "active", "failed"};
+    for (size_t i = 0; i < ARRAY_LEN(never_commits); i++) {
+        if (!agent_says_branch_is(c, never_commits[i]))
+            continue;
+        txn_set_branch_state(t, b, i == 0 ? BR_ABORTED : BR_FAILED);
+        txlog_warn(t->gid, b->participant, "precommit refused: the branch is %s there (%s)",
+                   never_commits[i], why);
         return PC_REFUSED;
     }
-    txlog_warn(t->gid, b->participant,
-               "precommit not acknowledged: %s; going on (the branch learns the outcome from "
-               "DoCommit or from its peers)",
-               why);
+    txlog_warn(t->gid, b->participant, "precommit not acknowledged: %s", why);
     return PC_SILENT;
 }
 
@@ -189,7 +209,15 @@ static void precommit_all(txn *t, bool sequential, size_t *acked, size_t *refuse
                         (long)t->threepc.precommit_timeout_ms);
         brs[n++] = b;
     }
-    if (sequential) {
+    if (n > 0 && fault_fails("3pc-precommit-lost")) {
+        /* Tests: every PreCommit lost on the way (step 6b). */
+        for (size_t i = 0; i < n; i++) {
+            calls[i].status = 0;
+            snprintf(calls[i].error, sizeof(calls[i].error), "%s",
+                     "fault injection: PreCommit not sent");
+            count[precommit_apply(t, brs[i], &calls[i])]++;
+        }
+    } else if (sequential) {
         for (size_t i = 0; i < n; i++) {
             (void)httpc_request(&calls[i]); /* status read by precommit_apply */
             count[precommit_apply(t, brs[i], &calls[i])]++;
@@ -215,20 +243,20 @@ void threepc_commit(txn *t, json_t *const *stmts)
     if (!commit_begin(t))
         return;
     /* 2 */
-    int64_t t0 = now_us();
+    int64_t t0 = now_us(), first_yes = 0;
     json_t *fields = prepare_fields(t, stmts);
     char reason[1024];
     bool all_yes = commit_prepare_all(t, stmts, fields, (long)t->threepc.cancommit_timeout_ms,
-                                      reason, sizeof(reason));
+                                      reason, sizeof(reason), &first_yes);
     json_decref(fields);
     int64_t t1 = now_us();
     size_t nprepared = count_prepared(t);
-    int64_t took_ms = (t1 - t0) / 1000;
-    if (all_yes && nprepared > 0 && took_ms * 4 >= t->threepc.uncertain_timeout_ms * 3) {
+    int64_t since_ms = first_yes > 0 ? (t1 - first_yes) / 1000 : 0;
+    if (all_yes && nprepared > 0 && since_ms * 4 >= t->threepc.uncertain_timeout_ms * 3) {
         snprintf(reason, sizeof(reason),
-                 "votes took %lld ms, too close to the agents' uncertain timeout (%lld ms): "
-                 "they may abort on their own",
-                 (long long)took_ms, (long long)t->threepc.uncertain_timeout_ms);
+                 "the last vote came %lld ms after the first yes, too close to the agents' "
+                 "uncertain timeout (%lld ms): they may abort on their own",
+                 (long long)since_ms, (long long)t->threepc.uncertain_timeout_ms);
         txlog_warn(t->gid, NULL, "3pc: %s", reason);
         all_yes = false;
     }
@@ -261,8 +289,18 @@ void threepc_commit(txn *t, json_t *const *stmts)
     if (acked == 0 && refused > 0) {
         /* 6a: nobody pre-committed and a branch aborted on its own: the
          * transaction can only abort (recovery's rule, threepc_recovery_rule). */
-        if (txn_fsm_advance(t, EV_NO_PRECOMMIT, why))
-            commit_deliver_outcome(t, false);
+        if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, why))
+            die("gid=%s pre-commit abort record write failed: it may or may not be durable; "
+                "stopping so that the log and the agents decide at restart",
+                t->gid);
+        commit_deliver_outcome(t, false);
+        return;
+    }
+    if (acked == 0) {
+        /* 6b: every PreCommit unanswered: undecidable here. */
+        txlog_warn(t->gid, NULL, "3pc: %s: not deciding; the resolver asks the agents their "
+                   "states (recovery rounds)", why);
+        resolver_submit(t, 0);
         return;
     }
     if (refused > 0) {
@@ -407,7 +445,9 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
                             violators);
             commit_decide(t, EV_PRECOMMITTED, reason);
         } else if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, reason)) {
-            txlog_error(t->gid, NULL, "3pc recovery: abort not taken (see above)");
+            die("gid=%s 3pc recovery: pre-commit abort record write failed: it may or may not "
+                "be durable; stopping so that the log and the agents decide at restart",
+                t->gid);
         }
     }
     pthread_mutex_unlock(&t->op_mu);

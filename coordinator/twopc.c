@@ -104,8 +104,9 @@ bool branch_never_begun(const txn *t, size_t i, json_t *const *stmts)
 }
 
 bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
-                        char *reason, size_t rsize)
+                        char *reason, size_t rsize, int64_t *first_yes_us)
 {
+    int64_t first_yes = 0;
     size_t nb = t->nbranches, n = 0, nyes = 0, nro = 0;
     httpc_call *calls = xcalloc(nb ? nb : 1, sizeof(*calls));
     size_t *bidx = xcalloc(nb ? nb : 1, sizeof(*bidx));
@@ -154,6 +155,8 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
         if (vote && strcmp(vote, "yes") == 0) {
             bs = BR_PREPARED;
             nyes++;
+            if (first_yes == 0 || c->done_us < first_yes)
+                first_yes = c->done_us;
         } else if (vote && strcmp(vote, "read_only") == 0) {
             bs = BR_READ_ONLY;
             nro++;
@@ -194,6 +197,8 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
     free(bidx);
     if (all_yes)
         snprintf(reason, rsize, "%zu yes, %zu read_only", nyes, nro);
+    if (first_yes_us)
+        *first_yes_us = first_yes;
     return all_yes;
 }
 
@@ -228,7 +233,7 @@ void twopc_commit(txn *t, json_t *const *stmts)
     int64_t t0 = now_us();
     char reason[1024];
     if (!commit_prepare_all(t, stmts, NULL, (long)g_coord.agent_timeout_ms, reason,
-                            sizeof(reason))) {
+                            sizeof(reason), NULL)) {
         /* 3 */
         if (txn_fsm_advance(t, EV_VOTE_NO, reason))
             commit_deliver_outcome(t, false);

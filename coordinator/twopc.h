@@ -25,9 +25,11 @@ bool commit_begin(txn *t);
  * t); stmts as for twopc_commit; each call gets timeout_ms, or t's timeout
  * when larger and statements travel with it. Sets the branches' states from
  * the votes. True when every vote was yes or read_only; otherwise reason
- * names the first failing participant. Caller holds op_mu. */
+ * names the first failing participant. first_yes_us (may be NULL) gets the
+ * now_us() time the earliest yes vote came in (0 if none): 3PC's agents
+ * start their uncertain timers as they vote. Caller holds op_mu. */
 bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
-                        char *reason, size_t rsize);
+                        char *reason, size_t rsize, int64_t *first_yes_us);
 /* Branch i of t never began at its agent: every statement sent to it was
  * refused before running (b->begun unset) and no one-shot statements travel
  * with its PREPARE. It holds nothing there: commit_prepare_all counts it as

@@ -198,8 +198,8 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *
     return t;
 }
 
-txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, int64_t decided_wall_ms,
-                 size_t nbranches)
+txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heuristic,
+                 int64_t decided_wall_ms, size_t nbranches)
 {
     txn *t = txn_alloc(proto, nbranches);
     snprintf(t->gid, sizeof(t->gid), "%s", gid);
@@ -214,9 +214,11 @@ txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, int64_t d
         t->decision_logged = true;
     } else {
         t->precommit_logged = true;
-        if (state == TXN_ABORTING) {
+        if (state == TXN_ABORTING && heuristic) {
             t->heuristic = 'a';
             t->reason = xstrdup("heuristic abort by operator (replayed)");
+        } else if (state == TXN_ABORTING) {
+            t->reason = xstrdup("3pc: aborted after its pre-commit decision (replayed)");
         }
     }
     pthread_mutex_lock(&table_mu);

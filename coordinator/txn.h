@@ -117,11 +117,12 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *
 /* Recreate a transaction from the decision log, marked recovered:
  *   committing    from a 'C' without 'E' (decision_logged);
  *   precommitting from a 'P' without 'C' (precommit_logged);
- *   aborting      from a 'P' followed by a heuristic abort (precommit_logged).
+ *   aborting      from a 'P' followed by a heuristic abort (heuristic set) or
+ *                 by an 'A' (not heuristic); precommit_logged.
  * decided_wall_ms is the record's time. NULL if the gid is already in the
  * table. Returns a reference. Add its branches with txn_restore_branch. */
-txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, int64_t decided_wall_ms,
-                 size_t nbranches);
+txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heuristic,
+                 int64_t decided_wall_ms, size_t nbranches);
 bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid) MUSTCHECK;
 
 /* Reference or NULL. */

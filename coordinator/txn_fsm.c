@@ -8,8 +8,9 @@
  *   preparing     -> committing    on votes_yes  (decide_commit: forces 'C')
  *   preparing     -> precommitting on votes_yes_3pc (decide_precommit: forces 'P')
  *   precommitting -> committing    on precommitted  (decide_commit: forces 'C')
- *   precommitting -> aborting      on no_precommit  (decide_abort; recovery, or
- *                                  threepc.c step 6a: no ack and a refusal)
+ *   precommitting -> aborting      on no_precommit  (decide_abort_precommitted:
+ *                                  forces 'A'; recovery, or threepc.c step 6a:
+ *                                  no ack and a refusal)
  *   precommitting -> aborting      on heuristic_abort (heuristic_abort; recovery only)
  *   committing    -> committed     on acked      (end_commit: writes 'E')
  *   committing    -> committing    on heuristic_commit (heuristic_commit: forces 'H')
@@ -61,6 +62,7 @@ typedef struct {
 static bool decide_abort(txn *t, const char *reason);
 static bool decide_commit(txn *t, const char *reason);
 static bool decide_precommit(txn *t, const char *reason);
+static bool decide_abort_precommitted(txn *t, const char *reason);
 static bool end_commit(txn *t, const char *reason);
 static bool end_abort(txn *t, const char *reason);
 static bool heuristic_commit(txn *t, const char *reason);
@@ -76,7 +78,7 @@ static const fsm_row fsm_table[] = {
     {TXN_PREPARING, TXN_COMMITTING, EV_VOTES_YES, decide_commit, true},
     {TXN_PREPARING, TXN_PRECOMMITTING, EV_VOTES_YES_3PC, decide_precommit, true},
     {TXN_PRECOMMITTING, TXN_COMMITTING, EV_PRECOMMITTED, decide_commit, true},
-    {TXN_PRECOMMITTING, TXN_ABORTING, EV_NO_PRECOMMIT, decide_abort, false},
+    {TXN_PRECOMMITTING, TXN_ABORTING, EV_NO_PRECOMMIT, decide_abort_precommitted, false},
     {TXN_PRECOMMITTING, TXN_ABORTING, EV_HEURISTIC_ABORT, heuristic_abort, false},
     {TXN_COMMITTING, TXN_COMMITTED, EV_ACKED, end_commit, true},
     {TXN_COMMITTING, TXN_COMMITTING, EV_HEURISTIC_COMMIT, heuristic_commit, false},
@@ -172,6 +174,19 @@ static bool decide_precommit(txn *t, const char *reason)
         fault_point("3pc-after-precommit-log");
     }
     return true;
+}
+
+/* 3PC with its 'P' logged, decided abort: force the 'A' record before any
+ * ROLLBACK goes out or the client hears "aborted", so that a restart
+ * finishes this abort instead of deciding again from the agents' states. */
+static bool decide_abort_precommitted(txn *t, const char *reason)
+{
+    pthread_mutex_lock(&t->mu);
+    bool logged = t->precommit_logged;
+    pthread_mutex_unlock(&t->mu);
+    if (logged && !dlog_precommit_abort(t))
+        return false;
+    return decide_abort(t, reason);
 }
 
 /* Force the operator's 'H' record and flag t: from now on its deliveries

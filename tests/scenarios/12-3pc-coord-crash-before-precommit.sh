@@ -16,7 +16,12 @@
 #      =pause) past the agents' uncertain timers, termination timeout: every
 #      agent aborts on its own, then refuses the late PreCommit (409
 #      wrong_state, aborted). The coordinator must answer the client aborted
-#      (no 'C'), not committed.
+#      (no 'C'), not committed, with the abort forced as an 'A' record first.
+#   D. no crash, every PreCommit lost on the way (3pc-precommit-lost=error):
+#      nothing acknowledged, nothing refused, so nothing decides. The client
+#      hears 409 wrong_state (precommitting), not committed; the resolver's
+#      recovery round finds every agent uncertain and aborts ('A', then 'E');
+#      the commit sent again answers aborted.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 12-3pc-coord-crash-before-precommit 8140
@@ -101,7 +106,8 @@ begin3 GID_C "$(body_3pc timeout)"
 commit "$GID_C"
 expect_eq "commit answer: every PreCommit was refused, so aborted" "$API_STATUS $(jget .outcome)" "409 aborted"
 check "coordinator log: the late PreCommits were refused" \
-    grep -q "gid=$GID_C .*precommit refused: the branch already aborted" "$CDIR/coordinator.log"
+    grep -q "gid=$GID_C .*precommit refused: the branch is aborted there" "$CDIR/coordinator.log"
+check "decision log: the abort after 'P' was forced ('A')" dlog_has A "$GID_C"
 for i in 1 2 3; do
     check "agent$i log: timeout rule, uncertain -> abort" term_logged "$i" "$GID_C" "timeout rule, uncertain -> abort"
 done
@@ -109,13 +115,39 @@ check "decision log: no commit record ('C') of $GID_C" not dlog_has C "$GID_C"
 check "END record of $GID_C written (the 'P' is closed, within 30s)" wait_until 30 dlog_has E "$GID_C"
 check "GET /v1/outcomes/$GID_C answers aborted" outcome_is "$GID_C" aborted
 check "coordinator log: no atomicity violation for $GID_C" \
-    not grep -q "gid=$GID_C .*atomicity violated" "$CDIR/coordinator.log"
+    not grep -qE "gid=$GID_C .*atomicity (is )?violated" "$CDIR/coordinator.log"
+check "coordinator: no mixed-outcome branch counted" is_eq 0 metric_at "$TXCOORD_URL" txcoord_mixed_outcome_branches_total
 expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$GID_C")" "aborted aborted aborted"
 check "no prepared branch anywhere" no_prepared_anywhere
 all_or_nothing "$GID_C" aborted
 SUMMARY+=("| C | 3pc-after-precommit-log=pause:$PAUSE_MS (no crash) | timeout | $(agent_states "$GID_C" | sed 's/ / | /g') | - | aborted (PreCommits refused) |")
 
-step 11 "summary: 3PC, coordinator killed (A, B) or stalled (C) after the votes and before any PreCommit"
+# ---- D: no crash, every PreCommit lost: nothing decides, the resolver asks the agents -------
+step 11 "reset the accounts"
+bank3_reset
+step 12 "termination=timeout: 3PC transfer; every PreCommit is lost on the way (3pc-precommit-lost=error)"
+restart_armed coordinator "3pc-precommit-lost=error"
+begin3 GID_D "$(body_3pc timeout)"
+commit "$GID_D"
+expect_eq "commit answer: nothing acknowledged nor refused, so no outcome yet" \
+    "$API_STATUS $(jget .error.code)" "409 wrong_state"
+check "... naming precommitting" grep -q precommitting <<<"$(jget .error.message)"
+check "decision log: pre-commit record ('P') of $GID_D" dlog_has P "$GID_D"
+check "coordinator log: not decided, handed to the resolver" \
+    grep -q "gid=$GID_D .*not deciding; the resolver asks the agents" "$CDIR/coordinator.log"
+check "the resolver's recovery decides abort (within 30s)" wait_until 30 tx_state_is "$GID_D" aborted
+check "decision log: no commit record ('C') of $GID_D" not dlog_has C "$GID_D"
+check "decision log: the abort after 'P' was forced ('A')" dlog_has A "$GID_D"
+check "END record of $GID_D written (within 30s)" wait_until 30 dlog_has E "$GID_D"
+commit "$GID_D"
+expect_eq "commit sent again: the outcome" "$API_STATUS $(jget .outcome)" "409 aborted"
+check "GET /v1/outcomes/$GID_D answers aborted" outcome_is "$GID_D" aborted
+check "no prepared branch anywhere" wait_until 10 no_prepared_anywhere
+all_or_nothing "$GID_D" aborted
+check "coordinator: no mixed-outcome branch counted" is_eq 0 metric_at "$TXCOORD_URL" txcoord_mixed_outcome_branches_total
+SUMMARY+=("| D | 3pc-precommit-lost=error (no crash) | timeout | $(agent_states "$GID_D" | sed 's/ / | /g') | - | aborted (recovery round: all uncertain) |")
+
+step 13 "summary: 3PC, coordinator killed (A, B) or stalled (C) after the votes and before any PreCommit, or its PreCommits lost (D)"
 echo "| part | crash point | termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator after restart |"
 echo "|---|---|---|---|---|---|--:|---|"
 printf '%s\n' "${SUMMARY[@]}"

@@ -552,12 +552,13 @@ all_or_nothing() {
 }
 
 # dlog_has TYPE GID: the coordinator's decision log holds a TYPE record of GID
-# (C commit, P 3PC pre-commit: TYPE{"gid":GID,... ; E end: E{"gid":GID}).
+# (C commit, P 3PC pre-commit, A 3PC abort after 'P', H heuristic:
+# TYPE{"gid":GID,... ; E end: E{"gid":GID}).
 # Reads the raw file: the type byte comes right before the JSON payload.
 dlog_has() {
     local f="$CDIR/coordinator/decisions.log"
     case "$1" in
-    C | P | H) grep -aqF "$1{\"gid\":\"$2\",\"" "$f" ;;
+    C | P | H | A) grep -aqF "$1{\"gid\":\"$2\",\"" "$f" ;;
     E) grep -aqF "E{\"gid\":\"$2\"}" "$f" ;;
     *) return 2 ;;
     esac
