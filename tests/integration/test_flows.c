@@ -241,6 +241,29 @@ START_TEST(one_shot_commit)
 }
 END_TEST
 
+/* 3PC one-shot whose statements take most of the agents' uncertain timeout:
+ * the votes come in together, so no agent's timer is near firing when the
+ * PreCommit goes out, and it commits (the margin is counted from the first
+ * yes vote, not from the start of the call that also ran the statements). */
+START_TEST(one_shot_3pc_slow_statements_commit)
+{
+    h_set_balance(1, 451, 1000);
+    h_set_balance(2, 452, 1000);
+    json_t *branches = json_pack(
+        "[{s:s,s:[{s:s},{s:s,s:[ii]}]},{s:s,s:[{s:s},{s:s,s:[ii]}]}]", "participant", "pg1",
+        "statements", "sql", "SELECT pg_sleep(2.5)", "sql", DEBIT, "params", 10, 451,
+        "participant", "pg2", "statements", "sql", "SELECT pg_sleep(2.5)", "sql", CREDIT, "params",
+        10, 452);
+    h_resp r = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i,s:i,s:b,s:o}", "protocol", "3pc", "timeout_ms", 30000,
+                               "uncertain_timeout_ms", 3000, "commit", 1, "branches", branches));
+    expect_outcome(&r, 200, "committed", "3pc one-shot with 2.5 s statements, 3 s uncertain timer");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 451), 990);
+    ck_assert_int_eq(h_balance(2, 452), 1010);
+}
+END_TEST
+
 START_TEST(one_shot_abort)
 {
     h_set_balance(1, 411, 100);
@@ -817,6 +840,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, abort_on_check_violation);
     tcase_add_test(tc, rollback);
     tcase_add_test(tc, one_shot_commit);
+    tcase_add_test(tc, one_shot_3pc_slow_statements_commit);
     tcase_add_test(tc, one_shot_abort);
     tcase_add_test(tc, one_shot_without_commit);
     tcase_add_test(tc, one_shot_agent_vote_no);
