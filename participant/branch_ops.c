@@ -689,10 +689,17 @@ static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_r
         }
         bool has_xid = b->xid[0] != '\0' || b->wrote;
         if (!has_xid) {
+            /* The vote before the state: GET /v1/branches/{gid} reads both
+             * without b->mu, and a 3PC peer's termination protocol must never
+             * see "committed" without "read_only" (a read-only commit says
+             * nothing about the transaction; a plain one would make that
+             * peer commit). */
+            b->vote = VOTE_READ_ONLY;
             if (branch_fsm_step(b, EV_READ_ONLY, "vote read_only", &ctx)) {
                 res_vote(ag, out, b, VOTE_READ_ONLY);
                 return;
             }
+            b->vote = VOTE_NONE;
             set_reason(b, ctx.sqlstate, "%s", ctx.message);
             vote_no(ag, b, out);
             return;
