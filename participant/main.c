@@ -4,9 +4,13 @@
  * Invariants:
  *   - Signal handlers only set a lock-free atomic flag; the main loop
  *     notices it within one tick.
- *   - Periodic housekeeping (idle-branch timeouts, eviction of finished
- *     branches) runs from tick() on the main thread only; the recovery sweep
- *     has its own thread (resolver.c) because it waits on the network.
+ *   - Periodic housekeeping (eviction of finished branches) runs from
+ *     tick() on the main thread only. Idle-branch timeouts have their own
+ *     thread (idle_main): each is a ROLLBACK on the branch's connection,
+ *     which a silently dead connection holds for tcp_user_timeout and then
+ *     a fence, and the 3PC timers in tick() must not wait behind that. The
+ *     recovery sweep has its own thread too (resolver.c): it waits on the
+ *     network.
  *   - Periodic 3PC work (timers, log compaction) also runs from tick();
  *     the terminations themselves run on termination.c's worker threads
  *     (--3pc-termination-workers).
@@ -127,15 +131,28 @@ static bool install_signals(void)
     return sigaction(SIGPIPE, &sa, NULL) == 0;
 }
 
-static void tick(agent *ag, int64_t *next_idle_check)
+static void tick(agent *ag)
 {
     int64_t now = now_ms();
     branch_table_evict(ag->table, now);
-    if (now >= *next_idle_check) {
-        op_expire_idle(ag, now);
-        *next_idle_check = now + IDLE_CHECK_EVERY_MS;
-    }
     threepc_tick(ag, now);
+}
+
+/* The idle-branch timeouts (see the invariants above). */
+typedef struct {
+    agent *ag;
+    atomic_int stop;
+} idle_expirer;
+
+static void *idle_main(void *arg)
+{
+    idle_expirer *x = arg;
+    while (!x->stop) {
+        sleep_ms(IDLE_CHECK_EVERY_MS, &x->stop);
+        if (!x->stop)
+            op_expire_idle(x->ag, now_ms());
+    }
+    return NULL;
 }
 
 /* Shutdown helper thread: cancels running statements until told to stop, so
@@ -350,9 +367,12 @@ int main(int argc, char **argv)
              o.name, o.listen, o.pool_size, o.resolve_interval_ms, o.resolve_min_age_ms,
              ag->coordinator);
 
-    int64_t next_idle_check = now_ms() + IDLE_CHECK_EVERY_MS;
+    idle_expirer idle = {.ag = ag, .stop = 0};
+    pthread_t idle_thread;
+    if (pthread_create(&idle_thread, NULL, idle_main, &idle) != 0)
+        die("cannot start the idle-branch timeout thread");
     while (!stop_requested) {
-        tick(ag, &next_idle_check);
+        tick(ag);
         sleep_ms(TICK_MS, &stop_requested);
     }
 
@@ -368,6 +388,8 @@ int main(int argc, char **argv)
         cn.stop = 1;
         pthread_join(cancel_thread, NULL);
     }
+    idle.stop = 1;
+    pthread_join(idle_thread, NULL);
     resolver_stop(ag, resolver_thread);
     termination_stop(ag);
     op_rollback_open(ag);
