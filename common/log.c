@@ -107,5 +107,10 @@ void die(const char *fmt, ...)
     va_start(ap, fmt);
     log_vmsg(LOG_FATAL, NULL, NULL, fmt, ap);
     va_end(ap);
-    exit(1);
+    /* _exit, not exit: die is called from worker threads too (a decision
+     * record that may or may not be durable), and exit's atexit handlers
+     * (libcurl's, OpenSSL's) must not run while other threads are inside
+     * them. The log line is already written (write(2), unbuffered); the
+     * restart decides from the logs. */
+    _exit(1);
 }

@@ -33,7 +33,7 @@ void log_msg(log_level lvl, const char *gid, const char *participant, const char
 #define txlog_warn(g, p, ...) log_msg(LOG_WARN, (g), (p), __VA_ARGS__)
 #define txlog_error(g, p, ...) log_msg(LOG_ERROR, (g), (p), __VA_ARGS__)
 
-/* Log at FATAL and exit(1). */
+/* Log at FATAL and _exit(1) (safe from any thread: no atexit handlers run). */
 void die(const char *fmt, ...) PRINTF_LIKE(1, 2) __attribute__((noreturn));
 
 #endif
