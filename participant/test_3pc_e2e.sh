@@ -240,12 +240,30 @@ post 2 "$G-72" rollback >/dev/null
 check "log disk mended, agent restarted: the 3PC vote is yes again" test "$(prep 2 "$G-73" 7 "$TL")" = yes
 post 2 "$G-73" rollback >/dev/null
 
-# 8.
-CID="$(curl -s -XPOST "http://127.0.0.1:$P/v1/transactions" -d '{"protocol":"2pc"}' | sed -n 's/.*"gid":"\([0-9a-f]*\)-.*/\1/p')"
-GS="$CID-999999-1"
+# 8. Two gids of this coordinator's epoch whose sequence numbers were never
+# handed out: the coordinator answers "aborted" for both. A plain 2PC branch
+# of one is the sweep's to roll back; when it has, a sweep has run since the
+# 3PC branch of the other was prepared, and that one must still be uncertain.
+HZ="$(curl -s "http://127.0.0.1:$P/healthz")"
+CID="$(sed -n 's/.*"coord_id":"\([0-9a-f]*\)".*/\1/p' <<<"$HZ")"
+EPOCH="$(sed -n 's/.*"epoch":\([0-9]*\).*/\1/p' <<<"$HZ")"
+GS="$CID-$EPOCH-999999"
+G2="$CID-$EPOCH-999998"
+outcome_of() { curl -s -m 5 "http://127.0.0.1:$P/v1/outcomes/$1" | sed -n 's/.*"outcome":"\([a-z_]*\)".*/\1/p'; }
+check "sweep: the coordinator calls $GS aborted" test "$(outcome_of "$GS")" = aborted
+check "sweep: the coordinator calls $G2 aborted" test "$(outcome_of "$G2")" = aborted
 check "sweep: uncertain branch of a gid the coordinator calls aborted" test "$(prep 3 "$GS" 7 "$TL")" = yes
-sleep 6 # longer than one sweep period (5 s)
-check "sweep: branch still uncertain after a sweep" test "$(state 3 "$GS")" = uncertain
+vote_g2="$(curl -s -m 20 -XPOST "$(agent 3)/v1/branches/$G2/prepare" \
+    -d '{"participant":"pg3","protocol":"2pc","statements":[{"sql":"UPDATE accounts SET balance = balance + 1 WHERE id = 9"}]}' |
+    sed -n 's/.*"vote":"\([a-z_]*\)".*/\1/p')"
+check "sweep: a 2PC branch of another such gid votes yes" test "$vote_g2" = yes
+# The agent forgets G2's vote once the sweep rolled it back: wait for
+# PostgreSQL to lose the prepared branch (sweep every 5 s, minimum age 1 s).
+check "sweep: the 2PC branch is rolled back by a sweep (within 20 s)" \
+    wait_eq 20 0 psql_n 3 "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'txc:$G2:pg3'"
+check "sweep: the 3PC branch is still uncertain after that sweep" test "$(state 3 "$GS")" = uncertain
+check "sweep: ... and still prepared in PostgreSQL" \
+    test "$(psql_n 3 "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'txc:$GS:pg3'")" = 1
 post 3 "$GS" rollback >/dev/null
 
 # 9.

@@ -94,7 +94,11 @@ if command -v iptables >/dev/null 2>&1 && iptables -w 5 -L INPUT -n >/dev/null 2
     while iptables -w 5 -D "${RULE[@]}" 2>/dev/null; do :; done # a rule left by a killed run
     ipt_ok=1
 fi
-if [ "$ipt_ok" -eq 0 ]; then
+if [ "$ipt_ok" -eq 0 ] && [ "${CI:-}" = true ]; then
+    # scripts/test installs iptables and CI runs as root: not running part C
+    # there would be a partition test that silently stopped testing.
+    fail "part C needs a working iptables (root, apt-get install -y iptables), and CI=true"
+elif [ "$ipt_ok" -eq 0 ]; then
     echo "SKIP: part C needs a working iptables (root, apt-get install -y iptables)"
 else
     bank3_reset
