@@ -667,7 +667,17 @@ START_TEST(prepared_branch_finishes_while_sessions_wait_on_it)
         snprintf(w[i].gid, sizeof(w[i].gid), "0badc0de-2-%lld", seq + 1 + i);
         ck_assert_int_eq(pthread_create(&th[i], NULL, wait_on_row_lock, &w[i]), 0);
     }
-    usleep(1000 * 1000); /* let them reach the lock (or wait for a session) */
+    /* Every branch connection (pool 4 minus the reserve of 1) waits on the
+     * row lock before the COMMIT PREPARED goes out: the condition under test. */
+    long long waiting = 0;
+    for (int i = 0; i < 200 && waiting < 3; i++) {
+        waiting = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                              "LIKE 'txagent pg1 %%' AND wait_event_type = 'Lock'");
+        if (waiting < 3)
+            usleep(50 * 1000);
+    }
+    ck_assert_msg(waiting == 3, "expected 3 agent sessions waiting on the row lock, saw %lld",
+                  waiting);
     r = agent_call(1, gid, "commit", NULL);
     H_EXPECT(r, 200, "COMMIT PREPARED while branches hold the agent's other connections");
     h_resp_clear(&r);

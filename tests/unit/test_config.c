@@ -658,8 +658,7 @@ START_TEST(test_fault_pause)
     unit_capture cap;
     unit_capture_begin(&cap, dir);
     ck_assert(fault_init("after-decision-log:2=pause:150", points));
-    int64_t t0 = now_ms();
-    fault_point("after-decision-log"); /* 1st: no pause */
+    fault_point("after-decision-log"); /* 1st: no pause (no "(hit 1)" line below) */
     fault_point("before-decision-log"); /* another point: nothing */
     int64_t t1 = now_ms();
     fault_point("after-decision-log"); /* 2nd: pauses */
@@ -668,8 +667,7 @@ START_TEST(test_fault_pause)
     int64_t t3 = now_ms();
     ck_assert(fault_init(NULL, points));
     char *out = unit_capture_end(&cap);
-    ck_assert_int_lt(t1 - t0, 100);
-    ck_assert_int_ge(t2 - t1, 150);
+    ck_assert_int_ge(t2 - t1, 150); /* lower bounds only: a pause is at least its length */
     ck_assert_int_ge(t3 - t2, 150);
     ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log armed: pause 150 ms from hit 2"));
     ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log reached: pausing 150 ms (hit 2)"));
