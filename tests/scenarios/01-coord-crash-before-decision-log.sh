@@ -38,10 +38,11 @@ expect_eq "GET /v1/outcomes/$GID" "$API_STATUS $(jget .outcome)" "200 aborted"
 check "pg_prepared_xacts empty everywhere (within ${SCEN_WAIT_S}s)" wait_until "$SCEN_WAIT_S" no_prepared_anywhere
 all_or_nothing "$GID" aborted
 for i in 1 2 3; do
+    # PostgreSQL loses the branch before the agent logs and counts it: wait.
     check "agent$i log: its branch of $GID rolled back by the sweep" \
-        grep -q "$GID.*resolved prepared branch: aborted" "$CDIR/agent$i.log"
-    expect_eq "agent$i txagent_sweep_resolved_total{outcome=\"aborted\"}" \
-        "$(agent_metric "$i" 'txagent_sweep_resolved_total{outcome="aborted"}')" 1
+        wait_until 5 grep -q "$GID.*resolved prepared branch: aborted" "$CDIR/agent$i.log"
+    check "agent$i txagent_sweep_resolved_total{outcome=\"aborted\"} = 1" \
+        wait_until 5 is_eq 1 agent_metric "$i" 'txagent_sweep_resolved_total{outcome="aborted"}'
     check "agent$i txagent_branches_in_doubt back to 0 (next sweep)" \
         wait_until 5 is_eq 0 agent_metric "$i" txagent_branches_in_doubt
     check "agent$i txagent_branches_in_doubt_oldest_seconds back to 0" \

@@ -63,7 +63,7 @@ check "pg_prepared_xacts empty everywhere (within ${SCEN_WAIT_S}s)" wait_until "
 all_or_nothing "$G2" aborted
 for i in 1 2 3; do
     check "agent$i log: its branch of $G2 rolled back by the sweep" \
-        grep -q "$G2.*resolved prepared branch: aborted" "$CDIR/agent$i.log"
+        wait_until 5 grep -q "$G2.*resolved prepared branch: aborted" "$CDIR/agent$i.log"
 done
 check "no 401 in the agents' or coordinator's logs" \
     not grep -q ' 401\b' "$CDIR/coordinator.log" "$CDIR/agent1.log" "$CDIR/agent2.log" "$CDIR/agent3.log"
