@@ -955,6 +955,7 @@ START_TEST(test_in_doubt_listing)
     json_t *o = json_array_get(list, 0);
     ck_assert_str_eq(json_string_value(json_object_get(o, "gid")), c->gid);
     ck_assert_str_eq(json_string_value(json_object_get(o, "state")), "committing");
+    ck_assert(json_is_integer(json_object_get(o, "age_ms")));
     ck_assert(json_integer_value(json_object_get(o, "age_ms")) >= 0);
     json_t *b1 = json_array_get(json_object_get(o, "branches"), 1);
     ck_assert_str_eq(json_string_value(json_object_get(b1, "participant")), "pg2");

@@ -30,4 +30,5 @@ all_or_nothing "$GID" committed
 api GET "/v1/transactions/$GID"
 expect_eq "GET /v1/transactions/$GID outcome" "$(jget .outcome)" committed
 api GET "/v1/transactions?state=in-doubt"
+expect_eq "in-doubt list answered" "$API_STATUS" 200
 check "in-doubt list does not name $GID" not grep -q "$GID" <<<"$API_BODY"

@@ -33,6 +33,7 @@ check "END record of $GID written (within ${SCEN_WAIT_S}s)" wait_until "$SCEN_WA
 check "agent2 log: COMMIT PREPARED found nothing (42704), counted as done" \
     grep -q "$GID.*42704" "$CDIR/agent2.log"
 api GET "/v1/transactions?state=in-doubt"
+expect_eq "in-doubt list answered" "$API_STATUS" 200
 check "in-doubt list no longer names $GID" not grep -q "$GID" <<<"$API_BODY"
 check "pg_prepared_xacts empty everywhere" no_prepared_anywhere
 all_or_nothing "$GID" committed

@@ -39,14 +39,23 @@ END_TEST
 
 START_TEST(test_gid_length_limit)
 {
-    char buf[200];
-    /* 8 + 1 + 20 + 1 + 20 = 50 is the longest canonical gid; longer must fail. */
-    memset(buf, '1', sizeof(buf));
-    memcpy(buf, "3fa2b01c-1-", 11);
-    buf[GID_MAX_LEN + 1] = '\0';
+    /* 8 + 1 + 20 + 1 + 20 = 50: the longest canonical gid (both numbers
+     * UINT64_MAX) is valid and fits GID_MAX_LEN (64, the buffers' bound). */
+    const char *longest = "3fa2b01c-18446744073709551615-18446744073709551615";
+    ck_assert_uint_eq(strlen(longest), 50);
+    ck_assert(gid_valid(longest));
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", longest);
+    buf[49] = '6'; /* seq UINT64_MAX + 1 */
     ck_assert(!gid_valid(buf));
-    buf[GID_MAX_LEN] = '\0';
-    ck_assert(!gid_valid(buf)); /* seq overflows u64 */
+    /* Longer shapes cannot be canonical (no leading zeros, u64 bounds): a
+     * leading zero is refused whatever the length, and a string far past
+     * GID_MAX_LEN is refused without reading it all (strnlen bound). */
+    ck_assert(!gid_valid("3fa2b01c-1-0123"));
+    memset(buf, '1', sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = '\0';
+    memcpy(buf, "3fa2b01c-1-", 11);
+    ck_assert(!gid_valid(buf));
 }
 END_TEST
 
