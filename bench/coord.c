@@ -8,9 +8,10 @@
  *                                            WHERE id = $2","params":[1,X]}]},
  *     {"participant":B,"statements":[{"sql":"UPDATE accounts SET balance = balance + $1
  *                                            WHERE id = $2","params":[1,Y]}]}]}
- * Outcomes: 200 with "outcome":"committed" = committed; 409 = aborted (a
- * branch voted no or failed); anything else (transport failure, another
- * status, a 200 without the committed outcome) = error.
+ * Outcomes: 200 with "outcome":"committed" = committed; a 409 whose reason
+ * is a branch's no vote (" voted no") = aborted, as raw counts a no vote;
+ * anything else (transport failure, another 409, another status, a 200
+ * without the committed outcome) = error.
  *
  * The interactive form (coord_interactive_workload, --interactive): the same
  * transfer as a client that talks to the coordinator step by step, 4 calls
