@@ -1,12 +1,14 @@
 /*
- * util.c - clocks, OOM-aborting allocators, sleeps and backoff.
+ * util.c - clocks, OOM-aborting allocators, sleeps, backoff and bounded runs.
  *
  * Invariants: the x* allocators never return NULL (they abort on OOM after
  * writing one line to stderr); clocks never fail (CLOCK_MONOTONIC is assumed).
  */
 #include "util.h"
+#include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,4 +128,65 @@ int64_t backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms)
     int64_t half = d / 2;
     int64_t span = d - half + 1;
     return half + (int64_t)(rand_r(&seed) % span);
+}
+
+/* run_within's shared state: freed by whichever side is last (the waiter on
+ * time, never when the thread is left behind: the caller exits). */
+typedef struct {
+    void (*fn)(void *);
+    void *arg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} bounded_run;
+
+static void *bounded_main(void *p)
+{
+    bounded_run *b = p;
+    b->fn(b->arg);
+    pthread_mutex_lock(&b->mu);
+    b->done = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+bool run_within(void (*fn)(void *), void *arg, int64_t ms)
+{
+    bounded_run *b = xcalloc(1, sizeof(*b));
+    b->fn = fn;
+    b->arg = arg;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    pthread_t th;
+    int rc = pthread_create(&th, NULL, bounded_main, b);
+    if (rc != 0) {
+        log_error("cannot start a helper thread: %s", strerror(rc));
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
+        free(b);
+        return false;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&b->mu);
+    while (!b->done && pthread_cond_timedwait(&b->cv, &b->mu, &deadline) != ETIMEDOUT)
+        ;
+    bool done = b->done;
+    pthread_mutex_unlock(&b->mu);
+    if (!done) {
+        pthread_detach(th);
+        return false;
+    }
+    pthread_join(th, NULL);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+    return true;
 }

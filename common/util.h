@@ -35,6 +35,12 @@ char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 /* Sleep for ms milliseconds (restarts on EINTR unless *stop becomes set). */
 void sleep_ms(int64_t ms, atomic_int *stop);
 
+/* Run fn(arg) on a helper thread and wait at most ms for it. True when it
+ * returned in time (the thread is joined). False when it did not (or no
+ * thread could be started; logged): the thread is left running, detached,
+ * with arg, and the caller is expected to _exit (shutdown paths). */
+bool run_within(void (*fn)(void *), void *arg, int64_t ms) MUSTCHECK;
+
 /* Capped, jittered exponential backoff: attempt 0 -> ~base, doubling up to cap. */
 int64_t backoff_ms(int attempt, int64_t base_ms, int64_t cap_ms);
 

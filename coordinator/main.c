@@ -245,48 +245,13 @@ static void tick(void)
     dlog_maybe_compact();
 }
 
-/* Shutdown, bounded: stop the HTTP server, then the resolver, in a helper
- * thread; true when it finished within SHUTDOWN_GRACE_MS (then nothing of
- * ours runs any more), false when the caller must leave without waiting. */
-static pthread_mutex_t stop_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t stop_cv = PTHREAD_COND_INITIALIZER;
-static bool stop_done;
-
-static void *stopper_main(void *arg)
+/* Shutdown, bounded (run_within): stop the HTTP server, then the
+ * resolver; if that takes more than SHUTDOWN_GRACE_MS the caller leaves
+ * without waiting. */
+static void stop_server_and_resolver(void *srv)
 {
-    http_server_stop(arg);
+    http_server_stop(srv);
     resolver_stop();
-    pthread_mutex_lock(&stop_mu);
-    stop_done = true;
-    pthread_cond_signal(&stop_cv);
-    pthread_mutex_unlock(&stop_mu);
-    return NULL;
-}
-
-static bool stop_bounded(http_server *srv)
-{
-    pthread_t th;
-    int rc = pthread_create(&th, NULL, stopper_main, srv);
-    if (rc != 0) {
-        log_error("cannot start the shutdown thread: %s", strerror(rc));
-        return false;
-    }
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += SHUTDOWN_GRACE_MS / 1000;
-    deadline.tv_nsec += (long)(SHUTDOWN_GRACE_MS % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&stop_mu);
-    while (!stop_done && pthread_cond_timedwait(&stop_cv, &stop_mu, &deadline) != ETIMEDOUT)
-        ;
-    bool done = stop_done;
-    pthread_mutex_unlock(&stop_mu);
-    if (done)
-        pthread_join(th, NULL);
-    return done;
 }
 
 static bool arm_crash_point(void)
@@ -373,7 +338,7 @@ int main(int argc, char **argv)
 
     log_info("shutting down: no new connections; in-flight requests get %d ms",
              SHUTDOWN_GRACE_MS);
-    if (!stop_bounded(srv)) {
+    if (!run_within(stop_server_and_resolver, srv, SHUTDOWN_GRACE_MS)) {
         log_warn("shutdown: requests or agent calls still in flight after %d ms; exiting now "
                  "(undecided transactions end aborted by presumed abort, decided ones are "
                  "finished at the next start)",

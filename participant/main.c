@@ -17,7 +17,10 @@
  *   - Shutdown order: refuse new branches (503 shutting_down), cancel the
  *     statements running on active branches and keep cancelling while the
  *     HTTP server stops (it waits for in-flight calls, which a statement
- *     blocked on a lock would otherwise hold forever), stop the sweep and the
+ *     blocked on a lock would otherwise hold forever; a call that cancelling
+ *     cannot end, such as COMMIT PREPARED behind a synchronous standby,
+ *     makes the process _exit after SHUTDOWN_GRACE_MS, which is as safe as a
+ *     crash), stop the idle-timeout thread, the sweep and the
  *     termination workers (each finishes its current termination, every
  *     call of which is bounded), roll back open (unprepared) branches, close
  *     connections. Prepared branches stay prepared: they are the
@@ -49,6 +52,7 @@
 #define TICK_MS 100
 #define IDLE_CHECK_EVERY_MS 1000
 #define SHUTDOWN_CANCEL_EVERY_MS 200
+#define SHUTDOWN_GRACE_MS 8000 /* in-flight API calls, then _exit */
 
 static atomic_int stop_requested; /* lock-free: safe to set in a signal handler */
 
@@ -163,6 +167,11 @@ typedef struct {
     agent *ag;
     atomic_int stop;
 } canceller;
+
+static void stop_api(void *srv)
+{
+    http_server_stop(srv);
+}
 
 static void *cancel_main(void *arg)
 {
@@ -383,7 +392,17 @@ int main(int argc, char **argv)
     bool cancelling = pthread_create(&cancel_thread, NULL, cancel_main, &cn) == 0;
     if (!cancelling)
         op_cancel_running(ag); /* once, at least */
-    http_server_stop(srv);
+    if (!run_within(stop_api, srv, SHUTDOWN_GRACE_MS)) {
+        /* A call that cancelling cannot end (COMMIT PREPARED waiting on a
+         * synchronous standby, a dead connection): leave as a crash would.
+         * Prepared branches stay prepared for the coordinator and the next
+         * sweep; open ones die with their sessions; 3PC states are on disk. */
+        log_warn("shutdown: API calls still in flight after %d ms; exiting now (as after a "
+                 "crash: prepared branches stay prepared, open ones roll back with their "
+                 "sessions)",
+                 SHUTDOWN_GRACE_MS);
+        _exit(0);
+    }
     if (cancelling) {
         cn.stop = 1;
         pthread_join(cancel_thread, NULL);

@@ -32,6 +32,8 @@
 #      is killed and restarted, and still answers committed / aborted (not
 #      unknown, which peers would read as "never committed")
 #  11. SIGTERM while a statement waits on a lock: the agent exits within 5 s
+#  11b. SIGTERM while a call cannot be cancelled (after-commit-prepared=pause):
+#      the agent exits after its 8 s grace instead of waiting for the call
 #  12. concurrent terminations: four branches on agent1 whose peers sit behind
 #      a black hole (a python3 listener that accepts connections and never
 #      answers, so each ask waits its whole 2 s timeout; python3 is there
@@ -299,11 +301,13 @@ check "retention: after compaction and restart, still aborted" test "$(state 2 "
 # 11.
 "$CL" psql 3 --dir "$DIR" -qc "BEGIN; UPDATE accounts SET balance = balance WHERE id = 50; SELECT pg_sleep(30); COMMIT;" >/dev/null 2>&1 &
 locker=$!
-sleep 0.5
+check "shutdown: the lock holder holds row 50" wait_eq 10 1 psql_n 3 \
+    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()"
 curl -s -m 40 -XPOST "$(agent 3)/v1/branches/$G-7/statements" \
     -d '{"participant":"pg3","sql":"UPDATE accounts SET balance = balance + 1 WHERE id = 50"}' >/dev/null 2>&1 &
 blocked=$!
-sleep 1
+check "shutdown: the agent's statement waits on the lock" wait_eq 10 1 psql_n 3 \
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'txagent pg3 %' AND wait_event_type = 'Lock'"
 pid3="$(cat "$DIR/agent3.pid")"
 kill -TERM "$pid3"
 gone() { for _ in $(seq 1 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
@@ -311,6 +315,31 @@ check "shutdown: agent exits within 5 s while a statement waits on a lock" gone 
 check "shutdown: the blocked statement was cancelled" grep -q "$G-7 .*canceling statement due to user request" "$DIR/agent3.log"
 kill "$locker" "$blocked" 2>/dev/null
 wait "$locker" "$blocked" 2>/dev/null
+"$CL" start agent3 --dir "$DIR" >/dev/null 2>&1
+
+# 11b. A call that cancelling cannot end (here COMMIT PREPARED done, then the
+# handler held by a 60 s pause, standing in for a synchronous standby that
+# never answers): SIGTERM exits after the 8 s grace, as a crash would, and
+# the branch is committed in PostgreSQL.
+"$CL" stop agent3 --dir "$DIR" >/dev/null 2>&1
+TXAGENT_CRASH_POINT=after-commit-prepared=pause:60000 "$CL" start agent3 --dir "$DIR" >/dev/null 2>&1
+vote_11b="$(curl -s -m 20 -XPOST "$(agent 3)/v1/branches/$G-11/prepare" \
+    -d '{"participant":"pg3","protocol":"2pc","statements":[{"sql":"UPDATE accounts SET balance = balance + 1 WHERE id = 51"}]}' |
+    sed -n 's/.*"vote":"\([a-z_]*\)".*/\1/p')"
+check "shutdown grace: a 2PC branch votes yes" test "$vote_11b" = yes
+curl -s -m 90 -XPOST "$(agent 3)/v1/branches/$G-11/commit" -d '{"participant":"pg3"}' >/dev/null 2>&1 &
+held=$!
+check "shutdown grace: COMMIT PREPARED ran, the handler is held" \
+    wait_eq 10 yes bash -c "grep -q 'fault point after-commit-prepared reached: pausing' '$DIR/agent3.log' && echo yes"
+pid3="$(cat "$DIR/agent3.pid")"
+kill -TERM "$pid3"
+gone_within() { for _ in $(seq 1 $(($1 * 10))); do kill -0 "$2" 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+check "shutdown grace: the agent exits after its 8 s grace, not after the 60 s call" gone_within 20 "$pid3"
+check "shutdown grace: it said why" grep -q "API calls still in flight after 8000 ms; exiting now" "$DIR/agent3.log"
+check "shutdown grace: the branch is committed, not left prepared" \
+    test "$(psql_n 3 "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'txc:$G-11:pg3'")" = 0
+kill "$held" 2>/dev/null
+wait "$held" 2>/dev/null
 "$CL" start agent3 --dir "$DIR" >/dev/null 2>&1
 
 # 12.
