@@ -64,6 +64,7 @@ typedef enum {
     EV_FOUND_COMMITTED, /* uncertain|precommitted -> committed: not prepared any more,
                            PostgreSQL says the xid committed */
     EV_FOUND_ABORTED,  /* uncertain|precommitted -> aborted: same, rolled back */
+    EV__COUNT
 } branch_event;
 
 typedef struct tp_branch tp_branch;
@@ -155,6 +156,9 @@ typedef struct {
  * if fn succeeded; log "from -> to (reason)". false if no row matches (logged)
  * or fn failed (ctx says why). */
 bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx) MUSTCHECK;
+/* The table alone (tests): the state event ev leads to from `from`, or
+ * false when there is no such row. */
+bool branch_fsm_transition(branch_state from, branch_event ev, branch_state *to);
 /* The gauge counting branches in state s (prepared, uncertain, precommitted),
  * or NULL for the other states. branch_fsm_step keeps them; a branch rebuilt
  * in one of those states without a transition (branch_restore) is counted by

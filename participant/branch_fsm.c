@@ -479,6 +479,17 @@ static void count_transition(agent_metrics *m, branch_state from, branch_state t
     }
 }
 
+bool branch_fsm_transition(branch_state from, branch_event ev, branch_state *to)
+{
+    for (size_t i = 0; i < ARRAY_LEN(fsm_rows); i++) {
+        if (fsm_rows[i].from == from && fsm_rows[i].ev == ev) {
+            *to = fsm_rows[i].to;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx)
 {
     branch_state from = branch_state_get(b);

@@ -75,6 +75,15 @@ static int run_argv(char *const argv[])
     return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+/* The marker of a component started with test-only arguments ("start NAME
+ * -- ARGS"): h_test_setup restarts it with the defaults, so that a test that
+ * failed before restoring it does not leave the next tests a different
+ * agent. A file, because every test runs in its own forked process. */
+static char *custom_marker(const char *name)
+{
+    return xasprintf("%s/%s.custom-args", g_dir, name);
+}
+
 int h_cluster(const char *arg, ...)
 {
     char *argv[32];
@@ -83,12 +92,27 @@ int h_cluster(const char *arg, ...)
     argv[n++] = g_script;
     argv[n++] = (char *)"--dir";
     argv[n++] = g_dir;
+    int first = n;
     va_list ap;
     va_start(ap, arg);
     for (const char *a = arg; a && n < 31; a = va_arg(ap, const char *))
         argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
+    if (n > first + 1 && strcmp(argv[first], "start") == 0) {
+        bool custom = false;
+        for (int i = first + 2; i < n && !custom; i++)
+            custom = strcmp(argv[i], "--") == 0;
+        char *marker = custom_marker(argv[first + 1]);
+        if (custom) {
+            FILE *f = fopen(marker, "w");
+            if (f)
+                fclose(f);
+        } else {
+            (void)unlink(marker);
+        }
+        free(marker);
+    }
     return run_argv(argv);
 }
 
@@ -526,6 +550,15 @@ static bool healthy(const char *base)
 
 static void ensure_up(const char *name, const char *base)
 {
+    char *marker = custom_marker(name);
+    bool custom = access(marker, F_OK) == 0;
+    free(marker);
+    if (custom) {
+        fprintf(stderr, "harness: %s still runs with an earlier test's arguments: restarting it "
+                "with the defaults\n", name);
+        (void)h_cluster("stop", name, NULL);
+        (void)h_cluster("start", name, NULL); /* removes the marker */
+    }
     if (healthy(base))
         return;
     fprintf(stderr, "harness: %s does not answer /healthz: (re)starting it\n", name);

@@ -72,12 +72,25 @@ scen_init() {
     # agents sweep every second (default 5): recovery waits stay short
     export TXAGENT_ARGS="${TXAGENT_ARGS:---resolve-interval-ms 1000}"
     trap scen_exit EXIT
-    trap 'echo "$SCEN_NAME: interrupted" >&2; exit 130' INT TERM
+    trap scen_interrupted INT TERM
     printf '### scenario %s (base port %s, dir %s)\n' "$SCEN_NAME" "$SCEN_PORT" "$SCEN_DIR"
     local b
     for b in "$TXCOORD_BUILD_DIR/coordinator/txcoord" "$TXCOORD_BUILD_DIR/participant/txagent"; do
         [ -x "$b" ] || scen_abort "$b not built (set TXCOORD_BUILD_DIR or build first)"
     done
+}
+
+# INT/TERM (meson's timeout sends TERM, then KILLs the process group half a
+# second later): first start a purge of the cluster in its own session, which
+# that KILL cannot reach (the cluster's processes run in their own sessions
+# too), then exit through scen_exit as usual.
+scen_interrupted() {
+    echo "$SCEN_NAME: interrupted" >&2
+    if [ -n "${CDIR:-}" ] && [ -d "$CDIR" ] && [ "${SCENARIO_KEEP:-0}" != 1 ]; then
+        setsid bash -c '"$1" --dir "$2" down --purge; rm -rf "$3"' _ \
+            "$CLUSTER_SH" "$CDIR" "$SCEN_DIR" </dev/null >/dev/null 2>&1 &
+    fi
+    exit 130
 }
 
 # on_exit CMD: run CMD (eval'd) at exit, before the cluster goes down (LIFO).

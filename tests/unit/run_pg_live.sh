@@ -15,7 +15,11 @@ root="${TXCOORD_SOURCE_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd 
 if [ -n "${TXCOORD_TEST_PG:-}" ]; then
     exec "$bin"
 fi
-[ -x "${PG_BINDIR:-/usr/lib/postgresql/15/bin}/initdb" ] || { echo "SKIP: no PostgreSQL server binaries"; exit 77; }
+# The same search as scripts/cluster (PG_BINDIR, /usr/lib/postgresql/15/bin,
+# pg_config --bindir), in a subshell: tx_die exits.
+# shellcheck source=scripts/lib.sh
+(. "$root/scripts/lib.sh" && tx_pg_bindir >/dev/null 2>&1) ||
+    { echo "SKIP: no PostgreSQL server binaries"; exit 77; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 P=""
