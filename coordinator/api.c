@@ -51,14 +51,22 @@ static void reply_outcome(http_request *req, txn *t)
     char *reason = NULL;
     const char *outcome = txn_outcome(t, &reason);
     if (!outcome) {
+        /* Not decided (3PC precommitting): the gid at the top level, as in
+         * an outcome answer, so that a one-shot client learns which
+         * transaction to ask about again. */
         txn_state st = txn_state_get(t);
-        http_reply_error(req, 409, "wrong_state", "transaction %s is %s%s", t->gid,
-                         txn_state_name(st),
-                         st == TXN_PRECOMMITTING
-                             ? ": its outcome is not known yet (no PreCommit acknowledged, or a "
-                               "restart); the coordinator is asking the agents their states: "
-                               "commit again, or GET it, for the outcome"
-                             : "");
+        char msg[400];
+        snprintf(msg, sizeof(msg), "transaction %s is %s%s", t->gid, txn_state_name(st),
+                 st == TXN_PRECOMMITTING
+                     ? ": its outcome is not known yet (no PreCommit acknowledged, or a "
+                       "restart); the coordinator is asking the agents their states: commit "
+                       "again, or GET it, for the outcome"
+                     : "");
+        json_t *body = json_error_body("wrong_state", msg);
+        json_object_set_new(json_object_get(body, "error"), "state",
+                            json_string(txn_state_name(st)));
+        json_object_set_new(body, "gid", json_string(t->gid));
+        http_reply_json(req, 409, body);
         return;
     }
     json_t *o = json_pack("{s:s, s:s}", "gid", t->gid, "outcome", outcome);

@@ -2,9 +2,10 @@
  * resolver.c - finishes decided transactions in the background: re-sends
  * COMMIT (committing) or ROLLBACK (aborting) to each branch until it
  * answers, then drives the "acked" transition (which writes 'E' for commits).
- * Also runs the recovery rounds of 3PC transactions replayed in
- * precommitting ('P' without 'C'): ask every agent its branch state, let
- * threepc.c decide, then deliver.
+ * Also runs the recovery rounds of 3PC transactions in precommitting ('P'
+ * without 'C': replayed at a start, or live after threepc.c step 6b, no
+ * PreCommit answered): ask every agent its branch state, let threepc.c
+ * decide, then deliver.
  *
  * Invariants:
  *   - The resolver never decides anything itself: it delivers the outcome

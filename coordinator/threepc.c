@@ -45,7 +45,11 @@
  *     whose PreCommit landed commits on its own timer; one whose PreCommit
  *     was lost aborts on its own. So nothing is decided here: t stays
  *     precommitting and goes to the resolver, whose recovery rounds (R1-R3
- *     below) ask the agents their states until they tell; the client gets
+ *     below) ask the agents their states until they tell, the first one
+ *     only after uncertain_timeout_ms + precommit_timeout_ms: by then every
+ *     running agent has applied or refused a late PreCommit and run its own
+ *     timers, so an "uncertain" answer cannot hide a PreCommit still on its
+ *     way (which "all uncertain -> abort" would decide under); the client gets
  *     409 wrong_state naming precommitting, and a commit sent again, or a
  *     GET, gives the outcome once it is known.
  *     Acks and refusals both: a pre-committed branch may commit on its own,
@@ -297,10 +301,15 @@ void threepc_commit(txn *t, json_t *const *stmts)
         return;
     }
     if (acked == 0) {
-        /* 6b: every PreCommit unanswered: undecidable here. */
+        /* 6b: every PreCommit unanswered: undecidable here. The first
+         * recovery round waits until every agent's own timers have run (a
+         * PreCommit we gave up on may still be applied at a slow agent, and
+         * an "uncertain" read before that would decide abort under it). */
+        int64_t settle_ms = t->threepc.uncertain_timeout_ms + t->threepc.precommit_timeout_ms;
         txlog_warn(t->gid, NULL, "3pc: %s: not deciding; the resolver asks the agents their "
-                   "states (recovery rounds)", why);
-        resolver_submit(t, 0);
+                   "states in %lld ms, once their own timers have run (recovery rounds)",
+                   why, (long long)settle_ms);
+        resolver_submit(t, settle_ms);
         return;
     }
     if (refused > 0) {

@@ -11,7 +11,8 @@
  *   precommitting -> aborting      on no_precommit  (decide_abort_precommitted:
  *                                  forces 'A'; recovery, or threepc.c step 6a:
  *                                  no ack and a refusal)
- *   precommitting -> aborting      on heuristic_abort (heuristic_abort; recovery only)
+ *   precommitting -> aborting      on heuristic_abort (heuristic_abort; recovery, or a
+ *                                  live transaction in threepc.c step 6b)
  *   committing    -> committed     on acked      (end_commit: writes 'E')
  *   committing    -> committing    on heuristic_commit (heuristic_commit: forces 'H')
  *   aborting      -> aborted       on acked      (end_abort: 'E' if a 'P' was logged)

@@ -1091,7 +1091,10 @@ void op_expire_idle(agent *ag, int64_t now)
     branch **bs = branch_table_snapshot(ag->table, &n, true);
     for (size_t i = 0; i < n; i++) {
         branch *b = bs[i];
-        if (branch_state_get(b) == BS_ACTIVE && pthread_mutex_trylock(&b->mu) == 0) {
+        /* Shutting down: stop here (each rollback may wait on a dead
+         * connection); the shutdown rolls back what is left. */
+        if (!atomic_load(&ag->stopping) && branch_state_get(b) == BS_ACTIVE &&
+            pthread_mutex_trylock(&b->mu) == 0) {
             int64_t idle = now - atomic_load(&b->last_activity_ms);
             if (branch_state_get(b) == BS_ACTIVE && idle > b->timeout_ms) {
                 fsm_ctx ctx = {.ag = ag};

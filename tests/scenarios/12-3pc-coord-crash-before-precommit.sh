@@ -19,9 +19,10 @@
 #      (no 'C'), not committed, with the abort forced as an 'A' record first.
 #   D. no crash, every PreCommit lost on the way (3pc-precommit-lost=error):
 #      nothing acknowledged, nothing refused, so nothing decides. The client
-#      hears 409 wrong_state (precommitting), not committed; the resolver's
-#      recovery round finds every agent uncertain and aborts ('A', then 'E');
-#      the commit sent again answers aborted.
+#      hears 409 wrong_state (precommitting, with the gid), not committed; the
+#      resolver's first recovery round, once the agents' timers have run
+#      (uncertain + precommit timeout), finds every agent aborted on its own
+#      and aborts too ('A', then 'E'); the commit sent again answers aborted.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 12-3pc-coord-crash-before-precommit 8140
@@ -132,6 +133,10 @@ commit "$GID_D"
 expect_eq "commit answer: nothing acknowledged nor refused, so no outcome yet" \
     "$API_STATUS $(jget .error.code)" "409 wrong_state"
 check "... naming precommitting" grep -q precommitting <<<"$(jget .error.message)"
+expect_eq "... with the gid and the state in the body" "$(jget .gid) $(jget .error.state)" \
+    "$GID_D precommitting"
+check "coordinator log: the first recovery round waits for the agents' timers" \
+    grep -q "gid=$GID_D .*asks the agents their states in 8000 ms" "$CDIR/coordinator.log"
 check "decision log: pre-commit record ('P') of $GID_D" dlog_has P "$GID_D"
 check "coordinator log: not decided, handed to the resolver" \
     grep -q "gid=$GID_D .*not deciding; the resolver asks the agents" "$CDIR/coordinator.log"
@@ -145,7 +150,7 @@ check "GET /v1/outcomes/$GID_D answers aborted" outcome_is "$GID_D" aborted
 check "no prepared branch anywhere" wait_until 10 no_prepared_anywhere
 all_or_nothing "$GID_D" aborted
 check "coordinator: no mixed-outcome branch counted" is_eq 0 metric_at "$TXCOORD_URL" txcoord_mixed_outcome_branches_total
-SUMMARY+=("| D | 3pc-precommit-lost=error (no crash) | timeout | $(agent_states "$GID_D" | sed 's/ / | /g') | - | aborted (recovery round: all uncertain) |")
+SUMMARY+=("| D | 3pc-precommit-lost=error (no crash) | timeout | $(agent_states "$GID_D" | sed 's/ / | /g') | - | aborted (recovery round after the agents' timers) |")
 
 step 13 "summary: 3PC, coordinator killed (A, B) or stalled (C) after the votes and before any PreCommit, or its PreCommits lost (D)"
 echo "| part | crash point | termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator after restart |"

@@ -573,6 +573,16 @@ static outcome outcome_of_commit(const httpc_call *call, const char **reason)
     return OUT_UNKNOWN;
 }
 
+/* A commit answered 409 wrong_state: a 3PC transaction with no PreCommit
+ * answered, which the coordinator is still settling with the agents
+ * (threepc.c step 6b). Not an outcome: ask for it. */
+static bool commit_deciding(const httpc_call *call)
+{
+    const json_t *err = call->response ? json_object_get(call->response, "error") : NULL;
+    const char *code = err ? json_string_value(json_object_get(err, "code")) : NULL;
+    return call->status == 409 && code && strcmp(code, "wrong_state") == 0;
+}
+
 static json_t *stmt_new(const char *sql, json_t *params /* stolen */)
 {
     return json_pack("{s:s, s:o}", "sql", sql, "params", params);
@@ -718,12 +728,13 @@ static void transfer_interactive(client_t *cl, long from, long to, long amount)
     free(commit_url);
     const char *reason;
     outcome oc = outcome_of_commit(&call, &reason);
-    bool lost = call.status == 0 || call.status >= 500;
-    if (oc == OUT_UNKNOWN)
+    bool deciding = commit_deciding(&call);
+    bool lost = call.status == 0 || call.status >= 500 || deciding;
+    if (oc == OUT_UNKNOWN && !deciding)
         note_unexpected(cl, "commit", gid, &call);
     httpc_call_clear(&call);
     if (oc == OUT_UNKNOWN && lost) {
-        oc = ask_outcome(o, gid, 10);
+        oc = ask_outcome(o, gid, deciding ? 100 : 10);
         if (oc != OUT_UNKNOWN) {
             reason = "get_after_lost_commit";
             pthread_mutex_lock(&rs->mu);
@@ -774,12 +785,13 @@ static void transfer_oneshot(client_t *cl, long from, long to, long amount)
     const char *g = resp_str(&call, "gid");
     if (g && strlen(g) < sizeof(gid))
         snprintf(gid, sizeof(gid), "%s", g);
-    bool lost = call.status == 0 || call.status >= 500;
-    if (oc == OUT_UNKNOWN && call.status != 0 && call.status != 503)
+    bool deciding = commit_deciding(&call);
+    bool lost = call.status == 0 || call.status >= 500 || deciding;
+    if (oc == OUT_UNKNOWN && call.status != 0 && call.status != 503 && !deciding)
         note_unexpected(cl, "one-shot", gid[0] ? gid : marker, &call);
     httpc_call_clear(&call);
     if (oc == OUT_UNKNOWN && lost && gid[0]) {
-        oc = ask_outcome(o, gid, 10);
+        oc = ask_outcome(o, gid, deciding ? 100 : 10);
         if (oc != OUT_UNKNOWN) {
             reason = "get_after_lost_commit";
             pthread_mutex_lock(&rs->mu);
