@@ -56,6 +56,7 @@ typedef struct {
     metric_counter results_too_large;       /* statements cancelled past --max-result-bytes */
     /* recovery sweep (resolver.c, op_resolve) */
     metric_counter sweep_committed, sweep_aborted; /* prepared branches it finished */
+    metric_counter sweep_open_aborted; /* open branches rolled back: coordinator says aborted */
     metric_gauge in_doubt;           /* branches the last sweep asked about and left prepared */
     metric_gauge in_doubt_oldest_ms; /* how long the oldest of them has been prepared (0: none) */
 } agent_metrics;

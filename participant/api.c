@@ -357,6 +357,12 @@ static void h_metrics(http_request *req, void *app)
                          &m->sweep_committed);
     metric_write_counter(&sb, "txagent_sweep_resolved_total", "outcome=\"aborted\"",
                          &m->sweep_aborted);
+    metric_write_header(&sb, "txagent_sweep_open_rolled_back_total", "counter",
+                        "Open (unprepared) branches the recovery sweep rolled back because the "
+                        "coordinator says their transaction aborted (it restarted, or its "
+                        "rollback never arrived).");
+    metric_write_counter(&sb, "txagent_sweep_open_rolled_back_total", NULL,
+                         &m->sweep_open_aborted);
     metric_write_header(&sb, "txagent_branches_in_doubt", "gauge",
                         "Prepared branches the last recovery sweep asked the coordinator about "
                         "and left prepared (no decision, coordinator unreachable, or not ours).");

@@ -1041,6 +1041,48 @@ bool op_in_progress(agent *ag, const char *gid)
     return skip;
 }
 
+size_t op_idle_open(agent *ag, int64_t min_idle_ms, char (*gids)[GID_MAX_LEN + 1], size_t max)
+{
+    size_t n, k = 0;
+    int64_t now = now_ms();
+    branch **bs = branch_table_snapshot(ag->table, &n, true);
+    for (size_t i = 0; i < n; i++) {
+        branch *b = bs[i];
+        if (k < max && branch_state_get(b) == BS_ACTIVE &&
+            now - atomic_load(&b->last_activity_ms) >= min_idle_ms)
+            snprintf(gids[k++], GID_MAX_LEN + 1, "%s", b->gid);
+        branch_put(ag->table, b);
+    }
+    free(bs);
+    return k;
+}
+
+bool op_abort_open(agent *ag, const char *gid, int64_t min_idle_ms)
+{
+    branch *b = branch_get(ag->table, gid, false);
+    if (!b)
+        return false;
+    bool done = false;
+    /* trylock: a branch whose mutex is held is in use right now. */
+    if (pthread_mutex_trylock(&b->mu) == 0) {
+        int64_t idle = now_ms() - atomic_load(&b->last_activity_ms);
+        if (branch_state_get(b) == BS_ACTIVE && idle >= min_idle_ms) {
+            fsm_ctx ctx = {.ag = ag};
+            set_reason(b, "", "rolled back by the agent: the coordinator says the transaction "
+                       "aborted (it restarted, or its rollback never arrived)");
+            done = branch_fsm_step(b, EV_ROLLBACK, "coordinator says aborted", &ctx);
+            if (done) {
+                txlog_info(b->gid, ag->name, "open branch rolled back: the coordinator says its "
+                           "transaction aborted (idle %lld ms)", (long long)idle);
+                counter_inc(&ag->metrics.sweep_open_aborted);
+            }
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    branch_put(ag->table, b);
+    return done;
+}
+
 bool op_resolve(agent *ag, const char *gid, bool commit)
 {
     const char *outcome = commit ? "committed" : "aborted";

@@ -58,6 +58,13 @@ void op_list(agent *ag, op_result *out);
 /* Recovery sweep: finish a prepared branch as the coordinator decided.
  * true when it is finished (now or before). */
 bool op_resolve(agent *ag, const char *gid, bool commit) MUSTCHECK;
+/* Recovery sweep, open branches: copies into gids (at most max) the gids of
+ * active branches idle for min_idle_ms or more; returns how many. */
+size_t op_idle_open(agent *ag, int64_t min_idle_ms, char (*gids)[GID_MAX_LEN + 1], size_t max);
+/* The coordinator says gid's transaction aborted: roll its branch back if it
+ * is still active and idle for min_idle_ms (one in use, busy or newer is left
+ * alone). true when it was rolled back here. */
+bool op_abort_open(agent *ag, const char *gid, int64_t min_idle_ms);
 /* Must the recovery sweep leave gid alone? True while it is active (its
  * prepare not answered yet) and for 3PC branches that are prepared, uncertain
  * or precommitted: their own timers and termination finish them. */

@@ -34,6 +34,16 @@
  *      GET <coordinator>/v1/outcomes/{gid}.
  *   3. committed -> COMMIT PREPARED; aborted -> ROLLBACK PREPARED (42704 on
  *      either = finished by someone else meanwhile).
+ *   4. Open branches: every active branch idle for --resolve-min-age-ms or
+ *      more (at most OPEN_MAX per sweep) is asked about the same way; only
+ *      "aborted" acts: the branch is rolled back, if it is still active and
+ *      idle (op_abort_open, under its mutex, trylock: one in use is left).
+ *      That is a transaction the coordinator will never finish here: it
+ *      restarted (presumed abort forgets open transactions) or its rollback
+ *      never arrived. Without this the branch would hold its row locks until
+ *      its idle timeout, which is the transaction's timeout_ms (up to a day).
+ *      "aborted" is final at the coordinator, so nothing can need the
+ *      branch afterwards; any other answer leaves it alone.
  *   A crash anywhere is harmless: the next start lists again and asks again;
  *   both finishes are idempotent.
  */
@@ -53,6 +63,7 @@
 #define OUTCOME_BATCH 32
 #define DOUBT_LOG_EVERY_MS 60000
 #define LIST_WAIT_MS 1000
+#define OPEN_MAX 256 /* open branches asked about per sweep */
 
 typedef struct {
     char gid[GID_MAX_LEN + 1];
@@ -158,6 +169,24 @@ static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_c
     }
 }
 
+/* GET <coordinator>/v1/outcomes/{gid} for gids[0..n) (n <= OUTCOME_BATCH),
+ * in parallel; calls[i] carries each answer, urls[i] its URL (owned: free
+ * after clearing the call). */
+static void ask_outcomes(agent *ag, char (*gids)[GID_MAX_LEN + 1], size_t n, httpc_call *calls,
+                         char **urls)
+{
+    memset(calls, 0, n * sizeof(*calls));
+    for (size_t i = 0; i < n; i++) {
+        char *esc = httpc_escape(gids[i]);
+        urls[i] = xasprintf("%s/v1/outcomes/%s", ag->coordinator, esc);
+        free(esc);
+        calls[i].method = "GET";
+        calls[i].url = urls[i];
+        calls[i].timeout_ms = OUTCOME_TIMEOUT_MS;
+    }
+    (void)httpc_perform(calls, n); /* each call carries its own status */
+}
+
 /* Ask the coordinator about gids[0..n) (prepared ages_ms[i] ago) in parallel,
  * then act on each answer. */
 static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], const int64_t *ages_ms,
@@ -165,22 +194,39 @@ static void resolve_batch(resolver *r, char (*gids)[GID_MAX_LEN + 1], const int6
 {
     httpc_call calls[OUTCOME_BATCH];
     char *urls[OUTCOME_BATCH];
-    memset(calls, 0, sizeof(calls));
-    for (size_t i = 0; i < n; i++) {
-        char *esc = httpc_escape(gids[i]);
-        urls[i] = xasprintf("%s/v1/outcomes/%s", r->ag->coordinator, esc);
-        free(esc);
-        calls[i].method = "GET";
-        calls[i].url = urls[i];
-        calls[i].timeout_ms = OUTCOME_TIMEOUT_MS;
-    }
-    (void)httpc_perform(calls, n); /* each call carries its own status */
+    ask_outcomes(r->ag, gids, n, calls, urls);
     for (size_t i = 0; i < n; i++) {
         if (!r->ag->resolver_stop)
             handle_outcome(r, gids[i], ages_ms[i], &calls[i]);
         httpc_call_clear(&calls[i]);
         free(urls[i]);
     }
+}
+
+/* Step 4: the open branches idle long enough; roll back those whose
+ * transaction the coordinator says aborted. */
+static void sweep_open(resolver *r)
+{
+    agent *ag = r->ag;
+    char(*gids)[GID_MAX_LEN + 1] = xcalloc(OPEN_MAX, GID_MAX_LEN + 1);
+    size_t n = op_idle_open(ag, ag->resolve_min_age_ms, gids, OPEN_MAX);
+    httpc_call calls[OUTCOME_BATCH];
+    char *urls[OUTCOME_BATCH];
+    for (size_t at = 0; at < n && !ag->resolver_stop; at += OUTCOME_BATCH) {
+        size_t m = n - at < OUTCOME_BATCH ? n - at : OUTCOME_BATCH;
+        ask_outcomes(ag, gids + at, m, calls, urls);
+        for (size_t i = 0; i < m; i++) {
+            json_t *o = calls[i].status == 200 && calls[i].response
+                            ? json_object_get(calls[i].response, "outcome")
+                            : NULL;
+            if (!ag->resolver_stop && json_is_string(o) &&
+                strcmp(json_string_value(o), "aborted") == 0)
+                (void)op_abort_open(ag, gids[at + i], ag->resolve_min_age_ms);
+            httpc_call_clear(&calls[i]);
+            free(urls[i]);
+        }
+    }
+    free(gids);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -253,6 +299,8 @@ static void sweep(resolver *r)
     free(batch);
     pg_res_clear(&res);
     prune_doubts(r);
+    if (!ag->resolver_stop)
+        sweep_open(r);
 }
 
 static void *resolver_main(void *arg)

@@ -279,6 +279,59 @@ START_TEST(agent_restart_between_statements_aborts)
 }
 END_TEST
 
+/* The state agent i gives its branch of gid ("" if it does not answer). */
+static char *agent_branch_state(int i, const char *gid)
+{
+    char *url = xasprintf("%s/v1/branches/%s", h_agent_url(i), gid);
+    h_resp r = h_http("GET", url, NULL, 0);
+    char *st = xstrdup(r.status == 200 ? h_str(r.json, "state") : "");
+    h_resp_clear(&r);
+    free(url);
+    return st;
+}
+
+/* The coordinator restarted while a transaction was open: presumed abort
+ * forgets it, so no rollback will ever reach its branches. The agent's sweep
+ * asks about its idle open branch, hears "aborted" and rolls it back, so its
+ * row lock goes long before the transaction's 120 s timeout. */
+START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
+{
+    h_set_balance(1, 1701, 10);
+    h_resp r = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i}", "protocol", "2pc", "timeout_ms", 120000));
+    H_EXPECT(r, 201, "begin with a 120 s timeout");
+    char *gid = xstrdup(h_str(r.json, "gid"));
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1701));
+    char *st = agent_branch_state(1, gid);
+    ck_assert_str_eq(st, "active");
+    free(st);
+    bounce("kill", "coordinator");
+    h_test_setup();
+
+    /* sweeps every 5 s, branches idle for 1 s or more: well within 30 s */
+    bool rolled_back = false;
+    for (int k = 0; k < 300 && !rolled_back; k++) {
+        st = agent_branch_state(1, gid);
+        rolled_back = strcmp(st, "aborted") == 0;
+        free(st);
+        if (!rolled_back)
+            sleep_ms(100, NULL);
+    }
+    ck_assert_msg(rolled_back, "agent1 still holds the open branch of %s 30 s after the "
+                  "coordinator restarted", gid);
+    ck_assert_int_eq(h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                 "LIKE 'txagent pg1 %%' AND state LIKE 'idle in transaction%%'"),
+                     0);
+    ck_assert_int_eq(h_balance(1, 1701), 10);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after the coordinator forgot the transaction");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 TCase *tc_restart(void)
 {
     TCase *tc = h_tcase("restart", 240);
@@ -286,5 +339,6 @@ TCase *tc_restart(void)
     tcase_add_test(tc, get_after_coordinator_restart);
     tcase_add_test(tc, killed_agent_pipeline_does_not_prepare_late);
     tcase_add_test(tc, agent_restart_between_statements_aborts);
+    tcase_add_test(tc, open_branch_of_a_restarted_coordinator_is_rolled_back);
     return tc;
 }
