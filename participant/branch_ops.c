@@ -217,16 +217,32 @@ static bool tag_wrote_rows(const char *tag)
     return false;
 }
 
+/* Does sql contain word, ignoring case? (A hint from the text: it may be in
+ * a string or a comment, which only errs on the safe side where used.) */
+static bool sql_mentions(const char *sql, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = sql; *p; p++)
+        if (strncasecmp(p, word, wl) == 0)
+            return true;
+    return false;
+}
+
 /* Would a statement with this tag leave session state behind that outlives
  * its transaction (and so would leak into the next branch on the pooled
- * connection)? SET LOCAL is transaction-scoped and fine. set_config(..., false)
- * inside a SELECT is not detected. */
+ * connection)? SET LOCAL is transaction-scoped and fine. A session-level
+ * advisory lock (pg_advisory_lock, pg_try_advisory_lock, their _shared forms;
+ * not the _xact_ ones) outlives COMMIT, ROLLBACK and PREPARE TRANSACTION
+ * alike: found by name in the text. set_config(..., false) inside a SELECT
+ * is not detected. */
 static bool changes_session(const char *tag, const char *sql)
 {
     static const char *const tags[] = {"RESET", "PREPARE", "LISTEN", "DECLARE CURSOR", "LOAD"};
     for (size_t i = 0; i < ARRAY_LEN(tags); i++)
         if (strcmp(tag, tags[i]) == 0)
             return true;
+    if (sql_mentions(sql, "advisory_lock"))
+        return true;
     if (strcmp(tag, "SET") != 0)
         return false;
     while (isspace((unsigned char)*sql))
@@ -445,7 +461,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
                 b->maybe_prepared = true; /* what followed it may be prepared: undo */
             goto failed;
         }
-        if (tag_wrote_rows(r[i].command))
+        /* NOTIFY takes its xid only at commit, so the xid check would call
+         * the branch read-only and commit it (delivering the notification)
+         * before the global decision. Counted as a write instead: PREPARE
+         * TRANSACTION then refuses it (0A000), and the branch votes no. */
+        if (tag_wrote_rows(r[i].command) || strcmp(r[i].command, "NOTIFY") == 0 ||
+            sql_mentions(st[i - first_stmt].sql, "pg_notify"))
             b->wrote = true;
     }
     if (prepare && strcmp(r[nq].command, "PREPARE TRANSACTION") != 0) {
@@ -1041,18 +1062,38 @@ bool op_in_progress(agent *ag, const char *gid)
     return skip;
 }
 
+typedef struct {
+    int64_t last_ms;
+    branch *b;
+} idle_entry;
+
+static int cmp_idle_oldest(const void *x, const void *y)
+{
+    const idle_entry *a = x, *b = y;
+    return a->last_ms < b->last_ms ? -1 : a->last_ms > b->last_ms;
+}
+
 size_t op_idle_open(agent *ag, int64_t min_idle_ms, char (*gids)[GID_MAX_LEN + 1], size_t max)
 {
     size_t n, k = 0;
     int64_t now = now_ms();
     branch **bs = branch_table_snapshot(ag->table, &n, true);
+    idle_entry *idle = xcalloc(n ? n : 1, sizeof(*idle));
     for (size_t i = 0; i < n; i++) {
-        branch *b = bs[i];
-        if (k < max && branch_state_get(b) == BS_ACTIVE &&
-            now - atomic_load(&b->last_activity_ms) >= min_idle_ms)
-            snprintf(gids[k++], GID_MAX_LEN + 1, "%s", b->gid);
-        branch_put(ag->table, b);
+        int64_t last = atomic_load(&bs[i]->last_activity_ms);
+        if (branch_state_get(bs[i]) == BS_ACTIVE && now - last >= min_idle_ms)
+            idle[k++] = (idle_entry){last, bs[i]};
     }
+    /* The longest idle first: with more than max of them, every sweep asks
+     * about the likeliest orphans, not the same first max of the table. */
+    qsort(idle, k, sizeof(*idle), cmp_idle_oldest);
+    if (k > max)
+        k = max;
+    for (size_t i = 0; i < k; i++)
+        snprintf(gids[i], GID_MAX_LEN + 1, "%s", idle[i].b->gid);
+    for (size_t i = 0; i < n; i++)
+        branch_put(ag->table, bs[i]);
+    free(idle);
     free(bs);
     return k;
 }

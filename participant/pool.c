@@ -102,12 +102,16 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
  *      this participant on this database;
  *   2. terminate the sessions this instance lost (lost[]).
  * pg_terminate_backend(pid, FENCE_WAIT_MS) returns true once the backend
- * has exited. false when c died meanwhile (nothing is handed out: the
- * caller drops c, and the next acquire tries again). A refusal (an error
+ * has exited. FENCE_CONN_DEAD when c died meanwhile (nothing is handed out:
+ * the caller drops c, and the next acquire tries again); FENCE_PENDING when
+ * a lost backend did not exit in time (nothing is handed out either, but c
+ * is healthy: the caller keeps it idle). A refusal (an error
  * other than a lost connection: no right to signal those sessions) is
  * logged and counts as done, as nothing better can be done from here; the
  * recovery sweep still rolls back whatever such a session leaves prepared. */
-static bool fence_run(pg_pool *p, PGconn *c)
+typedef enum { FENCE_DONE, FENCE_CONN_DEAD, FENCE_PENDING } fence_result;
+
+static fence_result fence_run(pg_pool *p, PGconn *c)
 {
     char wait[24];
     snprintf(wait, sizeof(wait), "%d", FENCE_WAIT_MS);
@@ -122,7 +126,7 @@ static bool fence_run(pg_pool *p, PGconn *c)
                           3, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
-            return false;
+            return FENCE_CONN_DEAD;
         }
         if (!ok) {
             txlog_error(NULL, p->participant,
@@ -154,7 +158,7 @@ static bool fence_run(pg_pool *p, PGconn *c)
                           3, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
-            return false;
+            return FENCE_CONN_DEAD;
         }
         if (!ok)
             txlog_error(NULL, p->participant, "fence: cannot terminate lost session %d (%s %s)",
@@ -164,26 +168,26 @@ static bool fence_run(pg_pool *p, PGconn *c)
                        "fence: lost session %d did not exit within %d ms; trying again", pid,
                        FENCE_WAIT_MS);
             pg_res_clear(&r);
-            return false;
+            return FENCE_PENDING;
         } else if (PQntuples(r.res) > 0)
             txlog_info(NULL, p->participant, "fence: terminated lost session %d", pid);
         pg_res_clear(&r);
         p->nlost--;
     }
-    return true;
+    return FENCE_DONE;
 }
 
-/* Run the pending fences on c; true when nothing is pending any more. */
-static bool fence_check(pg_pool *p, PGconn *c)
+/* Run the pending fences on c; FENCE_DONE when nothing is pending any more. */
+static fence_result fence_check(pg_pool *p, PGconn *c)
 {
     if (atomic_load(&p->fenced))
-        return true;
+        return FENCE_DONE;
     pthread_mutex_lock(&p->fence_mu);
-    bool ok = atomic_load(&p->fenced) || fence_run(p, c);
-    if (ok)
+    fence_result f = atomic_load(&p->fenced) ? FENCE_DONE : fence_run(p, c);
+    if (f == FENCE_DONE)
         atomic_store(&p->fenced, true);
     pthread_mutex_unlock(&p->fence_mu);
-    return ok;
+    return f;
 }
 
 bool pool_fence_backend(pg_pool *p, int pid, const char *gid)
@@ -261,8 +265,11 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
         if (p->nidle > 0) {
             PGconn *c = p->idle[--p->nidle];
             pthread_mutex_unlock(&p->mu);
-            if (!fence_check(p, c)) {
-                pool_release(p, c, true);
+            fence_result f = fence_check(p, c);
+            if (f != FENCE_DONE) {
+                /* A dead c most likely means the others died too (release
+                 * closes the idle ones); a pending fence leaves c healthy. */
+                pool_release(p, c, f == FENCE_CONN_DEAD);
                 return PX_DB_DOWN;
             }
             *out = c;
@@ -272,14 +279,17 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
             p->open++; /* reserve the slot, connect without the lock */
             pthread_mutex_unlock(&p->mu);
             PGconn *c = pg_connect_as(p->conninfo, p->participant, p->app_name);
-            if (c && !fence_check(p, c)) {
-                PQfinish(c);
-                c = NULL;
-            }
-            if (c) {
+            fence_result f = c ? fence_check(p, c) : FENCE_CONN_DEAD;
+            if (f == FENCE_DONE) {
                 *out = c;
                 return PX_OK;
             }
+            if (f == FENCE_PENDING) {
+                pool_release(p, c, false); /* healthy: idle for the next try */
+                return PX_DB_DOWN;
+            }
+            if (c)
+                PQfinish(c);
             pthread_mutex_lock(&p->mu);
             p->open--;
             pthread_cond_signal(&p->cv);

@@ -34,8 +34,11 @@
  *      GET <coordinator>/v1/outcomes/{gid}.
  *   3. committed -> COMMIT PREPARED; aborted -> ROLLBACK PREPARED (42704 on
  *      either = finished by someone else meanwhile).
- *   4. Open branches: every active branch idle for --resolve-min-age-ms or
- *      more (at most OPEN_MAX per sweep) is asked about the same way; only
+ *   4. Open branches: every active branch idle for --resolve-min-age-ms, and
+ *      at least OPEN_MIN_IDLE_MS (a client thinking between statements is
+ *      not asked about every sweep), is asked about the same way, the
+ *      longest idle first, at most OPEN_MAX per sweep, and no more batches
+ *      once one found the coordinator unreachable; only
  *      "aborted" acts: the branch is rolled back, if it is still active and
  *      idle (op_abort_open, under its mutex, trylock: one in use is left).
  *      That is a transaction the coordinator will never finish here: it
@@ -64,6 +67,7 @@
 #define DOUBT_LOG_EVERY_MS 60000
 #define LIST_WAIT_MS 1000
 #define OPEN_MAX 256 /* open branches asked about per sweep */
+#define OPEN_MIN_IDLE_MS 10000 /* floor of the idle time before an open branch is asked about */
 
 typedef struct {
     char gid[GID_MAX_LEN + 1];
@@ -209,19 +213,25 @@ static void sweep_open(resolver *r)
 {
     agent *ag = r->ag;
     char(*gids)[GID_MAX_LEN + 1] = xcalloc(OPEN_MAX, GID_MAX_LEN + 1);
-    size_t n = op_idle_open(ag, ag->resolve_min_age_ms, gids, OPEN_MAX);
+    int64_t min_idle =
+        ag->resolve_min_age_ms > OPEN_MIN_IDLE_MS ? ag->resolve_min_age_ms : OPEN_MIN_IDLE_MS;
+    size_t n = op_idle_open(ag, min_idle, gids, OPEN_MAX);
+    bool reachable = true;
     httpc_call calls[OUTCOME_BATCH];
     char *urls[OUTCOME_BATCH];
-    for (size_t at = 0; at < n && !ag->resolver_stop; at += OUTCOME_BATCH) {
+    for (size_t at = 0; at < n && reachable && !ag->resolver_stop; at += OUTCOME_BATCH) {
         size_t m = n - at < OUTCOME_BATCH ? n - at : OUTCOME_BATCH;
         ask_outcomes(ag, gids + at, m, calls, urls);
+        reachable = false;
         for (size_t i = 0; i < m; i++) {
+            if (calls[i].status != 0)
+                reachable = true;
             json_t *o = calls[i].status == 200 && calls[i].response
                             ? json_object_get(calls[i].response, "outcome")
                             : NULL;
             if (!ag->resolver_stop && json_is_string(o) &&
                 strcmp(json_string_value(o), "aborted") == 0)
-                (void)op_abort_open(ag, gids[at + i], ag->resolve_min_age_ms);
+                (void)op_abort_open(ag, gids[at + i], min_idle);
             httpc_call_clear(&calls[i]);
             free(urls[i]);
         }

@@ -702,6 +702,60 @@ START_TEST(prepared_branch_finishes_while_sessions_wait_on_it)
 }
 END_TEST
 
+/* A session-level advisory lock outlives the branch's transaction (COMMIT,
+ * ROLLBACK and PREPARE TRANSACTION all leave it on the session): the agent
+ * must not hand that session to the next branch, or every later branch on
+ * it would hold the lock. Once the transaction is done, anyone can take it. */
+START_TEST(session_advisory_lock_does_not_outlive_the_branch)
+{
+    for (int round = 0; round < 2; round++) {
+        h_set_balance(1, 761, 10);
+        char *gid = h_begin();
+        h_stmt_ok(gid, "pg1", "SELECT pg_advisory_lock(7610)", NULL);
+        if (round == 1) /* a branch that writes too: prepared, then committed */
+            h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 761));
+        h_resp r = h_commit(gid);
+        expect_outcome(&r, 200, "committed", "commit of a branch that took an advisory lock");
+        h_resp_clear(&r);
+        free(gid);
+        for (int k = 0; k < 8; k++) { /* a few branches on the agent's pooled sessions */
+            gid = h_begin();
+            h_stmt_ok(gid, "pg1", "SELECT 1", NULL);
+            r = h_commit(gid);
+            h_resp_clear(&r);
+            free(gid);
+        }
+        ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                  "AND objid = 7610") == 0,
+                      "round %d: advisory lock 7610 still held after its transaction ended",
+                      round);
+    }
+}
+END_TEST
+
+/* NOTIFY takes its xid only at commit: a branch that only notified must not
+ * be committed as read-only ahead of the global decision (its listeners
+ * would hear of a transaction that then aborts). PostgreSQL refuses to
+ * prepare a transaction that notified, so it votes no, and nothing else of
+ * the transaction commits. */
+START_TEST(notify_branch_votes_no)
+{
+    h_set_balance(2, 762, 10);
+    const char *notifies[] = {"NOTIFY txc_test_channel", "SELECT pg_notify('txc_test_channel', 'x')"};
+    for (size_t k = 0; k < ARRAY_LEN(notifies); k++) {
+        char *gid = h_begin();
+        h_stmt_ok(gid, "pg1", notifies[k], NULL);
+        h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 1, 762));
+        h_resp r = h_commit(gid);
+        expect_outcome(&r, 409, "aborted", notifies[k]);
+        ck_assert_msg(strstr(h_str(r.json, "reason"), "pg1"), "%s", h_desc(&r));
+        h_resp_clear(&r);
+        free(gid);
+    }
+    ck_assert_int_eq(h_balance(2, 762), 10);
+}
+END_TEST
+
 START_TEST(read_only_branches)
 {
     h_set_balance(1, 701, 100);
@@ -861,6 +915,8 @@ TCase *tc_flows(void)
     tcase_add_test(tc, prepared_branch_finishes_while_sessions_wait_on_it);
     tcase_add_test(tc, failed_branch_does_not_leak_session_state);
     tcase_add_test(tc, read_only_branches);
+    tcase_add_test(tc, session_advisory_lock_does_not_outlive_the_branch);
+    tcase_add_test(tc, notify_branch_votes_no);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
     return tc;
