@@ -397,8 +397,32 @@ typedef struct {
  * text, in request order: {"participant","results":[...]} plus "error" and
  * "status" for a branch that stopped. The statements' answers are put in as
  * the agents wrote them (never parsed here). Caller holds op_mu, frees. */
+/* The results of one one-shot answer, all branches together, are kept in
+ * memory until it is sent: they may not pass what a single agent answer may
+ * (HTTPC_MAX_RESPONSE), or one request could ask for any amount. */
+#define ONESHOT_MAX_RESULTS HTTPC_MAX_RESPONSE
+
+/* A statement that ran but whose rows no longer fit the one-shot answer:
+ * as for a result too large, the client never sees what it did, so the
+ * branch fails and the transaction is rollback-only. The "error" object. */
+static json_t *oneshot_results_too_large(txn *t, branch *b)
+{
+    char reason[256];
+    snprintf(reason, sizeof(reason), "participant %s failed: the one-shot answer's results "
+             "passed %u bytes", b->participant, ONESHOT_MAX_RESULTS);
+    txn_set_branch_state(t, b, BR_FAILED);
+    txn_set_failed(t, reason);
+    txlog_warn(t->gid, b->participant, "one-shot: results over %u bytes in all; transaction is "
+               "rollback-only", ONESHOT_MAX_RESULTS);
+    json_t *body = error_body_extra("result_too_large", reason, b->participant, NULL);
+    json_t *err = json_incref(json_object_get(body, "error"));
+    json_decref(body);
+    return err;
+}
+
 static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb)
 {
+    size_t total = 0; /* result bytes kept so far, all branches */
     branch **brs = xcalloc(nb ? nb : 1, sizeof(*brs));
     oneshot_part *parts = xcalloc(nb ? nb : 1, sizeof(*parts));
     httpc_call *calls = xcalloc(nb ? nb : 1, sizeof(*calls));
@@ -423,7 +447,11 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
         for (size_t c = 0; c < n; c++) {
             oneshot_part *part = &parts[which[c]];
             stmt_answer a = stmt_call_finish(t, brs[which[c]], &calls[c]);
-            if (a.status == 200) {
+            if (a.status == 200 && a.raw_len > ONESHOT_MAX_RESULTS - total) {
+                part->error = oneshot_results_too_large(t, brs[which[c]]);
+                part->status = 422;
+            } else if (a.status == 200) {
+                total += a.raw_len;
                 if (part->nresults++ > 0)
                     strbuf_appendn(&part->results, ",", 1);
                 strbuf_appendn(&part->results, a.raw, a.raw_len);

@@ -11,6 +11,7 @@
  */
 #include "api.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,20 +301,38 @@ static void h_branches(http_request *req, void *app)
     reply(req, &res);
 }
 
+/* /healthz needs no token, so anyone may call it in a loop: PostgreSQL is
+ * asked at most once per HEALTH_CACHE_MS (the probe holds health_mu, later
+ * callers take its answer), and the probe never waits for a connection that
+ * COMMIT/ROLLBACK PREPARED need. */
+#define HEALTH_CACHE_MS 500
+static pthread_mutex_t health_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t health_at_ms = -HEALTH_CACHE_MS; /* health_mu */
+static px_status health_ps;                     /* health_mu */
+static char health_msg[sizeof(((pg_res *)0)->message)]; /* health_mu */
+
 static void h_healthz(http_request *req, void *app)
 {
     agent *ag = app;
-    pg_res r;
-    px_status ps = pool_query(ag->pool, 1000, "SELECT 1", 0, NULL, &r);
+    pthread_mutex_lock(&health_mu);
+    if (now_ms() - health_at_ms >= HEALTH_CACHE_MS) {
+        pg_res r;
+        health_ps = pool_query(ag->pool, 0, "SELECT 1", 0, NULL, &r);
+        snprintf(health_msg, sizeof(health_msg), "%s", r.message);
+        pg_res_clear(&r);
+        health_at_ms = now_ms();
+    }
+    px_status ps = health_ps;
+    char msg[sizeof(health_msg)];
+    snprintf(msg, sizeof(msg), "%s", health_msg);
+    pthread_mutex_unlock(&health_mu);
     if (ps == PX_OK)
         http_reply_json(req, 200, json_pack("{s:s, s:s}", "status", "ok", "participant", ag->name));
     else if (ps == PX_EXHAUSTED) /* every connection is busy working: PostgreSQL answers */
         http_reply_json(req, 200, json_pack("{s:s, s:s, s:s}", "status", "ok", "participant",
                                             ag->name, "pool", "exhausted"));
     else
-        http_reply_error(req, 503, "database_unavailable", "PostgreSQL check failed: %s",
-                         r.message);
-    pg_res_clear(&r);
+        http_reply_error(req, 503, "database_unavailable", "PostgreSQL check failed: %s", msg);
 }
 
 static void h_metrics(http_request *req, void *app)

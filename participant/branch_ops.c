@@ -233,15 +233,16 @@ static bool sql_mentions(const char *sql, const char *word)
  * connection)? SET LOCAL is transaction-scoped and fine. A session-level
  * advisory lock (pg_advisory_lock, pg_try_advisory_lock, their _shared forms;
  * not the _xact_ ones) outlives COMMIT, ROLLBACK and PREPARE TRANSACTION
- * alike: found by name in the text. set_config(..., false) inside a SELECT
- * is not detected. */
+ * alike: found by name in the text, and so is set_config() (its session form,
+ * set_config(..., false), outlives the transaction; the local form costs
+ * only a new connection). */
 static bool changes_session(const char *tag, const char *sql)
 {
     static const char *const tags[] = {"RESET", "PREPARE", "LISTEN", "DECLARE CURSOR", "LOAD"};
     for (size_t i = 0; i < ARRAY_LEN(tags); i++)
         if (strcmp(tag, tags[i]) == 0)
             return true;
-    if (sql_mentions(sql, "advisory_lock"))
+    if (sql_mentions(sql, "advisory_lock") || sql_mentions(sql, "set_config"))
         return true;
     if (strcmp(tag, "SET") != 0)
         return false;

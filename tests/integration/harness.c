@@ -355,7 +355,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     h_resp *r = ud;
     size_t n = size * nmemb;
-    r->body = xrealloc(r->body, r->len + n + 1);
+    if (r->len + n + 1 > r->cap) { /* doubling: a 60 MB answer is not copied per chunk */
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        r->body = xrealloc(r->body, cap);
+        r->cap = cap;
+    }
     memcpy(r->body + r->len, data, n);
     r->len += n;
     r->body[r->len] = '\0';
@@ -391,6 +397,7 @@ h_resp h_http(const char *method, const char *url, const char *body, size_t len)
 {
     h_resp r = {0};
     r.body = xcalloc(1, 1);
+    r.cap = 1;
     if (!tl_curl)
         tl_curl = curl_easy_init();
     else

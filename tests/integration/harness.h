@@ -54,6 +54,7 @@ typedef struct {
     long status;          /* 0 = transport failure, see error */
     char *body;           /* raw body, NUL-terminated, never NULL after a call */
     size_t len;
+    size_t cap;           /* bytes allocated at body (grows by doubling) */
     json_t *json;         /* parsed body or NULL */
     char location[256];   /* Location header or "" */
     char content_type[128];

@@ -730,6 +730,25 @@ START_TEST(session_advisory_lock_does_not_outlive_the_branch)
                       "round %d: advisory lock 7610 still held after its transaction ended",
                       round);
     }
+    /* set_config(..., false) is a session setting too: no later branch may
+     * run with another client's search_path. */
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "SELECT set_config('search_path', 'pg_catalog', false)", NULL);
+    h_resp r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit of a branch that changed search_path");
+    h_resp_clear(&r);
+    free(gid);
+    for (int k = 0; k < 8; k++) {
+        gid = h_begin();
+        r = h_stmt(gid, "pg1", "SELECT current_setting('search_path') AS sp", NULL);
+        H_EXPECT(r, 200, "read search_path");
+        ck_assert_msg(strstr(r.body, "public") != NULL,
+                      "branch %d runs with a search_path another branch set: %s", k, r.body);
+        h_resp_clear(&r);
+        r = h_commit(gid);
+        h_resp_clear(&r);
+        free(gid);
+    }
 }
 END_TEST
 

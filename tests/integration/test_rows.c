@@ -316,6 +316,33 @@ START_TEST(real_params_keep_their_digits)
 }
 END_TEST
 
+/* A one-shot answer (without commit) holds every statement's rows until it
+ * is sent: their sum is capped like one agent answer (64 MiB). Three results
+ * of 30 MB each: the third no longer fits, its branch fails with 422
+ * result_too_large, and the transaction cannot commit. */
+START_TEST(one_shot_results_capped_in_all)
+{
+    json_t *stmts = json_array();
+    for (int i = 0; i < 3; i++)
+        json_array_append_new(stmts, json_pack("{s:s}", "sql", "SELECT repeat('x', 30000000) AS pad"));
+    h_resp r = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i,s:[{s:s,s:o}]}", "protocol", "2pc", "timeout_ms", 60000,
+                               "branches", "participant", "pg1", "statements", stmts));
+    H_EXPECT(r, 201, "one-shot without commit, 90 MB of results");
+    json_t *b0 = json_array_get(json_object_get(r.json, "branches"), 0);
+    ck_assert_uint_eq(json_array_size(json_object_get(b0, "results")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(b0, "status")), 422);
+    ck_assert_str_eq(h_str(json_object_get(b0, "error"), "code"), "result_too_large");
+    char *gid = xstrdup(h_str(r.json, "gid"));
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after a result that could not be returned");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 TCase *tc_rows(void)
 {
     TCase *tc = h_tcase("rows", 120);
@@ -326,5 +353,6 @@ TCase *tc_rows(void)
     tcase_add_test(tc, result_too_large);
     tcase_add_test(tc, escaped_rows_count_as_json);
     tcase_add_test(tc, many_rows);
+    tcase_add_test(tc, one_shot_results_capped_in_all);
     return tc;
 }
