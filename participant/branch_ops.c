@@ -429,6 +429,11 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     for (size_t i = first_stmt; i < first_stmt + n && i < fail && i < nr; i++)
         if (changes_session(r[i].command, st[i - first_stmt].sql))
             b->session_dirty = true;
+    /* The failed (or cancelled) statement itself: a session-level advisory
+     * lock it took before failing survives the rollback too. */
+    if (fail >= first_stmt && fail < first_stmt + n &&
+        sql_mentions(st[fail - first_stmt].sql, "advisory_lock"))
+        b->session_dirty = true;
     if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
         /* Cancelled (57014) or just done: either way not returned. */
         s = STMT_RESULT_TOO_LARGE;

@@ -730,6 +730,24 @@ START_TEST(session_advisory_lock_does_not_outlive_the_branch)
                       "round %d: advisory lock 7610 still held after its transaction ended",
                       round);
     }
+    /* A statement that takes the lock and then fails: the rollback keeps the
+     * lock on the session all the same. */
+    char *g0 = h_begin();
+    /* 1/0 would fail at planning, before the lock: the zero must come at run time */
+    h_resp r0 = h_stmt(g0, "pg1", "SELECT pg_advisory_lock(7611), 1 / (random() * 0)::int", NULL);
+    H_EXPECT(r0, 422, "advisory lock then division by zero");
+    h_resp_clear(&r0);
+    h_discard(g0);
+    for (int k = 0; k < 8; k++) {
+        g0 = h_begin();
+        h_stmt_ok(g0, "pg1", "SELECT 1", NULL);
+        r0 = h_commit(g0);
+        h_resp_clear(&r0);
+        free(g0);
+    }
+    ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                              "AND objid = 7611") == 0,
+                  "advisory lock 7611 of a failed statement still held");
     /* set_config(..., false) is a session setting too: no later branch may
      * run with another client's search_path. */
     char *gid = h_begin();

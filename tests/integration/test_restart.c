@@ -309,7 +309,7 @@ START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
     bounce("kill", "coordinator");
     h_test_setup();
 
-    /* sweeps every 5 s, branches idle for 1 s or more: well within 30 s */
+    /* sweeps every 5 s, open branches idle for 10 s or more: within 30 s */
     bool rolled_back = false;
     for (int k = 0; k < 300 && !rolled_back; k++) {
         st = agent_branch_state(1, gid);
