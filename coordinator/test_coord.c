@@ -620,6 +620,45 @@ START_TEST(test_record_encoding)
     ck_assert_uint_eq(json_object_size(h), 3);
     json_decref(h);
     txn_unref(t);
+
+    /* 'C' (gid first: replay reads it from the leading bytes), 'A', 'E'
+     * and 'R' (exactly {"gid":...}) */
+    (void)reopen(1 << 20);
+    txn *c = txn_with_prepared_branches();
+    txn *a = txn_with_prepared_branches_proto(PROTO_3PC);
+    ck_assert(dlog_commit(c, NULL));
+    ck_assert(dlog_precommit(a, NULL));
+    ck_assert(dlog_precommit_abort(a));
+    ck_assert(dlog_end(c->gid));
+    dlog_note_committed("0badc0de-7-1");
+    dlog_close();
+    raw_records r2 = {0};
+    w = wal_open(logpath, collect_raw, &r2);
+    ck_assert_ptr_nonnull(w);
+    wal_close(w);
+    ck_assert_int_eq(r2.n, 7); /* the 'P' and 'H' above, then these five */
+    const char want_types[] = {'C', 'P', 'A', 'E', 'R'};
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(r2.types[2 + i], want_types[i]);
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "{\"gid\":\"%s\",", c->gid);
+    ck_assert_msg(strncmp(r2.payloads[2], prefix, strlen(prefix)) == 0, "'C' payload: %s",
+                  r2.payloads[2]);
+    json_t *cj = json_loads(r2.payloads[2], 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(cj, "protocol")), "2pc");
+    ck_assert_uint_eq(json_array_size(json_object_get(cj, "branches")), 2);
+    ck_assert(json_is_integer(json_object_get(cj, "at_ms")));
+    json_decref(cj);
+    json_t *aj = json_loads(r2.payloads[4], 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(aj, "gid")), a->gid);
+    ck_assert(json_is_integer(json_object_get(aj, "at_ms")));
+    ck_assert_uint_eq(json_object_size(aj), 2);
+    json_decref(aj);
+    snprintf(prefix, sizeof(prefix), "{\"gid\":\"%s\"}", c->gid);
+    ck_assert_str_eq(r2.payloads[5], prefix);
+    ck_assert_str_eq(r2.payloads[6], "{\"gid\":\"0badc0de-7-1\"}");
+    txn_unref(c);
+    txn_unref(a);
 }
 END_TEST
 
