@@ -372,6 +372,44 @@ START_TEST(refused_first_statement_leaves_no_branch)
 }
 END_TEST
 
+/* An agent that accepts the connection and never answers (stopped with
+ * SIGSTOP): the statement gives up after the transaction's time plus the
+ * agent timeout (2 s + 10 s here) with 503 participant_unreachable, the
+ * transaction aborts, and once the agent runs again nothing of it is left. */
+START_TEST(participant_hangs)
+{
+    h_set_balance(1, 1311, 10);
+    h_resp r = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i}", "protocol", "2pc", "timeout_ms", 2000));
+    H_EXPECT(r, 201, "begin with a 2 s timeout");
+    char *gid = xstrdup(h_str(r.json, "gid"));
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1311", NULL);
+    ck_assert_int_eq(h_cluster("pause", "agent3", NULL), 0);
+    r = h_stmt(gid, "pg3", "SELECT 1", NULL);
+    ck_assert_int_eq(h_cluster("resume", "agent3", NULL), 0);
+    expect_error(&r, 503, "participant_unreachable", "statement for a stopped agent");
+    ck_assert_str_eq(h_str(json_object_get(r.json, "error"), "participant"), "pg3");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after the agent did not answer");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1311), 10);
+    /* the statement agent3 received while stopped may have opened a branch
+     * there: the coordinator's rollback (resolver) or its idle timeout ends it */
+    long long open = 1;
+    for (int k = 0; k < 300 && open > 0; k++) {
+        open = h_sql_ll(3, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
+                           "'txagent pg3 %%' AND state LIKE 'idle in transaction%%'");
+        if (open > 0)
+            sleep_ms(100, NULL);
+    }
+    ck_assert_msg(open == 0, "agent3 still holds an open transaction 30 s after resuming");
+    free(gid);
+}
+END_TEST
+
 TCase *tc_errors(void)
 {
     TCase *tc = h_tcase("errors", 180);
@@ -384,6 +422,7 @@ TCase *tc_errors(void)
     tcase_add_test(tc, body_too_large);
     tcase_add_test(tc, transaction_control_refused);
     tcase_add_test(tc, participant_unreachable);
+    tcase_add_test(tc, participant_hangs);
     tcase_add_test(tc, refused_first_statement_leaves_no_branch);
     return tc;
 }
