@@ -411,27 +411,40 @@ bool dlog_precommit(txn *t, int64_t *at_ms)
     return log_decision(t, REC_PRECOMMIT, at_ms);
 }
 
-bool dlog_heuristic(const char *gid, bool commit)
+/* Force an 'H' (heuristic commit when commit) or 'A' record rec (stolen)
+ * of gid; once it is durable, apply its effect on the pending decisions
+ * (under unfinished_mu, inside the read side of compact_lock, as every
+ * append). false, logged, if the append failed (what: the record's name). */
+static bool append_forced_json(uint8_t type, const char *gid, json_t *rec, bool commit,
+                               const char *what)
 {
-    json_t *rec = json_pack("{s:s, s:s, s:I}", "gid", gid, "outcome", commit ? "commit" : "abort",
-                            "at_ms", (json_int_t)wall_ms());
     char *text = json_dumps(rec, JSON_COMPACT);
     json_decref(rec);
     if (!text)
-        die("cannot serialize the heuristic record of %s", gid);
+        die("cannot serialize the %s record of %s", what, gid);
     pthread_rwlock_rdlock(&compact_lock);
-    bool ok = wal_append(dlog, REC_HEURISTIC, text, strlen(text), true);
+    bool ok = wal_append(dlog, type, text, strlen(text), true);
     if (ok) {
         pthread_mutex_lock(&unfinished_mu);
-        (void)apply_heuristic(gid, commit, text, strlen(text)); /* checked by the caller */
+        if (type == REC_HEURISTIC) /* checked by the caller: a refusal is only logged */
+            (void)apply_heuristic(gid, commit, text, strlen(text));
+        else
+            apply_precommit_abort(gid, text, strlen(text));
         pthread_mutex_unlock(&unfinished_mu);
     }
     pthread_rwlock_unlock(&compact_lock);
     free(text);
-    if (!ok) {
-        txlog_error(gid, NULL, "heuristic record append failed (see above)");
+    if (!ok)
+        txlog_error(gid, NULL, "%s record append failed (see above)", what);
+    return ok;
+}
+
+bool dlog_heuristic(const char *gid, bool commit)
+{
+    json_t *rec = json_pack("{s:s, s:s, s:I}", "gid", gid, "outcome", commit ? "commit" : "abort",
+                            "at_ms", (json_int_t)wall_ms());
+    if (!append_forced_json(REC_HEURISTIC, gid, rec, commit, "heuristic"))
         return false;
-    }
     txlog_warn(gid, NULL, "heuristic %s by operator logged", commit ? "commit" : "abort");
     return true;
 }
@@ -439,23 +452,8 @@ bool dlog_heuristic(const char *gid, bool commit)
 bool dlog_precommit_abort(txn *t)
 {
     json_t *rec = json_pack("{s:s, s:I}", "gid", t->gid, "at_ms", (json_int_t)wall_ms());
-    char *text = json_dumps(rec, JSON_COMPACT);
-    json_decref(rec);
-    if (!text)
-        die("cannot serialize the pre-commit abort record of %s", t->gid);
-    pthread_rwlock_rdlock(&compact_lock);
-    bool ok = wal_append(dlog, REC_PRECOMMIT_ABORT, text, strlen(text), true);
-    if (ok) {
-        pthread_mutex_lock(&unfinished_mu);
-        apply_precommit_abort(t->gid, text, strlen(text));
-        pthread_mutex_unlock(&unfinished_mu);
-    }
-    pthread_rwlock_unlock(&compact_lock);
-    free(text);
-    if (!ok) {
-        txlog_error(t->gid, NULL, "pre-commit abort record append failed (see above)");
+    if (!append_forced_json(REC_PRECOMMIT_ABORT, t->gid, rec, false, "pre-commit abort"))
         return false;
-    }
     txlog_debug(t->gid, NULL, "decision abort after pre-commit logged");
     return true;
 }

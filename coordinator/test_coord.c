@@ -727,6 +727,19 @@ START_TEST(test_replay_record_shapes)
 }
 END_TEST
 
+/* Pass 0: reopen the log as it is. Pass 1: compact it first, then reopen:
+ * the answers must not change. */
+static recovered reopen_pass(int pass)
+{
+    recovered r = reopen(pass ? 16 : 1 << 20);
+    if (pass == 1) {
+        dlog_maybe_compact();
+        ck_assert_uint_eq(dlog_compactions(), 1);
+        r = reopen(1 << 20);
+    }
+    return r;
+}
+
 START_TEST(test_heuristic_records_replayed)
 {
     (void)reopen(1 << 20);
@@ -750,13 +763,7 @@ START_TEST(test_heuristic_records_replayed)
     ck_assert(dlog_heuristic(q->gid, true));
 
     for (int pass = 0; pass < 2; pass++) {
-        /* pass 1: after a compaction, the same answers */
-        recovered r = reopen(pass ? 16 : 1 << 20);
-        if (pass == 1) {
-            dlog_maybe_compact();
-            ck_assert_uint_eq(dlog_compactions(), 1);
-            r = reopen(1 << 20);
-        }
+        recovered r = reopen_pass(pass);
         ck_assert_int_eq(r.n, 2);
         int ia = recovered_find(&r, a->gid), ik = recovered_find(&r, k->gid);
         ck_assert_int_ge(ia, 0);
@@ -811,12 +818,7 @@ START_TEST(test_precommit_abort_replayed)
     txn *p = txn_with_prepared_branches_proto(PROTO_3PC); /* 'P' alone */
     ck_assert(dlog_precommit(p, NULL));
     for (int pass = 0; pass < 2; pass++) {
-        recovered r = reopen(pass ? 16 : 1 << 20);
-        if (pass == 1) {
-            dlog_maybe_compact();
-            ck_assert_uint_eq(dlog_compactions(), 1);
-            r = reopen(1 << 20);
-        }
+        recovered r = reopen_pass(pass);
         ck_assert_int_eq(r.n, 3);
         int ia = recovered_find(&r, a->gid), ic = recovered_find(&r, c->gid),
             ip = recovered_find(&r, p->gid);

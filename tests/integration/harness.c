@@ -497,8 +497,13 @@ const char *h_desc(const h_resp *r)
 
 char *h_begin(void)
 {
+    return h_begin_timeout(30000);
+}
+
+char *h_begin_timeout(int timeout_ms)
+{
     h_resp r = h_req("POST", "/v1/transactions", json_pack("{s:s,s:i}", "protocol", "2pc",
-                                                          "timeout_ms", 30000));
+                                                          "timeout_ms", timeout_ms));
     ck_assert_msg(r.status == 201, "begin: %s", h_desc(&r));
     const char *gid = h_str(r.json, "gid");
     ck_assert_msg(*gid, "begin: no gid in %s", h_desc(&r));

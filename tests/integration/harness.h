@@ -81,6 +81,8 @@ const char *h_desc(const h_resp *r);
 
 /* POST /v1/transactions {"protocol":"2pc","timeout_ms":30000}; asserts 201; caller frees. */
 char *h_begin(void);
+/* The same with timeout_ms instead of 30000. */
+char *h_begin_timeout(int timeout_ms);
 /* POST /v1/transactions/{gid}/statements; params stolen (NULL = none). */
 h_resp h_stmt(const char *gid, const char *participant, const char *sql, json_t *params);
 h_resp h_commit(const char *gid);

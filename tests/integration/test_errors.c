@@ -379,14 +379,10 @@ END_TEST
 START_TEST(participant_hangs)
 {
     h_set_balance(1, 1311, 10);
-    h_resp r = h_req("POST", "/v1/transactions",
-                     json_pack("{s:s,s:i}", "protocol", "2pc", "timeout_ms", 2000));
-    H_EXPECT(r, 201, "begin with a 2 s timeout");
-    char *gid = xstrdup(h_str(r.json, "gid"));
-    h_resp_clear(&r);
+    char *gid = h_begin_timeout(2000);
     h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1311", NULL);
     ck_assert_int_eq(h_cluster("pause", "agent3", NULL), 0);
-    r = h_stmt(gid, "pg3", "SELECT 1", NULL);
+    h_resp r = h_stmt(gid, "pg3", "SELECT 1", NULL);
     ck_assert_int_eq(h_cluster("resume", "agent3", NULL), 0);
     expect_error(&r, 503, "participant_unreachable", "statement for a stopped agent");
     ck_assert_str_eq(h_str(json_object_get(r.json, "error"), "participant"), "pg3");

@@ -706,6 +706,19 @@ END_TEST
  * ROLLBACK and PREPARE TRANSACTION all leave it on the session): the agent
  * must not hand that session to the next branch, or every later branch on
  * it would hold the lock. Once the transaction is done, anyone can take it. */
+/* n transactions of one SELECT on pg1, committed: they run on whatever
+ * sessions agent1's pool hands out (the last one given back first). */
+static void run_plain_branches(int n)
+{
+    for (int k = 0; k < n; k++) {
+        char *gid = h_begin();
+        h_stmt_ok(gid, "pg1", "SELECT 1", NULL);
+        h_resp r = h_commit(gid);
+        h_resp_clear(&r);
+        free(gid);
+    }
+}
+
 START_TEST(session_advisory_lock_does_not_outlive_the_branch)
 {
     for (int round = 0; round < 2; round++) {
@@ -718,13 +731,7 @@ START_TEST(session_advisory_lock_does_not_outlive_the_branch)
         expect_outcome(&r, 200, "committed", "commit of a branch that took an advisory lock");
         h_resp_clear(&r);
         free(gid);
-        for (int k = 0; k < 8; k++) { /* a few branches on the agent's pooled sessions */
-            gid = h_begin();
-            h_stmt_ok(gid, "pg1", "SELECT 1", NULL);
-            r = h_commit(gid);
-            h_resp_clear(&r);
-            free(gid);
-        }
+        run_plain_branches(8);
         ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                                   "AND objid = 7610") == 0,
                       "round %d: advisory lock 7610 still held after its transaction ended",
@@ -738,13 +745,7 @@ START_TEST(session_advisory_lock_does_not_outlive_the_branch)
     H_EXPECT(r0, 422, "advisory lock then division by zero");
     h_resp_clear(&r0);
     h_discard(g0);
-    for (int k = 0; k < 8; k++) {
-        g0 = h_begin();
-        h_stmt_ok(g0, "pg1", "SELECT 1", NULL);
-        r0 = h_commit(g0);
-        h_resp_clear(&r0);
-        free(g0);
-    }
+    run_plain_branches(8);
     ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                               "AND objid = 7611") == 0,
                   "advisory lock 7611 of a failed statement still held");

@@ -297,11 +297,7 @@ static char *agent_branch_state(int i, const char *gid)
 START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
 {
     h_set_balance(1, 1701, 10);
-    h_resp r = h_req("POST", "/v1/transactions",
-                     json_pack("{s:s,s:i}", "protocol", "2pc", "timeout_ms", 120000));
-    H_EXPECT(r, 201, "begin with a 120 s timeout");
-    char *gid = xstrdup(h_str(r.json, "gid"));
-    h_resp_clear(&r);
+    char *gid = h_begin_timeout(120000);
     h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1701));
     char *st = agent_branch_state(1, gid);
     ck_assert_str_eq(st, "active");
@@ -324,7 +320,7 @@ START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
                                  "LIKE 'txagent pg1 %%' AND state LIKE 'idle in transaction%%'"),
                      0);
     ck_assert_int_eq(h_balance(1, 1701), 10);
-    r = h_commit(gid);
+    h_resp r = h_commit(gid);
     H_EXPECT(r, 409, "commit after the coordinator forgot the transaction");
     ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
     h_resp_clear(&r);
