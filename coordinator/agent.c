@@ -76,10 +76,16 @@ static const char *agent_error_field(const httpc_call *c, const char *key)
     return s ? s : "";
 }
 
+const char *agent_wrong_state(const httpc_call *c)
+{
+    return c->status == 409 && strcmp(agent_error_code(c), "wrong_state") == 0
+               ? agent_error_field(c, "state")
+               : "";
+}
+
 bool agent_says_branch_is(const httpc_call *c, const char *state)
 {
-    return c->status == 409 && strcmp(agent_error_code(c), "wrong_state") == 0 &&
-           strcmp(agent_error_field(c, "state"), state) == 0;
+    return strcmp(agent_wrong_state(c), state) == 0 && *state;
 }
 
 const char *agent_error_code(const httpc_call *c)

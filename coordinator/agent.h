@@ -27,6 +27,8 @@ const char *agent_error_sqlstate(const httpc_call *c);
 /* The agent answered 409 wrong_state naming its branch's state as `state`
  * (e.g. "aborted": it finished the branch on its own). */
 bool agent_says_branch_is(const httpc_call *c, const char *state);
+/* The "state" of a 409 wrong_state answer (borrowed), or "" for any other. */
+const char *agent_wrong_state(const httpc_call *c);
 /* One line for logs and abort reasons: "unreachable: <curl error>" or
  * "HTTP 503 database_unavailable: <message>". */
 void agent_describe_failure(const httpc_call *c, char *buf, size_t size);

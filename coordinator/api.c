@@ -147,6 +147,21 @@ static json_t *error_body_extra(const char *code, const char *message, const cha
     return body;
 }
 
+/* A statement that ran but whose rows the client cannot be given (why):
+ * the client never sees what it did, so the branch fails and the
+ * transaction is rollback-only. 422 result_too_large. */
+static stmt_answer result_too_large(txn *t, branch *b, const char *why)
+{
+    stmt_answer a = {422, NULL, NULL, 0};
+    char reason[512];
+    snprintf(reason, sizeof(reason), "participant %s failed: %s", b->participant, why);
+    txn_set_branch_state(t, b, BR_FAILED);
+    txn_set_failed(t, reason);
+    txlog_warn(t->gid, b->participant, "statement: %s; transaction is rollback-only", why);
+    a.body = error_body_extra("result_too_large", reason, b->participant, NULL);
+    return a;
+}
+
 /* Interpret the agent's answer to a statement: update branch and
  * transaction (rollback-only on failure) and build the client's answer
  * (a 200's raw body is taken from c). Caller holds op_mu. */
@@ -185,18 +200,11 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     agent_describe_failure(c, desc, sizeof(desc));
     if (c->status == 0 && c->too_large) {
         /* The agent answered, with more than we take (HTTPC_MAX_RESPONSE;
-         * our agents stop at 63 MiB of rows, so only a foreign one). The
-         * statement ran but the client never sees what it did: the branch
-         * fails. */
-        txn_set_branch_state(t, b, BR_FAILED);
-        snprintf(reason, sizeof(reason), "participant %s failed: its answer passed the "
-                 "coordinator's limit of %u bytes", b->participant, HTTPC_MAX_RESPONSE);
-        txn_set_failed(t, reason);
-        txlog_warn(t->gid, b->participant, "statement: answer larger than %u bytes; "
-                   "transaction is rollback-only", HTTPC_MAX_RESPONSE);
-        a.status = 422;
-        a.body = error_body_extra("result_too_large", reason, b->participant, NULL);
-        return a;
+         * our agents stop at 63 MiB of rows, so only a foreign one). */
+        char why[96];
+        snprintf(why, sizeof(why), "its answer passed the coordinator's limit of %u bytes",
+                 HTTPC_MAX_RESPONSE);
+        return result_too_large(t, b, why);
     }
     if (c->status == 0) {
         txn_set_branch_state(t, b, BR_UNKNOWN);
@@ -391,35 +399,17 @@ typedef struct {
     unsigned status; /* its HTTP status */
 } oneshot_part;
 
+/* The results of one one-shot answer, all branches together, are kept in
+ * memory until it is sent: they may not pass what a single agent answer may
+ * (HTTPC_MAX_RESPONSE), or one request could ask for any amount. */
+#define ONESHOT_MAX_RESULTS HTTPC_MAX_RESPONSE
+
 /* One-shot without commit: run each branch's statements (branches in
  * parallel, statements of one branch in order, a branch stops at its first
  * error) and leave t active. Returns the answer's "branches" array as JSON
  * text, in request order: {"participant","results":[...]} plus "error" and
  * "status" for a branch that stopped. The statements' answers are put in as
  * the agents wrote them (never parsed here). Caller holds op_mu, frees. */
-/* The results of one one-shot answer, all branches together, are kept in
- * memory until it is sent: they may not pass what a single agent answer may
- * (HTTPC_MAX_RESPONSE), or one request could ask for any amount. */
-#define ONESHOT_MAX_RESULTS HTTPC_MAX_RESPONSE
-
-/* A statement that ran but whose rows no longer fit the one-shot answer:
- * as for a result too large, the client never sees what it did, so the
- * branch fails and the transaction is rollback-only. The "error" object. */
-static json_t *oneshot_results_too_large(txn *t, branch *b)
-{
-    char reason[256];
-    snprintf(reason, sizeof(reason), "participant %s failed: the one-shot answer's results "
-             "passed %u bytes", b->participant, ONESHOT_MAX_RESULTS);
-    txn_set_branch_state(t, b, BR_FAILED);
-    txn_set_failed(t, reason);
-    txlog_warn(t->gid, b->participant, "one-shot: results over %u bytes in all; transaction is "
-               "rollback-only", ONESHOT_MAX_RESULTS);
-    json_t *body = error_body_extra("result_too_large", reason, b->participant, NULL);
-    json_t *err = json_incref(json_object_get(body, "error"));
-    json_decref(body);
-    return err;
-}
-
 static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb)
 {
     size_t total = 0; /* result bytes kept so far, all branches */
@@ -448,9 +438,13 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
             oneshot_part *part = &parts[which[c]];
             stmt_answer a = stmt_call_finish(t, brs[which[c]], &calls[c]);
             if (a.status == 200 && a.raw_len > ONESHOT_MAX_RESULTS - total) {
-                part->error = oneshot_results_too_large(t, brs[which[c]]);
-                part->status = 422;
-            } else if (a.status == 200) {
+                free(a.raw);
+                char why[96];
+                snprintf(why, sizeof(why), "the one-shot answer's results passed %u bytes",
+                         ONESHOT_MAX_RESULTS);
+                a = result_too_large(t, brs[which[c]], why);
+            }
+            if (a.status == 200) {
                 total += a.raw_len;
                 if (part->nresults++ > 0)
                     strbuf_appendn(&part->results, ",", 1);

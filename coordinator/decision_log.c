@@ -313,7 +313,7 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     compact_bytes_cfg = compact_at = compact_bytes;
     dlog_path = xstrdup(path);
 
-    replay_state rs = {0, 0, 0, 0, 0, 0, 0};
+    replay_state rs = {0};
     /* 'E' and 'R' are never forced: a power cut may leave them on disk after
      * a hole that an earlier, unflushed page left (wal.c, unwritten_hole). */
     dlog = wal_open_unforced(path, replay_record, &rs, (const char[]){REC_END, REC_READ_ONLY, 0});

@@ -168,6 +168,18 @@ static size_t count_prepared(txn *t)
     return n;
 }
 
+/* precommitting -> aborting, the 'A' record forced first (step 6a and R3).
+ * A failed append stops the process, as a failed 'C' does (commit_decide):
+ * the record may or may not be durable, and the restart decides. Caller
+ * holds op_mu. */
+static void abort_after_precommit(txn *t, const char *reason)
+{
+    if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, reason))
+        die("gid=%s pre-commit abort record write failed: it may or may not be durable; "
+            "stopping so that the log and the agents decide at restart",
+            t->gid);
+}
+
 /* Step 6, one answer: acknowledged (200), refused by a branch that will
  * never commit (409 wrong_state, state aborted: its uncertain timer or its
  * termination protocol ran before the PreCommit came; or unknown, active,
@@ -185,12 +197,13 @@ static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
     char why[512];
     agent_describe_failure(c, why, sizeof(why));
     static const char *const never_commits[] = {"aborted", "unknown", "active", "failed"};
+    const char *st = agent_wrong_state(c);
     for (size_t i = 0; i < ARRAY_LEN(never_commits); i++) {
-        if (!agent_says_branch_is(c, never_commits[i]))
+        if (strcmp(st, never_commits[i]) != 0)
             continue;
         txn_set_branch_state(t, b, i == 0 ? BR_ABORTED : BR_FAILED);
-        txlog_warn(t->gid, b->participant, "precommit refused: the branch is %s there (%s)",
-                   never_commits[i], why);
+        txlog_warn(t->gid, b->participant, "precommit refused: the branch is %s there (%s)", st,
+                   why);
         return PC_REFUSED;
     }
     txlog_warn(t->gid, b->participant, "precommit not acknowledged: %s", why);
@@ -293,10 +306,7 @@ void threepc_commit(txn *t, json_t *const *stmts)
     if (acked == 0 && refused > 0) {
         /* 6a: nobody pre-committed and a branch aborted on its own: the
          * transaction can only abort (recovery's rule, threepc_recovery_rule). */
-        if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, why))
-            die("gid=%s pre-commit abort record write failed: it may or may not be durable; "
-                "stopping so that the log and the agents decide at restart",
-                t->gid);
+        abort_after_precommit(t, why);
         commit_deliver_outcome(t, false);
         return;
     }
@@ -453,10 +463,8 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
                             "atomicity is violated for those",
                             violators);
             commit_decide(t, EV_PRECOMMITTED, reason);
-        } else if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, reason)) {
-            die("gid=%s 3pc recovery: pre-commit abort record write failed: it may or may not "
-                "be durable; stopping so that the log and the agents decide at restart",
-                t->gid);
+        } else {
+            abort_after_precommit(t, reason);
         }
     }
     pthread_mutex_unlock(&t->op_mu);

@@ -221,11 +221,7 @@ static bool tag_wrote_rows(const char *tag)
  * a string or a comment, which only errs on the safe side where used.) */
 static bool sql_mentions(const char *sql, const char *word)
 {
-    size_t wl = strlen(word);
-    for (const char *p = sql; *p; p++)
-        if (strncasecmp(p, word, wl) == 0)
-            return true;
-    return false;
+    return strcasestr(sql, word) != NULL;
 }
 
 /* Would a statement with this tag leave session state behind that outlives
@@ -426,12 +422,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
     /* Session state a rollback does not undo (a named PREPARE, LOAD) counts
      * even when the batch failed after it: the connection must not go back
      * to the pool with it. */
-    for (size_t i = first_stmt; i < first_stmt + n && i < fail && i < nr; i++)
+    for (size_t i = first_stmt; i < first_stmt + n && i < fail && i < nr && !b->session_dirty; i++)
         if (changes_session(r[i].command, st[i - first_stmt].sql))
             b->session_dirty = true;
     /* The failed (or cancelled) statement itself: a session-level advisory
      * lock it took before failing survives the rollback too. */
-    if (fail >= first_stmt && fail < first_stmt + n &&
+    if (!b->session_dirty && fail >= first_stmt && fail < first_stmt + n &&
         sql_mentions(st[fail - first_stmt].sql, "advisory_lock"))
         b->session_dirty = true;
     if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
@@ -471,8 +467,8 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
          * the branch read-only and commit it (delivering the notification)
          * before the global decision. Counted as a write instead: PREPARE
          * TRANSACTION then refuses it (0A000), and the branch votes no. */
-        if (tag_wrote_rows(r[i].command) || strcmp(r[i].command, "NOTIFY") == 0 ||
-            sql_mentions(st[i - first_stmt].sql, "pg_notify"))
+        if (!b->wrote && (tag_wrote_rows(r[i].command) || strcmp(r[i].command, "NOTIFY") == 0 ||
+                          sql_mentions(st[i - first_stmt].sql, "pg_notify")))
             b->wrote = true;
     }
     if (prepare && strcmp(r[nq].command, "PREPARE TRANSACTION") != 0) {
@@ -1104,25 +1100,36 @@ size_t op_idle_open(agent *ag, int64_t min_idle_ms, char (*gids)[GID_MAX_LEN + 1
     return k;
 }
 
+/* Lock b if it is active and idle for more than limit_ms (< 0: its own
+ * timeout_ms, read under the lock): the idle time, with b->mu held; -1, not
+ * locked, otherwise. trylock: a branch whose mutex is held is in use. */
+static int64_t lock_if_idle(branch *b, int64_t now, int64_t limit_ms)
+{
+    if (branch_state_get(b) != BS_ACTIVE || pthread_mutex_trylock(&b->mu) != 0)
+        return -1;
+    int64_t idle = now - atomic_load(&b->last_activity_ms);
+    if (branch_state_get(b) == BS_ACTIVE && idle > (limit_ms < 0 ? b->timeout_ms : limit_ms))
+        return idle;
+    pthread_mutex_unlock(&b->mu);
+    return -1;
+}
+
 bool op_abort_open(agent *ag, const char *gid, int64_t min_idle_ms)
 {
     branch *b = branch_get(ag->table, gid, false);
     if (!b)
         return false;
     bool done = false;
-    /* trylock: a branch whose mutex is held is in use right now. */
-    if (pthread_mutex_trylock(&b->mu) == 0) {
-        int64_t idle = now_ms() - atomic_load(&b->last_activity_ms);
-        if (branch_state_get(b) == BS_ACTIVE && idle >= min_idle_ms) {
-            fsm_ctx ctx = {.ag = ag};
-            set_reason(b, "", "rolled back by the agent: the coordinator says the transaction "
-                       "aborted (it restarted, or its rollback never arrived)");
-            done = branch_fsm_step(b, EV_ROLLBACK, "coordinator says aborted", &ctx);
-            if (done) {
-                txlog_info(b->gid, ag->name, "open branch rolled back: the coordinator says its "
-                           "transaction aborted (idle %lld ms)", (long long)idle);
-                counter_inc(&ag->metrics.sweep_open_aborted);
-            }
+    int64_t idle = lock_if_idle(b, now_ms(), min_idle_ms);
+    if (idle >= 0) {
+        fsm_ctx ctx = {.ag = ag};
+        set_reason(b, "", "rolled back by the agent: the coordinator says the transaction "
+                   "aborted (it restarted, or its rollback never arrived)");
+        done = branch_fsm_step(b, EV_ROLLBACK, "coordinator says aborted", &ctx);
+        if (done) {
+            txlog_info(b->gid, ag->name, "open branch rolled back: the coordinator says its "
+                       "transaction aborted (idle %lld ms)", (long long)idle);
+            counter_inc(&ag->metrics.sweep_open_aborted);
         }
         pthread_mutex_unlock(&b->mu);
     }
@@ -1182,17 +1189,14 @@ void op_expire_idle(agent *ag, int64_t now)
         branch *b = bs[i];
         /* Shutting down: stop here (each rollback may wait on a dead
          * connection); the shutdown rolls back what is left. */
-        if (!atomic_load(&ag->stopping) && branch_state_get(b) == BS_ACTIVE &&
-            pthread_mutex_trylock(&b->mu) == 0) {
-            int64_t idle = now - atomic_load(&b->last_activity_ms);
-            if (branch_state_get(b) == BS_ACTIVE && idle > b->timeout_ms) {
-                fsm_ctx ctx = {.ag = ag};
-                char why[128];
-                set_reason(b, "", "branch rolled back by the agent after %lld ms idle",
-                           (long long)idle);
-                snprintf(why, sizeof(why), "idle timeout %lld ms", (long long)b->timeout_ms);
-                step_best_effort(b, EV_TIMEOUT, why, &ctx);
-            }
+        int64_t idle = atomic_load(&ag->stopping) ? -1 : lock_if_idle(b, now, -1);
+        if (idle >= 0) {
+            fsm_ctx ctx = {.ag = ag};
+            char why[128];
+            set_reason(b, "", "branch rolled back by the agent after %lld ms idle",
+                       (long long)idle);
+            snprintf(why, sizeof(why), "idle timeout %lld ms", (long long)b->timeout_ms);
+            step_best_effort(b, EV_TIMEOUT, why, &ctx);
             pthread_mutex_unlock(&b->mu);
         }
         branch_put(ag->table, b);

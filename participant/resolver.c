@@ -144,6 +144,13 @@ static void prune_doubts(resolver *r)
     gauge_set(&r->ag->metrics.in_doubt_oldest_ms, oldest_ms);
 }
 
+/* The "outcome" of a 200 answer from /v1/outcomes, or NULL. */
+static const char *outcome_of(const httpc_call *c)
+{
+    json_t *o = c->status == 200 && c->response ? json_object_get(c->response, "outcome") : NULL;
+    return json_is_string(o) ? json_string_value(o) : NULL;
+}
+
 /* Act on one coordinator answer. */
 static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_call *c)
 {
@@ -153,8 +160,7 @@ static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_c
         note_doubt(r, gid, age_ms, why, false);
         return;
     }
-    json_t *o = c->response ? json_object_get(c->response, "outcome") : NULL; /* borrowed */
-    const char *outcome = json_is_string(o) ? json_string_value(o) : NULL;
+    const char *outcome = outcome_of(c);
     if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0) {
         if (!op_resolve(r->ag, gid, true))
             note_doubt(r, gid, age_ms, "COMMIT PREPARED failed (see above)", false);
@@ -226,11 +232,8 @@ static void sweep_open(resolver *r)
         for (size_t i = 0; i < m; i++) {
             if (calls[i].status != 0)
                 reachable = true;
-            json_t *o = calls[i].status == 200 && calls[i].response
-                            ? json_object_get(calls[i].response, "outcome")
-                            : NULL;
-            if (!ag->resolver_stop && json_is_string(o) &&
-                strcmp(json_string_value(o), "aborted") == 0)
+            const char *o = outcome_of(&calls[i]);
+            if (!ag->resolver_stop && o && strcmp(o, "aborted") == 0)
                 (void)op_abort_open(ag, gids[at + i], min_idle);
             httpc_call_clear(&calls[i]);
             free(urls[i]);
