@@ -135,6 +135,20 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
         if (!branch_needs_outcome(st, bs))
             continue;
         if (!b->p) {
+            /* Nothing can be sent. After an operator's heuristic decision
+             * (for a participant lost for good, removed from the
+             * configuration) the branch is given up, as one that does not
+             * answer is, so that the transaction can end. */
+            pthread_mutex_lock(&t->mu);
+            bool give_up = t->heuristic != 0;
+            pthread_mutex_unlock(&t->mu);
+            if (give_up) {
+                txn_branch_attempt(t, b, false, BR_HEURISTIC, true,
+                                   "participant is not configured (--participant)");
+                txlog_warn(t->gid, b->participant, "%s not sent (participant is not "
+                           "configured); given up: heuristic decision by operator", verb);
+                continue;
+            }
             unsigned skipped;
             if (txn_log_due(t, &b->retry_log, &skipped))
                 txlog_error(t->gid, b->participant,

@@ -909,6 +909,21 @@ START_TEST(test_heuristic_resolve)
     resolver_kick(c);
     ck_assert_uint_eq(resolver_pending(), 0);
 
+    /* a branch whose participant is no longer configured (replayed 'C'):
+     * nothing can be sent to it; the operator's heuristic commit gives it
+     * up and the transaction ends */
+    txn *g = txn_restore("0badc0de-9-7", PROTO_2PC, TXN_COMMITTING, false, wall_ms(), 1);
+    ck_assert_ptr_nonnull(g);
+    ck_assert(txn_restore_branch(g, "ghost", "txc:0badc0de-9-7:ghost"));
+    ck_assert_ptr_null(g->branches[0].p);
+    ck_assert_uint_eq(heuristic_resolve(g->gid, true, &body), 200);
+    ck_assert(json_is_true(json_object_get(body, "recorded")));
+    json_decref(body);
+    ck_assert(wait_state(g, TXN_COMMITTED));
+    ck_assert_int_eq(g->branches[0].state, BR_HEURISTIC);
+    ck_assert_ptr_nonnull(g->branches[0].last_error);
+    txn_unref(g);
+
     /* active: commit is refused (no decision), abort decides it */
     txn *a = txn_create(PROTO_2PC, 30000, NULL);
     (void)txn_branch(a, participant_at(0), true);
@@ -935,7 +950,7 @@ START_TEST(test_heuristic_resolve)
     snprintf(agid, sizeof(agid), "%s", a->gid);
     txn_unref(c);
     txn_unref(a);
-    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0, SIZE_MAX), 2);
+    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0, SIZE_MAX), 3); /* c, a and g */
     ck_assert_uint_eq(heuristic_resolve(cgid, false, &body), 409);
     ck_assert_str_eq(err_code(body), "contradicts_decision");
     json_decref(body);

@@ -555,8 +555,14 @@ json_t *txn_to_json(txn *t)
 static bool in_doubt(txn *t)
 {
     txn_state st = txn_state_get(t);
-    if (st == TXN_PRECOMMITTING)
-        return t->recovered; /* the live 3PC path leaves this state within its timeouts */
+    if (st == TXN_PRECOMMITTING) {
+        /* recovered, or live after step 6b (no PreCommit answered): the
+         * resolver asks the agents; a live one between 'P' and 'C' is not */
+        pthread_mutex_lock(&t->mu);
+        bool asking = t->recovered || t->in_resolver;
+        pthread_mutex_unlock(&t->mu);
+        return asking;
+    }
     if (st != TXN_COMMITTING && st != TXN_ABORTING)
         return false;
     bool pending = false;

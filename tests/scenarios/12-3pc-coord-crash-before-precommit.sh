@@ -137,6 +137,8 @@ expect_eq "... with the gid and the state in the body" "$(jget .gid) $(jget .err
     "$GID_D precommitting"
 check "coordinator log: the first recovery round waits for the agents' timers" \
     grep -q "gid=$GID_D .*asks the agents their states in 8000 ms" "$CDIR/coordinator.log"
+api GET "/v1/transactions?state=in-doubt"
+check "the operator's in-doubt list names $GID_D meanwhile" grep -q "$GID_D" <<<"$API_BODY"
 check "decision log: pre-commit record ('P') of $GID_D" dlog_has P "$GID_D"
 check "coordinator log: not decided, handed to the resolver" \
     grep -q "gid=$GID_D .*not deciding; the resolver asks the agents" "$CDIR/coordinator.log"
