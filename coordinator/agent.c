@@ -139,10 +139,7 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
              * (for a participant lost for good, removed from the
              * configuration) the branch is given up, as one that does not
              * answer is, so that the transaction can end. */
-            pthread_mutex_lock(&t->mu);
-            bool give_up = t->heuristic != 0;
-            pthread_mutex_unlock(&t->mu);
-            if (give_up) {
+            if (txn_heuristic(t)) {
                 txn_branch_attempt(t, b, false, BR_HEURISTIC, true,
                                    "participant is not configured (--participant)");
                 txlog_warn(t->gid, b->participant, "%s not sent (participant is not "
@@ -207,9 +204,7 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
             continue;
         char why[512];
         agent_describe_failure(c, why, sizeof(why));
-        pthread_mutex_lock(&t->mu);
-        bool give_up = t->heuristic != 0;
-        pthread_mutex_unlock(&t->mu);
+        bool give_up = txn_heuristic(t) != 0;
         txn_branch_attempt(t, b, false, BR_HEURISTIC, give_up, why);
         if (give_up) {
             txlog_warn(t->gid, b->participant,

@@ -142,10 +142,7 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
     pthread_mutex_lock(&t->op_mu); /* waits for a statement, commit or recovery step */
     gid_knowledge k = knowledge_of(t);
     heuristic_verdict v = heuristic_rule(k, commit);
-    pthread_mutex_lock(&t->mu);
-    bool already = t->heuristic == (commit ? 'c' : 'a');
-    pthread_mutex_unlock(&t->mu);
-    if (v == HV_APPLY && already)
+    if (v == HV_APPLY && txn_heuristic(t) == (commit ? 'c' : 'a'))
         v = HV_NOOP; /* the same decision asked again: recorded once, counted once */
     txlog_warn(t->gid, NULL, "operator asks heuristic %s; transaction is %s: %s",
                commit ? "commit" : "abort", txn_state_name(txn_state_get(t)),

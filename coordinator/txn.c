@@ -468,6 +468,14 @@ static const char *outcome_locked(txn *t)
     }
 }
 
+char txn_heuristic(txn *t)
+{
+    pthread_mutex_lock(&t->mu);
+    char h = t->heuristic;
+    pthread_mutex_unlock(&t->mu);
+    return h;
+}
+
 const char *txn_outcome(txn *t, char **reason)
 {
     pthread_mutex_lock(&t->mu);

@@ -193,6 +193,8 @@ json_t *txn_list_json(const char *filter);
 /* Outcome as the client sees it: "committed", "aborted" or NULL (undecided).
  * When aborted and reason is not NULL, *reason gets a copy (caller frees). */
 const char *txn_outcome(txn *t, char **reason);
+/* t's operator decision: 'c' heuristic commit, 'a' heuristic abort, 0 none. */
+char txn_heuristic(txn *t);
 
 const char *txn_state_name(txn_state s);
 const char *branch_state_name(branch_state s);
