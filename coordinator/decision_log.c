@@ -50,7 +50,8 @@
  *     pending 'P' followed by its 'A' and its 'H' if any. So it never drops a decision
  *     nor forgets that a gid committed: after a restart the outcome endpoint
  *     answers exactly as before it. 'H' records of finished gids are dropped
- *     (dlog_heuristic_outcome forgets them; outcomes do not change).
+ *     (dlog_heuristic_outcome forgets them at the next start, not at the
+ *     rewrite; outcomes do not change).
  */
 #include "decision_log.h"
 
@@ -59,6 +60,7 @@
 
 #include "committed.h"
 #include "coord.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "strmap.h"
 #include "wal.h"
@@ -275,6 +277,34 @@ static void check_unfinished(const char *gid, void *val, void *arg)
     json_decref(rec);
 }
 
+/* The 3PC settings a 'P' carries (the flags' defaults for what it lacks: a
+ * 'C', or a 'P' written before it carried them, or a value out of bounds). */
+static threepc_settings settings_of(const char *gid, json_t *rec)
+{
+    threepc_settings s = g_coord.threepc;
+    json_t *o = json_object_get(rec, "threepc");
+    if (!json_is_object(o))
+        return s;
+    char err[JSON_ERR_LEN];
+    long long cc = s.cancommit_timeout_ms, pc = s.precommit_timeout_ms,
+              un = s.uncertain_timeout_ms;
+    const char *term = NULL;
+    const long long max = 24LL * 3600 * 1000; /* as POST /v1/transactions allows */
+    if (!json_field_int(o, "cancommit_timeout_ms", false, 1, max, &cc, err, sizeof(err)) ||
+        !json_field_int(o, "precommit_timeout_ms", false, 1, max, &pc, err, sizeof(err)) ||
+        !json_field_int(o, "uncertain_timeout_ms", false, 1, max, &un, err, sizeof(err)) ||
+        !json_field_string(o, "termination", false, &term, err, sizeof(err)) ||
+        (term && !termination_rule_parse(term, &s.termination))) {
+        txlog_warn(gid, NULL, "decision record's 3pc settings unreadable (%s); using the "
+                   "--3pc-* flags", term ? "termination" : err);
+        return g_coord.threepc;
+    }
+    s.cancommit_timeout_ms = cc;
+    s.precommit_timeout_ms = pc;
+    s.uncertain_timeout_ms = un;
+    return s;
+}
+
 static void hand_unfinished(const char *gid, void *val, void *arg)
 {
     const unfinished_cb *cb = arg;
@@ -294,8 +324,9 @@ static void hand_unfinished(const char *gid, void *val, void *arg)
                              : p->heur             ? DLOG_PRECOMMIT_ABORTED
                              : p->abort            ? DLOG_PRECOMMIT_DECIDED_ABORT
                                                    : DLOG_PRECOMMIT;
+    threepc_settings tps = settings_of(gid, rec);
     cb->fn(gid, kind, proto, json_is_integer(at) ? (int64_t)json_integer_value(at) : wall_ms(),
-           branches, cb->arg);
+           branches, &tps, cb->arg);
     json_decref(rec);
 }
 
@@ -353,7 +384,8 @@ void dlog_close(void)
     pthread_rwlock_destroy(&compact_lock);
 }
 
-/* Force a 'C' or 'P' listing t's prepared branches. */
+/* Force a 'C' or 'P' listing t's prepared branches; a 'P' also carries the
+ * transaction's 3PC settings: its recovery waits out the agents' timers. */
 static bool log_decision(txn *t, uint8_t type, int64_t *at_ms)
 {
     json_t *brs = json_array();
@@ -370,6 +402,14 @@ static bool log_decision(txn *t, uint8_t type, int64_t *at_ms)
     json_t *rec = json_pack("{s:s, s:s, s:o, s:I}", "gid", t->gid, "protocol",
                             txn_protocol_name(t->protocol), "branches", brs, "at_ms",
                             (json_int_t)at);
+    if (type == REC_PRECOMMIT)
+        json_object_set_new(
+            rec, "threepc",
+            json_pack("{s:I, s:I, s:I, s:s}", "cancommit_timeout_ms",
+                      (json_int_t)t->threepc.cancommit_timeout_ms, "precommit_timeout_ms",
+                      (json_int_t)t->threepc.precommit_timeout_ms, "uncertain_timeout_ms",
+                      (json_int_t)t->threepc.uncertain_timeout_ms, "termination",
+                      termination_rule_name(t->threepc.termination)));
     char *text = json_dumps(rec, JSON_COMPACT);
     json_decref(rec);
     if (!text)

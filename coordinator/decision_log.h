@@ -3,9 +3,13 @@
  *
  * Records (payload compact JSON, docs/PROTOCOL.md):
  *   'C' commit decision, forced:  {"gid","protocol","branches":[{"participant","branch_gid"}],"at_ms"}
- *   'P' 3PC pre-commit decision (every vote yes), forced: same payload as 'C'
+ *   'P' 3PC pre-commit decision (every vote yes), forced: as 'C', plus
+ *       "threepc":{"cancommit_timeout_ms","precommit_timeout_ms","uncertain_timeout_ms","termination"}
+ *   'A' abort decided after a 'P', forced: {"gid","at_ms"}
  *   'E' end, not forced:          {"gid"}   (ends a 'C', or a 'P' whose transaction aborted)
  *   'H' heuristic (operator) decision, forced: {"gid","outcome":"commit"|"abort","at_ms"}
+ *   'R' commit with nothing prepared, not forced: {"gid"}
+ *   'S' committed-set snapshot, written by compaction only
  * Also feeds the committed set (committed.h) that answers the outcome
  * endpoint, and compacts the log when it grows past a threshold.
  */
@@ -26,9 +30,12 @@ typedef enum {
 } dlog_pending_kind;
 
 /* Called once per unfinished gid after replay. branches is borrowed:
- * [{"participant","branch_gid"}]; at_ms is the time of the 'C' or 'P'. */
+ * [{"participant","branch_gid"}]; at_ms is the time of the 'C' or 'P'; tps
+ * (borrowed, valid during the call) the transaction's 3PC settings from its
+ * 'P' (the --3pc-* flags' defaults for a 'C' or an older 'P'). */
 typedef void (*dlog_unfinished_fn)(const char *gid, dlog_pending_kind kind, txn_protocol proto,
-                                   int64_t at_ms, json_t *branches, void *arg);
+                                   int64_t at_ms, json_t *branches, const threepc_settings *tps,
+                                   void *arg);
 
 /* Open (create) the log at path and replay it. compact_bytes: compact when
  * the file grows past this. false on error (logged). */
@@ -65,8 +72,8 @@ bool dlog_end(const char *gid) MUSTCHECK;
  * after a restart. A failed append is logged and changes nothing else. */
 void dlog_note_committed(const char *gid);
 
-/* If the log is past its threshold, rewrite it with only the unfinished
- * 'C' and 'P' (+ its 'H') records. Called from the tick; blocks appends for the rewrite only. */
+/* If the log is past its threshold, rewrite it with the 'S' snapshot and only
+ * the unfinished 'C' and 'P' (+ its 'A' and 'H') records. Called from the tick; blocks appends for the rewrite only. */
 void dlog_maybe_compact(void);
 
 bool dlog_is_committed(const char *gid);

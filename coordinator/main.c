@@ -186,14 +186,15 @@ static bool load_identity(const char *dir)
 
 /* Step 4: an unfinished decision -> a transaction for the resolver. */
 static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_protocol proto,
-                               int64_t at_ms, json_t *branches, void *arg)
+                               int64_t at_ms, json_t *branches, const threepc_settings *tps,
+                               void *arg)
 {
     (void)arg;
     size_t n = json_array_size(branches);
     txn_state st = kind == DLOG_COMMIT     ? TXN_COMMITTING
                    : kind == DLOG_PRECOMMIT ? TXN_PRECOMMITTING
                                             : TXN_ABORTING;
-    txn *t = txn_restore(gid, proto, st, kind == DLOG_PRECOMMIT_ABORTED, at_ms, n);
+    txn *t = txn_restore(gid, proto, st, kind == DLOG_PRECOMMIT_ABORTED, at_ms, tps, n);
     if (!t)
         return;
     size_t i;
@@ -215,7 +216,19 @@ static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_prot
     else
         txlog_info(gid, NULL, "recovered: 3pc pre-commit then heuristic abort, %zu branches to "
                    "roll back", n);
-    resolver_submit(t, 0);
+    /* A 'P' alone: PreCommits may have been on their way when we died, and
+     * one still being made durable at a slow agent reads "uncertain" there;
+     * all uncertain decides abort, under a branch that is about to be
+     * pre-committed (and commit on its own). So the first round waits as
+     * threepc.c's step 6b does, until every agent's own timers have run. We
+     * cannot know how long we were down, so the wait is whole. */
+    int64_t settle_ms = kind == DLOG_PRECOMMIT
+                            ? t->threepc.uncertain_timeout_ms + t->threepc.precommit_timeout_ms
+                            : 0;
+    if (settle_ms > 0)
+        txlog_info(gid, NULL, "3pc recovery: asking the agents their states in %lld ms, once "
+                   "their own timers have run", (long long)settle_ms);
+    resolver_submit(t, settle_ms);
     txn_unref(t);
 }
 

@@ -50,10 +50,12 @@ typedef struct {
     txn_protocol protos[16];
     char first_participant[16][PARTICIPANT_MAX_LEN + 1];
     char first_branch_gid[16][BRANCH_GID_MAX_LEN + 1];
+    threepc_settings tps[16];
 } recovered;
 
 static void on_unfinished(const char *gid, dlog_pending_kind kind, txn_protocol proto,
-                          int64_t at_ms, json_t *branches, void *arg)
+                          int64_t at_ms, json_t *branches, const threepc_settings *tps,
+                          void *arg)
 {
     (void)at_ms;
     recovered *r = arg;
@@ -62,6 +64,7 @@ static void on_unfinished(const char *gid, dlog_pending_kind kind, txn_protocol 
         r->nbranches[r->n] = json_array_size(branches);
         r->kinds[r->n] = kind;
         r->protos[r->n] = proto;
+        r->tps[r->n] = *tps;
         json_t *b0 = json_array_get(branches, 0);
         const char *pn = json_string_value(json_object_get(b0, "participant"));
         const char *bg = json_string_value(json_object_get(b0, "branch_gid"));
@@ -816,6 +819,10 @@ START_TEST(test_precommit_abort_replayed)
     ck_assert(dlog_commit(c, NULL));
     ck_assert(dlog_precommit_abort(c));
     txn *p = txn_with_prepared_branches_proto(PROTO_3PC); /* 'P' alone */
+    p->threepc = (threepc_settings){.cancommit_timeout_ms = 1234,
+                                    .precommit_timeout_ms = 2345,
+                                    .uncertain_timeout_ms = 3456,
+                                    .termination = TERMINATION_TIMEOUT};
     ck_assert(dlog_precommit(p, NULL));
     for (int pass = 0; pass < 2; pass++) {
         recovered r = reopen_pass(pass);
@@ -829,6 +836,12 @@ START_TEST(test_precommit_abort_replayed)
         ck_assert_uint_eq(r.nbranches[ia], 2);
         ck_assert_int_eq(r.kinds[ic], DLOG_COMMIT);
         ck_assert_int_eq(r.kinds[ip], DLOG_PRECOMMIT);
+        /* its recovery waits out the agents' timers: they come with the 'P' */
+        ck_assert_int_eq(r.tps[ip].cancommit_timeout_ms, 1234);
+        ck_assert_int_eq(r.tps[ip].precommit_timeout_ms, 2345);
+        ck_assert_int_eq(r.tps[ip].uncertain_timeout_ms, 3456);
+        ck_assert_int_eq(r.tps[ip].termination, TERMINATION_TIMEOUT);
+        ck_assert_int_eq(r.tps[ic].uncertain_timeout_ms, g_coord.threepc.uncertain_timeout_ms);
         ck_assert_int_eq(recovered_find(&r, e->gid), -1);
         ck_assert(!dlog_is_committed(a->gid));
         ck_assert(dlog_is_committed(c->gid));
@@ -912,7 +925,7 @@ START_TEST(test_heuristic_resolve)
     /* a branch whose participant is no longer configured (replayed 'C'):
      * nothing can be sent to it; the operator's heuristic commit gives it
      * up and the transaction ends */
-    txn *g = txn_restore("0badc0de-9-7", PROTO_2PC, TXN_COMMITTING, false, wall_ms(), 1);
+    txn *g = txn_restore("0badc0de-9-7", PROTO_2PC, TXN_COMMITTING, false, wall_ms(), NULL, 1);
     ck_assert_ptr_nonnull(g);
     ck_assert(txn_restore_branch(g, "ghost", "txc:0badc0de-9-7:ghost"));
     ck_assert_ptr_null(g->branches[0].p);

@@ -94,6 +94,10 @@
  *
  * Recovery of 'P' without 'C' (replayed as a transaction in
  * precommitting; the resolver drives it, never a client):
+ *  R0. At a restart, the first round waits uncertain + precommit timeout
+ *      (the transaction's, from its 'P'; main.c), as step 6b does: a
+ *      PreCommit sent before the crash may still be becoming durable at an
+ *      agent that reads "uncertain" meanwhile (scenario 11 part C).
  *  R1. GET /v1/branches/{gid} from every branch's agent, except branches
  *      already known read_only.
  *  R2. An answer with "read_only":true (the branch voted read_only: it

@@ -199,7 +199,7 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *
 }
 
 txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heuristic,
-                 int64_t decided_wall_ms, size_t nbranches)
+                 int64_t decided_wall_ms, const threepc_settings *tps, size_t nbranches)
 {
     txn *t = txn_alloc(proto, nbranches);
     snprintf(t->gid, sizeof(t->gid), "%s", gid);
@@ -207,7 +207,7 @@ txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heur
     t->decided_wall_ms = decided_wall_ms;
     t->created_ms = now_ms();
     t->timeout_ms = g_coord.default_timeout_ms;
-    t->threepc = g_coord.threepc;
+    t->threepc = tps ? *tps : g_coord.threepc;
     t->recovered = true;
     atomic_store(&t->state, state);
     if (state == TXN_COMMITTING) {

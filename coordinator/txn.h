@@ -122,7 +122,7 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *
  * decided_wall_ms is the record's time. NULL if the gid is already in the
  * table. Returns a reference. Add its branches with txn_restore_branch. */
 txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heuristic,
-                 int64_t decided_wall_ms, size_t nbranches);
+                 int64_t decided_wall_ms, const threepc_settings *tps, size_t nbranches);
 bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid) MUSTCHECK;
 
 /* Reference or NULL. */

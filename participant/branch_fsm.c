@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "threepc.h"
 
@@ -330,6 +331,7 @@ static bool fn_record_uncertain(branch *b, fsm_ctx *ctx)
 
 static bool fn_record_precommit(branch *b, fsm_ctx *ctx)
 {
+    fault_point("3pc-before-precommit-record"); /* =pause: a slow disk, the branch locked */
     if (!threepc_record_precommitted(ctx->ag, b)) {
         ctx_fail(ctx, PX_OK, "", "cannot record the precommitted state durably (see above)");
         return false;

@@ -63,7 +63,8 @@ static void on_signal(int sig)
 }
 
 static const char *const crash_points[] = {"after-prepare", "after-commit-prepared",
-                                           "3pc-after-precommit-record", "wal-fdatasync", NULL};
+                                           "3pc-before-precommit-record", "3pc-after-precommit-record",
+                                           "wal-fdatasync", NULL};
 
 typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
@@ -251,7 +252,7 @@ int main(int argc, char **argv)
          &o.tp_retain_finished_s},
         {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS|=error]",
          "testing: _exit at a crash point (after-prepare, after-commit-prepared, "
-         "3pc-after-precommit-record), at its N-th hit; =pause:MS sleeps MS ms at every hit "
+         "3pc-before-precommit-record, 3pc-after-precommit-record), at its N-th hit; =pause:MS sleeps MS ms at every hit "
          "from the N-th on instead; wal-fdatasync=error: branches3pc.log's fdatasync fails "
          "(EIO) from the N-th on; env TXAGENT_CRASH_POINT too",
          &o.crash_point},

@@ -9,8 +9,9 @@
  *   2. Append {gid, uncertain, peers, timeouts, termination, xid, at_ms} and
  *      fdatasync; arm the uncertain timer (prepared -> uncertain).
  *   3. Answer the yes vote.
- *   4. PreCommit: append {gid, precommitted, at_ms} and fdatasync (crash point
- *      3pc-after-precommit-record); arm the precommit timer.
+ *   4. PreCommit: append {gid, precommitted, at_ms} and fdatasync (crash points
+ *      3pc-before-precommit-record, 3pc-after-precommit-record); arm the
+ *      precommit timer.
  *   5. Answer {"state":"precommitted"}.
  *   6. DoCommit: COMMIT PREPARED, then append {gid, committed} (not forced);
  *      the branch leaves the registry and joins the finished index.

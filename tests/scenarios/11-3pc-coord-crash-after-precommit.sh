@@ -16,6 +16,14 @@
 # of the 'P' record decides commit (a branch is pre-committed or committed):
 # its outcome agrees with the agents under the protocol rule, and with pg1
 # only under the timeout rule (it logs the violation).
+#   C. (protocol rule) every agent takes SLOW_MS to make its PreCommit
+#     durable (3pc-before-precommit-record=pause: a slow disk; the branch
+#     reads "uncertain" meanwhile); the coordinator is killed during it and
+#     restarted at once. Its recovery must not take those "uncertain" answers
+#     as final (all uncertain = abort, while the branches are about to be
+#     pre-committed and commit on their own): it waits until the agents'
+#     timers have run (the 'P' carries them), then finds them pre-committed
+#     or committed and commits.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 11-3pc-coord-crash-after-precommit 8120
@@ -123,7 +131,38 @@ api GET "/v1/transactions/$GID_B"
 echo "    coordinator's view: state $(jget .state), branches $(jget '[.branches[] | .participant + "=" + .state] | join(" ")')"
 SUMMARY+=("| timeout | $(agent_states "$GID_B" | sed 's/ / | /g') | ${took_b} s | $(jget .outcome) | **VIOLATED**: marker in $(markers_present "$GID_B") of 3 databases |")
 
-step 9 "summary: 3PC, coordinator killed after pg1's PreCommit and left down"
+# ---- C: restarted while PreCommits are still being made durable -----------------------
+SLOW_MS=6000
+step 9 "termination=protocol: every agent takes ${SLOW_MS} ms to make a PreCommit durable; the coordinator is killed meanwhile and restarted at once"
+bank3_reset
+for i in 1 2 3; do restart_armed "agent$i" "3pc-before-precommit-record=pause:$SLOW_MS"; done
+begin3 GID_C "$(body_3pc protocol)"
+commit "$GID_C" >/dev/null 2>&1 &
+COMMIT_PID=$!
+slow_precommits() {
+    local i
+    for i in 1 2 3; do
+        grep -q "fault point 3pc-before-precommit-record reached" "$CDIR/agent$i.log" || return 1
+    done
+}
+require "every agent is making its PreCommit durable (within 10s)" wait_until 10 slow_precommits
+expect_eq "agents' states (pg1 pg2 pg3) meanwhile" "$(agent_states "$GID_C")" "uncertain uncertain uncertain"
+kill_component coordinator
+cl start coordinator
+wait "$COMMIT_PID" || true
+check "coordinator log: recovery of $GID_C waits out the agents' timers (the 'P' carries them)" \
+    grep -q "gid=$GID_C .*3pc recovery: asking the agents their states in $((UNCERTAIN_MS + PRECOMMIT_MS)) ms" \
+    "$CDIR/coordinator.log"
+check "GET /v1/outcomes/$GID_C answers committed (within 40s)" wait_until 40 outcome_is "$GID_C" committed
+check "decision log: no abort record ('A') of $GID_C" not dlog_has A "$GID_C"
+check "no prepared branch anywhere (within 30s)" wait_until 30 no_prepared_anywhere
+all_or_nothing "$GID_C" committed
+for i in 1 2 3; do
+    check "agent$i log: no termination of $GID_C decided abort" not term_logged "$i" "$GID_C" "-> abort"
+done
+SUMMARY+=("| protocol, PreCommits slow to become durable, coordinator restarted at once | $(agent_states "$GID_C" | sed 's/ / | /g') | - | $(outcome_is "$GID_C" committed && echo committed || jget .outcome) | kept: marker in $(markers_present "$GID_C") of 3 databases |")
+
+step 10 "summary: 3PC, coordinator killed after pg1's PreCommit and left down (C: killed during slow PreCommits, restarted at once)"
 echo "| termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator's outcome after restart | atomicity |"
 echo "|---|---|---|---|--:|---|---|"
 printf '%s\n' "${SUMMARY[@]}"
