@@ -41,6 +41,12 @@
  *          partition healed).
  *   reset  fast failures: existing and new connections are reset at once;
  *          clients get "connection reset by peer" instead of a timeout.
+ *   sever  a partition only the client hears about: existing connections are
+ *          reset towards the client, while their target side stays open and
+ *          is never read nor written again (a server waiting on its socket
+ *          sees nothing, as across a real partition until its keepalives
+ *          give up); new connections are held as with drop. The orphaned
+ *          target sockets are closed when txproxy exits.
  * One log line per state change, with the number of connections affected.
  * SIGTERM/SIGINT: every connection is closed, exit 0.
  */
@@ -67,8 +73,8 @@
 #define CONTROL_EVERY_US 50000
 #define MAX_EVENTS 128
 
-typedef enum { LINK_PASS, LINK_DROP, LINK_RESET } link_state;
-static const char *const link_state_names[] = {"pass", "drop", "reset"};
+typedef enum { LINK_PASS, LINK_DROP, LINK_RESET, LINK_SEVER } link_state;
+static const char *const link_state_names[] = {"pass", "drop", "reset", "sever"};
 
 /* One chunk of bytes (or a FIN marker) waiting for its delivery time. */
 typedef struct chunk {
@@ -123,7 +129,8 @@ static const opt_def options[] = {
     {"jitter-ms", OPT_STRING, "0", 0, 0, false, "J",
      "uniform jitter: each chunk is delayed D-J..D+J ms (never reordered)", &opt_jitter},
     {"control", OPT_STRING, NULL, 0, 0, false, "FILE",
-     "partition control, re-read every 50 ms: pass | drop (blackhole) | reset (RST)",
+     "partition control, re-read every 50 ms: pass | drop (blackhole) | reset (RST) | sever "
+     "(RST to the client only, the target side left open and silent)",
      &opt_control},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
      &opt_log_level},
@@ -138,6 +145,8 @@ static void on_signal(int sig)
 }
 
 static int epfd = -1, lfd = -1, tfd = -1;
+static int *orphans;       /* target sockets of severed connections, left open */
+static size_t norphans, orphans_cap;
 static struct sockaddr_storage target_addr;
 static socklen_t target_len;
 static conn *live;      /* doubly linked */
@@ -359,7 +368,7 @@ static void accept_all(void)
             live->prev = c;
         live = c;
         nlive++;
-        c->held = (state == LINK_DROP);
+        c->held = (state == LINK_DROP || state == LINK_SEVER);
         if (!ep_add(fd, &c->cmask, c->held ? EPOLLRDHUP : EPOLLIN, &c->cep)) {
             conn_close(c, true, "epoll");
             continue;
@@ -548,9 +557,11 @@ static link_state read_control(void)
         return LINK_DROP;
     if (strcmp(word, "reset") == 0)
         return LINK_RESET;
+    if (strcmp(word, "sever") == 0)
+        return LINK_SEVER;
     static char warned[32];
     if (strcmp(warned, word) != 0) {
-        log_warn("%s: '%s' is not pass, drop or reset; keeping %s", opt_control, word,
+        log_warn("%s: '%s' is not pass, drop, reset or sever; keeping %s", opt_control, word,
                  link_state_names[state]);
         snprintf(warned, sizeof(warned), "%s", word);
     }
@@ -566,7 +577,21 @@ static void apply_control(link_state want)
     size_t reset = 0, released = 0;
     for (conn *c = live, *next; c; c = next) {
         next = c->next;
-        if (want == LINK_RESET || (want == LINK_DROP && !c->held)) {
+        if (want == LINK_SEVER && !c->held) {
+            /* Keep the target side open and silent: out of the epoll set,
+             * never closed until exit. */
+            if (c->ufd >= 0) {
+                (void)epoll_ctl(epfd, EPOLL_CTL_DEL, c->ufd, NULL);
+                if (norphans == orphans_cap) {
+                    orphans_cap = orphans_cap ? 2 * orphans_cap : 16;
+                    orphans = xrealloc(orphans, orphans_cap * sizeof(*orphans));
+                }
+                orphans[norphans++] = c->ufd;
+                c->ufd = -1;
+            }
+            conn_close(c, true, "severed");
+            reset++;
+        } else if (want == LINK_RESET || (want == LINK_DROP && !c->held)) {
             conn_close(c, true, "partition");
             reset++;
         } else if (want == LINK_PASS && c->held) {
@@ -581,8 +606,8 @@ static void apply_control(link_state want)
              opt_listen, opt_target, want == LINK_PASS ? "up" : "cut", link_state_names[was],
              link_state_names[want], reset, released,
              want == LINK_PASS   ? "forwarded"
-             : want == LINK_DROP ? "held (blackhole)"
-                                 : "reset");
+             : want == LINK_DROP || want == LINK_SEVER ? "held (blackhole)"
+                                                       : "reset");
 }
 
 /* ---- timer ---- */
@@ -660,7 +685,7 @@ int main(int argc, char **argv)
     log_init("txproxy", LOG_INFO);
     if (!opts_parse(options, ARRAY_LEN(options), argc, argv, "txproxy",
                     "TCP proxy that delays every byte by D+/-J ms each way and can cut the link "
-                    "(--control FILE: pass | drop | reset)"))
+                    "(--control FILE: pass | drop | reset | sever)"))
         return 2;
     log_level lvl;
     if (!log_level_parse(opt_log_level, &lvl)) {
@@ -736,6 +761,9 @@ int main(int argc, char **argv)
     while (live)
         conn_close(live, false, "shutdown");
     bury();
+    for (size_t i = 0; i < norphans; i++)
+        close(orphans[i]);
+    free(orphans);
     close(lfd);
     close(tfd);
     close(epfd);

@@ -11,7 +11,9 @@
  *   - pg_res is always fully initialised by pg_exec/pg_exec_gid, whatever the
  *     outcome; the caller releases it with pg_res_clear.
  *   - conn_dead is set for a NULL result, CONNECTION_BAD, SQLSTATE class 08 or
- *     57P01..57P03 (server shutting down / terminated us).
+ *     57P01..57P03 (server shutting down / terminated us) at a severity other
+ *     than ERROR (postgres_fdw/dblink raise class 08 at ERROR on a healthy
+ *     session).
  *   - Connections carry connect_timeout, keepalives and tcp_user_timeout
  *     defaults; keywords in the caller's conninfo override ours.
  *   - Rows become JSON objects keyed by column name, every value kept (a
@@ -136,13 +138,14 @@ static bool res_fill(PGconn *c, PGresult *res, pg_res *out)
         if (!out->message[0])
             copy_trimmed(out->message, sizeof(out->message), PQerrorMessage(c));
     }
-    /* 08P01 at severity ERROR (e.g. a client's wrong parameter count at Bind)
-     * is a statement error: the session goes on. */
+    /* A class-08 or 57P0x error ends the session only at FATAL/PANIC. At
+     * severity ERROR it is a statement error and the session goes on: 08P01
+     * for a client's wrong parameter count at Bind, 08001/08006 from
+     * postgres_fdw or dblink about *their* remote server, or a RAISE. */
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-    bool protocol_error_only =
-        strcmp(out->sqlstate, "08P01") == 0 && sev && strcmp(sev, "ERROR") == 0;
+    bool statement_error_only = sev && strcmp(sev, "ERROR") == 0;
     if (PQstatus(c) == CONNECTION_BAD ||
-        (sqlstate_kills_conn(out->sqlstate) && !protocol_error_only))
+        (sqlstate_kills_conn(out->sqlstate) && !statement_error_only))
         out->conn_dead = true;
     return ok && !out->conn_dead;
 }

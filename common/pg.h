@@ -9,9 +9,9 @@
  *     ROLLBACK PREPARED with a branch gid literal; pg_exec_gid and
  *     pg_exec_pipeline_prepare validate the gid (gid.h rules) and quote it
  *     with PQescapeLiteral.
- *   - Every result keeps its SQLSTATE; class 08 (connection exception), a
- *     NULL result or CONNECTION_BAD mark the connection dead (conn_dead) and
- *     the caller must discard it.
+ *   - Every result keeps its SQLSTATE; class 08 (connection exception) other
+ *     than at severity ERROR, a NULL result or CONNECTION_BAD mark the
+ *     connection dead (conn_dead) and the caller must discard it.
  * Connections get connect_timeout, TCP keepalives and tcp_user_timeout.
  */
 #ifndef TX_PG_H

@@ -78,6 +78,8 @@ typedef struct branch {
     PGconn *conn;                  /* lent by the pool while active, else NULL */
     pthread_mutex_t cancel_mu;     /* guards cancel: usable without b->mu */
     PGcancel *cancel;              /* for conn, while active; owned */
+    pg_backend_id backend;         /* conn's backend, read when taken (to fence it once
+                                    * lost: libpq forgets the pid of a lost connection) */
     branch_vote vote;              /* what prepare answered (re-sends answer the same) */
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
     bool prepared_in_batch;        /* run_batch's pipeline ended with this branch's PREPARE

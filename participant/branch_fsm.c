@@ -65,6 +65,7 @@ static void ctx_fail_res(fsm_ctx *ctx, px_status px, const pg_res *r)
 static void take_conn(branch *b, PGconn *c)
 {
     PGcancel *cancel = PQgetCancel(c); /* no I/O; NULL only on OOM */
+    pool_backend_id(c, &b->backend);
     pthread_mutex_lock(&b->cancel_mu);
     b->conn = c;
     b->cancel = cancel;
@@ -81,7 +82,10 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
 {
     pthread_mutex_lock(&b->cancel_mu);
     PGconn *c = b->conn;
-    int backend = c && dead ? PQbackendPID(c) : 0;
+    pg_backend_id backend = {0};
+    if (c && dead) /* not PQbackendPID(c): 0 once libpq saw the connection lost */
+        backend = b->backend;
+    b->backend = (pg_backend_id){0};
     PGcancel *cancel = b->cancel;
     b->conn = NULL;
     b->cancel = NULL;
@@ -98,8 +102,8 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
         pool_release(ctx->ag->pool, c, dead);
     if (c)
         pool_end_session(ctx->ag->pool);
-    if (backend > 0)
-        (void)pool_fence_backend(ctx->ag->pool, backend, b->gid);
+    if (backend.pid > 0)
+        (void)pool_fence_backend(ctx->ag->pool, &backend, b->gid);
 }
 
 void branch_cancel_running(branch *b)
@@ -263,7 +267,6 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
         return true;
     }
     pg_res r;
-    int backend = PQbackendPID(b->conn);
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
         pg_res_clear(&r);
@@ -277,8 +280,7 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
          * finds what is final. */
         b->maybe_prepared = true;
         ctx_fail(ctx, PX_DB_DOWN, r.sqlstate, "connection lost during PREPARE TRANSACTION");
-        give_back_conn(b, ctx, true);
-        (void)pool_fence_backend(ctx->ag->pool, backend, b->gid);
+        give_back_conn(b, ctx, true); /* fences its backend */
     } else if (ok) {
         ctx_fail(ctx, PX_SQL_ERROR, "",
                  "transaction block had failed (PREPARE TRANSACTION answered ROLLBACK)");

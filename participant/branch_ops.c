@@ -368,7 +368,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         if (want_xid)
             q[nq++] = (pg_query){"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL};
         nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
-        int backend = PQbackendPID(b->conn);
+        pg_backend_id backend = b->backend;
         rows.query = first_stmt + n - 1;
         free(rows.text); /* from a lost attempt */
         rows.text = NULL;
@@ -383,7 +383,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
              * already received (waiting on a lock, say). Terminate it first,
              * so that what the rollback finds is final. */
             b->maybe_prepared = true;
-            (void)pool_fence_backend(ag->pool, backend, b->gid);
+            (void)pool_fence_backend(ag->pool, &backend, b->gid);
         }
         /* Nothing ran when BEGIN itself found the connection dead: retry on a
          * fresh one (a pooled connection may have died with a PG restart).

@@ -22,7 +22,10 @@
  *     COMMIT PREPARED that releases those locks would otherwise find no
  *     connection until statement timeouts freed one.
  *   - Every session carries application_name "txagent <participant>
- *     <instance>" (instance: 8 random hex per process).
+ *     <instance>.<n>" (instance: 8 random hex per process; n counts the
+ *     connections it opened): a lost session is fenced by pid AND that name,
+ *     so a PostgreSQL restart that hands its pid to a live session of ours
+ *     cannot get the wrong one terminated.
  *   - Fences: no connection is handed out while one is pending. The first
  *     connection of an instance terminates every session of an earlier
  *     instance of this participant on the database, and pool_fence_backend
@@ -54,11 +57,12 @@ struct pg_pool {
     pthread_mutex_t fence_mu; /* held while fencing; guards fenced_start, lost, nlost */
     atomic_bool fenced;       /* no fence pending: connections may be handed out */
     bool fenced_start;        /* sessions of earlier instances were terminated */
-    int *lost;                /* pids of lost sessions still to terminate, no repeats */
+    pg_backend_id *lost;      /* lost sessions still to terminate, no repeats */
     int nlost, lost_cap;      /* lost_cap: 2 * size + 16 (a branch's session may be
                                * reported lost twice before it is fenced) */
-    char app_name[64];        /* "txagent <participant> <instance>" */
+    char app_name[64];        /* "txagent <participant> <instance>." (+ n per connection) */
     char app_prefix[48];      /* "txagent <participant> " */
+    atomic_uint conn_seq;     /* the n of the next connection */
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* signalled when a connection is released or a slot frees */
     char *conninfo;
@@ -86,14 +90,15 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     p->session_max = size - pool_reserve(size);
     p->idle = xcalloc((size_t)size, sizeof(PGconn *));
     p->lost_cap = 2 * size + 16;
-    p->lost = xcalloc((size_t)p->lost_cap, sizeof(int));
+    p->lost = xcalloc((size_t)p->lost_cap, sizeof(pg_backend_id));
     pthread_mutex_init(&p->fence_mu, NULL);
     atomic_init(&p->fenced, false);
     uint32_t inst;
     if (getrandom(&inst, sizeof(inst), 0) != (ssize_t)sizeof(inst))
         inst = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
     snprintf(p->app_prefix, sizeof(p->app_prefix), "txagent %s ", participant);
-    snprintf(p->app_name, sizeof(p->app_name), "%s%08x", p->app_prefix, (unsigned)inst);
+    snprintf(p->app_name, sizeof(p->app_name), "%s%08x.", p->app_prefix, (unsigned)inst);
+    atomic_init(&p->conn_seq, 1);
     return p;
 }
 
@@ -122,7 +127,8 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
                           "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $3::bigint)), "
                           "count(*) FROM pg_stat_activity WHERE datname = current_database() "
                           "AND left(application_name, length($1)) = $1 "
-                          "AND application_name <> $2 AND pid <> pg_backend_pid()",
+                          "AND left(application_name, length($2)) <> $2 "
+                          "AND pid <> pg_backend_pid()",
                           3, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
@@ -148,10 +154,11 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
         p->fenced_start = true;
     }
     while (p->nlost > 0) {
-        int pid = p->lost[p->nlost - 1];
+        const pg_backend_id *id = &p->lost[p->nlost - 1];
+        int pid = id->pid;
         char spid[16];
         snprintf(spid, sizeof(spid), "%d", pid);
-        const char *params[] = {spid, p->app_name, wait};
+        const char *params[] = {spid, id->app, wait};
         bool ok = pg_exec(c,
                           "SELECT pg_terminate_backend(pid, $3::bigint) FROM pg_stat_activity "
                           "WHERE pid = $1::int AND application_name = $2",
@@ -190,18 +197,26 @@ static fence_result fence_check(pg_pool *p, PGconn *c)
     return f;
 }
 
-bool pool_fence_backend(pg_pool *p, int pid, const char *gid)
+void pool_backend_id(PGconn *c, pg_backend_id *out)
 {
-    if (pid <= 0)
+    const char *app = c ? PQparameterStatus(c, "application_name") : NULL;
+    out->pid = c ? PQbackendPID(c) : 0;
+    snprintf(out->app, sizeof(out->app), "%s", app ? app : "");
+}
+
+bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, const char *gid)
+{
+    if (id->pid <= 0)
         return true; /* never connected: no session to fence */
+    int pid = id->pid;
     pthread_mutex_lock(&p->fence_mu);
     bool queued = false;
     for (int i = 0; i < p->nlost && !queued; i++)
-        queued = p->lost[i] == pid;
+        queued = p->lost[i].pid == pid && strcmp(p->lost[i].app, id->app) == 0;
     /* A session may be reported twice (the PREPARE paths and give_back_conn):
      * queued once. */
     if (!queued && p->nlost < p->lost_cap)
-        p->lost[p->nlost++] = pid;
+        p->lost[p->nlost++] = *id;
     else if (!queued)
         txlog_error(gid, p->participant, "fence: too many lost sessions pending; %d not fenced",
                     pid);
@@ -278,7 +293,9 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
         if (p->open < p->size) {
             p->open++; /* reserve the slot, connect without the lock */
             pthread_mutex_unlock(&p->mu);
-            PGconn *c = pg_connect_as(p->conninfo, p->participant, p->app_name);
+            char app[80];
+            snprintf(app, sizeof(app), "%s%u", p->app_name, atomic_fetch_add(&p->conn_seq, 1));
+            PGconn *c = pg_connect_as(p->conninfo, p->participant, app);
             fence_result f = c ? fence_check(p, c) : FENCE_CONN_DEAD;
             if (f == FENCE_DONE) {
                 *out = c;

@@ -57,11 +57,23 @@ px_status pool_query(pg_pool *p, int64_t wait_ms, const char *sql, int nparams,
 px_status pool_exec_gid(pg_pool *p, int64_t wait_ms, const char *verb, const char *branch_gid,
                         pg_res *out) MUSTCHECK;
 
-/* Make sure the backend with this pid, a session of ours whose connection
- * was lost, is gone: terminate it and wait for it to exit. true when it is
- * gone (or was already); false when that cannot be confirmed (logged, with
- * gid). */
-bool pool_fence_backend(pg_pool *p, int pid, const char *gid);
+/* Which backend a connection of this pool talks to: its pid, and the
+ * application_name the pool gave that one connection ("txagent <participant>
+ * <instance>.<n>"). The pair names the session even after PostgreSQL
+ * restarted and handed the pid to another session. */
+typedef struct {
+    int pid; /* 0: unknown (never connected) */
+    char app[64];
+} pg_backend_id;
+
+/* Read c's identity while it is connected (libpq forgets the pid once the
+ * connection is lost, so read it when the connection is taken). */
+void pool_backend_id(PGconn *c, pg_backend_id *out);
+
+/* Make sure that backend, a session of ours whose connection was lost, is
+ * gone: terminate it and wait for it to exit. true when it is gone (or was
+ * already); false when that cannot be confirmed (logged, with gid). */
+bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, const char *gid);
 
 /* Connections open right now (idle + lent). */
 int pool_open_count(pg_pool *p);

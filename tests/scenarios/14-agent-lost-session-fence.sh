@@ -17,6 +17,13 @@
 # prepared rows (they would wait for the whole timeout): it finds the branch
 # in pg_prepared_xacts, votes no, and the transfer aborts at once.
 #
+# Last, a partition only the agent hears about (txproxy `sever`): an
+# interactive branch idle in transaction on pg2, holding a row lock; the
+# agent's ROLLBACK finds its connection reset, while the backend, which heard
+# nothing, would keep the lock for hours (until its keepalives give up). The
+# agent must fence that backend too (libpq no longer tells the pid of a lost
+# connection: the agent reads it when it takes the connection).
+#
 # agent2 reaches pg2 through bench/txproxy; `drop` resets the agent's
 # connections (RST) and holds new ones until `pass`.
 set -euo pipefail
@@ -152,3 +159,43 @@ check "agent2 saw that the lost pipeline's PREPARE had run" \
     grep -q "connection lost after PREPARE TRANSACTION ran" "$CDIR/agent2.log"
 check "nothing prepared anywhere (within 15s)" wait_until 15 no_prepared_anywhere
 expect_eq "balances as before the transfer" "$(balances)" "900 1100 1000"
+
+step 9 "an interactive branch on pg2 holds account 2's row lock (idle in transaction); the link is severed: the agent hears a reset, PostgreSQL hears nothing"
+stop_proxy
+PROXY_PID=""
+wait_until 10 not tx_port_open "$PX_PORT" || scen_abort "txproxy did not stop"
+set_link pass
+"$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
+    >>"$SCEN_DIR/txproxy.log" 2>&1 &
+PROXY_PID=$!
+wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
+cl stop agent2
+cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+api POST /v1/transactions '{"protocol":"2pc","timeout_ms":60000}'
+GID_S="$(jget .gid)"
+api POST "/v1/transactions/$GID_S/statements" \
+    '{"participant":"pg2","sql":"UPDATE accounts SET balance = balance + $1 WHERE id = $2","params":[1,2]}'
+require "the statement ran on pg2" test "$API_STATUS" = 200
+idle_backend() {
+    psql_at 2 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'txagent pg2 %'
+               AND state = 'idle in transaction' LIMIT 1"
+}
+ORPHAN="$(idle_backend)"
+require "agent2's backend is idle in transaction" test -n "$ORPHAN"
+echo "    agent2's backend holding the row lock: $ORPHAN"
+set_link sever
+sleep 0.3
+api POST "/v1/transactions/$GID_S/rollback"
+expect_eq "rollback answered" "$API_STATUS $(jget .outcome)" "200 aborted"
+check "PostgreSQL still has the backend (it heard nothing)" backend_alive "$ORPHAN"
+
+step 10 "the link heals: the agent terminates the lost backend, and the row lock it held is free"
+set_link pass
+# Any connection the agent hands out now comes through the fence first.
+api POST /v1/transactions '{"protocol":"2pc","commit":true,"branches":[{"participant":"pg2","statements":[{"sql":"SELECT 1"}]}]}'
+check "backend $ORPHAN gone (within 10s)" wait_until 10 backend_gone "$ORPHAN"
+check "agent2 logged the fence" \
+    wait_until 5 grep -q "terminated lost session $ORPHAN" "$CDIR/agent2.log"
+check "account 2's row lock is free (an UPDATE with lock_timeout 2 s goes through)" \
+    psql_at 2 "SET lock_timeout = 2000; UPDATE accounts SET balance = balance WHERE id = 2"
+expect_eq "balances as before the rolled-back statement" "$(balances)" "900 1100 1000"

@@ -188,6 +188,24 @@ START_TEST(test_dead_connection)
 }
 END_TEST
 
+START_TEST(test_class_08_at_error_is_a_statement_error)
+{
+    /* postgres_fdw and dblink raise 08001/08006 at severity ERROR about their
+     * remote server, on a healthy session: a statement error, not a dead
+     * connection (which would fence the branch's own backend). */
+    pg_res r;
+    ck_assert(!pg_exec(conn,
+                       "DO $$BEGIN RAISE EXCEPTION 'remote server down' USING ERRCODE = '08006'; "
+                       "END$$",
+                       0, NULL, &r));
+    ck_assert_str_eq(r.sqlstate, "08006");
+    ck_assert(!r.conn_dead);
+    pg_res_clear(&r);
+    ck_assert_int_eq(PQstatus(conn), CONNECTION_OK);
+    exec_ok("SELECT 1");
+}
+END_TEST
+
 START_TEST(test_pipeline)
 {
     const char *p1[] = {"7"};
@@ -469,6 +487,7 @@ int main(void)
     tcase_add_test(tc, test_types_and_params);
     tcase_add_test(tc, test_two_phase);
     tcase_add_test(tc, test_dead_connection);
+    tcase_add_test(tc, test_class_08_at_error_is_a_statement_error);
     tcase_add_test(tc, test_pipeline);
     tcase_add_test(tc, test_pipeline_rows);
     tcase_add_test(tc, test_pipeline_prepare);
