@@ -23,7 +23,12 @@
  *     except for the hole a power cut leaves when later pages reached the
  *     disk and an earlier one did not (unwritten_hole): with only records of
  *     types the caller never forces after it (wal_open_unforced), nothing
- *     from the hole on was acknowledged, and it is cut like a torn tail.
+ *     from the hole on was acknowledged, and it is cut like a torn tail. So
+ *     is a last record whose header never reached the disk while later bytes
+ *     of it did, when no whole record follows (torn_header_at).
+ *   - wal_open writes the replayed records back and syncs them before anyone
+ *     acts on them: after a failed fdatasync the kernel may hold them as
+ *     clean pages the disk never got, which a plain fdatasync would skip.
  *   - Preallocation: the file is extended with written zeros ahead of
  *     write_off (alloc_end, in steps of WAL_PREALLOC), so that an append
  *     overwrites zeros inside the file instead of growing it. fdatasync then
@@ -183,6 +188,30 @@ static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
 
 #define WAL_SECTOR 512
 
+/* The header at pos never reached the disk (all zero) while later bytes of
+ * the same record did: a power cut in the middle of the last flush, the
+ * sector with the header lost, a later one written. A torn tail too, when
+ * no whole record begins anywhere after pos (one that was acknowledged would
+ * be whole: the fdatasync that acknowledged it covered every byte before
+ * it) and what follows ends within one record's reach, zeros after it. */
+static bool torn_header_at(const unsigned char *buf, size_t size, size_t pos)
+{
+    if (size - pos < WAL_HDR || !all_zero(buf + pos, WAL_HDR))
+        return false;
+    size_t last = size; /* end of the non-zero bytes */
+    while (last > pos && buf[last - 1] == 0)
+        last--;
+    if (last - pos > (size_t)WAL_HDR + WAL_MAX_RECORD)
+        return false;
+    for (size_t o = pos + 1; o < last; o++) {
+        uint32_t len;
+        uint8_t type;
+        if (record_at(buf, size, o, &len, &type))
+            return false;
+    }
+    return true;
+}
+
 /* The bad record at pos is followed by more data. Is it the unwritten hole
  * a power cut leaves when the disk wrote later pages of the last flush (or
  * of background writeback) but not this one? Then nothing from pos on was
@@ -257,7 +286,7 @@ static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
                 why = "crc mismatch";
         }
         if (why) {
-            bool torn = torn_tail_at(buf, size, pos);
+            bool torn = torn_tail_at(buf, size, pos) || torn_header_at(buf, size, pos);
             size_t after = 0;
             if (!torn && unwritten_hole(buf, size, pos, unforced, &after)) {
                 log_warn("wal %s: unwritten hole at offset %zu followed by %zu unforced "
@@ -322,6 +351,16 @@ wal *wal_open_unforced(const char *path, wal_replay_fn fn, void *arg, const char
     /* Only zeros after the last record: preallocated space (or a record whose
      * bytes never reached the disk, which no sync append acknowledged). */
     bool zero_tail = ok && valid_end < size && all_zero(buf + valid_end, size - valid_end);
+    /* What we replayed may be in the page cache only, and not only after a
+     * process crash: after a failed fdatasync (the previous process stopped
+     * on it) Linux marks the pages clean though the disk never got them, and
+     * a new fdatasync finds nothing to write. Writing the replayed records
+     * back makes them dirty again, so the fdatasync below really writes
+     * them (or fails, and we refuse to start on a log we cannot trust). */
+    if (ok && valid_end > 0 && !pwrite_all(fd, buf, valid_end, 0)) {
+        log_error("wal %s: cannot rewrite the replayed records: %s", path, strerror(errno));
+        ok = false;
+    }
     free(buf);
     if (!ok) {
         close(fd);

@@ -460,6 +460,81 @@ START_TEST(test_power_cut_hole_before_unforced_records_is_cut)
 }
 END_TEST
 
+/* Bytes this process handed to write(2)/pwrite(2) so far (/proc/self/io). */
+static long long written_chars(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[128];
+    long long v = -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "wchar: %lld", &v) == 1)
+            break;
+    fclose(f);
+    ck_assert_int_ge(v, 0);
+    return v;
+}
+
+START_TEST(test_open_writes_replayed_records_back)
+{
+    /* After a failed fdatasync the kernel may keep the records as clean
+     * pages the disk never got; a reopen's fdatasync alone would skip them.
+     * wal_open writes what it replayed back before it syncs. */
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    char fill[4000];
+    memset(fill, 'r', sizeof(fill));
+    for (int i = 0; i < 50; i++)
+        ck_assert(wal_append(w, 'C', fill, sizeof(fill), false));
+    uint64_t bytes = wal_bytes(w);
+    wal_close(w);
+    long long before = written_chars();
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_ge(written_chars() - before, (long long)bytes);
+    wal_close(w);
+}
+END_TEST
+
+START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
+{
+    /* The last record crosses a sector boundary; the power cut kept the
+     * later sector (the rest of its payload) but not the one with its
+     * header. Nothing after the previous record was acknowledged: a torn
+     * tail, not a reason to refuse to start. */
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+    char fill[700];
+    memset(fill, 'c', sizeof(fill));
+    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true)); /* 23..732 */
+    wal_close(w);
+    zero_at(23, 512 - 23);
+    collected c = {0};
+    char *err;
+    w = open_captured(&c, &err);
+    ck_assert_msg(w != NULL, "refused: %s", err);
+    ck_assert_ptr_nonnull(strstr(err, "torn tail at offset 23"));
+    free(err);
+    ck_assert_uint_eq(c.n, 1);
+    ck_assert_uint_eq(wal_bytes(w), 23);
+    collected_free(&c);
+    append_close_check(w, &c, "{\"gid\":\"next\"}", 2);
+
+    /* A whole record after the lost header: not a torn tail (it stays
+     * corruption, or an unwritten hole when the caller says so). */
+    unlink(path);
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true));          /* 23..732 */
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"last\"}", 14, true)); /* 732.. */
+    wal_close(w);
+    zero_at(23, 512 - 23);
+    expect_refused_and_remove(true);
+}
+END_TEST
+
 START_TEST(test_power_cut_hole_cases_that_stay_corruption)
 {
     /* A forced type after the hole: it may be a decision whose flush was
@@ -826,6 +901,8 @@ int main(void)
     tcase_add_test(tc, test_corrupt_length_rejected);
     tcase_add_test(tc, test_power_cut_hole_before_unforced_records_is_cut);
     tcase_add_test(tc, test_power_cut_hole_cases_that_stay_corruption);
+    tcase_add_test(tc, test_power_cut_lost_header_of_last_record_is_torn);
+    tcase_add_test(tc, test_open_writes_replayed_records_back);
     tcase_add_test(tc, test_replay_callback_rejects);
     tcase_add_test(tc, test_group_commit_threads);
     tcase_add_test(tc, test_rewrite);
