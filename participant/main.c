@@ -22,7 +22,8 @@
  *     makes the process _exit after SHUTDOWN_GRACE_MS, which is as safe as a
  *     crash), stop the idle-timeout thread, the sweep and the
  *     termination workers (each finishes its current termination, every
- *     call of which is bounded), roll back open (unprepared) branches, close
+ *     call of which is bounded), roll back open (unprepared) branches (these
+ *     steps under the same SHUTDOWN_GRACE_MS bound, then _exit), close
  *     connections. Prepared branches stay prepared: they are the
  *     coordinator's (or, for 3PC, their timers') to decide.
  */
@@ -172,6 +173,26 @@ typedef struct {
 static void stop_api(void *srv)
 {
     http_server_stop(srv);
+}
+
+/* The workers left once the API has stopped: each may be inside a call
+ * that cancelling cannot end (a resolver's COMMIT PREPARED behind a stalled
+ * synchronous standby, a termination's peer call, a ROLLBACK on a dead
+ * connection), so main runs this under the same bound as stop_api. */
+typedef struct {
+    agent *ag;
+    idle_expirer *idle;
+    pthread_t idle_thread, resolver_thread;
+} workers;
+
+static void stop_workers(void *arg)
+{
+    workers *w = arg;
+    w->idle->stop = 1;
+    pthread_join(w->idle_thread, NULL);
+    resolver_stop(w->ag, w->resolver_thread);
+    termination_stop(w->ag);
+    op_rollback_open(w->ag);
 }
 
 static void *cancel_main(void *arg)
@@ -408,11 +429,14 @@ int main(int argc, char **argv)
         cn.stop = 1;
         pthread_join(cancel_thread, NULL);
     }
-    idle.stop = 1;
-    pthread_join(idle_thread, NULL);
-    resolver_stop(ag, resolver_thread);
-    termination_stop(ag);
-    op_rollback_open(ag);
+    workers wk = {.ag = ag, .idle = &idle, .idle_thread = idle_thread,
+                  .resolver_thread = resolver_thread};
+    if (!run_within(stop_workers, &wk, SHUTDOWN_GRACE_MS)) {
+        log_warn("shutdown: the sweep, a 3PC termination or the idle timeouts still busy after "
+                 "%d ms; exiting now (as after a crash)",
+                 SHUTDOWN_GRACE_MS);
+        _exit(0);
+    }
     threepc_close(ag);
     branch_table_free(ag->table);
     pool_destroy(ag->pool);
