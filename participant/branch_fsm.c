@@ -206,8 +206,10 @@ static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool
             pg_res_clear(&r);
             return true;
         }
-        bool busy = ps == PX_SQL_ERROR && strcmp(r.sqlstate, "55000") == 0 &&
-                    strstr(r.message, "busy") != NULL;
+        /* 55000 from COMMIT/ROLLBACK PREPARED is only "prepared transaction
+         * ... is busy" (twophase.c, LockGXact); the message is not read, as
+         * lc_messages may translate it. */
+        bool busy = ps == PX_SQL_ERROR && strcmp(r.sqlstate, "55000") == 0;
         if (busy && attempt < FINISH_BUSY_RETRIES) {
             pg_res_clear(&r);
             sleep_ms(backoff_ms(attempt, 5, 200), NULL);
