@@ -170,11 +170,20 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     stmt_answer a = {0, NULL, NULL, 0};
     char reason[1024], desc[512];
     const char *code = agent_error_code(c);
+    /* Our agents answer a statement 200, 400, 409, 413, 422 or 5xx. Any
+     * other status (401: the agent has another token; 404/405: the
+     * participant's URL is not an agent's; a 3xx from a proxy) is about the
+     * link, not the client's request: nothing ran there, and passing it on
+     * would tell a client whose token was accepted that it is wrong. */
+    bool link_error = c->status > 0 && c->status != 200 && c->status != 400 &&
+                      c->status != 409 && c->status != 413 && c->status != 422 &&
+                      c->status < 500;
     /* A 4xx other than 409 and 422 is a refusal before anything ran (400
      * invalid_params, 413, ...): it leaves the branch as it was, and a branch
      * whose statements were all refused never began at the agent. Anything
      * else may have reached its session. */
-    bool refused = c->status >= 400 && c->status < 500 && c->status != 409 && c->status != 422;
+    bool refused = link_error ||
+                   (c->status >= 400 && c->status < 500 && c->status != 409 && c->status != 422);
     if (!refused)
         b->begun = true;
     if (c->status == 200 && stmt_answer_readable(c)) {
@@ -198,6 +207,17 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
         return a;
     }
     agent_describe_failure(c, desc, sizeof(desc));
+    if (link_error) {
+        snprintf(reason, sizeof(reason),
+                 "participant %s answered HTTP %ld: check the coordinator's URL and token for it",
+                 b->participant, c->status);
+        txlog_warn(t->gid, b->participant, "statement not run: %s", desc);
+        a.status = 502;
+        a.body = error_body_extra("agent_error", reason, b->participant, NULL);
+        json_object_set_new(json_object_get(a.body, "error"), "agent_status",
+                            json_integer(c->status));
+        return a;
+    }
     if (c->status == 0 && c->too_large) {
         /* The agent answered, with more than we take (HTTPC_MAX_RESPONSE;
          * our agents stop at 63 MiB of rows, so only a foreign one). */

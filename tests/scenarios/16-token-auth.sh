@@ -86,3 +86,21 @@ peer_calls_done() { grep -h "gid=$G3 .*3pc termination: .* sent to pg[1-3]: done
 check "a termination's calls to its peers were answered" peer_calls_done
 check "still no 401 anywhere" \
     not grep -q ' 401\b' "$CDIR/coordinator.log" "$CDIR/agent1.log" "$CDIR/agent2.log" "$CDIR/agent3.log"
+
+step 7 "agent3 restarted with another token: the coordinator's statement there gets 401, which the client sees as the link's fault (502 agent_error), not its own"
+bank3_reset
+kill_component agent3
+TXAGENT_ARGS="--token-file $SCEN_DIR/wrong-token" cl start agent3
+cl start coordinator
+api POST /v1/transactions '{"protocol":"2pc","timeout_ms":60000}'
+G4="$(jget .gid)"
+api POST "/v1/transactions/$G4/statements" \
+    '{"participant":"pg3","sql":"UPDATE accounts SET balance = balance + $1 WHERE id = $2","params":[50,3]}'
+expect_eq "statement on pg3" "$API_STATUS $(jget .error.code) $(jget .error.agent_status) $(jget .error.participant)" \
+    "502 agent_error 401 pg3"
+api POST "/v1/transactions/$G4/statements" \
+    '{"participant":"pg1","sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","params":[50,1]}'
+expect_eq "statement on pg1: the transaction goes on" "$API_STATUS" 200
+commit "$G4"
+expect_eq "commit (nothing ran on pg3)" "$API_STATUS $(jget .outcome)" "200 committed"
+expect_eq "balances (account 1, 2, 3)" "$(balances)" "950 1000 1000"
