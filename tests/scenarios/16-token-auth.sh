@@ -9,7 +9,9 @@
 # after its restart the agents' sweeps ask /v1/outcomes and roll them back,
 # so the agents' calls to the coordinator carry it too. In a 3PC commit cut
 # after pg1's PreCommit, pg2 and pg3 ask their peers and commit, so the
-# agents' calls to each other carry it as well.
+# agents' calls to each other carry it as well. Last, an agent with
+# another token: the coordinator's statement there gets 401, and the client
+# (whose own token was fine) gets 502 agent_error with agent_status 401.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 16-token-auth 8220
