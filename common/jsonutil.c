@@ -77,6 +77,35 @@ bool json_field_bool(json_t *obj, const char *key, bool required, bool *out, cha
     return true;
 }
 
+bool json_fields_known(json_t *obj, const char *const *known, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        (void)v;
+        bool found = false;
+        for (size_t i = 0; known[i] && !found; i++)
+            found = strcmp(known[i], key) == 0;
+        if (!found) {
+            /* The key may not be valid UTF-8 for a JSON answer: printable
+             * ASCII only, the rest as '?'. */
+            char shown[48];
+            size_t n = 0;
+            for (const char *p = key; *p && n + 1 < sizeof(shown); p++)
+                shown[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+            shown[n] = '\0';
+            strbuf names = {0};
+            for (size_t i = 0; known[i]; i++)
+                strbuf_appendf(&names, "%s%s", i ? ", " : "", known[i]);
+            snprintf(err, errlen, "unknown field '%s' (known: %s)", shown,
+                     names.data ? names.data : "none");
+            strbuf_free(&names);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool json_field_array(json_t *obj, const char *key, bool required, json_t **out, char *err,
                       size_t errlen)
 {

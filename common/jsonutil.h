@@ -25,6 +25,11 @@ bool json_field_bool(json_t *obj, const char *key, bool required, bool *out, cha
 /* Array (borrowed). */
 bool json_field_array(json_t *obj, const char *key, bool required, json_t **out, char *err,
                       size_t errlen) MUSTCHECK;
+/* Every key of obj (an object, or NULL) is one of known (NULL-terminated):
+ * a misspelt field ("comit") must not be ignored. false with err naming the
+ * first unknown key otherwise. */
+bool json_fields_known(json_t *obj, const char *const *known, char *err,
+                       size_t errlen) MUSTCHECK;
 /* Object (borrowed). */
 bool json_field_object(json_t *obj, const char *key, bool required, json_t **out, char *err,
                        size_t errlen) MUSTCHECK;

@@ -360,7 +360,9 @@ static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *
             http_reply_error(req, 400, "invalid_field", "field 'branches[%zu]' must be an object", i);
             return false;
         }
-        if (!json_field_string(item, "participant", true, &name, err, sizeof(err)) ||
+        static const char *const branch_fields[] = {"participant", "statements", NULL};
+        if (!json_fields_known(item, branch_fields, err, sizeof(err)) ||
+            !json_field_string(item, "participant", true, &name, err, sizeof(err)) ||
             !json_field_array(item, "statements", true, &stmts, err, sizeof(err))) {
             http_reply_error(req, 400, "invalid_field", "branches[%zu]: %s", i, err);
             return false;
@@ -395,7 +397,9 @@ static bool parse_branches(http_request *req, json_t *branches, oneshot_branch *
                                  "field 'branches[%zu].statements[%zu]' must be an object", i, j);
                 return false;
             }
-            if (!json_field_string(st, "sql", true, &sql, err, sizeof(err)) ||
+            static const char *const stmt_fields[] = {"sql", "params", NULL};
+            if (!json_fields_known(st, stmt_fields, err, sizeof(err)) ||
+                !json_field_string(st, "sql", true, &sql, err, sizeof(err)) ||
                 !json_field_array(st, "params", false, &params, err, sizeof(err))) {
                 http_reply_error(req, 400, "invalid_field", "branches[%zu].statements[%zu]: %s", i,
                                  j, err);
@@ -556,8 +560,12 @@ static void h_begin(http_request *req, void *app)
     json_t *branches = NULL;
     bool commit = false;
     char err[JSON_ERR_LEN];
+    static const char *const begin_fields[] = {
+        "protocol", "timeout_ms", "branches", "commit", "cancommit_timeout_ms",
+        "precommit_timeout_ms", "uncertain_timeout_ms", "termination", NULL};
     if (body &&
-        (!json_field_string(body, "protocol", false, &proto_name, err, sizeof(err)) ||
+        (!json_fields_known(body, begin_fields, err, sizeof(err)) ||
+         !json_field_string(body, "protocol", false, &proto_name, err, sizeof(err)) ||
          !json_field_int(body, "timeout_ms", false, 1, TIMEOUT_MAX_MS, &timeout, err, sizeof(err)) ||
          !json_field_array(body, "branches", false, &branches, err, sizeof(err)) ||
          !json_field_bool(body, "commit", false, &commit, err, sizeof(err)))) {
@@ -704,7 +712,9 @@ static void h_statements(http_request *req, void *app)
     const char *name = NULL, *sql = NULL;
     json_t *params = NULL;
     char err[JSON_ERR_LEN];
-    if (!json_field_string(body, "participant", true, &name, err, sizeof(err)) ||
+    static const char *const fields[] = {"participant", "sql", "params", NULL};
+    if (!json_fields_known(body, fields, err, sizeof(err)) ||
+        !json_field_string(body, "participant", true, &name, err, sizeof(err)) ||
         !json_field_string(body, "sql", true, &sql, err, sizeof(err)) ||
         !json_field_array(body, "params", false, &params, err, sizeof(err))) {
         http_reply_error(req, 400, "invalid_field", "%s", err);
@@ -870,7 +880,9 @@ static void h_resolve(http_request *req, void *app)
                          "a body {\"outcome\":\"commit\"|\"abort\"} is required");
         return;
     }
-    if (!json_field_string(body, "outcome", true, &outcome, err, sizeof(err))) {
+    static const char *const fields[] = {"outcome", NULL};
+    if (!json_fields_known(body, fields, err, sizeof(err)) ||
+        !json_field_string(body, "outcome", true, &outcome, err, sizeof(err))) {
         http_reply_error(req, 400, "invalid_field", "%s", err);
         return;
     }

@@ -70,6 +70,15 @@ START_TEST(bad_fields)
         "\"sql\":\"SELECT 1\"}]},{\"participant\":\"pg2\",\"statements\":[]}]}",
         "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
         "\"statements\":[{\"sql\":\"/* nothing */\"}]}]}",
+        /* misspelt fields are refused, not ignored ("comit" would leave the
+         * statements' locks held until the timeout, the client thinking it
+         * committed) */
+        "{\"protocol\":\"2pc\",\"comit\":true,\"branches\":[{\"participant\":\"pg1\","
+        "\"statements\":[{\"sql\":\"UPDATE accounts SET balance = 0 WHERE id = 1\"}]}]}",
+        "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
+        "\"statement\":[{\"sql\":\"SELECT 1\"}]}]}",
+        "{\"protocol\":\"2pc\",\"commit\":true,\"branches\":[{\"participant\":\"pg1\","
+        "\"statements\":[{\"sql\":\"SELECT $1::int\",\"param\":[1]}]}]}",
     };
     for (size_t k = 0; k < ARRAY_LEN(begins); k++) {
         h_resp r = post_raw("/v1/transactions", begins[k]);
@@ -89,12 +98,17 @@ START_TEST(bad_fields)
         /* no statement at all: refused here, the transaction stays usable */
         "{\"participant\":\"pg1\",\"sql\":\"\"}",
         "{\"participant\":\"pg2\",\"sql\":\" ; -- nothing\\n\"}",
+        "{\"participant\":\"pg1\",\"sql\":\"SELECT $1::int\",\"parameters\":[5]}",
     };
     for (size_t k = 0; k < ARRAY_LEN(stmts); k++) {
         h_resp r = post_raw(path, stmts[k]);
         expect_error(&r, 400, "invalid_field", stmts[k]);
         h_resp_clear(&r);
     }
+    h_resp u = post_raw("/v1/transactions", "{\"protocol\":\"2pc\",\"timeout\":5}");
+    expect_error(&u, 400, "invalid_field", "timeout");
+    ck_assert_ptr_nonnull(strstr(u.body, "unknown field 'timeout'"));
+    h_resp_clear(&u);
     /* the transaction survived the refused requests */
     h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
     h_resp r = h_commit(gid);
