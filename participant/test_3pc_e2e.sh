@@ -87,6 +87,8 @@ finish() {
 # The script's own failure (an error under set -u, an explicit exit 1) wins
 # over the summary, which only counts the checks that ran.
 trap 'rc=$?; finish; s=$?; [ "$rc" -eq 0 ] || exit "$rc"; exit "$s"' EXIT
+# meson's timeout sends TERM, then KILLs the group: purge from a new session.
+trap 'setsid bash -c "\"$CL\" down --dir \"$DIR\" --purge" </dev/null >/dev/null 2>&1 & exit 143' TERM INT
 
 agent() { echo "http://127.0.0.1:$((P + $1))"; }
 PEERS="[{\"participant\":\"pg1\",\"url\":\"$(agent 1)\"},{\"participant\":\"pg2\",\"url\":\"$(agent 2)\"},{\"participant\":\"pg3\",\"url\":\"$(agent 3)\"}]"

@@ -14,6 +14,13 @@ if [ -n "${TX_LIB_SH_LOADED:-}" ]; then
 fi
 TX_LIB_SH_LOADED=1
 
+# runuser, iptables and friends live in /usr/sbin: root reached by `su`
+# without `-`, cron or a CI agent may not have it on PATH.
+case ":$PATH:" in
+*:/usr/sbin:*) ;;
+*) PATH="$PATH:/usr/sbin:/sbin" ;;
+esac
+
 TX_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TX_PROG="$(basename "$0")"
 
@@ -144,9 +151,11 @@ tx_install_deps() {
     command -v apt-get >/dev/null 2>&1 ||
         tx_die "missing packages ${missing[*]} and no apt-get: install them by hand"
     tx_info "installing: ${missing[*]}"
-    tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+    # A fresh VM's apt-daily may hold the dpkg lock for a while: wait for it.
+    tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q ||
         tx_die "apt-get update failed"
-    tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+    tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+        install -y -q --no-install-recommends "${missing[@]}" ||
         tx_die "apt-get install ${missing[*]} failed"
     # The Debian package starts a "main" cluster on port 5432 we do not use;
     # leave it alone (it does not collide with our ports).

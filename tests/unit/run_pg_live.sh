@@ -38,6 +38,8 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
+# meson's timeout sends TERM, then KILLs the group: purge from a new session.
+trap 'setsid bash -c "\"$root/scripts/cluster\" down --purge --dir \"$T/cluster\"; rm -rf \"$T\"" </dev/null >/dev/null 2>&1 & exit 143' TERM INT
 if ! "$root/scripts/cluster" up --pg-only --participants 1 --dir "$T/cluster" --base-port "$P" \
     >"$T/up.log" 2>&1; then
     echo "FAIL: could not start PostgreSQL:"

@@ -33,6 +33,8 @@ finish() {
 # The script's own failure (an error under set -u, an explicit exit 1) wins
 # over the summary, which only counts the checks that ran.
 trap 'rc=$?; finish; s=$?; [ "$rc" -eq 0 ] || exit "$rc"; exit "$s"' EXIT
+# meson's timeout sends TERM, then KILLs the group: purge from a new session.
+trap 'setsid bash -c "\"$CL\" down --dir \"$T/c\" --purge; rm -rf \"$T\"" </dev/null >/dev/null 2>&1 & exit 143' TERM INT
 
 first="${1:-8300}"
 P=""
