@@ -162,16 +162,18 @@ bool mkdir_p(const char *path)
         if (*p == '/' || end) {
             char saved = *p;
             *p = '\0';
-            if (mkdir(copy, 0700) == 0) {
-                /* A new directory's entry is durable only once its parent
-                 * is synced: without it a power cut could take away a data
-                 * directory whose files were fsync'd and acted upon. */
-                if (!fsync_parent_dir(copy)) {
-                    free(copy);
-                    return false;
-                }
-            } else if (errno != EEXIST) {
+            bool created = mkdir(copy, 0700) == 0;
+            if (!created && errno != EEXIST) {
                 log_error("cannot create directory %s: %s", copy, strerror(errno));
+                free(copy);
+                return false;
+            }
+            /* A directory's entry is durable only once its parent is
+             * synced: without it a power cut could take away a data
+             * directory whose files were fsync'd and acted upon. The last
+             * level's also when it existed: an earlier run may have died
+             * between its mkdir and this sync. */
+            if ((created || end) && !fsync_parent_dir(copy)) {
                 free(copy);
                 return false;
             }

@@ -23,8 +23,9 @@ bool read_whole_file(const char *path, char **data, size_t *len, bool *missing) 
  * would overwrite each other's log. */
 #define DIR_LOCK_WAIT_MS 3000
 bool dir_lock(const char *dir, const char *who) MUSTCHECK;
-/* mkdir -p with mode 0700 for created levels; each created level's parent
- * directory is fsync'd, so the new entries survive a power cut. */
+/* mkdir -p with mode 0700 for created levels; the parent directory of each
+ * created level and of the last one (which a run that died before syncing
+ * it may have created) is fsync'd, so the entries survive a power cut. */
 bool mkdir_p(const char *path) MUSTCHECK;
 
 #endif

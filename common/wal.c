@@ -188,15 +188,20 @@ static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
 
 #define WAL_SECTOR 512
 
-/* The header at pos never reached the disk (all zero) while later bytes of
- * the same record did: a power cut in the middle of the last flush, the
- * sector with the header lost, a later one written. A torn tail too, when
- * no whole record begins anywhere after pos (one that was acknowledged would
- * be whole: the fdatasync that acknowledged it covered every byte before
- * it) and what follows ends within one record's reach, zeros after it. */
+/* The header at pos never reached the disk while later bytes of the same
+ * record did: a power cut in the middle of the last flush, the sector with
+ * the header lost, a later one written. So everything from pos to the end
+ * of its sector is zero (header and payload alike: a zeroed header with its
+ * payload beside it is not a lost sector, and stays corruption). A torn
+ * tail too, when no whole record begins anywhere after pos (one that was
+ * acknowledged would be whole: the fdatasync that acknowledged it covered
+ * every byte before it) and what follows ends within one record's reach,
+ * zeros after it. */
 static bool torn_header_at(const unsigned char *buf, size_t size, size_t pos)
 {
-    if (size - pos < WAL_HDR || !all_zero(buf + pos, WAL_HDR))
+    size_t sector_end = (pos / WAL_SECTOR + 1) * WAL_SECTOR;
+    if (size - pos < WAL_HDR || sector_end >= size || sector_end - pos < WAL_HDR ||
+        !all_zero(buf + pos, sector_end - pos))
         return false;
     size_t last = size; /* end of the non-zero bytes */
     while (last > pos && buf[last - 1] == 0)

@@ -76,8 +76,11 @@ static void take_conn(branch *b, PGconn *c)
  * idle). A connection lost under an open transaction leaves a backend that
  * may still be alive (a partition, not a crash) and hold the branch's row
  * locks until PostgreSQL notices, hours later with default keepalives: it
- * is fenced (terminated, pool.c), so a retry or the next transaction does
- * not wait on it until its statement_timeout. */
+ * is queued for the fence (terminated before the pool hands out another
+ * connection, pool.c), so a retry or the next transaction does not wait on
+ * it until its statement_timeout. Queued only: waiting here, under b->mu,
+ * could take a connect timeout per call on a partitioned link; the PREPARE
+ * paths, which must know the backend is gone, fence and wait themselves. */
 static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
 {
     pthread_mutex_lock(&b->cancel_mu);
@@ -103,7 +106,7 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     if (c)
         pool_end_session(ctx->ag->pool);
     if (backend.pid > 0)
-        (void)pool_fence_backend(ctx->ag->pool, &backend, b->gid);
+        (void)pool_fence_backend(ctx->ag->pool, &backend, false, b->gid);
 }
 
 void branch_cancel_running(branch *b)
@@ -282,7 +285,9 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
          * finds what is final. */
         b->maybe_prepared = true;
         ctx_fail(ctx, PX_DB_DOWN, r.sqlstate, "connection lost during PREPARE TRANSACTION");
-        give_back_conn(b, ctx, true); /* fences its backend */
+        pg_backend_id backend = b->backend;
+        give_back_conn(b, ctx, true);
+        (void)pool_fence_backend(ctx->ag->pool, &backend, true, b->gid);
     } else if (ok) {
         ctx_fail(ctx, PX_SQL_ERROR, "",
                  "transaction block had failed (PREPARE TRANSACTION answered ROLLBACK)");

@@ -383,7 +383,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
              * already received (waiting on a lock, say). Terminate it first,
              * so that what the rollback finds is final. */
             b->maybe_prepared = true;
-            (void)pool_fence_backend(ag->pool, &backend, b->gid);
+            (void)pool_fence_backend(ag->pool, &backend, true, b->gid);
         }
         /* Nothing ran when BEGIN itself found the connection dead: retry on a
          * fresh one (a pooled connection may have died with a PG restart).
@@ -417,6 +417,10 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
             goto failed;
         }
     }
+    /* A statement may have changed application_name (the session is then
+     * not pooled again, but a fence of it must still find it by name). */
+    if (b->conn && PQstatus(b->conn) == CONNECTION_OK)
+        pool_backend_id(b->conn, &b->backend);
     if (sent_begin && (fail > 0 || fail == nr))
         b->begin_pending = false; /* BEGIN ran */
     /* Session state a rollback does not undo (a named PREPARE, LOAD) counts

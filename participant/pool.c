@@ -204,7 +204,7 @@ void pool_backend_id(PGconn *c, pg_backend_id *out)
     snprintf(out->app, sizeof(out->app), "%s", app ? app : "");
 }
 
-bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, const char *gid)
+bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, bool wait, const char *gid)
 {
     if (id->pid <= 0)
         return true; /* never connected: no session to fence */
@@ -222,6 +222,8 @@ bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, const char *gid)
                     pid);
     atomic_store(&p->fenced, false);
     pthread_mutex_unlock(&p->fence_mu);
+    if (!wait)
+        return true;
     /* Fence now if PostgreSQL can be reached; else the next acquire does,
      * and nothing is handed out before it has. */
     PGconn *c;

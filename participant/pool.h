@@ -71,9 +71,10 @@ typedef struct {
 void pool_backend_id(PGconn *c, pg_backend_id *out);
 
 /* Make sure that backend, a session of ours whose connection was lost, is
- * gone: terminate it and wait for it to exit. true when it is gone (or was
- * already); false when that cannot be confirmed (logged, with gid). */
-bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, const char *gid);
+ * gone: queue it for the fence (nothing is handed out until it ran), then,
+ * when wait, run the fence now: true when it is gone (or was already); false
+ * when that cannot be confirmed yet (logged, with gid). Without wait, true. */
+bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, bool wait, const char *gid);
 
 /* Connections open right now (idle + lent). */
 int pool_open_count(pg_pool *p);

@@ -87,8 +87,16 @@ finish() {
 # The script's own failure (an error under set -u, an explicit exit 1) wins
 # over the summary, which only counts the checks that ran.
 trap 'rc=$?; finish; s=$?; [ "$rc" -eq 0 ] || exit "$rc"; exit "$s"' EXIT
-# meson's timeout sends TERM, then KILLs the group: purge from a new session.
-trap 'setsid bash -c "\"$CL\" down --dir \"$DIR\" --purge" </dev/null >/dev/null 2>&1 & exit 143' TERM INT
+# meson's timeout sends TERM, then KILLs the group half a second later: the
+# purge runs in a new session, and the EXIT trap is dropped (no second purge).
+interrupted() {
+    [ -n "${blackhole:-}" ] && kill "$blackhole" 2>/dev/null
+    setsid bash -c '"$1" down --dir "$2" --purge' _ "$CL" "$DIR" </dev/null >/dev/null 2>&1 &
+    trap - EXIT
+    exit "$1"
+}
+trap 'interrupted 143' TERM
+trap 'interrupted 130' INT
 
 agent() { echo "http://127.0.0.1:$((P + $1))"; }
 PEERS="[{\"participant\":\"pg1\",\"url\":\"$(agent 1)\"},{\"participant\":\"pg2\",\"url\":\"$(agent 2)\"},{\"participant\":\"pg3\",\"url\":\"$(agent 3)\"}]"

@@ -151,9 +151,16 @@ tx_install_deps() {
     command -v apt-get >/dev/null 2>&1 ||
         tx_die "missing packages ${missing[*]} and no apt-get: install them by hand"
     tx_info "installing: ${missing[*]}"
-    # A fresh VM's apt-daily may hold the dpkg lock for a while: wait for it.
-    tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q ||
-        tx_die "apt-get update failed"
+    # A fresh VM's apt-daily may hold apt's locks for a while: wait for them
+    # (DPkg::Lock::Timeout covers dpkg's; `update` takes the lists lock, which
+    # it does not wait for, hence the retries).
+    local try
+    for try in $(seq 1 12); do
+        tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q && break
+        [ "$try" -lt 12 ] || tx_die "apt-get update failed"
+        tx_warn "apt-get update failed (attempt $try of 12; apt busy?); again in 10 s"
+        sleep 10
+    done
     tx_sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
         install -y -q --no-install-recommends "${missing[@]}" ||
         tx_die "apt-get install ${missing[*]} failed"

@@ -38,8 +38,16 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-# meson's timeout sends TERM, then KILLs the group: purge from a new session.
-trap 'setsid bash -c "\"$root/scripts/cluster\" down --purge --dir \"$T/cluster\"; rm -rf \"$T\"" </dev/null >/dev/null 2>&1 & exit 143' TERM INT
+# meson's timeout sends TERM, then KILLs the group half a second later: the
+# purge runs in a new session, and the EXIT trap is dropped (no second purge).
+interrupted() {
+    setsid bash -c '"$1" down --purge --dir "$2"; rm -rf "$3"' _ \
+        "$root/scripts/cluster" "$T/cluster" "$T" </dev/null >/dev/null 2>&1 &
+    trap - EXIT
+    exit "$1"
+}
+trap 'interrupted 143' TERM
+trap 'interrupted 130' INT
 if ! "$root/scripts/cluster" up --pg-only --participants 1 --dir "$T/cluster" --base-port "$P" \
     >"$T/up.log" 2>&1; then
     echo "FAIL: could not start PostgreSQL:"

@@ -33,8 +33,16 @@ finish() {
 # The script's own failure (an error under set -u, an explicit exit 1) wins
 # over the summary, which only counts the checks that ran.
 trap 'rc=$?; finish; s=$?; [ "$rc" -eq 0 ] || exit "$rc"; exit "$s"' EXIT
-# meson's timeout sends TERM, then KILLs the group: purge from a new session.
-trap 'setsid bash -c "\"$CL\" down --dir \"$T/c\" --purge; rm -rf \"$T\"" </dev/null >/dev/null 2>&1 & exit 143' TERM INT
+# meson's timeout sends TERM, then KILLs the group half a second later: the
+# purge runs in a new session, and the EXIT trap is dropped (no second purge).
+interrupted() {
+    setsid bash -c '"$1" down --dir "$2" --purge; rm -rf "$3"' _ "$CL" "$T/c" "$T" \
+        </dev/null >/dev/null 2>&1 &
+    trap - EXIT
+    exit "$1"
+}
+trap 'interrupted 143' TERM
+trap 'interrupted 130' INT
 
 first="${1:-8300}"
 P=""

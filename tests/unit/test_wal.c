@@ -521,6 +521,17 @@ START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
     collected_free(&c);
     append_close_check(w, &c, "{\"gid\":\"next\"}", 2);
 
+    /* Only the header zeroed, its payload beside it in the same sector: not
+     * what a lost sector leaves, so corruption. */
+    unlink(path);
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true));          /* 23..732 */
+    wal_close(w);
+    zero_at(23, 9);
+    expect_refused_and_remove(true);
+
     /* A whole record after the lost header: not a torn tail (it stays
      * corruption, or an unwritten hole when the caller says so). */
     unlink(path);
