@@ -5,8 +5,10 @@
  * Invariants:
  *   - Every body carries "participant" (agents refuse a mismatch).
  *   - gids are [a-z0-9-] (gid.h), so they go into URLs unescaped.
- *   - A COMMIT is acknowledged only by 200; a ROLLBACK by 200, or 404 (the
- *     agent never had the branch). A 409 wrong_state saying the branch is
+ *   - A COMMIT or a ROLLBACK is acknowledged only by 200 (an agent answers a
+ *     ROLLBACK of a branch it never had 200: 42704 is done; a 404 comes from
+ *     something that is not our agent, a proxy with no route, say, and
+ *     proves nothing). A 409 wrong_state saying the branch is
  *     already finished the other way is a mixed outcome: recorded, logged as
  *     an atomicity violation, counted, never re-sent
  *     (finished_against_decision). Anything else leaves the branch as it
@@ -189,13 +191,11 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
     for (size_t i = 0; i < n; i++) {
         branch *b = &t->branches[bidx[i]];
         const httpc_call *c = &calls[i];
-        bool acked = c->status == 200 || (!commit && c->status == 404);
+        bool acked = c->status == 200;
         if (acked) {
             txn_branch_attempt(t, b, true, commit ? BR_COMMITTED : BR_ABORTED, false, NULL);
             txn_log_reset(t, &b->retry_log);
-            if (c->status == 404)
-                txlog_info(t->gid, b->participant, "rollback: agent does not know the branch; done");
-            else if (attempt > 0)
+            if (attempt > 0)
                 txlog_info(t->gid, b->participant, "%s acknowledged after %d retries",
                            commit ? "commit" : "rollback", attempt);
             continue;

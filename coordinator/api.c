@@ -600,7 +600,11 @@ static void h_begin(http_request *req, void *app)
         }
     }
 
-    txn *t = txn_create(proto, timeout, &threepc);
+    /* The one-shot form holds op_mu from before its gid can be found: a
+     * commit or a statement naming that gid (gids are sequential) must not
+     * run on it before its own branches exist. */
+    txn *t = branches ? txn_create_locked(proto, timeout, &threepc)
+                      : txn_create(proto, timeout, &threepc);
     txlog_debug(t->gid, NULL, "begun (%s, timeout %lld ms)", proto_name, timeout);
     set_location(req, t->gid);
     if (!branches) {
@@ -610,7 +614,6 @@ static void h_begin(http_request *req, void *app)
         return;
     }
 
-    pthread_mutex_lock(&t->op_mu);
     if (commit && !still_active(t)) {
         /* Its timeout passed before anything ran (a timeout_ms of a few ms):
          * aborted, with no branch opened. */

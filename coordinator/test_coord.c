@@ -14,6 +14,7 @@
  * decision and nothing else; an 'H' never undoes a 'C'.
  */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1072,6 +1073,47 @@ static void fake_answer(httpc_call *c, json_t *json)
  * decided commit: the 409 wrong_state "aborted" answer ends its delivery
  * (recorded, counted, not re-sent); the other branch commits; the
  * transaction finishes instead of being retried forever. */
+START_TEST(test_rollback_acknowledged_by_200_only)
+{
+    /* A 404 to a ROLLBACK comes from something that is not our agent (a
+     * proxy with no route): the branch may still be prepared, holding its
+     * locks, so it is re-sent, not taken as done. */
+    txn *t = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(t, EV_ROLLBACK, "client rollback"));
+    ck_assert_int_eq(txn_state_get(t), TXN_ABORTING);
+    httpc_call calls[8];
+    size_t bidx[8];
+    memset(calls, 0, sizeof(calls));
+    size_t n = delivery_build(t, calls, bidx, 8);
+    ck_assert_uint_ge(n, 2);
+    calls[0].status = 404;
+    for (size_t i = 1; i < n; i++)
+        fake_answer(&calls[i], json_pack("{s:s}", "outcome", "aborted"));
+    ck_assert_uint_eq(delivery_apply(t, calls, bidx, n, 0), 1);
+    for (size_t i = 0; i < n; i++)
+        agent_call_free(&calls[i]);
+    ck_assert_int_eq(t->branches[bidx[0]].state, BR_PREPARED);
+    ck_assert(!delivery_done(t));
+    txn_unref(t);
+}
+END_TEST
+
+START_TEST(test_txn_create_locked_holds_op_mu)
+{
+    /* The one-shot form's transaction is found by gid only once its creator
+     * holds op_mu: a commit naming that gid waits for its branches. */
+    txn *t = txn_create_locked(PROTO_2PC, 30000, NULL);
+    txn *found = txn_lookup(t->gid);
+    ck_assert_ptr_eq(found, t);
+    ck_assert_int_eq(pthread_mutex_trylock(&found->op_mu), EBUSY);
+    txn_unref(found);
+    pthread_mutex_unlock(&t->op_mu);
+    ck_assert_int_eq(pthread_mutex_trylock(&t->op_mu), 0);
+    pthread_mutex_unlock(&t->op_mu);
+    txn_unref(t);
+}
+END_TEST
+
 START_TEST(test_delivery_records_mixed_outcome)
 {
     (void)reopen(1 << 20);
@@ -1332,6 +1374,8 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_in_doubt_listing);
     tcase_add_test(tc, test_3pc_recovery_skips_read_only);
     tcase_add_test(tc, test_delivery_records_mixed_outcome);
+    tcase_add_test(tc, test_rollback_acknowledged_by_200_only);
+    tcase_add_test(tc, test_txn_create_locked_holds_op_mu);
     tcase_add_test(tc, test_2pc_decision_excludes_read_only);
     tcase_add_test(tc, test_retry_lines_rate_limited);
     suite_add_tcase(s, tc);

@@ -178,9 +178,12 @@ static void live_unlink(txn *t)
     live_count--;
 }
 
-txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc)
+static txn *create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc,
+                   bool lock_op)
 {
     txn *t = txn_alloc(proto, participants_count());
+    if (lock_op)
+        pthread_mutex_lock(&t->op_mu); /* before the gid is in the table */
     t->created_wall_ms = wall_ms();
     t->created_ms = now_ms();
     t->timeout_ms = timeout_ms;
@@ -196,6 +199,16 @@ txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *
     counter_inc(&g_metrics.begun[proto]);
     gauge_add(&g_metrics.in_flight, 1);
     return t;
+}
+
+txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc)
+{
+    return create(proto, timeout_ms, threepc, false);
+}
+
+txn *txn_create_locked(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc)
+{
+    return create(proto, timeout_ms, threepc, true);
 }
 
 txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heuristic,

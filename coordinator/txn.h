@@ -114,6 +114,10 @@ void txn_table_shutdown(void);
 /* New active transaction with a fresh gid; in the table. Returns a reference.
  * threepc: its 3PC settings (copied; NULL = the --3pc-* defaults). */
 txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc);
+/* The same, returned with op_mu held (the caller unlocks): taken before the
+ * gid can be found, so no other request (a commit or statement naming the
+ * next gid) runs on the transaction before its creator's first step. */
+txn *txn_create_locked(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc);
 /* Recreate a transaction from the decision log, marked recovered:
  *   committing    from a 'C' without 'E' (decision_logged);
  *   precommitting from a 'P' without 'C' (precommit_logged);
