@@ -87,6 +87,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "branch.h"
 #include "fault.h"
@@ -984,6 +985,31 @@ static json_t *branch_json_of(branch *b, branch_state s)
     return o;
 }
 
+/* How long a status read waits for a 3PC branch's lock: below the peers'
+ * 2 s call timeout (termination.c), so the asker hears "busy", not silence. */
+#define STATUS_LOCK_WAIT_MS 1500
+
+/* Lock b->mu, waiting at most ms. */
+static bool lock_within(branch *b, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return pthread_mutex_timedlock(&b->mu, &ts) == 0;
+}
+
+/* GET /v1/branches/{gid}. Peers' terminations and the coordinator's 3PC
+ * recovery decide on this answer, and "uncertain" everywhere means abort:
+ * a 3PC branch read as prepared or uncertain is read again under its lock,
+ * because a PreCommit may be in the middle of being made durable (state
+ * still uncertain, lock held). Busy past STATUS_LOCK_WAIT_MS: 503
+ * branch_busy, which the asker takes as "cannot tell yet", never as
+ * uncertain. */
 void op_status(agent *ag, const char *gid, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, false);
@@ -993,6 +1019,13 @@ void op_status(agent *ag, const char *gid, op_result *out)
         pthread_mutex_lock(&b->mu);
         bool ok = threepc_verify(ag, b, &vctx);
         pthread_mutex_unlock(&b->mu);
+        if (!ok && atomic_load(&b->tp->logged) == TP_PRECOMMITTED) {
+            /* Still precommitted, or committed with its final record lost:
+             * either way the answer that counts is "precommitted" (commit). */
+            res_ok(out, branch_json(gid, b->branch_gid, "precommitted"));
+            branch_put(ag->table, b);
+            return;
+        }
         if (!ok) {
             res_infra(out, &vctx, "branch state");
             branch_put(ag->table, b);
@@ -1000,6 +1033,17 @@ void op_status(agent *ag, const char *gid, op_result *out)
         }
     }
     branch_state s = b ? branch_state_get(b) : BS_UNKNOWN;
+    if (b && b->tp && (s == BS_PREPARED || s == BS_UNCERTAIN)) {
+        if (!lock_within(b, STATUS_LOCK_WAIT_MS)) {
+            res_err(out, 503, "branch_busy", NULL,
+                    "branch %s is busy (a PreCommit or a finish in progress); ask again",
+                    b->branch_gid);
+            branch_put(ag->table, b);
+            return;
+        }
+        s = branch_state_get(b);
+        pthread_mutex_unlock(&b->mu);
+    }
     if (s != BS_UNKNOWN) {
         res_ok(out, branch_json_of(b, s));
         branch_put(ag->table, b);

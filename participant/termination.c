@@ -13,7 +13,9 @@
  *      GET /v1/branches/{gid} in parallel (at its --peer route if it has
  *      one, else at the URL the coordinator sent); termination=timeout asks
  *      no one.
- *   3. Decide; log "3pc termination: <rule> -> commit|abort".
+ *   3. Decide; log "3pc termination: <rule> -> commit|abort|wait" (wait: a
+ *      peer answered but could not tell yet, e.g. branch_busy: re-arm the
+ *      timer for RETRY_MS and stop here).
  *   4. Under b->mu, only if the state is still the one seen in step 1, act:
  *      commit: COMMIT PREPARED.  abort: ROLLBACK PREPARED.
  *      precommit-then-commit: precommit self (forced) if uncertain, POST
@@ -131,8 +133,21 @@ static void ask_peers(const char *gid, peer_set *ps)
         if (calls[i].status == 200 && calls[i].response) {
             state = json_string_value(json_object_get(calls[i].response, "state"));
             ro = json_is_true(json_object_get(calls[i].response, "read_only"));
+            /* The answer must be about that peer's branch: a wrong route
+             * (another agent's URL) would pass off another branch's state. */
+            const char *bgid = json_string_value(json_object_get(calls[i].response, "branch_gid"));
+            char g[GID_MAX_LEN + 1], who[PARTICIPANT_MAX_LEN + 1];
+            if (!bgid || !branch_gid_parse(bgid, g, who) || strcmp(g, gid) != 0 ||
+                strcmp(who, ps->name[i]) != 0) {
+                txlog_warn(gid, NULL, "3pc termination: %s answered for branch %s, not its own; "
+                           "not counted (check its --peer route)", ps->name[i],
+                           bgid ? bgid : "(none)");
+                state = NULL;
+            }
         }
         ps->st[i] = peer_state_from(state, ro);
+        if (calls[i].status >= 500) /* reachable, could not tell yet */
+            ps->st[i] = PEER_BUSY;
         httpc_call_clear(&calls[i]);
         free(urls[i]);
     }
@@ -256,6 +271,12 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
         txlog_info(b->gid, ag->name, "3pc termination: self %s, peers: %s", tp_state_name(self),
                    ps.npeers ? seen : "(none)");
     }
+    if (d == TERM_WAIT) {
+        txlog_info(b->gid, ag->name, "3pc termination: %s -> wait (asking again in %d ms)", rule,
+                   RETRY_MS);
+        threepc_rearm(b, RETRY_MS);
+        return;
+    }
     txlog_info(b->gid, ag->name, "3pc termination: %s -> %s", rule, commit ? "commit" : "abort");
     counter_inc(commit ? &ag->metrics.term_commit : &ag->metrics.term_abort);
 
@@ -282,6 +303,9 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
             tell_peers(ag, b->gid, &ps, uncertain, "rollback");
         break;
     }
+    case TERM_WAIT: /* handled above */
+        pthread_mutex_unlock(&b->mu);
+        break;
     case TERM_PRECOMMIT_COMMIT: {
         if (s0 == BS_UNCERTAIN && !act(ag, b, EV_PRECOMMIT)) {
             pthread_mutex_unlock(&b->mu);

@@ -283,6 +283,26 @@ START_TEST(rule_all_uncertain)
 }
 END_TEST
 
+/* A peer that answered "busy" may be making a PreCommit durable: no abort
+ * past it (it outranks UNKNOWN as PRECOMMITTED does), only evidence against
+ * the commit, or a precommitted peer, decides without it. */
+START_TEST(rule_busy_peer_waits)
+{
+    char rule[160];
+    peer_state ps[] = {PEER_UNCERTAIN, PEER_BUSY, PEER_UNKNOWN};
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, ps, 3, rule), TERM_WAIT);
+    ck_assert_str_eq(rule, "protocol rule, peer pg3 busy");
+    ck_assert(!term_decision_commits(TERM_WAIT));
+    ck_assert_str_eq(term_decision_name(TERM_WAIT), "wait");
+    peer_state pre[] = {PEER_BUSY, PEER_PRECOMMITTED};
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, pre, 2, rule),
+                     TERM_PRECOMMIT_COMMIT);
+    peer_state against[] = {PEER_BUSY, PEER_ABORTED};
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, against, 2, rule), TERM_ABORT);
+    ck_assert_str_eq(peer_state_name(PEER_BUSY), "busy");
+}
+END_TEST
+
 START_TEST(rule_read_only_peer_is_skipped)
 {
     /* A read-only peer shows "committed" but its vote carried no decision. */
@@ -330,6 +350,7 @@ int main(void)
     tcase_add_test(rule, rule_peer_precommitted);
     tcase_add_test(rule, rule_all_uncertain);
     tcase_add_test(rule, rule_read_only_peer_is_skipped);
+    tcase_add_test(rule, rule_busy_peer_waits);
     suite_add_tcase(s, rule);
     TCase *sweep = tcase_create("sweep");
     tcase_add_test(sweep, sweep_min_age);

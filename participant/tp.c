@@ -299,8 +299,9 @@ const char *peer_state_name(peer_state s)
         [PEER_FAILED] = "failed",           [PEER_PREPARED] = "prepared",
         [PEER_UNCERTAIN] = "uncertain",     [PEER_PRECOMMITTED] = "precommitted",
         [PEER_COMMITTED] = "committed",     [PEER_ABORTED] = "aborted",
+        [PEER_BUSY] = "busy",
     };
-    return (s >= PEER_UNREACHABLE && s <= PEER_ABORTED) ? names[s] : "invalid";
+    return (s >= PEER_UNREACHABLE && s <= PEER_BUSY) ? names[s] : "invalid";
 }
 
 const char *term_decision_name(term_decision d)
@@ -310,6 +311,7 @@ const char *term_decision_name(term_decision d)
     case TERM_ABORT: return "abort";
     case TERM_PRECOMMIT_COMMIT: return "precommit-then-commit";
     case TERM_ABORT_ALL: return "abort-all";
+    case TERM_WAIT: return "wait";
     }
     return "invalid";
 }
@@ -354,6 +356,12 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     static const peer_state against[] = {PEER_ABORTED, PEER_ACTIVE, PEER_FAILED};
     static const peer_state unknown[] = {PEER_UNKNOWN};
     static const peer_state precommitted[] = {PEER_PRECOMMITTED};
+    /* A peer that answered but could not tell (busy: its branch locked by a
+     * PreCommit being made durable, or its PostgreSQL down) may be about to
+     * be pre-committed: no abort may be decided past it, and it outweighs
+     * UNKNOWN for the same reason PRECOMMITTED does. Only evidence against
+     * the commit (above) decides without it. */
+    static const peer_state busy[] = {PEER_BUSY};
     size_t i = find_peer(peers, n, committed, ARRAY_LEN(committed));
     if (i < n) {
         rule_peer(rule, rulelen, names, i, peers[i]);
@@ -372,6 +380,11 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     if (i < n) {
         rule_peer(rule, rulelen, names, i, peers[i]);
         return TERM_PRECOMMIT_COMMIT;
+    }
+    i = find_peer(peers, n, busy, ARRAY_LEN(busy));
+    if (i < n) {
+        rule_peer(rule, rulelen, names, i, peers[i]);
+        return TERM_WAIT;
     }
     i = find_peer(peers, n, unknown, ARRAY_LEN(unknown));
     if (i < n) {

@@ -116,6 +116,8 @@ typedef enum {
     PEER_PRECOMMITTED,
     PEER_COMMITTED,
     PEER_ABORTED,
+    PEER_BUSY, /* answered, but could not tell yet (its branch busy, e.g. a PreCommit
+                * being made durable, or its PostgreSQL down): wait for it */
 } peer_state;
 
 /* Map a GET answer: state string (NULL when there was no 200 answer) and its
@@ -129,6 +131,7 @@ typedef enum {
     TERM_PRECOMMIT_COMMIT, /* precommit self (if uncertain) and the uncertain peers, then
                               commit self and the other peers */
     TERM_ABORT_ALL,        /* abort self and the uncertain peers */
+    TERM_WAIT,             /* a peer could not tell yet: nothing now, ask again soon */
 } term_decision;
 
 const char *term_decision_name(term_decision d); /* "commit" | "abort" | ... */

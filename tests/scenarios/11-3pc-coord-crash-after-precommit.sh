@@ -24,6 +24,13 @@
 #     pre-committed and commit on their own): it waits until the agents'
 #     timers have run (the 'P' carries them), then finds them pre-committed
 #     or committed and commits.
+#   D. (protocol rule) pg1 alone gets a PreCommit, and takes 8 s to make it
+#     durable; the coordinator dies meanwhile (3pc-after-first-precommit) and
+#     stays down. pg2's and pg3's timers fire while pg1 is still busy: their
+#     terminations must not read pg1 as "uncertain" (all uncertain = abort,
+#     while pg1 is about to be pre-committed and commit on its own): pg1
+#     answers "busy" until its PreCommit is durable, they wait, then find it
+#     pre-committed and everyone commits.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 11-3pc-coord-crash-after-precommit 8120
@@ -146,7 +153,13 @@ slow_precommits() {
     done
 }
 require "every agent is making its PreCommit durable (within 10s)" wait_until 10 slow_precommits
-expect_eq "agents' states (pg1 pg2 pg3) meanwhile" "$(agent_states "$GID_C")" "uncertain uncertain uncertain"
+# agent_busy I GID: agent I's GET /v1/branches/GID error code (branch_busy
+# while a PreCommit holds the branch: never "uncertain").
+agent_busy() {
+    local url_var="AGENT${1}_URL"
+    curl -s --max-time 5 "${!url_var}/v1/branches/$2" | jq -r '.error.code // .state // empty' 2>/dev/null
+}
+expect_eq "agent1 answers branch_busy meanwhile, not uncertain" "$(agent_busy 1 "$GID_C")" branch_busy
 kill_component coordinator
 cl start coordinator
 wait "$COMMIT_PID" || true
@@ -162,7 +175,29 @@ for i in 1 2 3; do
 done
 SUMMARY+=("| protocol, PreCommits slow to become durable, coordinator restarted at once | $(agent_states "$GID_C" | sed 's/ / | /g') | - | $(outcome_is "$GID_C" committed && echo committed || jget .outcome) | kept: marker in $(markers_present "$GID_C") of 3 databases |")
 
-step 10 "summary: 3PC, coordinator killed after pg1's PreCommit and left down (C: killed during slow PreCommits, restarted at once)"
+# ---- D: peers ask a branch whose PreCommit is still being made durable ---------------
+step 10 "termination=protocol: pg1 takes 8 s to make its PreCommit durable; the coordinator dies after sending it (pg2, pg3 never get one)"
+bank3_reset
+restart_armed agent1 "3pc-before-precommit-record=pause:8000"
+for i in 2 3; do
+    kill_component "agent$i"
+    cl start "agent$i"
+done
+crash_3pc 11 3pc-after-first-precommit protocol GID_D
+step 12 "the coordinator stays down: pg2's and pg3's terminations wait for pg1, then everyone commits"
+check "nothing of $GID_D prepared anywhere (within 40s)" wait_until 40 is_eq 0 prepared_of "$GID_D"
+expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$GID_D")" "committed committed committed"
+all_or_nothing "$GID_D" committed
+check "a termination waited for pg1 (busy while its PreCommit was being made durable)" \
+    grep -qE "gid=$GID_D .*3pc termination: protocol rule, peer pg1 busy -> wait" \
+    "$CDIR/agent2.log" "$CDIR/agent3.log"
+for i in 1 2 3; do
+    check "agent$i log: no termination of $GID_D decided abort" not term_logged "$i" "$GID_D" "-> abort"
+done
+coordinator_recovers 13 "$GID_D"
+SUMMARY+=("| protocol, pg1's PreCommit slow, coordinator left down | $(agent_states "$GID_D" | sed 's/ / | /g') | - | $(jget .outcome) | kept: marker in $(markers_present "$GID_D") of 3 databases |")
+
+step 14 "summary: 3PC, coordinator killed after pg1's PreCommit and left down (C: killed during slow PreCommits, restarted at once; D: pg1's PreCommit slow, peers' terminations)"
 echo "| termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator's outcome after restart | atomicity |"
 echo "|---|---|---|---|--:|---|---|"
 printf '%s\n' "${SUMMARY[@]}"
