@@ -59,17 +59,28 @@ waiting_backend() {
 backend_alive() { [ "$(psql_at 2 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1")" = 1 ]; }
 backend_gone() { ! backend_alive "$1"; }
 
+# link_up [TXPROXY-ARGS...]: a fresh txproxy link (passing) in front of pg2,
+# and agent2 restarted to reach pg2 through it.
+link_up() {
+    if [ -n "$PROXY_PID" ]; then
+        stop_proxy
+        PROXY_PID=""
+        wait_until 10 not tx_port_open "$PX_PORT" || scen_abort "txproxy did not stop"
+    fi
+    ! tx_port_open "$PX_PORT" || scen_abort "port $PX_PORT is already in use (a txproxy left by a killed run?)"
+    set_link pass
+    "$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
+        "$@" >>"$SCEN_DIR/txproxy.log" 2>&1 &
+    PROXY_PID=$!
+    wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
+    cl stop agent2
+    cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+}
+
 step_cluster3 1
 
 step 2 "agent2 reaches pg2 through a txproxy link"
-! tx_port_open "$PX_PORT" || scen_abort "port $PX_PORT is already in use (a txproxy left by a killed run?)"
-set_link pass
-"$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
-    >>"$SCEN_DIR/txproxy.log" 2>&1 &
-PROXY_PID=$!
-wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
-cl stop agent2
-cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+link_up
 check "agent2's sessions come through the link" \
     wait_until 10 is_eq 1 psql_at 2 "SELECT least(count(*), 1) FROM pg_stat_activity
                                      WHERE application_name LIKE 'txagent pg2 %'"
@@ -128,16 +139,7 @@ case "$ANSWER" in
 esac
 
 step 7 "the link now delays every byte by 400 ms; a one-shot's PREPARE runs on pg2 and the link is cut before its answer gets back"
-stop_proxy
-PROXY_PID=""
-wait_until 10 not tx_port_open "$PX_PORT" || scen_abort "txproxy did not stop"
-set_link pass
-"$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
-    --delay-ms 400 >>"$SCEN_DIR/txproxy.log" 2>&1 &
-PROXY_PID=$!
-wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
-cl stop agent2
-cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+link_up --delay-ms 400
 T0=$SECONDS
 curl -sS -X POST --max-time 90 -H 'Content-Type: application/json' -d "$ONE_SHOT" \
     -w '\n%{http_code}' "$TXCOORD_URL/v1/transactions" >"$SCEN_DIR/one-shot2.out" 2>&1 &
@@ -161,16 +163,7 @@ check "nothing prepared anywhere (within 15s)" wait_until 15 no_prepared_anywher
 expect_eq "balances as before the transfer" "$(balances)" "900 1100 1000"
 
 step 9 "an interactive branch on pg2 holds account 2's row lock (idle in transaction); the link is severed: the agent hears a reset, PostgreSQL hears nothing"
-stop_proxy
-PROXY_PID=""
-wait_until 10 not tx_port_open "$PX_PORT" || scen_abort "txproxy did not stop"
-set_link pass
-"$TXPROXY" --listen "127.0.0.1:$PX_PORT" --target "127.0.0.1:$PG2_PORT" --control "$PX_CTL" \
-    >>"$SCEN_DIR/txproxy.log" 2>&1 &
-PROXY_PID=$!
-wait_until 10 tx_port_open "$PX_PORT" || scen_abort "txproxy did not start"
-cl stop agent2
-cl start agent2 -- --pg "host=127.0.0.1 port=$PX_PORT dbname=txdemo user=postgres"
+link_up
 api POST /v1/transactions '{"protocol":"2pc","timeout_ms":60000}'
 GID_S="$(jget .gid)"
 api POST "/v1/transactions/$GID_S/statements" \
