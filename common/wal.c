@@ -199,9 +199,10 @@ static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
  * zeros after it. */
 static bool torn_header_at(const unsigned char *buf, size_t size, size_t pos)
 {
-    size_t sector_end = (pos / WAL_SECTOR + 1) * WAL_SECTOR;
-    if (size - pos < WAL_HDR || sector_end >= size || sector_end - pos < WAL_HDR ||
-        !all_zero(buf + pos, sector_end - pos))
+    /* the end of the sector holding the header's last byte (a header across
+     * a boundary lost both sectors) */
+    size_t sector_end = ((pos + WAL_HDR - 1) / WAL_SECTOR + 1) * WAL_SECTOR;
+    if (size - pos < WAL_HDR || sector_end >= size || !all_zero(buf + pos, sector_end - pos))
         return false;
     size_t last = size; /* end of the non-zero bytes */
     while (last > pos && buf[last - 1] == 0)

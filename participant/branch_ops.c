@@ -989,18 +989,19 @@ static json_t *branch_json_of(branch *b, branch_state s)
  * 2 s call timeout (termination.c), so the asker hears "busy", not silence. */
 #define STATUS_LOCK_WAIT_MS 1500
 
-/* Lock b->mu, waiting at most ms. */
+/* Lock b->mu, waiting at most ms (monotonic: a clock step must not make
+ * the wait outlast the asker's timeout). */
 static bool lock_within(branch *b, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += ms / 1000;
     ts.tv_nsec += (ms % 1000) * 1000000;
     if (ts.tv_nsec >= 1000000000) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000;
     }
-    return pthread_mutex_timedlock(&b->mu, &ts) == 0;
+    return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
 }
 
 /* GET /v1/branches/{gid}. Peers' terminations and the coordinator's 3PC
@@ -1014,11 +1015,15 @@ void op_status(agent *ag, const char *gid, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, false);
     if (b && b->tp && atomic_load(&b->tp->unverified)) {
-        /* Replayed while PostgreSQL was down: peers decide on this answer. */
+        /* Replayed while PostgreSQL was down: peers decide on this answer.
+         * Busy (the lock held past the wait) is answered as a failed
+         * verification is. */
         fsm_ctx vctx = {.ag = ag};
-        pthread_mutex_lock(&b->mu);
-        bool ok = threepc_verify(ag, b, &vctx);
-        pthread_mutex_unlock(&b->mu);
+        bool ok = false, busy = !lock_within(b, STATUS_LOCK_WAIT_MS);
+        if (!busy) {
+            ok = threepc_verify(ag, b, &vctx);
+            pthread_mutex_unlock(&b->mu);
+        }
         if (!ok && atomic_load(&b->tp->logged) == TP_PRECOMMITTED) {
             /* Still precommitted, or committed with its final record lost:
              * either way the answer that counts is "precommitted" (commit). */
@@ -1026,8 +1031,11 @@ void op_status(agent *ag, const char *gid, op_result *out)
             branch_put(ag->table, b);
             return;
         }
-        if (!ok) {
+        if (busy)
+            res_err(out, 503, "branch_busy", NULL, "branch %s is busy; ask again", b->branch_gid);
+        else if (!ok)
             res_infra(out, &vctx, "branch state");
+        if (busy || !ok) {
             branch_put(ag->table, b);
             return;
         }

@@ -146,7 +146,10 @@ static void ask_peers(const char *gid, peer_set *ps)
             }
         }
         ps->st[i] = peer_state_from(state, ro);
-        if (calls[i].status >= 500) /* reachable, could not tell yet */
+        /* 503 (branch_busy, database_unavailable, pool_exhausted): our
+         * agent, reachable, cannot tell yet. Other statuses (500, or a
+         * proxy's 502/504) say nothing about the branch: unreachable. */
+        if (calls[i].status == 503)
             ps->st[i] = PEER_BUSY;
         httpc_call_clear(&calls[i]);
         free(urls[i]);
@@ -274,7 +277,10 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
     if (d == TERM_WAIT) {
         txlog_info(b->gid, ag->name, "3pc termination: %s -> wait (asking again in %d ms)", rule,
                    RETRY_MS);
-        threepc_rearm(b, RETRY_MS);
+        pthread_mutex_lock(&b->mu); /* a message that came meanwhile set its own timer */
+        if (branch_state_get(b) == s0)
+            threepc_rearm(b, RETRY_MS);
+        pthread_mutex_unlock(&b->mu);
         return;
     }
     txlog_info(b->gid, ag->name, "3pc termination: %s -> %s", rule, commit ? "commit" : "abort");
@@ -318,7 +324,8 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
         pthread_mutex_unlock(&b->mu);
         if (ok)
             tell_peers(ag, b->gid, &ps,
-                       uncertain | BIT(PEER_PRECOMMITTED) | BIT(PEER_UNREACHABLE), "commit");
+                       uncertain | BIT(PEER_PRECOMMITTED) | BIT(PEER_UNREACHABLE) | BIT(PEER_BUSY),
+                       "commit");
         break;
     }
     }

@@ -521,6 +521,25 @@ START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
     collected_free(&c);
     append_close_check(w, &c, "{\"gid\":\"next\"}", 2);
 
+    /* A header across a sector boundary (508..517): both sectors lost, a
+     * later one written. Torn too. */
+    unlink(path);
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    char first[499];
+    memset(first, 'f', sizeof(first));
+    ck_assert(wal_append(w, 'C', first, sizeof(first), true)); /* 0..508 */
+    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true));   /* 508..1217 */
+    wal_close(w);
+    zero_at(508, 1024 - 508);
+    w = open_captured(&c, &err);
+    ck_assert_msg(w != NULL, "refused: %s", err);
+    ck_assert_ptr_nonnull(strstr(err, "torn tail at offset 508"));
+    free(err);
+    ck_assert_uint_eq(c.n, 1);
+    collected_free(&c);
+    wal_close(w);
+
     /* Only the header zeroed, its payload beside it in the same sector: not
      * what a lost sector leaves, so corruption. */
     unlink(path);
