@@ -496,70 +496,52 @@ START_TEST(test_open_writes_replayed_records_back)
 }
 END_TEST
 
+/* A fresh log of forced 'C' records of these payload sizes (0: stop),
+ * filled with 'c'. */
+static void fresh_log(size_t a, size_t b, size_t c)
+{
+    static char fill[1024];
+    memset(fill, 'c', sizeof(fill));
+    unlink(path);
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    const size_t lens[] = {a, b, c};
+    for (size_t i = 0; i < 3 && lens[i] > 0; i++)
+        ck_assert(wal_append(w, 'C', fill, lens[i], true));
+    wal_close(w);
+}
+
 START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
 {
     /* The last record crosses a sector boundary; the power cut kept the
      * later sector (the rest of its payload) but not the one with its
      * header. Nothing after the previous record was acknowledged: a torn
      * tail, not a reason to refuse to start. */
-    wal *w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-    char fill[700];
-    memset(fill, 'c', sizeof(fill));
-    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true)); /* 23..732 */
-    wal_close(w);
+    fresh_log(14, 700, 0); /* 0..23, 23..732 */
     zero_at(23, 512 - 23);
     collected c = {0};
-    char *err;
-    w = open_captured(&c, &err);
-    ck_assert_msg(w != NULL, "refused: %s", err);
-    ck_assert_ptr_nonnull(strstr(err, "torn tail at offset 23"));
-    free(err);
-    ck_assert_uint_eq(c.n, 1);
+    wal *w = open_expect_logged(&c, 1, "torn tail at offset 23");
     ck_assert_uint_eq(wal_bytes(w), 23);
     collected_free(&c);
     append_close_check(w, &c, "{\"gid\":\"next\"}", 2);
 
     /* A header across a sector boundary (508..517): both sectors lost, a
      * later one written. Torn too. */
-    unlink(path);
-    w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    char first[499];
-    memset(first, 'f', sizeof(first));
-    ck_assert(wal_append(w, 'C', first, sizeof(first), true)); /* 0..508 */
-    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true));   /* 508..1217 */
-    wal_close(w);
+    fresh_log(499, 700, 0); /* 0..508, 508..1217 */
     zero_at(508, 1024 - 508);
-    w = open_captured(&c, &err);
-    ck_assert_msg(w != NULL, "refused: %s", err);
-    ck_assert_ptr_nonnull(strstr(err, "torn tail at offset 508"));
-    free(err);
-    ck_assert_uint_eq(c.n, 1);
+    w = open_expect_logged(&c, 1, "torn tail at offset 508");
     collected_free(&c);
     wal_close(w);
 
     /* Only the header zeroed, its payload beside it in the same sector: not
      * what a lost sector leaves, so corruption. */
-    unlink(path);
-    w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true));          /* 23..732 */
-    wal_close(w);
+    fresh_log(14, 700, 0);
     zero_at(23, 9);
     expect_refused_and_remove(true);
 
     /* A whole record after the lost header: not a torn tail (it stays
      * corruption, or an unwritten hole when the caller says so). */
-    unlink(path);
-    w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-    ck_assert(wal_append(w, 'C', fill, sizeof(fill), true));          /* 23..732 */
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"last\"}", 14, true)); /* 732.. */
-    wal_close(w);
+    fresh_log(14, 700, 14); /* 0..23, 23..732, 732..755 */
     zero_at(23, 512 - 23);
     expect_refused_and_remove(true);
 }
