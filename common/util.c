@@ -168,13 +168,7 @@ bool run_within(void (*fn)(void *), void *arg, int64_t ms)
         return false;
     }
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += ms / 1000;
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    deadline_in(CLOCK_REALTIME, ms, &deadline);
     pthread_mutex_lock(&b->mu);
     while (!b->done && pthread_cond_timedwait(&b->cv, &b->mu, &deadline) != ETIMEDOUT)
         ;
@@ -189,4 +183,15 @@ bool run_within(void (*fn)(void *), void *arg, int64_t ms)
     pthread_mutex_destroy(&b->mu);
     free(b);
     return true;
+}
+
+void deadline_in(clockid_t clock, int64_t ms, struct timespec *out)
+{
+    clock_gettime(clock, out);
+    out->tv_sec += ms / 1000;
+    out->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
 }

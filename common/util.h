@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define MUSTCHECK __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
@@ -31,6 +32,11 @@ void *xcalloc(size_t n, size_t sz);
 void *xrealloc(void *p, size_t n);
 /* asprintf that aborts on OOM. Caller frees. */
 char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
+/* *out = now on clock + ms: an absolute deadline for the timed waits
+ * (pthread_cond_timedwait: CLOCK_REALTIME unless the condvar says otherwise;
+ * pthread_mutex_clocklock: the clock given). */
+void deadline_in(clockid_t clock, int64_t ms, struct timespec *out);
 
 /* Sleep for ms milliseconds (restarts on EINTR unless *stop becomes set). */
 void sleep_ms(int64_t ms, atomic_int *stop);

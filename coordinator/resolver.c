@@ -257,14 +257,7 @@ static void *resolver_main(void *arg)
         }
         if (!batch) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait = next_due - now;
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            deadline_in(CLOCK_REALTIME, next_due - now, &ts);
             int rc = pthread_cond_timedwait(&cv, &mu, &ts);
             (void)rc; /* timeout or signal: re-scan either way */
             continue;

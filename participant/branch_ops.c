@@ -994,14 +994,15 @@ static json_t *branch_json_of(branch *b, branch_state s)
 static bool lock_within(branch *b, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    deadline_in(CLOCK_MONOTONIC, ms, &ts);
     return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
+}
+
+/* 503 branch_busy: its lock stayed held past STATUS_LOCK_WAIT_MS. */
+static void res_busy(op_result *out, const branch *b)
+{
+    res_err(out, 503, "branch_busy", NULL,
+            "branch %s is busy (a PreCommit or a finish in progress); ask again", b->branch_gid);
 }
 
 /* GET /v1/branches/{gid}. Peers' terminations and the coordinator's 3PC
@@ -1032,7 +1033,7 @@ void op_status(agent *ag, const char *gid, op_result *out)
             return;
         }
         if (busy)
-            res_err(out, 503, "branch_busy", NULL, "branch %s is busy; ask again", b->branch_gid);
+            res_busy(out, b);
         else if (!ok)
             res_infra(out, &vctx, "branch state");
         if (busy || !ok) {
@@ -1043,9 +1044,7 @@ void op_status(agent *ag, const char *gid, op_result *out)
     branch_state s = b ? branch_state_get(b) : BS_UNKNOWN;
     if (b && b->tp && (s == BS_PREPARED || s == BS_UNCERTAIN)) {
         if (!lock_within(b, STATUS_LOCK_WAIT_MS)) {
-            res_err(out, 503, "branch_busy", NULL,
-                    "branch %s is busy (a PreCommit or a finish in progress); ask again",
-                    b->branch_gid);
+            res_busy(out, b);
             branch_put(ag->table, b);
             return;
         }

@@ -261,17 +261,6 @@ int pool_reserve(int size)
     return size >= 8 ? 2 : size >= 2 ? 1 : 0;
 }
 
-static void deadline_ts(struct timespec *ts, int64_t wait_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += wait_ms / 1000;
-    ts->tv_nsec += (wait_ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
 {
     struct timespec deadline;
@@ -316,7 +305,7 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
             return PX_DB_DOWN;
         }
         if (!have_deadline) {
-            deadline_ts(&deadline, wait_ms);
+            deadline_in(CLOCK_MONOTONIC, wait_ms, &deadline);
             have_deadline = true;
         }
         int rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
@@ -330,7 +319,7 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
 px_status pool_acquire_session(pg_pool *p, int64_t wait_ms, PGconn **out)
 {
     struct timespec deadline;
-    deadline_ts(&deadline, wait_ms);
+    deadline_in(CLOCK_MONOTONIC, wait_ms, &deadline);
     *out = NULL;
     pthread_mutex_lock(&p->mu);
     while (p->sessions >= p->session_max) {
