@@ -9,7 +9,9 @@
  *     operation (statements on one transaction are serialized, commit and
  *     rollback wait for one in progress); no global lock is held across a
  *     network call. Read-only handlers (GET, outcomes) never take op_mu, so
- *     they answer at once even while a commit is in progress.
+ *     they answer at once even while a commit is in progress. A rollback
+ *     does not wait for a running statement: it has the agent cancel it
+ *     first (interrupt_statements), which ends the statement.
  *   - The outcome endpoint never says "aborted" for a gid that is active,
  *     preparing or precommitting here, nor for one with a commit decision.
  *   - What is known of a gid no longer in the table (evicted, or from before
@@ -46,27 +48,32 @@
 
 /* ---- small helpers ---------------------------------------------------- */
 
+/* 409 wrong_state for a transaction with no outcome yet (3PC
+ * precommitting): the gid at the top level, as in an outcome answer, so that
+ * a one-shot client learns which transaction to ask about again, and the
+ * state in the error. Commit and rollback both answer it. */
+static void reply_undecided(http_request *req, txn *t)
+{
+    txn_state st = txn_state_get(t);
+    char msg[400];
+    snprintf(msg, sizeof(msg), "transaction %s is %s%s", t->gid, txn_state_name(st),
+             st == TXN_PRECOMMITTING
+                 ? ": its outcome is not known yet (no PreCommit acknowledged, or a "
+                   "restart); the coordinator is asking the agents their states: commit "
+                   "again, or GET it, for the outcome"
+                 : "");
+    json_t *body = json_error_body("wrong_state", msg);
+    json_object_set_new(json_object_get(body, "error"), "state", json_string(txn_state_name(st)));
+    json_object_set_new(body, "gid", json_string(t->gid));
+    http_reply_json(req, 409, body);
+}
+
 static void reply_outcome(http_request *req, txn *t)
 {
     char *reason = NULL;
     const char *outcome = txn_outcome(t, &reason);
     if (!outcome) {
-        /* Not decided (3PC precommitting): the gid at the top level, as in
-         * an outcome answer, so that a one-shot client learns which
-         * transaction to ask about again. */
-        txn_state st = txn_state_get(t);
-        char msg[400];
-        snprintf(msg, sizeof(msg), "transaction %s is %s%s", t->gid, txn_state_name(st),
-                 st == TXN_PRECOMMITTING
-                     ? ": its outcome is not known yet (no PreCommit acknowledged, or a "
-                       "restart); the coordinator is asking the agents their states: commit "
-                       "again, or GET it, for the outcome"
-                     : "");
-        json_t *body = json_error_body("wrong_state", msg);
-        json_object_set_new(json_object_get(body, "error"), "state",
-                            json_string(txn_state_name(st)));
-        json_object_set_new(body, "gid", json_string(t->gid));
-        http_reply_json(req, 409, body);
+        reply_undecided(req, t);
         return;
     }
     json_t *o = json_pack("{s:s, s:s}", "gid", t->gid, "outcome", outcome);
@@ -274,6 +281,58 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     return a;
 }
 
+/* Marks the statement calls to brs[0..n) in flight (on) or over. */
+static void stmt_running(txn *t, branch *const *brs, size_t n, bool on)
+{
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < n; i++)
+        brs[i]->stmt_running = on;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* A rollback that finds op_mu held does not wait for a statement running
+ * under it: that statement may wait on a lock for the rest of the
+ * transaction's time (two transactions that lock rows in two databases in
+ * opposite orders deadlock where neither PostgreSQL can see it). Without
+ * op_mu it asks the agents of the running statements to cancel them
+ * (POST .../cancel); the statement then fails as on its statement_timeout
+ * (422, sqlstate 57014), its branch fails, and the call gives op_mu up to
+ * the rollback. Only a cancel, never a rollback, is sent without op_mu: a
+ * rollback that arrived late (the statement done, and a commit since
+ * prepared the branch under op_mu) would undo a prepared branch behind a
+ * commit decision, where a late cancel changes nothing at the agent. When
+ * the holder is a commit, no statement runs and nothing is sent. */
+static void interrupt_statements(txn *t)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&t->mu);
+    size_t room = t->maxbranches ? t->maxbranches : 1;
+    const participant **ps = xcalloc(room, sizeof(*ps));
+    for (size_t i = 0; i < t->nbranches; i++)
+        if (t->branches[i].stmt_running && t->branches[i].p)
+            ps[n++] = t->branches[i].p;
+    pthread_mutex_unlock(&t->mu);
+    httpc_call *calls = xcalloc(room, sizeof(*calls));
+    for (size_t i = 0; i < n; i++) {
+        txlog_info(t->gid, ps[i]->name, "rollback: a statement is running there; asking its "
+                   "agent to cancel it");
+        agent_call_init(&calls[i], ps[i], t->gid, "cancel", NULL, (long)g_coord.agent_timeout_ms);
+    }
+    if (n > 0)
+        (void)httpc_perform(calls, n); /* on failure the rollback waits, as before */
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i].status != 200) {
+            char desc[512];
+            agent_describe_failure(&calls[i], desc, sizeof(desc));
+            txlog_warn(t->gid, ps[i]->name, "cancel of the running statement: %s; the rollback "
+                       "waits for it", desc);
+        }
+        agent_call_free(&calls[i]);
+    }
+    free(calls);
+    free(ps);
+}
+
 /* Run one statement on t's branch for p. Caller holds op_mu and checked t
  * is active. */
 static stmt_answer run_statement(txn *t, const participant *p, const char *sql, json_t *params)
@@ -293,7 +352,9 @@ static stmt_answer run_statement(txn *t, const participant *p, const char *sql, 
     }
     httpc_call c;
     stmt_call_init(&c, t, b, sql, params);
+    stmt_running(t, &b, 1, true);
     (void)httpc_request(&c); /* status read below */
+    stmt_running(t, &b, 1, false);
     a = stmt_call_finish(t, b, &c);
     agent_call_free(&c);
     return a;
@@ -457,7 +518,10 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
         }
         if (n == 0)
             break;
+        for (size_t c = 0; c < n; c++)
+            stmt_running(t, &brs[which[c]], 1, true);
         (void)httpc_perform(calls, n); /* per-call status read below */
+        stmt_running(t, brs, nb, false);
         for (size_t c = 0; c < n; c++) {
             oneshot_part *part = &parts[which[c]];
             stmt_answer a = stmt_call_finish(t, brs[which[c]], &calls[c]);
@@ -817,7 +881,10 @@ static void h_rollback(http_request *req, void *app)
     txn *t = lookup_to_finish(req, 409, 200);
     if (!t)
         return;
-    pthread_mutex_lock(&t->op_mu);
+    if (pthread_mutex_trylock(&t->op_mu) != 0) {
+        interrupt_statements(t);
+        pthread_mutex_lock(&t->op_mu);
+    }
     if (txn_state_get(t) == TXN_ACTIVE)
         (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);
     pthread_mutex_unlock(&t->op_mu);
@@ -827,8 +894,7 @@ static void h_rollback(http_request *req, void *app)
     else if (outcome)
         http_reply_json(req, 409, json_pack("{s:s, s:s}", "gid", t->gid, "outcome", "committed"));
     else
-        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
-                         txn_state_name(txn_state_get(t)));
+        reply_undecided(req, t);
     txn_unref(t);
 }
 

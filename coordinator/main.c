@@ -95,7 +95,7 @@ static const opt_def options[] = {
     {"agent-timeout-ms", OPT_INT, "10000", 10, 3600LL * 1000, false, "MS",
      "timeout of each prepare/commit/rollback call to an agent", &opt_agent_timeout},
     {"finished-retention-s", OPT_INT, "600", 0, 30LL * 24 * 3600, false, "S",
-     "how long finished transactions stay queryable", &opt_retention},
+     "how long finished transactions are shown in full (their outcomes stay answerable)", &opt_retention},
     {"finished-retention-max", OPT_INT, "100000", 0, 100000000, false, "N",
      "at most this many finished transactions stay queryable (the oldest go first)",
      &opt_retention_max},
@@ -106,8 +106,9 @@ static const opt_def options[] = {
      "3pc: wait this long for the votes, then abort (per transaction: cancommit_timeout_ms)",
      &opt_3pc_cancommit},
     {"3pc-precommit-timeout-ms", OPT_INT, "5000", 1, 24LL * 3600 * 1000, false, "MS",
-     "3pc: wait this long for PreCommit acks, then commit anyway; agents: pre-committed this "
-     "long without DoCommit -> termination (per transaction: precommit_timeout_ms)",
+     "3pc: wait this long for PreCommit acks, then commit if one came (none: abort if a "
+     "branch refused, else ask the agents); agents: pre-committed this long without DoCommit "
+     "-> termination (per transaction: precommit_timeout_ms)",
      &opt_3pc_precommit},
     {"3pc-uncertain-timeout-ms", OPT_INT, "5000", 1, 24LL * 3600 * 1000, false, "MS",
      "3pc agents: voted yes this long without PreCommit -> termination (per transaction: "

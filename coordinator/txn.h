@@ -69,6 +69,8 @@ typedef struct {
     log_limit retry_log;  /* its "not acknowledged" lines; txn->mu */
     bool begun;           /* a statement call reached the agent (not refused before running);
                            * written and read by the op_mu holder */
+    bool stmt_running;    /* a statement call to it is in flight (api.c, for a rollback that
+                           * interrupts it); set by the op_mu holder, guarded by txn->mu */
 } branch;
 
 typedef struct txn txn;

@@ -283,6 +283,7 @@ static void run_gid_op(http_request *req, void *app, gid_op_fn op)
 static void h_precommit(http_request *req, void *app) { run_gid_op(req, app, op_precommit); }
 static void h_commit(http_request *req, void *app) { run_gid_op(req, app, op_commit); }
 static void h_rollback(http_request *req, void *app) { run_gid_op(req, app, op_rollback); }
+static void h_cancel(http_request *req, void *app) { run_gid_op(req, app, op_cancel); }
 
 static void h_branch(http_request *req, void *app)
 {
@@ -423,6 +424,7 @@ static const http_route routes[] = {
     {"POST", "/v1/branches/{gid}/precommit", h_precommit},
     {"POST", "/v1/branches/{gid}/commit", h_commit},
     {"POST", "/v1/branches/{gid}/rollback", h_rollback},
+    {"POST", "/v1/branches/{gid}/cancel", h_cancel},
     {"GET", "/v1/branches/{gid}", h_branch},
     {"GET", "/v1/branches", h_branches},
     {"GET", "/healthz", h_healthz},

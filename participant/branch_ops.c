@@ -927,6 +927,34 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
     unlock_branch(ag, b);
 }
 
+/* The coordinator's rollback does not wait for a statement that may wait on
+ * a lock for the rest of its transaction's time: it asks for this first.
+ * Only a statement (or the PREPARE of the branch's pipeline) running on an
+ * active branch is cancelled, exactly as its statement_timeout would: the
+ * statement fails, the branch fails and can only vote no. Nothing is rolled
+ * back here, so a cancel that arrives late (the statement done, the branch
+ * since prepared, or finished) changes nothing: unlike a rollback, it can
+ * never undo a prepared branch behind a commit decision. Without b->mu:
+ * the running statement holds it. */
+void op_cancel(agent *ag, const char *gid, op_result *out)
+{
+    branch *b = branch_get(ag->table, gid, false); /* gid checked by the API */
+    bool sent = false;
+    if (b && branch_state_get(b) == BS_ACTIVE) {
+        if (pthread_mutex_trylock(&b->mu) == 0) {
+            pthread_mutex_unlock(&b->mu); /* nothing runs */
+        } else {
+            txlog_info(b->gid, ag->name, "cancel: cancelling the running statement (the "
+                       "coordinator rolls the transaction back)");
+            branch_cancel_running(b);
+            sent = true;
+        }
+    }
+    if (b)
+        branch_put(ag->table, b);
+    res_ok(out, json_pack("{s:b}", "cancelled", sent));
+}
+
 void op_precommit(agent *ag, const char *gid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};

@@ -50,6 +50,9 @@ void op_precommit(agent *ag, const char *gid, op_result *out);
 /* POST .../commit and .../rollback. */
 void op_commit(agent *ag, const char *gid, op_result *out);
 void op_rollback(agent *ag, const char *gid, op_result *out);
+/* POST .../cancel: cancel the statement running on an active branch, if
+ * any; nothing else changes. */
+void op_cancel(agent *ag, const char *gid, op_result *out);
 /* GET /v1/branches/{gid}. */
 void op_status(agent *ag, const char *gid, op_result *out);
 /* GET /v1/branches. */

@@ -11,7 +11,9 @@
  *   - a rollback answers 200 "aborted" only when the final outcome is
  *     aborted, and 409 "committed" only when it is committed;
  *   - a statement answers 200 (it ran before the decision) or 409
- *     wrong_state (it came after);
+ *     wrong_state (it came after), or, when the outcome is aborted, 422
+ *     sqlstate 57014: a racing rollback had its agent cancel it (a rollback
+ *     does not wait for a running statement);
  *   - nothing else, in particular no 5xx and no transport failure;
  *   - afterwards each account moved by exactly its committed rounds, and
  *     nothing is left in pg_prepared_xacts (checked fixture).
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "util.h"
@@ -41,6 +44,7 @@ typedef struct {
     long status;
     char outcome[16];
     char code[32];
+    char sqlstate[8];
     char desc[300]; /* for failure messages */
 } racer;
 
@@ -58,6 +62,7 @@ static void *racer_main(void *arg)
     r->status = resp.status;
     snprintf(r->outcome, sizeof(r->outcome), "%s", h_str(resp.json, "outcome"));
     snprintf(r->code, sizeof(r->code), "%s", h_err_code(&resp));
+    snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", h_err_sqlstate(&resp));
     snprintf(r->desc, sizeof(r->desc), "%s", h_desc(&resp));
     h_resp_clear(&resp);
     h_thread_done();
@@ -87,7 +92,9 @@ static const char *check_answer(const racer *r, bool committed)
     case CMD_STATEMENT:
         if (r->status == 200 || (r->status == 409 && strcmp(r->code, "wrong_state") == 0))
             return NULL;
-        return "statement answer is neither 200 nor 409 wrong_state";
+        if (!committed && r->status == 422 && strcmp(r->sqlstate, "57014") == 0)
+            return NULL;
+        return "statement answer is neither 200 nor 409 wrong_state (nor, aborted, 422 57014)";
     }
     return "unknown command";
 }
@@ -138,6 +145,72 @@ static bool race_round(const char *protocol, int round, unsigned *seed, int from
     return committed;
 }
 
+/* A rollback does not wait for a statement that waits on a lock: the
+ * statement of gid on pg1 waits for a row another transaction (holder) has
+ * updated, with 10 minutes left on its clock; the rollback has its agent
+ * cancel it. The statement answers 422 57014 "due to user request" (the
+ * cancel, not its statement_timeout), the rollback 200 aborted, and the
+ * holder's row is untouched by gid. Before, the rollback waited for the
+ * statement, i.e. for the transaction's whole timeout. */
+typedef struct {
+    const char *gid;
+    h_resp r;
+} waiter;
+
+static void *waiting_statement(void *arg)
+{
+    waiter *w = arg;
+    w->r = h_stmt(w->gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = $1",
+                  json_pack("[i]", FIRST_ID + 100));
+    h_thread_done();
+    return NULL;
+}
+
+START_TEST(rollback_cancels_a_waiting_statement)
+{
+    const int id = FIRST_ID + 100;
+    h_set_balance(1, id, START_BALANCE);
+    char *holder = h_begin();
+    h_stmt_ok(holder, "pg1", "UPDATE accounts SET balance = balance - 5 WHERE id = $1",
+              json_pack("[i]", id));
+    char *gid = h_begin_timeout(600000);
+    h_stmt_ok(gid, "pg2", "SELECT 1", NULL); /* a second branch, not running anything */
+    waiter w = {.gid = gid};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, waiting_statement, &w), 0);
+    long long waiting = 0;
+    for (int i = 0; i < 400 && waiting < 1; i++) {
+        waiting = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                              "LIKE 'txagent pg1 %%' AND wait_event_type = 'Lock'");
+        if (waiting < 1)
+            usleep(50 * 1000);
+    }
+    ck_assert_msg(waiting == 1, "the statement never waited on the row lock");
+
+    h_resp r = h_rollback(gid);
+    H_EXPECT(r, 200, "rollback while its statement waits on a lock");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    H_EXPECT(w.r, 422, "the waiting statement, cancelled");
+    ck_assert_str_eq(h_err_sqlstate(&w.r), "57014");
+    const json_t *err = json_object_get(w.r.json, "error");
+    ck_assert_msg(strstr(h_str(err, "message"), "user request") != NULL,
+                  "cancelled by the rollback, not by its statement_timeout: %s", h_desc(&w.r));
+    h_resp_clear(&w.r);
+    r = h_commit(gid);
+    H_EXPECT(r, 409, "commit after the rollback");
+    h_resp_clear(&r);
+
+    r = h_commit(holder);
+    H_EXPECT(r, 200, "the holder commits");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, id), START_BALANCE - 5);
+    free(holder);
+    free(gid);
+}
+END_TEST
+
 START_TEST(racing_commands_one_gid)
 {
     const char *env = getenv("TXCOORD_IT_RACE_ROUNDS");
@@ -174,5 +247,6 @@ TCase *tc_races(void)
 {
     TCase *tc = h_tcase("races", 300);
     tcase_add_test(tc, racing_commands_one_gid);
+    tcase_add_test(tc, rollback_cancels_a_waiting_statement);
     return tc;
 }

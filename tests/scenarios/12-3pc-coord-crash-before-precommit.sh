@@ -19,7 +19,8 @@
 #      (no 'C'), not committed, with the abort forced as an 'A' record first.
 #   D. no crash, every PreCommit lost on the way (3pc-precommit-lost=error):
 #      nothing acknowledged, nothing refused, so nothing decides. The client
-#      hears 409 wrong_state (precommitting, with the gid), not committed; the
+#      hears 409 wrong_state (precommitting, with the gid), not committed (a
+#      rollback meanwhile hears the same); the
 #      resolver's first recovery round, once the agents' timers have run
 #      (uncertain + precommit timeout), finds every agent aborted on its own
 #      and aborts too ('A', then 'E'); the commit sent again answers aborted.
@@ -135,6 +136,10 @@ expect_eq "commit answer: nothing acknowledged nor refused, so no outcome yet" \
 check "... naming precommitting" grep -q precommitting <<<"$(jget .error.message)"
 expect_eq "... with the gid and the state in the body" "$(jget .gid) $(jget .error.state)" \
     "$GID_D precommitting"
+api POST "/v1/transactions/$GID_D/rollback"
+expect_eq "a rollback meanwhile: the same 409, with the gid and the state" \
+    "$API_STATUS $(jget .error.code) $(jget .gid) $(jget .error.state)" \
+    "409 wrong_state $GID_D precommitting"
 check "coordinator log: the first recovery round waits for the agents' timers" \
     grep -q "gid=$GID_D .*asks the agents their states in 8000 ms" "$CDIR/coordinator.log"
 api GET "/v1/transactions?state=in-doubt"
