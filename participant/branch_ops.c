@@ -253,11 +253,15 @@ static bool changes_session(const char *tag, const char *sql)
     return !(strncasecmp(sql, "LOCAL", 5) == 0 && isspace((unsigned char)sql[5]));
 }
 
-/* Is this command tag one that ends (or starts) a transaction block? The
- * refusal in api.c (sql_is_transaction_control) keeps such statements out;
- * this is the check after the fact. */
-static bool tag_ends_transaction(const char *tag)
+/* Did this statement (its command tag, its text) end (or start) a
+ * transaction block? The refusal in api.c (sql_is_transaction_control) keeps
+ * such statements out; this is the check after the fact. ROLLBACK TO
+ * SAVEPOINT answers the tag ROLLBACK too, and stays inside the block: the
+ * text tells them apart, as it does for the refusal. */
+static bool tag_ends_transaction(const char *tag, const char *sql)
 {
+    if (strcmp(tag, "ROLLBACK") == 0)
+        return sql_is_transaction_control(sql);
     static const char *const tags[] = {"COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
                                        "COMMIT PREPARED", "ROLLBACK PREPARED", "BEGIN",
                                        "START TRANSACTION"};
@@ -461,7 +465,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         goto failed;
     }
     for (size_t i = first_stmt; i < first_stmt + n; i++) {
-        if (tag_ends_transaction(r[i].command)) {
+        if (tag_ends_transaction(r[i].command, st[i - first_stmt].sql)) {
             s = STMT_TXN_ENDED;
             set_reason(b, "", "statement ended the transaction (%s)", r[i].command);
             if (prepare)

@@ -318,6 +318,41 @@ START_TEST(failed_branch_does_not_leak_session_state)
 }
 END_TEST
 
+/* Savepoints stay inside the branch's transaction: ROLLBACK TO SAVEPOINT
+ * answers the command tag ROLLBACK, as a real ROLLBACK does, and must not be
+ * taken for one (the branch failed, 422 transaction_ended, and a one-shot
+ * that used it could never commit). Interactive and one-shot, 2PC. */
+START_TEST(savepoints_stay_in_the_branch)
+{
+    h_set_balance(1, 481, 1000);
+    h_set_balance(2, 482, 1000);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "SAVEPOINT s1", NULL);
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 500, 481));
+    h_stmt_ok(gid, "pg1", "ROLLBACK TO SAVEPOINT s1", NULL);
+    h_stmt_ok(gid, "pg1", "RELEASE SAVEPOINT s1", NULL);
+    h_stmt_ok(gid, "pg1", DEBIT, json_pack("[ii]", 10, 481));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 10, 482));
+    h_resp r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit after a rollback to a savepoint");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_int_eq(h_balance(1, 481), 990);
+    ck_assert_int_eq(h_balance(2, 482), 1010);
+
+    r = one_shot(json_pack("[{s:s,s:[{s:s},{s:s,s:[ii]},{s:s},{s:s,s:[ii]}]},"
+                           "{s:s,s:[{s:s,s:[ii]}]}]",
+                           "participant", "pg1", "statements", "sql", "SAVEPOINT s1", "sql",
+                           CREDIT, "params", 500, 481, "sql", "ROLLBACK WORK TO s1", "sql", DEBIT,
+                           "params", 10, 481, "participant", "pg2", "statements", "sql", CREDIT,
+                           "params", 10, 482));
+    expect_outcome(&r, 200, "committed", "one-shot with a rollback to a savepoint");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 481), 980);
+    ck_assert_int_eq(h_balance(2, 482), 1020);
+}
+END_TEST
+
 /* One-shot without commit: 201 with each branch's answers in request order,
  * a branch stopping at its first failure (its "error" and "status"), and the
  * transaction left open for more statements and a commit or rollback. */
@@ -945,6 +980,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, one_shot_3pc_slow_statements_commit);
     tcase_add_test(tc, one_shot_abort);
     tcase_add_test(tc, one_shot_without_commit);
+    tcase_add_test(tc, savepoints_stay_in_the_branch);
     tcase_add_test(tc, one_shot_agent_vote_no);
     tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
     tcase_add_test(tc, idempotent_commit);
