@@ -235,7 +235,11 @@ static bool sql_mentions(const char *sql, const char *word)
  * only a new connection). */
 static bool changes_session(const char *tag, const char *sql)
 {
-    static const char *const tags[] = {"RESET", "PREPARE", "LISTEN", "DECLARE CURSOR", "LOAD"};
+    /* DO and CALL run procedural code, which may SET ROLE, search_path or
+     * anything else at session level where no tag shows it: the session
+     * is not pooled again (a function called from a SELECT is not seen). */
+    static const char *const tags[] = {"RESET", "PREPARE", "LISTEN", "DECLARE CURSOR", "LOAD",
+                                       "DO", "CALL"};
     for (size_t i = 0; i < ARRAY_LEN(tags); i++)
         if (strcmp(tag, tags[i]) == 0)
             return true;

@@ -754,7 +754,7 @@ static void run_plain_branches(int n)
     }
 }
 
-START_TEST(session_advisory_lock_does_not_outlive_the_branch)
+START_TEST(session_state_does_not_outlive_the_branch)
 {
     for (int round = 0; round < 2; round++) {
         h_set_balance(1, 761, 10);
@@ -802,6 +802,31 @@ START_TEST(session_advisory_lock_does_not_outlive_the_branch)
         r = h_commit(gid);
         h_resp_clear(&r);
         free(gid);
+    }
+    /* Procedural code sets session state where no command tag shows it: a
+     * DO block's SET (here read-only, committed locally, and with a write,
+     * prepared then committed) must not reach the next branches either. */
+    for (int round = 0; round < 2; round++) {
+        gid = h_begin();
+        h_stmt_ok(gid, "pg1", "DO $$BEGIN EXECUTE 'SE' || 'T work_mem = ''7777kB'''; END$$", NULL);
+        if (round == 1)
+            h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 761));
+        r = h_commit(gid);
+        expect_outcome(&r, 200, "committed", "commit of a branch whose DO block set work_mem");
+        h_resp_clear(&r);
+        free(gid);
+        for (int k = 0; k < 8; k++) {
+            gid = h_begin();
+            r = h_stmt(gid, "pg1", "SELECT current_setting('work_mem') AS wm", NULL);
+            H_EXPECT(r, 200, "read work_mem");
+            ck_assert_msg(strstr(r.body, "7777kB") == NULL,
+                          "round %d, branch %d runs with the work_mem a DO block set: %s", round,
+                          k, r.body);
+            h_resp_clear(&r);
+            r = h_commit(gid);
+            h_resp_clear(&r);
+            free(gid);
+        }
     }
 }
 END_TEST
@@ -989,7 +1014,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, prepared_branch_finishes_while_sessions_wait_on_it);
     tcase_add_test(tc, failed_branch_does_not_leak_session_state);
     tcase_add_test(tc, read_only_branches);
-    tcase_add_test(tc, session_advisory_lock_does_not_outlive_the_branch);
+    tcase_add_test(tc, session_state_does_not_outlive_the_branch);
     tcase_add_test(tc, notify_branch_votes_no);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
