@@ -75,6 +75,10 @@ typedef struct branch {
     char branch_gid[BRANCH_GID_MAX_LEN + 1];
     atomic_int state;              /* branch_state */
     atomic_llong last_activity_ms; /* now_ms() of the last call that touched it */
+    atomic_llong batch_overdue_ms; /* while a statement batch runs: now_ms() past which it
+                                    * is overdue (its bound plus grace: a client's own
+                                    * SET statement_timeout undid the bound, or the
+                                    * batch's statements added up); 0 otherwise */
     PGconn *conn;                  /* lent by the pool while active, else NULL */
     pthread_mutex_t cancel_mu;     /* guards cancel: usable without b->mu */
     PGcancel *cancel;              /* for conn, while active; owned */

@@ -275,6 +275,9 @@ static bool tag_ends_transaction(const char *tag, const char *sql)
     return false;
 }
 
+/* A batch still running this long after its bound is cancelled. */
+#define BATCH_GRACE_MS 2000
+
 /* Batch limits: BEGIN + SET LOCAL + xid check + PREPARE + the client statements. */
 #define BATCH_FIXED 4
 #define BEGIN_ATTEMPTS 3
@@ -367,8 +370,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         /* Every statement is bounded: by the request's timeout_ms, else by
          * the branch's (the last one a request named, or --branch-timeout-ms;
          * always > 0). */
+        int64_t bound = timeout_ms > 0 ? timeout_ms : b->timeout_ms;
         snprintf(set_timeout, sizeof(set_timeout), "SET LOCAL statement_timeout = %lld",
-                 (long long)(timeout_ms > 0 ? timeout_ms : b->timeout_ms));
+                 (long long)bound);
+        /* The same bound for the whole batch, kept by the idle thread
+         * (op_expire_idle): a statement may lift its own statement_timeout. */
+        atomic_store(&b->batch_overdue_ms, now_ms() + bound + BATCH_GRACE_MS);
         q[nq++] = (pg_query){set_timeout, 0, NULL};
         first_stmt = nq;
         for (size_t i = 0; i < n; i++)
@@ -384,6 +391,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         bool ok = prepare  ? pg_exec_pipeline_prepare(b->conn, q, nq, b->branch_gid, r, &fail)
                   : result && n > 0 ? pg_exec_pipeline_rows(b->conn, q, nq, &rows, r, &fail)
                                     : pg_exec_pipeline(b->conn, q, nq, r, &fail);
+        atomic_store(&b->batch_overdue_ms, 0);
         if (ok)
             break;
         if (prepare && r[fail].conn_dead) {
@@ -1272,12 +1280,33 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
     return done;
 }
 
+/* A batch running past its bound (run_batch's batch_overdue_ms) is
+ * cancelled, once: the statement fails with 57014 as on its own
+ * statement_timeout, and the branch can only vote no. Without this, a
+ * client's SET LOCAL statement_timeout = 0 before a statement that waits on
+ * a lock would hold the branch (and its locks) until someone rolls it back,
+ * and with the coordinator gone no one would. Without b->mu (the batch
+ * holds it): the cancel is what breaks the wait. */
+static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
+{
+    int64_t overdue = atomic_load(&b->batch_overdue_ms);
+    if (overdue == 0 || now < overdue || branch_state_get(b) != BS_ACTIVE)
+        return;
+    if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, 0))
+        return; /* the batch ended, or another batch began, meanwhile */
+    txlog_warn(b->gid, ag->name, "a statement batch ran %lld ms past its bound (its "
+               "statement_timeout, lifted by a statement?): cancelling it",
+               (long long)(now - overdue + BATCH_GRACE_MS));
+    branch_cancel_running(b);
+}
+
 void op_expire_idle(agent *ag, int64_t now)
 {
     size_t n;
     branch **bs = branch_table_snapshot(ag->table, &n, true);
     for (size_t i = 0; i < n; i++) {
         branch *b = bs[i];
+        cancel_if_overdue(ag, b, now);
         /* Shutting down: stop here (each rollback may wait on a dead
          * connection); the shutdown rolls back what is left. */
         int64_t idle = atomic_load(&ag->stopping) ? -1 : lock_if_idle(b, now, -1);

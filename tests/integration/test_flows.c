@@ -487,6 +487,32 @@ START_TEST(one_shot_statement_bounded_by_timeout)
 }
 END_TEST
 
+/* A statement that lifts its own bound (SET LOCAL statement_timeout = 0)
+ * and then waits: the agent cancels the batch once it runs past the bound
+ * the request gave (plus a grace), so the branch votes no with 57014 within
+ * the coordinator's wait for its answer. Before, it ran until pg_sleep
+ * ended, the coordinator gave up waiting first (no answer: "could not
+ * prepare"), and with no coordinator the session and its locks would have
+ * stayed. */
+START_TEST(one_shot_statement_that_lifts_its_timeout_is_cancelled)
+{
+    h_set_balance(1, 423, 100);
+    h_resp r = h_req(
+        "POST", "/v1/transactions",
+        json_pack("{s:s,s:i,s:b,s:[{s:s,s:[{s:s},{s:s,s:[ii]},{s:s}]}]}", "protocol", "2pc",
+                  "timeout_ms", 1000, "commit", 1, "branches", "participant", "pg1",
+                  "statements", "sql", "SET LOCAL statement_timeout = 0", "sql", CREDIT,
+                  "params", 5, 423, "sql", "SELECT pg_sleep(25)"));
+    expect_outcome(&r, 409, "aborted", "one-shot whose statement lifted its statement_timeout");
+    const char *reason = h_str(r.json, "reason");
+    ck_assert_msg(strstr(reason, "voted no") && strstr(reason, "57014"),
+                  "the agent should have cancelled it (a no vote, 57014): %s", h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 423), 100);
+    ck_assert_int_eq(open_sessions(1), 0);
+}
+END_TEST
+
 /* The agent's one-shot prepare (BEGIN and the statements in one pipeline, then
  * PREPARE alone), called directly: a failing second statement is a no vote with
  * its sqlstate, prepares and changes nothing, leaves no session in a
@@ -1008,6 +1034,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, savepoints_stay_in_the_branch);
     tcase_add_test(tc, one_shot_agent_vote_no);
     tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
+    tcase_add_test(tc, one_shot_statement_that_lifts_its_timeout_is_cancelled);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);
