@@ -1253,7 +1253,11 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
             counter_inc(commit ? &ag->metrics.sweep_committed : &ag->metrics.sweep_aborted);
         }
     } else if (s == BS_FAILED && !commit) {
-        /* PREPARE's outcome was unknown (connection lost): roll it back now. */
+        /* PREPARE's outcome was unknown (connection lost), or a late orphan
+         * of ours holds the gid: the sweep found it in pg_prepared_xacts, so
+         * ROLLBACK PREPARED now, even if this branch never saw its PREPARE
+         * succeed (the rollback sends it only when maybe_prepared). */
+        b->maybe_prepared = true;
         done = branch_fsm_step(b, EV_ROLLBACK, "coordinator outcome", &ctx);
         if (done)
             counter_inc(&ag->metrics.sweep_aborted);
