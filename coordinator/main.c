@@ -7,7 +7,9 @@
  *   2. participants table;
  *   3. DIR/coordinator.state: coord_id created once (8 random hex),
  *      epoch + 1, written with durable_write_file BEFORE serving, so no gid
- *      of this run can repeat one of an earlier run;
+ *      of this run can repeat one of an earlier run. On the first start an
+ *      empty decisions.log is made durable before it; later, a state file
+ *      whose log is missing refuses the start (the decisions were lost);
  *   4. DIR/decisions.log replayed: every 'C' without 'E' becomes a
  *      committing transaction handed to the resolver; every 3PC 'P'
  *      without 'C' a precommitting one the resolver decides from the
@@ -37,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,14 +137,41 @@ static const opt_def options[] = {
      &opt_token_file},
 };
 
-/* Step 3: read, create or bump DIR/coordinator.state. */
+/* Does DIR/decisions.log exist? false also when that cannot be told (logged). */
+static bool decision_log_exists(const char *log, bool *exists)
+{
+    struct stat st;
+    if (stat(log, &st) == 0) {
+        *exists = true;
+        return true;
+    }
+    if (errno == ENOENT) {
+        *exists = false;
+        return true;
+    }
+    log_error("cannot stat %s: %s", log, strerror(errno));
+    return false;
+}
+
+/* Step 3: read, create or bump DIR/coordinator.state. The decision log is
+ * created (empty, durably) before a first identity is written, so an
+ * identity whose log is missing means the log was lost (a partial copy, a
+ * file moved aside): starting would answer "aborted" (presumed abort) for
+ * every earlier gid, and agents would roll back branches of transactions
+ * whose other branches committed. That start is refused. */
 static bool load_identity(const char *dir)
 {
     char *path = xasprintf("%s/coordinator.state", dir);
+    char *log = xasprintf("%s/decisions.log", dir);
     char *data = NULL;
     size_t len = 0;
-    bool missing = false;
+    bool missing = false, log_exists = false;
     uint64_t epoch = 0;
+    if (!decision_log_exists(log, &log_exists)) {
+        free(path);
+        free(log);
+        return false;
+    }
     if (read_whole_file(path, &data, &len, &missing)) {
         json_error_t jerr;
         json_t *st = json_loadb(data, len, 0, &jerr);
@@ -153,12 +183,29 @@ static bool load_identity(const char *dir)
                       path, st ? "bad coord_id or epoch" : jerr.text);
             json_decref(st);
             free(path);
+            free(log);
             return false;
         }
         snprintf(g_coord.coord_id, sizeof(g_coord.coord_id), "%s", cid);
         epoch = (uint64_t)json_integer_value(ep);
         json_decref(st);
+        if (!log_exists) {
+            log_error("%s is missing, but %s says coordinator %s ran before (epoch %llu): its "
+                      "commit decisions are lost, and starting would answer \"aborted\" for "
+                      "transactions that committed. Put the log back; or, to start anyway as a "
+                      "new coordinator, move %s aside (the old one's prepared branches then "
+                      "stay in doubt at the agents, for an operator)",
+                      log, path, g_coord.coord_id, (unsigned long long)epoch, path);
+            free(path);
+            free(log);
+            return false;
+        }
     } else if (missing) {
+        if (!log_exists && !durable_write_file(log, "", 0)) {
+            free(path);
+            free(log);
+            return false; /* logged */
+        }
         unsigned char rnd[4];
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
             log_error("getrandom failed: %s", strerror(errno));
@@ -170,8 +217,10 @@ static bool load_identity(const char *dir)
         log_info("new coordinator identity %s", g_coord.coord_id);
     } else {
         free(path);
+        free(log);
         return false; /* logged by read_whole_file */
     }
+    free(log);
     g_coord.epoch = epoch + 1;
     json_t *st = json_pack("{s:s, s:I}", "coord_id", g_coord.coord_id, "epoch",
                            (json_int_t)g_coord.epoch);

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# test_coord_datadir.sh - txcoord's data directory at start, without agents:
+#   - a first start creates coordinator.state (epoch 1) and decisions.log;
+#   - a restart bumps the epoch and keeps the coordinator id;
+#   - with coordinator.state present and decisions.log missing (lost, moved
+#     aside) the start is refused, exit non-zero, naming the log: starting
+#     would answer "aborted" for every earlier transaction, committed ones
+#     included, and agents would roll their branches back;
+#   - moving coordinator.state aside as the message says starts a new
+#     coordinator (another id).
+# Usage: tests/unit/test_coord_datadir.sh TXCOORD
+set -uo pipefail
+txcoord="$1"
+work="$(mktemp -d /tmp/txc-datadir.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+dir="$work/data"
+pass=0 failed=0
+ok() { echo "PASS: $1"; pass=$((pass + 1)); }
+ko() { echo "FAIL: $1"; failed=$((failed + 1)); }
+
+# run_once LOG: start txcoord, wait for it to listen (or exit), stop it;
+# returns txcoord's exit status (0 after a clean SIGTERM).
+run_once() {
+    local log="$1" pid rc i
+    "$txcoord" --listen 127.0.0.1:0 --data-dir "$dir" --participant pg1=http://127.0.0.1:1 \
+        >"$log" 2>&1 &
+    pid=$!
+    for i in $(seq 1 100); do
+        grep -q "listening on" "$log" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    return "$rc"
+}
+state_field() { sed -n "s/.*\"$1\": *\"\\{0,1\\}\\([0-9a-f]*\\).*/\\1/p" "$dir/coordinator.state"; }
+
+run_once "$work/1.log" && grep -q "listening on" "$work/1.log" && ok "first start" || ko "first start: $(cat "$work/1.log")"
+[ -f "$dir/decisions.log" ] && ok "decisions.log created" || ko "no decisions.log after the first start"
+[ "$(state_field epoch)" = 1 ] && ok "epoch 1" || ko "epoch after the first start: $(cat "$dir/coordinator.state")"
+id1="$(state_field coord_id)"
+
+run_once "$work/2.log" && ok "restart" || ko "restart: $(cat "$work/2.log")"
+[ "$(state_field epoch)" = 2 ] && ok "epoch 2 after a restart" || ko "epoch after a restart: $(cat "$dir/coordinator.state")"
+[ "$(state_field coord_id)" = "$id1" ] && ok "same coordinator id" || ko "coordinator id changed"
+
+mv "$dir/decisions.log" "$work/decisions.log.aside"
+if run_once "$work/3.log"; then
+    ko "started with coordinator.state but no decisions.log: $(cat "$work/3.log")"
+else
+    ok "refused to start without its decision log"
+fi
+grep -q "decisions.log is missing" "$work/3.log" && ok "... naming the missing log" || ko "message: $(cat "$work/3.log")"
+grep -q "listening on" "$work/3.log" && ko "it listened all the same" || ok "... and never listened"
+[ ! -e "$dir/decisions.log" ] && ok "... and created no empty log" || ko "an empty log was created"
+[ "$(state_field epoch)" = 2 ] && ok "... and left the epoch alone" || ko "epoch moved: $(cat "$dir/coordinator.state")"
+
+mv "$dir/coordinator.state" "$work/coordinator.state.aside"
+run_once "$work/4.log" && ok "starts as a new coordinator once the state is moved aside" || ko "new start: $(cat "$work/4.log")"
+id2="$(state_field coord_id)"
+[ -n "$id2" ] && [ "$id2" != "$id1" ] && ok "with a new id" || ko "id $id2 (old $id1)"
+
+echo "$pass passed, $failed failed"
+[ "$failed" -eq 0 ]
