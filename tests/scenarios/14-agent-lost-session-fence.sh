@@ -11,7 +11,7 @@
 # re-sends the pipeline on a fresh connection: committed when the lock is
 # released), and nothing stays prepared.
 #
-# Then the other side of the same race: the link delays every byte by 400 ms,
+# Then the other side of the same race: the link delays every byte by 600 ms,
 # pg2 runs the pipeline's PREPARE, and the link is cut while its answer is
 # still on the way. The agent must not re-send the statements onto its own
 # prepared rows (they would wait for the whole timeout): it finds the branch
@@ -138,14 +138,21 @@ case "$ANSWER" in
 *) fail "one-shot answer status: got '$ANSWER', expected 200 or 409" ;;
 esac
 
-step 7 "the link now delays every byte by 400 ms; a one-shot's PREPARE runs on pg2 and the link is cut before its answer gets back"
-link_up --delay-ms 400
+step 7 "the link now delays every byte by 600 ms; a one-shot's PREPARE runs on pg2 and the link is cut before its answer gets back"
+link_up --delay-ms 600
 T0=$SECONDS
 curl -sS -X POST --max-time 90 -H 'Content-Type: application/json' -d "$ONE_SHOT" \
     -w '\n%{http_code}' "$TXCOORD_URL/v1/transactions" >"$SCEN_DIR/one-shot2.out" 2>&1 &
 CURL_PID=$!
-require "pg2's branch is prepared (its answer is still on the delayed link)" \
-    wait_until 10 is_eq 1 psql_at 2 "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:%'"
+# The PREPARE's answer spends 600 ms on the link: poll much faster than
+# wait_until does (psql itself takes a few tens of ms, txproxy reads its
+# control file every 50 ms), so that the cut comes well before it arrives.
+prepared_on_pg2() { is_eq 1 psql_at 2 "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:%'"; }
+for _ in $(seq 1 400); do
+    prepared_on_pg2 >/dev/null 2>&1 && break
+    sleep 0.02
+done
+require "pg2's branch is prepared (its answer is still on the delayed link)" prepared_on_pg2
 set_link drop
 sleep 1
 set_link pass
@@ -155,8 +162,8 @@ wait "$CURL_PID" || true
 ELAPSED=$((SECONDS - T0))
 echo "    one-shot answer after ${ELAPSED}s: $(head -c 300 "$SCEN_DIR/one-shot2.out" | tr '\n' ' ')"
 expect_eq "one-shot answer status" "$(tail -n 1 "$SCEN_DIR/one-shot2.out")" 409
-check "answered within 20 s (a re-send would wait on the prepared rows for the 60 s timeout)" \
-    test "$ELAPSED" -lt 20
+check "answered within 40 s (a re-send would wait on the prepared rows for the 60 s timeout)" \
+    test "$ELAPSED" -lt 40
 check "agent2 saw that the lost pipeline's PREPARE had run" \
     grep -q "connection lost after PREPARE TRANSACTION ran" "$CDIR/agent2.log"
 check "nothing prepared anywhere (within 15s)" wait_until 15 no_prepared_anywhere
