@@ -560,8 +560,41 @@ static bool healthy(const char *base)
     return ok;
 }
 
+/* A test that failed between `cluster pause` and `resume` leaves its
+ * component stopped (SIGSTOP): every later /healthz would wait out the
+ * client's whole timeout, and the next tests would fail for it. Resume it. */
+static void resume_if_stopped(const char *name)
+{
+    char *pidfile = xasprintf("%s/%s.pid", g_dir, name);
+    FILE *f = fopen(pidfile, "r");
+    free(pidfile);
+    int pid = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "%d", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    if (pid <= 0)
+        return;
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return;
+    size_t got = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[got] = '\0';
+    const char *rp = strrchr(stat, ')'); /* the command name may hold anything */
+    if (rp && rp[1] == ' ' && rp[2] == 'T') {
+        fprintf(stderr, "harness: %s (pid %d) is stopped, left by an earlier test: resuming it\n",
+                name, pid);
+        kill(pid, SIGCONT);
+    }
+}
+
 static void ensure_up(const char *name, const char *base)
 {
+    resume_if_stopped(name);
     char *marker = custom_marker(name);
     bool custom = access(marker, F_OK) == 0;
     free(marker);
