@@ -159,8 +159,25 @@ START_TEST(get_after_coordinator_restart)
     gid[0] = gid[0] == '0' ? '1' : '0';
     expect_404(gid, "GET of another coordinator's gid");
 
-    /* A transaction of the new epoch is still shown in full. */
+    /* A transaction of the new epoch is still shown in full, and its gid is
+     * new: same coordinator, a greater epoch than every gid of before. */
     char *fresh = h_begin();
+    const char *before[] = {committed, aborted, read_only, active};
+    for (size_t i = 0; i < 4; i++) {
+        char bcid[16];
+        long long bepoch = -1;
+        ck_assert_msg(sscanf(before[i], "%15[0-9a-f]-%lld-", bcid, &bepoch) == 2,
+                      "gid shape: %s", before[i]);
+        ck_assert_str_eq(bcid, cid);
+        ck_assert_msg(bepoch < epoch, "gid %s from before the restart has epoch %lld, not below "
+                      "the new one (%lld)", before[i], bepoch, epoch);
+        ck_assert_str_ne(fresh, before[i]);
+    }
+    char fcid[16];
+    long long fepoch = -1;
+    ck_assert_int_eq(sscanf(fresh, "%15[0-9a-f]-%lld-", fcid, &fepoch), 2);
+    ck_assert_str_eq(fcid, cid);
+    ck_assert_int_eq(fepoch, epoch);
     r = h_get("/v1/transactions/%s", fresh);
     H_EXPECT(r, 200, "GET of a live transaction");
     ck_assert_str_eq(h_str(r.json, "state"), "active");
