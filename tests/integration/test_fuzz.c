@@ -284,7 +284,13 @@ static void one_request(fuzz_state *fs)
         } else {
             b = rnd(2) ? rnd_begin() : rnd_statement();
         }
-        send_json(fs, "POST", url, b, NULL);
+        h_resp r;
+        send_json(fs, "POST", url, b, &r);
+        /* a bad gid, another participant's name or no verb: refused (4xx)
+         * before anything reaches a session */
+        ck_assert_msg(r.status >= 400 && r.status < 500, "%s: must be refused: %s", url,
+                      h_desc(&r));
+        h_resp_clear(&r);
     }
     free(url);
 }
