@@ -948,6 +948,68 @@ START_TEST(outcomes_endpoint)
 }
 END_TEST
 
+/* The value of one sample of GET /metrics ("name{labels}" exactly as
+ * printed); -1 when it is not there. */
+static double metric_sample(const char *sample)
+{
+    h_resp r = h_get("/metrics");
+    H_EXPECT(r, 200, "coordinator metrics");
+    double v = -1;
+    size_t n = strlen(sample);
+    for (const char *line = r.body; line && *line;) {
+        if (strncmp(line, sample, n) == 0 && line[n] == ' ') {
+            v = strtod(line + n + 1, NULL);
+            break;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    h_resp_clear(&r);
+    return v;
+}
+
+/* The counters count: a commit adds one begun, one committed and one
+ * latency sample for 2pc; a rollback one begun and one aborted. (Other
+ * tests' transactions may still be in flight: the gauge is only read.) */
+START_TEST(metrics_count_outcomes)
+{
+#define BEGUN "txcoord_transactions_begun_total{protocol=\"2pc\"}"
+#define COMMITTED "txcoord_transactions_committed_total{protocol=\"2pc\"}"
+#define ABORTED "txcoord_transactions_aborted_total{protocol=\"2pc\"}"
+#define LATENCY "txcoord_commit_latency_seconds_count{protocol=\"2pc\"}"
+    double b0 = metric_sample(BEGUN), c0 = metric_sample(COMMITTED), a0 = metric_sample(ABORTED),
+           l0 = metric_sample(LATENCY);
+    ck_assert_msg(b0 >= 0 && c0 >= 0 && a0 >= 0 && l0 >= 0, "a sample is missing");
+    h_set_balance(1, 991, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 991));
+    h_resp r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_double_eq(metric_sample(BEGUN), b0 + 1);
+    ck_assert_double_eq(metric_sample(COMMITTED), c0 + 1);
+    ck_assert_double_eq(metric_sample(ABORTED), a0);
+    ck_assert_double_eq(metric_sample(LATENCY), l0 + 1);
+    gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 991));
+    r = h_rollback(gid);
+    H_EXPECT(r, 200, "rollback");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_double_eq(metric_sample(BEGUN), b0 + 2);
+    ck_assert_double_eq(metric_sample(COMMITTED), c0 + 1);
+    ck_assert_double_eq(metric_sample(ABORTED), a0 + 1);
+    ck_assert_msg(metric_sample("txcoord_transactions_in_flight") >= 0, "no in-flight gauge");
+    ck_assert_int_eq(h_balance(1, 991), 11);
+#undef BEGUN
+#undef COMMITTED
+#undef ABORTED
+#undef LATENCY
+}
+END_TEST
+
 START_TEST(get_views)
 {
     char *gid = h_begin();
@@ -1045,5 +1107,6 @@ TCase *tc_flows(void)
     tcase_add_test(tc, notify_branch_votes_no);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
+    tcase_add_test(tc, metrics_count_outcomes);
     return tc;
 }
