@@ -44,6 +44,7 @@
 #include "txn.h"
 
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
+#define RETRY_CANCEL_MS 200
 #define HEALTH_TIMEOUT_MS 500
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -300,8 +301,9 @@ static void stmt_running(txn *t, branch *const *brs, size_t n, bool on)
  * the rollback. Only a cancel, never a rollback, is sent without op_mu: a
  * rollback that arrived late (the statement done, and a commit since
  * prepared the branch under op_mu) would undo a prepared branch behind a
- * commit decision, where a late cancel changes nothing at the agent. When
- * the holder is a commit, no statement runs and nothing is sent. */
+ * commit decision; a late cancel finds nothing running, or fails that
+ * PREPARE (a no vote: the abort the rollback asked for). When the holder
+ * is a commit, no statement runs and nothing is sent. */
 static void interrupt_statements(txn *t)
 {
     size_t n = 0;
@@ -331,6 +333,14 @@ static void interrupt_statements(txn *t)
     }
     free(calls);
     free(ps);
+}
+
+/* With op_mu held: has a client's rollback been asked for while this
+ * request waited for op_mu? Then a statement answers 409 and a commit
+ * aborts: the rollback goes next instead of waiting behind them. */
+static bool rollback_pending(const txn *t)
+{
+    return atomic_load(&t->rollback_requested);
 }
 
 /* Run one statement on t's branch for p. Caller holds op_mu and checked t
@@ -508,6 +518,8 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
     }
     for (size_t k = 0;; k++) {
         size_t n = 0;
+        if (rollback_pending(t))
+            break; /* a rollback waits: the statements not run yet are left out */
         for (size_t i = 0; i < nb; i++) {
             if (parts[i].error || k >= json_array_size(obs[i].statements))
                 continue;
@@ -810,10 +822,12 @@ static void h_statements(http_request *req, void *app)
         goto out;
     }
     pthread_mutex_lock(&t->op_mu);
-    if (!still_active(t)) {
+    if (!still_active(t) || rollback_pending(t)) {
         pthread_mutex_unlock(&t->op_mu);
         http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
-                         txn_state_name(txn_state_get(t)));
+                         rollback_pending(t) && txn_state_get(t) == TXN_ACTIVE
+                             ? "being rolled back"
+                             : txn_state_name(txn_state_get(t)));
         goto out;
     }
     stmt_answer a = run_statement(t, p, sql, params);
@@ -864,7 +878,10 @@ static void h_commit(http_request *req, void *app)
     pthread_mutex_lock(&t->op_mu); /* waits for a commit of t in progress */
     /* A commit arriving after the deadline (before the tick noticed) gets
      * the same answer as one arriving after the tick: aborted, "timeout". */
-    if (still_active(t)) {
+    if (still_active(t) && rollback_pending(t)) {
+        /* A rollback asked first and waits for op_mu: it wins. */
+        (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);
+    } else if (still_active(t)) {
         protocol_get(t->protocol)->commit(t, NULL);
         txn_state st = txn_state_get(t);
         if (st == TXN_COMMITTING || st == TXN_COMMITTED)
@@ -881,9 +898,17 @@ static void h_rollback(http_request *req, void *app)
     txn *t = lookup_to_finish(req, 409, 200);
     if (!t)
         return;
-    if (pthread_mutex_trylock(&t->op_mu) != 0) {
+    /* A statement running under op_mu is cancelled, again every
+     * RETRY_CANCEL_MS while one runs (a cancel may arrive before its
+     * statement has begun at the agent); the flag keeps the requests queued
+     * behind op_mu from starting another one (or a commit) first. */
+    atomic_store(&t->rollback_requested, true);
+    while (pthread_mutex_trylock(&t->op_mu) != 0) {
         interrupt_statements(t);
-        pthread_mutex_lock(&t->op_mu);
+        struct timespec until;
+        deadline_in(CLOCK_MONOTONIC, RETRY_CANCEL_MS, &until);
+        if (pthread_mutex_clocklock(&t->op_mu, CLOCK_MONOTONIC, &until) == 0)
+            break;
     }
     if (txn_state_get(t) == TXN_ACTIVE)
         (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);

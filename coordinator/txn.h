@@ -86,6 +86,8 @@ struct txn {
     pthread_mutex_t op_mu;
     pthread_mutex_t mu;
     atomic_int state;       /* txn_state; written under mu, read anywhere */
+    atomic_bool rollback_requested; /* a client's rollback waits for op_mu: the holder's
+                                     * successors run no statement and no commit (api.c) */
     /* guarded by mu: */
     char *reason;           /* why it aborted (owned), set on entering aborting */
     char *fail_reason;      /* why it is rollback-only (owned), NULL if it is not */

@@ -945,13 +945,15 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
 
 /* The coordinator's rollback does not wait for a statement that may wait on
  * a lock for the rest of its transaction's time: it asks for this first.
- * Only a statement (or the PREPARE of the branch's pipeline) running on an
- * active branch is cancelled, exactly as its statement_timeout would: the
- * statement fails, the branch fails and can only vote no. Nothing is rolled
- * back here, so a cancel that arrives late (the statement done, the branch
- * since prepared, or finished) changes nothing: unlike a rollback, it can
- * never undo a prepared branch behind a commit decision. Without b->mu:
- * the running statement holds it. */
+ * Only what runs on an active branch's session is cancelled (a statement,
+ * or the PREPARE TRANSACTION of a prepare call), exactly as its
+ * statement_timeout would: it fails, the branch fails and can only vote no.
+ * Nothing is rolled back here, so a cancel that arrives late (the branch
+ * since prepared, or finished) changes nothing, and one that lands on a
+ * PREPARE makes the branch vote no, which the rollback that sent it wants
+ * anyway: unlike a rollback, it can never undo a prepared branch behind a
+ * commit decision. "cancelled" says the branch was busy, not what ran.
+ * Without b->mu: the running statement holds it. */
 void op_cancel(agent *ag, const char *gid, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, false); /* gid checked by the API */
@@ -1298,10 +1300,10 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
         return;
     if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, 0))
         return; /* the batch ended, or another batch began, meanwhile */
+    branch_cancel_running(b); /* first: the batch may end any moment now */
     txlog_warn(b->gid, ag->name, "a statement batch ran %lld ms past its bound (its "
-               "statement_timeout, lifted by a statement?): cancelling it",
+               "statement_timeout, lifted by a statement?): cancelled it",
                (long long)(now - overdue + BATCH_GRACE_MS));
-    branch_cancel_running(b);
 }
 
 void op_expire_idle(agent *ag, int64_t now)

@@ -150,18 +150,22 @@ static bool race_round(const char *protocol, int round, unsigned *seed, int from
  * updated, with 10 minutes left on its clock; the rollback has its agent
  * cancel it. The statement answers 422 57014 "due to user request" (the
  * cancel, not its statement_timeout), the rollback 200 aborted, and the
- * holder's row is untouched by gid. Before, the rollback waited for the
- * statement, i.e. for the transaction's whole timeout. */
+ * holder's row is untouched by gid. A second statement of gid, queued
+ * behind the first, does not run before the rollback: 409. Before, the
+ * rollback waited for the statement, i.e. for the transaction's whole
+ * timeout, and the queued statement could run (and wait) next. */
 typedef struct {
     const char *gid;
+    const char *participant;
+    const char *sql;
+    int id;
     h_resp r;
 } waiter;
 
 static void *waiting_statement(void *arg)
 {
     waiter *w = arg;
-    w->r = h_stmt(w->gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = $1",
-                  json_pack("[i]", FIRST_ID + 100));
+    w->r = h_stmt(w->gid, w->participant, w->sql, w->id ? json_pack("[i]", w->id) : NULL);
     h_thread_done();
     return NULL;
 }
@@ -175,8 +179,10 @@ START_TEST(rollback_cancels_a_waiting_statement)
               json_pack("[i]", id));
     char *gid = h_begin_timeout(600000);
     h_stmt_ok(gid, "pg2", "SELECT 1", NULL); /* a second branch, not running anything */
-    waiter w = {.gid = gid};
-    pthread_t th;
+    waiter w = {.gid = gid, .participant = "pg1", .id = id,
+                .sql = "UPDATE accounts SET balance = balance + 1 WHERE id = $1"};
+    waiter queued = {.gid = gid, .participant = "pg2", .sql = "SELECT 1"};
+    pthread_t th, thq;
     ck_assert_int_eq(pthread_create(&th, NULL, waiting_statement, &w), 0);
     long long waiting = 0;
     for (int i = 0; i < 400 && waiting < 1; i++) {
@@ -186,6 +192,10 @@ START_TEST(rollback_cancels_a_waiting_statement)
             usleep(50 * 1000);
     }
     ck_assert_msg(waiting == 1, "the statement never waited on the row lock");
+    /* queued behind the first for op_mu (if it came after the rollback, it
+     * gets the same 409) */
+    ck_assert_int_eq(pthread_create(&thq, NULL, waiting_statement, &queued), 0);
+    usleep(300 * 1000);
 
     h_resp r = h_rollback(gid);
     H_EXPECT(r, 200, "rollback while its statement waits on a lock");
@@ -198,6 +208,9 @@ START_TEST(rollback_cancels_a_waiting_statement)
     ck_assert_msg(strstr(h_str(err, "message"), "user request") != NULL,
                   "cancelled by the rollback, not by its statement_timeout: %s", h_desc(&w.r));
     h_resp_clear(&w.r);
+    ck_assert_int_eq(pthread_join(thq, NULL), 0);
+    H_EXPECT(queued.r, 409, "a statement queued behind the cancelled one");
+    h_resp_clear(&queued.r);
     r = h_commit(gid);
     H_EXPECT(r, 409, "commit after the rollback");
     h_resp_clear(&r);
