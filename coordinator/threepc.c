@@ -27,6 +27,14 @@
  *     record yet); preparing -> precommitting: the 'P' record (the
  *     yes-voting branches) is forced first; if that fails the process stops
  *     (as 2PC step 4). Crash point 3pc-after-precommit-log after it.
+ *  5a. The 'P' took too long to become durable (a slow disk, or waiting
+ *     for a compaction), so that 3/4 of uncertain_timeout_ms has passed
+ *     since the earliest yes vote, as in step 3: no PreCommit is sent.
+ *     precommitting -> aborting, the 'A' record forced first, then
+ *     ROLLBACK to every branch, as 6a. Sending them would race the agents'
+ *     own timers: one whose termination aborts (asking peers still
+ *     uncertain) while another accepts its PreCommit is a mixed outcome
+ *     with no crash at all.
  *  6. PreCommit: POST precommit to every prepared branch in parallel, each
  *     call bounded by precommit_timeout_ms (one at a time when the crash
  *     point 3pc-after-first-precommit is armed, crashing after the first
@@ -176,6 +184,25 @@ static size_t count_prepared(txn *t)
  * A failed append stops the process, as a failed 'C' does (commit_decide):
  * the record may or may not be durable, and the restart decides. Caller
  * holds op_mu. */
+/* Steps 3 and 5a: has 3/4 of uncertain_timeout_ms passed since the
+ * earliest yes vote came in (at first_yes_us), at now_us? That voter's timer
+ * may then fire before its PreCommit arrives: it would abort on its own
+ * (or its termination would, having asked peers still uncertain) while
+ * others pre-commit. If so, reason says what came when (logged). */
+static bool too_late_for_precommit(txn *t, int64_t first_yes_us, int64_t now_us_,
+                                   const char *what, char *reason, size_t rsize)
+{
+    int64_t since_ms = first_yes_us > 0 ? (now_us_ - first_yes_us) / 1000 : 0;
+    if (since_ms * 4 < t->threepc.uncertain_timeout_ms * 3)
+        return false;
+    snprintf(reason, rsize,
+             "%s %lld ms after the first yes, too close to the agents' uncertain timeout "
+             "(%lld ms): they may abort on their own",
+             what, (long long)since_ms, (long long)t->threepc.uncertain_timeout_ms);
+    txlog_warn(t->gid, NULL, "3pc: %s", reason);
+    return true;
+}
+
 static void abort_after_precommit(txn *t, const char *reason)
 {
     if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, reason))
@@ -272,15 +299,9 @@ void threepc_commit(txn *t, json_t *const *stmts)
     json_decref(fields);
     int64_t t1 = now_us();
     size_t nprepared = count_prepared(t);
-    int64_t since_ms = first_yes > 0 ? (t1 - first_yes) / 1000 : 0;
-    if (all_yes && nprepared > 0 && since_ms * 4 >= t->threepc.uncertain_timeout_ms * 3) {
-        snprintf(reason, sizeof(reason),
-                 "the last vote came %lld ms after the first yes, too close to the agents' "
-                 "uncertain timeout (%lld ms): they may abort on their own",
-                 (long long)since_ms, (long long)t->threepc.uncertain_timeout_ms);
-        txlog_warn(t->gid, NULL, "3pc: %s", reason);
+    if (all_yes && nprepared > 0 &&
+        too_late_for_precommit(t, first_yes, t1, "the last vote came", reason, sizeof(reason)))
         all_yes = false;
-    }
     if (!all_yes) {
         /* 3 */
         if (txn_fsm_advance(t, EV_VOTE_NO, reason))
@@ -300,6 +321,13 @@ void threepc_commit(txn *t, json_t *const *stmts)
             "that the log and the agents decide at restart",
             t->gid);
     int64_t t2 = now_us();
+    /* 5a */
+    if (too_late_for_precommit(t, first_yes, t2, "the pre-commit record was durable", reason,
+                               sizeof(reason))) {
+        abort_after_precommit(t, reason);
+        commit_deliver_outcome(t, false);
+        return;
+    }
     /* 6 */
     size_t acked, refused;
     precommit_all(t, g_coord.sequential_precommit, &acked, &refused);

@@ -13,10 +13,11 @@
 #      termination timeout: every agent aborts on its own (uncertain ->
 #      abort). Restart: no record of the gid, earlier epoch: presumed abort.
 #   C. no crash: the coordinator pauses after its 'P' (3pc-after-precommit-log
-#      =pause) past the agents' uncertain timers, termination timeout: every
-#      agent aborts on its own, then refuses the late PreCommit (409
-#      wrong_state, aborted). The coordinator must answer the client aborted
-#      (no 'C'), not committed, with the abort forced as an 'A' record first.
+#      =pause: a slow disk) past the agents' uncertain timers, termination
+#      timeout: every agent aborts on its own. Once its 'P' is durable the
+#      coordinator sees that 3/4 of the uncertain timeout has passed since
+#      the first yes vote, sends no PreCommit (it would race the agents' own
+#      decisions), forces an 'A' and answers the client aborted (no 'C').
 #   D. no crash, every PreCommit lost on the way (3pc-precommit-lost=error):
 #      nothing acknowledged, nothing refused, so nothing decides. The client
 #      hears 409 wrong_state (precommitting, with the gid), not committed (a
@@ -106,9 +107,12 @@ step 10 "termination=timeout: 3PC transfer; the coordinator pauses ${PAUSE_MS} m
 restart_armed coordinator "3pc-after-precommit-log=pause:$PAUSE_MS"
 begin3 GID_C "$(body_3pc timeout)"
 commit "$GID_C"
-expect_eq "commit answer: every PreCommit was refused, so aborted" "$API_STATUS $(jget .outcome)" "409 aborted"
-check "coordinator log: the late PreCommits were refused" \
-    grep -q "gid=$GID_C .*precommit refused: the branch is aborted there" "$CDIR/coordinator.log"
+expect_eq "commit answer: too late for PreCommits, so aborted" "$API_STATUS $(jget .outcome)" "409 aborted"
+check "coordinator log: the 'P' became durable too close to the agents' timers" \
+    grep -q "gid=$GID_C .*the pre-commit record was durable [0-9]* ms after the first yes, too close" \
+    "$CDIR/coordinator.log"
+check "coordinator log: no PreCommit was sent" \
+    not grep -q "gid=$GID_C .*precommit \(refused\|: acknowledged\)" "$CDIR/coordinator.log"
 check "decision log: the abort after 'P' was forced ('A')" dlog_has A "$GID_C"
 for i in 1 2 3; do
     check "agent$i log: timeout rule, uncertain -> abort" term_logged "$i" "$GID_C" "timeout rule, uncertain -> abort"
@@ -122,7 +126,7 @@ check "coordinator: no mixed-outcome branch counted" is_eq 0 metric_at "$TXCOORD
 expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$GID_C")" "aborted aborted aborted"
 check "no prepared branch anywhere" no_prepared_anywhere
 all_or_nothing "$GID_C" aborted
-SUMMARY+=("| C | 3pc-after-precommit-log=pause:$PAUSE_MS (no crash) | timeout | $(agent_states "$GID_C" | sed 's/ / | /g') | - | aborted (PreCommits refused) |")
+SUMMARY+=("| C | 3pc-after-precommit-log=pause:$PAUSE_MS (no crash) | timeout | $(agent_states "$GID_C" | sed 's/ / | /g') | - | aborted (too late for PreCommits) |")
 
 # ---- D: no crash, every PreCommit lost: nothing decides, the resolver asks the agents -------
 step 11 "reset the accounts"
