@@ -337,13 +337,16 @@ wal *wal_open(const char *path, wal_replay_fn fn, void *arg)
 
 wal *wal_open_unforced(const char *path, wal_replay_fn fn, void *arg, const char *unforced)
 {
-    bool existed = access(path, F_OK) == 0;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
         log_error("wal %s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    if (!existed && !fsync_parent_dir(path)) {
+    /* Every start, not only when this open created the file: an earlier
+     * start may have created it and died (or failed) before its directory
+     * entry was synced, and records acknowledged later would be durable in
+     * a file that a power cut can take away. */
+    if (!fsync_parent_dir(path)) {
         close(fd);
         return NULL;
     }

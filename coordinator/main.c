@@ -201,6 +201,19 @@ static bool load_identity(const char *dir)
             return false;
         }
     } else if (missing) {
+        struct stat lst;
+        if (log_exists && stat(log, &lst) == 0 && lst.st_size > 0) {
+            /* Records exist only once an identity did: the state was lost.
+             * A new identity would read the log's committed set (its
+             * snapshots carry epochs, not the id) as its own. */
+            log_error("%s is missing, but %s holds records of an earlier run: refusing to "
+                      "start as a new coordinator over another one's decisions. Put the "
+                      "state file back; or move both aside to start afresh",
+                      path, log);
+            free(path);
+            free(log);
+            return false;
+        }
         if (!log_exists && !durable_write_file(log, "", 0)) {
             free(path);
             free(log);

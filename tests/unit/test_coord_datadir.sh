@@ -7,7 +7,10 @@
 #     would answer "aborted" for every earlier transaction, committed ones
 #     included, and agents would roll their branches back;
 #   - moving coordinator.state aside as the message says starts a new
-#     coordinator (another id).
+#     coordinator (another id);
+#   - coordinator.state missing next to a decisions.log that holds records
+#     (the state was lost) is refused too: a new id would take the log's
+#     committed set for its own.
 # Usage: tests/unit/test_coord_datadir.sh TXCOORD
 set -uo pipefail
 txcoord="$1"
@@ -61,6 +64,17 @@ mv "$dir/coordinator.state" "$work/coordinator.state.aside"
 run_once "$work/4.log" && ok "starts as a new coordinator once the state is moved aside" || ko "new start: $(cat "$work/4.log")"
 id2="$(state_field coord_id)"
 [ -n "$id2" ] && [ "$id2" != "$id1" ] && ok "with a new id" || ko "id $id2 (old $id1)"
+
+rm -f "$dir/coordinator.state"
+printf 'records of an earlier run' >"$dir/decisions.log"
+if run_once "$work/5.log"; then
+    ko "started as a new coordinator over a log with records: $(cat "$work/5.log")"
+else
+    ok "refused a new identity over a log with records"
+fi
+grep -q "coordinator.state is missing, but .*decisions.log holds records" "$work/5.log" &&
+    ok "... naming both files" || ko "message: $(cat "$work/5.log")"
+[ ! -e "$dir/coordinator.state" ] && ok "... and wrote no identity" || ko "an identity was written"
 
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]
