@@ -62,7 +62,10 @@ scen_init() {
         fi
         [ "${SCENARIO_KEEP:-0}" = 1 ] && continue
         echo "$SCEN_NAME: removing the leftover of an earlier run: $old"
-        [ -d "$old/cluster" ] && "$CLUSTER_SH" --dir "$old/cluster" down --purge >/dev/null 2>&1
+        if [ -d "$old/cluster" ] && ! "$CLUSTER_SH" --dir "$old/cluster" down --purge >/dev/null 2>&1; then
+            echo "$SCEN_NAME: warning: could not stop the cluster in $old; left in place"
+            continue
+        fi
         rm -rf "$old"
     done
     SCEN_DIR="$(mktemp -d "/tmp/txscen-${SCEN_PORT}-XXXXXX")"
@@ -87,8 +90,9 @@ scen_init() {
 scen_interrupted() {
     echo "$SCEN_NAME: interrupted" >&2
     if [ -n "${CDIR:-}" ] && [ -d "$CDIR" ] && [ "${SCENARIO_KEEP:-0}" != 1 ]; then
-        setsid bash -c '"$1" --dir "$2" down --purge; rm -rf "$3"' _ \
+        setsid bash -c '"$1" --dir "$2" down --purge && rm -rf "$3"' _ \
             "$CLUSTER_SH" "$CDIR" "$SCEN_DIR" </dev/null >/dev/null 2>&1 &
+        trap - EXIT # that purge is the only one: a second `down` would race it
     fi
     exit 130
 }
@@ -123,8 +127,11 @@ scen_exit() {
     if [ -n "$CDIR" ] && [ -d "$CDIR" ]; then
         if [ "${SCENARIO_KEEP:-0}" = 1 ]; then
             echo "$SCEN_NAME: cluster kept (stopped) in $CDIR"
-        else
-            "$CLUSTER_SH" --dir "$CDIR" down --purge >/dev/null 2>&1
+        elif ! "$CLUSTER_SH" --dir "$CDIR" down --purge >/dev/null 2>&1; then
+            # Something still runs there: keep the directory, so that the
+            # next run's leftover scan finds it and stops it.
+            echo "$SCEN_NAME: could not stop the cluster in $CDIR; left in place" >&2
+            SCENARIO_KEEP=1
         fi
     fi
     if [ "${SCENARIO_KEEP:-0}" != 1 ] && [ -n "$SCEN_DIR" ]; then
