@@ -1031,9 +1031,11 @@ static json_t *branch_json_of(branch *b, branch_state s)
     return o;
 }
 
-/* How long a status read waits for a 3PC branch's lock: below the peers'
- * 2 s call timeout (termination.c), so the asker hears "busy", not silence. */
-#define STATUS_LOCK_WAIT_MS 1500
+/* How long a status read waits for a 3PC branch's lock: well below the
+ * peers' 3 s call timeout (termination.c), so that the asker hears "busy",
+ * not silence, even when the answer itself is slow to get there (a silent
+ * peer counts as unreachable, and that can lead to an abort). */
+#define STATUS_LOCK_WAIT_MS 1000
 
 /* Lock b->mu, waiting at most ms (monotonic: a clock step must not make
  * the wait outlast the asker's timeout). */

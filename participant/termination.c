@@ -59,7 +59,7 @@
 #include "log.h"
 #include "threepc.h"
 
-#define PEER_TIMEOUT_MS 2000
+#define PEER_TIMEOUT_MS 3000
 #define SETTLE_RETRY_MS 60000 /* outcome unknown to PostgreSQL: warn once a minute */
 #define RETRY_MS 1000         /* an fsm step failed (PostgreSQL error): try again */
 #define PG_DOWN_RETRY_MS 3000 /* PostgreSQL cannot even be asked: less log noise */
