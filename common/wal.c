@@ -176,14 +176,27 @@ static bool record_at(const unsigned char *buf, size_t size, size_t o, uint32_t 
 
 /* Is the bad record at pos a torn tail? It reaches EOF, or only zeros follow
  * it, after the length its header claims (when plausible): that covers a
- * record torn inside preallocated zeros, whose unwritten rest is still zero. */
+ * record torn inside preallocated zeros, whose unwritten rest is still zero.
+ * And no whole record begins inside what its header claims: a torn last
+ * record holds nothing but its own unfinished bytes, while a length damaged
+ * (a flipped bit, not a power cut: unwritten bytes read as zeros, which
+ * never make a length larger) can claim records that were acknowledged. */
 static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
 {
     if (size - pos < WAL_HDR)
         return true;
     uint32_t len = get_u32(buf + pos);
     uint64_t end = (uint64_t)pos + WAL_HDR + (len <= WAL_MAX_RECORD ? len : 0);
-    return end >= size || all_zero(buf + end, size - (size_t)end);
+    if (end < size && !all_zero(buf + end, size - (size_t)end))
+        return false;
+    size_t stop = end < size ? (size_t)end : size;
+    for (size_t o = pos + 1; o < stop; o++) {
+        uint32_t l;
+        uint8_t type;
+        if (record_at(buf, size, o, &l, &type))
+            return false;
+    }
+    return true;
 }
 
 #define WAL_SECTOR 512

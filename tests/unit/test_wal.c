@@ -603,6 +603,20 @@ START_TEST(test_corrupt_length_rejected)
     collected c2 = {0};
     ck_assert_ptr_null(wal_open(path, collect, &c2));
     collected_free(&c2);
+    /* A length made larger but still plausible, reaching past EOF over the
+     * records after it: whole records inside what it claims make it no torn
+     * tail either (before, all three were cut as one). */
+    unlink(path);
+    write_three();
+    unsigned char more[4] = {0x00, 0x04, 0x00, 0x00}; /* 1024 */
+    overwrite_at(0, more, 4);
+    collected c3 = {0};
+    char *err;
+    ck_assert_ptr_null(open_captured(&c3, &err));
+    ck_assert_msg(strstr(err, "refusing to open") != NULL, "log: %s", err);
+    free(err);
+    collected_free(&c3);
+    ck_assert_int_eq((int)unit_file_size(path), (9 + 11) + 9 + (9 + 5));
 }
 END_TEST
 
