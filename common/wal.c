@@ -181,6 +181,18 @@ static bool record_at(const unsigned char *buf, size_t size, size_t o, uint32_t 
  * record holds nothing but its own unfinished bytes, while a length damaged
  * (a flipped bit, not a power cut: unwritten bytes read as zeros, which
  * never make a length larger) can claim records that were acknowledged. */
+/* Does a whole record begin anywhere in buf[from..to)? */
+static bool record_begins_in(const unsigned char *buf, size_t size, size_t from, size_t to)
+{
+    for (size_t o = from; o < to; o++) {
+        uint32_t len;
+        uint8_t type;
+        if (record_at(buf, size, o, &len, &type))
+            return true;
+    }
+    return false;
+}
+
 static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
 {
     if (size - pos < WAL_HDR)
@@ -189,14 +201,7 @@ static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
     uint64_t end = (uint64_t)pos + WAL_HDR + (len <= WAL_MAX_RECORD ? len : 0);
     if (end < size && !all_zero(buf + end, size - (size_t)end))
         return false;
-    size_t stop = end < size ? (size_t)end : size;
-    for (size_t o = pos + 1; o < stop; o++) {
-        uint32_t l;
-        uint8_t type;
-        if (record_at(buf, size, o, &l, &type))
-            return false;
-    }
-    return true;
+    return !record_begins_in(buf, size, pos + 1, end < size ? (size_t)end : size);
 }
 
 #define WAL_SECTOR 512
@@ -222,13 +227,7 @@ static bool torn_header_at(const unsigned char *buf, size_t size, size_t pos)
         last--;
     if (last - pos > (size_t)WAL_HDR + WAL_MAX_RECORD)
         return false;
-    for (size_t o = pos + 1; o < last; o++) {
-        uint32_t len;
-        uint8_t type;
-        if (record_at(buf, size, o, &len, &type))
-            return false;
-    }
-    return true;
+    return !record_begins_in(buf, size, pos + 1, last);
 }
 
 /* The bad record at pos is followed by more data. Is it the unwritten hole

@@ -303,8 +303,9 @@ static void stmt_running(txn *t, branch *const *brs, size_t n, bool on)
  * prepared the branch under op_mu) would undo a prepared branch behind a
  * commit decision; a late cancel finds nothing running, or fails that
  * PREPARE (a no vote: the abort the rollback asked for). When the holder
- * is a commit, no statement runs and nothing is sent. */
-static void interrupt_statements(txn *t)
+ * is a commit, no statement runs and nothing is sent. Returns how many
+ * cancels were sent; logs them only when first (the repeats are quiet). */
+static size_t interrupt_statements(txn *t, bool first)
 {
     size_t n = 0;
     pthread_mutex_lock(&t->mu);
@@ -316,14 +317,15 @@ static void interrupt_statements(txn *t)
     pthread_mutex_unlock(&t->mu);
     httpc_call *calls = xcalloc(room, sizeof(*calls));
     for (size_t i = 0; i < n; i++) {
-        txlog_info(t->gid, ps[i]->name, "rollback: a statement is running there; asking its "
-                   "agent to cancel it");
+        if (first)
+            txlog_info(t->gid, ps[i]->name, "rollback: a statement is running there; asking "
+                       "its agent to cancel it");
         agent_call_init(&calls[i], ps[i], t->gid, "cancel", NULL, (long)g_coord.agent_timeout_ms);
     }
     if (n > 0)
         (void)httpc_perform(calls, n); /* on failure the rollback waits, as before */
     for (size_t i = 0; i < n; i++) {
-        if (calls[i].status != 200) {
+        if (calls[i].status != 200 && first) {
             char desc[512];
             agent_describe_failure(&calls[i], desc, sizeof(desc));
             txlog_warn(t->gid, ps[i]->name, "cancel of the running statement: %s; the rollback "
@@ -333,6 +335,7 @@ static void interrupt_statements(txn *t)
     }
     free(calls);
     free(ps);
+    return n;
 }
 
 /* With op_mu held: has a client's rollback been asked for while this
@@ -881,7 +884,7 @@ static void h_commit(http_request *req, void *app)
     if (still_active(t) && rollback_pending(t)) {
         /* A rollback asked first and waits for op_mu: it wins. */
         (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);
-    } else if (still_active(t)) {
+    } else if (txn_state_get(t) == TXN_ACTIVE) {
         protocol_get(t->protocol)->commit(t, NULL);
         txn_state st = txn_state_get(t);
         if (st == TXN_COMMITTING || st == TXN_COMMITTED)
@@ -903,8 +906,9 @@ static void h_rollback(http_request *req, void *app)
      * statement has begun at the agent); the flag keeps the requests queued
      * behind op_mu from starting another one (or a commit) first. */
     atomic_store(&t->rollback_requested, true);
-    while (pthread_mutex_trylock(&t->op_mu) != 0) {
-        interrupt_statements(t);
+    for (bool sent = false; pthread_mutex_trylock(&t->op_mu) != 0;) {
+        if (interrupt_statements(t, !sent) > 0)
+            sent = true;
         struct timespec until;
         deadline_in(CLOCK_MONOTONIC, RETRY_CANCEL_MS, &until);
         if (pthread_mutex_clocklock(&t->op_mu, CLOCK_MONOTONIC, &until) == 0)

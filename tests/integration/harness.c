@@ -717,6 +717,19 @@ long long h_prepared_count(int i)
     return h_sql_ll(i, "SELECT count(*) FROM pg_prepared_xacts");
 }
 
+long long h_lock_waiters(int i, long long want)
+{
+    long long n = 0;
+    for (int k = 0; k < 400; k++) {
+        n = h_sql_ll(i, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                        "LIKE 'txagent pg%d %%' AND wait_event_type = 'Lock'", i);
+        if (n >= want)
+            break;
+        usleep(50 * 1000);
+    }
+    return n;
+}
+
 long long h_marker_count(int i, const char *transfer_id)
 {
     PGconn *c = h_pg(i);

@@ -101,6 +101,9 @@ void h_sql(int i, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 long long h_balance(int i, int id);
 void h_set_balance(int i, int id, long long balance); /* upsert */
 long long h_prepared_count(int i);
+/* Sessions of agent i waiting on a lock, polled (up to 20 s) until there are
+ * at least want; returns the count last seen. */
+long long h_lock_waiters(int i, long long want);
 long long h_marker_count(int i, const char *transfer_id);
 
 /* Assert an answer's status; the message shows status and body. */

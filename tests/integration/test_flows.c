@@ -730,13 +730,7 @@ START_TEST(prepared_branch_finishes_while_sessions_wait_on_it)
     }
     /* Every branch connection (pool 4 minus the reserve of 1) waits on the
      * row lock before the COMMIT PREPARED goes out: the condition under test. */
-    long long waiting = 0;
-    for (int i = 0; i < 200 && waiting < 3; i++) {
-        waiting = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
-                              "LIKE 'txagent pg1 %%' AND wait_event_type = 'Lock'");
-        if (waiting < 3)
-            usleep(50 * 1000);
-    }
+    long long waiting = h_lock_waiters(1, 3);
     ck_assert_msg(waiting == 3, "expected 3 agent sessions waiting on the row lock, saw %lld",
                   waiting);
     r = agent_call(1, gid, "commit", NULL);
@@ -780,6 +774,25 @@ static void run_plain_branches(int n)
     }
 }
 
+/* n branches on pg1 each read `sql` (one value) in a committed transaction:
+ * they run on whatever sessions agent1's pool hands out (the last one given
+ * back first). Each answer must (want_in) or must not contain needle. */
+static void branches_read(int n, const char *sql, const char *needle, bool want_in,
+                          const char *what)
+{
+    for (int k = 0; k < n; k++) {
+        char *gid = h_begin();
+        h_resp r = h_stmt(gid, "pg1", sql, NULL);
+        H_EXPECT(r, 200, sql);
+        ck_assert_msg((strstr(r.body, needle) != NULL) == want_in, "branch %d %s: %s", k, what,
+                      r.body);
+        h_resp_clear(&r);
+        r = h_commit(gid);
+        h_resp_clear(&r);
+        free(gid);
+    }
+}
+
 START_TEST(session_state_does_not_outlive_the_branch)
 {
     for (int round = 0; round < 2; round++) {
@@ -818,17 +831,8 @@ START_TEST(session_state_does_not_outlive_the_branch)
     expect_outcome(&r, 200, "committed", "commit of a branch that changed search_path");
     h_resp_clear(&r);
     free(gid);
-    for (int k = 0; k < 8; k++) {
-        gid = h_begin();
-        r = h_stmt(gid, "pg1", "SELECT current_setting('search_path') AS sp", NULL);
-        H_EXPECT(r, 200, "read search_path");
-        ck_assert_msg(strstr(r.body, "public") != NULL,
-                      "branch %d runs with a search_path another branch set: %s", k, r.body);
-        h_resp_clear(&r);
-        r = h_commit(gid);
-        h_resp_clear(&r);
-        free(gid);
-    }
+    branches_read(8, "SELECT current_setting('search_path') AS sp", "public", true,
+                  "runs with a search_path another branch set");
     /* Procedural code sets session state where no command tag shows it: a
      * DO block's SET (here read-only, committed locally, and with a write,
      * prepared then committed) must not reach the next branches either. */
@@ -841,18 +845,8 @@ START_TEST(session_state_does_not_outlive_the_branch)
         expect_outcome(&r, 200, "committed", "commit of a branch whose DO block set work_mem");
         h_resp_clear(&r);
         free(gid);
-        for (int k = 0; k < 8; k++) {
-            gid = h_begin();
-            r = h_stmt(gid, "pg1", "SELECT current_setting('work_mem') AS wm", NULL);
-            H_EXPECT(r, 200, "read work_mem");
-            ck_assert_msg(strstr(r.body, "7777kB") == NULL,
-                          "round %d, branch %d runs with the work_mem a DO block set: %s", round,
-                          k, r.body);
-            h_resp_clear(&r);
-            r = h_commit(gid);
-            h_resp_clear(&r);
-            free(gid);
-        }
+        branches_read(8, "SELECT current_setting('work_mem') AS wm", "7777kB", false,
+                      "runs with the work_mem a DO block set");
     }
 }
 END_TEST

@@ -184,14 +184,7 @@ START_TEST(rollback_cancels_a_waiting_statement)
     waiter queued = {.gid = gid, .participant = "pg2", .sql = "SELECT 1"};
     pthread_t th, thq;
     ck_assert_int_eq(pthread_create(&th, NULL, waiting_statement, &w), 0);
-    long long waiting = 0;
-    for (int i = 0; i < 400 && waiting < 1; i++) {
-        waiting = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE application_name "
-                              "LIKE 'txagent pg1 %%' AND wait_event_type = 'Lock'");
-        if (waiting < 1)
-            usleep(50 * 1000);
-    }
-    ck_assert_msg(waiting == 1, "the statement never waited on the row lock");
+    ck_assert_msg(h_lock_waiters(1, 1) == 1, "the statement never waited on the row lock");
     /* queued behind the first for op_mu (if it came after the rollback, it
      * gets the same 409) */
     ck_assert_int_eq(pthread_create(&thq, NULL, waiting_statement, &queued), 0);
