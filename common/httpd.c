@@ -29,6 +29,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,9 @@
  * of their CPU, 16 KiB costs 1.6% (perf; README, "Measured results"). Request
  * headers up to about 15 KB still fit; bigger ones get MHD's own 431. */
 #define HTTPD_CONN_MEMORY (16 * 1024)
+/* A chunked body past the limit is read and dropped up to this much more
+ * (for its 413), then the connection is closed. */
+#define HTTPD_DISCARD_MAX (16u << 20)
 
 static atomic_uint_fast64_t unauthorized_count; /* 401 answers (metrics) */
 
@@ -85,6 +89,7 @@ struct http_request {
     char *params[HTTP_MAX_PARAMS];
     strbuf body;
     bool too_large;
+    uint64_t discarded; /* body bytes read and dropped after too_large */
     bool unauthorized; /* no or wrong bearer token: answered 401 */
     bool replied;
     json_t *json; /* owned */
@@ -447,6 +452,19 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 strbuf_free(&req->body);
             } else {
                 strbuf_appendn(&req->body, upload_data, *upload_data_size);
+            }
+        } else if (req->too_large && !req->replied) {
+            /* A chunked body (no Content-Length) past the limit is read to
+             * its end and dropped, so that the 413 reaches a client still
+             * sending (closing with its bytes unread would reset the
+             * connection, the answer with it), but only so far: one that
+             * does not end within HTTPD_DISCARD_MAX more is cut off. */
+            req->discarded += *upload_data_size;
+            if (req->discarded > HTTPD_DISCARD_MAX) {
+                log_warn("httpd: %s %s: chunked body past the limit by %" PRIu64
+                         " bytes and still coming: connection closed",
+                         req->method, req->path, req->discarded);
+                return MHD_NO;
             }
         }
         *upload_data_size = 0;
