@@ -255,6 +255,7 @@ static void reply_error_v(http_request *req, unsigned status, const char *code, 
 {
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    utf8_trim_partial(msg); /* cut inside a character, the message would go out all '?' */
     json_t *body = json_error_body(code, msg);
     if (extra) {
         json_object_update(json_object_get(body, "error"), extra);
@@ -381,7 +382,10 @@ static void dispatch(http_server *srv, http_request *req)
         return;
     }
     strbuf_free(&allow);
-    if (req->body.len > 0) {
+    /* A GET or HEAD body means nothing (RFC 9110): not parsed, so that a
+     * probe that sends one still gets its answer. */
+    bool reads_body = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
+    if (reads_body && req->body.len > 0) {
         json_error_t jerr;
         req->json = json_loadb(req->body.data, req->body.len, 0, &jerr);
         if (!req->json) {

@@ -840,6 +840,20 @@ out:
     txn_unref(t);
 }
 
+/* Commit and rollback take no body fields: a body with any (a client
+ * thinking it can pass options, e.g. {"outcome":"commit"} to a rollback)
+ * gets 400 invalid_field before anything happens, as every other request
+ * with a field it does not know. Replies and returns false then. */
+static bool no_fields(http_request *req)
+{
+    static const char *const none[] = {NULL};
+    char err[JSON_ERR_LEN];
+    if (json_fields_known(http_req_json(req), none, err, sizeof(err)))
+        return true;
+    http_reply_error(req, 400, "invalid_field", "%s", err);
+    return false;
+}
+
 /* The transaction named in the path, for commit/rollback. If it is no
  * longer in the table (finished and evicted, or from before a restart),
  * replies its outcome as the finished transaction would have:
@@ -848,6 +862,8 @@ out:
  * when that status is an error); 404 for a gid never issued here. */
 static txn *lookup_to_finish(http_request *req, unsigned committed_status, unsigned aborted_status)
 {
+    if (!no_fields(req))
+        return NULL;
     const char *gid = http_req_param(req, 0);
     txn *t = txn_lookup(gid);
     if (t)

@@ -109,6 +109,18 @@ START_TEST(bad_fields)
     expect_error(&u, 400, "invalid_field", "timeout");
     ck_assert_ptr_nonnull(strstr(u.body, "unknown field 'timeout'"));
     h_resp_clear(&u);
+    /* commit and rollback take no fields: a rollback told to "commit" and a
+     * commit with options are refused, and the transaction stays active */
+    char *finish = xasprintf("/v1/transactions/%s/rollback", gid);
+    u = post_raw(finish, "{\"outcome\":\"commit\"}");
+    expect_error(&u, 400, "invalid_field", "rollback with a field");
+    h_resp_clear(&u);
+    free(finish);
+    finish = xasprintf("/v1/transactions/%s/commit", gid);
+    u = post_raw(finish, "{\"dry_run\":true}");
+    expect_error(&u, 400, "invalid_field", "commit with a field");
+    h_resp_clear(&u);
+    free(finish);
     /* the transaction survived the refused requests */
     h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
     h_resp r = h_commit(gid);

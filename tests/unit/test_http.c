@@ -365,6 +365,27 @@ START_TEST(test_raw_protocol)
     ck_assert_msg(chunked_upload_accepted(64u << 20) < (64u << 20),
                   "a chunked upload past the limit was read to its end");
 
+    /* A GET's body is not parsed: a probe that sends one gets its answer. */
+    strbuf_reset(&req);
+    strbuf_append(&req, "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                        "Connection: close\r\n\r\nx");
+    resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.200s", resp);
+    free(resp);
+
+    /* An error message cut at its limit inside a character keeps the rest of
+     * its text (it went out all '?': jansson refuses the partial character,
+     * and the lossy copy replaced every non-ASCII byte). */
+    strbuf_reset(&req);
+    strbuf_append(&req, "GET /x"); /* "no such resource: /x": 20 bytes, 1003 left, odd */
+    for (int i = 0; i < 700; i++)
+        strbuf_append(&req, "%C3%A9");
+    strbuf_append(&req, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 404", 12) == 0, "got: %.200s", resp);
+    ck_assert_msg(strstr(resp, "\xc3\xa9\xc3\xa9") != NULL, "got: %.300s", resp);
+    free(resp);
+
     /* Content-Length above the limit is refused before the body is read. */
     strbuf_reset(&req);
     strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{}");
