@@ -14,6 +14,7 @@
  * file (auth.h) to $TXCOORD_TOKEN_FILE, then none. A PARAM
  * of exactly \N is sent as SQL NULL, every other PARAM as a string.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +157,9 @@ static int cmd_begin(int argc, char **argv, const char *base)
         }
         if (opts[k].integer) {
             char *end;
+            errno = 0;
             long long v = strtoll(val, &end, 10);
-            if (*end || v <= 0) {
+            if (end == val || *end || v <= 0 || errno == ERANGE) {
                 json_decref(body);
                 fprintf(stderr, "txctl: %s needs a positive integer\n", opts[k].opt);
                 return 2;
@@ -205,7 +207,7 @@ int main(int argc, char **argv)
         base = DEFAULT_URL;
     const char *token_file = getenv("TXCOORD_TOKEN_FILE");
     int i = 1;
-    for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+    for (; i < argc && (strncmp(argv[i], "--", 2) == 0 || strcmp(argv[i], "-h") == 0); i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;

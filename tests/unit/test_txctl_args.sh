@@ -29,5 +29,8 @@ expect "begin: a Latin-1 option value is refused" 2 "not valid UTF-8" \
 expect "an unknown option" 2 "unknown option" "$txctl" --nope list
 expect "UTF-8 arguments go out (and find no coordinator)" 1 "POST .*statements" \
     "$txctl" exec g pg1 'SELECT $1::text' 'café'
+expect "begin: a timeout past the integer range is a usage error" 2 "positive integer" \
+    "$txctl" begin --timeout-ms 99999999999999999999
+if "$txctl" -h 2>/dev/null | grep -q "^Usage\|usage"; then ok "-h prints the usage, exit 0"; else ko "-h: exit $?"; fi
 echo "$pass passed, $failed failed"
 [ "$failed" = 0 ]
