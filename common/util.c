@@ -157,7 +157,7 @@ bool run_within(void (*fn)(void *), void *arg, int64_t ms)
     b->fn = fn;
     b->arg = arg;
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
+    cond_init_monotonic(&b->cv);
     pthread_t th;
     int rc = pthread_create(&th, NULL, bounded_main, b);
     if (rc != 0) {
@@ -168,7 +168,7 @@ bool run_within(void (*fn)(void *), void *arg, int64_t ms)
         return false;
     }
     struct timespec deadline;
-    deadline_in(CLOCK_REALTIME, ms, &deadline);
+    deadline_in(CLOCK_MONOTONIC, ms, &deadline);
     pthread_mutex_lock(&b->mu);
     while (!b->done && pthread_cond_timedwait(&b->cv, &b->mu, &deadline) != ETIMEDOUT)
         ;
@@ -194,4 +194,13 @@ void deadline_in(clockid_t clock, int64_t ms, struct timespec *out)
         out->tv_sec++;
         out->tv_nsec -= 1000000000L;
     }
+}
+
+void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
 }

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -37,6 +38,10 @@ char *xasprintf(const char *fmt, ...) PRINTF_LIKE(1, 2);
  * (pthread_cond_timedwait: CLOCK_REALTIME unless the condvar says otherwise;
  * pthread_mutex_clocklock: the clock given). */
 void deadline_in(clockid_t clock, int64_t ms, struct timespec *out);
+/* pthread_cond_init with CLOCK_MONOTONIC for its timed waits (deadlines
+ * from deadline_in(CLOCK_MONOTONIC, ...)): a wall-clock step (NTP) neither
+ * stretches nor cuts a wait. */
+void cond_init_monotonic(pthread_cond_t *cv);
 
 /* Sleep for ms milliseconds (restarts on EINTR unless *stop becomes set). */
 void sleep_ms(int64_t ms, atomic_int *stop);

@@ -50,7 +50,19 @@ typedef struct job {
 } job;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t cv; /* monotonic clock: initialised by cv_ready() */
+static pthread_once_t cv_once = PTHREAD_ONCE_INIT;
+
+static void cv_init(void)
+{
+    cond_init_monotonic(&cv);
+}
+
+/* Before any use of cv: submits come before resolver_start (replay). */
+static void cv_ready(void)
+{
+    pthread_once(&cv_once, cv_init);
+}
 static job *queue;
 static size_t nqueue;
 static bool stopping;
@@ -63,6 +75,7 @@ static int64_t summary_ms;
 
 void resolver_submit(txn *t, int64_t delay_ms)
 {
+    cv_ready();
     pthread_mutex_lock(&t->mu);
     bool already = t->in_resolver;
     t->in_resolver = true;
@@ -89,6 +102,7 @@ void resolver_submit(txn *t, int64_t delay_ms)
 
 void resolver_kick(txn *t)
 {
+    cv_ready();
     bool found = false, in_round = false;
     pthread_mutex_lock(&mu);
     for (job *j = queue; j; j = j->next) {
@@ -257,7 +271,7 @@ static void *resolver_main(void *arg)
         }
         if (!batch) {
             struct timespec ts;
-            deadline_in(CLOCK_REALTIME, next_due - now, &ts);
+            deadline_in(CLOCK_MONOTONIC, next_due - now, &ts);
             int rc = pthread_cond_timedwait(&cv, &mu, &ts);
             (void)rc; /* timeout or signal: re-scan either way */
             continue;
@@ -285,6 +299,7 @@ static void *resolver_main(void *arg)
 
 bool resolver_start(void)
 {
+    cv_ready();
     stopping = false;
     int rc = pthread_create(&thread, NULL, resolver_main, NULL);
     if (rc != 0) {

@@ -79,11 +79,7 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
 {
     pg_pool *p = xcalloc(1, sizeof(*p));
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    cond_init_monotonic(&p->cv);
     p->conninfo = xstrdup(conninfo);
     p->participant = xstrdup(participant);
     p->size = size;
