@@ -174,13 +174,6 @@ static bool record_at(const unsigned char *buf, size_t size, size_t o, uint32_t 
            record_crc(*type, buf + o + WAL_HDR, *len) == get_u32(buf + o + 4);
 }
 
-/* Is the bad record at pos a torn tail? It reaches EOF, or only zeros follow
- * it, after the length its header claims (when plausible): that covers a
- * record torn inside preallocated zeros, whose unwritten rest is still zero.
- * And no whole record begins inside what its header claims: a torn last
- * record holds nothing but its own unfinished bytes, while a length damaged
- * (a flipped bit, not a power cut: unwritten bytes read as zeros, which
- * never make a length larger) can claim records that were acknowledged. */
 /* Does a whole record begin anywhere in buf[from..to)? */
 static bool record_begins_in(const unsigned char *buf, size_t size, size_t from, size_t to)
 {
@@ -193,6 +186,13 @@ static bool record_begins_in(const unsigned char *buf, size_t size, size_t from,
     return false;
 }
 
+/* Is the bad record at pos a torn tail? It reaches EOF, or only zeros follow
+ * it, after the length its header claims (when plausible): that covers a
+ * record torn inside preallocated zeros, whose unwritten rest is still zero.
+ * And no whole record begins inside what its header claims: a torn last
+ * record holds nothing but its own unfinished bytes, while a length damaged
+ * (a flipped bit, not a power cut: unwritten bytes read as zeros, which
+ * never make a length larger) can claim records that were acknowledged. */
 static bool torn_tail_at(const unsigned char *buf, size_t size, size_t pos)
 {
     if (size - pos < WAL_HDR)

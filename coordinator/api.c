@@ -45,6 +45,7 @@
 
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
 #define RETRY_CANCEL_MS 200
+#define CANCEL_CALL_MS 1000
 #define HEALTH_TIMEOUT_MS 500
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -320,7 +321,9 @@ static size_t interrupt_statements(txn *t, bool first)
         if (first)
             txlog_info(t->gid, ps[i]->name, "rollback: a statement is running there; asking "
                        "its agent to cancel it");
-        agent_call_init(&calls[i], ps[i], t->gid, "cancel", NULL, (long)g_coord.agent_timeout_ms);
+        /* short: the loop retries, and must not sit in a call to a silent
+         * agent while op_mu has come free */
+        agent_call_init(&calls[i], ps[i], t->gid, "cancel", NULL, CANCEL_CALL_MS);
     }
     if (n > 0)
         (void)httpc_perform(calls, n); /* on failure the rollback waits, as before */
@@ -521,8 +524,20 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
     }
     for (size_t k = 0;; k++) {
         size_t n = 0;
-        if (rollback_pending(t))
-            break; /* a rollback waits: the statements not run yet are left out */
+        if (rollback_pending(t)) {
+            /* A rollback waits: the statements not run yet are not run,
+             * and each branch that had some left says so. */
+            for (size_t i = 0; i < nb; i++) {
+                if (parts[i].error || k >= json_array_size(obs[i].statements))
+                    continue;
+                json_t *e = json_error_body("wrong_state", "not run: the transaction is being "
+                                                           "rolled back");
+                parts[i].error = json_incref(json_object_get(e, "error"));
+                parts[i].status = 409;
+                json_decref(e);
+            }
+            break;
+        }
         for (size_t i = 0; i < nb; i++) {
             if (parts[i].error || k >= json_array_size(obs[i].statements))
                 continue;

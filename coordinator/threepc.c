@@ -180,10 +180,6 @@ static size_t count_prepared(txn *t)
     return n;
 }
 
-/* precommitting -> aborting, the 'A' record forced first (step 6a and R3).
- * A failed append stops the process, as a failed 'C' does (commit_decide):
- * the record may or may not be durable, and the restart decides. Caller
- * holds op_mu. */
 /* Steps 3 and 5a: has 3/4 of uncertain_timeout_ms passed since the
  * earliest yes vote came in (at first_yes_us), at now_us? That voter's timer
  * may then fire before its PreCommit arrives: it would abort on its own
@@ -203,6 +199,10 @@ static bool too_late_for_precommit(txn *t, int64_t first_yes_us, int64_t now_us_
     return true;
 }
 
+/* precommitting -> aborting, the 'A' record forced first (steps 5a, 6a and
+ * R3). A failed append stops the process, as a failed 'C' does
+ * (commit_decide): the record may or may not be durable, and the restart
+ * decides. Caller holds op_mu. */
 static void abort_after_precommit(txn *t, const char *reason)
 {
     if (!txn_fsm_advance(t, EV_NO_PRECOMMIT, reason))

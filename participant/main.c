@@ -256,7 +256,7 @@ int main(int argc, char **argv)
          "3PC: termination rule when the prepare names none (protocol: ask the peers; "
          "timeout: uncertain aborts, precommitted commits)", &o.tp_termination},
         {"3pc-termination-workers", OPT_INT, "4", 1, 64, false, "N",
-         "3PC: threads running terminations, so this many at a time (one waits up to 2 s on "
+         "3PC: threads running terminations, so this many at a time (one waits up to 3 s on "
          "unreachable peers)",
          &o.tp_termination_workers},
         {"peer", OPT_STRING_LIST, NULL, 0, 0, false, "NAME=URL",

@@ -258,10 +258,10 @@ run_partition() {
     step "$((n + 3))" "$label: the partition lasts; each side acts on its own"
     if [ "$proto" = 3pc ]; then
         # timers (<= pause + timer after the cut), then each agent runs its
-        # terminations on a few workers (--3pc-termination-workers), up to 2 s
-        # to ask an unreachable peer and 2 s to tell it; bounded as if they
-        # ran one at a time: up to 4 s per caught branch it holds
-        local bound=$(((PAUSE_MS + TIMER_MS) / 1000 + 4 * caught + 10))
+        # terminations on a few workers (--3pc-termination-workers), up to 3 s
+        # to ask an unreachable peer and 3 s to tell it; bounded as if they
+        # ran one at a time: up to 6 s per caught branch it holds
+        local bound=$(((PAUSE_MS + TIMER_MS) / 1000 + 6 * caught + 10))
         check "pg2 and pg3 finished every caught branch on their own (nothing prepared there within ${bound}s of the cut)" \
             wait_until $((bound - (SECONDS - t_cut))) is_eq "0 0" prepared_list 2 3
         echo "    pg2/pg3 settled $((SECONDS - t_cut))s after the cut, the partition still on"

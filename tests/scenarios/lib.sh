@@ -86,14 +86,21 @@ scen_init() {
 # INT/TERM (meson's timeout sends TERM, then KILLs the process group half a
 # second later): first start a purge of the cluster in its own session, which
 # that KILL cannot reach (the cluster's processes run in their own sessions
-# too), then exit through scen_exit as usual.
+# too), then run the scenario's own cleanups (on_exit: iptables rules,
+# proxies, helper processes) while there is time, and exit without
+# scen_exit: a second `down` would race that purge.
 scen_interrupted() {
+    trap - EXIT INT TERM
+    set +e
     echo "$SCEN_NAME: interrupted" >&2
     if [ -n "${CDIR:-}" ] && [ -d "$CDIR" ] && [ "${SCENARIO_KEEP:-0}" != 1 ]; then
         setsid bash -c '"$1" --dir "$2" down --purge && rm -rf "$3"' _ \
             "$CLUSTER_SH" "$CDIR" "$SCEN_DIR" </dev/null >/dev/null 2>&1 &
-        trap - EXIT # that purge is the only one: a second `down` would race it
     fi
+    local c
+    for c in "${SCEN_CLEANUP[@]}"; do
+        eval "$c" >/dev/null 2>&1
+    done
     exit 130
 }
 
