@@ -69,15 +69,16 @@ PGconn *pg_connect(const char *conninfo, const char *participant)
 PGconn *pg_connect_as(const char *conninfo, const char *participant, const char *application_name)
 {
     /* Ours first, the caller's conninfo (expanded from "dbname") next: later
-     * wins. A forced application_name comes last, so the conninfo cannot
-     * change it (txagent finds its own sessions by it). */
+     * wins. client_encoding and a forced application_name come after it, so
+     * the conninfo cannot change them: every text in and out is UTF-8 (JSON),
+     * and txagent finds its own sessions by their name. */
     const char *keys[] = {
         "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "tcp_user_timeout", "client_encoding",
-        "fallback_application_name", "dbname", "application_name", NULL,
+        "keepalives_count", "tcp_user_timeout", "fallback_application_name", "dbname",
+        "client_encoding", "application_name", NULL,
     };
     const char *vals[] = {
-        "5", "1", "10", "5", "3", "15000", "UTF8", "txcoord", conninfo ? conninfo : "",
+        "5", "1", "10", "5", "3", "15000", "txcoord", conninfo ? conninfo : "", "UTF8",
         application_name, NULL,
     };
     if (!application_name)
@@ -388,6 +389,15 @@ void pg_res_clear(pg_res *r)
     res_init(r);
 }
 
+/* Is text[0..len) one JSON value jansson can read (valid UTF-8 included;
+ * integers past 64 bits read as reals, only to check the syntax)? */
+static bool json_text_is_json(const char *text, size_t len)
+{
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
+    json_decref(v);
+    return v != NULL;
+}
+
 void pg_value_text(strbuf *sb, Oid type, const char *text, size_t len, bool isnull)
 {
     if (isnull || !text) {
@@ -429,15 +439,16 @@ void pg_value_text(strbuf *sb, Oid type, const char *text, size_t len, bool isnu
         break; /* NaN, Infinity, -Infinity */
     }
     case OID_JSON:
-    case OID_JSONB: {
-        json_t *v = json_loadb(text, len, JSON_DECODE_ANY, NULL);
-        if (v) {
-            json_text_value(sb, v);
-            json_decref(v);
+    case OID_JSONB:
+        /* Embedded as PostgreSQL wrote it, once jansson has checked that it
+         * is JSON: re-encoded by jansson, numbers were cut to doubles (a
+         * jsonb numeric is exact), integers past 64 bits made the whole value
+         * come back as a string, and a json's duplicate keys merged. */
+        if (json_text_is_json(text, len)) {
+            strbuf_appendn(sb, text, len);
             return;
         }
         break;
-    }
     default: /* numeric (a string, to keep every digit) and all other types */
         break;
     }
@@ -744,6 +755,16 @@ static void next_keyword(const char **s, char *kw, size_t size)
 bool sql_is_empty(const char *sql)
 {
     return !sql || *skip_noise(sql) == '\0';
+}
+
+bool sql_is_copy_stream(const char *sql)
+{
+    if (!sql)
+        return false;
+    const char *p = sql;
+    char kw[32];
+    next_keyword(&p, kw, sizeof(kw));
+    return strcmp(kw, "COPY") == 0 && (strcasestr(p, "stdin") || strcasestr(p, "stdout"));
 }
 
 bool sql_is_transaction_control(const char *sql)

@@ -128,6 +128,10 @@ void pg_params_free(char **params, int n);
  * start a transaction block: BEGIN, START, COMMIT, END, ROLLBACK, ABORT,
  * PREPARE TRANSACTION, also COMMIT/ROLLBACK PREPARED. Case-insensitive. */
 bool sql_is_transaction_control(const char *sql);
+/* True for COPY ... FROM STDIN / TO STDOUT: the copy protocol, which a
+ * branch's session cannot carry (statements are refused before running;
+ * COPY from or to a server file runs as any statement). */
+bool sql_is_copy_stream(const char *sql);
 /* True when sql holds no statement: only whitespace, ';' and comments
  * (PostgreSQL answers it with an empty result and no message). */
 bool sql_is_empty(const char *sql);

@@ -392,6 +392,12 @@ static bool check_statement(http_request *req, const char *sql, const json_t *pa
                          "field 'sql' holds no statement (only blanks, ';' or comments)");
         return false;
     }
+    if (sql_is_copy_stream(sql)) {
+        http_reply_error(req, 400, "copy_not_supported",
+                         "COPY FROM STDIN / TO STDOUT is not supported (use INSERT ... VALUES or "
+                         "a SELECT)");
+        return false;
+    }
     if (!sql_is_transaction_control(sql))
         return true;
     http_reply_error(req, 400, "transaction_control",

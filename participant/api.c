@@ -98,6 +98,12 @@ static bool parse_stmt(http_request *req, json_t *obj, const char *where, op_stm
                          "(the coordinator ends transactions)", where);
         return false;
     }
+    if (sql_is_copy_stream(st->sql)) {
+        http_reply_error(req, 400, "copy_not_supported",
+                         "%sCOPY FROM STDIN / TO STDOUT is not supported (use INSERT ... "
+                         "VALUES or a SELECT)", where);
+        return false;
+    }
     if (params && !pg_params_from_json(params, &st->params, &st->nparams, err, sizeof(err))) {
         http_reply_error(req, 400, "invalid_params", "%s%s", where, err);
         return false;

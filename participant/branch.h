@@ -90,6 +90,11 @@ typedef struct branch {
                                     * (tag checked): fn_prepare has nothing left to send */
     bool wrote;                    /* a statement surely assigned an xid (rows written) */
     bool session_dirty;            /* a statement changed session state: close conn at the end */
+    bool role_maybe_set;           /* a statement's text names a role or session authorization
+                                    * (SET LOCAL ROLE x): PREPARE is preceded by SET LOCAL ROLE
+                                    * NONE, or the prepared transaction would belong to x, and
+                                    * only x (or a superuser) could ever finish it */
+#define BRANCH_RESET_ROLE_SQL "SET LOCAL ROLE NONE"
     bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */
     char xid[24];                  /* xid8 of the prepared transaction ("" unknown) */
     tp_branch *tp;                 /* 3PC state (threepc.h), NULL for 2PC; owned, set once */

@@ -272,6 +272,21 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
         return true;
     }
     pg_res r;
+    if (b->role_maybe_set) {
+        /* A statement may have set the current role: the prepared
+         * transaction would belong to it, and the agent's role could not
+         * finish it (branch.h). Nothing is prepared if this fails. */
+        bool set = pg_exec(b->conn, BRANCH_RESET_ROLE_SQL, 0, NULL, &r);
+        if (!set) {
+            bool dead = r.conn_dead;
+            ctx_fail_res(ctx, dead ? PX_DB_DOWN : PX_SQL_ERROR, &r);
+            pg_res_clear(&r);
+            if (dead)
+                give_back_conn(b, ctx, true);
+            return false;
+        }
+        pg_res_clear(&r);
+    }
     bool ok = pg_exec_gid(b->conn, "PREPARE TRANSACTION", b->branch_gid, &r);
     if (ok && strcmp(r.command, "PREPARE TRANSACTION") == 0) {
         pg_res_clear(&r);

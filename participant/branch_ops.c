@@ -278,8 +278,16 @@ static bool tag_ends_transaction(const char *tag, const char *sql)
 /* A batch still running this long after its bound is cancelled. */
 #define BATCH_GRACE_MS 2000
 
-/* Batch limits: BEGIN + SET LOCAL + xid check + PREPARE + the client statements. */
-#define BATCH_FIXED 4
+/* Batch limits: BEGIN + SET LOCAL + xid check + ROLE NONE + PREPARE + the client statements. */
+#define BATCH_FIXED 5
+
+/* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',
+ * ...), SET SESSION AUTHORIZATION)? By its text, as broadly as that: a false
+ * positive costs one SET before the PREPARE. */
+static bool may_set_role(const char *sql)
+{
+    return sql_mentions(sql, "role") || sql_mentions(sql, "authorization");
+}
 #define BEGIN_ATTEMPTS 3
 
 /*
@@ -378,11 +386,16 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         atomic_store(&b->batch_overdue_ms, now_ms() + bound + BATCH_GRACE_MS);
         q[nq++] = (pg_query){set_timeout, 0, NULL};
         first_stmt = nq;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             q[nq++] = (pg_query){st[i].sql, st[i].nparams, (const char *const *)st[i].params};
+            if (may_set_role(st[i].sql))
+                b->role_maybe_set = true;
+        }
         xid_at = nq;
         if (want_xid)
             q[nq++] = (pg_query){"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL};
+        if (prepare && b->role_maybe_set)
+            q[nq++] = (pg_query){BRANCH_RESET_ROLE_SQL, 0, NULL};
         nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
         pg_backend_id backend = b->backend;
         rows.query = first_stmt + n - 1;
@@ -1355,7 +1368,9 @@ void op_cancel_running(agent *ag)
     size_t n;
     branch **bs = branch_table_snapshot(ag->table, &n, true);
     for (size_t i = 0; i < n; i++) {
-        if (branch_state_get(bs[i]) == BS_ACTIVE)
+        /* only a batch in flight: a PQcancel opens a connection, one to an
+         * idle session every SHUTDOWN_CANCEL_EVERY_MS would be waste */
+        if (branch_state_get(bs[i]) == BS_ACTIVE && atomic_load(&bs[i]->batch_overdue_ms) != 0)
             branch_cancel_running(bs[i]);
         branch_put(ag->table, bs[i]);
     }

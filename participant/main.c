@@ -183,11 +183,17 @@ typedef struct {
     agent *ag;
     idle_expirer *idle;
     pthread_t idle_thread, resolver_thread;
+    canceller *cn; /* NULL when its thread did not start */
+    pthread_t cancel_thread;
 } workers;
 
 static void stop_workers(void *arg)
 {
     workers *w = arg;
+    if (w->cn) { /* its PQcancel may wait on a host that does not answer */
+        w->cn->stop = 1;
+        pthread_join(w->cancel_thread, NULL);
+    }
     w->idle->stop = 1;
     pthread_join(w->idle_thread, NULL);
     resolver_stop(w->ag, w->resolver_thread);
@@ -411,6 +417,7 @@ int main(int argc, char **argv)
     atomic_store(&ag->stopping, true);
     canceller cn = {.ag = ag, .stop = 0};
     pthread_t cancel_thread;
+    memset(&cancel_thread, 0, sizeof(cancel_thread)); /* read only if it started */
     bool cancelling = pthread_create(&cancel_thread, NULL, cancel_main, &cn) == 0;
     if (!cancelling)
         op_cancel_running(ag); /* once, at least */
@@ -425,12 +432,9 @@ int main(int argc, char **argv)
                  SHUTDOWN_GRACE_MS);
         _exit(0);
     }
-    if (cancelling) {
-        cn.stop = 1;
-        pthread_join(cancel_thread, NULL);
-    }
     workers wk = {.ag = ag, .idle = &idle, .idle_thread = idle_thread,
-                  .resolver_thread = resolver_thread};
+                  .resolver_thread = resolver_thread, .cn = cancelling ? &cn : NULL,
+                  .cancel_thread = cancel_thread};
     if (!run_within(stop_workers, &wk, SHUTDOWN_GRACE_MS)) {
         log_warn("shutdown: the sweep, a 3PC termination or the idle timeouts still busy after "
                  "%d ms; exiting now (as after a crash)",

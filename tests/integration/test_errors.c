@@ -285,6 +285,14 @@ START_TEST(transaction_control_refused)
         expect_error(&r, 400, "transaction_control", refused[k]);
         h_resp_clear(&r);
     }
+    /* the copy protocol: refused too (it took the session out of the
+     * pipeline: 503, the branch lost, every idle pooled session closed) */
+    const char *copies[] = {"COPY accounts FROM STDIN", "copy (SELECT 1) TO stdout"};
+    for (size_t k = 0; k < ARRAY_LEN(copies); k++) {
+        h_resp r = h_stmt(gid, "pg1", copies[k], NULL);
+        expect_error(&r, 400, "copy_not_supported", copies[k]);
+        h_resp_clear(&r);
+    }
     /* refused, not run: the branch is intact and commits once */
     h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1201", NULL);
     h_resp r = h_commit(gid);

@@ -851,6 +851,69 @@ START_TEST(session_state_does_not_outlive_the_branch)
 }
 END_TEST
 
+/* PostgreSQL makes the role current at PREPARE TRANSACTION the prepared
+ * transaction's owner, and only the owner or a superuser may finish it. A
+ * branch that ran SET LOCAL ROLE (row-level security per tenant, say) on an
+ * agent logged in as an ordinary role must still be committed by that
+ * agent: the agent resets the role just before PREPARE. agent1 runs as
+ * txc_agent_lo (not a superuser) here, the branch as txc_app. Before, COMMIT
+ * PREPARED failed with 42501 forever and the branch held its locks. */
+static void set_role_branch_commits(bool oneshot)
+{
+    h_set_balance(1, 431, 100);
+    h_set_balance(2, 432, 100);
+    h_resp r;
+    if (oneshot) {
+        r = one_shot(json_pack("[{s:s,s:[{s:s},{s:s,s:[ii]}]},{s:s,s:[{s:s,s:[ii]}]}]",
+                               "participant", "pg1", "statements", "sql",
+                               "SET LOCAL ROLE txc_app", "sql", CREDIT, "params", 5, 431,
+                               "participant", "pg2", "statements", "sql", DEBIT, "params", 5,
+                               432));
+    } else {
+        char *gid = h_begin();
+        h_stmt_ok(gid, "pg1", "SET LOCAL ROLE txc_app", NULL);
+        h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 431));
+        h_stmt_ok(gid, "pg2", DEBIT, json_pack("[ii]", 5, 432));
+        r = h_commit(gid);
+        free(gid);
+    }
+    expect_outcome(&r, 200, "committed", oneshot ? "one-shot under SET LOCAL ROLE"
+                                                  : "interactive under SET LOCAL ROLE");
+    h_resp_clear(&r);
+    long long left = -1;
+    for (int k = 0; k < 100 && left != 0; k++) { /* phase 2 done, or stuck */
+        left = h_prepared_count(1);
+        if (left)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(left == 0, "the branch prepared under txc_app stays prepared on pg1");
+    ck_assert_int_eq(h_balance(1, 431), 105);
+    ck_assert_int_eq(h_balance(2, 432), 95);
+}
+
+START_TEST(branch_under_set_role_is_finished)
+{
+    h_sql(1, "DO $$BEGIN CREATE ROLE txc_agent_lo LOGIN; EXCEPTION WHEN duplicate_object THEN "
+             "NULL; END$$");
+    h_sql(1, "DO $$BEGIN CREATE ROLE txc_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN "
+             "NULL; END$$");
+    h_sql(1, "GRANT txc_app TO txc_agent_lo");
+    h_sql(1, "GRANT SELECT, INSERT, UPDATE ON accounts TO txc_agent_lo, txc_app");
+    char pg[200];
+    snprintf(pg, sizeof(pg), "%s", h_conninfo(1));
+    char *u = strstr(pg, "user=postgres");
+    ck_assert_ptr_nonnull(u);
+    snprintf(u, sizeof(pg) - (size_t)(u - pg), "user=txc_agent_lo");
+    ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent1", "--", "--pg", pg, NULL), 0);
+    set_role_branch_commits(true);
+    set_role_branch_commits(false);
+    ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent1", NULL), 0);
+    h_test_setup();
+}
+END_TEST
+
 /* NOTIFY takes its xid only at commit: a branch that only notified must not
  * be committed as read-only ahead of the global decision (its listeners
  * would hear of a transaction that then aborts). PostgreSQL refuses to
@@ -1099,6 +1162,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, read_only_branches);
     tcase_add_test(tc, session_state_does_not_outlive_the_branch);
     tcase_add_test(tc, notify_branch_votes_no);
+    tcase_add_test(tc, branch_under_set_role_is_finished);
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
     tcase_add_test(tc, metrics_count_outcomes);

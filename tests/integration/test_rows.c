@@ -233,9 +233,10 @@ START_TEST(many_rows)
         ck_assert(json_integer_value(json_object_get(j, "g")) == g);
         ck_assert(json_number_value(json_object_get(j, "half")) == (double)g / 2.0);
     }
-    /* As the agent wrote it: compact, keys in column order. */
+    /* As the agent wrote it: compact, keys in column order, jsonb as
+     * PostgreSQL writes it. */
     const char *head = "{\"command\":\"SELECT 50000\",\"row_count\":50000,\"rows\":[{\"id\":1,"
-                       "\"s\":\"r\\t\\\"1\",\"f\":0.25,\"j\":{\"g\":1,\"half\":0.5}},{\"id\":2,";
+                       "\"s\":\"r\\t\\\"1\",\"f\":0.25,\"j\":{\"g\": 1, \"half\": 0.5}},{\"id\":2,";
     ck_assert_msg(strncmp(r.body, head, strlen(head)) == 0, "%.200s", r.body);
     h_resp_clear(&r);
     h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
@@ -304,9 +305,18 @@ START_TEST(real_params_keep_their_digits)
         "5::float8 AS five, $5::int AS i\",\"params\":[19.99, 0.1, {\"price\":19.99}, 0.1, 5.0]}";
     h_resp r = h_http("POST", url, body, strlen(body));
     H_EXPECT(r, 200, "real parameters");
-    ck_assert_msg(strstr(r.body, "\"n\":\"19.99\",\"t\":\"0.1\",\"j\":{\"price\":19.99},"
+    ck_assert_msg(strstr(r.body, "\"n\":\"19.99\",\"t\":\"0.1\",\"j\":{\"price\": 19.99},"
                                  "\"f\":0.1,\"f4\":19.99,\"f17\":0.30000000000000004,"
                                  "\"five\":5.0,\"i\":5}") != NULL,
+                  "row text: %s", r.body);
+    h_resp_clear(&r);
+    /* a jsonb number is exact (numeric): every digit comes back, and an
+     * integer past 64 bits stays a number */
+    r = h_stmt(gid, "pg1", "SELECT '{\"amt\": 12345678901234567.89, \"n\": "
+                           "123456789012345678901}'::jsonb AS j", NULL);
+    H_EXPECT(r, 200, "exact jsonb numbers");
+    ck_assert_msg(strstr(r.body, "\"amt\": 12345678901234567.89") &&
+                      strstr(r.body, "\"n\": 123456789012345678901"),
                   "row text: %s", r.body);
     h_resp_clear(&r);
     free(url);

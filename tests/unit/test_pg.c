@@ -22,7 +22,7 @@ static void expect_value(Oid type, const char *text, bool isnull, const char *wa
                   text ? text : "(null)", got, want);
     /* What it wrote reads back as JSON. */
     strbuf_append(&sb, "]");
-    json_t *back = json_loads(sb.data, 0, NULL);
+    json_t *back = json_loads(sb.data, JSON_DECODE_INT_AS_REAL, NULL); /* big ints: numbers */
     ck_assert_msg(back != NULL, "oid %u '%s': %s is not JSON", type, text ? text : "(null)", got);
     json_decref(back);
     strbuf_free(&sb);
@@ -44,7 +44,7 @@ START_TEST(test_value_text)
     expect_value(701, "-Infinity", false, "\"-Infinity\"");
     expect_value(1700, "12345678901234567890.123", false, "\"12345678901234567890.123\"");
     expect_value(114, "{\"a\":[1,2]}", false, "{\"a\":[1,2]}");
-    expect_value(3802, "[1, \"x\"]", false, "[1,\"x\"]");
+    expect_value(3802, "[1, \"x\"]", false, "[1, \"x\"]"); /* as PostgreSQL wrote it */
     expect_value(3802, "\"s\"", false, "\"s\"");
     expect_value(3802, "3", false, "3");
     expect_value(25, "hello \"q\"", false, "\"hello \\\"q\\\"\"");
@@ -62,12 +62,16 @@ START_TEST(test_value_text)
     expect_value(20, "9223372036854775808", false, "\"9223372036854775808\"");
     expect_value(16, "yes", false, "\"yes\"");
     expect_value(3802, "not json", false, "\"not json\"");
-    /* Reals in their shortest exact form, staying reals; inside jsonb too. */
+    /* json/jsonb as written: a jsonb numeric keeps every digit, an integer
+     * past 64 bits stays a number. */
+    expect_value(3802, "{\"amt\": 12345678901234567.89, \"n\": 123456789012345678901}", false,
+                 "{\"amt\": 12345678901234567.89, \"n\": 123456789012345678901}");
+    /* Reals in their shortest exact form, staying reals. */
     expect_value(701, "5", false, "5.0");
     expect_value(701, "0.1", false, "0.1");
     expect_value(700, "19.99", false, "19.99");
     expect_value(3802, "{\"price\": 19.99, \"q\": [1, 2.50]}", false,
-                 "{\"price\":19.99,\"q\":[1,2.5]}");
+                 "{\"price\": 19.99, \"q\": [1, 2.50]}");
 }
 END_TEST
 

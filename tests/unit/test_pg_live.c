@@ -87,7 +87,7 @@ START_TEST(test_types_and_params)
     size_t len;
     char *s = pg_result_text(r.res, &len);
     ck_assert_str_eq(s, "{\"command\":\"SELECT 1\",\"row_count\":1,\"rows\":[{\"i\":42,"
-                        "\"t\":\"it's; DROP TABLE x\",\"n\":null,\"j\":{\"a\":[1]},\"b\":true,"
+                        "\"t\":\"it's; DROP TABLE x\",\"n\":null,\"j\":{\"a\": [1]},\"b\":true,"
                         "\"f\":1.5,\"nan\":\"NaN\",\"num\":\"12.30\",\"big\":9223372036854775807}]}");
     ck_assert_uint_eq(len, strlen(s));
     free(s);
