@@ -705,6 +705,14 @@ static void h_begin(http_request *req, void *app)
      * run on it before its own branches exist. */
     txn *t = branches ? txn_create_locked(proto, timeout, &threepc)
                       : txn_create(proto, timeout, &threepc);
+    if (!t) {
+        free(obs);
+        http_reply_error(req, 503, "too_many_transactions",
+                         "%lld transactions are not finished (--max-unfinished): finish or roll "
+                         "back some, or wait for their timeouts",
+                         g_coord.max_unfinished);
+        return;
+    }
     txlog_debug(t->gid, NULL, "begun (%s, timeout %lld ms)", proto_name, timeout);
     set_location(req, t->gid);
     if (!branches) {

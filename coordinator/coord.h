@@ -29,6 +29,7 @@ typedef struct {
     long long agent_timeout_ms;   /* per agent call: prepare, commit, rollback */
     long long retention_s;        /* finished transactions stay queryable this long */
     long long retention_max;      /* ... and at most this many of them */
+    long long max_unfinished;     /* begins refused (503) while this many are unfinished; 0: no limit */
     bool sequential_phase2;       /* after-first-commit armed: COMMIT one branch at a time */
     bool sequential_precommit;    /* 3pc-after-first-precommit armed: PreCommit one at a time */
     threepc_settings threepc;     /* defaults for 3PC transactions (--3pc-* flags) */

@@ -80,7 +80,7 @@ static const char *const crash_points[] = {
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
 static str_list opt_participants;
 static long long opt_max_body, opt_default_timeout, opt_agent_timeout;
-static long long opt_retention, opt_retention_max;
+static long long opt_retention, opt_retention_max, opt_max_unfinished;
 static long long opt_compact_bytes;
 static long long opt_3pc_cancommit, opt_3pc_precommit, opt_3pc_uncertain;
 static char *opt_3pc_termination;
@@ -102,6 +102,9 @@ static const opt_def options[] = {
     {"finished-retention-max", OPT_INT, "100000", 0, 100000000, false, "N",
      "at most this many finished transactions stay queryable (the oldest go first)",
      &opt_retention_max},
+    {"max-unfinished", OPT_INT, "100000", 0, 100000000, false, "N",
+     "refuse new transactions (503) while this many are not finished (0: no limit): each holds "
+     "memory until it ends, up to its timeout", &opt_max_unfinished},
     {"decision-log-compact-bytes", OPT_INT, "67108864", 4096, 1LL << 40, false, "BYTES",
      "rewrite decisions.log with only unfinished decisions when it grows past this",
      &opt_compact_bytes},
@@ -370,6 +373,7 @@ int main(int argc, char **argv)
     g_coord.agent_timeout_ms = opt_agent_timeout;
     g_coord.retention_s = opt_retention;
     g_coord.retention_max = opt_retention_max;
+    g_coord.max_unfinished = opt_max_unfinished;
     g_coord.threepc.cancommit_timeout_ms = opt_3pc_cancommit;
     g_coord.threepc.precommit_timeout_ms = opt_3pc_precommit;
     g_coord.threepc.uncertain_timeout_ms = opt_3pc_uncertain;

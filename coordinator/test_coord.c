@@ -416,6 +416,42 @@ START_TEST(test_eviction_count_cap)
 }
 END_TEST
 
+/* --max-unfinished: a begin past the limit creates nothing and uses no gid;
+ * once one transaction finishes (aborting still counts: it is not finished)
+ * the next is created. */
+START_TEST(test_max_unfinished)
+{
+    (void)reopen(1 << 20);
+    g_coord.max_unfinished = 2;
+    txn *a = txn_create(PROTO_2PC, 30000, NULL);
+    txn *b = txn_create_locked(PROTO_2PC, 30000, NULL);
+    pthread_mutex_unlock(&b->op_mu);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_null(txn_create(PROTO_2PC, 30000, NULL));
+    ck_assert_ptr_null(txn_create_locked(PROTO_2PC, 30000, NULL));
+    ck_assert(txn_fsm_advance(a, EV_ROLLBACK, "rollback requested"));
+    ck_assert_ptr_null(txn_create(PROTO_2PC, 30000, NULL)); /* aborting: unfinished */
+    ck_assert(txn_fsm_advance(a, EV_ACKED, "done"));
+    txn *c = txn_create(PROTO_2PC, 30000, NULL);
+    ck_assert_ptr_nonnull(c);
+    /* the refused begins used no sequence number */
+    uint64_t eb = 0, sb = 0, ec = 0, sc = 0;
+    char cid[16];
+    ck_assert(gid_parse(b->gid, cid, &eb, &sb));
+    ck_assert(gid_parse(c->gid, cid, &ec, &sc));
+    ck_assert_uint_eq(sc, sb + 1);
+    g_coord.max_unfinished = 0;
+    for (txn **p = (txn *[]){b, c, NULL}; *p; p++) {
+        ck_assert(txn_fsm_advance(*p, EV_ROLLBACK, "rollback requested"));
+        ck_assert(txn_fsm_advance(*p, EV_ACKED, "done"));
+        txn_unref(*p);
+    }
+    txn_unref(a);
+    dlog_close();
+}
+END_TEST
+
 START_TEST(test_timeouts_collected)
 {
     txn *slow = txn_create(PROTO_2PC, 100000, NULL);
@@ -1376,6 +1412,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_delivery_records_mixed_outcome);
     tcase_add_test(tc, test_rollback_acknowledged_by_200_only);
     tcase_add_test(tc, test_txn_create_locked_holds_op_mu);
+    tcase_add_test(tc, test_max_unfinished);
     tcase_add_test(tc, test_2pc_decision_excludes_read_only);
     tcase_add_test(tc, test_retry_lines_rate_limited);
     suite_add_tcase(s, tc);

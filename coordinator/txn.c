@@ -189,6 +189,13 @@ static txn *create(txn_protocol proto, int64_t timeout_ms, const threepc_setting
     t->timeout_ms = timeout_ms;
     t->threepc = threepc ? *threepc : g_coord.threepc;
     pthread_mutex_lock(&table_mu); /* seq issued and gid in the map together */
+    if (g_coord.max_unfinished > 0 && live_count >= (size_t)g_coord.max_unfinished) {
+        pthread_mutex_unlock(&table_mu);
+        if (lock_op)
+            pthread_mutex_unlock(&t->op_mu);
+        txn_free(t); /* never published: no other reference */
+        return NULL;
+    }
     uint64_t seq = atomic_fetch_add(&next_seq, 1);
     gid_format(t->gid, sizeof(t->gid), g_coord.coord_id, g_coord.epoch, seq);
     bool fresh = strmap_put(table, t->gid, t);

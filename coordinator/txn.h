@@ -116,7 +116,9 @@ void txn_table_init(void);
 void txn_table_shutdown(void);
 
 /* New active transaction with a fresh gid; in the table. Returns a reference.
- * threepc: its 3PC settings (copied; NULL = the --3pc-* defaults). */
+ * threepc: its 3PC settings (copied; NULL = the --3pc-* defaults). NULL
+ * (nothing created, no gid used) while g_coord.max_unfinished transactions
+ * are unfinished. */
 txn *txn_create(txn_protocol proto, int64_t timeout_ms, const threepc_settings *threepc);
 /* The same, returned with op_mu held (the caller unlocks): taken before the
  * gid can be found, so no other request (a commit or statement naming the
