@@ -354,6 +354,9 @@ static void print_table(const int *clients, int nc, int rounds, const bool on[M_
         /* two decimals, or three rounded down where two would round onto a
          * target the verdict says was missed (0.59998 shows as 0.599) */
         bool near = (ratio < 0.60 && ratio >= 0.595) || (ratio < 0.85 && ratio >= 0.845);
+        /* likewise a p50 difference just over 0.5 ms shows as +0.501 */
+        if (diff > 0.5 && diff < 0.5005)
+            diff = 0.501;
         printf("%-7d %16.*f %+21.3f  %s\n", clients[ci], near ? 3 : 2,
                near ? floor(ratio * 1000) / 1000 : ratio, diff, target);
         if (rounds > 1)

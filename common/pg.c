@@ -757,14 +757,54 @@ bool sql_is_empty(const char *sql)
     return !sql || *skip_noise(sql) == '\0';
 }
 
+/* The next word (letters, digits, '_', uppercased) after *s, skipping
+ * noise, punctuation and quoted strings or identifiers ('...', "..."); ""
+ * at the end. Advances *s. */
+static void next_word(const char **s, char *w, size_t size)
+{
+    const char *p = *s;
+    for (;;) {
+        p = skip_noise(p);
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            while (*p && *p != q)
+                p++;
+            if (*p)
+                p++;
+        } else if (*p && !isalnum((unsigned char)*p) && *p != '_') {
+            p++;
+        } else {
+            break;
+        }
+    }
+    size_t n = 0;
+    while (*p && (isalnum((unsigned char)*p) || *p == '_')) {
+        if (n + 1 < size)
+            w[n++] = (char)toupper((unsigned char)*p);
+        p++;
+    }
+    w[n] = '\0';
+    *s = p;
+}
+
 bool sql_is_copy_stream(const char *sql)
 {
     if (!sql)
         return false;
     const char *p = sql;
-    char kw[32];
-    next_keyword(&p, kw, sizeof(kw));
-    return strcmp(kw, "COPY") == 0 && (strcasestr(p, "stdin") || strcasestr(p, "stdout"));
+    char w[64], prev[64] = "";
+    next_word(&p, w, sizeof(w));
+    if (strcmp(w, "COPY") != 0)
+        return false;
+    /* FROM STDIN or TO STDOUT as words, anywhere after (a subquery's own
+     * FROM is followed by a table, a file's name is a quoted string) */
+    for (next_word(&p, w, sizeof(w)); *w; next_word(&p, w, sizeof(w))) {
+        if ((strcmp(prev, "FROM") == 0 && strcmp(w, "STDIN") == 0) ||
+            (strcmp(prev, "TO") == 0 && strcmp(w, "STDOUT") == 0))
+            return true;
+        snprintf(prev, sizeof(prev), "%s", w);
+    }
+    return false;
 }
 
 bool sql_is_transaction_control(const char *sql)

@@ -91,10 +91,13 @@ typedef struct branch {
     bool wrote;                    /* a statement surely assigned an xid (rows written) */
     bool session_dirty;            /* a statement changed session state: close conn at the end */
     bool role_maybe_set;           /* a statement's text names a role or session authorization
-                                    * (SET LOCAL ROLE x): PREPARE is preceded by SET LOCAL ROLE
-                                    * NONE, or the prepared transaction would belong to x, and
-                                    * only x (or a superuser) could ever finish it */
-#define BRANCH_RESET_ROLE_SQL "SET LOCAL ROLE NONE"
+                                    * (SET LOCAL ROLE x): PREPARE is preceded by a reset of the
+                                    * role to the session's default (the one the pool's sessions
+                                    * finish prepared transactions with), or the prepared
+                                    * transaction would belong to x, and only x (or a superuser)
+                                    * could ever finish it. A function that sets the role is not
+                                    * seen. */
+#define BRANCH_RESET_ROLE_SQL "SET LOCAL role TO DEFAULT"
     bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */
     char xid[24];                  /* xid8 of the prepared transaction ("" unknown) */
     tp_branch *tp;                 /* 3PC state (threepc.h), NULL for 2PC; owned, set once */

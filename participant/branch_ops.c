@@ -278,7 +278,7 @@ static bool tag_ends_transaction(const char *tag, const char *sql)
 /* A batch still running this long after its bound is cancelled. */
 #define BATCH_GRACE_MS 2000
 
-/* Batch limits: BEGIN + SET LOCAL + xid check + ROLE NONE + PREPARE + the client statements. */
+/* Batch limits: BEGIN + SET LOCAL + xid check + role reset + PREPARE + the client statements. */
 #define BATCH_FIXED 5
 
 /* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',

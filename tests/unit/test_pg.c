@@ -140,6 +140,28 @@ START_TEST(test_params_from_json)
 }
 END_TEST
 
+/* The copy protocol is recognised by FROM STDIN / TO STDOUT as words, not by
+ * the letters anywhere: a column or file of that name is a server-side COPY. */
+START_TEST(test_copy_stream)
+{
+    const char *stream[] = {"COPY accounts FROM STDIN", "copy t (a, b) from stdin with (format csv)",
+                            "COPY (SELECT a FROM t) TO STDOUT", "/* c */ COPY t TO stdout",
+                            "COPY t(\"x\") FROM STDIN"};
+    for (size_t i = 0; i < sizeof(stream) / sizeof(stream[0]); i++)
+        ck_assert_msg(sql_is_copy_stream(stream[i]), "%s", stream[i]);
+    const char *not_stream[] = {"COPY t(stdin_bytes) FROM '/srv/x.csv'",
+                                "COPY t TO '/tmp/stdout.csv'",
+                                "COPY t TO PROGRAM 'cat >/dev/stdout'",
+                                "COPY t FROM PROGRAM 'gzip -dc /x.gz'",
+                                "SELECT 'COPY t FROM STDIN'",
+                                "COPY \"stdin\" FROM '/x'",
+                                NULL};
+    for (size_t i = 0; not_stream[i]; i++)
+        ck_assert_msg(!sql_is_copy_stream(not_stream[i]), "%s", not_stream[i]);
+    ck_assert(!sql_is_copy_stream(NULL));
+}
+END_TEST
+
 START_TEST(test_transaction_control)
 {
     static const char *const yes[] = {
@@ -254,6 +276,7 @@ int main(void)
     tcase_add_test(tc, test_result_text_null);
     tcase_add_test(tc, test_params_from_json);
     tcase_add_test(tc, test_transaction_control);
+    tcase_add_test(tc, test_copy_stream);
     tcase_add_test(tc, test_sql_is_empty);
     tcase_add_test(tc, test_exec_gid_refusals);
     tcase_add_test(tc, test_connect_failure);
