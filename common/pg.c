@@ -738,18 +738,25 @@ static const char *skip_noise(const char *s)
     }
 }
 
+/* Copy the word at p (letters and '_', and digits when digits) uppercased
+ * into w (cut to size); returns what follows it. */
+static const char *read_upper(const char *p, char *w, size_t size, bool digits)
+{
+    size_t n = 0;
+    while (*p && (isalpha((unsigned char)*p) || *p == '_' ||
+                  (digits && isdigit((unsigned char)*p)))) {
+        if (n + 1 < size)
+            w[n++] = (char)toupper((unsigned char)*p);
+        p++;
+    }
+    w[n] = '\0';
+    return p;
+}
+
 /* Read the next keyword (letters/underscore) at *s into kw; advances *s. */
 static void next_keyword(const char **s, char *kw, size_t size)
 {
-    const char *p = skip_noise(*s);
-    size_t n = 0;
-    while (*p && (isalpha((unsigned char)*p) || *p == '_')) {
-        if (n + 1 < size)
-            kw[n++] = (char)toupper((unsigned char)*p);
-        p++;
-    }
-    kw[n] = '\0';
-    *s = p;
+    *s = read_upper(skip_noise(*s), kw, size, false);
 }
 
 bool sql_is_empty(const char *sql)
@@ -777,14 +784,7 @@ static void next_word(const char **s, char *w, size_t size)
             break;
         }
     }
-    size_t n = 0;
-    while (*p && (isalnum((unsigned char)*p) || *p == '_')) {
-        if (n + 1 < size)
-            w[n++] = (char)toupper((unsigned char)*p);
-        p++;
-    }
-    w[n] = '\0';
-    *s = p;
+    *s = read_upper(p, w, size, true);
 }
 
 bool sql_is_copy_stream(const char *sql)
