@@ -141,15 +141,17 @@ static const opt_def options[] = {
 };
 
 /* Does DIR/decisions.log exist? false also when that cannot be told (logged). */
-static bool decision_log_exists(const char *log, bool *exists)
+/* The decision log's size into *size, -1 if there is none. false (logged)
+ * when that cannot be told. */
+static bool decision_log_size(const char *log, off_t *size)
 {
     struct stat st;
     if (stat(log, &st) == 0) {
-        *exists = true;
+        *size = st.st_size;
         return true;
     }
     if (errno == ENOENT) {
-        *exists = false;
+        *size = -1;
         return true;
     }
     log_error("cannot stat %s: %s", log, strerror(errno));
@@ -161,20 +163,19 @@ static bool decision_log_exists(const char *log, bool *exists)
  * identity whose log is missing means the log was lost (a partial copy, a
  * file moved aside): starting would answer "aborted" (presumed abort) for
  * every earlier gid, and agents would roll back branches of transactions
- * whose other branches committed. That start is refused. */
+ * whose other branches committed. That start is refused, and so is a new
+ * identity over a log that holds records (the state file was lost). */
 static bool load_identity(const char *dir)
 {
     char *path = xasprintf("%s/coordinator.state", dir);
     char *log = xasprintf("%s/decisions.log", dir);
     char *data = NULL;
     size_t len = 0;
-    bool missing = false, log_exists = false;
+    bool missing = false, ok = false;
     uint64_t epoch = 0;
-    if (!decision_log_exists(log, &log_exists)) {
-        free(path);
-        free(log);
-        return false;
-    }
+    off_t log_size;
+    if (!decision_log_size(log, &log_size))
+        goto out;
     if (read_whole_file(path, &data, &len, &missing)) {
         json_error_t jerr;
         json_t *st = json_loadb(data, len, 0, &jerr);
@@ -185,27 +186,22 @@ static bool load_identity(const char *dir)
             log_error("%s is unreadable or invalid (%s); refusing to start with a new identity",
                       path, st ? "bad coord_id or epoch" : jerr.text);
             json_decref(st);
-            free(path);
-            free(log);
-            return false;
+            goto out;
         }
         snprintf(g_coord.coord_id, sizeof(g_coord.coord_id), "%s", cid);
         epoch = (uint64_t)json_integer_value(ep);
         json_decref(st);
-        if (!log_exists) {
+        if (log_size < 0) {
             log_error("%s is missing, but %s says coordinator %s ran before (epoch %llu): its "
                       "commit decisions are lost, and starting would answer \"aborted\" for "
                       "transactions that committed. Put the log back; or, to start anyway as a "
                       "new coordinator, move %s aside (the old one's prepared branches then "
                       "stay in doubt at the agents, for an operator)",
                       log, path, g_coord.coord_id, (unsigned long long)epoch, path);
-            free(path);
-            free(log);
-            return false;
+            goto out;
         }
     } else if (missing) {
-        struct stat lst;
-        if (log_exists && stat(log, &lst) == 0 && lst.st_size > 0) {
+        if (log_size > 0) {
             /* Records exist only once an identity did: the state was lost.
              * A new identity would read the log's committed set (its
              * snapshots carry epochs, not the id) as its own. */
@@ -213,40 +209,33 @@ static bool load_identity(const char *dir)
                       "start as a new coordinator over another one's decisions. Put the "
                       "state file back; or move both aside to start afresh",
                       path, log);
-            free(path);
-            free(log);
-            return false;
+            goto out;
         }
-        if (!log_exists && !durable_write_file(log, "", 0)) {
-            free(path);
-            free(log);
-            return false; /* logged */
-        }
+        if (log_size < 0 && !durable_write_file(log, "", 0))
+            goto out; /* logged */
         unsigned char rnd[4];
         if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
             log_error("getrandom failed: %s", strerror(errno));
-            free(path);
-            return false;
+            goto out;
         }
         snprintf(g_coord.coord_id, sizeof(g_coord.coord_id), "%02x%02x%02x%02x", rnd[0], rnd[1],
                  rnd[2], rnd[3]);
         log_info("new coordinator identity %s", g_coord.coord_id);
     } else {
-        free(path);
-        free(log);
-        return false; /* logged by read_whole_file */
+        goto out; /* logged by read_whole_file */
     }
-    free(log);
     g_coord.epoch = epoch + 1;
     json_t *st = json_pack("{s:s, s:I}", "coord_id", g_coord.coord_id, "epoch",
                            (json_int_t)g_coord.epoch);
     char *text = json_dumps(st, JSON_COMPACT);
     json_decref(st);
-    bool ok = durable_write_file(path, text, strlen(text));
+    ok = durable_write_file(path, text, strlen(text));
     free(text);
-    free(path);
     if (ok)
         log_info("coordinator %s epoch %llu", g_coord.coord_id, (unsigned long long)g_coord.epoch);
+out:
+    free(path);
+    free(log);
     return ok;
 }
 

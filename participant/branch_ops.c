@@ -257,6 +257,14 @@ static bool changes_session(const char *tag, const char *sql)
     return !(strncasecmp(sql, "LOCAL", 5) == 0 && isspace((unsigned char)sql[5]));
 }
 
+/* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',
+ * ...), SET SESSION AUTHORIZATION)? By its text, as broadly as that: a false
+ * positive costs one SET before the PREPARE. */
+static bool may_set_role(const char *sql)
+{
+    return sql_mentions(sql, "role") || sql_mentions(sql, "authorization");
+}
+
 /* Did this statement (its command tag, its text) end (or start) a
  * transaction block? The refusal in api.c (sql_is_transaction_control) keeps
  * such statements out; this is the check after the fact. ROLLBACK TO
@@ -280,14 +288,6 @@ static bool tag_ends_transaction(const char *tag, const char *sql)
 
 /* Batch limits: BEGIN + SET LOCAL + xid check + role reset + PREPARE + the client statements. */
 #define BATCH_FIXED 5
-
-/* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',
- * ...), SET SESSION AUTHORIZATION)? By its text, as broadly as that: a false
- * positive costs one SET before the PREPARE. */
-static bool may_set_role(const char *sql)
-{
-    return sql_mentions(sql, "role") || sql_mentions(sql, "authorization");
-}
 #define BEGIN_ATTEMPTS 3
 
 /*
@@ -1086,18 +1086,15 @@ void op_status(agent *ag, const char *gid, op_result *out)
             ok = threepc_verify(ag, b, &vctx);
             pthread_mutex_unlock(&b->mu);
         }
-        if (!ok && atomic_load(&b->tp->logged) == TP_PRECOMMITTED) {
+        if (!ok) {
             /* Still precommitted, or committed with its final record lost:
              * either way the answer that counts is "precommitted" (commit). */
-            res_ok(out, branch_json(gid, b->branch_gid, "precommitted"));
-            branch_put(ag->table, b);
-            return;
-        }
-        if (busy)
-            res_busy(out, b);
-        else if (!ok)
-            res_infra(out, &vctx, "branch state");
-        if (busy || !ok) {
+            if (atomic_load(&b->tp->logged) == TP_PRECOMMITTED)
+                res_ok(out, branch_json(gid, b->branch_gid, "precommitted"));
+            else if (busy)
+                res_busy(out, b);
+            else
+                res_infra(out, &vctx, "branch state");
             branch_put(ag->table, b);
             return;
         }
