@@ -62,10 +62,10 @@ static void ctx_fail_res(fsm_ctx *ctx, px_status px, const pg_res *r)
 }
 
 /* The branch takes c (after BEGIN succeeded). */
-static void take_conn(branch *b, PGconn *c)
+static void take_conn(branch *b, fsm_ctx *ctx, PGconn *c)
 {
     PGcancel *cancel = PQgetCancel(c); /* no I/O; NULL only on OOM */
-    pool_backend_id(c, &b->backend);
+    pool_backend_id(ctx->ag->pool, c, &b->backend);
     pthread_mutex_lock(&b->cancel_mu);
     b->conn = c;
     b->cancel = cancel;
@@ -141,7 +141,7 @@ static bool fn_begin(branch *b, fsm_ctx *ctx)
                  ps == PX_EXHAUSTED ? "connection pool exhausted" : "cannot connect to PostgreSQL");
         return false;
     }
-    take_conn(b, c);
+    take_conn(b, ctx, c);
     b->begin_pending = true;
     return true;
 }

@@ -230,7 +230,8 @@ static bool sql_mentions(const char *sql, const char *word)
  * connection)? SET LOCAL is transaction-scoped and fine. A session-level
  * advisory lock (pg_advisory_lock, pg_try_advisory_lock, their _shared forms;
  * not the _xact_ ones) outlives COMMIT, ROLLBACK and PREPARE TRANSACTION
- * alike: found by name in the text, and so is set_config() (its session form,
+ * alike, and an unlock may drop the pool's own (pool.c): found by name in the
+ * text, and so is set_config() (its session form,
  * set_config(..., false), outlives the transaction; the local form costs
  * only a new connection). */
 static bool changes_session(const char *tag, const char *sql)
@@ -243,7 +244,8 @@ static bool changes_session(const char *tag, const char *sql)
     for (size_t i = 0; i < ARRAY_LEN(tags); i++)
         if (strcmp(tag, tags[i]) == 0)
             return true;
-    if (sql_mentions(sql, "advisory_lock") || sql_mentions(sql, "set_config"))
+    if (sql_mentions(sql, "advisory_lock") || sql_mentions(sql, "advisory_unlock") ||
+        sql_mentions(sql, "set_config"))
         return true;
     if (strcmp(tag, "SET") != 0)
         return false;
@@ -447,10 +449,6 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
             goto failed;
         }
     }
-    /* A statement may have changed application_name (the session is then
-     * not pooled again, but a fence of it must still find it by name). */
-    if (b->conn && PQstatus(b->conn) == CONNECTION_OK)
-        pool_backend_id(b->conn, &b->backend);
     if (sent_begin && (fail > 0 || fail == nr))
         b->begin_pending = false; /* BEGIN ran */
     /* Session state a rollback does not undo (a named PREPARE, LOAD) counts

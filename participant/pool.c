@@ -23,9 +23,19 @@
  *     connection until statement timeouts freed one.
  *   - Every session carries application_name "txagent <participant>
  *     <instance>.<n>" (instance: 8 random hex per process; n counts the
- *     connections it opened): a lost session is fenced by pid AND that name,
- *     so a PostgreSQL restart that hands its pid to a live session of ours
- *     cannot get the wrong one terminated.
+ *     connections it opened), and holds the participant's shared advisory
+ *     lock (FENCE_LOCK_CLASS, participant_key()) for its whole life: that is
+ *     how the next instance finds the sessions of this one, by the name or,
+ *     should a statement have renamed the session, by the lock. A lost
+ *     session is fenced by pid AND its
+ *     backend_start, read once when the connection is opened (starts[]):
+ *     a statement can change application_name (even in the middle of the
+ *     pipeline whose connection was lost, before its answer came back) but
+ *     not backend_start, and a PostgreSQL restart that hands the pid to a
+ *     live session of ours cannot get the wrong one terminated.
+ *   - starts[] holds one entry per open connection (registered before it is
+ *     handed out, removed before PQfinish frees it, so a later connection at
+ *     the same address never inherits the entry).
  *   - Fences: no connection is handed out while one is pending. The first
  *     connection of an instance terminates every session of an earlier
  *     instance of this participant on the database, and pool_fence_backend
@@ -53,6 +63,24 @@
 /* How long pg_terminate_backend waits for a fenced backend to exit. */
 #define FENCE_WAIT_MS 5000
 
+/* The advisory lock every session of an agent for participant P holds
+ * shared: (FENCE_LOCK_CLASS, participant_key(P)), in pg_locks classid and
+ * objid with objsubid 2. 0x74786167 is "txag". */
+#define FENCE_LOCK_CLASS "1954046311"
+
+/* FNV-1a of the participant's name, cut to 31 bits (an oid in pg_locks, an
+ * int4 for pg_try_advisory_lock_shared). */
+static uint32_t participant_key(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        h = (h ^ *c) * 16777619u;
+    return h & 0x7fffffffu;
+}
+
+/* A session's backend_start as an exact integer (extract returns numeric). */
+#define BACKEND_START_US_SQL "(extract(epoch FROM backend_start) * 1000000)::bigint"
+
 struct pg_pool {
     pthread_mutex_t fence_mu; /* held while fencing; guards fenced_start, lost, nlost */
     atomic_bool fenced;       /* no fence pending: connections may be handed out */
@@ -61,7 +89,13 @@ struct pg_pool {
     int nlost, lost_cap;      /* lost_cap: 2 * size + 16 (a branch's session may be
                                * reported lost twice before it is fenced) */
     char app_name[64];        /* "txagent <participant> <instance>." (+ n per connection) */
+    struct conn_start {
+        PGconn *conn;
+        int64_t start_us;     /* backend_start, microseconds since the epoch */
+    } *starts;                /* size entries, the first nstarts used; mu */
+    int nstarts;
     char app_prefix[48];      /* "txagent <participant> " */
+    char lock_key[16];        /* participant_key(participant), as text */
     atomic_uint conn_seq;     /* the n of the next connection */
     pthread_mutex_t mu;
     pthread_cond_t cv;       /* signalled when a connection is released or a slot frees */
@@ -85,6 +119,7 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     p->size = size;
     p->session_max = size - pool_reserve(size);
     p->idle = xcalloc((size_t)size, sizeof(PGconn *));
+    p->starts = xcalloc((size_t)size, sizeof(*p->starts));
     p->lost_cap = 2 * size + 16;
     p->lost = xcalloc((size_t)p->lost_cap, sizeof(pg_backend_id));
     pthread_mutex_init(&p->fence_mu, NULL);
@@ -93,6 +128,7 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     if (getrandom(&inst, sizeof(inst), 0) != (ssize_t)sizeof(inst))
         inst = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
     snprintf(p->app_prefix, sizeof(p->app_prefix), "txagent %s ", participant);
+    snprintf(p->lock_key, sizeof(p->lock_key), "%u", (unsigned)participant_key(participant));
     snprintf(p->app_name, sizeof(p->app_name), "%s%08x.", p->app_prefix, (unsigned)inst);
     atomic_init(&p->conn_seq, 1);
     return p;
@@ -100,7 +136,12 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
 
 /* The fences, run on c before it is handed out (fence_mu held):
  *   1. once per instance: terminate every session of an earlier instance of
- *      this participant on this database;
+ *      this participant on this database: named as ours but not this
+ *      instance's, or holding the participant's advisory lock under a name
+ *      that is no agent's (a statement renamed it; an agent's session is
+ *      matched by its name only, so another participant's key that happens
+ *      to be equal never matters). Sessions of this instance are known by
+ *      name here, as none has been handed out to run a statement yet;
  *   2. terminate the sessions this instance lost (lost[]).
  * pg_terminate_backend(pid, FENCE_WAIT_MS) returns true once the backend
  * has exited. FENCE_CONN_DEAD when c died meanwhile (nothing is handed out:
@@ -118,14 +159,19 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
     snprintf(wait, sizeof(wait), "%d", FENCE_WAIT_MS);
     pg_res r;
     if (!p->fenced_start) {
-        const char *params[] = {p->app_prefix, p->app_name, wait};
+        const char *params[] = {p->app_prefix, p->app_name, wait, p->lock_key};
         bool ok = pg_exec(c,
                           "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $3::bigint)), "
                           "count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND left(application_name, length($1)) = $1 "
                           "AND left(application_name, length($2)) <> $2 "
-                          "AND pid <> pg_backend_pid()",
-                          3, params, &r);
+                          "AND pid <> pg_backend_pid() "
+                          "AND (left(application_name, length($1)) = $1 OR "
+                          "(left(application_name, 8) <> 'txagent ' AND pid IN ("
+                          "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                          "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
+                          "AND l.classid = " FENCE_LOCK_CLASS " AND l.objid = $4::oid "
+                          "AND l.objsubid = 2)))",
+                          4, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
             return FENCE_CONN_DEAD;
@@ -152,12 +198,13 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
     while (p->nlost > 0) {
         const pg_backend_id *id = &p->lost[p->nlost - 1];
         int pid = id->pid;
-        char spid[16];
+        char spid[16], sstart[24];
         snprintf(spid, sizeof(spid), "%d", pid);
-        const char *params[] = {spid, id->app, wait};
+        snprintf(sstart, sizeof(sstart), "%lld", (long long)id->start_us);
+        const char *params[] = {spid, sstart, wait};
         bool ok = pg_exec(c,
                           "SELECT pg_terminate_backend(pid, $3::bigint) FROM pg_stat_activity "
-                          "WHERE pid = $1::int AND application_name = $2",
+                          "WHERE pid = $1::int AND " BACKEND_START_US_SQL " = $2::bigint",
                           3, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
@@ -193,11 +240,72 @@ static fence_result fence_check(pg_pool *p, PGconn *c)
     return f;
 }
 
-void pool_backend_id(PGconn *c, pg_backend_id *out)
+void pool_backend_id(pg_pool *p, PGconn *c, pg_backend_id *out)
 {
-    const char *app = c ? PQparameterStatus(c, "application_name") : NULL;
-    out->pid = c ? PQbackendPID(c) : 0;
-    snprintf(out->app, sizeof(out->app), "%s", app ? app : "");
+    *out = (pg_backend_id){0};
+    if (!c)
+        return;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < p->nstarts; i++)
+        if (p->starts[i].conn == c) {
+            out->pid = PQbackendPID(c);
+            out->start_us = p->starts[i].start_us;
+            break;
+        }
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Caller holds p->mu. */
+static void conn_forget_locked(pg_pool *p, PGconn *c)
+{
+    for (int i = 0; i < p->nstarts; i++)
+        if (p->starts[i].conn == c) {
+            p->starts[i] = p->starts[--p->nstarts];
+            return;
+        }
+}
+
+static void conn_forget(pg_pool *p, PGconn *c)
+{
+    pthread_mutex_lock(&p->mu);
+    conn_forget_locked(p, c);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Take the participant's advisory lock (shared) on the new connection, read
+ * its backend_start and register it (starts[]): false (logged) when either
+ * fails, and c must not be used. */
+static bool conn_register(pg_pool *p, PGconn *c)
+{
+    pg_res r;
+    const char *params[] = {p->lock_key};
+    bool ok = pg_exec(c,
+                      "SELECT " BACKEND_START_US_SQL ", pg_try_advisory_lock_shared("
+                      FENCE_LOCK_CLASS ", $1::int) FROM pg_stat_activity "
+                      "WHERE pid = pg_backend_pid()",
+                      1, params, &r);
+    if (ok && PQntuples(r.res) != 1) {
+        snprintf(r.message, sizeof(r.message), "its own session is not in pg_stat_activity");
+        ok = false;
+    } else if (ok && strcmp(PQgetvalue(r.res, 0, 1), "t") != 0) {
+        /* only an exclusive holder of this key could refuse it */
+        snprintf(r.message, sizeof(r.message),
+                 "advisory lock (%s, %s) is held exclusively by another session",
+                 FENCE_LOCK_CLASS, p->lock_key);
+        ok = false;
+    }
+    if (!ok) {
+        txlog_error(NULL, p->participant,
+                    "new connection: cannot register it for the fences (%s); closed", r.message);
+        pg_res_clear(&r);
+        return false;
+    }
+    int64_t us = strtoll(PQgetvalue(r.res, 0, 0), NULL, 10);
+    pg_res_clear(&r);
+    pthread_mutex_lock(&p->mu);
+    p->starts[p->nstarts++] = (struct conn_start){c, us}; /* nstarts <= open <= size */
+    pthread_mutex_unlock(&p->mu);
+    return true;
 }
 
 bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, bool wait, const char *gid)
@@ -208,7 +316,7 @@ bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, bool wait, const ch
     pthread_mutex_lock(&p->fence_mu);
     bool queued = false;
     for (int i = 0; i < p->nlost && !queued; i++)
-        queued = p->lost[i].pid == pid && strcmp(p->lost[i].app, id->app) == 0;
+        queued = p->lost[i].pid == pid && p->lost[i].start_us == id->start_us;
     /* A session may be reported twice (the PREPARE paths and give_back_conn):
      * queued once. */
     if (!queued && p->nlost < p->lost_cap)
@@ -238,6 +346,7 @@ void pool_destroy(pg_pool *p)
         return;
     for (int i = 0; i < p->nidle; i++)
         PQfinish(p->idle[i]);
+    free(p->starts);
     if (p->open != p->nidle)
         log_warn("connection pool closed with %d connection(s) still lent", p->open - p->nidle);
     free(p->idle);
@@ -283,6 +392,10 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
             char app[80];
             snprintf(app, sizeof(app), "%s%u", p->app_name, atomic_fetch_add(&p->conn_seq, 1));
             PGconn *c = pg_connect_as(p->conninfo, p->participant, app);
+            if (c && !conn_register(p, c)) {
+                PQfinish(c);
+                c = NULL;
+            }
             fence_result f = c ? fence_check(p, c) : FENCE_CONN_DEAD;
             if (f == FENCE_DONE) {
                 *out = c;
@@ -292,8 +405,10 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
                 pool_release(p, c, false); /* healthy: idle for the next try */
                 return PX_DB_DOWN;
             }
-            if (c)
+            if (c) {
+                conn_forget(p, c);
                 PQfinish(c);
+            }
             pthread_mutex_lock(&p->mu);
             p->open--;
             pthread_cond_signal(&p->cv);
@@ -346,8 +461,10 @@ void pool_release(pg_pool *p, PGconn *c, bool dead)
     if (!c)
         return;
     bool keep = !dead && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
-    if (!keep)
+    if (!keep) {
+        conn_forget(p, c);
         PQfinish(c); /* outside the lock: may write a Terminate message */
+    }
     PGconn *stale[64];
     int nstale = 0;
     pthread_mutex_lock(&p->mu);
@@ -360,6 +477,7 @@ void pool_release(pg_pool *p, PGconn *c, bool dead)
          * each to a branch that would find out the hard way. */
         while (dead && p->nidle > 0 && nstale < (int)ARRAY_LEN(stale)) {
             stale[nstale++] = p->idle[--p->nidle];
+            conn_forget_locked(p, stale[nstale - 1]);
             p->open--;
         }
     }
@@ -373,6 +491,7 @@ void pool_discard(pg_pool *p, PGconn *c)
 {
     if (!c)
         return;
+    conn_forget(p, c);
     PQfinish(c);
     pthread_mutex_lock(&p->mu);
     p->open--;

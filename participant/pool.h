@@ -57,18 +57,18 @@ px_status pool_query(pg_pool *p, int64_t wait_ms, const char *sql, int nparams,
 px_status pool_exec_gid(pg_pool *p, int64_t wait_ms, const char *verb, const char *branch_gid,
                         pg_res *out) MUSTCHECK;
 
-/* Which backend a connection of this pool talks to: its pid, and the
- * application_name the pool gave that one connection ("txagent <participant>
- * <instance>.<n>"). The pair names the session even after PostgreSQL
- * restarted and handed the pid to another session. */
+/* Which backend a connection of this pool talks to: its pid and its
+ * backend_start. The pair names the session even after PostgreSQL restarted
+ * and handed the pid to another session, and whatever application_name a
+ * statement set. */
 typedef struct {
-    int pid; /* 0: unknown (never connected) */
-    char app[64];
+    int pid;          /* 0: unknown (never connected) */
+    int64_t start_us; /* pg_stat_activity.backend_start, microseconds since the epoch */
 } pg_backend_id;
 
-/* Read c's identity while it is connected (libpq forgets the pid once the
- * connection is lost, so read it when the connection is taken). */
-void pool_backend_id(PGconn *c, pg_backend_id *out);
+/* Read the identity of c, a connection of p (libpq forgets the pid once the
+ * connection is lost, so read it when the connection is taken). No I/O. */
+void pool_backend_id(pg_pool *p, PGconn *c, pg_backend_id *out);
 
 /* Make sure that backend, a session of ours whose connection was lost, is
  * gone: queue it for the fence (nothing is handed out until it ran), then,

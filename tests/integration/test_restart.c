@@ -193,24 +193,27 @@ START_TEST(get_after_coordinator_restart)
 }
 END_TEST
 
+/* pg2's branch renames its session first: the restarted agent must find the
+ * old one by more than its name. */
 static void *one_shot_main(void *arg)
 {
     h_resp *out = arg;
     json_t *body = json_pack(
-        "{s:s, s:b, s:i, s:[{s:s, s:[{s:s, s:[ii]}]}, {s:s, s:[{s:s, s:[ii]}]}]}", "protocol",
-        "2pc", "commit", 1, "timeout_ms", 60000, "branches", "participant", "pg1", "statements",
-        "sql", CREDIT, "params", -1, 1501, "participant", "pg2", "statements", "sql", CREDIT,
-        "params", 1, 1502);
+        "{s:s, s:b, s:i, s:[{s:s, s:[{s:s, s:[ii]}]}, {s:s, s:[{s:s}, {s:s, s:[ii]}]}]}",
+        "protocol", "2pc", "commit", 1, "timeout_ms", 60000, "branches", "participant", "pg1",
+        "statements", "sql", CREDIT, "params", -1, 1501, "participant", "pg2", "statements", "sql",
+        "SET LOCAL application_name = 'it-renamed'", "sql", CREDIT, "params", 1, 1502);
     *out = h_req("POST", "/v1/transactions", body);
     h_thread_done();
     return NULL;
 }
 
-/* Backends of agent pg2 waiting on a lock: the pid of one, or 0. */
+/* Backends of agent pg2 waiting on a lock, under the name one_shot_main's
+ * branch gave it: the pid of one, or 0. */
 static long long pg2_agent_waiting(PGconn *c)
 {
     return h_conn_ll(c, "SELECT coalesce(min(pid), 0) FROM pg_stat_activity "
-                        "WHERE application_name LIKE 'txagent pg2 %' AND wait_event_type = 'Lock'");
+                        "WHERE application_name = 'it-renamed' AND wait_event_type = 'Lock'");
 }
 
 START_TEST(killed_agent_pipeline_does_not_prepare_late)

@@ -3,7 +3,9 @@
 # its one-shot pipeline 'BEGIN; UPDATE; PREPARE TRANSACTION' waits on a row
 # lock. The backend does not notice (PostgreSQL does not read the socket while
 # it waits on a lock) and would run the UPDATE and the PREPARE once the lock is
-# granted, with nobody left to finish the branch.
+# granted, with nobody left to finish the branch. The branch's first statement
+# is SET LOCAL application_name: the backend has renamed itself before the
+# answer could reach the agent, so the fence must not look for it by name.
 # Expected: the agent terminates that backend (lost-session fence,
 # participant/pool.c) as soon as PostgreSQL can be reached again, and before
 # it hands out any connection: the backend is gone while the lock is still
@@ -51,10 +53,11 @@ holder_holds_lock() {
 }
 set_link() { echo "$1" >"$PX_CTL.tmp" && mv -f "$PX_CTL.tmp" "$PX_CTL"; }
 
-# pid of agent2's backend waiting on a lock on pg2, or nothing
+# pid of agent2's backend waiting on a lock on pg2 (under its own name, or
+# the one step 3's branch gives it), or nothing
 waiting_backend() {
-    psql_at 2 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'txagent pg2 %'
-               AND wait_event_type = 'Lock' LIMIT 1"
+    psql_at 2 "SELECT pid FROM pg_stat_activity WHERE (application_name LIKE 'txagent pg2 %'
+               OR application_name = 'scen14-renamed') AND wait_event_type = 'Lock' LIMIT 1"
 }
 backend_alive() { [ "$(psql_at 2 "SELECT count(*) FROM pg_stat_activity WHERE pid = $1")" = 1 ]; }
 backend_gone() { ! backend_alive "$1"; }
@@ -85,7 +88,7 @@ check "agent2's sessions come through the link" \
     wait_until 10 is_eq 1 psql_at 2 "SELECT least(count(*), 1) FROM pg_stat_activity
                                      WHERE application_name LIKE 'txagent pg2 %'"
 
-step 3 "hold account 2's row lock on pg2 (until step 6); a one-shot transfer into it waits"
+step 3 "hold account 2's row lock on pg2 (until step 6); a one-shot transfer into it, whose pg2 branch renames its session first, waits"
 mkfifo "$SCEN_DIR/holder.fifo"
 PGAPPNAME=scen14-holder "$(psql_bin)" -X -q -h 127.0.0.1 -p "$PG2_PORT" -U postgres -d txdemo \
     <"$SCEN_DIR/holder.fifo" >/dev/null 2>&1 &
@@ -96,12 +99,16 @@ wait_until 10 holder_holds_lock || scen_abort "the lock holder did not start"
 ONE_SHOT='{"protocol":"2pc","commit":true,"timeout_ms":60000,"branches":[
   {"participant":"pg1","statements":[{"sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","params":[100,1]}]},
   {"participant":"pg2","statements":[{"sql":"UPDATE accounts SET balance = balance + $1 WHERE id = $2","params":[100,2]}]}]}'
-curl -sS -X POST --max-time 60 -H 'Content-Type: application/json' -d "$ONE_SHOT" \
+ONE_SHOT_RENAMED='{"protocol":"2pc","commit":true,"timeout_ms":60000,"branches":[
+  {"participant":"pg1","statements":[{"sql":"UPDATE accounts SET balance = balance - $1 WHERE id = $2","params":[100,1]}]},
+  {"participant":"pg2","statements":[{"sql":"SET LOCAL application_name = '"'scen14-renamed'"'"},
+                                     {"sql":"UPDATE accounts SET balance = balance + $1 WHERE id = $2","params":[100,2]}]}]}'
+curl -sS -X POST --max-time 60 -H 'Content-Type: application/json' -d "$ONE_SHOT_RENAMED" \
     -w '\n%{http_code}' "$TXCOORD_URL/v1/transactions" >"$SCEN_DIR/one-shot.out" 2>&1 &
 CURL_PID=$!
-check "agent2's pipeline waits on the lock (within 10s)" wait_until 10 is_eq 1 \
-    psql_at 2 "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'txagent pg2 %'
-               AND wait_event_type = 'Lock'"
+check "agent2's pipeline waits on the lock, under the name its branch gave it (within 10s)" \
+    wait_until 10 is_eq 1 psql_at 2 "SELECT count(*) FROM pg_stat_activity
+                                     WHERE application_name = 'scen14-renamed' AND wait_event_type = 'Lock'"
 VICTIM="$(waiting_backend)"
 echo "    agent2's waiting backend: $VICTIM"
 
