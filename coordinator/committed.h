@@ -3,8 +3,9 @@
  * written in this run), answering the outcome endpoint after eviction.
  *
  * Invariants: thread-safe; a gid never leaves the set while the process
- * runs; memory is one bit per gid of ours (per-epoch bitmaps indexed by
- * seq), so the set stays small however long the coordinator runs.
+ * runs; memory is at most one bit per gid of ours (per-epoch chunks of
+ * 65536 seqs), and about 32 bytes per 65536 gids where they all committed,
+ * 2-4 bytes per gid left out where few were (committed.c).
  */
 #ifndef TXCOORD_COMMITTED_H
 #define TXCOORD_COMMITTED_H
@@ -20,8 +21,9 @@ bool committed_has(const char *gid);
 size_t committed_bytes(void);
 
 /* Snapshot of the whole set as a sequence of compact JSON payloads, each
- * well under WAL_MAX_RECORD: {"epoch":E,"offset":O,"hex":"<bitmap bytes>"}
- * for our gids (all-zero ranges skipped), {"gids":[...]} for foreign ones.
+ * well under WAL_MAX_RECORD: per chunk of our gids {"epoch","full":[C1,C2]},
+ * {"epoch","chunk","missing":[...]} or {"epoch","offset","hex":"<bitmap
+ * bytes>"} (empty chunks skipped), {"gids":[...]} for foreign ones.
  * fn gets each payload (borrowed for the call). */
 typedef void (*committed_chunk_fn)(const char *payload, size_t len, void *arg);
 void committed_export(committed_chunk_fn fn, void *arg);

@@ -45,8 +45,8 @@
  *     followed a 'P'; the committed set holds every gid with a 'C'; both are exact
  *     whenever no append is in progress: appends update them inside the read
  *     side of compact_lock, compaction reads them under the write side.
- *   - Compaction rewrites the log as: 'S' records (the committed set as
- *     per-epoch bitmaps, committed.h), then every pending 'C', and every
+ *   - Compaction rewrites the log as: 'S' records (the committed set,
+ *     chunk by chunk, committed.h), then every pending 'C', and every
  *     pending 'P' followed by its 'A' and its 'H' if any. So it never drops a decision
  *     nor forgets that a gid committed: after a restart the outcome endpoint
  *     answers exactly as before it. 'H' records of finished gids are dropped

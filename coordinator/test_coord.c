@@ -182,6 +182,134 @@ START_TEST(test_committed_set)
 }
 END_TEST
 
+/* The chunked set against a plain bitmap: seqs 0..N of two epochs committed
+ * at densities that give every chunk form (all, all but a few, half, none,
+ * one), in an order that commits late ones after their chunk changed form;
+ * then exported, freed, imported (twice: import ORs), and compared again. */
+#define MODEL_SEQS (6u * 65536u + 1234u)
+static uint8_t model[2][MODEL_SEQS / 8 + 1];
+static char **exported;
+static size_t nexported;
+
+static void collect(const char *payload, size_t len, void *arg)
+{
+    (void)arg;
+    exported = realloc(exported, (nexported + 1) * sizeof(char *));
+    exported[nexported] = malloc(len + 1);
+    memcpy(exported[nexported], payload, len);
+    exported[nexported++][len] = '\0';
+}
+
+static void model_check(void)
+{
+    char gid[64];
+    for (int e = 0; e < 2; e++)
+        for (uint32_t q = 0; q < MODEL_SEQS + 70000; q++) {
+            bool want = q < MODEL_SEQS && (model[e][q / 8] & (1u << (q % 8)));
+            snprintf(gid, sizeof(gid), "0badc0de-%d-%u", e + 4, q);
+            if (committed_has(gid) != want)
+                ck_abort_msg("%s: has %d, want %d", gid, !want, want);
+        }
+}
+
+START_TEST(test_committed_set_forms)
+{
+    committed_init("0badc0de");
+    memset(model, 0, sizeof(model));
+    uint32_t rnd = 12345;
+    char gid[64];
+    for (int pass = 0; pass < 2; pass++)
+        for (int e = 0; e < 2; e++)
+            for (uint32_t q = 0; q < MODEL_SEQS; q++) {
+                uint32_t chunk = q / 65536;
+                rnd = rnd * 1103515245u + 12345u;
+                uint32_t r = (rnd >> 8) % 1000;
+                /* chunk 0: all; 1: all but ~0.5%; 2: half; 3: none;
+                 * 4: one seq; 5: all (second pass only); 6 (partial): ~99% */
+                bool add = chunk == 0 || (chunk == 1 && r >= 5) || (chunk == 2 && r < 500) ||
+                           (chunk == 4 && q % 65536 == 777) || (chunk == 5 && pass == 1) ||
+                           (chunk == 6 && r >= 10);
+                if (pass == 1 && chunk == 1 && r < 2)
+                    add = true; /* a late commit in a chunk already MISSING */
+                if (!add)
+                    continue;
+                model[e][q / 8] |= (uint8_t)(1u << (q % 8));
+                snprintf(gid, sizeof(gid), "0badc0de-%d-%u", e + 4, q);
+                committed_add(gid);
+            }
+    model_check();
+    size_t held = committed_bytes();
+
+    committed_export(collect, NULL);
+    ck_assert_uint_gt(nexported, 0);
+    bool saw_full = false, saw_missing = false, saw_hex = false;
+    for (size_t i = 0; i < nexported; i++) {
+        saw_full |= strstr(exported[i], "\"full\"") != NULL;
+        saw_missing |= strstr(exported[i], "\"missing\"") != NULL;
+        saw_hex |= strstr(exported[i], "\"hex\"") != NULL;
+    }
+    ck_assert(saw_full && saw_missing && saw_hex);
+    committed_free();
+    committed_init("0badc0de");
+    for (int twice = 0; twice < 2; twice++)
+        for (size_t i = 0; i < nexported; i++)
+            ck_assert_msg(committed_import(exported[i], strlen(exported[i])), "%s", exported[i]);
+    model_check();
+    ck_assert_uint_le(committed_bytes(), held); /* arrays come back exactly sized */
+    for (size_t i = 0; i < nexported; i++)
+        free(exported[i]);
+    free(exported);
+    exported = NULL;
+    nexported = 0;
+
+    /* the one-bitmap format of earlier versions still reads, and ORs with
+     * what is there: seqs 0..15 all, 65535 and 65536 across a chunk edge */
+    committed_free();
+    committed_init("0badc0de");
+    committed_add("0badc0de-9-3");
+    const char *old = "{\"epoch\":9,\"offset\":0,\"hex\":\"ffff\"}";
+    ck_assert(committed_import(old, strlen(old)));
+    const char *edge = "{\"epoch\":9,\"offset\":8191,\"hex\":\"8001\"}";
+    ck_assert(committed_import(edge, strlen(edge)));
+    for (uint32_t q = 0; q < 70000; q++) {
+        snprintf(gid, sizeof(gid), "0badc0de-9-%u", q);
+        ck_assert_msg(committed_has(gid) == (q < 16 || q == 65535 || q == 65536), "%s", gid);
+    }
+    /* malformed records are refused */
+    const char *bad[] = {"{\"epoch\":9,\"chunk\":0,\"missing\":[5,3]}",
+                         "{\"epoch\":9,\"chunk\":0,\"missing\":[65536]}",
+                         "{\"epoch\":9,\"full\":[3,2]}",
+                         "{\"epoch\":9,\"full\":[1]}",
+                         "{\"epoch\":9,\"offset\":0,\"hex\":\"fg\"}",
+                         "{\"epoch\":-1,\"full\":[0,0]}",
+                         "{\"offset\":0,\"hex\":\"ff\"}",
+                         NULL};
+    for (int i = 0; bad[i]; i++)
+        ck_assert_msg(!committed_import(bad[i], strlen(bad[i])), "%s", bad[i]);
+    committed_free();
+
+    /* what it costs: 2^20 transactions, all committed (one bitmap: 128 KiB),
+     * then 2^20 more of which 1 in 100 did not */
+    committed_init("0badc0de");
+    for (uint32_t q = 0; q < (1u << 20); q++) {
+        snprintf(gid, sizeof(gid), "0badc0de-1-%u", q);
+        committed_add(gid);
+    }
+    size_t all = committed_bytes();
+    ck_assert_msg(all < 2048, "2^20 committed gids hold %zu bytes", all);
+    for (uint32_t q = 1u << 20; q < (2u << 20); q++) {
+        snprintf(gid, sizeof(gid), "0badc0de-1-%u", q);
+        if (q % 100 != 0)
+            committed_add(gid);
+    }
+    /* 10486 misses, 2 bytes each, in arrays at most twice their size (one
+     * bitmap: 128 KiB more) */
+    size_t some = committed_bytes() - all;
+    ck_assert_msg(some < 4 * 10486 + 4096, "2^20 gids, 1%% left out, hold %zu bytes", some);
+    committed_free();
+}
+END_TEST
+
 /* ---- state machine + decision log ------------------------------------- */
 
 START_TEST(test_commit_decision_replayed_until_end)
@@ -1389,6 +1517,7 @@ static Suite *coord_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_strmap);
     tcase_add_test(tc, test_committed_set);
+    tcase_add_test(tc, test_committed_set_forms);
     tcase_add_test(tc, test_committed_snapshot_roundtrip);
     tcase_add_test(tc, test_commit_decision_replayed_until_end);
     tcase_add_test(tc, test_abort_logs_nothing);
