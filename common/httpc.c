@@ -8,7 +8,8 @@
  *   - A pooled easy handle keeps its fixed options from creation (easy_new);
  *     each call sets all of its own (setup_easy) and unhooks the pointers
  *     into its caller's memory when it ends.
- *   - No signals (CURLOPT_NOSIGNAL), TCP_NODELAY, no "Expect: 100-continue",
+ *   - No signals (CURLOPT_NOSIGNAL), TCP_NODELAY, TCP keepalive (5 s), no
+ *     "Expect: 100-continue",
  *     Content-Type: application/json on every call, and the cluster's token
  *     (auth.h) when one is loaded: it must be loaded before the first call.
  *   - Every call gets status/response/error filled; a response body is kept
@@ -118,6 +119,13 @@ static CURL *easy_new(httpc_tls *t)
         return NULL;
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    /* A peer whose host died or was cut off without a reset would otherwise
+     * hold a long call (a statement's, up to its transaction's timeout) with
+     * nothing on the wire: keepalive probes after 5 s idle, every 5 s, so
+     * the connection fails within about a minute (the kernel's probe count). */
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 5L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     /* Protocol messages go straight to the peer named in the configuration:

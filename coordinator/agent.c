@@ -95,6 +95,14 @@ const char *agent_error_code(const httpc_call *c)
     return agent_error_field(c, "code");
 }
 
+bool agent_refused_link(const httpc_call *c)
+{
+    if (c->status == 409)
+        return strcmp(agent_error_code(c), "participant_mismatch") == 0;
+    return c->status >= 300 && c->status < 500 && c->status != 400 && c->status != 413 &&
+           c->status != 422;
+}
+
 const char *agent_error_message(const httpc_call *c)
 {
     return agent_error_field(c, "message");
@@ -136,6 +144,17 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
         pthread_mutex_unlock(&t->mu);
         if (!branch_needs_outcome(st, bs))
             continue;
+        if (st != TXN_COMMITTING && bs == BR_ACTIVE && !b->begun) {
+            /* Every statement sent there was refused before running (by
+             * the agent, or the link: api.c): no session to roll back, and
+             * a URL or token that is wrong would refuse the rollback too,
+             * for ever. Commit treats the branch the same way (read_only,
+             * branch_never_begun). */
+            txn_set_branch_state(t, b, BR_ABORTED);
+            txlog_info(t->gid, b->participant,
+                       "rollback not sent: the branch never began there");
+            continue;
+        }
         if (!b->p) {
             /* Nothing can be sent. After an operator's heuristic decision
              * (for a participant lost for good, removed from the

@@ -181,12 +181,12 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     const char *code = agent_error_code(c);
     /* Our agents answer a statement 200, 400, 409, 413, 422 or 5xx. Any
      * other status (401: the agent has another token; 404/405: the
-     * participant's URL is not an agent's; a 3xx from a proxy) is about the
-     * link, not the client's request: nothing ran there, and passing it on
-     * would tell a client whose token was accepted that it is wrong. */
-    bool link_error = c->status > 0 && c->status != 200 && c->status != 400 &&
-                      c->status != 409 && c->status != 413 && c->status != 422 &&
-                      c->status < 500;
+     * participant's URL is not an agent's; a 3xx from a proxy), and 409
+     * participant_mismatch (the URL is another participant's agent), is
+     * about the link, not the client's request: nothing ran there, and
+     * passing it on would tell a client whose token was accepted that it
+     * is wrong. */
+    bool link_error = agent_refused_link(c);
     /* A 4xx other than 409 and 422 is a refusal before anything ran (400
      * invalid_params, 413, ...): it leaves the branch as it was, and a branch
      * whose statements were all refused never began at the agent. Anything
@@ -576,6 +576,18 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
             } else {
                 part->error = json_incref(json_object_get(a.body, "error"));
                 part->status = a.status;
+                /* The branch stopped short of the statements the client sent
+                 * as one unit: committing what ran would apply part of it.
+                 * A failure already made the transaction rollback-only; a
+                 * statement refused before running (400, 413, the link) does
+                 * so here. */
+                const char *code = json_string_value(json_object_get(part->error, "code"));
+                char reason[512];
+                snprintf(reason, sizeof(reason),
+                         "participant %s: a statement of the one-shot was refused (%s); the "
+                         "statements after it did not run",
+                         brs[which[c]]->participant, code ? code : "no code");
+                txn_set_failed(t, reason);
             }
             free(a.raw);
             json_decref(a.body);

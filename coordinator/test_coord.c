@@ -275,6 +275,53 @@ START_TEST(test_committed_set_forms)
         snprintf(gid, sizeof(gid), "0badc0de-9-%u", q);
         ck_assert_msg(committed_has(gid) == (q < 16 || q == 65535 || q == 65536), "%s", gid);
     }
+    /* imports OR into every form: a MISSING chunk (all of chunk 1 but 100
+     * seqs) gains two of them from a hex record and the rest from a missing
+     * record; a BITS chunk (3) becomes FULL under a full record, which also
+     * spans runs longer than one export record holds */
+    for (uint32_t q = 65536; q < 2 * 65536; q++)
+        if (q % 1000 != 0 || q >= 65536 + 100000) {
+            snprintf(gid, sizeof(gid), "0badc0de-9-%u", q);
+            committed_add(gid);
+        }
+    committed_add("0badc0de-9-196609"); /* chunk 3: one seq */
+    size_t before = committed_bytes();
+    /* 66000 = chunk 1 offset 464: byte 8192 + 58 bit 0 (and 67000: byte 8375 bit 0) */
+    char rec[160];
+    snprintf(rec, sizeof(rec), "{\"epoch\":9,\"offset\":%u,\"hex\":\"01\"}", 66000 / 8);
+    ck_assert(committed_import(rec, strlen(rec)));
+    snprintf(rec, sizeof(rec), "{\"epoch\":9,\"offset\":%u,\"hex\":\"01\"}", 67000 / 8);
+    ck_assert(committed_import(rec, strlen(rec)));
+    ck_assert(committed_has("0badc0de-9-66000") && committed_has("0badc0de-9-67000"));
+    ck_assert(!committed_has("0badc0de-9-68000"));
+    const char *keep = "{\"epoch\":9,\"chunk\":1,\"missing\":[2464,3464]}";
+    ck_assert(committed_import(keep, strlen(keep))); /* 68000 and 69000 stay out */
+    for (uint32_t q = 65536; q < 2 * 65536; q++) {
+        snprintf(gid, sizeof(gid), "0badc0de-9-%u", q);
+        ck_assert_msg(committed_has(gid) == (q != 68000 && q != 69000), "%s", gid);
+    }
+    const char *spans = "{\"epoch\":9,\"full\":[3,5000]}";
+    ck_assert(committed_import(spans, strlen(spans)));
+    ck_assert(committed_has("0badc0de-9-196608") && committed_has("0badc0de-9-327745535"));
+    ck_assert(!committed_has("0badc0de-9-327745536") && !committed_has("0badc0de-9-131072"));
+    /* FULL chunks hold no storage: the table grew (to 8192 entries), no more */
+    ck_assert_uint_lt(committed_bytes(), before + 8192 * 32);
+    committed_export(collect, NULL);
+    int fulls = 0;
+    for (size_t i = 0; i < nexported; i++)
+        fulls += strstr(exported[i], "\"full\"") != NULL;
+    ck_assert_int_eq(fulls, 2); /* 3..4098 and 4099..5000 */
+    committed_free();
+    committed_init("0badc0de");
+    for (size_t i = 0; i < nexported; i++) {
+        ck_assert(committed_import(exported[i], strlen(exported[i])));
+        free(exported[i]);
+    }
+    free(exported);
+    exported = NULL;
+    nexported = 0;
+    ck_assert(committed_has("0badc0de-9-327745535") && !committed_has("0badc0de-9-69000"));
+    ck_assert(committed_has("0badc0de-9-67000") && committed_has("0badc0de-9-65535"));
     /* malformed records are refused */
     const char *bad[] = {"{\"epoch\":9,\"chunk\":0,\"missing\":[5,3]}",
                          "{\"epoch\":9,\"chunk\":0,\"missing\":[65536]}",

@@ -170,8 +170,16 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
             bs = BR_UNKNOWN;
             snprintf(why, sizeof(why), "participant %s gave no valid vote", b->participant);
         } else {
-            /* No answer or 5xx: the PREPARE may have happened there. */
-            bs = (c->status == 0 || c->status >= 500) ? BR_UNKNOWN : BR_FAILED;
+            /* No answer or 5xx: the PREPARE may have happened there. A
+             * one-shot branch (no statement call made before: !begun) whose
+             * call was refused before running (400, 413, or the link:
+             * agent_refused_link) has nothing there to roll back; anything
+             * else that failed is rolled back. */
+            bool refused = !b->begun && c->status >= 300 && c->status < 500 &&
+                           (c->status != 409 || agent_refused_link(c)) && c->status != 422;
+            bs = (c->status == 0 || c->status >= 500) ? BR_UNKNOWN
+                 : refused                            ? BR_ABORTED
+                                                      : BR_FAILED;
             char desc[512];
             agent_describe_failure(c, desc, sizeof(desc));
             const char *ss = agent_error_sqlstate(c);

@@ -68,7 +68,8 @@ typedef struct {
     char *last_error;     /* why the last such call failed (owned), NULL if none; txn->mu */
     log_limit retry_log;  /* its "not acknowledged" lines; txn->mu */
     bool begun;           /* a statement call reached the agent (not refused before running);
-                           * written and read by the op_mu holder */
+                           * written by the op_mu holder; read by it, and by the abort's
+                           * delivery once no statement can run any more */
     bool stmt_running;    /* a statement call to it is in flight (api.c, for a rollback that
                            * interrupts it); set by the op_mu holder, guarded by txn->mu */
 } branch;

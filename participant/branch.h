@@ -34,6 +34,10 @@
 #include "gid.h"
 #include "pool.h"
 
+/* A statement batch (or a PREPARE or COMMIT sent alone) still running this
+ * long after its bound is cancelled by the idle thread (branch_ops.c). */
+#define BATCH_GRACE_MS 2000
+
 typedef enum {
     BS_UNKNOWN = 0,
     BS_ACTIVE,
@@ -75,9 +79,11 @@ typedef struct branch {
     char branch_gid[BRANCH_GID_MAX_LEN + 1];
     atomic_int state;              /* branch_state */
     atomic_llong last_activity_ms; /* now_ms() of the last call that touched it */
-    atomic_llong batch_overdue_ms; /* while a statement batch runs: now_ms() past which it
-                                    * is overdue (its bound plus grace: a client's own
-                                    * SET statement_timeout undid the bound, or the
+    atomic_llong batch_overdue_ms; /* while a statement batch runs, or the PREPARE or
+                                    * local COMMIT sent alone (deferred triggers run
+                                    * there): now_ms() past which it is overdue (its
+                                    * bound plus BATCH_GRACE_MS: a client's own SET
+                                    * statement_timeout undid the bound, or the
                                     * batch's statements added up); 0 otherwise */
     PGconn *conn;                  /* lent by the pool while active, else NULL */
     pthread_mutex_t cancel_mu;     /* guards cancel: usable without b->mu */

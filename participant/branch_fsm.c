@@ -259,18 +259,10 @@ static bool fn_find_prepared(branch *b, fsm_ctx *ctx)
 
 /* PREPARE TRANSACTION; only the command tag "PREPARE TRANSACTION" is a yes
  * (a failed block answers "ROLLBACK" with PGRES_COMMAND_OK). */
-static bool fn_prepare(branch *b, fsm_ctx *ctx)
+/* fn_prepare's PREPARE on b->conn, with the role reset before it when a
+ * statement may have set the role. */
+static bool prepare_on_conn(branch *b, fsm_ctx *ctx)
 {
-    if (!b->conn) /* re-run after the connection was given back */
-        return fn_find_prepared(b, ctx);
-    if (b->prepared_in_batch) {
-        /* run_batch sent PREPARE at the end of the statements' pipeline and
-         * checked its tag (branch_ops.c): nothing left to send. */
-        b->prepared_in_batch = false;
-        b->maybe_prepared = false;
-        give_back_conn(b, ctx, false);
-        return true;
-    }
     pg_res r;
     if (b->role_maybe_set) {
         /* A statement may have set the current role: the prepared
@@ -313,6 +305,27 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
     return false;
 }
 
+static bool fn_prepare(branch *b, fsm_ctx *ctx)
+{
+    if (!b->conn) /* re-run after the connection was given back */
+        return fn_find_prepared(b, ctx);
+    if (b->prepared_in_batch) {
+        /* run_batch sent PREPARE at the end of the statements' pipeline and
+         * checked its tag (branch_ops.c): nothing left to send. */
+        b->prepared_in_batch = false;
+        b->maybe_prepared = false;
+        give_back_conn(b, ctx, false);
+        return true;
+    }
+    /* Deferred triggers run at PREPARE and may wait on a lock, past a
+     * statement_timeout a statement lifted: the idle thread cancels it as
+     * it does a batch (branch_ops.c, cancel_if_overdue). */
+    atomic_store(&b->batch_overdue_ms, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
+    bool ok = prepare_on_conn(b, ctx);
+    atomic_store(&b->batch_overdue_ms, 0);
+    return ok;
+}
+
 /* Read-only branch: a plain COMMIT ends it, no phase 2. */
 static bool fn_commit_local(branch *b, fsm_ctx *ctx)
 {
@@ -325,7 +338,10 @@ static bool fn_commit_local(branch *b, fsm_ctx *ctx)
         return true;
     }
     pg_res r;
+    /* deferred triggers run here too: bounded as fn_prepare's PREPARE */
+    atomic_store(&b->batch_overdue_ms, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
     bool ok = pg_exec(b->conn, "COMMIT", 0, NULL, &r);
+    atomic_store(&b->batch_overdue_ms, 0);
     if (ok && strcmp(r.command, "COMMIT") == 0) {
         pg_res_clear(&r);
         give_back_conn(b, ctx, false);

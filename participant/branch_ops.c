@@ -225,13 +225,21 @@ static bool sql_mentions(const char *sql, const char *word)
     return strcasestr(sql, word) != NULL;
 }
 
+/* Does the statement take or drop a session-level advisory lock (the pool's
+ * own fence lock included, pool.c)? Neither is undone by a rollback. */
+static bool touches_advisory_locks(const char *sql)
+{
+    return sql_mentions(sql, "advisory_lock") || sql_mentions(sql, "advisory_unlock");
+}
+
 /* Would a statement with this tag leave session state behind that outlives
  * its transaction (and so would leak into the next branch on the pooled
  * connection)? SET LOCAL is transaction-scoped and fine. A session-level
  * advisory lock (pg_advisory_lock, pg_try_advisory_lock, their _shared forms;
  * not the _xact_ ones) outlives COMMIT, ROLLBACK and PREPARE TRANSACTION
  * alike, and an unlock may drop the pool's own (pool.c): found by name in the
- * text, and so is set_config() (its session form,
+ * text, and so is set_config() (its session form, also what an UPDATE of
+ * pg_settings does,
  * set_config(..., false), outlives the transaction; the local form costs
  * only a new connection). */
 static bool changes_session(const char *tag, const char *sql)
@@ -244,8 +252,8 @@ static bool changes_session(const char *tag, const char *sql)
     for (size_t i = 0; i < ARRAY_LEN(tags); i++)
         if (strcmp(tag, tags[i]) == 0)
             return true;
-    if (sql_mentions(sql, "advisory_lock") || sql_mentions(sql, "advisory_unlock") ||
-        sql_mentions(sql, "set_config"))
+    if (touches_advisory_locks(sql) || sql_mentions(sql, "set_config") ||
+        sql_mentions(sql, "pg_settings"))
         return true;
     if (strcmp(tag, "SET") != 0)
         return false;
@@ -260,11 +268,18 @@ static bool changes_session(const char *tag, const char *sql)
 }
 
 /* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',
- * ...), SET SESSION AUTHORIZATION)? By its text, as broadly as that: a false
- * positive costs one SET before the PREPARE. */
-static bool may_set_role(const char *sql)
+ * ...), SET SESSION AUTHORIZATION, an UPDATE of pg_settings)? By its text and
+ * its parameters' (set_config($1, $2, true) with "role"), as broadly as that:
+ * a false positive costs one SET before the PREPARE. */
+static bool may_set_role(const char *sql, int nparams, char *const *params)
 {
-    return sql_mentions(sql, "role") || sql_mentions(sql, "authorization");
+    if (sql_mentions(sql, "role") || sql_mentions(sql, "authorization"))
+        return true;
+    for (int i = 0; i < nparams; i++)
+        if (params[i] && (sql_mentions(params[i], "role") ||
+                          sql_mentions(params[i], "authorization")))
+            return true;
+    return false;
 }
 
 /* Did this statement (its command tag, its text) end (or start) a
@@ -285,8 +300,6 @@ static bool tag_ends_transaction(const char *tag, const char *sql)
     return false;
 }
 
-/* A batch still running this long after its bound is cancelled. */
-#define BATCH_GRACE_MS 2000
 
 /* Batch limits: BEGIN + SET LOCAL + xid check + role reset + PREPARE + the client statements. */
 #define BATCH_FIXED 5
@@ -390,7 +403,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         first_stmt = nq;
         for (size_t i = 0; i < n; i++) {
             q[nq++] = (pg_query){st[i].sql, st[i].nparams, (const char *const *)st[i].params};
-            if (may_set_role(st[i].sql))
+            if (may_set_role(st[i].sql, st[i].nparams, st[i].params))
                 b->role_maybe_set = true;
         }
         xid_at = nq;
@@ -458,9 +471,10 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         if (changes_session(r[i].command, st[i - first_stmt].sql))
             b->session_dirty = true;
     /* The failed (or cancelled) statement itself: a session-level advisory
-     * lock it took before failing survives the rollback too. */
+     * lock it took, or the pool's that it dropped, before failing stays so
+     * after the rollback too. */
     if (!b->session_dirty && fail >= first_stmt && fail < first_stmt + n &&
-        sql_mentions(st[fail - first_stmt].sql, "advisory_lock"))
+        touches_advisory_locks(st[fail - first_stmt].sql))
         b->session_dirty = true;
     if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
         /* Cancelled (57014) or just done: either way not returned. */
@@ -1311,8 +1325,9 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
     if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, 0))
         return; /* the batch ended, or another batch began, meanwhile */
     branch_cancel_running(b); /* first: the batch may end any moment now */
-    txlog_warn(b->gid, ag->name, "a statement batch ran %lld ms past its bound (its "
-               "statement_timeout, lifted by a statement?): cancelled it",
+    txlog_warn(b->gid, ag->name, "a statement batch (or the PREPARE or COMMIT that ends the "
+               "branch) ran %lld ms past its bound (its statement_timeout, lifted by a "
+               "statement?): cancelled it",
                (long long)(now - overdue + BATCH_GRACE_MS));
 }
 

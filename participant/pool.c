@@ -33,6 +33,10 @@
  *     pipeline whose connection was lost, before its answer came back) but
  *     not backend_start, and a PostgreSQL restart that hands the pid to a
  *     live session of ours cannot get the wrong one terminated.
+ *     Should PostgreSQL refuse the lock (another session holds or waits for
+ *     the key exclusively) or the read of pg_stat_activity (a hardened
+ *     grant), the connection is used all the same and fenced by pid and the
+ *     name it was given, as before these existed (logged once).
  *   - starts[] holds one entry per open connection (registered before it is
  *     handed out, removed before PQfinish frees it, so a later connection at
  *     the same address never inherits the entry).
@@ -84,6 +88,8 @@ static uint32_t participant_key(const char *name)
 struct pg_pool {
     pthread_mutex_t fence_mu; /* held while fencing; guards fenced_start, lost, nlost */
     atomic_bool fenced;       /* no fence pending: connections may be handed out */
+    atomic_bool warned_register; /* a refused conn_register query was logged */
+    atomic_bool warned_lock;     /* a fence lock not granted was logged */
     bool fenced_start;        /* sessions of earlier instances were terminated */
     pg_backend_id *lost;      /* lost sessions still to terminate, no repeats */
     int nlost, lost_cap;      /* lost_cap: 2 * size + 16 (a branch's session may be
@@ -91,7 +97,7 @@ struct pg_pool {
     char app_name[64];        /* "txagent <participant> <instance>." (+ n per connection) */
     struct conn_start {
         PGconn *conn;
-        int64_t start_us;     /* backend_start, microseconds since the epoch */
+        pg_backend_id id;     /* start_us 0 when it could not be read */
     } *starts;                /* size entries, the first nstarts used; mu */
     int nstarts;
     char app_prefix[48];      /* "txagent <participant> " */
@@ -124,6 +130,8 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
     p->lost = xcalloc((size_t)p->lost_cap, sizeof(pg_backend_id));
     pthread_mutex_init(&p->fence_mu, NULL);
     atomic_init(&p->fenced, false);
+    atomic_init(&p->warned_register, false);
+    atomic_init(&p->warned_lock, false);
     uint32_t inst;
     if (getrandom(&inst, sizeof(inst), 0) != (ssize_t)sizeof(inst))
         inst = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
@@ -137,17 +145,16 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
 /* The fences, run on c before it is handed out (fence_mu held):
  *   1. once per instance: terminate every session of an earlier instance of
  *      this participant on this database: named as ours but not this
- *      instance's, or holding the participant's advisory lock under a name
- *      that is no agent's (a statement renamed it; an agent's session is
- *      matched by its name only, so another participant's key that happens
- *      to be equal never matters). Sessions of this instance are known by
- *      name here, as none has been handed out to run a statement yet;
+ *      instance's, or logged in as our role and holding the participant's
+ *      advisory lock (granted) under another name (a statement renamed it).
+ *      Sessions of this instance are known by name here, as none has been
+ *      handed out to run a statement yet;
  *   2. terminate the sessions this instance lost (lost[]).
  * pg_terminate_backend(pid, FENCE_WAIT_MS) returns true once the backend
  * has exited. FENCE_CONN_DEAD when c died meanwhile (nothing is handed out:
  * the caller drops c, and the next acquire tries again); FENCE_PENDING when
- * a lost backend did not exit in time (nothing is handed out either, but c
- * is healthy: the caller keeps it idle). A refusal (an error
+ * a backend of either kind did not exit in time (nothing is handed out
+ * either, but c is healthy: the caller keeps it idle). A refusal (an error
  * other than a lost connection: no right to signal those sessions) is
  * logged and counts as done, as nothing better can be done from here; the
  * recovery sweep still rolls back whatever such a session leaves prepared. */
@@ -166,11 +173,12 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
                           "AND left(application_name, length($2)) <> $2 "
                           "AND pid <> pg_backend_pid() "
                           "AND (left(application_name, length($1)) = $1 OR "
-                          "(left(application_name, 8) <> 'txagent ' AND pid IN ("
+                          "(usesysid = (SELECT usesysid FROM pg_stat_activity "
+                          "WHERE pid = pg_backend_pid()) AND pid IN ("
                           "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
                           "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
                           "AND l.classid = " FENCE_LOCK_CLASS " AND l.objid = $4::oid "
-                          "AND l.objsubid = 2)))",
+                          "AND l.objsubid = 2 AND l.granted)))",
                           4, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
@@ -187,10 +195,17 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
                 txlog_info(NULL, p->participant,
                            "fence: terminated %ld of %ld sessions left by an earlier instance",
                            done, found);
-            if (done < found)
+            if (done < found) {
+                /* Not done: such a session may still PREPARE a gid that a
+                 * re-sent prepare commits first (applied twice). Nothing is
+                 * handed out until every one of them is gone. */
                 txlog_error(NULL, p->participant,
-                            "fence: %ld sessions of an earlier instance did not exit within %d ms",
+                            "fence: %ld sessions of an earlier instance did not exit within %d ms; "
+                            "trying again (no connection is handed out until they have)",
                             found - done, FENCE_WAIT_MS);
+                pg_res_clear(&r);
+                return FENCE_PENDING;
+            }
         }
         pg_res_clear(&r);
         p->fenced_start = true;
@@ -201,11 +216,14 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
         char spid[16], sstart[24];
         snprintf(spid, sizeof(spid), "%d", pid);
         snprintf(sstart, sizeof(sstart), "%lld", (long long)id->start_us);
-        const char *params[] = {spid, sstart, wait};
+        const char *params[] = {spid, sstart, wait, id->app};
+        /* by backend_start; by the name given at connect when that was not
+         * known (conn_register) */
         bool ok = pg_exec(c,
                           "SELECT pg_terminate_backend(pid, $3::bigint) FROM pg_stat_activity "
-                          "WHERE pid = $1::int AND " BACKEND_START_US_SQL " = $2::bigint",
-                          3, params, &r);
+                          "WHERE pid = $1::int AND CASE WHEN $2::bigint > 0 THEN "
+                          BACKEND_START_US_SQL " = $2::bigint ELSE application_name = $4 END",
+                          4, params, &r);
         if (!ok && r.conn_dead) {
             pg_res_clear(&r);
             return FENCE_CONN_DEAD;
@@ -248,8 +266,7 @@ void pool_backend_id(pg_pool *p, PGconn *c, pg_backend_id *out)
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->nstarts; i++)
         if (p->starts[i].conn == c) {
-            out->pid = PQbackendPID(c);
-            out->start_us = p->starts[i].start_us;
+            *out = p->starts[i].id;
             break;
         }
     pthread_mutex_unlock(&p->mu);
@@ -272,40 +289,62 @@ static void conn_forget(pg_pool *p, PGconn *c)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Take the participant's advisory lock (shared) on the new connection, read
- * its backend_start and register it (starts[]): false (logged) when either
- * fails, and c must not be used. */
-static bool conn_register(pg_pool *p, PGconn *c)
+/* One query of conn_register; false only when c died. A refusal is logged
+ * (once per pool: it would repeat for every connection) and leaves *r
+ * without a result. */
+static bool register_query(pg_pool *p, PGconn *c, const char *sql, int nparams,
+                           const char *const *params, const char *what, pg_res *r)
+{
+    if (pg_exec(c, sql, nparams, params, r) && PQntuples(r->res) == 1)
+        return true;
+    if (r->conn_dead)
+        return false;
+    if (!atomic_exchange(&p->warned_register, true))
+        txlog_warn(NULL, p->participant,
+                   "new connection: %s failed (%s %s); the fences fall back to the session's "
+                   "name for such connections (docs/PROTOCOL.md, fences)",
+                   what, r->sqlstate, r->message[0] ? r->message : "no row");
+    pg_res_clear(r); /* r->res NULL: no result */
+    return true;
+}
+
+/* Register the new connection c (named app) for the fences: take the
+ * participant's advisory lock (shared), read its backend_start, and enter
+ * both in starts[]. Either may be refused (an exclusive request for the key
+ * waiting, no right to read pg_stat_activity): logged, and c is used all the
+ * same, known by its name only as before. false when c died. */
+static bool conn_register(pg_pool *p, PGconn *c, const char *app)
 {
     pg_res r;
     const char *params[] = {p->lock_key};
-    bool ok = pg_exec(c,
-                      "SELECT " BACKEND_START_US_SQL ", pg_try_advisory_lock_shared("
-                      FENCE_LOCK_CLASS ", $1::int) FROM pg_stat_activity "
-                      "WHERE pid = pg_backend_pid()",
-                      1, params, &r);
-    if (ok && PQntuples(r.res) != 1) {
-        snprintf(r.message, sizeof(r.message), "its own session is not in pg_stat_activity");
-        ok = false;
-    } else if (ok && strcmp(PQgetvalue(r.res, 0, 1), "t") != 0) {
-        /* only an exclusive holder of this key could refuse it */
-        snprintf(r.message, sizeof(r.message),
-                 "advisory lock (%s, %s) is held exclusively by another session",
-                 FENCE_LOCK_CLASS, p->lock_key);
-        ok = false;
-    }
-    if (!ok) {
-        txlog_error(NULL, p->participant,
-                    "new connection: cannot register it for the fences (%s); closed", r.message);
-        pg_res_clear(&r);
-        return false;
-    }
-    int64_t us = strtoll(PQgetvalue(r.res, 0, 0), NULL, 10);
+    if (!register_query(p, c,
+                        "SELECT pg_try_advisory_lock_shared(" FENCE_LOCK_CLASS ", $1::int)", 1,
+                        params, "taking the fence lock", &r))
+        goto dead;
+    if (r.res && strcmp(PQgetvalue(r.res, 0, 0), "t") != 0 &&
+        !atomic_exchange(&p->warned_lock, true))
+        txlog_warn(NULL, p->participant,
+                   "new connection: advisory lock (%s, %s) not granted (another session holds "
+                   "or waits for it exclusively); the start fence finds such a session by name only",
+                   FENCE_LOCK_CLASS, p->lock_key);
+    pg_res_clear(&r);
+    if (!register_query(p, c,
+                        "SELECT " BACKEND_START_US_SQL
+                        " FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                        0, NULL, "reading backend_start", &r))
+        goto dead;
+    pg_backend_id id = {.pid = PQbackendPID(c),
+                        .start_us = r.res ? strtoll(PQgetvalue(r.res, 0, 0), NULL, 10) : 0};
+    snprintf(id.app, sizeof(id.app), "%s", app);
     pg_res_clear(&r);
     pthread_mutex_lock(&p->mu);
-    p->starts[p->nstarts++] = (struct conn_start){c, us}; /* nstarts <= open <= size */
+    p->starts[p->nstarts++] = (struct conn_start){c, id}; /* nstarts <= open <= size */
     pthread_mutex_unlock(&p->mu);
     return true;
+dead:
+    txlog_warn(NULL, p->participant, "new connection lost while registering it: %s", r.message);
+    pg_res_clear(&r);
+    return false;
 }
 
 bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, bool wait, const char *gid)
@@ -316,7 +355,8 @@ bool pool_fence_backend(pg_pool *p, const pg_backend_id *id, bool wait, const ch
     pthread_mutex_lock(&p->fence_mu);
     bool queued = false;
     for (int i = 0; i < p->nlost && !queued; i++)
-        queued = p->lost[i].pid == pid && p->lost[i].start_us == id->start_us;
+        queued = p->lost[i].pid == pid && p->lost[i].start_us == id->start_us &&
+                 strcmp(p->lost[i].app, id->app) == 0;
     /* A session may be reported twice (the PREPARE paths and give_back_conn):
      * queued once. */
     if (!queued && p->nlost < p->lost_cap)
@@ -392,7 +432,7 @@ px_status pool_acquire(pg_pool *p, int64_t wait_ms, PGconn **out)
             char app[80];
             snprintf(app, sizeof(app), "%s%u", p->app_name, atomic_fetch_add(&p->conn_seq, 1));
             PGconn *c = pg_connect_as(p->conninfo, p->participant, app);
-            if (c && !conn_register(p, c)) {
+            if (c && !conn_register(p, c, app)) {
                 PQfinish(c);
                 c = NULL;
             }

@@ -63,7 +63,9 @@ px_status pool_exec_gid(pg_pool *p, int64_t wait_ms, const char *verb, const cha
  * statement set. */
 typedef struct {
     int pid;          /* 0: unknown (never connected) */
-    int64_t start_us; /* pg_stat_activity.backend_start, microseconds since the epoch */
+    int64_t start_us; /* pg_stat_activity.backend_start, microseconds since the epoch;
+                       * 0 when it could not be read: then the fence goes by app */
+    char app[80];     /* the application_name the pool gave the connection */
 } pg_backend_id;
 
 /* Read the identity of c, a connection of p (libpq forgets the pid once the

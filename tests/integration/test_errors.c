@@ -440,6 +440,80 @@ START_TEST(participant_hangs)
 }
 END_TEST
 
+/* Wait (up to 10 s) for gid to reach state; false if it did not. */
+static bool reaches_state(const char *gid, const char *state)
+{
+    for (int k = 0; k < 100; k++) {
+        h_resp r = h_get("/v1/transactions/%s", gid);
+        bool there = r.status == 200 && strcmp(h_str(r.json, "state"), state) == 0;
+        h_resp_clear(&r);
+        if (there)
+            return true;
+        sleep_ms(100, NULL);
+    }
+    return false;
+}
+
+/* A participant whose URL is no agent (here: the coordinator itself, 404
+ * for every agent path). Nothing can run there, so: a statement is 502
+ * agent_error; a rollback, a timeout or an aborted commit ends the
+ * transaction instead of re-sending a ROLLBACK that the same URL refuses for
+ * ever (it stayed "aborting", held against --max-unfinished); a one-shot
+ * branch stopped there makes the transaction rollback-only (its commit
+ * would have applied pg1's branch alone). */
+START_TEST(participant_that_is_no_agent)
+{
+    char arg[200];
+    snprintf(arg, sizeof(arg), "pgx=%s", h_coord_url());
+    ck_assert_int_eq(h_cluster("stop", "coordinator", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "coordinator", "--", "--participant", arg, NULL), 0);
+    h_set_balance(1, 1801, 10);
+    const char *credit = "UPDATE accounts SET balance = balance + $1 WHERE id = $2";
+
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", credit, json_pack("[ii]", 1, 1801));
+    h_resp r = h_stmt(gid, "pgx", "SELECT 1", NULL);
+    expect_error(&r, 502, "agent_error", "statement to a participant that is no agent");
+    h_resp_clear(&r);
+    r = h_rollback(gid);
+    H_EXPECT(r, 200, "rollback");
+    h_resp_clear(&r);
+    ck_assert_msg(reaches_state(gid, "aborted"), "%s: rolled back, but never aborted", gid);
+    free(gid);
+
+    for (int commit = 0; commit < 2; commit++) {
+        json_t *body = json_pack("{s:s, s:b, s:[{s:s, s:[{s:s, s:[ii]}]}, {s:s, s:[{s:s}]}]}",
+                                 "protocol", "2pc", "commit", commit, "branches", "participant",
+                                 "pg1", "statements", "sql", credit, "params", 1, 1801,
+                                 "participant", "pgx", "statements", "sql", "SELECT 1");
+        r = h_req("POST", "/v1/transactions", body);
+        if (commit) {
+            H_EXPECT(r, 409, "one-shot commit with a branch on pgx");
+            ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+        } else {
+            H_EXPECT(r, 201, "one-shot without commit, a branch on pgx");
+            ck_assert_msg(strstr(h_str(r.json, "rollback_only_reason"), "pgx"), "%s",
+                          h_desc(&r));
+        }
+        gid = xstrdup(h_str(r.json, "gid"));
+        h_resp_clear(&r);
+        if (!commit) {
+            r = h_commit(gid);
+            H_EXPECT(r, 409, "commit of the one-shot stopped on pgx");
+            ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+            h_resp_clear(&r);
+        }
+        ck_assert_msg(reaches_state(gid, "aborted"), "%s: never aborted", gid);
+        free(gid);
+    }
+    ck_assert_int_eq(h_balance(1, 1801), 10);
+    ck_assert_int_eq(h_prepared_count(1), 0);
+    ck_assert_int_eq(h_cluster("stop", "coordinator", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "coordinator", NULL), 0);
+    h_test_setup();
+}
+END_TEST
+
 TCase *tc_errors(void)
 {
     TCase *tc = h_tcase("errors", 180);
@@ -454,5 +528,6 @@ TCase *tc_errors(void)
     tcase_add_test(tc, participant_unreachable);
     tcase_add_test(tc, participant_hangs);
     tcase_add_test(tc, refused_first_statement_leaves_no_branch);
+    tcase_add_test(tc, participant_that_is_no_agent);
     return tc;
 }

@@ -823,6 +823,19 @@ START_TEST(session_state_does_not_outlive_the_branch)
     ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                               "AND objid = 7611") == 0,
                   "advisory lock 7611 of a failed statement still held");
+    /* Every agent session holds its fence lock (pool.c), and one whose
+     * statement dropped it, even a failed statement, is not pooled again. */
+    g0 = h_begin();
+    r0 = h_stmt(g0, "pg1", "SELECT pg_advisory_unlock_all(), 1 / (random() * 0)::int", NULL);
+    H_EXPECT(r0, 422, "advisory unlock then division by zero");
+    h_resp_clear(&r0);
+    h_discard(g0);
+    run_plain_branches(8);
+    ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity a "
+                              "WHERE application_name LIKE 'txagent pg1 %%' AND NOT EXISTS ("
+                              "SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND "
+                              "l.locktype = 'advisory' AND l.classid = 1954046311 AND l.granted)") == 0,
+                  "an agent session without its fence lock");
     /* set_config(..., false) is a session setting too: no later branch may
      * run with another client's search_path. */
     char *gid = h_begin();
@@ -833,6 +846,16 @@ START_TEST(session_state_does_not_outlive_the_branch)
     free(gid);
     branches_read(8, "SELECT current_setting('search_path') AS sp", "public", true,
                   "runs with a search_path another branch set");
+    /* so is an UPDATE of pg_settings (set_config(..., false) by a rule) */
+    gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE pg_settings SET setting = 'pg_catalog' WHERE name = 'search_path'",
+              NULL);
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit of a branch that updated pg_settings");
+    h_resp_clear(&r);
+    free(gid);
+    branches_read(8, "SELECT current_setting('search_path') AS sp", "public", true,
+                  "runs with a search_path another branch set through pg_settings");
     /* Procedural code sets session state where no command tag shows it: a
      * DO block's SET (here read-only, committed locally, and with a write,
      * prepared then committed) must not reach the next branches either. */
@@ -858,7 +881,9 @@ END_TEST
  * agent: the agent resets the role just before PREPARE. agent1 runs as
  * txc_agent_lo (not a superuser) here, the branch as txc_app. Before, COMMIT
  * PREPARED failed with 42501 forever and the branch held its locks. */
-static void set_role_branch_commits(bool oneshot)
+/* by_params: the role is set by set_config($1, $2, true), its name only in
+ * the parameters (interactive form only) */
+static void set_role_branch_commits(bool oneshot, bool by_params)
 {
     h_set_balance(1, 431, 100);
     h_set_balance(2, 432, 100);
@@ -871,7 +896,11 @@ static void set_role_branch_commits(bool oneshot)
                                432));
     } else {
         char *gid = h_begin();
-        h_stmt_ok(gid, "pg1", "SET LOCAL ROLE txc_app", NULL);
+        if (by_params)
+            h_stmt_ok(gid, "pg1", "SELECT set_config($1, $2, true)",
+                      json_pack("[ss]", "role", "txc_app"));
+        else
+            h_stmt_ok(gid, "pg1", "SET LOCAL ROLE txc_app", NULL);
         h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 431));
         h_stmt_ok(gid, "pg2", DEBIT, json_pack("[ii]", 5, 432));
         r = h_commit(gid);
@@ -906,8 +935,9 @@ START_TEST(branch_under_set_role_is_finished)
     snprintf(u, sizeof(pg) - (size_t)(u - pg), "user=txc_agent_lo");
     ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
     ck_assert_int_eq(h_cluster("start", "agent1", "--", "--pg", pg, NULL), 0);
-    set_role_branch_commits(true);
-    set_role_branch_commits(false);
+    set_role_branch_commits(true, false);
+    set_role_branch_commits(false, false);
+    set_role_branch_commits(false, true);
     ck_assert_int_eq(h_cluster("stop", "agent1", NULL), 0);
     ck_assert_int_eq(h_cluster("start", "agent1", NULL), 0);
     h_test_setup();
