@@ -514,6 +514,45 @@ START_TEST(participant_that_is_no_agent)
 }
 END_TEST
 
+/* Deferred triggers run at PREPARE TRANSACTION, which the agent sends alone
+ * for an interactive branch: one that waits (here a sleep; a lock does the
+ * same) after the branch lifted its statement_timeout is cancelled 2 s past
+ * the branch's bound, as a statement batch would be, and the commit aborts
+ * with nothing left running or prepared. */
+START_TEST(prepare_bounded_by_branch_timeout)
+{
+    h_sql(1, "CREATE TABLE IF NOT EXISTS deferred_sleep (x int)");
+    h_sql(1, "CREATE OR REPLACE FUNCTION deferred_sleep_fn() RETURNS trigger LANGUAGE plpgsql "
+             "AS $$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$");
+    h_sql(1, "DROP TRIGGER IF EXISTS deferred_sleep_tr ON deferred_sleep");
+    h_sql(1, "CREATE CONSTRAINT TRIGGER deferred_sleep_tr AFTER INSERT ON deferred_sleep "
+             "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION deferred_sleep_fn()");
+    char *gid = h_begin_timeout(3000);
+    h_stmt_ok(gid, "pg1", "SET LOCAL statement_timeout = 0", NULL);
+    h_stmt_ok(gid, "pg1", "INSERT INTO deferred_sleep VALUES (1)", NULL);
+    int64_t t0 = now_ms();
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 409, "commit whose PREPARE sleeps in a deferred trigger");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    /* the agent cancelled it (a no vote, 57014), before the coordinator's
+     * call to it timed out (--agent-timeout-ms, 10 s) */
+    ck_assert_msg(strstr(h_str(r.json, "reason"), "57014"), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    long long sleeping = 1;
+    for (int k = 0; k < 30 && sleeping > 0; k++) {
+        sleeping = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                               "AND application_name LIKE 'txagent pg1 %%'");
+        if (sleeping > 0)
+            sleep_ms(100, NULL);
+    }
+    ck_assert_msg(sleeping == 0, "the PREPARE still sleeps %lld ms after the commit began",
+                  (long long)(now_ms() - t0));
+    ck_assert_int_eq(h_sql_ll(1, "SELECT count(*) FROM deferred_sleep"), 0);
+    ck_assert_int_eq(h_prepared_count(1), 0);
+    free(gid);
+}
+END_TEST
+
 TCase *tc_errors(void)
 {
     TCase *tc = h_tcase("errors", 180);
@@ -529,5 +568,6 @@ TCase *tc_errors(void)
     tcase_add_test(tc, participant_hangs);
     tcase_add_test(tc, refused_first_statement_leaves_no_branch);
     tcase_add_test(tc, participant_that_is_no_agent);
+    tcase_add_test(tc, prepare_bounded_by_branch_timeout);
     return tc;
 }
