@@ -1301,7 +1301,21 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
     } else {
         /* Finished meanwhile by the coordinator's own call (or never prepared). */
         done = s == (commit ? BS_COMMITTED : BS_ABORTED);
-        if (!done)
+        bool found = false;
+        if (done && commit &&
+            branch_is_prepared_in_pg(ag, b->branch_gid, &ctx, &found, NULL) && found) {
+            /* Committed here, and still (again) prepared: a second PREPARE
+             * of the gid landed after our COMMIT PREPARED (a session no fence
+             * stopped). Committing it would apply its statements twice;
+             * rolling it back is not ours to decide either. Left in doubt,
+             * for an operator. */
+            done = false;
+            txlog_error(b->gid, ag->name,
+                        "branch committed here is prepared again: a second PREPARE of the "
+                        "gid, whose commit would apply its statements twice; left prepared "
+                        "for an operator (ROLLBACK PREPARED '%s' if it is that copy)",
+                        b->branch_gid);
+        } else if (!done)
             txlog_warn(b->gid, ag->name,
                         "coordinator outcome is %s but the branch is %s: left alone", outcome,
                         branch_state_name(s));

@@ -1037,10 +1037,19 @@ END_TEST
 
 /* The value of one sample of GET /metrics ("name{labels}" exactly as
  * printed); -1 when it is not there. */
-static double metric_sample(const char *sample)
+/* The value of sample in the /metrics of base (NULL: the coordinator's), or
+ * -1 when it is not there. */
+static double metric_sample_at(const char *base, const char *sample)
 {
-    h_resp r = h_get("/metrics");
-    H_EXPECT(r, 200, "coordinator metrics");
+    h_resp r;
+    if (base) {
+        char *url = xasprintf("%s/metrics", base);
+        r = h_http("GET", url, NULL, 0);
+        free(url);
+    } else {
+        r = h_get("/metrics");
+    }
+    H_EXPECT(r, 200, "metrics");
     double v = -1;
     size_t n = strlen(sample);
     for (const char *line = r.body; line && *line;) {
@@ -1055,6 +1064,55 @@ static double metric_sample(const char *sample)
     h_resp_clear(&r);
     return v;
 }
+
+static double metric_sample(const char *sample)
+{
+    return metric_sample_at(NULL, sample);
+}
+
+/* A branch the agent committed, found prepared again under its branch gid
+ * (a second PREPARE that no fence stopped, made here by hand): the sweep
+ * must not count it resolved (it stayed prepared, unlogged, and would be
+ * committed blindly once the agent forgot the branch): it is left in doubt,
+ * visible in txagent_branches_in_doubt. */
+START_TEST(committed_branch_prepared_again_is_left_in_doubt)
+{
+    h_set_balance(1, 995, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 995));
+    h_resp r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit");
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "GET");
+    char *bgid = xstrdup(h_str(json_array_get(json_object_get(r.json, "branches"), 0),
+                               "branch_gid"));
+    h_resp_clear(&r);
+    ck_assert_msg(*bgid, "no branch gid");
+    PGconn *c = h_pg(1);
+    char *sql = xasprintf("BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = 995; "
+                          "PREPARE TRANSACTION '%s'", bgid);
+    PGresult *res = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(res);
+    free(sql);
+    double doubt = 0;
+    for (int k = 0; k < 200 && doubt < 1; k++) { /* 20 s: a few sweeps */
+        doubt = metric_sample_at(h_agent_url(1), "txagent_branches_in_doubt");
+        if (doubt < 1)
+            sleep_ms(100, NULL);
+    }
+    sql = xasprintf("ROLLBACK PREPARED '%s'", bgid);
+    res = PQexec(c, sql);
+    PQclear(res);
+    free(sql);
+    PQfinish(c);
+    ck_assert_msg(doubt >= 1, "the committed branch prepared again was not left in doubt");
+    ck_assert_int_eq(h_balance(1, 995), 11);
+    free(bgid);
+    free(gid);
+}
+END_TEST
 
 /* The counters count: a commit adds one begun, one committed and one
  * latency sample for 2pc; a rollback one begun and one aborted. (Other
@@ -1196,5 +1254,6 @@ TCase *tc_flows(void)
     tcase_add_test(tc, outcomes_endpoint);
     tcase_add_test(tc, get_views);
     tcase_add_test(tc, metrics_count_outcomes);
+    tcase_add_test(tc, committed_branch_prepared_again_is_left_in_doubt);
     return tc;
 }
