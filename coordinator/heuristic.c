@@ -152,14 +152,17 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
                                      commit ? "heuristic commit by operator"
                                             : "heuristic abort by operator");
         /* Not moved: the 'H' append failed (logged), or the resolver
-         * finished t meanwhile (then it ended as asked anyway). */
+         * finished t meanwhile (then it ended as asked anyway, and the 'H'
+         * may have been written before the state check lost that race:
+         * t->heuristic says whether it was). */
         txn_state st = txn_state_get(t);
         bool as_asked = commit ? st == TXN_COMMITTED : st == TXN_ABORTED;
+        bool recorded = moved || txn_heuristic(t) == (commit ? 'c' : 'a');
         if (moved || as_asked) {
             /* One more delivery now; whatever stays silent is given up. */
             if (moved)
                 resolver_kick(t);
-            *body = answer(t->gid, commit ? "committed" : "aborted", commit, moved, t);
+            *body = answer(t->gid, commit ? "committed" : "aborted", commit, recorded, t);
         } else {
             status = 500;
             *body = json_error_body("internal", "the heuristic decision was not taken; see the "
