@@ -1149,9 +1149,14 @@ START_TEST(test_heuristic_resolve)
     ck_assert_ptr_nonnull(g->branches[0].last_error);
     txn_unref(g);
 
-    /* active: commit is refused (no decision), abort decides it */
+    /* active: commit is refused (no decision), abort decides it. Its
+     * branch ran a statement (begun): the rollback is sent, goes
+     * unanswered here, and the operator's abort gives it up; a branch that
+     * never began is sent nothing and ends aborted (agent.c) */
     txn *a = txn_create(PROTO_2PC, 30000, NULL);
     (void)txn_branch(a, participant_at(0), true);
+    a->branches[0].begun = true;
+    (void)txn_branch(a, participant_at(1), true);
     ck_assert_uint_eq(heuristic_resolve(a->gid, true, &body), 409);
     ck_assert_str_eq(err_code(body), "wrong_state");
     json_decref(body);
@@ -1160,6 +1165,7 @@ START_TEST(test_heuristic_resolve)
     json_decref(body);
     ck_assert(wait_state(a, TXN_ABORTED));
     ck_assert_int_eq(a->branches[0].state, BR_HEURISTIC);
+    ck_assert_int_eq(a->branches[1].state, BR_ABORTED);
     ck_assert_uint_eq(heuristic_resolve(a->gid, true, &body), 409);
     ck_assert_str_eq(err_code(body), "contradicts_decision");
     json_decref(body);

@@ -21,6 +21,15 @@ case ":$PATH:" in
 *) PATH="$PATH:/usr/sbin:/sbin" ;;
 esac
 
+# Everything here talks to 127.0.0.1: never through an http_proxy the machine
+# sets for its downloads (curl would send even loopback requests there). The
+# meson tests inherit this from scripts/test.
+case ",${no_proxy:-}," in
+*,127.0.0.1,*) ;;
+*) export no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}" ;;
+esac
+export NO_PROXY="$no_proxy"
+
 TX_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 TX_PROG="$(basename "$0")"
 
