@@ -448,8 +448,12 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
             txn_branch_attempt(t, b, true, BR_PREPARED, false, NULL);
             nuncertain++;
         } else {
-            /* aborted, active, failed, unknown: it has not committed and will not. */
-            txn_branch_attempt(t, b, true, strcmp(st, "aborted") == 0 ? BR_ABORTED : BR_PREPARED,
+            /* aborted, active, failed, unknown: it has not committed and will
+             * not. Failed, not prepared, as step 6 records a refusal: a
+             * commit decision sends it no COMMIT (an unknown branch would
+             * answer 42704 as "committed", an active or failed one 409 for
+             * ever), an abort still sends its ROLLBACK. */
+            txn_branch_attempt(t, b, true, strcmp(st, "aborted") == 0 ? BR_ABORTED : BR_FAILED,
                                false, NULL);
             nrefused++;
             if (vlen < sizeof(violators))
@@ -489,11 +493,14 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
         char reason[640];
         snprintf(reason, sizeof(reason), "3pc recovery: %s", summary);
         if (d == RECOVERY_COMMIT) {
-            if (nrefused > 0)
+            if (nrefused > 0) {
                 txlog_error(t->gid, NULL,
                             "3pc recovery: a branch is pre-committed but %s: committing, "
                             "atomicity is violated for those",
                             violators);
+                for (size_t k = 0; k < nrefused; k++)
+                    counter_inc(&g_metrics.mixed_outcomes);
+            }
             commit_decide(t, EV_PRECOMMITTED, reason);
         } else {
             abort_after_precommit(t, reason);
