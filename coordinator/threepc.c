@@ -43,7 +43,10 @@
  *     termination protocol aborted its branch before the PreCommit came),
  *     or unknown, active or failed (it never will commit), is a refusal, as
  *     recovery (R2) counts them. Silent ones (no answer, other errors) are
- *     logged; such a branch may or may not have pre-committed.
+ *     logged; such a branch may or may not have pre-committed. A 409 with
+ *     state uncertain and "fenced" (a peer's termination read the branch
+ *     uncertain first: the agent takes no PreCommit of ours after that) is
+ *     silent too: that termination decides, and only recovery can tell how.
  *  6a. No ack and a refusal: precommitting -> aborting, the 'A' record
  *     forced first (stop on failure), then ROLLBACK to the others, 'E' once
  *     all acknowledged (it ends the 'P' and the 'A'); the client gets
@@ -215,7 +218,12 @@ static void abort_after_precommit(txn *t, const char *reason)
  * never commit (409 wrong_state, state aborted: its uncertain timer or its
  * termination protocol ran before the PreCommit came; or unknown, active,
  * failed: as recovery's R2 counts them), or silent (anything else: no
- * answer, 5xx, ...). */
+ * answer, 5xx, ...). A branch that refuses because a peer's termination read
+ * it uncertain (409, state uncertain, "fenced") counts as silent: that
+ * termination decides, commit if it found a branch precommitted (ours,
+ * whose ack may be lost), abort otherwise, and only the recovery rounds,
+ * after the agents' timers, can tell which; the branch stays prepared
+ * here, so a commit still sends it DoCommit. */
 typedef enum { PC_ACKED, PC_REFUSED, PC_SILENT } precommit_answer;
 
 static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
@@ -229,6 +237,12 @@ static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
     agent_describe_failure(c, why, sizeof(why));
     static const char *const never_commits[] = {"aborted", "unknown", "active", "failed"};
     const char *st = agent_wrong_state(c);
+    json_t *err = c->status == 409 && c->response ? json_object_get(c->response, "error") : NULL;
+    if (strcmp(st, "uncertain") == 0 && json_is_true(json_object_get(err, "fenced"))) {
+        txlog_warn(t->gid, b->participant, "precommit refused: a peer's termination read the "
+                   "branch uncertain first; that termination decides it");
+        return PC_SILENT;
+    }
     for (size_t i = 0; i < ARRAY_LEN(never_commits); i++) {
         if (strcmp(st, never_commits[i]) != 0)
             continue;

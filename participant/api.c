@@ -286,7 +286,18 @@ static void run_gid_op(http_request *req, void *app, gid_op_fn op)
     reply(req, &res);
 }
 
-static void h_precommit(http_request *req, void *app) { run_gid_op(req, app, op_precommit); }
+static void h_precommit(http_request *req, void *app)
+{
+    agent *ag = app;
+    const char *gid;
+    json_t *body;
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    const char *from = json_string_value(json_object_get(body, "from"));
+    op_result res = {0};
+    op_precommit(ag, gid, from && strcmp(from, "peer") == 0, &res);
+    reply(req, &res);
+}
 static void h_commit(http_request *req, void *app) { run_gid_op(req, app, op_commit); }
 static void h_rollback(http_request *req, void *app) { run_gid_op(req, app, op_rollback); }
 static void h_cancel(http_request *req, void *app) { run_gid_op(req, app, op_cancel); }
@@ -296,8 +307,9 @@ static void h_branch(http_request *req, void *app)
     const char *gid = req_gid(req);
     if (!gid)
         return;
+    const char *fence = http_req_query(req, "fence");
     op_result res = {0};
-    op_status(app, gid, &res);
+    op_status(app, gid, fence && strcmp(fence, "1") == 0, &res);
     reply(req, &res);
 }
 

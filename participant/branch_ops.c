@@ -998,7 +998,7 @@ void op_cancel(agent *ag, const char *gid, op_result *out)
     res_ok(out, json_pack("{s:b}", "cancelled", sent));
 }
 
-void op_precommit(agent *ag, const char *gid, op_result *out)
+void op_precommit(agent *ag, const char *gid, bool from_peer, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
     branch *b = lock_branch(ag, gid, out);
@@ -1011,6 +1011,18 @@ void op_precommit(agent *ag, const char *gid, op_result *out)
     }
     switch (branch_state_get(b)) {
     case BS_UNCERTAIN:
+        if (!from_peer && b->tp && atomic_load(&b->tp->fenced)) {
+            /* A peer's termination read us uncertain and may have decided
+             * abort on it (all uncertain): the coordinator's PreCommit
+             * cannot be taken any more. A peer's PreCommit still can: a peer
+             * sends one only when some branch is precommitted, i.e. commit. */
+            txlog_warn(b->gid, ag->name, "precommit refused: a peer's termination read this "
+                       "branch uncertain (fenced)");
+            res_err(out, 409, "wrong_state",
+                    json_pack("{s:s, s:b}", "state", "uncertain", "fenced", 1),
+                    "cannot precommit: a peer's termination read this branch uncertain");
+            break;
+        }
         if (!branch_fsm_step(b, EV_PRECOMMIT, "precommit", &ctx)) {
             res_err(out, 500, "precommit_failed", NULL, "%s", ctx.message);
             break;
@@ -1085,7 +1097,7 @@ static void res_busy(op_result *out, const branch *b)
  * still uncertain, lock held). Busy past STATUS_LOCK_WAIT_MS: 503
  * branch_busy, which the asker takes as "cannot tell yet", never as
  * uncertain. */
-void op_status(agent *ag, const char *gid, op_result *out)
+void op_status(agent *ag, const char *gid, bool fence, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, false);
     if (b && b->tp && atomic_load(&b->tp->unverified)) {
@@ -1119,6 +1131,14 @@ void op_status(agent *ag, const char *gid, op_result *out)
             return;
         }
         s = branch_state_get(b);
+        if (fence && s == BS_UNCERTAIN && !atomic_load(&b->tp->fenced) &&
+            !threepc_record_fenced(ag, b)) {
+            /* Not durable: the asker must not decide on this answer. */
+            pthread_mutex_unlock(&b->mu);
+            res_busy(out, b);
+            branch_put(ag->table, b);
+            return;
+        }
         pthread_mutex_unlock(&b->mu);
     }
     if (s != BS_UNKNOWN) {

@@ -45,16 +45,19 @@ typedef struct {
 
 /* POST .../prepare. */
 void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result *out);
-/* POST .../precommit (3PC). */
-void op_precommit(agent *ag, const char *gid, op_result *out);
+/* POST .../precommit (3PC). from_peer: sent by a peer's termination
+ * ("from":"peer"), which a fenced branch takes; the coordinator's it refuses. */
+void op_precommit(agent *ag, const char *gid, bool from_peer, op_result *out);
 /* POST .../commit and .../rollback. */
 void op_commit(agent *ag, const char *gid, op_result *out);
 void op_rollback(agent *ag, const char *gid, op_result *out);
 /* POST .../cancel: cancel the statement running on an active branch, if
  * any; nothing else changes. */
 void op_cancel(agent *ag, const char *gid, op_result *out);
-/* GET /v1/branches/{gid}. */
-void op_status(agent *ag, const char *gid, op_result *out);
+/* GET /v1/branches/{gid}. fence (?fence=1, a peer's termination read): an
+ * uncertain 3PC branch records durably that it was read so before answering,
+ * and refuses the coordinator's PreCommit from then on. */
+void op_status(agent *ag, const char *gid, bool fence, op_result *out);
 /* GET /v1/branches. */
 void op_list(agent *ag, op_result *out);
 

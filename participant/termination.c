@@ -120,7 +120,10 @@ static void ask_peers(const char *gid, peer_set *ps)
     char *esc = httpc_escape(gid);
     memset(calls, 0, sizeof(calls));
     for (size_t i = 0; i < n; i++) {
-        urls[i] = xasprintf("%s/v1/branches/%s", ps->url[i], esc);
+        /* fence=1: an uncertain peer records that it was read so before it
+         * answers, and refuses the coordinator's PreCommit from then on, so
+         * that "all uncertain -> abort" cannot race a late PreCommit */
+        urls[i] = xasprintf("%s/v1/branches/%s?fence=1", ps->url[i], esc);
         calls[i].method = "GET";
         calls[i].url = urls[i];
         calls[i].timeout_ms = PEER_TIMEOUT_MS;
@@ -171,7 +174,9 @@ static void tell_peers(agent *ag, const char *gid, const peer_set *ps, unsigned 
         urls[n] = xasprintf("%s/v1/branches/%s/%s", ps->url[i], esc, verb);
         calls[n].method = "POST";
         calls[n].url = urls[n];
-        calls[n].body = json_pack("{s:s}", "participant", ps->name[i]);
+        /* "from":"peer": a fenced peer takes our PreCommit (ours only comes
+         * when some branch is precommitted), not the coordinator's */
+        calls[n].body = json_pack("{s:s, s:s}", "participant", ps->name[i], "from", "peer");
         calls[n].timeout_ms = PEER_TIMEOUT_MS;
         idx[n++] = i;
     }

@@ -15,6 +15,8 @@
 #   2. prepare(3pc) x3, precommit x3, commit x3: all committed, records in branches3pc.log
 #   3. termination protocol, all uncertain: everyone aborted
 #   4. termination protocol, one precommitted: everyone committed
+#  4f. fencing read: once a peer's termination read agent2 uncertain, the
+#      coordinator's PreCommit is refused (also after a restart), a peer's is not
 #   5. timeout rule, one precommitted: that one commits, the others abort (3PC's known weakness)
 #   6. crash point 3pc-after-precommit-record on agent2, restart: everyone committed
 #   7. replay: branch finished behind the agent's back while it was down -> marked from PostgreSQL
@@ -169,6 +171,30 @@ post 1 "$G-3" precommit >/dev/null
 check "one precommitted: termination commits everyone" wait_states "$G-3" "committed committed committed" 15
 check "one precommitted: decision logged" grep -q "$G-3 .*3pc termination: protocol rule, peer pg1 precommitted -> commit" \
     "$DIR/agent2.log" "$DIR/agent3.log"
+
+# 4f. fencing read: a peer's termination reads agent2 uncertain (?fence=1);
+# from then on agent2 refuses the coordinator's PreCommit (a late one would
+# race that termination's "all uncertain -> abort"), also after a restart,
+# but takes a peer's (sent only when some branch is precommitted: commit)
+TF=',"uncertain_timeout_ms":60000,"precommit_timeout_ms":60000'
+says() { grep -q -- "$1" <<<"$2"; } # says TEXT ANSWER
+fence_read() { says '"state":"uncertain"' "$(curl -s -m 5 "$(agent 2)/v1/branches/$G-90?fence=1")"; }
+refused_fenced() { says '"fenced":true' "$(post "$1" "$G-90" precommit)"; }
+takes_precommit() { says precommitted "$(post "$1" "$G-90" precommit)"; }
+takes_peer_precommit() {
+    says precommitted "$(curl -s -m 20 -XPOST "$(agent 2)/v1/branches/$G-90/precommit" \
+        -d '{"participant":"pg2","from":"peer"}')"
+}
+check "fencing read: three yes votes" all_yes "$G-90" 5 "$TF"
+check "fencing read: agent2 answers uncertain" fence_read
+check "fencing read: the coordinator's PreCommit is refused" refused_fenced 2
+check "fencing read: an unfenced branch still takes it" takes_precommit 1
+"$CL" kill agent2 --dir "$DIR" >/dev/null 2>&1
+"$CL" start agent2 --dir "$DIR" >/dev/null 2>&1
+check "fencing read: still refused after a restart" refused_fenced 2
+check "fencing read: a peer's PreCommit is taken" takes_peer_precommit
+for a in 1 2 3; do post "$a" "$G-90" commit >/dev/null; done
+check "fencing read: committed everywhere" wait_states "$G-90" "committed committed committed" 5
 
 # 5.
 TT=',"uncertain_timeout_ms":4000,"precommit_timeout_ms":1500,"termination":"timeout"'

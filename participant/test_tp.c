@@ -78,6 +78,34 @@ START_TEST(record_roundtrip_partial)
 }
 END_TEST
 
+/* The fencing record: state and flag only (no at_ms: the timer keeps its
+ * base); merged over the full record it keeps everything else. */
+START_TEST(record_fenced)
+{
+    tp_record r = {.state = TP_UNCERTAIN, .has = TP_HAS_FENCED, .fenced = true};
+    snprintf(r.gid, sizeof(r.gid), "%s", "3fa2b01c-4-18");
+    size_t len;
+    char *s = tp_record_encode(&r, &len);
+    ck_assert_str_eq(s, "{\"gid\":\"3fa2b01c-4-18\",\"state\":\"uncertain\",\"fenced\":true}");
+    tp_record d;
+    char err[128];
+    ck_assert(tp_record_decode(s, len, &d, err, sizeof(err)));
+    ck_assert_uint_eq(d.has, TP_HAS_FENCED);
+    ck_assert(d.fenced);
+    tp_record full = full_record();
+    tp_record dst = {0};
+    tp_record_merge(&dst, &full);
+    tp_record_merge(&dst, &d);
+    ck_assert(dst.fenced && (dst.has & TP_HAS_FENCED) && (dst.has & TP_HAS_AT));
+    ck_assert_int_eq(dst.at_ms, full.at_ms);
+    ck_assert_uint_eq(dst.npeers, 2);
+    const char *bad = "{\"gid\":\"3fa2b01c-4-1\",\"state\":\"uncertain\",\"fenced\":1}";
+    ck_assert(!tp_record_decode(bad, strlen(bad), &d, err, sizeof(err)));
+    tp_record_free(&dst); /* full's peers are static */
+    free(s);
+}
+END_TEST
+
 START_TEST(record_final_states)
 {
     const char *ok[] = {"{\"gid\":\"3fa2b01c-4-1\",\"state\":\"committed\"}",
@@ -335,6 +363,7 @@ int main(void)
     tcase_add_test(rec, record_roundtrip_full);
     tcase_add_test(rec, record_roundtrip_partial);
     tcase_add_test(rec, record_final_states);
+    tcase_add_test(rec, record_fenced);
     tcase_add_test(rec, record_decode_rejects);
     tcase_add_test(rec, record_merge);
     tcase_add_test(rec, names_parse);

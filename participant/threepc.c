@@ -9,6 +9,9 @@
  *   2. Append {gid, uncertain, peers, timeouts, termination, xid, at_ms} and
  *      fdatasync; arm the uncertain timer (prepared -> uncertain).
  *   3. Answer the yes vote.
+ *   3a. A peer's termination reads the branch (GET ?fence=1): append {gid,
+ *      uncertain, fenced} and fdatasync before answering "uncertain"; from
+ *      then on the coordinator's PreCommit is refused (a peer's is taken).
  *   4. PreCommit: append {gid, precommitted, at_ms} and fdatasync (crash points
  *      3pc-before-precommit-record, 3pc-after-precommit-record); arm the
  *      precommit timer.
@@ -125,6 +128,7 @@ tp_branch *tp_branch_new(const tp_params *p)
     atomic_init(&tp->at_ms, 0);
     atomic_init(&tp->deadline_ms, INT64_MAX);
     atomic_init(&tp->terminating, false);
+    atomic_init(&tp->fenced, false);
     return tp;
 }
 
@@ -289,6 +293,10 @@ static void fill_full(branch *b, tp_state st, int64_t at, tp_record *r)
     r->termination = b->tp->termination;
     snprintf(r->xid, sizeof(r->xid), "%s", b->xid);
     r->at_ms = at;
+    if (atomic_load(&b->tp->fenced)) {
+        r->has |= TP_HAS_FENCED;
+        r->fenced = true;
+    }
 }
 
 /* With the read side of log_lock held. */
@@ -325,6 +333,21 @@ bool threepc_record_uncertain(agent *ag, branch *b)
         atomic_store(&b->tp->deadline_ms, now_ms() + b->tp->uncertain_timeout_ms);
         reg_add(ag, b);
     }
+    pthread_rwlock_unlock(&ag->tpc->log_lock);
+    return ok;
+}
+
+bool threepc_record_fenced(agent *ag, branch *b)
+{
+    if (no_log(ag, b))
+        return false;
+    /* No at_ms: the uncertain timer keeps counting from the vote. */
+    tp_record r = {.state = TP_UNCERTAIN, .has = TP_HAS_FENCED, .fenced = true};
+    snprintf(r.gid, sizeof(r.gid), "%s", b->gid);
+    pthread_rwlock_rdlock(&ag->tpc->log_lock);
+    bool ok = append(ag, &r, true);
+    if (ok)
+        atomic_store(&b->tp->fenced, true);
     pthread_rwlock_unlock(&ag->tpc->log_lock);
     return ok;
 }
@@ -521,6 +544,8 @@ static bool replay_one(uint8_t type, const void *payload, size_t len, void *arg)
         snprintf(b->xid, sizeof(b->xid), "%s", r.xid);
     if (r.has & TP_HAS_AT)
         atomic_store(&tp->at_ms, r.at_ms);
+    if (r.has & TP_HAS_FENCED)
+        atomic_store(&tp->fenced, r.fenced);
     atomic_store(&tp->logged, r.state);
     tp_record_free(&r);
     return true;

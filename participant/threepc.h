@@ -37,6 +37,8 @@ struct tp_branch {
     atomic_llong at_ms;        /* wall clock of that record */
     atomic_llong deadline_ms;  /* monotonic now_ms() when the timer fires */
     atomic_bool terminating;   /* queued for / inside termination.c */
+    atomic_bool fenced;        /* a peer's termination read it uncertain (durable): the
+                                * coordinator's PreCommit is refused from then on */
     atomic_bool unverified;    /* replayed from the log while PostgreSQL could not say whether
                                 * it is still prepared (its final record may have been lost):
                                 * its state is not to be told or acted on before
@@ -57,6 +59,10 @@ void threepc_close(agent *ag);
  * returning true; arm the timer. false: nothing may be promised (logged). */
 bool threepc_record_uncertain(agent *ag, branch *b) MUSTCHECK;
 bool threepc_record_precommitted(agent *ag, branch *b) MUSTCHECK;
+/* With b->mu held, uncertain branch: record that a peer's termination read it
+ * uncertain, durably, before that answer goes out (PROTOCOL.md, fencing
+ * read); sets b->tp->fenced. false: the answer must not be given (logged). */
+bool threepc_record_fenced(agent *ag, branch *b) MUSTCHECK;
 /* Final state, appended without fdatasync; the branch leaves the registry.
  * A failure is logged only: PostgreSQL has the truth (replay settles it). */
 void threepc_record_final(agent *ag, branch *b, bool committed);

@@ -75,6 +75,8 @@ char *tp_record_encode(const tp_record *r, size_t *len)
         json_object_set_new(o, "xid", json_string(r->xid));
     if (r->has & TP_HAS_AT)
         json_object_set_new(o, "at_ms", json_integer(r->at_ms));
+    if ((r->has & TP_HAS_FENCED) && r->fenced)
+        json_object_set_new(o, "fenced", json_true());
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)
@@ -227,6 +229,15 @@ bool tp_record_decode(const char *payload, size_t len, tp_record *out, char *err
         }
         out->has |= TP_HAS_AT;
     }
+    json_t *fenced = json_object_get(o, "fenced");
+    if (fenced) {
+        if (!json_is_boolean(fenced)) {
+            why = "bad fenced";
+            goto fail;
+        }
+        out->fenced = json_is_true(fenced);
+        out->has |= TP_HAS_FENCED;
+    }
     json_decref(o);
     return true;
 fail:
@@ -256,6 +267,8 @@ void tp_record_merge(tp_record *dst, const tp_record *src)
         memcpy(dst->xid, src->xid, sizeof(dst->xid));
     if (src->has & TP_HAS_AT)
         dst->at_ms = src->at_ms;
+    if (src->has & TP_HAS_FENCED)
+        dst->fenced = src->fenced;
     dst->has |= src->has;
 }
 

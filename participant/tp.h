@@ -8,6 +8,10 @@
  *   {"gid","state":"uncertain","peers":[{"participant","url"}],
  *    "uncertain_timeout_ms","precommit_timeout_ms","termination":"protocol"|"timeout",
  *    "xid","at_ms"}                                 (after the yes vote, forced)
+ *   {"gid","state":"uncertain","fenced":true}        (before answering a peer's
+ *                                                    termination read, forced:
+ *                                                    no PreCommit of the
+ *                                                    coordinator's is taken after)
  *   {"gid","state":"precommitted","at_ms"}          (before the precommit ack, forced)
  *   {"gid","state":"committed"|"aborted","at_ms"}   (final, not forced; type
  *                                                    TP_FINAL_TYPE)
@@ -56,6 +60,7 @@ enum {
     TP_HAS_TERMINATION = 1u << 2,
     TP_HAS_XID = 1u << 3,
     TP_HAS_AT = 1u << 4,
+    TP_HAS_FENCED = 1u << 5,
 };
 
 typedef struct {
@@ -68,6 +73,7 @@ typedef struct {
     tp_termination termination;
     char xid[TP_XID_MAX]; /* decimal xid8 or "" */
     int64_t at_ms;
+    bool fenced; /* with TP_HAS_FENCED: a peer's termination read this branch uncertain */
 } tp_record;
 
 const char *tp_state_name(tp_state s); /* "uncertain", ...; "none" */
