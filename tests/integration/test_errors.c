@@ -12,6 +12,19 @@
 #include "harness.h"
 #include "util.h"
 
+/* Poll count_sql on pg i every 100 ms, at most tries times, until it counts
+ * 0; the last count. */
+static long long count_drops_to_zero(int i, int tries, const char *count_sql)
+{
+    long long n = 1;
+    for (int k = 0; k < tries && n > 0; k++) {
+        n = h_sql_ll(i, "%s", count_sql);
+        if (n > 0)
+            sleep_ms(100, NULL);
+    }
+    return n;
+}
+
 /* An error answer: status, a snake_case code (optionally the given one) and a message. */
 static void expect_error(h_resp *r, long status, const char *code, const char *what)
 {
@@ -428,13 +441,9 @@ START_TEST(participant_hangs)
     ck_assert_int_eq(h_balance(1, 1311), 10);
     /* the statement agent3 received while stopped may have opened a branch
      * there: the coordinator's rollback (resolver) or its idle timeout ends it */
-    long long open = 1;
-    for (int k = 0; k < 300 && open > 0; k++) {
-        open = h_sql_ll(3, "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE "
-                           "'txagent pg3 %%' AND state LIKE 'idle in transaction%%'");
-        if (open > 0)
-            sleep_ms(100, NULL);
-    }
+    long long open = count_drops_to_zero(3, 300, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                                 "application_name LIKE 'txagent pg3 %' AND "
+                                                 "state LIKE 'idle in transaction%'");
     ck_assert_msg(open == 0, "agent3 still holds an open transaction 30 s after resuming");
     free(gid);
 }
@@ -538,13 +547,9 @@ START_TEST(prepare_bounded_by_branch_timeout)
      * call to it timed out (--agent-timeout-ms, 10 s) */
     ck_assert_msg(strstr(h_str(r.json, "reason"), "57014"), "%s", h_desc(&r));
     h_resp_clear(&r);
-    long long sleeping = 1;
-    for (int k = 0; k < 30 && sleeping > 0; k++) {
-        sleeping = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-                               "AND application_name LIKE 'txagent pg1 %%'");
-        if (sleeping > 0)
-            sleep_ms(100, NULL);
-    }
+    long long sleeping = count_drops_to_zero(1, 30, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                                    "wait_event = 'PgSleep' AND application_name "
+                                                    "LIKE 'txagent pg1 %'");
     ck_assert_msg(sleeping == 0, "the PREPARE still sleeps %lld ms after the commit began",
                   (long long)(now_ms() - t0));
     ck_assert_int_eq(h_sql_ll(1, "SELECT count(*) FROM deferred_sleep"), 0);

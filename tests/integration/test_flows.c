@@ -837,25 +837,23 @@ START_TEST(session_state_does_not_outlive_the_branch)
                               "l.locktype = 'advisory' AND l.classid = 1954046311 AND l.granted)") == 0,
                   "an agent session without its fence lock");
     /* set_config(..., false) is a session setting too: no later branch may
-     * run with another client's search_path. */
-    char *gid = h_begin();
-    h_stmt_ok(gid, "pg1", "SELECT set_config('search_path', 'pg_catalog', false)", NULL);
-    h_resp r = h_commit(gid);
-    expect_outcome(&r, 200, "committed", "commit of a branch that changed search_path");
-    h_resp_clear(&r);
-    free(gid);
-    branches_read(8, "SELECT current_setting('search_path') AS sp", "public", true,
-                  "runs with a search_path another branch set");
-    /* so is an UPDATE of pg_settings (set_config(..., false) by a rule) */
-    gid = h_begin();
-    h_stmt_ok(gid, "pg1", "UPDATE pg_settings SET setting = 'pg_catalog' WHERE name = 'search_path'",
-              NULL);
-    r = h_commit(gid);
-    expect_outcome(&r, 200, "committed", "commit of a branch that updated pg_settings");
-    h_resp_clear(&r);
-    free(gid);
-    branches_read(8, "SELECT current_setting('search_path') AS sp", "public", true,
-                  "runs with a search_path another branch set through pg_settings");
+     * run with another client's search_path; so is an UPDATE of pg_settings
+     * (set_config(..., false) by a rule). */
+    const char *set_path[] = {"SELECT set_config('search_path', 'pg_catalog', false)",
+                              "UPDATE pg_settings SET setting = 'pg_catalog' "
+                              "WHERE name = 'search_path'"};
+    for (size_t k = 0; k < ARRAY_LEN(set_path); k++) {
+        char *g = h_begin();
+        h_stmt_ok(g, "pg1", set_path[k], NULL);
+        h_resp rk = h_commit(g);
+        expect_outcome(&rk, 200, "committed", set_path[k]);
+        h_resp_clear(&rk);
+        free(g);
+        branches_read(8, "SELECT current_setting('search_path') AS sp", "public", true,
+                      "runs with a search_path another branch set");
+    }
+    char *gid;
+    h_resp r;
     /* Procedural code sets session state where no command tag shows it: a
      * DO block's SET (here read-only, committed locally, and with a write,
      * prepared then committed) must not reach the next branches either. */
