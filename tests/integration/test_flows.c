@@ -1068,6 +1068,19 @@ static double metric_sample(const char *sample)
     return metric_sample_at(NULL, sample);
 }
 
+/* Account id on pg1 set to 10, then credited 1 by a committed transaction:
+ * its gid (caller frees). */
+static char *committed_credit(int id)
+{
+    h_set_balance(1, id, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, id));
+    h_resp r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit");
+    h_resp_clear(&r);
+    return gid;
+}
+
 /* A branch the agent committed, found prepared again under its branch gid
  * (a second PREPARE that no fence stopped, made here by hand): the sweep
  * must not count it resolved (it stayed prepared, unlogged, and would be
@@ -1075,13 +1088,8 @@ static double metric_sample(const char *sample)
  * visible in txagent_branches_in_doubt. */
 START_TEST(committed_branch_prepared_again_is_left_in_doubt)
 {
-    h_set_balance(1, 995, 10);
-    char *gid = h_begin();
-    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 995));
-    h_resp r = h_commit(gid);
-    expect_outcome(&r, 200, "committed", "commit");
-    h_resp_clear(&r);
-    r = h_get("/v1/transactions/%s", gid);
+    char *gid = committed_credit(995);
+    h_resp r = h_get("/v1/transactions/%s", gid);
     H_EXPECT(r, 200, "GET");
     char *bgid = xstrdup(h_str(json_array_get(json_object_get(r.json, "branches"), 0),
                                "branch_gid"));
@@ -1124,13 +1132,9 @@ START_TEST(metrics_count_outcomes)
     double b0 = metric_sample(BEGUN), c0 = metric_sample(COMMITTED), a0 = metric_sample(ABORTED),
            l0 = metric_sample(LATENCY);
     ck_assert_msg(b0 >= 0 && c0 >= 0 && a0 >= 0 && l0 >= 0, "a sample is missing");
-    h_set_balance(1, 991, 10);
-    char *gid = h_begin();
-    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 1, 991));
-    h_resp r = h_commit(gid);
-    expect_outcome(&r, 200, "committed", "commit");
-    h_resp_clear(&r);
+    char *gid = committed_credit(991);
     free(gid);
+    h_resp r;
     ck_assert_double_eq(metric_sample(BEGUN), b0 + 1);
     ck_assert_double_eq(metric_sample(COMMITTED), c0 + 1);
     ck_assert_double_eq(metric_sample(LATENCY), l0 + 1);
