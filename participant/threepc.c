@@ -54,6 +54,8 @@
  *     finished entries go after FINISHED_KEEP_MS or FINISHED_KEEP_MAX);
  *     compaction writes {gid, state, at_ms} for each of its entries; replay
  *     puts the final records younger than R into it and forgets older ones.
+ *     While the agent runs, an entry's age is counted on the monotonic
+ *     clock (fin_add): a wall-clock step forward does not forget it early.
  *     Why: a peer's termination protocol and the coordinator's 3PC recovery
  *     read "unknown" as "never committed" (abort), so forgetting a committed
  *     branch while a peer is still uncertain, or while the coordinator still
@@ -92,7 +94,8 @@
 typedef struct fin_rec {
     struct fin_rec *next;  /* FIFO, oldest first (mostly: replay keeps log order) */
     struct fin_rec *hnext; /* hash chain */
-    int64_t at_ms;         /* wall clock of its final record */
+    int64_t at_ms;         /* wall clock of its final record (written by compaction) */
+    int64_t expire_ms;     /* monotonic now_ms() past which it is forgotten */
     tp_state state;        /* TP_COMMITTED or TP_ABORTED */
     char gid[];
 } fin_rec;
@@ -208,12 +211,21 @@ static void fin_grow(threepc *t)
     t->nfin_buckets = n;
 }
 
+/* The window is measured on the monotonic clock once the entry is here: a
+ * wall-clock step (NTP, a VM resumed) must not forget finished branches
+ * early, which peers and the coordinator would read as "never committed".
+ * Only the age it already had when added (a replayed record) comes from the
+ * wall clock, which is all a restart has. */
 static void fin_add(threepc *t, const char *gid, tp_state st, int64_t at_ms)
 {
     size_t len = strlen(gid);
     fin_rec *f = xmalloc(sizeof(*f) + len + 1);
+    int64_t left = t->retain_ms - (wall_ms() - at_ms);
+    if (left > t->retain_ms)
+        left = t->retain_ms; /* the clock went back since the record */
     f->next = NULL;
     f->at_ms = at_ms;
+    f->expire_ms = now_ms() + (left > 0 ? left : 0);
     f->state = st;
     memcpy(f->gid, gid, len + 1);
     pthread_mutex_lock(&t->fin_mu);
@@ -223,6 +235,7 @@ static void fin_add(threepc *t, const char *gid, tp_state st, int64_t at_ms)
     if (*slot) { /* already there (e.g. replayed twice): the latest wins */
         (*slot)->state = st;
         (*slot)->at_ms = at_ms;
+        (*slot)->expire_ms = f->expire_ms;
         pthread_mutex_unlock(&t->fin_mu);
         free(f);
         return;
@@ -238,13 +251,13 @@ static void fin_add(threepc *t, const char *gid, tp_state st, int64_t at_ms)
     pthread_mutex_unlock(&t->fin_mu);
 }
 
-/* Forget entries past the retention window (from the head; an entry
- * replayed out of order waits for those before it, so it is at worst kept a
- * little longer). */
-static void fin_prune(threepc *t, int64_t wall)
+/* Forget entries past the retention window, now being now_ms() (from the
+ * head; an entry replayed out of order waits for those before it, so it is
+ * at worst kept a little longer). */
+static void fin_prune(threepc *t, int64_t now)
 {
     pthread_mutex_lock(&t->fin_mu);
-    while (t->fin_head && wall - t->fin_head->at_ms > t->retain_ms) {
+    while (t->fin_head && now > t->fin_head->expire_ms) {
         fin_rec *f = t->fin_head;
         t->fin_head = f->next;
         if (!t->fin_head)
@@ -726,7 +739,7 @@ static void compact(agent *ag)
     threepc *t = ag->tpc;
     pthread_rwlock_wrlock(&t->log_lock);
     pthread_mutex_lock(&t->mu);
-    fin_prune(t, wall_ms());
+    fin_prune(t, now_ms());
     pthread_mutex_lock(&t->fin_mu);
     size_t n = 0, cap = t->nfin + t->nreg + 1;
     uint8_t *types = xcalloc(cap, 1);
@@ -781,7 +794,7 @@ void threepc_tick(agent *ag, int64_t now)
     char (*due)[GID_MAX_LEN + 1] = NULL;
     size_t ndue = 0, capdue = 0;
     pthread_mutex_lock(&t->mu);
-    fin_prune(t, wall_ms());
+    fin_prune(t, now_ms());
     for (size_t i = 0; i < t->nreg; i++) {
         branch *b = t->reg[i];
         branch_state s = branch_state_get(b);
