@@ -12,7 +12,9 @@
  * A heuristic commit needs a logged commit decision: the coordinator alone
  * decides commits, from votes. A heuristic abort of an undecided
  * transaction is an abort decision like a rollback (presumed abort holds:
- * no 'C' will ever be written for it).
+ * no 'C' will ever be written for it); of a precommitting 3PC one it may
+ * not be the outcome (a branch whose PreCommit landed commits on its own
+ * timer): applied, as the operator asked, with a "warning" in the answer.
  *
  * Invariants:
  *   - Applied holding the transaction's op_mu: never concurrently with a
@@ -147,6 +149,7 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
     txlog_warn(t->gid, NULL, "operator asks heuristic %s; transaction is %s: %s",
                commit ? "commit" : "abort", txn_state_name(txn_state_get(t)),
                v == HV_APPLY ? "applying" : v == HV_NOOP ? "nothing to do" : "refused");
+    bool was_precommitting = txn_state_get(t) == TXN_PRECOMMITTING;
     if (v == HV_APPLY) {
         bool moved = txn_fsm_advance(t, commit ? EV_HEURISTIC_COMMIT : EV_HEURISTIC_ABORT,
                                      commit ? "heuristic commit by operator"
@@ -163,6 +166,14 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
             if (moved)
                 resolver_kick(t);
             *body = answer(t->gid, commit ? "committed" : "aborted", commit, recorded, t);
+            if (!commit && was_precommitting)
+                /* 3PC: unlike presumed abort, a branch whose PreCommit
+                 * landed (its ack lost) commits on its own timer */
+                json_object_set_new(*body, "warning",
+                                    json_string("3PC: a branch that pre-committed commits on its "
+                                                "own timer whatever this abort says; check each "
+                                                "participant's branch (GET /v1/branches/{gid} on "
+                                                "its agent)"));
         } else {
             status = 500;
             *body = json_error_body("internal", "the heuristic decision was not taken; see the "

@@ -1199,6 +1199,9 @@ START_TEST(test_heuristic_resolve)
     ck_assert_uint_eq(heuristic_resolve(p->gid, true, &body), 409);
     json_decref(body);
     ck_assert_uint_eq(heuristic_resolve(p->gid, false, &body), 200);
+    /* a branch whose PreCommit landed commits on its own: the answer says so */
+    ck_assert_msg(strstr(json_string_value(json_object_get(body, "warning")), "pre-committed"),
+                  "no warning");
     json_decref(body);
     ck_assert(wait_state(p, TXN_ABORTED));
     recovered r = reopen(1 << 20);
