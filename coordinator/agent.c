@@ -99,8 +99,10 @@ bool agent_refused_link(const httpc_call *c)
 {
     if (c->status == 409)
         return strcmp(agent_error_code(c), "participant_mismatch") == 0;
-    return c->status >= 300 && c->status < 500 && c->status != 400 && c->status != 413 &&
-           c->status != 422;
+    /* our agents answer 200, 400, 409, 413, 422 or 5xx: any other answer
+     * (a 201 or 204 included) comes from something else */
+    return c->status > 0 && c->status < 500 && c->status != 200 && c->status != 400 &&
+           c->status != 413 && c->status != 422;
 }
 
 const char *agent_error_message(const httpc_call *c)

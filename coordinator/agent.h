@@ -24,8 +24,9 @@ void agent_call_free(httpc_call *c);
 const char *agent_error_code(const httpc_call *c);
 const char *agent_error_message(const httpc_call *c);
 /* Was c refused for the link rather than the request: the participant's URL
- * is not an agent's (3xx, 404, 405), or an agent with another token (401,
- * 403) or another name (409 participant_mismatch)? Nothing ran there. */
+ * is not an agent's (a 2xx other than 200, 3xx, 404, 405), or an agent with
+ * another token (401, 403) or another name (409 participant_mismatch)?
+ * Nothing ran there. */
 bool agent_refused_link(const httpc_call *c);
 const char *agent_error_sqlstate(const httpc_call *c);
 /* The agent answered 409 wrong_state naming its branch's state as `state`

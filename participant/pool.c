@@ -167,45 +167,53 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
     pg_res r;
     if (!p->fenced_start) {
         const char *params[] = {p->app_prefix, p->app_name, wait, p->lock_key};
-        bool ok = pg_exec(c,
-                          "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $3::bigint)), "
-                          "count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                          "AND left(application_name, length($2)) <> $2 "
-                          "AND pid <> pg_backend_pid() "
-                          "AND (left(application_name, length($1)) = $1 OR "
-                          "(usesysid = (SELECT usesysid FROM pg_stat_activity "
-                          "WHERE pid = pg_backend_pid()) AND pid IN ("
-                          "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
-                          "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
-                          "AND l.classid = " FENCE_LOCK_CLASS " AND l.objid = $4::oid "
-                          "AND l.objsubid = 2 AND l.granted)))",
-                          4, params, &r);
-        if (!ok && r.conn_dead) {
-            pg_res_clear(&r);
-            return FENCE_CONN_DEAD;
-        }
-        if (!ok) {
-            txlog_error(NULL, p->participant,
-                        "fence: cannot terminate the sessions of an earlier instance (%s %s); "
-                        "their statements may still run until PostgreSQL notices they are gone",
-                        r.sqlstate, r.message);
-        } else {
+        /* A listed session that exits on its own before its terminate runs
+         * answers false too (no such backend any more): a second listing, a
+         * new snapshot, leaves those out, and only what is still there
+         * keeps the fence pending. */
+        for (int attempt = 0;; attempt++) {
+            bool ok = pg_exec(c,
+                              "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, $3::bigint)), "
+                              "count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND left(application_name, length($2)) <> $2 "
+                              "AND pid <> pg_backend_pid() "
+                              "AND (left(application_name, length($1)) = $1 OR "
+                              "(usesysid = (SELECT usesysid FROM pg_stat_activity "
+                              "WHERE pid = pg_backend_pid()) AND pid IN ("
+                              "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                              "WHERE d.datname = current_database() AND l.locktype = 'advisory' "
+                              "AND l.classid = " FENCE_LOCK_CLASS " AND l.objid = $4::oid "
+                              "AND l.objsubid = 2 AND l.granted)))",
+                              4, params, &r);
+            if (!ok && r.conn_dead) {
+                pg_res_clear(&r);
+                return FENCE_CONN_DEAD;
+            }
+            if (!ok) {
+                txlog_error(NULL, p->participant,
+                            "fence: cannot terminate the sessions of an earlier instance (%s %s); "
+                            "their statements may still run until PostgreSQL notices they are gone",
+                            r.sqlstate, r.message);
+                break;
+            }
             long done = atol(PQgetvalue(r.res, 0, 0)), found = atol(PQgetvalue(r.res, 0, 1));
             if (found > 0)
                 txlog_info(NULL, p->participant,
                            "fence: terminated %ld of %ld sessions left by an earlier instance",
                            done, found);
-            if (done < found) {
-                /* Not done: such a session may still PREPARE a gid that a
-                 * re-sent prepare commits first (applied twice). Nothing is
-                 * handed out until every one of them is gone. */
-                txlog_error(NULL, p->participant,
-                            "fence: %ld sessions of an earlier instance did not exit within %d ms; "
-                            "trying again (no connection is handed out until they have)",
-                            found - done, FENCE_WAIT_MS);
-                pg_res_clear(&r);
-                return FENCE_PENDING;
-            }
+            if (done == found)
+                break;
+            pg_res_clear(&r);
+            if (attempt == 0)
+                continue;
+            /* Not done: such a session may still PREPARE a gid that a
+             * re-sent prepare commits first (applied twice). Nothing is
+             * handed out until every one of them is gone. */
+            txlog_error(NULL, p->participant,
+                        "fence: %ld sessions of an earlier instance did not exit within %d ms; "
+                        "trying again (no connection is handed out until they have)",
+                        found - done, FENCE_WAIT_MS);
+            return FENCE_PENDING;
         }
         pg_res_clear(&r);
         p->fenced_start = true;
