@@ -1328,7 +1328,11 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
              * of the gid landed after our COMMIT PREPARED (a session no fence
              * stopped). Committing it would apply its statements twice;
              * rolling it back is not ours to decide either. Left in doubt,
-             * for an operator. */
+             * for an operator. Only while the branch is remembered here
+             * (FINISHED_KEEP_MS, or until a restart): after that the sweep
+             * would take the copy for a branch whose commit never came, and
+             * commit it; the fences (pool.c) are what keeps such a copy
+             * from being made. */
             done = false;
             txlog_error(b->gid, ag->name,
                         "branch committed here is prepared again: a second PREPARE of the "
