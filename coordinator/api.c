@@ -1071,6 +1071,11 @@ static void h_outcome(http_request *req, void *app)
         return;
     }
     const char *outcome;
+    /* ?participant=NAME (an agent's sweep): whether that participant's
+     * COMMIT was acknowledged. A branch of it found prepared after that is
+     * a second PREPARE of the gid, not one waiting for its commit. */
+    const char *who = http_req_query(req, "participant");
+    bool acknowledged = false;
     txn *t = txn_lookup(gid);
     if (t) {
         switch (txn_state_get(t)) {
@@ -1082,6 +1087,12 @@ static void h_outcome(http_request *req, void *app)
         case TXN_COMMITTING:
         case TXN_COMMITTED:
             outcome = "committed";
+            pthread_mutex_lock(&t->mu);
+            for (size_t i = 0; who && i < t->nbranches; i++)
+                if (strcmp(t->branches[i].participant, who) == 0)
+                    acknowledged = t->branches[i].state == BR_COMMITTED ||
+                                   t->branches[i].state == BR_READ_ONLY;
+            pthread_mutex_unlock(&t->mu);
             break;
         default:
             outcome = "aborted";
@@ -1092,6 +1103,7 @@ static void h_outcome(http_request *req, void *app)
         switch (outcome_not_in_table(gid, epoch, seq)) {
         case OUT_COMMITTED:
             outcome = "committed";
+            acknowledged = who && dlog_commit_ended(gid);
             break;
         case OUT_FUTURE_EPOCH:
             /* Not issued by this incarnation or any earlier one we know of:
@@ -1107,7 +1119,10 @@ static void h_outcome(http_request *req, void *app)
             break;
         }
     }
-    http_reply_json(req, 200, json_pack("{s:s, s:s}", "gid", gid, "outcome", outcome));
+    json_t *body = json_pack("{s:s, s:s}", "gid", gid, "outcome", outcome);
+    if (who && strcmp(outcome, "committed") == 0)
+        json_object_set_new(body, "acknowledged", json_boolean(acknowledged));
+    http_reply_json(req, 200, body);
 }
 
 static void h_participants(http_request *req, void *app)

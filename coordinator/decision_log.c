@@ -638,6 +638,17 @@ bool dlog_is_committed(const char *gid)
     return committed_has(gid);
 }
 
+bool dlog_commit_ended(const char *gid)
+{
+    if (!committed_has(gid))
+        return false;
+    pthread_mutex_lock(&unfinished_mu);
+    const pending_rec *p = strmap_get(unfinished, gid);
+    bool ended = !p || p->type != REC_COMMIT;
+    pthread_mutex_unlock(&unfinished_mu);
+    return ended;
+}
+
 uint64_t dlog_syncs(void)
 {
     return dlog ? wal_syncs(dlog) : 0;

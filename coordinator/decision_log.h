@@ -77,6 +77,10 @@ void dlog_note_committed(const char *gid);
 void dlog_maybe_compact(void);
 
 bool dlog_is_committed(const char *gid);
+/* Committed, and its 'C' ended: every branch acknowledged its COMMIT ('E'),
+ * or an operator's heuristic commit gave the silent ones up, or nothing was
+ * prepared ('R'). */
+bool dlog_commit_ended(const char *gid);
 uint64_t dlog_syncs(void);
 uint64_t dlog_bytes(void);
 uint64_t dlog_commit_records(void);

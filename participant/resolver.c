@@ -34,6 +34,14 @@
  *      GET <coordinator>/v1/outcomes/{gid}.
  *   3. committed -> COMMIT PREPARED; aborted -> ROLLBACK PREPARED (42704 on
  *      either = finished by someone else meanwhile).
+ *   3a. Except committed with our COMMIT acknowledged (the coordinator says
+ *      so when asked with ?participant=, also after it forgot the
+ *      transaction: its 'C' ended) while the branch is still prepared: a
+ *      second PREPARE of the gid landed after our commit; it is left in
+ *      doubt (logged, counted), never committed. (After an operator's
+ *      heuristic commit gave a silent branch up, and the coordinator
+ *      forgot the transaction, that branch reads the same: left in doubt
+ *      too.)
  *   4. Open branches: every active branch idle for --resolve-min-age-ms, and
  *      at least OPEN_MIN_IDLE_MS (a client thinking between statements is
  *      not asked about every sweep), is asked about the same way, the
@@ -151,6 +159,17 @@ static const char *outcome_of(const httpc_call *c)
     return json_is_string(o) ? json_string_value(o) : NULL;
 }
 
+/* Is gid's branch prepared in PostgreSQL now? false when it is not, or when
+ * that cannot be told (the normal path then runs, as before this check). */
+static bool prepared_again(agent *ag, const char *gid)
+{
+    char bgid[BRANCH_GID_MAX_LEN + 1];
+    fsm_ctx ctx = {.ag = ag};
+    bool found = false;
+    return branch_gid_make(bgid, sizeof(bgid), gid, ag->name) &&
+           branch_is_prepared_in_pg(ag, bgid, &ctx, &found, NULL) && found;
+}
+
 /* Act on one coordinator answer. */
 static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_call *c)
 {
@@ -161,7 +180,18 @@ static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_c
         return;
     }
     const char *outcome = outcome_of(c);
-    if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0) {
+    if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0 &&
+        json_is_true(json_object_get(c->response, "acknowledged")) &&
+        prepared_again(r->ag, gid)) {
+        /* 3a: we acknowledged its COMMIT, and it is prepared (still, now
+         * that the coordinator had that ack): a second PREPARE of the gid,
+         * whose commit would apply its statements twice. */
+        txlog_error(gid, r->ag->name,
+                    "branch prepared again after its commit was acknowledged: a second PREPARE "
+                    "of the gid (a session no fence stopped); left prepared for an operator "
+                    "(ROLLBACK PREPARED it if it is that copy)");
+        note_doubt(r, gid, age_ms, "prepared again after its commit was acknowledged", false);
+    } else if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0) {
         if (!op_resolve(r->ag, gid, true))
             note_doubt(r, gid, age_ms, "COMMIT PREPARED failed (see above)", false);
     } else if (c->status == 200 && outcome && strcmp(outcome, "aborted") == 0) {
@@ -188,7 +218,9 @@ static void ask_outcomes(agent *ag, char (*gids)[GID_MAX_LEN + 1], size_t n, htt
     memset(calls, 0, n * sizeof(*calls));
     for (size_t i = 0; i < n; i++) {
         char *esc = httpc_escape(gids[i]);
-        urls[i] = xasprintf("%s/v1/outcomes/%s", ag->coordinator, esc);
+        /* participant: the answer says whether our COMMIT of it was
+         * acknowledged (step 3a) */
+        urls[i] = xasprintf("%s/v1/outcomes/%s?participant=%s", ag->coordinator, esc, ag->name);
         free(esc);
         calls[i].method = "GET";
         calls[i].url = urls[i];
