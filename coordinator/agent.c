@@ -105,6 +105,12 @@ bool agent_refused_link(const httpc_call *c)
            c->status != 413 && c->status != 422;
 }
 
+bool agent_refused_before_running(const httpc_call *c)
+{
+    return agent_refused_link(c) ||
+           (c->status >= 400 && c->status < 500 && c->status != 409 && c->status != 422);
+}
+
 const char *agent_error_message(const httpc_call *c)
 {
     return agent_error_field(c, "message");

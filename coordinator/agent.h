@@ -28,6 +28,10 @@ const char *agent_error_message(const httpc_call *c);
  * another token (401, 403) or another name (409 participant_mismatch)?
  * Nothing ran there. */
 bool agent_refused_link(const httpc_call *c);
+/* Was c refused before anything ran at the agent: by the link, or by the
+ * agent itself (400 invalid request or params, 413 too large; not 409 nor
+ * 422, which answer for a branch that may have run)? */
+bool agent_refused_before_running(const httpc_call *c);
 const char *agent_error_sqlstate(const httpc_call *c);
 /* The agent answered 409 wrong_state naming its branch's state as `state`
  * (e.g. "aborted": it finished the branch on its own). */

@@ -191,8 +191,7 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
      * invalid_params, 413, ...): it leaves the branch as it was, and a branch
      * whose statements were all refused never began at the agent. Anything
      * else may have reached its session. */
-    bool refused = link_error ||
-                   (c->status >= 400 && c->status < 500 && c->status != 409 && c->status != 422);
+    bool refused = agent_refused_before_running(c);
     if (!refused)
         b->begun = true;
     if (c->status == 200 && stmt_answer_readable(c)) {

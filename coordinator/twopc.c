@@ -175,8 +175,7 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
              * call was refused before running (400, 413, or the link:
              * agent_refused_link) has nothing there to roll back; anything
              * else that failed is rolled back. */
-            bool refused = !b->begun && c->status > 0 && c->status < 500 &&
-                           (c->status != 409 || agent_refused_link(c)) && c->status != 422;
+            bool refused = !b->begun && agent_refused_before_running(c);
             bs = (c->status == 0 || c->status >= 500) ? BR_UNKNOWN
                  : refused                            ? BR_ABORTED
                                                       : BR_FAILED;
