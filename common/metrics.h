@@ -22,6 +22,7 @@ typedef struct {
 } metric_histogram;
 
 static inline void counter_inc(metric_counter *c) { atomic_fetch_add(&c->v, 1); }
+static inline void counter_add(metric_counter *c, uint64_t n) { atomic_fetch_add(&c->v, n); }
 static inline void gauge_add(metric_gauge *g, int64_t d) { atomic_fetch_add(&g->v, d); }
 static inline void gauge_set(metric_gauge *g, int64_t v) { atomic_store(&g->v, v); }
 void histogram_observe_us(metric_histogram *h, int64_t us);

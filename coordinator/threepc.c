@@ -372,8 +372,7 @@ void threepc_commit(txn *t, json_t *const *stmts)
         /* Those branches aborted on their own and get no DoCommit (they are
          * aborted here): counted as the mixed outcomes they are, as
          * delivery counts a 409 aborted to a COMMIT. */
-        for (size_t i = 0; i < refused; i++)
-            counter_inc(&g_metrics.mixed_outcomes);
+        counter_add(&g_metrics.mixed_outcomes, refused);
         txlog_error(t->gid, NULL,
                     "3pc: %s: a branch is pre-committed and may commit on its own, so the "
                     "decision is commit; atomicity is violated for the refused ones",
@@ -512,8 +511,7 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
                             "3pc recovery: a branch is pre-committed but %s: committing, "
                             "atomicity is violated for those",
                             violators);
-                for (size_t k = 0; k < nrefused; k++)
-                    counter_inc(&g_metrics.mixed_outcomes);
+                counter_add(&g_metrics.mixed_outcomes, nrefused);
             }
             commit_decide(t, EV_PRECOMMITTED, reason);
         } else {

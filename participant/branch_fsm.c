@@ -257,10 +257,20 @@ static bool fn_find_prepared(branch *b, fsm_ctx *ctx)
     return found;
 }
 
-/* PREPARE TRANSACTION; only the command tag "PREPARE TRANSACTION" is a yes
- * (a failed block answers "ROLLBACK" with PGRES_COMMAND_OK). */
-/* fn_prepare's PREPARE on b->conn, with the role reset before it when a
- * statement may have set the role. */
+/* Deferred triggers run at PREPARE TRANSACTION and at a read-only branch's
+ * COMMIT, and may wait on a lock past a statement_timeout a statement
+ * lifted: while one is sent alone, the idle thread cancels it as it does a
+ * batch (branch_ops.c, cancel_if_overdue). The caller resets
+ * batch_overdue_ms to 0 once it is answered. */
+static void arm_overdue(branch *b)
+{
+    atomic_store(&b->batch_overdue_ms, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
+}
+
+/* fn_prepare's PREPARE TRANSACTION on b->conn, with the role reset before it
+ * when a statement may have set the role. Only the command tag "PREPARE
+ * TRANSACTION" is a yes (a failed block answers "ROLLBACK" with
+ * PGRES_COMMAND_OK). */
 static bool prepare_on_conn(branch *b, fsm_ctx *ctx)
 {
     pg_res r;
@@ -317,10 +327,7 @@ static bool fn_prepare(branch *b, fsm_ctx *ctx)
         give_back_conn(b, ctx, false);
         return true;
     }
-    /* Deferred triggers run at PREPARE and may wait on a lock, past a
-     * statement_timeout a statement lifted: the idle thread cancels it as
-     * it does a batch (branch_ops.c, cancel_if_overdue). */
-    atomic_store(&b->batch_overdue_ms, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
+    arm_overdue(b);
     bool ok = prepare_on_conn(b, ctx);
     atomic_store(&b->batch_overdue_ms, 0);
     return ok;
@@ -338,8 +345,7 @@ static bool fn_commit_local(branch *b, fsm_ctx *ctx)
         return true;
     }
     pg_res r;
-    /* deferred triggers run here too: bounded as fn_prepare's PREPARE */
-    atomic_store(&b->batch_overdue_ms, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
+    arm_overdue(b);
     bool ok = pg_exec(b->conn, "COMMIT", 0, NULL, &r);
     atomic_store(&b->batch_overdue_ms, 0);
     if (ok && strcmp(r.command, "COMMIT") == 0) {

@@ -300,7 +300,6 @@ static bool tag_ends_transaction(const char *tag, const char *sql)
     return false;
 }
 
-
 /* Batch limits: BEGIN + SET LOCAL + xid check + role reset + PREPARE + the client statements. */
 #define BATCH_FIXED 5
 #define BEGIN_ATTEMPTS 3

@@ -794,7 +794,7 @@ void threepc_tick(agent *ag, int64_t now)
     char (*due)[GID_MAX_LEN + 1] = NULL;
     size_t ndue = 0, capdue = 0;
     pthread_mutex_lock(&t->mu);
-    fin_prune(t, now_ms());
+    fin_prune(t, now);
     for (size_t i = 0; i < t->nreg; i++) {
         branch *b = t->reg[i];
         branch_state s = branch_state_get(b);
