@@ -603,11 +603,14 @@ void dlog_maybe_compact(void)
     size_t nsnap = l.n;
     pthread_mutex_lock(&unfinished_mu);
     strmap_foreach(unfinished, push_unfinished, &l);
+    pthread_mutex_unlock(&unfinished_mu);
     kept = l.n - nsnap;
     /* 'C'/'P'/'H' payloads stay owned by `unfinished`, which cannot change:
-     * appends wait for the write lock we hold. */
+     * every change to it is made by an append, and appends wait for the
+     * write lock we hold. unfinished_mu is not held through the rewrite's
+     * fsyncs: the readers that take it alone (dlog_commit_ended for an
+     * agent's outcome query, dlog_heuristic_outcome) answer meanwhile. */
     bool ok = wal_rewrite(dlog, l.n, l.types, l.payloads, l.lens);
-    pthread_mutex_unlock(&unfinished_mu);
     pthread_rwlock_unlock(&compact_lock);
     for (size_t i = 0; i < l.n; i++)
         free(l.owned[i]);

@@ -154,10 +154,10 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
         bool moved = txn_fsm_advance(t, commit ? EV_HEURISTIC_COMMIT : EV_HEURISTIC_ABORT,
                                      commit ? "heuristic commit by operator"
                                             : "heuristic abort by operator");
-        /* Not moved: the 'H' append failed (logged), or the resolver
-         * finished t meanwhile (then it ended as asked anyway, and the 'H'
-         * may have been written before the state check lost that race:
-         * t->heuristic says whether it was). */
+        /* Not moved: the resolver finished t meanwhile (then it ended as
+         * asked anyway, and the 'H' may have been written before the state
+         * check lost that race: t->heuristic says whether it was). A failed
+         * 'H' append does not return: the process stops (txn_fsm.c). */
         txn_state st = txn_state_get(t);
         bool as_asked = commit ? st == TXN_COMMITTED : st == TXN_ABORTED;
         bool recorded = moved || txn_heuristic(t) == (commit ? 'c' : 'a');
@@ -176,6 +176,7 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
                                                 "its agent)"));
         } else {
             status = 500;
+            /* not expected: the resolver ended t otherwise than asked */
             *body = json_error_body("internal", "the heuristic decision was not taken; see the "
                                                 "coordinator log");
         }

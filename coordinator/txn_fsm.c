@@ -191,11 +191,16 @@ static bool decide_abort_precommitted(txn *t, const char *reason)
 }
 
 /* Force the operator's 'H' record and flag t: from now on its deliveries
- * give up the branches that do not acknowledge (agent.c). */
+ * give up the branches that do not acknowledge (agent.c). A failed append
+ * stops the process, as for 'C', 'P' and 'A': the record may have reached
+ * the disk all the same (a failed fdatasync leaves it written), and the
+ * next start would then apply a decision this process had refused. */
 static bool log_heuristic(txn *t, bool commit)
 {
     if (!dlog_heuristic(t->gid, commit))
-        return false;
+        die("gid=%s heuristic decision record write failed: it may or may not be durable; "
+            "stopping so that the log decides at restart",
+            t->gid);
     pthread_mutex_lock(&t->mu);
     t->heuristic = commit ? 'c' : 'a';
     pthread_mutex_unlock(&t->mu);
