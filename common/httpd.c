@@ -388,6 +388,14 @@ static void dispatch(http_server *srv, http_request *req)
     if (reads_body && req->body.len > 0) {
         json_error_t jerr;
         req->json = json_loadb(req->body.data, req->body.len, 0, &jerr);
+        if (!req->json && json_error_code(&jerr) == json_error_numeric_overflow) {
+            /* well-formed JSON with a number jansson cannot hold: say so */
+            http_reply_error(req, MHD_HTTP_BAD_REQUEST, "invalid_field",
+                             "number out of range (%s, position %d): send an integer beyond 64 "
+                             "bits or a number beyond a double as a string",
+                             jerr.text, jerr.position);
+            return;
+        }
         if (!req->json) {
             http_reply_error(req, MHD_HTTP_BAD_REQUEST, "malformed_json",
                              "invalid JSON: %s (line %d, column %d, position %d)", jerr.text,

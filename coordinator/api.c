@@ -282,15 +282,6 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     return a;
 }
 
-/* Marks the statement calls to brs[0..n) in flight (on) or over. */
-static void stmt_running(txn *t, branch *const *brs, size_t n, bool on)
-{
-    pthread_mutex_lock(&t->mu);
-    for (size_t i = 0; i < n; i++)
-        brs[i]->stmt_running = on;
-    pthread_mutex_unlock(&t->mu);
-}
-
 /* A rollback that finds op_mu held does not wait for a statement running
  * under it: that statement may wait on a lock for the rest of the
  * transaction's time (two transactions that lock rows in two databases in
@@ -303,7 +294,10 @@ static void stmt_running(txn *t, branch *const *brs, size_t n, bool on)
  * prepared the branch under op_mu) would undo a prepared branch behind a
  * commit decision; a late cancel finds nothing running, or fails that
  * PREPARE (a no vote: the abort the rollback asked for). When the holder
- * is a commit, no statement runs and nothing is sent. Returns how many
+ * is a commit, only a one-shot commit's PREPARE calls carry statements
+ * (commit_prepare_all marks them): those are cancelled the same way, and
+ * their branches vote no; an interactive commit's PREPAREs are waited for.
+ * Returns how many
  * cancels were sent; logs them only when first (the repeats are quiet). */
 static size_t interrupt_statements(txn *t, bool first)
 {
@@ -367,9 +361,9 @@ static stmt_answer run_statement(txn *t, const participant *p, const char *sql, 
     }
     httpc_call c;
     stmt_call_init(&c, t, b, sql, params);
-    stmt_running(t, &b, 1, true);
+    txn_mark_statements_running(t, &b, 1, true);
     (void)httpc_request(&c); /* status read below */
-    stmt_running(t, &b, 1, false);
+    txn_mark_statements_running(t, &b, 1, false);
     a = stmt_call_finish(t, b, &c);
     agent_call_free(&c);
     return a;
@@ -554,9 +548,9 @@ static char *run_oneshot_statements(txn *t, const oneshot_branch *obs, size_t nb
         if (n == 0)
             break;
         for (size_t c = 0; c < n; c++)
-            stmt_running(t, &brs[which[c]], 1, true);
+            txn_mark_statements_running(t, &brs[which[c]], 1, true);
         (void)httpc_perform(calls, n); /* per-call status read below */
-        stmt_running(t, brs, nb, false);
+        txn_mark_statements_running(t, brs, nb, false);
         for (size_t c = 0; c < n; c++) {
             oneshot_part *part = &parts[which[c]];
             stmt_answer a = stmt_call_finish(t, brs[which[c]], &calls[c]);
@@ -746,7 +740,10 @@ static void h_begin(http_request *req, void *app)
             stmts[i] = obs[i].statements;
         }
         int64_t t0 = now_us();
-        ops->commit(t, stmts);
+        if (rollback_pending(t)) /* asked for while the branches were set up: it wins */
+            (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);
+        else
+            ops->commit(t, stmts);
         if (txn_state_get(t) == TXN_COMMITTING || txn_state_get(t) == TXN_COMMITTED)
             histogram_observe_us(&g_metrics.commit_latency[proto], now_us() - t0);
         free(stmts);
@@ -852,6 +849,14 @@ static void h_statements(http_request *req, void *app)
             http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
         return;
     }
+    /* Before the participant and the statement are looked at: a finished
+     * transaction answers 409 whatever they are, as it does once evicted
+     * (above); also the fast answer while a commit runs. */
+    if (txn_state_get(t) != TXN_ACTIVE) {
+        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
+                         txn_state_name(txn_state_get(t)));
+        goto out;
+    }
     const participant *p = participant_find(name);
     if (!p) {
         http_reply_error(req, 422, "unknown_participant", "unknown participant '%s'", name);
@@ -859,11 +864,6 @@ static void h_statements(http_request *req, void *app)
     }
     if (!check_statement(req, sql, params))
         goto out;
-    if (txn_state_get(t) != TXN_ACTIVE) { /* fast answer while a commit runs */
-        http_reply_error(req, 409, "wrong_state", "transaction %s is %s", t->gid,
-                         txn_state_name(txn_state_get(t)));
-        goto out;
-    }
     pthread_mutex_lock(&t->op_mu);
     if (!still_active(t) || rollback_pending(t)) {
         pthread_mutex_unlock(&t->op_mu);

@@ -337,6 +337,14 @@ void txn_set_branch_state(txn *t, branch *b, branch_state s)
     pthread_mutex_unlock(&t->mu);
 }
 
+void txn_mark_statements_running(txn *t, branch *const *brs, size_t n, bool on)
+{
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < n; i++)
+        brs[i]->stmt_running = on;
+    pthread_mutex_unlock(&t->mu);
+}
+
 void txn_branch_attempt(txn *t, branch *b, bool acked, branch_state s, bool set_state,
                         const char *error)
 {

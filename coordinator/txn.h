@@ -152,6 +152,10 @@ branch *txn_branch(txn *t, const participant *p, bool create);
 /* Mark t rollback-only with reason (first reason wins). */
 void txn_set_failed(txn *t, const char *reason);
 void txn_set_branch_state(txn *t, branch *b, branch_state s);
+/* Marks the statement calls to brs[0..n) in flight (on) or over: a rollback
+ * that finds op_mu held has their agents cancel them (api.c,
+ * interrupt_statements). Caller holds op_mu. */
+void txn_mark_statements_running(txn *t, branch *const *brs, size_t n, bool on);
 /* Count one phase-2 (or recovery) call to b: when acked, b goes to state s
  * and its last error is cleared; otherwise error (copied) becomes its last
  * error and, if set_state, b still goes to s. */

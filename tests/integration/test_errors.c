@@ -61,6 +61,18 @@ START_TEST(malformed_json)
     h_resp r = post_raw(path, "{\"participant\":\"pg1\",\"sql\":");
     expect_error(&r, 400, "malformed_json", "truncated statement body");
     h_resp_clear(&r);
+    /* well-formed, but a number jansson cannot hold: a field error that
+     * says what to do, not "malformed" */
+    static const char *const huge[] = {
+        "{\"participant\":\"pg1\",\"sql\":\"SELECT $1::numeric\",\"params\":[18446744073709551616]}",
+        "{\"participant\":\"pg1\",\"sql\":\"SELECT $1::numeric\",\"params\":[1e999]}"};
+    for (size_t k = 0; k < ARRAY_LEN(huge); k++) {
+        r = post_raw(path, huge[k]);
+        expect_error(&r, 400, "invalid_field", huge[k]);
+        ck_assert_msg(strstr(h_str(json_object_get(r.json, "error"), "message"),
+                             "number out of range") != NULL, "%s", h_desc(&r));
+        h_resp_clear(&r);
+    }
     free(path);
     h_discard(gid);
 }
@@ -236,6 +248,15 @@ START_TEST(wrong_state)
     h_resp_clear(&r);
     r = h_stmt(gid, "pg1", "SELECT 1", NULL);
     expect_error(&r, 409, "wrong_state", "statement after commit");
+    h_resp_clear(&r);
+    /* The state is answered before the participant or the SQL is looked
+     * at, as for a gid no longer in memory (which answers 409 whatever the
+     * body names). */
+    r = h_stmt(gid, "pg9", "SELECT 1", NULL);
+    expect_error(&r, 409, "wrong_state", "statement for an unknown participant after commit");
+    h_resp_clear(&r);
+    r = h_stmt(gid, "pg1", "COMMIT", NULL);
+    expect_error(&r, 409, "wrong_state", "transaction control after commit");
     h_resp_clear(&r);
     free(gid);
 }

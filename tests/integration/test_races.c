@@ -217,6 +217,73 @@ START_TEST(rollback_cancels_a_waiting_statement)
 }
 END_TEST
 
+/* The same for a one-shot commit, whose statements run inside its PREPARE
+ * calls: its UPDATE on pg1 waits for the holder's row with 10 minutes left
+ * on its clock; a rollback of its gid (found with ?state=preparing) has the
+ * agent cancel it. The branch votes no, the one-shot answers 409 aborted,
+ * the rollback 200 aborted, and neither database keeps any of its work.
+ * Before, the rollback waited for the PREPARE call, i.e. for the
+ * transaction's whole timeout (the harness's call gave up first). */
+typedef struct {
+    int id;
+    h_resp r;
+} one_shot_waiter;
+
+static void *waiting_one_shot(void *arg)
+{
+    one_shot_waiter *w = arg;
+    json_t *body = json_pack(
+        "{s:s, s:i, s:b, s:[{s:s, s:[{s:s, s:[i]}]}, {s:s, s:[{s:s, s:[i]}]}]}", "protocol",
+        "2pc", "timeout_ms", 600000, "commit", 1, "branches", "participant", "pg1",
+        "statements", "sql", "UPDATE accounts SET balance = balance + 1 WHERE id = $1", "params",
+        w->id, "participant", "pg2", "statements", "sql",
+        "UPDATE accounts SET balance = balance - 1 WHERE id = $1", "params", w->id);
+    w->r = h_req("POST", "/v1/transactions", body);
+    h_thread_done();
+    return NULL;
+}
+
+START_TEST(rollback_cancels_a_one_shot_commit)
+{
+    const int id = FIRST_ID + 101;
+    h_set_balance(1, id, START_BALANCE);
+    h_set_balance(2, id, START_BALANCE);
+    char *holder = h_begin();
+    h_stmt_ok(holder, "pg1", "UPDATE accounts SET balance = balance - 5 WHERE id = $1",
+              json_pack("[i]", id));
+    one_shot_waiter w = {.id = id};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, waiting_one_shot, &w), 0);
+    ck_assert_msg(h_lock_waiters(1, 1) == 1, "the one-shot never waited on the row lock");
+
+    h_resp l = h_get("/v1/transactions?state=preparing");
+    H_EXPECT(l, 200, "list the preparing transactions");
+    json_t *list = json_object_get(l.json, "transactions");
+    ck_assert_msg(json_array_size(list) == 1, "one transaction preparing: %s", h_desc(&l));
+    char *gid = xstrdup(h_str(json_array_get(list, 0), "gid"));
+    h_resp_clear(&l);
+
+    h_resp r = h_rollback(gid);
+    H_EXPECT(r, 200, "rollback while its one-shot commit waits on a lock");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    H_EXPECT(w.r, 409, "the one-shot commit, its statement cancelled");
+    ck_assert_str_eq(h_str(w.r.json, "outcome"), "aborted");
+    ck_assert_msg(strstr(h_str(w.r.json, "reason"), "57014") != NULL,
+                  "aborted by the cancel (a no vote with 57014): %s", h_desc(&w.r));
+    h_resp_clear(&w.r);
+
+    r = h_commit(holder);
+    H_EXPECT(r, 200, "the holder commits");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, id), START_BALANCE - 5);
+    ck_assert_int_eq(h_balance(2, id), START_BALANCE);
+    free(holder);
+    free(gid);
+}
+END_TEST
+
 START_TEST(racing_commands_one_gid)
 {
     const char *env = getenv("TXCOORD_IT_RACE_ROUNDS");
@@ -254,5 +321,6 @@ TCase *tc_races(void)
     TCase *tc = h_tcase("races", 300);
     tcase_add_test(tc, racing_commands_one_gid);
     tcase_add_test(tc, rollback_cancels_a_waiting_statement);
+    tcase_add_test(tc, rollback_cancels_a_one_shot_commit);
     return tc;
 }
