@@ -764,18 +764,48 @@ bool sql_is_empty(const char *sql)
     return !sql || *skip_noise(sql) == '\0';
 }
 
+static bool is_ident_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Length of the dollar-quote opener at p ("$$", "$tag$"), 0 if none ($1 is
+ * a parameter). */
+static size_t dollar_tag_len(const char *p)
+{
+    if (*p != '$' || isdigit((unsigned char)p[1]))
+        return 0;
+    size_t n = 1;
+    while (is_ident_char(p[n]) || (unsigned char)p[n] >= 0x80)
+        n++;
+    return p[n] == '$' ? n + 1 : 0;
+}
+
 /* The next word (letters, digits, '_', uppercased) after *s, skipping
- * noise, punctuation and quoted strings or identifiers ('...', "..."); ""
- * at the end. Advances *s. */
-static void next_word(const char **s, char *w, size_t size)
+ * noise, punctuation and quoted strings or identifiers ('...', E'...' with
+ * its backslash escapes, "...", $tag$...$tag$); "" at the end. sql is
+ * the whole text *s points into (to see an E before a quote). Advances
+ * *s. */
+static void next_word(const char *sql, const char **s, char *w, size_t size)
 {
     const char *p = *s;
     for (;;) {
         p = skip_noise(p);
-        if (*p == '\'' || *p == '"') {
+        size_t tag = dollar_tag_len(p);
+        if (tag > 0) {
+            const char *end = p + tag;
+            while (*end && strncmp(end, p, tag) != 0)
+                end++;
+            p = *end ? end + tag : end;
+        } else if (*p == '\'' || *p == '"') {
+            bool escapes = *p == '\'' && p > sql && (p[-1] == 'E' || p[-1] == 'e') &&
+                           (p - 1 == sql || !is_ident_char(p[-2]));
             char q = *p++;
-            while (*p && *p != q)
+            while (*p && *p != q) {
+                if (escapes && *p == '\\' && p[1])
+                    p++;
                 p++;
+            }
             if (*p)
                 p++;
         } else if (*p && !isalnum((unsigned char)*p) && *p != '_') {
@@ -793,12 +823,12 @@ bool sql_is_copy_stream(const char *sql)
         return false;
     const char *p = sql;
     char w[64], prev[64] = "";
-    next_word(&p, w, sizeof(w));
+    next_word(sql, &p, w, sizeof(w));
     if (strcmp(w, "COPY") != 0)
         return false;
     /* FROM STDIN or TO STDOUT as words, anywhere after (a subquery's own
      * FROM is followed by a table, a file's name is a quoted string) */
-    for (next_word(&p, w, sizeof(w)); *w; next_word(&p, w, sizeof(w))) {
+    for (next_word(sql, &p, w, sizeof(w)); *w; next_word(sql, &p, w, sizeof(w))) {
         if ((strcmp(prev, "FROM") == 0 && strcmp(w, "STDIN") == 0) ||
             (strcmp(prev, "TO") == 0 && strcmp(w, "STDOUT") == 0))
             return true;

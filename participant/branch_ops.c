@@ -267,6 +267,23 @@ static bool changes_session(const char *tag, const char *sql)
     return !(strncasecmp(sql, "LOCAL", 5) == 0 && isspace((unsigned char)sql[5]));
 }
 
+/* Does the statement begin with DO or CALL (procedural code, whose session
+ * changes no tag or text shows)? For a failed statement, which has no tag. */
+static bool runs_procedural_code(const char *sql)
+{
+    while (isspace((unsigned char)*sql))
+        sql++;
+    for (size_t i = 0; i < 2; i++) {
+        const char *kw = i == 0 ? "DO" : "CALL";
+        size_t len = strlen(kw);
+        if (strncasecmp(sql, kw, len) == 0 &&
+            (sql[len] == '\0' || isspace((unsigned char)sql[len]) || sql[len] == '$' ||
+             sql[len] == '\''))
+            return true;
+    }
+    return false;
+}
+
 /* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',
  * ...), SET SESSION AUTHORIZATION, an UPDATE of pg_settings)? By its text and
  * its parameters' (set_config($1, $2, true) with "role"), as broadly as that:
@@ -407,7 +424,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         }
         xid_at = nq;
         if (want_xid)
-            q[nq++] = (pg_query){"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL};
+            /* qualified: it runs after the client's statements, whose
+             * SET LOCAL search_path could name a same-named function first
+             * (a NULL would vote read_only and commit the branch alone) */
+            q[nq++] = (pg_query){"SELECT pg_catalog.pg_current_xact_id_if_assigned()"
+                                 "::pg_catalog.text",
+                                 0, NULL};
         if (prepare && b->role_maybe_set)
             q[nq++] = (pg_query){BRANCH_RESET_ROLE_SQL, 0, NULL};
         nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
@@ -471,9 +493,12 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
             b->session_dirty = true;
     /* The failed (or cancelled) statement itself: a session-level advisory
      * lock it took, or the pool's that it dropped, before failing stays so
-     * after the rollback too. */
+     * after the rollback too; so does whatever a DO or CALL did at session
+     * level before it raised (it has no tag to show it, nor its body in the
+     * text). */
     if (!b->session_dirty && fail >= first_stmt && fail < first_stmt + n &&
-        touches_advisory_locks(st[fail - first_stmt].sql))
+        (touches_advisory_locks(st[fail - first_stmt].sql) ||
+         runs_procedural_code(st[fail - first_stmt].sql)))
         b->session_dirty = true;
     if (rows.too_large && (fail == nr || !r[fail].conn_dead)) {
         /* Cancelled (57014) or just done: either way not returned. */
@@ -726,6 +751,11 @@ static void vote_yes(agent *ag, branch *b, op_result *out)
 static void prepare_active(agent *ag, branch *b, const op_prepare_req *req, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
+    /* The request's bound is the branch's from here, as for a statement
+     * call: the PREPARE or COMMIT sent alone below is bounded by it too
+     * (arm_overdue), not by an older or default one. */
+    if (req->timeout_ms > 0)
+        b->timeout_ms = req->timeout_ms;
     /* PREPARE rides with the statements only where the xid check is not
      * needed before it: PREPARE assigns an xid itself, so a branch prepared
      * that way can no longer vote read_only. So 2PC only (3PC records the

@@ -836,6 +836,19 @@ START_TEST(session_state_does_not_outlive_the_branch)
                               "SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND "
                               "l.locktype = 'advisory' AND l.classid = 1954046311 AND l.granted)") == 0,
                   "an agent session without its fence lock");
+    /* A CALL whose procedure takes a session lock and then raises: the
+     * failed statement has no tag to show it, nor the body in its text. */
+    h_sql(1, "CREATE OR REPLACE PROCEDURE txc_lock_then_fail() LANGUAGE plpgsql AS "
+             "$$BEGIN PERFORM pg_advisory_lock(7612); RAISE EXCEPTION 'after the lock'; END$$");
+    g0 = h_begin();
+    r0 = h_stmt(g0, "pg1", "CALL txc_lock_then_fail()", NULL);
+    H_EXPECT(r0, 422, "a procedure that takes a lock, then raises");
+    h_resp_clear(&r0);
+    h_discard(g0);
+    run_plain_branches(8);
+    ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                              "AND objid = 7612") == 0,
+                  "advisory lock 7612 of a failed CALL still held");
     /* set_config(..., false) is a session setting too: no later branch may
      * run with another client's search_path; so is an UPDATE of pg_settings
      * (set_config(..., false) by a rule). */
@@ -1000,6 +1013,36 @@ START_TEST(read_only_branches)
     r = h_commit(gid);
     expect_outcome(&r, 200, "committed", "empty commit");
     h_resp_clear(&r);
+    free(gid);
+
+    /* The agent's xid check runs on the branch's session after the
+     * client's statements: a search_path that names a same-named function
+     * first must not make a branch that wrote (through a function: its tag
+     * shows no row) vote read_only, i.e. commit alone before the decision. */
+    h_sql(1, "CREATE SCHEMA IF NOT EXISTS txc_shadow");
+    h_sql(1, "CREATE OR REPLACE FUNCTION txc_shadow.pg_current_xact_id_if_assigned() "
+             "RETURNS xid8 LANGUAGE sql AS 'SELECT NULL::xid8'");
+    h_sql(1, "CREATE OR REPLACE FUNCTION txc_credit_one(int) RETURNS int LANGUAGE sql AS "
+             "'UPDATE accounts SET balance = balance + 1 WHERE id = $1 RETURNING 1'");
+    gid = h_begin();
+    h_stmt_ok(gid, "pg1", "SET LOCAL search_path = txc_shadow, pg_catalog, public", NULL);
+    h_stmt_ok(gid, "pg1", "SELECT public.txc_credit_one($1)", json_pack("[i]", 701));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 1, 702));
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "commit of a branch with a shadowing search_path");
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid);
+    H_EXPECT(r, 200, "the transaction's view");
+    json_t *brs = json_object_get(r.json, "branches");
+    for (size_t i = 0; i < json_array_size(brs); i++) {
+        json_t *b = json_array_get(brs, i);
+        if (strcmp(h_str(b, "participant"), "pg1") == 0)
+            ck_assert_msg(strcmp(h_str(b, "state"), "committed") == 0,
+                          "the branch that wrote through a function voted %s: %s",
+                          h_str(b, "state"), h_desc(&r));
+    }
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 701), 102);
     free(gid);
 }
 END_TEST

@@ -146,7 +146,10 @@ START_TEST(test_copy_stream)
 {
     const char *stream[] = {"COPY accounts FROM STDIN", "copy t (a, b) from stdin with (format csv)",
                             "COPY (SELECT a FROM t) TO STDOUT", "/* c */ COPY t TO stdout",
-                            "COPY t(\"x\") FROM STDIN"};
+                            "COPY t(\"x\") FROM STDIN",
+                            /* quotes that are not a plain '...' */
+                            "COPY (SELECT $$'$$) TO STDOUT", "COPY (SELECT $q$'$q$) TO STDOUT",
+                            "COPY (SELECT E'\\'') TO STDOUT", "COPY (SELECT $1::text) TO STDOUT"};
     for (size_t i = 0; i < sizeof(stream) / sizeof(stream[0]); i++)
         ck_assert_msg(sql_is_copy_stream(stream[i]), "%s", stream[i]);
     const char *not_stream[] = {"COPY t(stdin_bytes) FROM '/srv/x.csv'",
@@ -155,6 +158,8 @@ START_TEST(test_copy_stream)
                                 "COPY t FROM PROGRAM 'gzip -dc /x.gz'",
                                 "SELECT 'COPY t FROM STDIN'",
                                 "COPY \"stdin\" FROM '/x'",
+                                "COPY t FROM $$/srv/ FROM STDIN$$",
+                                "COPY t TO E'/tmp/\\' TO STDOUT'",
                                 NULL};
     for (size_t i = 0; not_stream[i]; i++)
         ck_assert_msg(!sql_is_copy_stream(not_stream[i]), "%s", not_stream[i]);
