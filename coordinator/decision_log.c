@@ -46,10 +46,12 @@
  *     whenever no append is in progress: appends update them inside the read
  *     side of compact_lock, compaction reads them under the write side.
  *   - Compaction rewrites the log as: 'S' records (the committed set,
- *     chunk by chunk, committed.h), then every pending 'C', and every
- *     pending 'P' followed by its 'A' and its 'H' if any. So it never drops a decision
- *     nor forgets that a gid committed: after a restart the outcome endpoint
- *     answers exactly as before it. 'H' records of finished gids are dropped
+ *     chunk by chunk, committed.h), then an 'H' for every heuristic commit,
+ *     then every pending 'C', and every pending 'P' followed by its 'A' and
+ *     its 'H' if any. So it never drops a decision nor forgets that a gid
+ *     committed, nor that a heuristic commit ended its 'C' (dlog_commit_ended
+ *     says so for ever): after a restart the outcome endpoint answers exactly
+ *     as before it. 'H' aborts of finished gids are dropped
  *     (dlog_heuristic_outcome forgets them at the next start, not at the
  *     rewrite; outcomes do not change).
  */
@@ -580,6 +582,23 @@ static void push_snapshot(const char *payload, size_t len, void *arg)
     rec_push(arg, REC_SNAPSHOT, payload, len, true);
 }
 
+/* An 'H' commit, kept by every compaction (after the snapshot, whose
+ * committed set replay needs first): dlog_commit_ended must go on saying
+ * that its gid's COMMITs were not all acknowledged. Operators' decisions
+ * are rare; each costs one short record for the life of the log. */
+static void push_heuristic_commit(const char *gid, void *val, void *arg)
+{
+    if ((char)(intptr_t)val != 'c')
+        return;
+    json_t *rec = json_pack("{s:s, s:s}", "gid", gid, "outcome", "commit");
+    char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+    json_decref(rec);
+    if (!text)
+        die("cannot serialize the heuristic record of %s", gid);
+    rec_push(arg, REC_HEURISTIC, text, strlen(text), true);
+    free(text);
+}
+
 static void push_unfinished(const char *gid, void *val, void *arg)
 {
     (void)gid;
@@ -602,6 +621,7 @@ void dlog_maybe_compact(void)
     committed_export(push_snapshot, &l);
     size_t nsnap = l.n;
     pthread_mutex_lock(&unfinished_mu);
+    strmap_foreach(heuristics, push_heuristic_commit, &l);
     strmap_foreach(unfinished, push_unfinished, &l);
     pthread_mutex_unlock(&unfinished_mu);
     kept = l.n - nsnap;
@@ -647,7 +667,11 @@ bool dlog_commit_ended(const char *gid)
         return false;
     pthread_mutex_lock(&unfinished_mu);
     const pending_rec *p = strmap_get(unfinished, gid);
-    bool ended = !p || p->type != REC_COMMIT;
+    /* An operator's heuristic commit ended the 'C' without every branch's
+     * acknowledgement: a branch it gave up that comes back prepared is the
+     * branch itself, to be committed. */
+    bool ended = (!p || p->type != REC_COMMIT) &&
+                 (char)(intptr_t)strmap_get(heuristics, gid) != 'c';
     pthread_mutex_unlock(&unfinished_mu);
     return ended;
 }

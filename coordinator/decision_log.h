@@ -72,14 +72,16 @@ bool dlog_end(const char *gid) MUSTCHECK;
  * after a restart. A failed append is logged and changes nothing else. */
 void dlog_note_committed(const char *gid);
 
-/* If the log is past its threshold, rewrite it with the 'S' snapshot and only
- * the unfinished 'C' and 'P' (+ its 'A' and 'H') records. Called from the tick; blocks appends for the rewrite only. */
+/* If the log is past its threshold, rewrite it with the 'S' snapshot, the
+ * heuristic commits' 'H', and only the unfinished 'C' and 'P' (+ its 'A' and
+ * 'H') records. Called from the tick; blocks appends for the rewrite only. */
 void dlog_maybe_compact(void);
 
 bool dlog_is_committed(const char *gid);
-/* Committed, and its 'C' ended: every branch acknowledged its COMMIT ('E'),
- * or an operator's heuristic commit gave the silent ones up, or nothing was
- * prepared ('R'). */
+/* Committed, and every branch acknowledged its COMMIT: its 'C' ended with
+ * 'E', or nothing was prepared ('R'). Not when an operator's heuristic
+ * commit ended the 'C' (the branches it gave up never acknowledged), in
+ * memory, after compactions and after restarts alike. */
 bool dlog_commit_ended(const char *gid);
 uint64_t dlog_syncs(void);
 uint64_t dlog_bytes(void);

@@ -38,10 +38,9 @@
  *      so when asked with ?participant=, also after it forgot the
  *      transaction: its 'C' ended) while the branch is still prepared: a
  *      second PREPARE of the gid landed after our commit; it is left in
- *      doubt (logged, counted), never committed. (After an operator's
- *      heuristic commit gave a silent branch up, and the coordinator
- *      forgot the transaction, that branch reads the same: left in doubt
- *      too.)
+ *      doubt (logged, counted), never committed. (A gid an operator's
+ *      heuristic commit ended never reads acknowledged: a branch it gave
+ *      up that comes back prepared is committed.)
  *   4. Open branches: every active branch idle for --resolve-min-age-ms, and
  *      at least OPEN_MIN_IDLE_MS (a client thinking between statements is
  *      not asked about every sweep), is asked about the same way, the
