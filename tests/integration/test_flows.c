@@ -793,6 +793,18 @@ static void branches_read(int n, const char *sql, const char *needle, bool want_
     }
 }
 
+/* A statement on pg1 that fails (422) in a transaction then discarded,
+ * followed by 8 plain branches on whatever sessions the pool hands out. */
+static void failed_statement_then_branches(const char *sql, const char *what)
+{
+    char *g = h_begin();
+    h_resp r = h_stmt(g, "pg1", sql, NULL);
+    H_EXPECT(r, 422, what);
+    h_resp_clear(&r);
+    h_discard(g);
+    run_plain_branches(8);
+}
+
 START_TEST(session_state_does_not_outlive_the_branch)
 {
     for (int round = 0; round < 2; round++) {
@@ -813,24 +825,16 @@ START_TEST(session_state_does_not_outlive_the_branch)
     }
     /* A statement that takes the lock and then fails: the rollback keeps the
      * lock on the session all the same. */
-    char *g0 = h_begin();
     /* 1/0 would fail at planning, before the lock: the zero must come at run time */
-    h_resp r0 = h_stmt(g0, "pg1", "SELECT pg_advisory_lock(7611), 1 / (random() * 0)::int", NULL);
-    H_EXPECT(r0, 422, "advisory lock then division by zero");
-    h_resp_clear(&r0);
-    h_discard(g0);
-    run_plain_branches(8);
+    failed_statement_then_branches("SELECT pg_advisory_lock(7611), 1 / (random() * 0)::int",
+                                   "advisory lock then division by zero");
     ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                               "AND objid = 7611") == 0,
                   "advisory lock 7611 of a failed statement still held");
     /* Every agent session holds its fence lock (pool.c), and one whose
      * statement dropped it, even a failed statement, is not pooled again. */
-    g0 = h_begin();
-    r0 = h_stmt(g0, "pg1", "SELECT pg_advisory_unlock_all(), 1 / (random() * 0)::int", NULL);
-    H_EXPECT(r0, 422, "advisory unlock then division by zero");
-    h_resp_clear(&r0);
-    h_discard(g0);
-    run_plain_branches(8);
+    failed_statement_then_branches("SELECT pg_advisory_unlock_all(), 1 / (random() * 0)::int",
+                                   "advisory unlock then division by zero");
     ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity a "
                               "WHERE application_name LIKE 'txagent pg1 %%' AND NOT EXISTS ("
                               "SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND "
@@ -840,12 +844,8 @@ START_TEST(session_state_does_not_outlive_the_branch)
      * failed statement has no tag to show it, nor the body in its text. */
     h_sql(1, "CREATE OR REPLACE PROCEDURE txc_lock_then_fail() LANGUAGE plpgsql AS "
              "$$BEGIN PERFORM pg_advisory_lock(7612); RAISE EXCEPTION 'after the lock'; END$$");
-    g0 = h_begin();
-    r0 = h_stmt(g0, "pg1", "CALL txc_lock_then_fail()", NULL);
-    H_EXPECT(r0, 422, "a procedure that takes a lock, then raises");
-    h_resp_clear(&r0);
-    h_discard(g0);
-    run_plain_branches(8);
+    failed_statement_then_branches("CALL txc_lock_then_fail()",
+                                   "a procedure that takes a lock, then raises");
     ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                               "AND objid = 7612") == 0,
                   "advisory lock 7612 of a failed CALL still held");

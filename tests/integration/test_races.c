@@ -162,6 +162,15 @@ typedef struct {
     h_resp r;
 } waiter;
 
+/* POST rollback of gid while a statement of it runs: 200 aborted. */
+static void rollback_aborts(const char *gid, const char *what)
+{
+    h_resp r = h_rollback(gid);
+    H_EXPECT(r, 200, what);
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+}
+
 static void *waiting_statement(void *arg)
 {
     waiter *w = arg;
@@ -190,10 +199,7 @@ START_TEST(rollback_cancels_a_waiting_statement)
     ck_assert_int_eq(pthread_create(&thq, NULL, waiting_statement, &queued), 0);
     usleep(300 * 1000);
 
-    h_resp r = h_rollback(gid);
-    H_EXPECT(r, 200, "rollback while its statement waits on a lock");
-    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
-    h_resp_clear(&r);
+    rollback_aborts(gid, "rollback while its statement waits on a lock");
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     H_EXPECT(w.r, 422, "the waiting statement, cancelled");
     ck_assert_str_eq(h_err_sqlstate(&w.r), "57014");
@@ -204,7 +210,7 @@ START_TEST(rollback_cancels_a_waiting_statement)
     ck_assert_int_eq(pthread_join(thq, NULL), 0);
     H_EXPECT(queued.r, 409, "a statement queued behind the cancelled one");
     h_resp_clear(&queued.r);
-    r = h_commit(gid);
+    h_resp r = h_commit(gid);
     H_EXPECT(r, 409, "commit after the rollback");
     h_resp_clear(&r);
 
@@ -263,10 +269,7 @@ START_TEST(rollback_cancels_a_one_shot_commit)
     char *gid = xstrdup(h_str(json_array_get(list, 0), "gid"));
     h_resp_clear(&l);
 
-    h_resp r = h_rollback(gid);
-    H_EXPECT(r, 200, "rollback while its one-shot commit waits on a lock");
-    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
-    h_resp_clear(&r);
+    rollback_aborts(gid, "rollback while its one-shot commit waits on a lock");
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     H_EXPECT(w.r, 409, "the one-shot commit, its statement cancelled");
     ck_assert_str_eq(h_str(w.r.json, "outcome"), "aborted");
@@ -274,7 +277,7 @@ START_TEST(rollback_cancels_a_one_shot_commit)
                   "aborted by the cancel (a no vote with 57014): %s", h_desc(&w.r));
     h_resp_clear(&w.r);
 
-    r = h_commit(holder);
+    h_resp r = h_commit(holder);
     H_EXPECT(r, 200, "the holder commits");
     h_resp_clear(&r);
     ck_assert_int_eq(h_balance(1, id), START_BALANCE - 5);
