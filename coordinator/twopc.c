@@ -6,7 +6,8 @@
  *
  *  1. active -> preparing. From here statements get 409 wrong_state.
  *  2. PREPARE every branch, all in parallel (one-shot form: the branch's
- *     statements travel in the same call). Vote yes -> prepared,
+ *     statements travel in the same call, marked running so that a
+ *     rollback asked for meanwhile has them cancelled: a no vote). Vote yes -> prepared,
  *     read_only -> done, no / non-200 -> failed, no answer -> unknown.
  *     A branch that never began at its agent (its statements were all
  *     refused before running: branch_never_begun) is read_only without a
