@@ -11,6 +11,7 @@
  */
 #include "jsonutil.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -360,6 +361,46 @@ void json_text_value(strbuf *sb, const json_t *v)
 char *json_dump_text(const json_t *v)
 {
     return json_dump_text_indent(v, 0);
+}
+
+char *json_text_reindent(const char *text, size_t len, int indent)
+{
+    strbuf sb;
+    strbuf_init(&sb);
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (ch == '"') { /* a string, escapes and all */
+            size_t j = i + 1;
+            while (j < len && text[j] != '"')
+                j += (text[j] == '\\' && j + 1 < len) ? 2 : 1;
+            size_t end = j < len ? j + 1 : len;
+            strbuf_appendn(&sb, text + i, end - i);
+            i = end - 1;
+        } else if (ch == '{' || ch == '[') {
+            size_t j = i + 1;
+            while (j < len && isspace((unsigned char)text[j]))
+                j++;
+            strbuf_appendn(&sb, &ch, 1);
+            if (j < len && text[j] == (ch == '{' ? '}' : ']')) { /* empty: {} or [] */
+                strbuf_appendn(&sb, text + j, 1);
+                i = j;
+            } else {
+                dump_newline(&sb, indent, ++depth);
+            }
+        } else if (ch == '}' || ch == ']') {
+            dump_newline(&sb, indent, depth > 0 ? --depth : 0);
+            strbuf_appendn(&sb, &ch, 1);
+        } else if (ch == ',') {
+            strbuf_appendn(&sb, ",", 1);
+            dump_newline(&sb, indent, depth);
+        } else if (ch == ':') {
+            strbuf_appendn(&sb, ": ", indent > 0 ? 2 : 1);
+        } else if (!isspace((unsigned char)ch)) {
+            strbuf_appendn(&sb, &ch, 1);
+        }
+    }
+    return strbuf_take(&sb);
 }
 
 char *json_dump_text_indent(const json_t *v, int indent)

@@ -68,6 +68,12 @@ char *json_dump_text(const json_t *v);
 /* The same laid out like json_dumps(v, JSON_INDENT(indent) | JSON_ENCODE_ANY)
  * (indent 0 = compact), for people to read. Caller frees. */
 char *json_dump_text_indent(const json_t *v, int indent);
+/* JSON text as received (text[0..len)) laid out the same way, token by
+ * token, without parsing it: numbers and strings are copied byte for byte,
+ * so a jsonb number beyond a double or a 64-bit integer keeps every digit.
+ * Whitespace outside strings is dropped; text is not validated. Caller
+ * frees. */
+char *json_text_reindent(const char *text, size_t len, int indent);
 
 /* Writers that append JSON text to sb without building a tree (pg.c's rows):
  * the pieces json_dump_text is made of, so both write the same bytes. */

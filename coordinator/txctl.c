@@ -70,19 +70,23 @@ static int run(const char *method, const char *base, const char *path, json_t *b
     c.url = url;
     c.body = body;
     c.timeout_ms = 120000;
+    /* A 200 (a statement's rows among them) is printed as received, only
+     * laid out: parsed, a jsonb number beyond a double or a 64-bit integer
+     * would lose digits or fail to parse at all. */
+    c.raw_200 = true;
     (void)httpc_request(&c); /* status checked below */
     int rc = 1;
     if (c.status == 0) {
         fprintf(stderr, "txctl: %s %s: %s\n", method, url, c.error);
-    } else {
-        if (c.response) {
-            char *text = json_dump_text_indent(c.response, 2);
-            printf("%s\n", text);
-            free(text);
-        } else {
-            fprintf(stderr, "txctl: HTTP %ld with a non-JSON body\n", c.status);
-        }
+    } else if (c.raw || c.response) {
+        char *text = c.raw ? json_text_reindent(c.raw, c.raw_len, 2)
+                           : json_dump_text_indent(c.response, 2);
+        printf("%s\n", text);
+        free(text);
         rc = (c.status >= 200 && c.status < 300) ? 0 : 1;
+    } else {
+        fprintf(stderr, "txctl: %s %s: HTTP %ld with a body that is not JSON\n", method, url,
+                c.status);
     }
     httpc_call_clear(&c);
     json_decref(body);

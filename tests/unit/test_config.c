@@ -326,13 +326,30 @@ START_TEST(test_dump_text)
     ck_assert_str_eq(mine, theirs);
     free(mine);
     free(theirs);
+    char *compact = json_dumps(v, JSON_COMPACT);
     for (int indent = 1; indent <= 4; indent++) { /* txctl's layout */
         mine = json_dump_text_indent(v, indent);
         theirs = json_dumps(v, JSON_INDENT(indent));
         ck_assert_str_eq(mine, theirs);
         free(mine);
+        /* the same layout from the text, parsed or not, compact or not */
+        mine = json_text_reindent(compact, strlen(compact), indent);
+        ck_assert_str_eq(mine, theirs);
+        free(mine);
+        mine = json_text_reindent(theirs, strlen(theirs), indent);
+        ck_assert_str_eq(mine, theirs);
+        free(mine);
         free(theirs);
     }
+    free(compact);
+    /* numbers no parser here could hold keep every digit */
+    static const char big[] = "{\"rows\":[{\"j\":123456789012345678901234567890.000000001,"
+                              "\"s\":\"a,\\\"[b]\\\\\"}],\"e\":[]}";
+    mine = json_text_reindent(big, strlen(big), 2);
+    ck_assert_str_eq(mine, "{\n  \"rows\": [\n    {\n      \"j\": "
+                           "123456789012345678901234567890.000000001,\n      \"s\": "
+                           "\"a,\\\"[b]\\\\\"\n    }\n  ],\n  \"e\": []\n}");
+    free(mine);
     json_decref(v);
     for (const char *s = "\"plain\"\0" "17\0" "null\0" "[]\0"; *s; s += strlen(s) + 1) {
         v = json_loads(s, JSON_DECODE_ANY, NULL);
@@ -596,7 +613,8 @@ START_TEST(test_util)
 }
 END_TEST
 
-static const char *const points[] = {"before-decision-log", "after-decision-log", NULL};
+static const char *const points[] = {"before-decision-log", "after-decision-log",
+                                     "disk-write=error", NULL};
 
 START_TEST(test_fault_init)
 {
@@ -636,18 +654,25 @@ START_TEST(test_fault_error)
 {
     unit_capture cap;
     unit_capture_begin(&cap, dir);
-    ck_assert(!fault_init("after-decision-log=errors", points));
-    ck_assert(fault_init("after-decision-log:2=error", points));
+    ck_assert(!fault_init("disk-write=errors", points));
+    /* a spec that would never act is refused: an error point armed to
+     * exit or pause, a crash point armed to fail */
+    ck_assert(!fault_init("disk-write", points));
+    ck_assert(!fault_init("disk-write:3", points));
+    ck_assert(!fault_init("disk-write=pause:100", points));
+    ck_assert(!fault_init("after-decision-log=error", points));
+    ck_assert(fault_init("disk-write:2=error", points));
     ck_assert(!fault_fails("before-decision-log"));
-    ck_assert(!fault_fails("after-decision-log")); /* 1st */
-    ck_assert(fault_fails("after-decision-log"));  /* 2nd */
-    fault_point("after-decision-log");             /* not an exit point: returns */
-    ck_assert(fault_fails("after-decision-log"));  /* every later hit fails too */
+    ck_assert(!fault_fails("disk-write")); /* 1st */
+    ck_assert(fault_fails("disk-write"));  /* 2nd */
+    fault_point("disk-write");             /* not an exit point: returns */
+    ck_assert(fault_fails("disk-write"));  /* every later hit fails too */
     ck_assert(fault_init(NULL, points));
-    ck_assert(!fault_fails("after-decision-log"));
+    ck_assert(!fault_fails("disk-write"));
     char *out = unit_capture_end(&cap);
-    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log armed: fail from hit 2 on"));
-    ck_assert_ptr_nonnull(strstr(out, "fault point after-decision-log reached: failing (hit 2)"));
+    ck_assert_ptr_nonnull(strstr(out, "fault point disk-write armed: fail from hit 2 on"));
+    ck_assert_ptr_nonnull(strstr(out, "fault point disk-write reached: failing (hit 2)"));
+    ck_assert_ptr_nonnull(strstr(out, "arm it as disk-write=error"));
     free(out);
 }
 END_TEST
