@@ -95,12 +95,25 @@ bool fault_init(const char *spec, const char *const *known)
         free(name);
         return false;
     }
-    bool found = false;
-    for (size_t i = 0; known && known[i]; i++)
-        if (strcmp(known[i], name) == 0)
-            found = true;
-    if (!found) {
+    /* known[i] is NAME, or NAME=error for a point read by fault_fails only */
+    const char *entry = NULL;
+    for (size_t i = 0; known && known[i] && !entry; i++) {
+        size_t n = strcspn(known[i], "=");
+        if (strlen(name) == n && strncmp(known[i], name, n) == 0)
+            entry = known[i];
+    }
+    if (!entry) {
         log_error("unknown crash point '%s'", name);
+        free(name);
+        return false;
+    }
+    bool error_point = strchr(entry, '=') != NULL;
+    if (error_point != error) {
+        /* armed, it would never act: fault_point ignores an error action,
+         * fault_fails anything else */
+        log_error(error_point ? "fault point %s simulates an I/O error: arm it as %s=error"
+                              : "crash point %s takes exit or pause:MS, not error (%s)",
+                  name, error_point ? name : spec);
         free(name);
         return false;
     }

@@ -20,7 +20,10 @@
 
 #include "util.h"
 
-/* spec may be NULL or "" (nothing armed). known: NULL-terminated list of valid names. */
+/* spec may be NULL or "" (nothing armed). known: NULL-terminated list of
+ * valid names; an entry NAME=error is a point read by fault_fails only,
+ * which must be armed with =error (and the others must not be): a spec
+ * that would never act is refused. */
 bool fault_init(const char *spec, const char *const *known) MUSTCHECK;
 /* The armed point's name (borrowed, valid until the next fault_init), or NULL. */
 const char *fault_armed_name(void);

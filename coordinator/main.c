@@ -73,8 +73,8 @@ static void on_signal(int sig)
 static const char *const crash_points[] = {
     "before-decision-log",      "after-decision-log",        "after-first-commit",
     "before-end-record",        "3pc-before-precommit-log",  "3pc-after-precommit-log",
-    "3pc-after-first-precommit", "3pc-before-commit-log",    "wal-fdatasync",
-    "3pc-precommit-lost",       NULL,
+    "3pc-after-first-precommit", "3pc-before-commit-log",    "wal-fdatasync=error",
+    "3pc-precommit-lost=error", NULL,
 };
 
 static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;

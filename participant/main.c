@@ -63,9 +63,37 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
+/* PostgreSQL refuses every PREPARE TRANSACTION while max_prepared_transactions
+ * is 0 (its default), and some under load while it is below the pool size:
+ * said once at start, where the operator looks, rather than as a no vote on
+ * every commit. Not fatal: the setting may be changed with a restart of
+ * PostgreSQL alone. */
+static void check_max_prepared(PGconn *c, long long pool_size)
+{
+    pg_res r;
+    if (!pg_exec(c, "SELECT pg_catalog.current_setting('max_prepared_transactions')", 0, NULL,
+                 &r) ||
+        !r.res || PQntuples(r.res) != 1) {
+        log_warn("cannot read max_prepared_transactions (%s)", r.message);
+        pg_res_clear(&r);
+        return;
+    }
+    long long n = atoll(PQgetvalue(r.res, 0, 0));
+    pg_res_clear(&r);
+    if (n == 0)
+        log_error("PostgreSQL has max_prepared_transactions = 0: every PREPARE TRANSACTION will "
+                  "fail and every transaction abort; set it to at least %lld (--pool-size) and "
+                  "restart PostgreSQL",
+                  pool_size);
+    else if (n < pool_size)
+        log_warn("PostgreSQL has max_prepared_transactions = %lld, below --pool-size %lld: "
+                 "prepares beyond it fail under load (no votes)",
+                 n, pool_size);
+}
+
 static const char *const crash_points[] = {"after-prepare", "after-commit-prepared",
                                            "3pc-before-precommit-record", "3pc-after-precommit-record",
-                                           "wal-fdatasync", NULL};
+                                           "wal-fdatasync=error", NULL};
 
 typedef struct {
     char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
@@ -378,10 +406,12 @@ int main(int argc, char **argv)
     httpc_global_init();
     /* Warm one connection so a bad --pg shows at once (not fatal: PG may come later). */
     PGconn *c;
-    if (pool_acquire(ag->pool, 0, &c) == PX_OK)
+    if (pool_acquire(ag->pool, 0, &c) == PX_OK) {
+        check_max_prepared(c, o.pool_size);
         pool_release(ag->pool, c, false);
-    else
+    } else {
         log_warn("PostgreSQL is not reachable yet; will retry on demand");
+    }
 
     /* 3PC state before anything can ask about a branch. */
     if (ag->data_dir) {

@@ -163,7 +163,7 @@ END_TEST
  * why the coordinator stops rather than guess (twopc.c, step 4). */
 START_TEST(test_fdatasync_error_poisons)
 {
-    static const char *const points[] = {"wal-fdatasync", NULL};
+    static const char *const points[] = {"wal-fdatasync=error", NULL};
     unit_capture cap;
     unit_capture_begin(&cap, dir);
     wal *w = wal_open(path, NULL, NULL);
@@ -687,7 +687,7 @@ END_TEST
  * durable. The rewritten content itself is in the file. */
 START_TEST(test_rewrite_dir_fsync_error_poisons)
 {
-    static const char *const points[] = {"wal-dir-fsync", NULL};
+    static const char *const points[] = {"wal-dir-fsync=error", NULL};
     wal *w = wal_open(path, NULL, NULL);
     ck_assert_ptr_nonnull(w);
     ck_assert(wal_append(w, 'C', "old", 3, true));
