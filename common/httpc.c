@@ -262,6 +262,9 @@ bool httpc_perform(httpc_call *calls, size_t n)
     }
     call_state *cs = xcalloc(n, sizeof(*cs));
     size_t active = 0;
+    int64_t start = now_us();
+    for (size_t i = 0; i < n; i++)
+        calls[i].start_us = start;
     for (size_t i = 0; i < n; i++) {
         cs[i].call = &calls[i];
         strbuf_init(&cs[i].resp);

@@ -28,6 +28,7 @@ typedef struct {
     size_t raw_len;
     char error[256];     /* transport error text when status == 0 */
     bool too_large;      /* status 0 because the answer passed HTTPC_MAX_RESPONSE */
+    int64_t start_us;    /* now_us() just before the call was started (sent at or after it) */
     int64_t done_us;     /* now_us() when this call's answer (or failure) was complete:
                           * in a parallel httpc_perform, each call's own time */
 } httpc_call;

@@ -34,6 +34,7 @@
 #include "threepc.h"
 #include "txn.h"
 #include "txn_fsm.h"
+#include "twopc.h"
 #include "wal.h"
 
 coord_settings g_coord; /* normally main.c's */
@@ -1391,6 +1392,37 @@ START_TEST(test_delivery_records_mixed_outcome)
 }
 END_TEST
 
+/* The 3/4 check's reference: the earliest a yes voter's uncertain timer can
+ * have started is the call's send time plus what the agent says
+ * ("timer_after_ms"), not when the vote came back (an answer delayed on its
+ * way back made the check pass while that agent's timer had already run
+ * out). Without the field, or with one the call's own length rules out,
+ * the arrival time. */
+START_TEST(test_vote_timer_start)
+{
+    httpc_call c;
+    memset(&c, 0, sizeof(c));
+    c.start_us = 1000000;
+    c.done_us = 1900000; /* 900 ms from send to answer */
+    fake_answer(&c, json_pack("{s:s, s:i}", "vote", "yes", "timer_after_ms", 300));
+    ck_assert_int_eq(vote_timer_start_us(&c), 1300000);
+    httpc_call_clear(&c);
+    fake_answer(&c, json_pack("{s:s, s:i}", "vote", "yes", "timer_after_ms", 0));
+    ck_assert_int_eq(vote_timer_start_us(&c), 1000000);
+    httpc_call_clear(&c);
+    static const char *const odd[] = {"{\"vote\":\"yes\"}", "{\"vote\":\"yes\",\"timer_after_ms\":901}",
+                                      "{\"vote\":\"yes\",\"timer_after_ms\":-5}",
+                                      "{\"vote\":\"yes\",\"timer_after_ms\":\"300\"}"};
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        c.start_us = 1000000;
+        c.done_us = 1900000;
+        fake_answer(&c, json_loads(odd[i], 0, NULL));
+        ck_assert_msg(vote_timer_start_us(&c) == 1900000, "%s", odd[i]);
+        httpc_call_clear(&c);
+    }
+}
+END_TEST
+
 START_TEST(test_3pc_recovery_skips_read_only)
 {
     (void)reopen(1 << 20);
@@ -1401,6 +1433,12 @@ START_TEST(test_3pc_recovery_skips_read_only)
     size_t bidx[2];
     memset(calls, 0, sizeof(calls));
     ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
+    /* fencing reads: an uncertain branch refuses a late PreCommit after
+     * answering (a PreCommit queued behind its lock cannot land after an
+     * "all uncertain: abort" here) */
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_msg(calls[i].url && strstr(calls[i].url, "?fence=1"), "recovery read %s",
+                      calls[i].url ? calls[i].url : "(none)");
     fake_answer(&calls[0], json_pack("{s:s, s:s, s:b}", "state", "committed", "protocol", "3pc",
                                      "read_only", 1));
     fake_answer(&calls[1], json_pack("{s:s, s:s}", "state", "uncertain", "protocol", "3pc"));
@@ -1606,6 +1644,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_heuristic_resolve);
     tcase_add_test(tc, test_in_doubt_listing);
     tcase_add_test(tc, test_3pc_recovery_skips_read_only);
+    tcase_add_test(tc, test_vote_timer_start);
     tcase_add_test(tc, test_delivery_records_mixed_outcome);
     tcase_add_test(tc, test_rollback_acknowledged_by_200_only);
     tcase_add_test(tc, test_txn_create_locked_holds_op_mu);

@@ -184,7 +184,9 @@ static size_t count_prepared(txn *t)
 }
 
 /* Steps 3 and 5a: has 3/4 of uncertain_timeout_ms passed since the
- * earliest yes vote came in (at first_yes_us), at now_us? That voter's timer
+ * earliest moment a yes voter's timer can have started (first_yes_us,
+ * vote_timer_start_us: the call's send time plus what the agent says, not
+ * when the vote came back, which a slow answer makes late), at now_us? That voter's timer
  * may then fire before its PreCommit arrives: it would abort on its own
  * (or its termination would, having asked peers still uncertain) while
  * others pre-commit. If so, reason says what came when (logged). */
@@ -409,8 +411,14 @@ threepc_recovery_decision threepc_recovery_rule(size_t n_precommitted, size_t n_
 size_t threepc_recovery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
 {
     size_t n = 0;
+    /* A fencing read, as the peers' terminations make: an uncertain branch
+     * durably refuses our PreCommit from then on. The settle wait before
+     * the first round (step 6b) does not bound a PreCommit still queued at
+     * a slow agent behind the branch's lock; without the fence it could
+     * land after an "all uncertain: abort" here and commit on its timer.
+     * We send no PreCommit once recovery runs, so the fence costs nothing. */
     char path[GID_MAX_LEN + 32];
-    snprintf(path, sizeof(path), "/v1/branches/%s", t->gid);
+    snprintf(path, sizeof(path), "/v1/branches/%s?fence=1", t->gid);
     for (size_t i = 0; i < t->nbranches && n < room; i++) {
         const branch *b = &t->branches[i];
         pthread_mutex_lock(&t->mu);

@@ -104,6 +104,15 @@ bool branch_never_begun(const txn *t, size_t i, json_t *const *stmts)
     return b->state == BR_ACTIVE && !b->begun && !(stmts && stmts[i]);
 }
 
+int64_t vote_timer_start_us(const httpc_call *c)
+{
+    json_t *after = json_object_get(c->response, "timer_after_ms");
+    if (json_is_integer(after) && json_integer_value(after) >= 0 &&
+        json_integer_value(after) <= (c->done_us - c->start_us) / 1000)
+        return c->start_us + (int64_t)json_integer_value(after) * 1000;
+    return c->done_us; /* an agent that does not say: when its vote came */
+}
+
 bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
                         char *reason, size_t rsize, int64_t *first_yes_us)
 {
@@ -167,8 +176,9 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
         if (vote && strcmp(vote, "yes") == 0) {
             bs = BR_PREPARED;
             nyes++;
-            if (first_yes == 0 || c->done_us < first_yes)
-                first_yes = c->done_us;
+            int64_t timer_us = vote_timer_start_us(c);
+            if (first_yes == 0 || timer_us < first_yes)
+                first_yes = timer_us;
         } else if (vote && strcmp(vote, "read_only") == 0) {
             bs = BR_READ_ONLY;
             nro++;

@@ -5,6 +5,7 @@
 #ifndef TXCOORD_TWOPC_H
 #define TXCOORD_TWOPC_H
 
+#include "httpc.h"
 #include "txn.h"
 #include "txn_fsm.h"
 
@@ -26,10 +27,17 @@ bool commit_begin(txn *t);
  * when larger and statements travel with it. Sets the branches' states from
  * the votes. True when every vote was yes or read_only; otherwise reason
  * names the first failing participant. first_yes_us (may be NULL) gets the
- * now_us() time the earliest yes vote came in (0 if none): 3PC's agents
+ * earliest vote_timer_start_us of the yes votes (0 if none): 3PC's agents
  * start their uncertain timers as they vote. Caller holds op_mu. */
 bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long timeout_ms,
                         char *reason, size_t rsize, int64_t *first_yes_us);
+/* For a yes vote: the now_us() time before which its agent's uncertain
+ * timer cannot have started. The call was sent at or after c->start_us and
+ * the agent says its timer started "timer_after_ms" after the call reached
+ * it: their sum. Without that field (or with a value past the call's own
+ * length), c->done_us, when the vote came back: later than the truth by
+ * the answer's way back, which a slow answer makes unsafe. */
+int64_t vote_timer_start_us(const httpc_call *c);
 /* Branch i of t never began at its agent: every statement sent to it was
  * refused before running (b->begun unset) and no one-shot statements travel
  * with its PREPARE. It holds nothing there: commit_prepare_all counts it as

@@ -900,6 +900,17 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
         vote_no(ag, b, out);
         break;
     }
+    if (out->http == 200 && out->json && b->vote == VOTE_YES && b->tp &&
+        atomic_load(&b->tp->logged) == TP_UNCERTAIN) {
+        /* 3PC: how long after this call reached us the uncertain timer
+         * (re)started. The coordinator adds it to the time it sent the call
+         * for the earliest moment the timer can have started, and so when it
+         * can fire at the soonest; the time the vote came back would be too
+         * late by however long the answer took (threepc.c, 3/4 check). */
+        int64_t armed_ms = (int64_t)atomic_load(&b->tp->deadline_ms) - b->tp->uncertain_timeout_ms;
+        int64_t after_ms = armed_ms - t0 / 1000 - 1; /* - 1: both read in whole ms */
+        json_object_set_new(out->json, "timer_after_ms", json_integer(after_ms > 0 ? after_ms : 0));
+    }
     if (out->http == 200)
         histogram_observe_us(&ag->metrics.prepare_latency, now_us() - t0);
     unlock_branch(ag, b);
@@ -1146,8 +1157,11 @@ void op_status(agent *ag, const char *gid, bool fence, op_result *out)
                 res_ok(out, branch_json(gid, b->branch_gid, "precommitted"));
             else if (busy)
                 res_busy(out, b);
-            else
-                res_infra(out, &vctx, "branch state");
+            else /* 503 whatever failed: "cannot tell yet", never unreachable */
+                res_err(out, 503, "branch_unverified", NULL,
+                        "branch %s: its state is not verified against PostgreSQL yet (%s); ask "
+                        "again",
+                        b->branch_gid, vctx.message);
             branch_put(ag->table, b);
             return;
         }

@@ -141,6 +141,15 @@ G="abcdef01-9"
 # 2.
 check "happy path: three yes votes" all_yes "$G-1" 1
 check "happy path: uncertain everywhere" wait_states "$G-1" "uncertain uncertain uncertain" 2
+# The yes vote says when its uncertain timer started after the call came
+# (the coordinator's 3/4 check counts from the send time plus this), also
+# on a re-sent prepare, which restarts the timer.
+timer_after() {
+    curl -s -m 20 -XPOST "$(agent 1)/v1/branches/$G-1/prepare" -d "{\"participant\":\"pg1\",\"protocol\":\"3pc\",\"peers\":$PEERS}" |
+        sed -n 's/.*"timer_after_ms":\([0-9][0-9]*\).*/\1/p'
+}
+check "happy path: a re-sent yes vote says when its timer started (timer_after_ms)" \
+    test -n "$(timer_after)"
 for a in 1 2 3; do post "$a" "$G-1" precommit >/dev/null; done
 check "happy path: precommitted everywhere" wait_states "$G-1" "precommitted precommitted precommitted" 2
 for a in 1 2 3; do post "$a" "$G-1" commit >/dev/null; done
