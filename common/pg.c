@@ -759,6 +759,11 @@ static void next_keyword(const char **s, char *kw, size_t size)
     *s = read_upper(skip_noise(*s), kw, size, false);
 }
 
+void sql_first_keyword(const char *sql, char *kw, size_t size)
+{
+    next_keyword(&sql, kw, size);
+}
+
 bool sql_is_empty(const char *sql)
 {
     return !sql || *skip_noise(sql) == '\0';
@@ -791,7 +796,8 @@ static void next_word(const char *sql, const char **s, char *w, size_t size)
     const char *p = *s;
     for (;;) {
         p = skip_noise(p);
-        size_t tag = dollar_tag_len(p);
+        /* a '$' inside an identifier (a$b$c) opens nothing */
+        size_t tag = (p > sql && (is_ident_char(p[-1]) || p[-1] == '$')) ? 0 : dollar_tag_len(p);
         if (tag > 0) {
             const char *end = p + tag;
             while (*end && strncmp(end, p, tag) != 0)
@@ -801,7 +807,13 @@ static void next_word(const char *sql, const char **s, char *w, size_t size)
             bool escapes = *p == '\'' && p > sql && (p[-1] == 'E' || p[-1] == 'e') &&
                            (p - 1 == sql || !is_ident_char(p[-2]));
             char q = *p++;
-            while (*p && *p != q) {
+            while (*p) {
+                if (*p == q && p[1] == q) { /* doubled: the quote itself */
+                    p += 2;
+                    continue;
+                }
+                if (*p == q)
+                    break;
                 if (escapes && *p == '\\' && p[1])
                     p++;
                 p++;

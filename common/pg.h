@@ -132,6 +132,9 @@ bool sql_is_transaction_control(const char *sql);
  * branch's session cannot carry (statements are refused before running;
  * COPY from or to a server file runs as any statement). */
 bool sql_is_copy_stream(const char *sql);
+/* The first keyword of sql (letters and '_', uppercased, at most size - 1
+ * of them) after blanks, ';' and comments; "" if none. */
+void sql_first_keyword(const char *sql, char *kw, size_t size);
 /* True when sql holds no statement: only whitespace, ';' and comments
  * (PostgreSQL answers it with an empty result and no message). */
 bool sql_is_empty(const char *sql);

@@ -15,7 +15,9 @@
  *     transaction's timeout_ms when that is larger). After a yes vote an
  *     agent is uncertain and its uncertain_timeout_ms timer runs.
  *  3. Any branch not yes/read_only, or 3/4 of uncertain_timeout_ms or more
- *     passed since the earliest yes vote came in (that voter's timer may
+ *     passed since the earliest moment a yes voter's timer can have started
+ *     (vote_timer_start_us: the call's send time plus the vote's
+ *     timer_after_ms) (that voter's timer may
  *     fire before its PreCommit arrives, and it would abort on its own; the
  *     one-shot form's statements, run before the vote, do not count):
  *     preparing ->
@@ -29,7 +31,7 @@
  *     (as 2PC step 4). Crash point 3pc-after-precommit-log after it.
  *  5a. The 'P' took too long to become durable (a slow disk, or waiting
  *     for a compaction), so that 3/4 of uncertain_timeout_ms has passed
- *     since the earliest yes vote, as in step 3: no PreCommit is sent.
+ *     since that earliest timer start, as in step 3: no PreCommit is sent.
  *     precommitting -> aborting, the 'A' record forced first, then
  *     ROLLBACK to every branch, as 6a. Sending them would race the agents'
  *     own timers: one whose termination aborts (asking peers still

@@ -76,6 +76,16 @@ static int run(const char *method, const char *base, const char *path, json_t *b
     c.raw_200 = true;
     (void)httpc_request(&c); /* status checked below */
     int rc = 1;
+    if (c.raw) { /* JSON, or JSON with a number jansson cannot hold; else not ours */
+        json_error_t jerr;
+        json_t *check = json_loadb(c.raw, c.raw_len, JSON_DECODE_ANY, &jerr);
+        bool is_json = check || json_error_code(&jerr) == json_error_numeric_overflow;
+        json_decref(check);
+        if (!is_json) {
+            free(c.raw);
+            c.raw = NULL;
+        }
+    }
     if (c.status == 0) {
         fprintf(stderr, "txctl: %s %s: %s\n", method, url, c.error);
     } else if (c.raw || c.response) {

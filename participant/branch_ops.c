@@ -271,17 +271,9 @@ static bool changes_session(const char *tag, const char *sql)
  * changes no tag or text shows)? For a failed statement, which has no tag. */
 static bool runs_procedural_code(const char *sql)
 {
-    while (isspace((unsigned char)*sql))
-        sql++;
-    for (size_t i = 0; i < 2; i++) {
-        const char *kw = i == 0 ? "DO" : "CALL";
-        size_t len = strlen(kw);
-        if (strncasecmp(sql, kw, len) == 0 &&
-            (sql[len] == '\0' || isspace((unsigned char)sql[len]) || sql[len] == '$' ||
-             sql[len] == '\''))
-            return true;
-    }
-    return false;
+    char kw[8];
+    sql_first_keyword(sql, kw, sizeof(kw));
+    return strcmp(kw, "DO") == 0 || strcmp(kw, "CALL") == 0;
 }
 
 /* Does the statement name a role change (SET [LOCAL] ROLE, set_config('role',

@@ -38,9 +38,9 @@
  *      so when asked with ?participant=, also after it forgot the
  *      transaction: its 'C' ended) while the branch is still prepared: a
  *      second PREPARE of the gid landed after our commit; it is left in
- *      doubt (logged, counted), never committed. (A gid an operator's
- *      heuristic commit ended never reads acknowledged: a branch it gave
- *      up that comes back prepared is committed.)
+ *      doubt (logged, counted), never committed. (A branch an operator's
+ *      heuristic commit gave up never reads acknowledged, in memory or
+ *      not: if it comes back prepared it is committed.)
  *   4. Open branches: every active branch idle for --resolve-min-age-ms, and
  *      at least OPEN_MIN_IDLE_MS (a client thinking between statements is
  *      not asked about every sweep), is asked about the same way, the

@@ -150,6 +150,22 @@ timer_after() {
 }
 check "happy path: a re-sent yes vote says when its timer started (timer_after_ms)" \
     test -n "$(timer_after)"
+# A first vote's timer_after_ms counts the statements run before it: one
+# that sleeps 300 ms puts it at 300 or more, and never past the call's own
+# length (a unit slip, ms for us, would show here). The branch is then left
+# to its timer: its peers know nothing of it, so it aborts.
+first_vote_timer() {
+    local out after total_ms
+    out="$(curl -s -m 20 -w ' %{time_total}' -XPOST "$(agent 1)/v1/branches/$G-95/prepare" \
+        -d "{\"participant\":\"pg1\",\"protocol\":\"3pc\",\"peers\":$PEERS,\"uncertain_timeout_ms\":1500,\"precommit_timeout_ms\":60000,\"statements\":[{\"sql\":\"SELECT pg_sleep(0.3)\"},{\"sql\":\"UPDATE accounts SET balance = balance + 1 WHERE id = 95\"}]}")"
+    after="$(sed -n 's/.*"timer_after_ms":\([0-9][0-9]*\).*/\1/p' <<<"$out")"
+    total_ms="$(awk '{printf "%d", $NF * 1000}' <<<"$out")"
+    say "   first vote: timer_after_ms ${after:-none}, call ${total_ms} ms"
+    [ -n "$after" ] && [ "$after" -ge 300 ] && [ "$after" -le "$total_ms" ]
+}
+check "first 3PC vote: timer_after_ms counts the statements before it, within the call" \
+    first_vote_timer
+check "first 3PC vote: its branch aborts on its timer" wait_eq 15 aborted state 1 "$G-95"
 for a in 1 2 3; do post "$a" "$G-1" precommit >/dev/null; done
 check "happy path: precommitted everywhere" wait_states "$G-1" "precommitted precommitted precommitted" 2
 for a in 1 2 3; do post "$a" "$G-1" commit >/dev/null; done

@@ -844,7 +844,7 @@ START_TEST(session_state_does_not_outlive_the_branch)
      * failed statement has no tag to show it, nor the body in its text. */
     h_sql(1, "CREATE OR REPLACE PROCEDURE txc_lock_then_fail() LANGUAGE plpgsql AS "
              "$$BEGIN PERFORM pg_advisory_lock(7612); RAISE EXCEPTION 'after the lock'; END$$");
-    failed_statement_then_branches("CALL txc_lock_then_fail()",
+    failed_statement_then_branches("/* after a comment */ CALL txc_lock_then_fail()",
                                    "a procedure that takes a lock, then raises");
     ck_assert_msg(h_sql_ll(1, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                               "AND objid = 7612") == 0,

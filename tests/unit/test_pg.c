@@ -149,7 +149,9 @@ START_TEST(test_copy_stream)
                             "COPY t(\"x\") FROM STDIN",
                             /* quotes that are not a plain '...' */
                             "COPY (SELECT $$'$$) TO STDOUT", "COPY (SELECT $q$'$q$) TO STDOUT",
-                            "COPY (SELECT E'\\'') TO STDOUT", "COPY (SELECT $1::text) TO STDOUT"};
+                            "COPY (SELECT E'\\'') TO STDOUT", "COPY (SELECT $1::text) TO STDOUT",
+                            "COPY (SELECT E'a''\\'') TO STDOUT", "COPY a$b$c FROM STDIN",
+                            "COPY (SELECT 'it''s') TO STDOUT"};
     for (size_t i = 0; i < sizeof(stream) / sizeof(stream[0]); i++)
         ck_assert_msg(sql_is_copy_stream(stream[i]), "%s", stream[i]);
     const char *not_stream[] = {"COPY t(stdin_bytes) FROM '/srv/x.csv'",
