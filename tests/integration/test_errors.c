@@ -111,6 +111,14 @@ START_TEST(bad_fields)
         expect_error(&r, 400, k == 0 ? "unsupported_protocol" : "invalid_field", begins[k]);
         h_resp_clear(&r);
     }
+    /* the GETs' own inputs: a listing filter we do not have, a string that
+     * is not a gid at the outcome endpoint */
+    h_resp g = h_get("/v1/transactions?state=bogus");
+    expect_error(&g, 400, "invalid_field", "?state=bogus");
+    h_resp_clear(&g);
+    g = h_get("/v1/outcomes/not-a-gid");
+    expect_error(&g, 400, "invalid_gid", "/v1/outcomes/not-a-gid");
+    h_resp_clear(&g);
     char *gid = h_begin();
     char *path = xasprintf("/v1/transactions/%s/statements", gid);
     const char *stmts[] = {

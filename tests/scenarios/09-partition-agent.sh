@@ -59,9 +59,12 @@ expect_eq "pg3: account 3 is still locked by the cut-off active branch (FOR UPDA
 
 step 3 "A: heal (SIGCONT agent3): whatever agent3 does with the late PREPARE, nothing remains"
 cl resume agent3
-check "pg_prepared_xacts empty everywhere (within ${SCEN_WAIT_S}s)" wait_until "$SCEN_WAIT_S" no_prepared_anywhere
+# The unlock first: it shows agent3 has dealt with its late PREPARE (the
+# lock goes with the branch), and only then does "nothing prepared" say
+# something (before, it held already).
 check "account 3 unlocked (within 30s)" \
     wait_until 30 is_eq ok pg_sqlstate_at 3 "SELECT id FROM accounts WHERE id = 3 FOR UPDATE NOWAIT"
+check "pg_prepared_xacts empty everywhere (within ${SCEN_WAIT_S}s)" wait_until "$SCEN_WAIT_S" no_prepared_anywhere
 check "still nothing prepared after 2 more sweeps" holds_for 2 no_prepared_anywhere
 all_or_nothing "$GID" aborted
 check "coordinator: $GID aborted (within 30s)" wait_until 30 tx_state_is "$GID" aborted

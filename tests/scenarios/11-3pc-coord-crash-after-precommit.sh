@@ -31,6 +31,10 @@
 #     while pg1 is about to be pre-committed and commit on its own): pg1
 #     answers "busy" until its PreCommit is durable, they wait, then find it
 #     pre-committed and everyone commits.
+#   E. (protocol rule) every PreCommit acknowledged, the coordinator dies
+#     before its 'C' (3pc-before-commit-log) and stays down: each agent
+#     commits on its precommit timer; the restarted coordinator's recovery
+#     reads them committed, forces the 'C' and writes 'E'.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 scen_init 11-3pc-coord-crash-after-precommit 8120
@@ -197,7 +201,26 @@ done
 coordinator_recovers 13 "$GID_D"
 SUMMARY+=("| protocol, pg1's PreCommit slow, coordinator left down | $(agent_states "$GID_D" | sed 's/ / | /g') | - | $(jget .outcome) | kept: marker in $(markers_present "$GID_D") of 3 databases |")
 
-step 14 "summary: 3PC, coordinator killed after pg1's PreCommit and left down (C: killed during slow PreCommits, restarted at once; D: pg1's PreCommit slow, peers' terminations)"
+# ---- E: every branch pre-committed, the coordinator dies before its 'C' ------------
+step 14 "agent1 restarted without its pause; reset the accounts"
+kill_component agent1
+cl start agent1
+bank3_reset
+crash_3pc 15 3pc-before-commit-log protocol GID_E
+check "decision log: pre-commit record ('P') of $GID_E" dlog_has P "$GID_E"
+check "decision log: no commit record ('C') of $GID_E" not dlog_has C "$GID_E"
+expect_eq "agents' states (pg1 pg2 pg3)" "$(agent_states "$GID_E")" \
+    "precommitted precommitted precommitted"
+agents_finish 16 "$GID_E"
+expect_eq "agents' states (pg1 pg2 pg3): each commits on its own precommit timer" \
+    "$(agent_states "$GID_E")" "committed committed committed"
+all_or_nothing "$GID_E" committed
+coordinator_recovers 17 "$GID_E"
+check "END record of $GID_E written (every branch acknowledged, within 30s)" \
+    wait_until 30 dlog_has E "$GID_E"
+SUMMARY+=("| protocol, every branch pre-committed, coordinator killed before its 'C' | $(agent_states "$GID_E" | sed 's/ / | /g') | - | $(outcome_is "$GID_E" committed && echo committed || jget .outcome) | kept: marker in $(markers_present "$GID_E") of 3 databases |")
+
+step 18 "summary: 3PC, coordinator killed after pg1's PreCommit and left down (C: killed during slow PreCommits, restarted at once; D: pg1's PreCommit slow, peers' terminations; E: killed before its 'C', every branch pre-committed)"
 echo "| termination | pg1 | pg2 | pg3 | agents done after the crash | coordinator's outcome after restart | atomicity |"
 echo "|---|---|---|---|--:|---|---|"
 printf '%s\n' "${SUMMARY[@]}"

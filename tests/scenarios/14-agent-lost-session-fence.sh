@@ -144,6 +144,7 @@ case "$ANSWER" in
 409) expect_eq "aborted: balances unchanged" "$(balances)" "1000 1000 1000" ;;
 *) fail "one-shot answer status: got '$ANSWER', expected 200 or 409" ;;
 esac
+BAL6="$(balances)" # what the later steps must leave unchanged, whichever way step 6 went
 
 step 7 "the link now delays every byte by 600 ms; a one-shot's PREPARE runs on pg2 and the link is cut before its answer gets back"
 link_up --delay-ms 600
@@ -155,12 +156,15 @@ CURL_PID=$!
 # wait_until does (psql itself takes a few tens of ms, txproxy reads its
 # control file every 50 ms), so that the cut comes well before it arrives.
 prepared_on_pg2() { is_eq 1 psql_at 2 "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'txc:%'"; }
+# The cut goes in the loop, the moment the PREPARE is seen; the check after.
 for _ in $(seq 1 400); do
-    prepared_on_pg2 >/dev/null 2>&1 && break
+    if prepared_on_pg2 >/dev/null 2>&1; then
+        set_link drop
+        break
+    fi
     sleep 0.02
 done
 require "pg2's branch is prepared (its answer is still on the delayed link)" prepared_on_pg2
-set_link drop
 sleep 1
 set_link pass
 
@@ -174,7 +178,7 @@ check "answered within 40 s (a re-send would wait on the prepared rows for the 6
 check "agent2 saw that the lost pipeline's PREPARE had run" \
     grep -q "connection lost after PREPARE TRANSACTION ran" "$CDIR/agent2.log"
 check "nothing prepared anywhere (within 15s)" wait_until 15 no_prepared_anywhere
-expect_eq "balances as before the transfer" "$(balances)" "900 1100 1000"
+expect_eq "balances as before the transfer" "$(balances)" "$BAL6"
 
 step 9 "an interactive branch on pg2 holds account 2's row lock (idle in transaction); the link is severed: the agent hears a reset, PostgreSQL hears nothing"
 link_up
@@ -205,4 +209,4 @@ check "agent2 logged the fence" \
     wait_until 5 grep -q "terminated lost session $ORPHAN" "$CDIR/agent2.log"
 check "account 2's row lock is free (an UPDATE with lock_timeout 2 s goes through)" \
     psql_at 2 "SET lock_timeout = 2000; UPDATE accounts SET balance = balance WHERE id = 2"
-expect_eq "balances as before the rolled-back statement" "$(balances)" "900 1100 1000"
+expect_eq "balances as before the rolled-back statement" "$(balances)" "$BAL6"
