@@ -154,13 +154,24 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
  * has exited. FENCE_CONN_DEAD when c died meanwhile (nothing is handed out:
  * the caller drops c, and the next acquire tries again); FENCE_PENDING when
  * a backend of either kind did not exit in time (nothing is handed out
- * either, but c is healthy: the caller keeps it idle). A refusal (an error
- * other than a lost connection: no right to signal those sessions) is
- * logged and counts as done, as nothing better can be done from here; the
- * recovery sweep still rolls back whatever such a session leaves prepared. */
+ * either, but c is healthy: the caller keeps it idle). A refusal (42501: no
+ * right to signal those sessions) is logged and counts as done, as nothing
+ * better can be done from here; the recovery sweep still rolls back
+ * whatever such a session leaves prepared. Any other error (a
+ * statement_timeout, say) keeps the fence pending: taken as done, a session
+ * slow to exit could still PREPARE after its branch was rolled back. The
+ * queries run with statement_timeout 0 (a role's own would cut the 5 s
+ * wait short every time), reset afterwards for the sessions' later work. */
 typedef enum { FENCE_DONE, FENCE_CONN_DEAD, FENCE_PENDING } fence_result;
 
-static fence_result fence_run(pg_pool *p, PGconn *c)
+/* A failed fence query: 42501 counts as done (logged by the caller), any
+ * other error keeps the fence pending. */
+static bool fence_refused(const pg_res *r)
+{
+    return strcmp(r->sqlstate, "42501") == 0;
+}
+
+static fence_result fence_run_queries(pg_pool *p, PGconn *c)
 {
     char wait[24];
     snprintf(wait, sizeof(wait), "%d", FENCE_WAIT_MS);
@@ -188,6 +199,14 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
             if (!ok && r.conn_dead) {
                 pg_res_clear(&r);
                 return FENCE_CONN_DEAD;
+            }
+            if (!ok && !fence_refused(&r)) {
+                txlog_error(NULL, p->participant,
+                            "fence: terminating the sessions of an earlier instance failed (%s %s); "
+                            "trying again (no connection is handed out until it worked)",
+                            r.sqlstate, r.message);
+                pg_res_clear(&r);
+                return FENCE_PENDING;
             }
             if (!ok) {
                 txlog_error(NULL, p->participant,
@@ -236,6 +255,13 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
             pg_res_clear(&r);
             return FENCE_CONN_DEAD;
         }
+        if (!ok && !fence_refused(&r)) {
+            txlog_error(NULL, p->participant,
+                        "fence: terminating lost session %d failed (%s %s); trying again", pid,
+                        r.sqlstate, r.message);
+            pg_res_clear(&r);
+            return FENCE_PENDING;
+        }
         if (!ok)
             txlog_error(NULL, p->participant, "fence: cannot terminate lost session %d (%s %s)",
                         pid, r.sqlstate, r.message);
@@ -251,6 +277,24 @@ static fence_result fence_run(pg_pool *p, PGconn *c)
         p->nlost--;
     }
     return FENCE_DONE;
+}
+
+static fence_result fence_run(pg_pool *p, PGconn *c)
+{
+    pg_res r;
+    if (!pg_exec(c, "SET statement_timeout = 0", 0, NULL, &r)) {
+        bool dead = r.conn_dead;
+        txlog_warn(NULL, p->participant, "fence: cannot lift statement_timeout (%s %s)",
+                   r.sqlstate, r.message);
+        pg_res_clear(&r);
+        return dead ? FENCE_CONN_DEAD : FENCE_PENDING;
+    }
+    pg_res_clear(&r);
+    fence_result f = fence_run_queries(p, c);
+    if (f != FENCE_CONN_DEAD && !pg_exec(c, "RESET statement_timeout", 0, NULL, &r))
+        f = FENCE_CONN_DEAD; /* c is not handed out with the fence's setting */
+    pg_res_clear(&r);
+    return f;
 }
 
 /* Run the pending fences on c; FENCE_DONE when nothing is pending any more. */

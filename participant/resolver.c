@@ -158,15 +158,17 @@ static const char *outcome_of(const httpc_call *c)
     return json_is_string(o) ? json_string_value(o) : NULL;
 }
 
-/* Is gid's branch prepared in PostgreSQL now? false when it is not, or when
- * that cannot be told (the normal path then runs, as before this check). */
-static bool prepared_again(agent *ag, const char *gid)
+/* Is gid's branch prepared in PostgreSQL now? 1 yes, 0 no, -1 cannot be
+ * told (the query failed: a busy pool, the database away). */
+static int prepared_again(agent *ag, const char *gid)
 {
     char bgid[BRANCH_GID_MAX_LEN + 1];
     fsm_ctx ctx = {.ag = ag};
     bool found = false;
-    return branch_gid_make(bgid, sizeof(bgid), gid, ag->name) &&
-           branch_is_prepared_in_pg(ag, bgid, &ctx, &found, NULL) && found;
+    if (!branch_gid_make(bgid, sizeof(bgid), gid, ag->name) ||
+        !branch_is_prepared_in_pg(ag, bgid, &ctx, &found, NULL))
+        return -1;
+    return found ? 1 : 0;
 }
 
 /* Act on one coordinator answer. */
@@ -179,9 +181,14 @@ static void handle_outcome(resolver *r, const char *gid, int64_t age_ms, httpc_c
         return;
     }
     const char *outcome = outcome_of(c);
-    if (c->status == 200 && outcome && strcmp(outcome, "committed") == 0 &&
-        json_is_true(json_object_get(c->response, "acknowledged")) &&
-        prepared_again(r->ag, gid)) {
+    bool acked = c->status == 200 && outcome && strcmp(outcome, "committed") == 0 &&
+                 json_is_true(json_object_get(c->response, "acknowledged"));
+    int again = acked ? prepared_again(r->ag, gid) : 0;
+    if (again < 0) {
+        /* Never commit what may be a second PREPARE: ask again next sweep. */
+        note_doubt(r, gid, age_ms, "committed and acknowledged, and whether it is prepared "
+                   "again cannot be checked now", false);
+    } else if (again > 0) {
         /* 3a: we acknowledged its COMMIT, and it is prepared (still, now
          * that the coordinator had that ack): a second PREPARE of the gid,
          * whose commit would apply its statements twice. */
