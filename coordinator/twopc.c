@@ -151,15 +151,17 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
     /* One-shot: the statements run inside these calls, and may wait on a
      * lock for the rest of the transaction's time; a rollback asked for
      * meanwhile has their agents cancel them (they then vote no). */
-    branch **running = xcalloc(n ? n : 1, sizeof(*running));
+    branch **running = stmts ? xcalloc(n ? n : 1, sizeof(*running)) : NULL;
     size_t nrunning = 0;
     for (size_t i = 0; stmts && i < n; i++)
         if (stmts[bidx[i]])
             running[nrunning++] = &t->branches[bidx[i]];
-    txn_mark_statements_running(t, running, nrunning, true);
+    if (nrunning > 0)
+        txn_mark_statements_running(t, running, nrunning, true);
     if (n > 0)
         (void)httpc_perform(calls, n); /* per-call status read below */
-    txn_mark_statements_running(t, running, nrunning, false);
+    if (nrunning > 0)
+        txn_mark_statements_running(t, running, nrunning, false);
     free(running);
 
     bool all_yes = true;

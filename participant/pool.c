@@ -164,11 +164,26 @@ pg_pool *pool_create(const char *conninfo, const char *participant, int size)
  * wait short every time), reset afterwards for the sessions' later work. */
 typedef enum { FENCE_DONE, FENCE_CONN_DEAD, FENCE_PENDING } fence_result;
 
-/* A failed fence query: 42501 counts as done (logged by the caller), any
- * other error keeps the fence pending. */
-static bool fence_refused(const pg_res *r)
+/* A fence query that failed, about what (for the log): FENCE_CONN_DEAD when
+ * c died; FENCE_DONE for a refusal (42501), logged, as nothing better can be
+ * done from here; FENCE_PENDING for any other error. Clears r. */
+static fence_result fence_query_failed(pg_pool *p, pg_res *r, const char *what)
 {
-    return strcmp(r->sqlstate, "42501") == 0;
+    fence_result f = r->conn_dead                         ? FENCE_CONN_DEAD
+                     : strcmp(r->sqlstate, "42501") == 0 ? FENCE_DONE
+                                                           : FENCE_PENDING;
+    if (f == FENCE_DONE)
+        txlog_error(NULL, p->participant,
+                    "fence: cannot terminate %s (%s %s); its statements may still run until "
+                    "PostgreSQL notices it is gone",
+                    what, r->sqlstate, r->message);
+    else if (f == FENCE_PENDING)
+        txlog_error(NULL, p->participant,
+                    "fence: terminating %s failed (%s %s); trying again (no connection is "
+                    "handed out until it worked)",
+                    what, r->sqlstate, r->message);
+    pg_res_clear(r);
+    return f;
 }
 
 static fence_result fence_run_queries(pg_pool *p, PGconn *c)
@@ -196,23 +211,11 @@ static fence_result fence_run_queries(pg_pool *p, PGconn *c)
                               "AND l.classid = " FENCE_LOCK_CLASS " AND l.objid = $4::oid "
                               "AND l.objsubid = 2 AND l.granted)))",
                               4, params, &r);
-            if (!ok && r.conn_dead) {
-                pg_res_clear(&r);
-                return FENCE_CONN_DEAD;
-            }
-            if (!ok && !fence_refused(&r)) {
-                txlog_error(NULL, p->participant,
-                            "fence: terminating the sessions of an earlier instance failed (%s %s); "
-                            "trying again (no connection is handed out until it worked)",
-                            r.sqlstate, r.message);
-                pg_res_clear(&r);
-                return FENCE_PENDING;
-            }
             if (!ok) {
-                txlog_error(NULL, p->participant,
-                            "fence: cannot terminate the sessions of an earlier instance (%s %s); "
-                            "their statements may still run until PostgreSQL notices they are gone",
-                            r.sqlstate, r.message);
+                fence_result f =
+                    fence_query_failed(p, &r, "the sessions of an earlier instance");
+                if (f != FENCE_DONE)
+                    return f;
                 break;
             }
             long done = atol(PQgetvalue(r.res, 0, 0)), found = atol(PQgetvalue(r.res, 0, 1));
@@ -251,21 +254,13 @@ static fence_result fence_run_queries(pg_pool *p, PGconn *c)
                           "WHERE pid = $1::int AND CASE WHEN $2::bigint > 0 THEN "
                           BACKEND_START_US_SQL " = $2::bigint ELSE application_name = $4 END",
                           4, params, &r);
-        if (!ok && r.conn_dead) {
-            pg_res_clear(&r);
-            return FENCE_CONN_DEAD;
-        }
-        if (!ok && !fence_refused(&r)) {
-            txlog_error(NULL, p->participant,
-                        "fence: terminating lost session %d failed (%s %s); trying again", pid,
-                        r.sqlstate, r.message);
-            pg_res_clear(&r);
-            return FENCE_PENDING;
-        }
-        if (!ok)
-            txlog_error(NULL, p->participant, "fence: cannot terminate lost session %d (%s %s)",
-                        pid, r.sqlstate, r.message);
-        else if (PQntuples(r.res) > 0 && strcmp(PQgetvalue(r.res, 0, 0), "t") != 0) {
+        if (!ok) {
+            char what[40];
+            snprintf(what, sizeof(what), "lost session %d", pid);
+            fence_result f = fence_query_failed(p, &r, what);
+            if (f != FENCE_DONE)
+                return f;
+        } else if (PQntuples(r.res) > 0 && strcmp(PQgetvalue(r.res, 0, 0), "t") != 0) {
             txlog_warn(NULL, p->participant,
                        "fence: lost session %d did not exit within %d ms; trying again", pid,
                        FENCE_WAIT_MS);
