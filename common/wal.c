@@ -498,6 +498,7 @@ bool wal_append(wal *w, uint8_t type, const void *payload, size_t len, bool sync
         uint64_t target = w->write_off;
         int fd = w->fd;
         pthread_mutex_unlock(&w->mu);
+        fault_point("wal-sync"); /* unit tests: a slow sync, others queue behind it */
         int r, e;
         if (fault_fails("wal-fdatasync")) {
             r = -1; /* a simulated EIO: the record was written, its sync failed */

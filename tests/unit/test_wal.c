@@ -682,6 +682,52 @@ START_TEST(test_group_commit_threads)
 }
 END_TEST
 
+/* Grouping itself, which the test above cannot tell from one fdatasync per
+ * record: every fdatasync is made slow (wal-sync pauses the leader before
+ * it), and eight threads each append one sync record at once. The first
+ * leader syncs what was written when it started; everyone who wrote while it
+ * slept waits, and the next leader covers them all: 2 syncs, 3 should a
+ * thread be scheduled late; one sync per record would be 8. */
+#define GG_THREADS 8
+static pthread_barrier_t gg_barrier;
+
+static void *gg_worker(void *arg)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "g%ld", (long)arg);
+    pthread_barrier_wait(&gg_barrier);
+    return wal_append(gc_wal, 'C', buf, (size_t)n, true) ? NULL : (void *)1;
+}
+
+START_TEST(test_group_commit_groups)
+{
+    static const char *const points[] = {"wal-sync", NULL};
+    gc_wal = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(gc_wal);
+    unit_capture cap;
+    unit_capture_begin(&cap, dir); /* the pause's log lines */
+    ck_assert(fault_init("wal-sync=pause:400", points));
+    ck_assert_int_eq(pthread_barrier_init(&gg_barrier, NULL, GG_THREADS), 0);
+    pthread_t th[GG_THREADS];
+    for (long i = 0; i < GG_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, gg_worker, (void *)i), 0);
+    for (int i = 0; i < GG_THREADS; i++) {
+        void *rv;
+        pthread_join(th[i], &rv);
+        ck_assert_ptr_null(rv);
+    }
+    ck_assert(fault_init(NULL, points));
+    pthread_barrier_destroy(&gg_barrier);
+    free(unit_capture_end(&cap));
+    uint64_t syncs = wal_syncs(gc_wal);
+    wal_close(gc_wal);
+    ck_assert_msg(syncs >= 1 && syncs <= 3, "%llu fdatasyncs for %d records appended at once",
+                  (unsigned long long)syncs, GG_THREADS);
+    collected *c = reopen_expect(GG_THREADS);
+    collected_free(c);
+}
+END_TEST
+
 /* A directory fsync that fails after the rename poisons the log: the rename
  * may not survive a power cut, so nothing appended after it may be called
  * durable. The rewritten content itself is in the file. */
@@ -931,6 +977,7 @@ int main(void)
     tcase_add_test(tc, test_open_writes_replayed_records_back);
     tcase_add_test(tc, test_replay_callback_rejects);
     tcase_add_test(tc, test_group_commit_threads);
+    tcase_add_test(tc, test_group_commit_groups);
     tcase_add_test(tc, test_rewrite);
     tcase_add_test(tc, test_rewrite_dir_fsync_error_poisons);
     tcase_add_test(tc, test_rewrite_concurrent_appends);
