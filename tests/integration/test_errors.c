@@ -492,6 +492,61 @@ static bool reaches_state(const char *gid, const char *state)
     return false;
 }
 
+/* --max-unfinished: the transaction past the limit is refused with 503
+ * too_many_transactions, in both forms, and nothing of it runs; once one of
+ * the unfinished ones is rolled back, a begin works again. */
+START_TEST(too_many_unfinished_transactions)
+{
+    ck_assert_int_eq(h_cluster("stop", "coordinator", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "coordinator", "--", "--max-unfinished", "2", NULL), 0);
+    h_set_balance(1, 1811, 10);
+    char *a = h_begin(), *b = h_begin();
+    h_resp r = h_req("POST", "/v1/transactions", json_pack("{s:s}", "protocol", "2pc"));
+    expect_error(&r, 503, "too_many_transactions", "a third begin with --max-unfinished 2");
+    ck_assert_msg(strstr(h_str(json_object_get(r.json, "error"), "message"), "--max-unfinished"),
+                  "%s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_req("POST", "/v1/transactions",
+              json_pack("{s:s, s:b, s:[{s:s, s:[{s:s}]}]}", "protocol", "2pc", "commit", 1,
+                        "branches", "participant", "pg1", "statements", "sql",
+                        "UPDATE accounts SET balance = balance + 1 WHERE id = 1811"));
+    expect_error(&r, 503, "too_many_transactions", "a one-shot commit past the limit");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1811), 10);
+    h_discard(a);
+    char *c = h_begin(); /* asserts 201 */
+    h_discard(b);
+    h_discard(c);
+}
+END_TEST
+
+/* PostgreSQL down behind its agent: a statement there answers 503
+ * database_unavailable naming the participant (the agent's own error, passed
+ * on), the transaction is rollback-only, and its commit aborts. pg3 is
+ * started again before anything is asserted, so that a failure here leaves
+ * the next tests a whole cluster. */
+START_TEST(database_down_behind_its_agent)
+{
+    h_set_balance(1, 1821, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1821", NULL);
+    ck_assert_int_eq(h_cluster("stop", "pg3", NULL), 0);
+    h_resp st = h_stmt(gid, "pg3", "SELECT 1", NULL);
+    h_resp cm = h_commit(gid);
+    int started = h_cluster("start", "pg3", NULL);
+    ck_assert_int_eq(started, 0);
+    expect_error(&st, 503, "database_unavailable", "a statement while pg3 is down");
+    ck_assert_str_eq(h_str(json_object_get(st.json, "error"), "participant"), "pg3");
+    H_EXPECT(cm, 409, "commit after pg3's statement failed");
+    ck_assert_str_eq(h_str(cm.json, "outcome"), "aborted");
+    ck_assert_msg(strstr(h_str(cm.json, "reason"), "pg3"), "%s", h_desc(&cm));
+    h_resp_clear(&st);
+    h_resp_clear(&cm);
+    ck_assert_int_eq(h_balance(1, 1821), 10);
+    free(gid);
+}
+END_TEST
+
 /* A participant whose URL is no agent (here: the coordinator itself, 404
  * for every agent path). Nothing can run there, so: a statement is 502
  * agent_error; a rollback, a timeout or an aborted commit ends the
@@ -602,6 +657,8 @@ TCase *tc_errors(void)
     tcase_add_test(tc, participant_hangs);
     tcase_add_test(tc, refused_first_statement_leaves_no_branch);
     tcase_add_test(tc, participant_that_is_no_agent);
+    tcase_add_test(tc, too_many_unfinished_transactions);
+    tcase_add_test(tc, database_down_behind_its_agent);
     tcase_add_test(tc, prepare_bounded_by_branch_timeout);
     return tc;
 }
