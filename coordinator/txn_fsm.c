@@ -244,6 +244,14 @@ static bool end_commit(txn *t, const char *reason)
     return dlog_end(t->gid);
 }
 
+size_t txn_fsm_rows_matching(txn_state from, txn_event ev)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ARRAY_LEN(fsm_table); i++)
+        n += fsm_table[i].from == from && fsm_table[i].event == ev;
+    return n;
+}
+
 bool txn_fsm_advance(txn *t, txn_event ev, const char *reason)
 {
     txn_state from = txn_state_get(t);

@@ -34,5 +34,8 @@ typedef enum {
 bool txn_fsm_advance(txn *t, txn_event ev, const char *reason) MUSTCHECK;
 
 const char *txn_event_name(txn_event ev);
+/* The table alone (tests): how many rows match {from, ev}. txn_fsm_advance
+ * takes the first; more than one is a dead row. */
+size_t txn_fsm_rows_matching(txn_state from, txn_event ev);
 
 #endif

@@ -179,6 +179,9 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
 /* The table alone (tests): the state event ev leads to from `from`, or
  * false when there is no such row. */
 bool branch_fsm_transition(branch_state from, branch_event ev, branch_state *to);
+/* The table alone (tests): how many rows match {from, ev}. Steps take the
+ * first; more than one is a dead row. */
+size_t branch_fsm_rows_matching(branch_state from, branch_event ev);
 /* The gauge counting branches in state s (prepared, uncertain, precommitted),
  * or NULL for the other states. branch_fsm_step keeps them; a branch rebuilt
  * in one of those states without a transition (branch_restore) is counted by

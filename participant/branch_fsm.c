@@ -538,6 +538,14 @@ bool branch_fsm_transition(branch_state from, branch_event ev, branch_state *to)
     return false;
 }
 
+size_t branch_fsm_rows_matching(branch_state from, branch_event ev)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ARRAY_LEN(fsm_rows); i++)
+        n += fsm_rows[i].from == from && fsm_rows[i].ev == ev;
+    return n;
+}
+
 bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ctx)
 {
     branch_state from = branch_state_get(b);

@@ -113,6 +113,17 @@ START_TEST(final_states)
 }
 END_TEST
 
+START_TEST(one_row_per_pair)
+{
+    for (size_t i = 0; i < sizeof(all_states) / sizeof(all_states[0]); i++)
+        for (int ev = 0; ev < EV__COUNT; ev++)
+            ck_assert_msg(branch_fsm_rows_matching(all_states[i], (branch_event)ev) <= 1,
+                          "%zu rows for %s on event %d: only the first is ever taken",
+                          branch_fsm_rows_matching(all_states[i], (branch_event)ev),
+                          branch_state_name(all_states[i]), ev);
+}
+END_TEST
+
 START_TEST(names)
 {
     for (size_t i = 0; i < sizeof(all_states) / sizeof(all_states[0]); i++) {
@@ -129,6 +140,7 @@ int main(void)
     tcase_add_test(tc, documented_paths);
     tcase_add_test(tc, yes_votes_abort_only_when_told);
     tcase_add_test(tc, final_states);
+    tcase_add_test(tc, one_row_per_pair);
     tcase_add_test(tc, names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
