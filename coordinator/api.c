@@ -19,9 +19,10 @@
  *     committed set, else presumed abort for a gid of ours that was issued
  *     (earlier epoch, or this epoch's seq already handed out). The outcome
  *     endpoint, GET /v1/transactions/{gid}, commit, rollback and statements
- *     all use it (outcome_of_absent), so a gid answers the same in memory or
+ *     all use it (lookup_or_outcome), so a gid answers the same in memory or
  *     not; they answer 404 where it cannot have been issued (future epoch,
- *     unissued seq, another coordinator's gid).
+ *     unissued seq, another coordinator's gid). "Issued" is read before the
+ *     table, so a gid created meanwhile never reads as issued and absent.
  * Ownership: http_req_json bodies are borrowed; json_object_get is borrowed;
  * *_set_new and http_reply_json steal.
  */
@@ -794,29 +795,38 @@ typedef enum {
 } outcome_known;
 
 /* What the decision log says of gid (valid, ours: cid == our coord_id),
- * which is not in the table. */
-static outcome_known outcome_not_in_table(const char *gid, uint64_t epoch, uint64_t seq)
+ * which is not in the table. issued: txn_seq_issued(seq), read BEFORE the
+ * lookup that missed. A seq is handed out and its transaction inserted in
+ * one table_mu section (txn.c), so a seq issued before a missed lookup is
+ * one whose transaction was evicted; read after it, a gid created in
+ * between would read as issued and absent: presumed aborted while active. */
+static outcome_known outcome_not_in_table(const char *gid, uint64_t epoch, bool issued)
 {
     if (dlog_is_committed(gid))
         return OUT_COMMITTED;
     if (epoch > g_coord.epoch)
         return OUT_FUTURE_EPOCH;
-    if (epoch == g_coord.epoch && !txn_seq_issued(seq))
+    if (epoch == g_coord.epoch && !issued)
         return OUT_NOT_ISSUED;
     /* Earlier epoch without 'C': presumed abort. This epoch, issued, not in
      * memory and not committed: finished aborted and evicted. */
     return OUT_ABORTED;
 }
 
-/* outcome_not_in_table for any gid string: OUT_NOT_ISSUED for one that is
- * not a valid gid of ours. */
-static outcome_known outcome_of_absent(const char *gid)
+/* The transaction named by any gid string (a reference: txn_unref it), or
+ * NULL with *absent set: outcome_not_in_table, or OUT_NOT_ISSUED for a
+ * string that is not a valid gid of ours. */
+static txn *lookup_or_outcome(const char *gid, outcome_known *absent)
 {
     char cid[16];
     uint64_t epoch = 0, seq = 0;
-    if (gid_valid(gid) && gid_parse(gid, cid, &epoch, &seq) && strcmp(cid, g_coord.coord_id) == 0)
-        return outcome_not_in_table(gid, epoch, seq);
-    return OUT_NOT_ISSUED;
+    bool ours =
+        gid_valid(gid) && gid_parse(gid, cid, &epoch, &seq) && strcmp(cid, g_coord.coord_id) == 0;
+    bool issued = ours && txn_seq_issued(seq); /* before the lookup: see outcome_not_in_table */
+    txn *t = txn_lookup(gid);
+    if (!t)
+        *absent = ours ? outcome_not_in_table(gid, epoch, issued) : OUT_NOT_ISSUED;
+    return t;
 }
 
 #define PRESUMED_ABORT_REASON "no commit decision logged (presumed abort)"
@@ -839,9 +849,9 @@ static void h_statements(http_request *req, void *app)
         http_reply_error(req, 400, "invalid_field", "%s", err);
         return;
     }
-    txn *t = txn_lookup(gid);
+    outcome_known k;
+    txn *t = lookup_or_outcome(gid, &k);
     if (!t) {
-        outcome_known k = outcome_of_absent(gid);
         if (k == OUT_COMMITTED || k == OUT_ABORTED)
             http_reply_error(req, 409, "wrong_state", "transaction %s is %s", gid,
                              k == OUT_COMMITTED ? "committed" : "aborted");
@@ -905,10 +915,11 @@ static txn *lookup_to_finish(http_request *req, unsigned committed_status, unsig
     if (!no_fields(req))
         return NULL;
     const char *gid = http_req_param(req, 0);
-    txn *t = txn_lookup(gid);
+    outcome_known k;
+    txn *t = lookup_or_outcome(gid, &k);
     if (t)
         return t;
-    switch (outcome_of_absent(gid)) {
+    switch (k) {
     case OUT_COMMITTED:
         http_reply_json(req, committed_status,
                         json_pack("{s:s, s:s}", "gid", gid, "outcome", "committed"));
@@ -987,14 +998,14 @@ static void h_get(http_request *req, void *app)
 {
     (void)app;
     const char *gid = http_req_param(req, 0);
-    txn *t = txn_lookup(gid);
+    outcome_known k;
+    txn *t = lookup_or_outcome(gid, &k);
     if (t) {
         http_reply_json(req, 200, txn_to_json(t));
         txn_unref(t);
         return;
     }
     /* Evicted, or from before a restart: its outcome only, from the log. */
-    outcome_known k = outcome_of_absent(gid);
     if (k != OUT_COMMITTED && k != OUT_ABORTED) {
         http_reply_error(req, 404, "unknown_transaction", "no transaction %s", gid);
         return;
@@ -1075,6 +1086,7 @@ static void h_outcome(http_request *req, void *app)
      * a second PREPARE of the gid, not one waiting for its commit. */
     const char *who = http_req_query(req, "participant");
     bool acknowledged = false;
+    bool issued = txn_seq_issued(seq); /* before the lookup: see outcome_not_in_table */
     txn *t = txn_lookup(gid);
     if (t) {
         switch (txn_state_get(t)) {
@@ -1099,7 +1111,7 @@ static void h_outcome(http_request *req, void *app)
         }
         txn_unref(t);
     } else {
-        switch (outcome_not_in_table(gid, epoch, seq)) {
+        switch (outcome_not_in_table(gid, epoch, issued)) {
         case OUT_COMMITTED:
             outcome = "committed";
             acknowledged = who && dlog_commit_ended(gid);

@@ -19,7 +19,13 @@
  *     it like any 'P'.
  *   - 'H' (operator's heuristic decision) is forced. A heuristic commit is
  *     only written for a gid with a 'C' and ends it (no retries after a
- *     restart); a heuristic abort is only written for a gid without 'C' and
+ *     restart); one that finds the 'C' already ended by its 'E' (the last
+ *     acknowledgement won the race with the operator) gives nothing up and
+ *     is a no-op, live and at replay alike: the 'E' and the 'H' are each
+ *     appended and applied under unfinished_mu, so the order applied is the
+ *     order in the file. A compacted log's 'H' commits ("compacted": true,
+ *     or without "at_ms" as written before that flag) stand alone, their
+ *     'C' long ended, and are applied as such; a heuristic abort is only written for a gid without 'C' and
  *     makes a pending 'P' an abort to finish. api.c/heuristic.c check the
  *     contradiction rules before writing; replay still refuses to let an 'H'
  *     abort undo a 'C' (logged, the 'C' stands).
@@ -125,8 +131,10 @@ static char *copy_payload(const void *payload, size_t len)
 
 /* Caller holds unfinished_mu (or is replaying). The effect of an 'H' record
  * (payload copied) on the pending decisions; false if it contradicts one
- * (logged; nothing changed). */
-static bool apply_heuristic(const char *gid, bool commit, const char *payload, size_t len)
+ * (logged; nothing changed). compacted: an 'H' commit written by compaction,
+ * whose 'C' ended before the rewrite. */
+static bool apply_heuristic(const char *gid, bool commit, const char *payload, size_t len,
+                            bool compacted)
 {
     pending_rec *p = strmap_get(unfinished, gid);
     if (commit) {
@@ -134,6 +142,16 @@ static bool apply_heuristic(const char *gid, bool commit, const char *payload, s
             txlog_error(gid, NULL, "decision log: heuristic commit without a commit decision; "
                         "ignored");
             return false;
+        }
+        if (!compacted && !(p && p->type == REC_COMMIT)) {
+            /* Its 'E' came first: every branch acknowledged, nothing was
+             * given up. Recorded, it would make dlog_commit_ended false for
+             * ever, and an agent's sweep would then commit a second PREPARE
+             * of the gid. (A second 'H' of the same gid lands here too: the
+             * first one's mark stays.) */
+            txlog_info(gid, NULL, "decision log: heuristic commit after the commit had ended "
+                       "(every branch acknowledged): nothing given up");
+            return true;
         }
         pending_free(strmap_remove(unfinished, gid)); /* ends the 'C' */
     } else if (committed_has(gid)) {
@@ -248,7 +266,12 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
             log_error("decision log: 'H' record of %s has no valid outcome", gid);
             ok = false;
         } else {
-            (void)apply_heuristic(gid, outcome[0] == 'c', payload, len); /* refusal logged */
+            /* compaction's 'H' commits: "compacted", or, as written before
+             * that flag, no "at_ms" (operators' records always carry it) */
+            bool compacted = json_is_true(json_object_get(rec, "compacted")) ||
+                             !json_object_get(rec, "at_ms");
+            (void)apply_heuristic(gid, outcome[0] == 'c', payload, len,
+                                  compacted); /* refusal logged */
         }
     } else {
         log_error("decision log: unknown record type 0x%02x", type);
@@ -465,13 +488,23 @@ static bool append_forced_json(uint8_t type, const char *gid, json_t *rec, bool 
     if (!text)
         die("cannot serialize the %s record of %s", what, gid);
     pthread_rwlock_rdlock(&compact_lock);
+    /* An 'H' is appended and applied under unfinished_mu, as an 'E' is
+     * (dlog_end): applied in file order, so that what it finds pending is
+     * what replay will find. (A rare operator's record: the wait for its
+     * fdatasync under the mutex is harmless.) */
+    bool heur = type == REC_HEURISTIC;
+    if (heur)
+        pthread_mutex_lock(&unfinished_mu);
     bool ok = wal_append(dlog, type, text, strlen(text), true);
     if (ok) {
-        pthread_mutex_lock(&unfinished_mu);
-        if (type == REC_HEURISTIC) /* checked by the caller: a refusal is only logged */
-            (void)apply_heuristic(gid, commit, text, strlen(text));
+        if (!heur)
+            pthread_mutex_lock(&unfinished_mu);
+        if (heur) /* checked by the caller: a refusal is only logged */
+            (void)apply_heuristic(gid, commit, text, strlen(text), false);
         else
             apply_precommit_abort(gid, text, strlen(text));
+        pthread_mutex_unlock(&unfinished_mu);
+    } else if (heur) {
         pthread_mutex_unlock(&unfinished_mu);
     }
     pthread_rwlock_unlock(&compact_lock);
@@ -520,12 +553,14 @@ static bool append_gid_record(uint8_t type, const char *gid)
 bool dlog_end(const char *gid)
 {
     pthread_rwlock_rdlock(&compact_lock);
+    /* Appended and applied in one unfinished_mu section, as an 'H' is
+     * (append_forced_json): a heuristic commit racing this 'E' finds the 'C'
+     * pending exactly when its record comes before the 'E' in the file. */
+    pthread_mutex_lock(&unfinished_mu);
     bool ok = append_gid_record(REC_END, gid);
-    if (ok) {
-        pthread_mutex_lock(&unfinished_mu);
+    if (ok)
         pending_free(strmap_remove(unfinished, gid));
-        pthread_mutex_unlock(&unfinished_mu);
-    }
+    pthread_mutex_unlock(&unfinished_mu);
     pthread_rwlock_unlock(&compact_lock);
     if (!ok) {
         txlog_error(gid, NULL, "end record append failed (see above)");
@@ -590,7 +625,7 @@ static void push_heuristic_commit(const char *gid, void *val, void *arg)
 {
     if ((char)(intptr_t)val != 'c')
         return;
-    json_t *rec = json_pack("{s:s, s:s}", "gid", gid, "outcome", "commit");
+    json_t *rec = json_pack("{s:s, s:s, s:b}", "gid", gid, "outcome", "commit", "compacted", 1);
     char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
     json_decref(rec);
     if (!text)

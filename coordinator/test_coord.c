@@ -34,6 +34,7 @@
 #include "threepc.h"
 #include "txn.h"
 #include "txn_fsm.h"
+#include "wal.h"
 #include "twopc.h"
 #include "wal.h"
 
@@ -986,6 +987,28 @@ START_TEST(test_heuristic_records_replayed)
     txn *e = txn_with_prepared_branches();
     ck_assert(dlog_commit(e, NULL));
     ck_assert(dlog_end(e->gid));
+    /* l: 'C', 'E', then an operator's 'H' commit that lost the race with the
+     * last acknowledgement -> nothing given up: still acknowledged, live and
+     * after a restart or a compaction */
+    txn *l = txn_with_prepared_branches();
+    ck_assert(dlog_commit(l, NULL));
+    ck_assert(dlog_end(l->gid));
+    ck_assert(dlog_heuristic(l->gid, true));
+    ck_assert(dlog_commit_ended(l->gid));
+    ck_assert_int_eq(dlog_heuristic_outcome(l->gid), 0);
+    /* o: a compacted log's 'H' commit in the shape written before the
+     * "compacted" flag ({"gid","outcome"}, no "at_ms"), its 'C' long ended:
+     * it stands alone, as it did then */
+    txn *o = txn_with_prepared_branches();
+    ck_assert(dlog_commit(o, NULL));
+    ck_assert(dlog_end(o->gid));
+    dlog_close();
+    wal *w = wal_open(logpath, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    char *old_h = xasprintf("{\"gid\":\"%s\",\"outcome\":\"commit\"}", o->gid);
+    ck_assert(wal_append(w, 'H', old_h, strlen(old_h), true));
+    free(old_h);
+    wal_close(w);
 
     for (int pass = 0; pass < 2; pass++) {
         recovered r = reopen_pass(pass);
@@ -1011,6 +1034,10 @@ START_TEST(test_heuristic_records_replayed)
         ck_assert(!dlog_commit_ended(c->gid));
         ck_assert(!dlog_commit_ended(k->gid)); /* its 'C' is pending */
         ck_assert(dlog_commit_ended(e->gid));
+        ck_assert(dlog_commit_ended(l->gid));
+        ck_assert_int_eq(dlog_heuristic_outcome(l->gid), 0);
+        ck_assert(!dlog_commit_ended(o->gid));
+        ck_assert_int_eq(dlog_heuristic_outcome(o->gid), 'c');
         if (pass == 0) {
             ck_assert_int_eq(dlog_heuristic_outcome(x->gid), 'a');
         } else {
@@ -1027,6 +1054,8 @@ START_TEST(test_heuristic_records_replayed)
     txn_unref(k);
     txn_unref(q);
     txn_unref(e);
+    txn_unref(l);
+    txn_unref(o);
     dlog_close();
 }
 END_TEST
