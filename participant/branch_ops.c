@@ -910,12 +910,55 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
 
 /* ---- commit / rollback ---- */
 
+/* How long a status read waits for a 3PC branch's lock: well below the
+ * peers' 3 s call timeout (termination.c), so that the asker hears "busy",
+ * not silence, even when the answer itself is slow to get there (a silent
+ * peer counts as unreachable, and that can lead to an abort). */
+#define STATUS_LOCK_WAIT_MS 1000
+
+/* Lock b->mu, waiting at most ms (monotonic: a clock step must not make
+ * the wait outlast the asker's timeout). */
+static bool lock_within(branch *b, int64_t ms)
+{
+    struct timespec ts;
+    deadline_in(CLOCK_MONOTONIC, ms, &ts);
+    return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
+}
+
+/* 503 branch_busy: its lock stayed held past STATUS_LOCK_WAIT_MS. */
+static void res_busy(op_result *out, const branch *b)
+{
+    res_err(out, 503, "branch_busy", NULL,
+            "branch %s is busy (a PreCommit or a finish in progress); ask again", b->branch_gid);
+}
+
+/* How long a commit or rollback waits for its branch's lock. The holder
+ * may be a COMMIT/ROLLBACK PREPARED that PostgreSQL keeps waiting (on a
+ * synchronous standby that is gone, on a stalled disk): there is no bound
+ * on those, as there is none on PostgreSQL's own commit. Without this one,
+ * every re-send of the coordinator (one per resolver round) would park one
+ * more agent thread behind that lock, for as long as the stall lasts. After
+ * it: 503 branch_busy, which the coordinator takes as "not acknowledged"
+ * and re-sends later (agent.c). Below the coordinator's default
+ * --agent-timeout-ms (10 s), so that it reads "busy", not a timeout. */
+#define FINISH_LOCK_WAIT_MS 5000
+
 void op_commit(agent *ag, const char *gid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid, out);
-    if (!b)
+    branch *b = branch_get(ag->table, gid, true);
+    if (!b) {
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
         return;
+    }
+    if (!lock_within(b, FINISH_LOCK_WAIT_MS)) {
+        txlog_warn(b->gid, ag->name, "commit: the branch stayed busy %d ms (a COMMIT PREPARED "
+                   "still waiting in PostgreSQL?): answering busy", FINISH_LOCK_WAIT_MS);
+        res_busy(out, b);
+        branch_put(ag->table, b);
+        return;
+    }
+    touch(b);
     if (!threepc_verify(ag, b, &ctx)) {
         res_infra(out, &ctx, "commit");
         unlock_branch(ag, b);
@@ -962,7 +1005,14 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
             txlog_info(b->gid, ag->name, "rollback: cancelling the running statement");
             branch_cancel_running(b);
         }
-        pthread_mutex_lock(&b->mu);
+        if (!lock_within(b, FINISH_LOCK_WAIT_MS)) {
+            txlog_warn(b->gid, ag->name, "rollback: the branch stayed busy %d ms (a ROLLBACK "
+                       "PREPARED still waiting in PostgreSQL?): answering busy",
+                       FINISH_LOCK_WAIT_MS);
+            res_busy(out, b);
+            branch_put(ag->table, b);
+            return;
+        }
     }
     touch(b);
     if (!threepc_verify(ag, b, &ctx)) {
@@ -1098,28 +1148,6 @@ static json_t *branch_json_of(branch *b, branch_state s)
     if (s == BS_COMMITTED && b->vote == VOTE_READ_ONLY)
         json_object_set_new(o, "read_only", json_true());
     return o;
-}
-
-/* How long a status read waits for a 3PC branch's lock: well below the
- * peers' 3 s call timeout (termination.c), so that the asker hears "busy",
- * not silence, even when the answer itself is slow to get there (a silent
- * peer counts as unreachable, and that can lead to an abort). */
-#define STATUS_LOCK_WAIT_MS 1000
-
-/* Lock b->mu, waiting at most ms (monotonic: a clock step must not make
- * the wait outlast the asker's timeout). */
-static bool lock_within(branch *b, int64_t ms)
-{
-    struct timespec ts;
-    deadline_in(CLOCK_MONOTONIC, ms, &ts);
-    return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
-}
-
-/* 503 branch_busy: its lock stayed held past STATUS_LOCK_WAIT_MS. */
-static void res_busy(op_result *out, const branch *b)
-{
-    res_err(out, 503, "branch_busy", NULL,
-            "branch %s is busy (a PreCommit or a finish in progress); ask again", b->branch_gid);
 }
 
 /* GET /v1/branches/{gid}. Peers' terminations and the coordinator's 3PC
@@ -1321,9 +1349,18 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
 {
     const char *outcome = commit ? "committed" : "aborted";
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid, NULL);
+    branch *b = branch_get(ag->table, gid, true);
     if (!b)
         return false;
+    /* The sweep is one thread: a branch held by a finish PostgreSQL keeps
+     * waiting must not stop it for every other one (FINISH_LOCK_WAIT_MS). */
+    if (!lock_within(b, FINISH_LOCK_WAIT_MS)) {
+        txlog_warn(b->gid, ag->name, "sweep: the branch stayed busy %d ms (a finish still "
+                   "waiting in PostgreSQL?): left for the next sweep", FINISH_LOCK_WAIT_MS);
+        branch_put(ag->table, b);
+        return false;
+    }
+    touch(b);
     bool done;
     branch_state s = branch_state_get(b);
     if (s == BS_UNKNOWN || s == BS_PREPARED) {

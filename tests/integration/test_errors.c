@@ -547,6 +547,70 @@ START_TEST(database_down_behind_its_agent)
 }
 END_TEST
 
+/* The last_error of participant's branch of gid in the in-doubt view
+ * (copied into buf; "" when none). */
+static void branch_last_error(const char *gid, const char *participant, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    h_resp r = h_get("/v1/transactions?state=in-doubt");
+    size_t i, j;
+    json_t *t, *b;
+    json_array_foreach(json_object_get(r.json, "transactions"), i, t) {
+        if (strcmp(h_str(t, "gid"), gid) != 0)
+            continue;
+        json_array_foreach(json_object_get(t, "branches"), j, b) {
+            if (strcmp(h_str(b, "participant"), participant) == 0)
+                snprintf(buf, size, "%s", h_str(b, "last_error"));
+        }
+    }
+    h_resp_clear(&r);
+}
+
+/* A COMMIT PREPARED that PostgreSQL keeps waiting: pg3 gets a synchronous
+ * standby that does not exist after its branch prepared (the branch set
+ * synchronous_commit = local for itself, so its PREPARE did not wait). The
+ * decision is durable, so the client hears committed; pg3's COMMIT
+ * PREPARED waits, holding its branch. The coordinator's re-sends must hear
+ * 503 branch_busy from the agent within its call timeout, not park one more
+ * agent thread each behind that branch (they used to: every re-send ended
+ * in the coordinator's timeout). Once the standby setting is gone, the
+ * waiting COMMIT PREPARED returns and the next re-send finishes the
+ * transaction. */
+START_TEST(commit_prepared_held_by_postgresql)
+{
+    ck_assert_int_eq(h_cluster("stop", "coordinator", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "coordinator", "--", "--agent-timeout-ms", "7000", NULL), 0);
+    h_set_balance(1, 1831, 10);
+    h_set_balance(3, 1833, 10);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1831", NULL);
+    h_stmt_ok(gid, "pg3", "SET LOCAL synchronous_commit = local", NULL);
+    h_stmt_ok(gid, "pg3", "UPDATE accounts SET balance = balance + 1 WHERE id = 1833", NULL);
+    h_sql(3, "ALTER SYSTEM SET synchronous_standby_names = 'txcoord_no_such_standby'");
+    h_sql(3, "SELECT pg_reload_conf()");
+    h_resp cm = h_commit(gid); /* returns after pg3's first COMMIT times out (7 s) */
+    char last[512] = "";
+    for (int k = 0; k < 300 && !strstr(last, "branch_busy"); k++) {
+        sleep_ms(100, NULL);
+        branch_last_error(gid, "pg3", last, sizeof(last));
+    }
+    h_sql(3, "ALTER SYSTEM RESET synchronous_standby_names");
+    h_sql(3, "SELECT pg_reload_conf()");
+    H_EXPECT(cm, 200, "commit with pg3's COMMIT PREPARED held");
+    ck_assert_str_eq(h_str(cm.json, "outcome"), "committed");
+    h_resp_clear(&cm);
+    ck_assert_msg(strstr(last, "branch_busy"), "pg3's re-sent COMMITs never heard busy; last "
+                  "error: %s", last);
+    bool committed = false; /* the resolver's backoff may have grown to ~13 s by now */
+    for (int k = 0; k < 4 && !committed; k++)
+        committed = reaches_state(gid, "committed");
+    ck_assert_msg(committed, "%s: never committed once the standby setting was gone", gid);
+    ck_assert_int_eq(h_balance(1, 1831), 11);
+    ck_assert_int_eq(h_balance(3, 1833), 11);
+    free(gid);
+}
+END_TEST
+
 /* A participant whose URL is no agent (here: the coordinator itself, 404
  * for every agent path). Nothing can run there, so: a statement is 502
  * agent_error; a rollback, a timeout or an aborted commit ends the
@@ -659,6 +723,7 @@ TCase *tc_errors(void)
     tcase_add_test(tc, participant_that_is_no_agent);
     tcase_add_test(tc, too_many_unfinished_transactions);
     tcase_add_test(tc, database_down_behind_its_agent);
+    tcase_add_test(tc, commit_prepared_held_by_postgresql);
     tcase_add_test(tc, prepare_bounded_by_branch_timeout);
     return tc;
 }
