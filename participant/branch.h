@@ -90,7 +90,8 @@ typedef struct branch {
     PGcancel *cancel;              /* for conn, while active; owned */
     pg_backend_id backend;         /* conn's backend, read when taken (to fence it once
                                     * lost: libpq forgets the pid of a lost connection) */
-    branch_vote vote;              /* what prepare answered (re-sends answer the same) */
+    _Atomic branch_vote vote;      /* what prepare answered (re-sends answer the same);
+                                    * atomic: status reads look at it without b->mu */
     bool maybe_prepared;           /* the connection died during PREPARE TRANSACTION */
     bool prepared_in_batch;        /* run_batch's pipeline ended with this branch's PREPARE
                                     * (tag checked): fn_prepare has nothing left to send */
@@ -106,7 +107,9 @@ typedef struct branch {
 #define BRANCH_RESET_ROLE_SQL "SET LOCAL role TO DEFAULT"
     bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */
     char xid[24];                  /* xid8 of the prepared transaction ("" unknown) */
-    tp_branch *tp;                 /* 3PC state (threepc.h), NULL for 2PC; owned, set once */
+    _Atomic(tp_branch *) tp;       /* 3PC state (threepc.h), NULL for 2PC; owned, set once
+                                    * under b->mu after it is built; atomic: status reads,
+                                    * and the sweep (threepc_owns), look without b->mu */
     char reason[256];              /* why it failed / voted no */
     char sqlstate[6];              /* SQLSTATE of that failure, "" if none */
     int64_t created_ms;
@@ -189,8 +192,9 @@ size_t branch_fsm_rows_matching(branch_state from, branch_event ev);
 metric_gauge *branch_waiting_gauge(agent_metrics *m, branch_state s);
 
 /* Without b->mu: cancel the statement running on the branch, if any (a
- * rollback must not wait behind a statement stuck on a lock). */
-void branch_cancel_running(branch *b);
+ * rollback must not wait behind a statement stuck on a lock). false when
+ * the cancel request could not be sent (logged). */
+bool branch_cancel_running(branch *b);
 
 /* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx
  * filled). xid (size >= 24, may be NULL) gets its xid8 in decimal when found. */

@@ -109,13 +109,17 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
         (void)pool_fence_backend(ctx->ag->pool, &backend, false, b->gid);
 }
 
-void branch_cancel_running(branch *b)
+bool branch_cancel_running(branch *b)
 {
     char err[256];
+    bool sent = true;
     pthread_mutex_lock(&b->cancel_mu);
-    if (b->cancel && !PQcancel(b->cancel, err, sizeof(err)))
+    if (b->cancel && !PQcancel(b->cancel, err, sizeof(err))) {
         log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
+        sent = false;
+    }
     pthread_mutex_unlock(&b->cancel_mu);
+    return sent;
 }
 
 /* ---- fns ---- */

@@ -1434,7 +1434,15 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
         return;
     if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, 0))
         return; /* the batch ended, or another batch began, meanwhile */
-    branch_cancel_running(b); /* first: the batch may end any moment now */
+    /* first: the batch may end any moment now */
+    if (!branch_cancel_running(b)) {
+        /* Not sent (PostgreSQL unreachable for the cancel connection): try
+         * again in BATCH_GRACE_MS, unless the batch ended or another one
+         * began meanwhile (each stores its own bound, or 0 at its end). */
+        int64_t zero = 0;
+        (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &zero, now + BATCH_GRACE_MS);
+        return;
+    }
     txlog_warn(b->gid, ag->name, "a statement batch (or the PREPARE or COMMIT that ends the "
                "branch) ran %lld ms past its bound (its statement_timeout, lifted by a "
                "statement?): cancelled it",
