@@ -61,6 +61,18 @@ static void copy_trimmed(char *dst, size_t n, const char *s)
         dst[--len] = '\0';
 }
 
+/* Server notices (NOTICE, WARNING, INFO: a client's RAISE NOTICE, or
+ * PostgreSQL's own "there is no transaction in progress") would go to
+ * stderr through libpq's default processor as they come: without the log
+ * format, any number of lines, text a client chose (a forged log line,
+ * say). Logged at debug instead: one line each (log.c replaces CR/LF), cut
+ * at 300 bytes, nothing at all at the usual info level. */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("PostgreSQL notice: %.300s", message ? message : "");
+}
+
 PGconn *pg_connect(const char *conninfo, const char *participant)
 {
     return pg_connect_as(conninfo, participant, NULL);
@@ -95,6 +107,7 @@ PGconn *pg_connect_as(const char *conninfo, const char *participant, const char 
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, pg_notice, NULL);
     return c;
 }
 

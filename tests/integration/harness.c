@@ -177,6 +177,18 @@ static void dump_tail(const char *path, int lines)
     free(buf);
 }
 
+bool h_log_contains(const char *name, const char *needle)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s.log", g_dir, name);
+    size_t len;
+    char *buf = read_file(path, &len);
+    ck_assert_msg(buf != NULL, "cannot read %s", path);
+    bool found = strstr(buf, needle) != NULL;
+    free(buf);
+    return found;
+}
+
 /* True if the daemon log holds a sanitizer report. */
 static bool log_has_sanitizer_report(const char *path)
 {

@@ -547,6 +547,27 @@ START_TEST(database_down_behind_its_agent)
 }
 END_TEST
 
+/* What a client's statement makes PostgreSQL say (RAISE NOTICE, WARNING)
+ * never reaches the agent's log as it is: libpq's default notice processor
+ * wrote it raw to stderr, so a client could write any lines it liked there
+ * (a forged log line), as many as it liked. */
+START_TEST(client_notices_stay_out_of_the_log)
+{
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1",
+              "DO $$BEGIN RAISE NOTICE 'txcoord-notice-%', 1; "
+              "RAISE WARNING E'txcoord-warning-%\\n2026-01-01T00:00:00.000Z txagent[1] ERROR forged', 2; END$$",
+              NULL);
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 200, "commit");
+    h_resp_clear(&r);
+    ck_assert_msg(!h_log_contains("agent1", "txcoord-notice-1"), "a client's NOTICE is in agent1.log");
+    ck_assert_msg(!h_log_contains("agent1", "txcoord-warning-2"), "a client's WARNING is in agent1.log");
+    ck_assert_msg(!h_log_contains("agent1", "ERROR forged"), "a forged line is in agent1.log");
+    free(gid);
+}
+END_TEST
+
 /* The last_error of participant's branch of gid in the in-doubt view
  * (copied into buf; "" when none). */
 static void branch_last_error(const char *gid, const char *participant, char *buf, size_t size)
@@ -724,6 +745,7 @@ TCase *tc_errors(void)
     tcase_add_test(tc, too_many_unfinished_transactions);
     tcase_add_test(tc, database_down_behind_its_agent);
     tcase_add_test(tc, commit_prepared_held_by_postgresql);
+    tcase_add_test(tc, client_notices_stay_out_of_the_log);
     tcase_add_test(tc, prepare_bounded_by_branch_timeout);
     return tc;
 }
