@@ -320,9 +320,22 @@ static bool side_judge(side *s, bool decided_commit)
         }
         break;
     case Q_COMMIT_PREPARED:
+        /* Sent once, right after this transfer's own PREPARE: 42704 here
+         * means something else finished the branch (another run's cleanup
+         * on the same database), so the transfer is not counted as
+         * committed: an error, like any failed COMMIT PREPARED. (Leftovers
+         * re-sent after a failure take 42704 as done: side_resolve_pending.) */
+        if (!good && state && strcmp(state, "42704") == 0) {
+            s->prepared = false; /* nothing left to finish */
+            side_set_err(s, "%s: COMMIT PREPARED found no such prepared transaction (42704): "
+                         "another run on the same database?", s->label);
+        }
+        if (good)
+            s->prepared = false;
+        break;
     case Q_ROLLBACK_PREPARED:
         if (!good && state && strcmp(state, "42704") == 0)
-            good = true; /* already finished */
+            good = true; /* gone already: an abort either way */
         if (good)
             s->prepared = false;
         break;

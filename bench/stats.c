@@ -174,18 +174,23 @@ void phase_result_median(phase_result *out, const phase_result *rounds, int n)
     double *cpu = xcalloc((size_t)n, sizeof(double));
     double *own = xcalloc((size_t)n, sizeof(double));
     double *mn = xcalloc((size_t)n, sizeof(double));
-    int m = 0;
+    int m = 0, ml = 0;
     for (int i = 0; i < n; i++) {
         const phase_result *r = &rounds[i];
         if (!r->valid)
             continue;
         cpu[m] = r->cpu_busy_pct;
         own[m] = r->bench_us_per_txn;
-        mn[m] = r->min_ms;
         tps[m] = r->tps;
-        p50[m] = r->p50_ms;
-        p99[m] = r->p99_ms;
         m++;
+        /* latencies only of rounds that committed something: one that
+         * committed nothing has none (its percentiles read 0) */
+        if (r->committed > 0) {
+            mn[ml] = r->min_ms;
+            p50[ml] = r->p50_ms;
+            p99[ml] = r->p99_ms;
+            ml++;
+        }
         out->clients = r->clients;
         out->committed += r->committed;
         out->aborted += r->aborted;
@@ -196,11 +201,11 @@ void phase_result_median(phase_result *out, const phase_result *rounds, int n)
     }
     if (m > 0) {
         out->tps = stats_median(tps, m);
-        out->p50_ms = stats_median(p50, m);
-        out->p99_ms = stats_median(p99, m);
+        out->p50_ms = ml ? stats_median(p50, ml) : 0;
+        out->p99_ms = ml ? stats_median(p99, ml) : 0;
         out->cpu_busy_pct = stats_median(cpu, m);
         out->bench_us_per_txn = stats_median(own, m);
-        out->min_ms = stats_median(mn, m);
+        out->min_ms = ml ? stats_median(mn, ml) : 0;
         out->valid = true;
     }
     free(cpu);
