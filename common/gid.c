@@ -152,3 +152,12 @@ bool branch_gid_parse(const char *bgid, char *gid_out, char *participant_out)
         snprintf(participant_out, PARTICIPANT_MAX_LEN + 1, "%s", p);
     return true;
 }
+
+bool xid8_text_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > XID8_TEXT_MAX || strspn(s, "0123456789") != n)
+        return false;
+    /* 20 digits may pass 2^64 - 1 = 18446744073709551615: compare as text */
+    return n < XID8_TEXT_MAX || strcmp(s, "18446744073709551615") <= 0;
+}

@@ -181,7 +181,12 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
                             "cannot send %s: participant is not configured (--participant)", verb);
             continue;
         }
-        agent_call_init(&calls[n], b->p, t->gid, verb, NULL, (long)g_coord.agent_timeout_ms);
+        json_t *body = NULL;
+        pthread_mutex_lock(&t->mu);
+        if (b->xid[0]) /* agent.h: for an agent that forgot the branch */
+            body = json_pack("{s:s}", "xid", b->xid);
+        pthread_mutex_unlock(&t->mu);
+        agent_call_init(&calls[n], b->p, t->gid, verb, body, (long)g_coord.agent_timeout_ms);
         bidx[n++] = i;
     }
     return n;

@@ -420,8 +420,11 @@ static bool log_decision(txn *t, uint8_t type, int64_t *at_ms)
         const branch *b = &t->branches[i];
         if (!branch_is_prepared(b->state))
             continue;
-        json_array_append_new(brs, json_pack("{s:s, s:s}", "participant", b->participant,
-                                             "branch_gid", b->branch_gid));
+        json_t *bo = json_pack("{s:s, s:s}", "participant", b->participant, "branch_gid",
+                               b->branch_gid);
+        if (b->xid[0])
+            json_object_set_new(bo, "xid", json_string(b->xid));
+        json_array_append_new(brs, bo);
     }
     pthread_mutex_unlock(&t->mu);
     json_t *rec = json_pack("{s:s, s:s, s:o, s:I}", "gid", t->gid, "protocol",

@@ -257,7 +257,8 @@ static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_prot
     json_array_foreach(branches, i, b) {
         const char *name = json_string_value(json_object_get(b, "participant"));
         const char *bgid = json_string_value(json_object_get(b, "branch_gid"));
-        if (!name || !bgid || !txn_restore_branch(t, name, bgid))
+        const char *xid = json_string_value(json_object_get(b, "xid")); /* may be absent */
+        if (!name || !bgid || !txn_restore_branch(t, name, bgid, xid))
             txlog_error(gid, name, "decision record has a malformed branch; skipped");
     }
     if (kind == DLOG_COMMIT)

@@ -53,6 +53,7 @@ typedef struct {
     txn_protocol protos[16];
     char first_participant[16][PARTICIPANT_MAX_LEN + 1];
     char first_branch_gid[16][BRANCH_GID_MAX_LEN + 1];
+    char first_xid[16][XID8_TEXT_MAX + 1];
     threepc_settings tps[16];
 } recovered;
 
@@ -73,6 +74,8 @@ static void on_unfinished(const char *gid, dlog_pending_kind kind, txn_protocol 
         const char *bg = json_string_value(json_object_get(b0, "branch_gid"));
         snprintf(r->first_participant[r->n], sizeof(r->first_participant[0]), "%s", pn ? pn : "");
         snprintf(r->first_branch_gid[r->n], sizeof(r->first_branch_gid[0]), "%s", bg ? bg : "");
+        const char *x = json_string_value(json_object_get(b0, "xid"));
+        snprintf(r->first_xid[r->n], sizeof(r->first_xid[0]), "%s", x ? x : "");
     }
     r->n++;
 }
@@ -710,6 +713,7 @@ START_TEST(test_3pc_commit_path_records)
     recovered r = reopen(1 << 20);
     txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
     ck_assert(txn_fsm_advance(t, EV_COMMIT, "commit requested"));
+    snprintf(t->branches[0].xid, sizeof(t->branches[0].xid), "%s", "90210"); /* its yes vote's */
     ck_assert(txn_fsm_advance(t, EV_VOTES_YES_3PC, "2 yes"));
     ck_assert_int_eq(txn_state_get(t), TXN_PRECOMMITTING);
     ck_assert(t->precommit_logged);
@@ -728,6 +732,7 @@ START_TEST(test_3pc_commit_path_records)
     char bgid[BRANCH_GID_MAX_LEN + 1];
     ck_assert(branch_gid_make(bgid, sizeof(bgid), t->gid, "pg1"));
     ck_assert_str_eq(r.first_branch_gid[0], bgid);
+    ck_assert_str_eq(r.first_xid[0], "90210"); /* kept for the DoCommit after a restart */
     ck_assert(!dlog_is_committed(t->gid));
 
     /* One pre-commit acknowledged, one not: both are in the 'C'. */
@@ -1186,7 +1191,7 @@ START_TEST(test_heuristic_resolve)
      * up and the transaction ends */
     txn *g = txn_restore("0badc0de-9-7", PROTO_2PC, TXN_COMMITTING, false, wall_ms(), NULL, 1);
     ck_assert_ptr_nonnull(g);
-    ck_assert(txn_restore_branch(g, "ghost", "txc:0badc0de-9-7:ghost"));
+    ck_assert(txn_restore_branch(g, "ghost", "txc:0badc0de-9-7:ghost", NULL));
     ck_assert_ptr_null(g->branches[0].p);
     ck_assert_uint_eq(heuristic_resolve(g->gid, true, &body), 200);
     ck_assert(json_is_true(json_object_get(body, "recorded")));
@@ -1391,7 +1396,19 @@ START_TEST(test_delivery_records_mixed_outcome)
     httpc_call calls[2];
     size_t bidx[2];
     memset(calls, 0, sizeof(calls));
+    pthread_mutex_lock(&t->mu);
+    snprintf(t->branches[0].xid, sizeof(t->branches[0].xid), "%s", "7421");
+    pthread_mutex_unlock(&t->mu);
     ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 2);
+    /* the xid of the yes vote goes back with the outcome (for an agent that
+     * forgot the branch); a branch without one sends none */
+    for (size_t i = 0; i < 2; i++) {
+        const char *x = json_string_value(json_object_get(calls[i].body, "xid"));
+        if (bidx[i] == 0)
+            ck_assert_msg(x && strcmp(x, "7421") == 0, "no xid in the DoCommit body");
+        else
+            ck_assert_ptr_null(x);
+    }
     calls[0].status = 409;
     calls[0].response = json_pack("{s:{s:s, s:s, s:s}}", "error", "code", "wrong_state",
                                   "message", "cannot commit: branch is aborted", "state",

@@ -178,6 +178,12 @@ bool commit_prepare_all(txn *t, json_t *const *stmts, json_t *body_extra, long t
         if (vote && strcmp(vote, "yes") == 0) {
             bs = BR_PREPARED;
             nyes++;
+            const char *xid = json_string_value(json_object_get(c->response, "xid"));
+            if (xid && xid8_text_valid(xid)) {
+                pthread_mutex_lock(&t->mu);
+                snprintf(b->xid, sizeof(b->xid), "%s", xid);
+                pthread_mutex_unlock(&t->mu);
+            }
             int64_t timer_us = vote_timer_start_us(c);
             if (first_yes == 0 || timer_us < first_yes)
                 first_yes = timer_us;

@@ -254,7 +254,8 @@ txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heur
     return t;
 }
 
-bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid)
+bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid,
+                        const char *xid)
 {
     if (t->nbranches >= t->maxbranches || !participant_name_valid(participant_name) ||
         strlen(branch_gid) > BRANCH_GID_MAX_LEN) {
@@ -264,6 +265,8 @@ bool txn_restore_branch(txn *t, const char *participant_name, const char *branch
     branch *b = &t->branches[t->nbranches];
     snprintf(b->participant, sizeof(b->participant), "%s", participant_name);
     snprintf(b->branch_gid, sizeof(b->branch_gid), "%s", branch_gid);
+    if (xid && xid8_text_valid(xid))
+        snprintf(b->xid, sizeof(b->xid), "%s", xid);
     b->p = participant_find(participant_name);
     b->state = BR_PREPARED;
     pthread_mutex_lock(&t->mu);

@@ -63,6 +63,10 @@ typedef struct {
     char participant[PARTICIPANT_MAX_LEN + 1];
     const participant *p; /* borrowed from the participant table; NULL if not configured */
     char branch_gid[BRANCH_GID_MAX_LEN + 1];
+    char xid[XID8_TEXT_MAX + 1]; /* the xid8 its yes vote gave ("" if none), kept in the
+                           * decision record and sent back with COMMIT/ROLLBACK (an
+                           * agent that forgot the branch checks a 42704 against
+                           * it); txn->mu */
     branch_state state;   /* guarded by txn->mu */
     int attempts;         /* phase-2 / recovery calls made to it; guarded by txn->mu */
     char *last_error;     /* why the last such call failed (owned), NULL if none; txn->mu */
@@ -134,7 +138,9 @@ txn *txn_create_locked(txn_protocol proto, int64_t timeout_ms, const threepc_set
  * table. Returns a reference. Add its branches with txn_restore_branch. */
 txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heuristic,
                  int64_t decided_wall_ms, const threepc_settings *tps, size_t nbranches);
-bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid) MUSTCHECK;
+/* xid: the branch's xid8 from the decision record, NULL or "" if none. */
+bool txn_restore_branch(txn *t, const char *participant_name, const char *branch_gid,
+                        const char *xid) MUSTCHECK;
 
 /* Reference or NULL. */
 txn *txn_lookup(const char *gid);

@@ -298,8 +298,33 @@ static void h_precommit(http_request *req, void *app)
     op_precommit(ag, gid, from && strcmp(from, "peer") == 0, &res);
     reply(req, &res);
 }
-static void h_commit(http_request *req, void *app) { run_gid_op(req, app, op_commit); }
-static void h_rollback(http_request *req, void *app) { run_gid_op(req, app, op_rollback); }
+/* commit and rollback: an optional "xid" (ops.h), digits only. */
+static void run_finish(http_request *req, void *app, bool commit)
+{
+    agent *ag = app;
+    const char *gid, *xid = NULL;
+    json_t *body;
+    char err[JSON_ERR_LEN];
+    if (!post_prelude(req, ag, &gid, &body))
+        return;
+    if (!json_field_string(body, "xid", false, &xid, err, sizeof(err))) {
+        http_reply_error(req, 400, "invalid_field", "%s", err);
+        return;
+    }
+    if (xid && !xid8_text_valid(xid)) {
+        http_reply_error(req, 400, "invalid_field", "xid: not an xid8 (1 to 20 digits)");
+        return;
+    }
+    op_result res = {0};
+    if (commit)
+        op_commit(ag, gid, xid, &res);
+    else
+        op_rollback(ag, gid, xid, &res);
+    reply(req, &res);
+}
+
+static void h_commit(http_request *req, void *app) { run_finish(req, app, true); }
+static void h_rollback(http_request *req, void *app) { run_finish(req, app, false); }
 static void h_cancel(http_request *req, void *app) { run_gid_op(req, app, op_cancel); }
 
 static void h_branch(http_request *req, void *app)

@@ -177,7 +177,15 @@ static bool fn_release(branch *b, fsm_ctx *ctx)
 }
 
 /* COMMIT/ROLLBACK PREPARED with retries on "busy". 42704 (no such prepared
- * transaction) counts as done, and sets *gone when gone is not NULL. */
+ * transaction) sets *gone when gone is not NULL (the caller finds out how it
+ * ended); otherwise it counts as done, unless the branch's xid is known
+ * (b->xid: asked by its statements' batch, found in pg_prepared_xacts, or
+ * handed back by the coordinator for a branch this agent forgot) and
+ * PostgreSQL says that xid ended the other way: then it fails with
+ * ctx->found_other_way, and branch_fsm_step records the outcome found (the
+ * coordinator hears 409 wrong_state, a mixed outcome it reports, instead of
+ * an acknowledgement of what did not happen: a branch finished by hand, or a
+ * 3PC branch its agent aborted on its own and forgot since). */
 static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool *gone);
 
 static bool finish_prepared(branch *b, fsm_ctx *ctx, const char *verb)
@@ -201,16 +209,40 @@ static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool
                 pg_res_clear(&r);
                 return true; /* the caller finds out how it ended */
             }
-            if (commit)
+            pg_res_clear(&r);
+            char st[16] = "";
+            if (b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, st)) {
+                if (ctx->px == PX_DB_DOWN || ctx->px == PX_EXHAUSTED)
+                    return false; /* asked again with the next message */
+                txlog_warn(b->gid, ctx->ag->name, "%s: cannot read the status of xid %s: %s",
+                           verb, b->xid, ctx->message);
+                st[0] = '\0';
+            }
+            bool ended_commit = strcmp(st, "committed") == 0;
+            if (strcmp(st, "committed") == 0 || strcmp(st, "aborted") == 0) {
+                if (ended_commit != commit) {
+                    ctx_fail(ctx, PX_SQL_ERROR, "42704", "");
+                    snprintf(ctx->message, sizeof(ctx->message),
+                             "%s: branch %s is not prepared any more and PostgreSQL says xid %s "
+                             "%s",
+                             verb, b->branch_gid, b->xid, st);
+                    ctx->found_other_way = true;
+                    ctx->found_committed = ended_commit;
+                    return false;
+                }
+                txlog_info(b->gid, ctx->ag->name,
+                           "%s: branch %s not found (42704): PostgreSQL says xid %s %s: done",
+                           verb, b->branch_gid, b->xid, st);
+            } else if (commit) {
                 txlog_warn(b->gid, ctx->ag->name,
                            "COMMIT PREPARED: branch %s not found (42704): already finished, "
-                           "answering committed",
-                           b->branch_gid);
-            else
+                           "answering committed%s",
+                           b->branch_gid, b->xid[0] ? "" : " (its xid is not known here)");
+            } else {
                 txlog_info(b->gid, ctx->ag->name,
                            "ROLLBACK PREPARED: branch %s not found (42704): nothing to roll back",
                            b->branch_gid);
-            pg_res_clear(&r);
+            }
             return true;
         }
         /* 55000 from COMMIT/ROLLBACK PREPARED is only "prepared transaction
@@ -453,6 +485,10 @@ static const fsm_row fsm_rows[] = {
     {BS_UNKNOWN, BS_ABORTED, EV_VOTE_NO, fn_none, false},
     {BS_UNKNOWN, BS_COMMITTED, EV_COMMIT, fn_commit_prepared, false},
     {BS_UNKNOWN, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared, false},
+    /* finish_prepared found it ended the other way (a forgotten branch whose
+     * xid the coordinator handed back) */
+    {BS_UNKNOWN, BS_COMMITTED, EV_FOUND_COMMITTED, fn_none, false},
+    {BS_UNKNOWN, BS_ABORTED, EV_FOUND_ABORTED, fn_none, false},
 
     {BS_ACTIVE, BS_PREPARED, EV_PREPARE, fn_prepare, true},
     {BS_ACTIVE, BS_COMMITTED, EV_READ_ONLY, fn_commit_local, true},
@@ -472,6 +508,9 @@ static const fsm_row fsm_rows[] = {
     {BS_PREPARED, BS_COMMITTED, EV_COMMIT, fn_commit_prepared, true},
     {BS_PREPARED, BS_ABORTED, EV_ROLLBACK, fn_rollback_prepared, false},
     {BS_PREPARED, BS_UNCERTAIN, EV_RECORD, fn_record_uncertain, true},
+    /* finish_prepared found it ended the other way (finished by hand) */
+    {BS_PREPARED, BS_COMMITTED, EV_FOUND_COMMITTED, fn_none, false},
+    {BS_PREPARED, BS_ABORTED, EV_FOUND_ABORTED, fn_none, false},
 
     {BS_UNCERTAIN, BS_PRECOMMITTED, EV_PRECOMMIT, fn_record_precommit, true},
     {BS_UNCERTAIN, BS_COMMITTED, EV_COMMIT, fn_commit_3pc, false},
@@ -583,7 +622,7 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
             if (branch_fsm_step(b, ctx->found_committed ? EV_FOUND_COMMITTED : EV_FOUND_ABORTED,
                                 why, &found))
                 txlog_error(b->gid, ctx->ag->name,
-                            "3pc: asked to %s a branch that had already %s: answered as it is",
+                            "asked to %s a branch that had already %s: answered as it is",
                             ev == EV_COMMIT ? "commit" : "roll back",
                             ctx->found_committed ? "committed" : "aborted");
         }

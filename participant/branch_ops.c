@@ -663,6 +663,12 @@ static void res_vote(agent *ag, op_result *out, branch *b, branch_vote vote)
             json_object_set_new(body, "sqlstate", json_string(b->sqlstate));
         counter_inc(&ag->metrics.vote_no);
     } else if (vote == VOTE_YES) {
+        /* Kept by the coordinator and sent back with the outcome: should
+         * this agent forget the branch (or restart without a record of it)
+         * before that, a 42704 is checked against PostgreSQL's word on the
+         * xid instead of taken as done (ops.h, op_commit). */
+        if (b->xid[0])
+            json_object_set_new(body, "xid", json_string(b->xid));
         counter_inc(&ag->metrics.vote_yes);
     } else {
         counter_inc(&ag->metrics.vote_read_only);
@@ -943,7 +949,15 @@ static void res_busy(op_result *out, const branch *b)
  * --agent-timeout-ms (10 s), so that it reads "busy", not a timeout. */
 #define FINISH_LOCK_WAIT_MS 5000
 
-void op_commit(agent *ag, const char *gid, op_result *out)
+/* The coordinator's copy of the branch's xid, for a branch that has none
+ * (forgotten, or never asked): finish_prepared checks a 42704 against it. */
+static void adopt_xid(branch *b, const char *xid)
+{
+    if (xid && *xid && !b->xid[0])
+        snprintf(b->xid, sizeof(b->xid), "%s", xid);
+}
+
+void op_commit(agent *ag, const char *gid, const char *xid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
     branch *b = branch_get(ag->table, gid, true);
@@ -959,6 +973,7 @@ void op_commit(agent *ag, const char *gid, op_result *out)
         return;
     }
     touch(b);
+    adopt_xid(b, xid);
     if (!threepc_verify(ag, b, &ctx)) {
         res_infra(out, &ctx, "commit");
         unlock_branch(ag, b);
@@ -970,7 +985,7 @@ void op_commit(agent *ag, const char *gid, op_result *out)
     case BS_UNCERTAIN:
     case BS_PRECOMMITTED:
         if (!branch_fsm_step(b, EV_COMMIT, "commit", &ctx)) {
-            if (ctx.found_other_way) /* 3PC: it had aborted (branch_fsm.c, finish_3pc) */
+            if (ctx.found_other_way) /* it had aborted (branch_fsm.c, finish_prepared) */
                 res_wrong_state(out, b, "commit");
             else
                 res_infra(out, &ctx, "COMMIT PREPARED failed");
@@ -990,7 +1005,7 @@ void op_commit(agent *ag, const char *gid, op_result *out)
     unlock_branch(ag, b);
 }
 
-void op_rollback(agent *ag, const char *gid, op_result *out)
+void op_rollback(agent *ag, const char *gid, const char *xid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
     branch *b = branch_get(ag->table, gid, true);
@@ -1015,6 +1030,7 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
         }
     }
     touch(b);
+    adopt_xid(b, xid);
     if (!threepc_verify(ag, b, &ctx)) {
         res_infra(out, &ctx, "rollback");
         unlock_branch(ag, b);
@@ -1027,7 +1043,7 @@ void op_rollback(agent *ag, const char *gid, op_result *out)
     case BS_FAILED:
     case BS_UNCERTAIN:
         if (!branch_fsm_step(b, EV_ROLLBACK, "rollback", &ctx)) {
-            if (ctx.found_other_way) /* 3PC: it had committed (branch_fsm.c, finish_3pc) */
+            if (ctx.found_other_way) /* it had committed (branch_fsm.c, finish_prepared) */
                 res_wrong_state(out, b, "roll back");
             else
                 res_infra(out, &ctx, "rollback failed");

@@ -48,9 +48,14 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
 /* POST .../precommit (3PC). from_peer: sent by a peer's termination
  * ("from":"peer"), which a fenced branch takes; the coordinator's it refuses. */
 void op_precommit(agent *ag, const char *gid, bool from_peer, op_result *out);
-/* POST .../commit and .../rollback. */
-void op_commit(agent *ag, const char *gid, op_result *out);
-void op_rollback(agent *ag, const char *gid, op_result *out);
+/* POST .../commit and .../rollback. xid (NULL or "": none): the branch's
+ * xid8 as its yes vote gave it to the coordinator, for a branch this agent
+ * no longer knows the xid of (forgotten after it finished, or never asked):
+ * a COMMIT/ROLLBACK PREPARED that finds nothing prepared (42704) then asks
+ * PostgreSQL how that xid ended, and answers 409 wrong_state (state of the
+ * other outcome) if it ended the other way, instead of "done". */
+void op_commit(agent *ag, const char *gid, const char *xid, op_result *out);
+void op_rollback(agent *ag, const char *gid, const char *xid, op_result *out);
 /* POST .../cancel: cancel the statement running on an active branch, if
  * any; nothing else changes. */
 void op_cancel(agent *ag, const char *gid, op_result *out);

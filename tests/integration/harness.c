@@ -177,16 +177,23 @@ static void dump_tail(const char *path, int lines)
     free(buf);
 }
 
-bool h_log_contains(const char *name, const char *needle)
+bool h_file_contains(const char *rel, const char *needle)
 {
     char path[256];
-    snprintf(path, sizeof(path), "%s/%s.log", g_dir, name);
+    snprintf(path, sizeof(path), "%s/%s", g_dir, rel);
     size_t len;
     char *buf = read_file(path, &len);
     ck_assert_msg(buf != NULL, "cannot read %s", path);
-    bool found = strstr(buf, needle) != NULL;
+    bool found = memmem(buf, len, needle, strlen(needle)) != NULL; /* binary files too */
     free(buf);
     return found;
+}
+
+bool h_log_contains(const char *name, const char *needle)
+{
+    char rel[128];
+    snprintf(rel, sizeof(rel), "%s.log", name);
+    return h_file_contains(rel, needle);
 }
 
 /* True if the daemon log holds a sanitizer report. */

@@ -261,6 +261,10 @@ START_TEST(one_shot_3pc_slow_statements_commit)
     h_resp_clear(&r);
     ck_assert_int_eq(h_balance(1, 451), 990);
     ck_assert_int_eq(h_balance(2, 452), 1010);
+    /* 3PC yes votes carry the branch's xid, and the decision records keep
+     * it (for a DoCommit to an agent that forgot the branch) */
+    ck_assert_msg(h_file_contains("coordinator/decisions.log", "\"xid\":\""),
+                  "no branch xid in the decision log");
 }
 END_TEST
 
@@ -1133,6 +1137,89 @@ static char *committed_credit(int id)
  * must not count it resolved (it stayed prepared, unlogged, and would be
  * committed blindly once the agent forgot the branch): it is left in doubt,
  * visible in txagent_branches_in_doubt. */
+/* Prepare branch bgid on pg1 by hand (a credit to account id), finish it by
+ * hand as commit says, and return its xid (from pg_prepared_xacts: xid8 =
+ * xid on a cluster this young); caller frees. */
+static char *prepared_then_finished_by_hand(const char *bgid, int id, bool commit)
+{
+    PGconn *c = h_pg(1);
+    char *sql = xasprintf("BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = %d; "
+                          "PREPARE TRANSACTION '%s'", id, bgid);
+    PGresult *res = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(res);
+    free(sql);
+    sql = xasprintf("SELECT transaction::text FROM pg_prepared_xacts WHERE gid = '%s'", bgid);
+    res = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s",
+                  PQerrorMessage(c));
+    char *xid = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    free(sql);
+    sql = xasprintf("%s PREPARED '%s'", commit ? "COMMIT" : "ROLLBACK", bgid);
+    res = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(res);
+    free(sql);
+    PQfinish(c);
+    return xid;
+}
+
+static h_resp agent_finish(const char *gid, const char *verb, const char *xid)
+{
+    char *url = xasprintf("%s/v1/branches/%s/%s", h_agent_url(1), gid, verb);
+    char *body = xid ? xasprintf("{\"participant\":\"pg1\",\"xid\":\"%s\"}", xid)
+                     : xstrdup("{\"participant\":\"pg1\"}");
+    h_resp r = h_http("POST", url, body, strlen(body));
+    free(url);
+    free(body);
+    return r;
+}
+
+/* An agent told to finish a branch it does not know (forgotten once
+ * finished: after 10 minutes or 10,000 finished branches; here never seen)
+ * finds nothing prepared (42704). With the branch's xid, which the
+ * coordinator keeps from the yes vote and sends back, it asks PostgreSQL how
+ * that xid ended: a COMMIT of a branch that was rolled back (a 3PC branch
+ * its agent aborted on its own, or one finished by hand) answers 409
+ * wrong_state "aborted", which the coordinator reports as the mixed outcome
+ * it is, instead of "committed". Without an xid 42704 can only mean done. */
+START_TEST(forgotten_branch_finished_against_its_xid)
+{
+    h_set_balance(1, 1861, 10);
+    char *xid = prepared_then_finished_by_hand("txc:0badc0de-1-77:pg1", 1861, false);
+    h_resp r = agent_finish("0badc0de-1-77", "commit", xid);
+    H_EXPECT(r, 409, "COMMIT with the xid of a branch rolled back by hand");
+    ck_assert_str_eq(h_err_code(&r), "wrong_state");
+    ck_assert_str_eq(h_str(json_object_get(r.json, "error"), "state"), "aborted");
+    h_resp_clear(&r);
+    free(xid);
+
+    xid = prepared_then_finished_by_hand("txc:0badc0de-1-78:pg1", 1861, true);
+    r = agent_finish("0badc0de-1-78", "commit", xid);
+    H_EXPECT(r, 200, "COMMIT with the xid of a branch committed by hand");
+    ck_assert_str_eq(h_str(r.json, "state"), "committed");
+    h_resp_clear(&r);
+    r = agent_finish("0badc0de-1-79", "rollback", xid); /* a rollback told it committed */
+    H_EXPECT(r, 409, "ROLLBACK with the xid of a committed branch");
+    ck_assert_str_eq(h_str(json_object_get(r.json, "error"), "state"), "committed");
+    h_resp_clear(&r);
+    free(xid);
+
+    xid = prepared_then_finished_by_hand("txc:0badc0de-1-80:pg1", 1861, false);
+    r = agent_finish("0badc0de-1-80", "commit", NULL); /* no xid: nothing to check */
+    H_EXPECT(r, 200, "COMMIT without an xid of a branch it never knew");
+    h_resp_clear(&r);
+    free(xid);
+
+    r = agent_finish("0badc0de-1-81", "commit", "12x");
+    H_EXPECT(r, 400, "a malformed xid");
+    ck_assert_str_eq(h_err_code(&r), "invalid_field");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1861), 11); /* the one committed by hand */
+}
+END_TEST
+
 START_TEST(committed_branch_prepared_again_is_left_in_doubt)
 {
     char *gid = committed_credit(995);
@@ -1319,5 +1406,6 @@ TCase *tc_flows(void)
     tcase_add_test(tc, get_views);
     tcase_add_test(tc, metrics_count_outcomes);
     tcase_add_test(tc, committed_branch_prepared_again_is_left_in_doubt);
+    tcase_add_test(tc, forgotten_branch_finished_against_its_xid);
     return tc;
 }

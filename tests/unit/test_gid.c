@@ -139,6 +139,23 @@ START_TEST(test_branch_gid_roundtrip)
 }
 END_TEST
 
+START_TEST(test_xid8_text)
+{
+    ck_assert(xid8_text_valid("0"));
+    ck_assert(xid8_text_valid("742"));
+    ck_assert(xid8_text_valid("18446744073709551615")); /* 2^64 - 1 */
+    ck_assert(!xid8_text_valid("18446744073709551616"));
+    ck_assert(!xid8_text_valid("99999999999999999999"));
+    ck_assert(!xid8_text_valid("123456789012345678901")); /* 21 digits */
+    ck_assert(!xid8_text_valid(""));
+    ck_assert(!xid8_text_valid(NULL));
+    ck_assert(!xid8_text_valid("-1"));
+    ck_assert(!xid8_text_valid("12a"));
+    ck_assert(!xid8_text_valid(" 12"));
+    ck_assert(!xid8_text_valid("1'; DROP"));
+}
+END_TEST
+
 START_TEST(test_branch_gid_reject)
 {
     static const char *const bad[] = {
@@ -192,6 +209,7 @@ int main(void)
     tcase_add_test(tc, test_coord_id);
     tcase_add_test(tc, test_branch_gid_roundtrip);
     tcase_add_test(tc, test_branch_gid_reject);
+    tcase_add_test(tc, test_xid8_text);
     suite_add_tcase(s, tc);
     TCase *tc2 = tcase_create("crc32c");
     tcase_add_test(tc2, test_crc32c_vector);
