@@ -407,12 +407,19 @@ static void csv_row(FILE *f, const char *mode, int clients, const char *round,
             r->tps, r->p50_ms, r->p99_ms, (unsigned long long)r->committed,
             (unsigned long long)r->aborted, (unsigned long long)r->errors, r->cpu_busy_pct,
             r->bench_us_per_txn, r->min_ms);
-    if (paired)
-        fprintf(f, "%.4f,%.3f\n", paired->ratio, paired->diff_ms);
-    else if (raw && raw->valid && raw->tps > 0)
-        fprintf(f, "%.4f,%.3f\n", r->tps / raw->tps, r->p50_ms - raw->p50_ms);
-    else
+    /* the p50 difference is empty where either mode committed nothing (no
+     * p50), as compare() leaves it out */
+    if (paired) {
+        fprintf(f, "%.4f,", paired->ratio);
+        isnan(paired->diff_ms) ? fprintf(f, "\n") : fprintf(f, "%.3f\n", paired->diff_ms);
+    } else if (raw && raw->valid && raw->tps > 0) {
+        fprintf(f, "%.4f,", r->tps / raw->tps);
+        r->committed > 0 && raw->committed > 0
+            ? fprintf(f, "%.3f\n", r->p50_ms - raw->p50_ms)
+            : fprintf(f, "\n");
+    } else {
         fprintf(f, ",\n");
+    }
 }
 
 static bool write_csv(const char *path, const int *clients, int nc, int rounds,

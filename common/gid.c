@@ -158,6 +158,12 @@ bool xid8_text_valid(const char *s)
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > XID8_TEXT_MAX || strspn(s, "0123456789") != n)
         return false;
+    /* 0, 1 and 2 are PostgreSQL's invalid, bootstrap and frozen xids, never
+     * a transaction's (pg_xact_status calls 0 aborted, 1 and 2 committed) */
+    if (n == 1 && s[0] <= '2')
+        return false;
+    if (s[0] == '0')
+        return false; /* leading zeros: not as PostgreSQL writes an xid8 */
     /* 20 digits may pass 2^64 - 1 = 18446744073709551615: compare as text */
     return n < XID8_TEXT_MAX || strcmp(s, "18446744073709551615") <= 0;
 }

@@ -43,8 +43,9 @@ bool branch_gid_make(char *buf, size_t size, const char *gid, const char *partic
  * gid_out >= GID_MAX_LEN+1, participant_out >= PARTICIPANT_MAX_LEN+1 (either may be NULL). */
 bool branch_gid_parse(const char *bgid, char *gid_out, char *participant_out) MUSTCHECK;
 
-/* A PostgreSQL xid8 as text: 1 to 20 decimal digits, at most 2^64 - 1 (what
- * agents put in a yes vote, and take back with a commit or rollback). */
+/* A PostgreSQL xid8 as text, as it writes one: 1 to 20 decimal digits, no
+ * leading zero, from 3 (0-2 are special xids, no transaction's) to 2^64 - 1
+ * (what agents put in a yes vote, and take back with a commit or rollback). */
 #define XID8_TEXT_MAX 20
 bool xid8_text_valid(const char *s);
 

@@ -493,8 +493,11 @@ static bool append_forced_json(uint8_t type, const char *gid, json_t *rec, bool 
     pthread_rwlock_rdlock(&compact_lock);
     /* An 'H' is appended and applied under unfinished_mu, as an 'E' is
      * (dlog_end): applied in file order, so that what it finds pending is
-     * what replay will find. (A rare operator's record: the wait for its
-     * fdatasync under the mutex is harmless.) */
+     * what replay will find. The price: while its fdatasync runs, whatever
+     * takes unfinished_mu waits for it (ends, decisions being applied, the
+     * agents' outcome queries), on a stalled disk as long as the disk
+     * stalls; it is a rare operator's record, and the 'C's it would hold
+     * up wait for the same disk anyway. */
     bool heur = type == REC_HEURISTIC;
     if (heur)
         pthread_mutex_lock(&unfinished_mu);

@@ -312,7 +312,7 @@ static void run_finish(http_request *req, void *app, bool commit)
         return;
     }
     if (xid && !xid8_text_valid(xid)) {
-        http_reply_error(req, 400, "invalid_field", "xid: not an xid8 (1 to 20 digits)");
+        http_reply_error(req, 400, "invalid_field", "xid: not a transaction's xid8 (digits, no leading zero, 3 to 2^64 - 1)");
         return;
     }
     op_result res = {0};

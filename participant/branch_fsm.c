@@ -186,14 +186,25 @@ static bool fn_release(branch *b, fsm_ctx *ctx)
  * coordinator hears 409 wrong_state, a mixed outcome it reports, instead of
  * an acknowledgement of what did not happen: a branch finished by hand, or a
  * 3PC branch its agent aborted on its own and forgot since). */
-static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool *gone);
+static bool finish_prepared_check(branch *b, fsm_ctx *ctx, const char *verb, bool *gone,
+                                  bool check_xid);
 
+/* 42704 = done, whatever the xid says: for the callers in states that have
+ * no row to record an outcome found the other way (fn_abort's rollback of a
+ * PREPARE that may have run; the sweep's second rollback of an aborted
+ * branch found prepared again). */
 static bool finish_prepared(branch *b, fsm_ctx *ctx, const char *verb)
 {
-    return finish_prepared_gone(b, ctx, verb, NULL);
+    return finish_prepared_check(b, ctx, verb, NULL, false);
 }
 
 static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool *gone)
+{
+    return finish_prepared_check(b, ctx, verb, gone, false);
+}
+
+static bool finish_prepared_check(branch *b, fsm_ctx *ctx, const char *verb, bool *gone,
+                                  bool check_xid)
 {
     bool commit = strcmp(verb, "COMMIT PREPARED") == 0;
     for (int attempt = 0;; attempt++) {
@@ -211,7 +222,7 @@ static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool
             }
             pg_res_clear(&r);
             char st[16] = "";
-            if (b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, st)) {
+            if (check_xid && b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, st)) {
                 if (ctx->px == PX_DB_DOWN || ctx->px == PX_EXHAUSTED)
                     return false; /* asked again with the next message */
                 txlog_warn(b->gid, ctx->ag->name, "%s: cannot read the status of xid %s: %s",
@@ -260,12 +271,21 @@ static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool
     }
 }
 
+/* From unknown or prepared, which have EV_FOUND_* rows: a 42704 is checked
+ * against the xid (finish_prepared_check). */
 static bool fn_commit_prepared(branch *b, fsm_ctx *ctx)
 {
-    return finish_prepared(b, ctx, "COMMIT PREPARED");
+    return finish_prepared_check(b, ctx, "COMMIT PREPARED", NULL, true);
 }
 
 static bool fn_rollback_prepared(branch *b, fsm_ctx *ctx)
+{
+    return finish_prepared_check(b, ctx, "ROLLBACK PREPARED", NULL, true);
+}
+
+/* The sweep's second rollback of an aborted branch found prepared again:
+ * 42704 is done (aborted is final: nothing else could be recorded). */
+static bool fn_rollback_prepared_again(branch *b, fsm_ctx *ctx)
 {
     return finish_prepared(b, ctx, "ROLLBACK PREPARED");
 }
@@ -500,7 +520,7 @@ static const fsm_row fsm_rows[] = {
 
     /* The sweep found an aborted branch prepared in PostgreSQL (a PREPARE
      * that landed after the rollback): roll it back again. */
-    {BS_ABORTED, BS_ABORTED, EV_FOUND_PREPARED, fn_rollback_prepared, false},
+    {BS_ABORTED, BS_ABORTED, EV_FOUND_PREPARED, fn_rollback_prepared_again, false},
 
     {BS_FAILED, BS_ABORTED, EV_VOTE_NO, fn_abort, false},
     {BS_FAILED, BS_ABORTED, EV_ROLLBACK, fn_abort, false},

@@ -1443,22 +1443,27 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
  * a lock would hold the branch (and its locks) until someone rolls it back,
  * and with the coordinator gone no one would. Without b->mu (the batch
  * holds it): the cancel is what breaks the wait. */
+#define CANCEL_SENDING (-1) /* batch_overdue_ms while cancel_if_overdue sends one */
+
 static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
 {
     int64_t overdue = atomic_load(&b->batch_overdue_ms);
-    if (overdue == 0 || now < overdue || branch_state_get(b) != BS_ACTIVE)
+    if (overdue <= 0 || now < overdue || branch_state_get(b) != BS_ACTIVE)
         return;
-    if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, 0))
+    /* CANCEL_SENDING while the cancel goes out: a batch that ends meanwhile
+     * stores 0 over it, one that begins its own bound, and either makes the
+     * CAS below fail, so a retry is armed only for the batch it was meant for */
+    if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, CANCEL_SENDING))
         return; /* the batch ended, or another batch began, meanwhile */
     /* first: the batch may end any moment now */
-    if (!branch_cancel_running(b)) {
-        /* Not sent (PostgreSQL unreachable for the cancel connection): try
-         * again in BATCH_GRACE_MS, unless the batch ended or another one
-         * began meanwhile (each stores its own bound, or 0 at its end). */
-        int64_t zero = 0;
-        (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &zero, now + BATCH_GRACE_MS);
+    bool sent = branch_cancel_running(b);
+    int64_t sending = CANCEL_SENDING;
+    /* not sent (PostgreSQL unreachable for the cancel connection): again in
+     * BATCH_GRACE_MS */
+    (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &sending,
+                                         sent ? 0 : now + BATCH_GRACE_MS);
+    if (!sent)
         return;
-    }
     txlog_warn(b->gid, ag->name, "a statement batch (or the PREPARE or COMMIT that ends the "
                "branch) ran %lld ms past its bound (its statement_timeout, lifted by a "
                "statement?): cancelled it",

@@ -141,8 +141,12 @@ END_TEST
 
 START_TEST(test_xid8_text)
 {
-    ck_assert(xid8_text_valid("0"));
+    ck_assert(xid8_text_valid("3"));
     ck_assert(xid8_text_valid("742"));
+    ck_assert(!xid8_text_valid("0")); /* invalid, bootstrap, frozen */
+    ck_assert(!xid8_text_valid("1"));
+    ck_assert(!xid8_text_valid("2"));
+    ck_assert(!xid8_text_valid("0742"));
     ck_assert(xid8_text_valid("18446744073709551615")); /* 2^64 - 1 */
     ck_assert(!xid8_text_valid("18446744073709551616"));
     ck_assert(!xid8_text_valid("99999999999999999999"));
