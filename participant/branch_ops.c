@@ -949,6 +949,24 @@ static void res_busy(op_result *out, const branch *b)
  * --agent-timeout-ms (10 s), so that it reads "busy", not a timeout. */
 #define FINISH_LOCK_WAIT_MS 5000
 
+/* Lock b (a reference the caller holds) within FINISH_LOCK_WAIT_MS. Else:
+ * log, answer 503 branch_busy (when out is given: the sweep has none, it
+ * leaves the branch for its next round), give the reference back, false. */
+static bool lock_to_finish(agent *ag, branch *b, const char *what, op_result *out)
+{
+    if (lock_within(b, FINISH_LOCK_WAIT_MS)) {
+        touch(b);
+        return true;
+    }
+    txlog_warn(b->gid, ag->name, "%s: the branch stayed busy %d ms (a COMMIT or ROLLBACK "
+               "PREPARED still waiting in PostgreSQL?): %s", what, FINISH_LOCK_WAIT_MS,
+               out ? "answering busy" : "left for the next sweep");
+    if (out)
+        res_busy(out, b);
+    branch_put(ag->table, b);
+    return false;
+}
+
 /* The coordinator's copy of the branch's xid, for a branch that has none
  * (forgotten, or never asked): finish_prepared checks a 42704 against it. */
 static void adopt_xid(branch *b, const char *xid)
@@ -965,14 +983,8 @@ void op_commit(agent *ag, const char *gid, const char *xid, op_result *out)
         res_err(out, 400, "invalid_gid", NULL, "invalid gid");
         return;
     }
-    if (!lock_within(b, FINISH_LOCK_WAIT_MS)) {
-        txlog_warn(b->gid, ag->name, "commit: the branch stayed busy %d ms (a COMMIT PREPARED "
-                   "still waiting in PostgreSQL?): answering busy", FINISH_LOCK_WAIT_MS);
-        res_busy(out, b);
-        branch_put(ag->table, b);
+    if (!lock_to_finish(ag, b, "commit", out))
         return;
-    }
-    touch(b);
     adopt_xid(b, xid);
     if (!threepc_verify(ag, b, &ctx)) {
         res_infra(out, &ctx, "commit");
@@ -1020,14 +1032,8 @@ void op_rollback(agent *ag, const char *gid, const char *xid, op_result *out)
             txlog_info(b->gid, ag->name, "rollback: cancelling the running statement");
             branch_cancel_running(b);
         }
-        if (!lock_within(b, FINISH_LOCK_WAIT_MS)) {
-            txlog_warn(b->gid, ag->name, "rollback: the branch stayed busy %d ms (a ROLLBACK "
-                       "PREPARED still waiting in PostgreSQL?): answering busy",
-                       FINISH_LOCK_WAIT_MS);
-            res_busy(out, b);
-            branch_put(ag->table, b);
+        if (!lock_to_finish(ag, b, "rollback", out))
             return;
-        }
     }
     touch(b);
     adopt_xid(b, xid);
@@ -1370,13 +1376,8 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
         return false;
     /* The sweep is one thread: a branch held by a finish PostgreSQL keeps
      * waiting must not stop it for every other one (FINISH_LOCK_WAIT_MS). */
-    if (!lock_within(b, FINISH_LOCK_WAIT_MS)) {
-        txlog_warn(b->gid, ag->name, "sweep: the branch stayed busy %d ms (a finish still "
-                   "waiting in PostgreSQL?): left for the next sweep", FINISH_LOCK_WAIT_MS);
-        branch_put(ag->table, b);
+    if (!lock_to_finish(ag, b, "sweep", NULL))
         return false;
-    }
-    touch(b);
     bool done;
     branch_state s = branch_state_get(b);
     if (s == BS_UNKNOWN || s == BS_PREPARED) {
