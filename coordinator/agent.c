@@ -147,8 +147,10 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
     pthread_mutex_unlock(&t->mu);
     for (size_t i = 0; i < nb && n < room; i++) {
         branch *b = &t->branches[i];
+        char xid[sizeof(b->xid)];
         pthread_mutex_lock(&t->mu);
         branch_state bs = b->state;
+        memcpy(xid, b->xid, sizeof(xid)); /* agent.h: for an agent that forgot the branch */
         pthread_mutex_unlock(&t->mu);
         if (!branch_needs_outcome(st, bs))
             continue;
@@ -181,11 +183,7 @@ size_t delivery_build(txn *t, httpc_call *calls, size_t *bidx, size_t room)
                             "cannot send %s: participant is not configured (--participant)", verb);
             continue;
         }
-        json_t *body = NULL;
-        pthread_mutex_lock(&t->mu);
-        if (b->xid[0]) /* agent.h: for an agent that forgot the branch */
-            body = json_pack("{s:s}", "xid", b->xid);
-        pthread_mutex_unlock(&t->mu);
+        json_t *body = xid[0] ? json_pack("{s:s}", "xid", xid) : NULL;
         agent_call_init(&calls[n], b->p, t->gid, verb, body, (long)g_coord.agent_timeout_ms);
         bidx[n++] = i;
     }

@@ -1086,8 +1086,8 @@ static void h_outcome(http_request *req, void *app)
      * a second PREPARE of the gid, not one waiting for its commit. */
     const char *who = http_req_query(req, "participant");
     bool acknowledged = false;
-    bool issued = txn_seq_issued(seq); /* before the lookup: see outcome_not_in_table */
-    txn *t = txn_lookup(gid);
+    outcome_known k;
+    txn *t = lookup_or_outcome(gid, &k);
     if (t) {
         switch (txn_state_get(t)) {
         case TXN_ACTIVE:
@@ -1111,7 +1111,7 @@ static void h_outcome(http_request *req, void *app)
         }
         txn_unref(t);
     } else {
-        switch (outcome_not_in_table(gid, epoch, issued)) {
+        switch (k) {
         case OUT_COMMITTED:
             outcome = "committed";
             acknowledged = who && dlog_commit_ended(gid);
