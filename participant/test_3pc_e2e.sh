@@ -139,13 +139,17 @@ done
 G="abcdef01-9"
 
 # 2.
-check "happy path: three yes votes" all_yes "$G-1" 1
+# Long timers: the steps below (G-95's 1.5 s timer among them) run before
+# G-1's PreCommits go out, and a slow sanitizer build must not let G-1's
+# uncertain timers fire first (they would abort it: all uncertain).
+G1_TIMERS=',"uncertain_timeout_ms":60000,"precommit_timeout_ms":60000'
+check "happy path: three yes votes" all_yes "$G-1" 1 "$G1_TIMERS"
 check "happy path: uncertain everywhere" wait_states "$G-1" "uncertain uncertain uncertain" 2
 # The yes vote says when its uncertain timer started after the call came
 # (the coordinator's 3/4 check counts from the send time plus this), also
 # on a re-sent prepare, which restarts the timer.
 timer_after() {
-    curl -s -m 20 -XPOST "$(agent 1)/v1/branches/$G-1/prepare" -d "{\"participant\":\"pg1\",\"protocol\":\"3pc\",\"peers\":$PEERS}" |
+    curl -s -m 20 -XPOST "$(agent 1)/v1/branches/$G-1/prepare" -d "{\"participant\":\"pg1\",\"protocol\":\"3pc\",\"peers\":$PEERS$G1_TIMERS}" |
         sed -n 's/.*"timer_after_ms":\([0-9][0-9]*\).*/\1/p'
 }
 check "happy path: a re-sent yes vote says when its timer started (timer_after_ms)" \

@@ -20,6 +20,7 @@
 #include <check.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -116,6 +117,10 @@ int h_cluster(const char *arg, ...)
     return run_argv(argv);
 }
 
+/* TERM/INT/HUP (meson's timeout, ^C) and a crash of the parent (a sanitizer
+ * report aborts; SEGV, BUS): atexit handlers do not run, so the purge is
+ * started here, in its own session and away from meson's pipes. A crash is
+ * then re-raised, so that it reads as the crash it was. */
 static void on_signal(int sig)
 {
     if (g_owner == getpid() && g_started && !g_stopped) {
@@ -123,9 +128,19 @@ static void on_signal(int sig)
         pid_t pid = fork();
         if (pid == 0) {
             setsid(); /* survive meson's kill of our process group */
+            int nul = open("/dev/null", O_RDWR);
+            if (nul >= 0) {
+                dup2(nul, 0);
+                dup2(nul, 1);
+                dup2(nul, 2);
+            }
             execv(g_bash, g_purge_argv);
             _exit(127);
         }
+    }
+    if (sig == SIGABRT || sig == SIGSEGV || sig == SIGBUS) {
+        signal(sig, SIG_DFL);
+        raise(sig);
     }
     _exit(128 + sig);
 }
@@ -305,6 +320,9 @@ void h_cluster_setup(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGABRT, &sa, NULL);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
 
     char port[16];
     snprintf(port, sizeof(port), "%d", g_base_port);

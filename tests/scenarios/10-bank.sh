@@ -49,8 +49,8 @@ step 2 "txbank setup: $ACCOUNTS accounts (account a in database a % 3), 1000 eac
 require "txbank setup" "$TXBANK" setup --accounts "$ACCOUNTS" --balance 1000 "${PGS[@]}"
 
 step 3 "warm-up without faults (3 s): every transfer gets an answer"
-"$TXBANK" run --coordinator "$TXCOORD_URL" --clients "$CLIENTS" --duration 3 \
-    --journal "$JOURNAL" "${PGS[@]}" | tee "$SCEN_DIR/warmup.out"
+run_tee "$SCEN_DIR/warmup.out" "$TXBANK" run --coordinator "$TXCOORD_URL" --clients "$CLIENTS" \
+    --duration 3 --journal "$JOURNAL" "${PGS[@]}"
 committed="$(sed -n 's/.*committed \([0-9]*\), aborted.*/\1/p' "$SCEN_DIR/warmup.out")"
 unknown="$(sed -n 's/.*, unknown \([0-9]*\)$/\1/p' "$SCEN_DIR/warmup.out")"
 check "warm-up committed transfers (got ${committed:-none})" test "${committed:-0}" -gt 0
@@ -58,11 +58,10 @@ expect_eq "warm-up transfers with an unknown outcome" "${unknown:-?}" 0
 
 step 4 "$CLIENTS clients for up to ${DURATION}s, a fault every ${FAULT_MS} ms$(scen_long && echo ", until $MIN_FAULTS faults")"
 set +e
-"$TXBANK" run --coordinator "$TXCOORD_URL" --clients "$CLIENTS" --duration "$DURATION" \
-    --journal "$JOURNAL" "${PGS[@]}" "${UNTIL[@]}" \
-    --fault-cmd "bash '$SCEN_SRC_DIR/inject-fault.sh' '$CDIR'" --fault-interval-ms "$FAULT_MS" |
-    tee "$SCEN_DIR/run.out"
-run_rc=${PIPESTATUS[0]}
+run_tee "$SCEN_DIR/run.out" "$TXBANK" run --coordinator "$TXCOORD_URL" --clients "$CLIENTS" \
+    --duration "$DURATION" --journal "$JOURNAL" "${PGS[@]}" "${UNTIL[@]}" \
+    --fault-cmd "bash '$SCEN_SRC_DIR/inject-fault.sh' '$CDIR'" --fault-interval-ms "$FAULT_MS"
+run_rc=$?
 set -e
 expect_eq "txbank run exit status" "$run_rc" 0
 faults="$(sed -n 's/.*faults injected \([0-9]*\).*/\1/p' "$SCEN_DIR/run.out" | tail -1)"
@@ -76,9 +75,9 @@ check "all components up" cl status
 
 step 6 "txbank check: wait for recovery, then the invariants"
 set +e
-"$TXBANK" check --coordinator "$TXCOORD_URL" --journal "$JOURNAL" --wait-s 120 "${PGS[@]}" |
-    tee "$SCEN_DIR/check.out"
-check_rc=${PIPESTATUS[0]}
+run_tee "$SCEN_DIR/check.out" "$TXBANK" check --coordinator "$TXCOORD_URL" --journal "$JOURNAL" \
+    --wait-s 120 "${PGS[@]}"
+check_rc=$?
 set -e
 expect_eq "txbank check exit status (0 = no violation)" "$check_rc" 0
 check "txbank check reports 0 violations" grep -q "^  violations 0$" "$SCEN_DIR/check.out"

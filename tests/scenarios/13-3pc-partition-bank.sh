@@ -95,6 +95,9 @@ PROXY_PIDS=()
 stop_proxies() {
     local pid
     for pid in "${PROXY_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # their exit (and a sanitizer's leak report) before the logs are checked
+    for pid in "${PROXY_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    PROXY_PIDS=()
 }
 on_exit stop_proxies
 

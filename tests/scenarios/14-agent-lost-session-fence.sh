@@ -37,7 +37,10 @@ TXPROXY="$TXCOORD_BUILD_DIR/bench/txproxy"
 PX_PORT=$((SCEN_PORT + 19))
 PX_CTL="$SCEN_DIR/pg2-link.ctl"
 PROXY_PID=""
-stop_proxy() { [ -z "$PROXY_PID" ] || kill -TERM "$PROXY_PID" 2>/dev/null || true; }
+# waits for its exit (and a sanitizer's leak report) before the logs are checked
+stop_proxy() {
+    [ -z "$PROXY_PID" ] || { kill -TERM "$PROXY_PID" 2>/dev/null && wait "$PROXY_PID" 2>/dev/null; } || true
+}
 on_exit stop_proxy
 HOLDER_PID=""
 stop_holder() { [ -z "$HOLDER_PID" ] || kill -TERM "$HOLDER_PID" 2>/dev/null || true; }

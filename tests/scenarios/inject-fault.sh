@@ -20,7 +20,10 @@ cluster="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/scripts/cluster"
 log="$dir/faults.log"
 cl() {
     local from
-    from=$(($(wc -l <"$log" 2>/dev/null || echo 0) + 1))
+    # No log yet on the first fault: the failing <"$log" inside the group
+    # reports to the group's stderr, already /dev/null (outside a group the
+    # < would fail before a 2> after it applied)
+    from=$(($({ wc -l <"$log"; } 2>/dev/null || echo 0) + 1))
     echo "$(date -u +%T.%N | cut -c1-12) scripts/cluster $*" >>"$log"
     if ! "$cluster" --dir "$dir" "$@" >>"$log" 2>&1; then
         echo "FAILED: scripts/cluster $* (its output follows)"

@@ -44,7 +44,8 @@ scen_long() { [ "${SCENARIO_LONG:-0}" = 1 ] || [ "${TXCOORD_LONG:-0}" = 1 ]; }
 # ---- life cycle ----------------------------------------------------------------
 
 # scen_init NAME BASE_PORT: temp dir, traps. Ports BASE_PORT..BASE_PORT+19 are
-# ours (SCENARIO_BASE_PORT overrides, e.g. to run a second copy alongside).
+# ours (SCENARIO_BASE_PORT overrides, e.g. to run a second copy alongside; a
+# range found in use moves up by 1000).
 scen_init() {
     SCEN_NAME="$1"
     SCEN_PORT="${SCENARIO_BASE_PORT:-$2}"
@@ -67,6 +68,23 @@ scen_init() {
             continue
         fi
         rm -rf "$old"
+    done
+    # Something else (a CI agent's proxy on 8000 or 8080, a second run) may
+    # listen in our range: move by 1000, clear of every scenario's own range
+    # (7920..8279), until all 20 ports refuse connections.
+    local try off busy
+    for try in 1 2 3 4; do
+        busy=""
+        for off in $(seq 0 19); do
+            if tx_port_open $((SCEN_PORT + off)); then
+                busy=$((SCEN_PORT + off))
+                break
+            fi
+        done
+        [ -z "$busy" ] && break
+        [ "$try" -lt 4 ] || { echo "$SCEN_NAME: port $busy in use and no free range found" >&2; exit 1; }
+        echo "$SCEN_NAME: port $busy is in use: base port $SCEN_PORT -> $((SCEN_PORT + 1000))"
+        SCEN_PORT=$((SCEN_PORT + 1000))
     done
     SCEN_DIR="$(mktemp -d "/tmp/txscen-${SCEN_PORT}-XXXXXX")"
     chmod 755 "$SCEN_DIR"
@@ -104,6 +122,20 @@ scen_interrupted() {
     exit 130
 }
 
+# run_tee FILE CMD...: CMD's stdout to stdout and FILE; returns CMD's status
+# (pipefail). For long commands: they run in the background and are waited
+# for, because bash defers a trap until a FOREGROUND command ends, and meson's
+# timeout KILLs the process group half a second after its TERM, before a
+# txbank that first finishes its transfers in flight has ended: the TERM trap
+# (scen_interrupted, which stops the cluster) would never run. `wait` returns
+# at once on a trapped signal.
+run_tee() {
+    local out="$1"
+    shift
+    { "$@" | tee "$out"; } &
+    wait $!
+}
+
 # on_exit CMD: run CMD (eval'd) at exit, before the cluster goes down (LIFO).
 on_exit() { SCEN_CLEANUP=("$1" "${SCEN_CLEANUP[@]}"); }
 
@@ -123,7 +155,7 @@ scen_exit() {
         # Stop everything first (SIGTERM): sanitizers report leaks at exit.
         "$CLUSTER_SH" --dir "$CDIR" down >/dev/null 2>&1
         if [ "$rc" -eq 0 ]; then
-            check "no sanitizer report in the coordinator's and agents' logs" no_sanitizer_reports
+            check "no sanitizer report in the run's logs" no_sanitizer_reports
         fi
     fi
     if [ "$rc" -ne 0 ] || [ "$SCEN_FAIL" -ne 0 ]; then
@@ -160,11 +192,14 @@ scen_abort() {
     exit 1
 }
 
-# no_sanitizer_reports: ASan/UBSan/LSan said nothing in any component log.
+# no_sanitizer_reports: ASan/UBSan/LSan said nothing in any log or output
+# file of the run: the coordinator's and agents', and the scenario's own tools'
+# (txproxy, txbank: built with the same sanitizers; a scenario waits for them
+# to exit first). PostgreSQL's logs are not ours.
 no_sanitizer_reports() {
     local hits
-    hits="$(grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
-        "$CDIR/coordinator.log" "$CDIR"/agent[1-9].log 2>/dev/null)"
+    hits="$(find "$SCEN_DIR" \( -name '*.log' -o -name '*.out' \) -not -path '*/pg[0-9]*/*' \
+        -exec grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' {} + 2>/dev/null)"
     [ -z "$hits" ] || {
         echo "    sanitizer reports in: $hits"
         return 1
