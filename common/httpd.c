@@ -89,7 +89,8 @@ struct http_request {
     char *params[HTTP_MAX_PARAMS];
     strbuf body;
     bool too_large;
-    uint64_t discarded; /* body bytes read and dropped after too_large */
+    bool body_ignored;  /* GET or HEAD: the body is read and dropped */
+    uint64_t discarded; /* body bytes read and dropped (too_large, body_ignored) */
     bool unauthorized; /* no or wrong bearer token: answered 401 */
     bool replied;
     json_t *json; /* owned */
@@ -387,7 +388,10 @@ static void dispatch(http_server *srv, http_request *req)
     bool reads_body = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0;
     if (reads_body && req->body.len > 0) {
         json_error_t jerr;
-        req->json = json_loadb(req->body.data, req->body.len, 0, &jerr);
+        /* A key given twice is refused, not resolved by "the last one
+         * wins": {"sql":"SELECT 1","sql":"DELETE ..."} must not run the
+         * DELETE that a reader of the first key would not expect. */
+        req->json = json_loadb(req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
         if (!req->json && json_error_code(&jerr) == json_error_numeric_overflow) {
             /* well-formed JSON with a number jansson cannot hold: say so */
             http_reply_error(req, MHD_HTTP_BAD_REQUEST, "invalid_field",
@@ -444,9 +448,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             dispatch(srv, req); /* answers 401 without reading the body */
             return MHD_YES;
         }
+        /* A GET or HEAD body means nothing (dispatch): it is read and
+         * dropped, never buffered, whatever its size, up to
+         * HTTPD_DISCARD_MAX (so neither its memory nor an unauthenticated
+         * /healthz prober's can grow with it). */
+        req->body_ignored = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl) {
+        if (cl && !req->body_ignored) {
             char *end;
             unsigned long long v = strtoull(cl, &end, 10);
             if (end == cl || *end != '\0' || v > srv->max_body) {
@@ -458,7 +467,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     }
     if (*upload_data_size > 0) {
         /* 2. Body data. */
-        if (!req->too_large && !req->replied) {
+        if (req->body_ignored) {
+            req->discarded += *upload_data_size;
+            if (req->discarded > HTTPD_DISCARD_MAX) {
+                log_warn("httpd: %s %s: a body of more than %u bytes on a %s: connection closed",
+                         req->method, req->path, HTTPD_DISCARD_MAX, req->method);
+                return MHD_NO;
+            }
+        } else if (!req->too_large && !req->replied) {
             if (req->body.len + *upload_data_size > srv->max_body) {
                 req->too_large = true;
                 strbuf_free(&req->body);

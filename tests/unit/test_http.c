@@ -303,10 +303,10 @@ static char *raw_http(const char *request, size_t len)
     return raw_http_ex(request, len, true);
 }
 
-/* Send one chunked POST /echo of total bytes (no last chunk), never
- * reading; returns how many body bytes the server took before the
- * connection failed (total when it took them all). */
-static size_t chunked_upload_accepted(size_t total)
+/* Send one chunked request (request line "POST /echo", say) of total bytes
+ * (no last chunk), never reading; returns how many body bytes the server
+ * took before the connection failed (total when it took them all). */
+static size_t chunked_upload_accepted_by(const char *line, size_t total)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
@@ -315,8 +315,9 @@ static size_t chunked_upload_accepted(size_t total)
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct timeval tv = {.tv_sec = 10};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    const char *head = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char *head = xasprintf("%s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", line);
     ck_assert_int_eq((int)send(fd, head, strlen(head), MSG_NOSIGNAL), (int)strlen(head));
+    free(head);
     static char chunk[65536 + 16];
     int hl = snprintf(chunk, sizeof(chunk), "10000\r\n");
     memset(chunk + hl, ' ', 65536);
@@ -336,6 +337,11 @@ static size_t chunked_upload_accepted(size_t total)
     }
     close(fd);
     return sent;
+}
+
+static size_t chunked_upload_accepted(size_t total)
+{
+    return chunked_upload_accepted_by("POST /echo", total);
 }
 
 START_TEST(test_raw_protocol)
@@ -371,6 +377,29 @@ START_TEST(test_raw_protocol)
                         "Connection: close\r\n\r\nx");
     resp = raw_http(req.data, req.len);
     ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.200s", resp);
+    free(resp);
+    /* ... also one over the body limit: it is dropped unread, not buffered
+     * (no 413: it is no request body at all) ... */
+    strbuf_reset(&req);
+    strbuf_appendf(&req, "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                         "Connection: close\r\n\r\n", MAX_BODY * 4);
+    for (int i = 0; i < MAX_BODY * 4; i++)
+        strbuf_append(&req, "x");
+    resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.200s", resp);
+    free(resp);
+    /* ... but not for ever: one that never ends is cut off past 16 MiB. */
+    ck_assert_msg(chunked_upload_accepted_by("GET /hello", 64u << 20) < (64u << 20),
+                  "a never-ending GET body was read to its end");
+
+    /* A key given twice is refused, not "the last one wins". */
+    strbuf_reset(&req);
+    strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n"
+                        "Connection: close\r\n\r\n{\"a\":1,\"a\":2}");
+    resp = raw_http(req.data, req.len);
+    ck_assert_msg(strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %.200s", resp);
+    ck_assert_ptr_nonnull(strstr(resp, "\"malformed_json\""));
+    ck_assert_msg(strstr(resp, "duplicate") != NULL, "got: %.300s", resp);
     free(resp);
 
     /* An error message cut at its limit inside a character keeps the rest of
