@@ -90,6 +90,14 @@ bool agent_says_branch_is(const httpc_call *c, const char *state)
     return strcmp(agent_wrong_state(c), state) == 0 && *state;
 }
 
+bool agent_acked_state(const httpc_call *c, const char *state)
+{
+    const char *s =
+        c->status == 200 && c->response ? json_string_value(json_object_get(c->response, "state"))
+                                        : NULL;
+    return s && strcmp(s, state) == 0;
+}
+
 const char *agent_error_code(const httpc_call *c)
 {
     return agent_error_field(c, "code");
@@ -128,6 +136,11 @@ void agent_describe_failure(const httpc_call *c, char *buf, size_t size)
 {
     if (c->status == 0) {
         snprintf(buf, size, "unreachable: %s", c->error[0] ? c->error : "no answer");
+        return;
+    }
+    if (c->status == 200) {
+        /* 200 without the state an acknowledgement carries */
+        snprintf(buf, size, "HTTP 200 without the branch's state (not txagent's answer?)");
         return;
     }
     const char *code = agent_error_code(c);
@@ -221,7 +234,7 @@ size_t delivery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_t n, i
     for (size_t i = 0; i < n; i++) {
         branch *b = &t->branches[bidx[i]];
         const httpc_call *c = &calls[i];
-        bool acked = c->status == 200;
+        bool acked = agent_acked_state(c, commit ? "committed" : "aborted");
         if (acked) {
             txn_branch_attempt(t, b, true, commit ? BR_COMMITTED : BR_ABORTED, false, NULL);
             txn_log_reset(t, &b->retry_log);

@@ -36,6 +36,10 @@ const char *agent_error_sqlstate(const httpc_call *c);
 /* The agent answered 409 wrong_state naming its branch's state as `state`
  * (e.g. "aborted": it finished the branch on its own). */
 bool agent_says_branch_is(const httpc_call *c, const char *state);
+/* 200 whose body says {"state": state}: an agent's acknowledgement of a
+ * commit ("committed"), rollback ("aborted") or PreCommit. A bare 200 (a
+ * proxy, or another service behind a wrong --participant URL) is none. */
+bool agent_acked_state(const httpc_call *c, const char *state);
 /* The "state" of a 409 wrong_state answer (borrowed), or "" for any other. */
 const char *agent_wrong_state(const httpc_call *c);
 /* One line for logs and abort reasons: "unreachable: <curl error>" or

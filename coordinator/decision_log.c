@@ -134,8 +134,9 @@ static char *copy_payload(const void *payload, size_t len)
  * (logged; nothing changed). compacted: an 'H' commit written by compaction,
  * whose 'C' ended before the rewrite. */
 static bool apply_heuristic(const char *gid, bool commit, const char *payload, size_t len,
-                            bool compacted)
+                            bool compacted, bool *applied)
 {
+    *applied = false;
     pending_rec *p = strmap_get(unfinished, gid);
     if (commit) {
         if (!committed_has(gid)) {
@@ -164,6 +165,7 @@ static bool apply_heuristic(const char *gid, bool commit, const char *payload, s
     }
     (void)strmap_remove(heuristics, gid); /* values are not pointers */
     (void)strmap_put(heuristics, gid, (void *)(intptr_t)(commit ? 'c' : 'a'));
+    *applied = true;
     return true;
 }
 
@@ -270,8 +272,9 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
              * that flag, no "at_ms" (operators' records always carry it) */
             bool compacted = json_is_true(json_object_get(rec, "compacted")) ||
                              !json_object_get(rec, "at_ms");
-            (void)apply_heuristic(gid, outcome[0] == 'c', payload, len,
-                                  compacted); /* refusal logged */
+            bool applied;
+            (void)apply_heuristic(gid, outcome[0] == 'c', payload, len, compacted,
+                                  &applied); /* refusal logged */
         }
     } else {
         log_error("decision log: unknown record type 0x%02x", type);
@@ -484,8 +487,9 @@ bool dlog_precommit(txn *t, int64_t *at_ms)
  * (under unfinished_mu, inside the read side of compact_lock, as every
  * append). false, logged, if the append failed (what: the record's name). */
 static bool append_forced_json(uint8_t type, const char *gid, json_t *rec, bool commit,
-                               const char *what)
+                               const char *what, bool *applied)
 {
+    *applied = false;
     char *text = json_dumps(rec, JSON_COMPACT);
     json_decref(rec);
     if (!text)
@@ -505,10 +509,12 @@ static bool append_forced_json(uint8_t type, const char *gid, json_t *rec, bool 
     if (ok) {
         if (!heur)
             pthread_mutex_lock(&unfinished_mu);
-        if (heur) /* checked by the caller: a refusal is only logged */
-            (void)apply_heuristic(gid, commit, text, strlen(text), false);
-        else
+        if (heur) { /* checked by the caller: a refusal is only logged */
+            (void)apply_heuristic(gid, commit, text, strlen(text), false, applied);
+        } else {
             apply_precommit_abort(gid, text, strlen(text));
+            *applied = true;
+        }
         pthread_mutex_unlock(&unfinished_mu);
     } else if (heur) {
         pthread_mutex_unlock(&unfinished_mu);
@@ -520,11 +526,11 @@ static bool append_forced_json(uint8_t type, const char *gid, json_t *rec, bool 
     return ok;
 }
 
-bool dlog_heuristic(const char *gid, bool commit)
+bool dlog_heuristic(const char *gid, bool commit, bool *applied)
 {
     json_t *rec = json_pack("{s:s, s:s, s:I}", "gid", gid, "outcome", commit ? "commit" : "abort",
                             "at_ms", (json_int_t)wall_ms());
-    if (!append_forced_json(REC_HEURISTIC, gid, rec, commit, "heuristic"))
+    if (!append_forced_json(REC_HEURISTIC, gid, rec, commit, "heuristic", applied))
         return false;
     txlog_warn(gid, NULL, "heuristic %s by operator logged", commit ? "commit" : "abort");
     return true;
@@ -533,7 +539,9 @@ bool dlog_heuristic(const char *gid, bool commit)
 bool dlog_precommit_abort(txn *t)
 {
     json_t *rec = json_pack("{s:s, s:I}", "gid", t->gid, "at_ms", (json_int_t)wall_ms());
-    if (!append_forced_json(REC_PRECOMMIT_ABORT, t->gid, rec, false, "pre-commit abort"))
+    bool applied;
+    if (!append_forced_json(REC_PRECOMMIT_ABORT, t->gid, rec, false, "pre-commit abort",
+                            &applied))
         return false;
     txlog_debug(t->gid, NULL, "decision abort after pre-commit logged");
     return true;

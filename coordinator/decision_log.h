@@ -59,8 +59,11 @@ bool dlog_precommit_abort(txn *t) MUSTCHECK;
 /* Force an 'H' record: an operator decided gid's outcome. A heuristic commit
  * (only ever for a gid with a 'C') ends its 'C' like an 'E' does; a
  * heuristic abort (only for a gid without 'C') turns a pending 'P' into an
- * abort to finish. The caller checked the contradiction rules. */
-bool dlog_heuristic(const char *gid, bool commit) MUSTCHECK;
+ * abort to finish. The caller checked the contradiction rules. *applied:
+ * false when the record changed nothing (a heuristic commit written after
+ * the 'C' had ended: every branch acknowledged, nothing given up; or one the
+ * log refused, logged), so the caller does not report it as taken. */
+bool dlog_heuristic(const char *gid, bool commit, bool *applied) MUSTCHECK;
 /* 'c' / 'a' when an 'H' for gid was written or replayed (since the last
  * compaction, which keeps only those of pending 'P's), else 0. */
 char dlog_heuristic_outcome(const char *gid);

@@ -160,7 +160,10 @@ unsigned heuristic_resolve(const char *gid, bool commit, json_t **body)
          * 'H' append does not return: the process stops (txn_fsm.c). */
         txn_state st = txn_state_get(t);
         bool as_asked = commit ? st == TXN_COMMITTED : st == TXN_ABORTED;
-        bool recorded = moved || txn_heuristic(t) == (commit ? 'c' : 'a');
+        /* t's mark, not "moved": a heuristic commit can move t (committing
+         * to committing) and still change nothing, its 'H' having come after
+         * the 'E' (txn_fsm.c, log_heuristic) */
+        bool recorded = txn_heuristic(t) == (commit ? 'c' : 'a');
         if (moved || as_asked) {
             /* One more delivery now; whatever stays silent is given up. */
             if (moved)

@@ -823,7 +823,9 @@ START_TEST(test_record_encoding)
     (void)reopen(1 << 20);
     txn *t = txn_with_prepared_branches_proto(PROTO_3PC);
     ck_assert(dlog_precommit(t, NULL));
-    ck_assert(dlog_heuristic(t->gid, false));
+    bool applied;
+    ck_assert(dlog_heuristic(t->gid, false, &applied));
+    ck_assert(applied);
     dlog_close();
     raw_records rr = {0};
     wal *w = wal_open(logpath, collect_raw, &rr);
@@ -973,21 +975,26 @@ START_TEST(test_heuristic_records_replayed)
     /* a: 'P' then 'H' abort -> an abort to finish */
     txn *a = txn_with_prepared_branches_proto(PROTO_3PC);
     ck_assert(dlog_precommit(a, NULL));
-    ck_assert(dlog_heuristic(a->gid, false));
+    bool applied;
+    ck_assert(dlog_heuristic(a->gid, false, &applied));
+    ck_assert(applied);
     /* c: 'C' then 'H' commit -> ended, still committed */
     txn *c = txn_with_prepared_branches();
     ck_assert(dlog_commit(c, NULL));
-    ck_assert(dlog_heuristic(c->gid, true));
+    ck_assert(dlog_heuristic(c->gid, true, &applied));
+    ck_assert(applied);
     /* x: 'H' abort alone (an active transaction) -> nothing to finish */
     txn *x = txn_create(PROTO_2PC, 30000, NULL);
-    ck_assert(dlog_heuristic(x->gid, false));
+    ck_assert(dlog_heuristic(x->gid, false, &applied));
     /* k: 'C' then an 'H' abort that contradicts it -> the commit stands */
     txn *k = txn_with_prepared_branches();
     ck_assert(dlog_commit(k, NULL));
-    ck_assert(dlog_heuristic(k->gid, false));
+    ck_assert(dlog_heuristic(k->gid, false, &applied));
+    ck_assert(!applied); /* refused, logged */
     /* q: 'H' commit without any 'C' -> ignored */
     txn *q = txn_create(PROTO_2PC, 30000, NULL);
-    ck_assert(dlog_heuristic(q->gid, true));
+    ck_assert(dlog_heuristic(q->gid, true, &applied));
+    ck_assert(!applied);
     /* e: 'C' then 'E' -> every branch acknowledged */
     txn *e = txn_with_prepared_branches();
     ck_assert(dlog_commit(e, NULL));
@@ -998,7 +1005,8 @@ START_TEST(test_heuristic_records_replayed)
     txn *l = txn_with_prepared_branches();
     ck_assert(dlog_commit(l, NULL));
     ck_assert(dlog_end(l->gid));
-    ck_assert(dlog_heuristic(l->gid, true));
+    ck_assert(dlog_heuristic(l->gid, true, &applied));
+    ck_assert(!applied); /* the caller reports it not recorded */
     ck_assert(dlog_commit_ended(l->gid));
     ck_assert_int_eq(dlog_heuristic_outcome(l->gid), 0);
     /* o: a compacted log's 'H' commit in the shape written before the
@@ -1186,6 +1194,25 @@ START_TEST(test_heuristic_resolve)
     resolver_kick(c);
     ck_assert_uint_eq(resolver_pending(), 0);
 
+    /* committing, its 'E' already written (the resolver's last round ended
+     * it, the state not moved yet): a heuristic commit then gives nothing
+     * up, and says so: not recorded, no mark on the transaction, as replay
+     * will have none */
+    txn *e = txn_with_prepared_branches();
+    ck_assert(txn_fsm_advance(e, EV_COMMIT, "c"));
+    ck_assert(txn_fsm_advance(e, EV_VOTES_YES, "y"));
+    ck_assert(dlog_end(e->gid));
+    ck_assert_uint_eq(heuristic_resolve(e->gid, true, &body), 200);
+    ck_assert(json_is_false(json_object_get(body, "recorded")));
+    json_decref(body);
+    ck_assert_int_eq(e->heuristic, 0);
+    ck_assert(dlog_commit_ended(e->gid));
+    for (size_t i = 0; i < e->nbranches; i++) /* as the acknowledgements had said */
+        txn_set_branch_state(e, &e->branches[i], BR_COMMITTED);
+    resolver_kick(e);
+    ck_assert(wait_state(e, TXN_COMMITTED));
+    txn_unref(e);
+
     /* a branch whose participant is no longer configured (replayed 'C'):
      * nothing can be sent to it; the operator's heuristic commit gives it
      * up and the transaction ends */
@@ -1193,6 +1220,7 @@ START_TEST(test_heuristic_resolve)
     ck_assert_ptr_nonnull(g);
     ck_assert(txn_restore_branch(g, "ghost", "txc:0badc0de-9-7:ghost", NULL));
     ck_assert_ptr_null(g->branches[0].p);
+    ck_assert(dlog_commit(g, NULL)); /* its 'C', as the replay found it */
     ck_assert_uint_eq(heuristic_resolve(g->gid, true, &body), 200);
     ck_assert(json_is_true(json_object_get(body, "recorded")));
     json_decref(body);
@@ -1233,7 +1261,7 @@ START_TEST(test_heuristic_resolve)
     snprintf(agid, sizeof(agid), "%s", a->gid);
     txn_unref(c);
     txn_unref(a);
-    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0, SIZE_MAX), 3); /* c, a and g */
+    ck_assert_uint_eq(txn_evict(now_ms() + 1000, 0, SIZE_MAX), 4); /* c, e, a and g */
     ck_assert_uint_eq(heuristic_resolve(cgid, false, &body), 409);
     ck_assert_str_eq(err_code(body), "contradicts_decision");
     json_decref(body);
@@ -1360,13 +1388,49 @@ START_TEST(test_rollback_acknowledged_by_200_only)
     ck_assert_uint_ge(n, 2);
     calls[0].status = 404;
     for (size_t i = 1; i < n; i++)
-        fake_answer(&calls[i], json_pack("{s:s}", "outcome", "aborted"));
+        fake_answer(&calls[i], json_pack("{s:s}", "state", "aborted"));
     ck_assert_uint_eq(delivery_apply(t, calls, bidx, n, 0), 1);
     for (size_t i = 0; i < n; i++)
         agent_call_free(&calls[i]);
     ck_assert_int_eq(t->branches[bidx[0]].state, BR_PREPARED);
     ck_assert(!delivery_done(t));
     txn_unref(t);
+}
+END_TEST
+
+START_TEST(test_bare_200_is_no_acknowledgement)
+{
+    /* A 200 that does not say the branch's new state (a proxy, or another
+     * service behind a wrong --participant URL) acknowledges nothing: the
+     * branch may still be prepared there, so it is re-sent, for a commit
+     * and for a rollback alike. */
+    (void)reopen(1 << 20);
+    for (int commit = 0; commit <= 1; commit++) {
+        txn *t = txn_with_prepared_branches();
+        if (commit) {
+            ck_assert(txn_fsm_advance(t, EV_COMMIT, "client commit"));
+            ck_assert(txn_fsm_advance(t, EV_VOTES_YES, "all yes")); /* 'C' logged */
+            ck_assert_int_eq(txn_state_get(t), TXN_COMMITTING);
+        } else
+            ck_assert(txn_fsm_advance(t, EV_ROLLBACK, "client rollback"));
+        httpc_call calls[8];
+        size_t bidx[8];
+        memset(calls, 0, sizeof(calls));
+        size_t n = delivery_build(t, calls, bidx, 8);
+        ck_assert_uint_ge(n, 2);
+        fake_answer(&calls[0], json_pack("{s:b}", "ok", 1));
+        /* the other outcome's state is no acknowledgement either */
+        fake_answer(&calls[1], json_pack("{s:s}", "state", commit ? "aborted" : "committed"));
+        for (size_t i = 2; i < n; i++)
+            fake_answer(&calls[i], json_pack("{s:s}", "state", commit ? "committed" : "aborted"));
+        ck_assert_uint_eq(delivery_apply(t, calls, bidx, n, 0), 2);
+        for (size_t i = 0; i < n; i++)
+            agent_call_free(&calls[i]);
+        ck_assert_int_eq(t->branches[bidx[0]].state, BR_PREPARED);
+        ck_assert_int_eq(t->branches[bidx[1]].state, BR_PREPARED);
+        ck_assert(!delivery_done(t));
+        txn_unref(t);
+    }
 }
 END_TEST
 
@@ -1698,6 +1762,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_vote_timer_start);
     tcase_add_test(tc, test_delivery_records_mixed_outcome);
     tcase_add_test(tc, test_rollback_acknowledged_by_200_only);
+    tcase_add_test(tc, test_bare_200_is_no_acknowledgement);
     tcase_add_test(tc, test_txn_create_locked_holds_op_mu);
     tcase_add_test(tc, test_max_unfinished);
     tcase_add_test(tc, test_2pc_decision_excludes_read_only);

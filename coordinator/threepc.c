@@ -232,7 +232,9 @@ typedef enum { PC_ACKED, PC_REFUSED, PC_SILENT } precommit_answer;
 
 static precommit_answer precommit_apply(txn *t, branch *b, const httpc_call *c)
 {
-    if (c->status == 200) {
+    /* "committed": already committed there (by a termination that found a
+     * peer precommitted) */
+    if (agent_acked_state(c, "precommitted") || agent_acked_state(c, "committed")) {
         txn_set_branch_state(t, b, BR_PRECOMMITTED);
         txlog_debug(t->gid, b->participant, "precommit: acknowledged");
         return PC_ACKED;

@@ -197,10 +197,17 @@ static bool decide_abort_precommitted(txn *t, const char *reason)
  * next start would then apply a decision this process had refused. */
 static bool log_heuristic(txn *t, bool commit)
 {
-    if (!dlog_heuristic(t->gid, commit))
+    bool applied;
+    if (!dlog_heuristic(t->gid, commit, &applied))
         die("gid=%s heuristic decision record write failed: it may or may not be durable; "
             "stopping so that the log decides at restart",
             t->gid);
+    /* Not applied: a heuristic commit that lost the race with the
+     * resolver's 'E' (every branch acknowledged, nothing to give up). t then
+     * carries no heuristic mark, as replay would not, and the operator is
+     * told it was not recorded (heuristic.c). */
+    if (!applied)
+        return true;
     pthread_mutex_lock(&t->mu);
     t->heuristic = commit ? 'c' : 'a';
     pthread_mutex_unlock(&t->mu);
