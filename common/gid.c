@@ -167,3 +167,10 @@ bool xid8_text_valid(const char *s)
     /* 20 digits may pass 2^64 - 1 = 18446744073709551615: compare as text */
     return n < XID8_TEXT_MAX || strcmp(s, "18446744073709551615") <= 0;
 }
+
+uint64_t xid8_near(uint32_t xid32, uint64_t ref)
+{
+    /* the signed distance from ref's low 32 bits to xid32, in -2^31..2^31 */
+    int64_t d = (int32_t)(xid32 - (uint32_t)ref);
+    return ref + (uint64_t)d; /* modular: a negative d subtracts */
+}

@@ -48,5 +48,11 @@ bool branch_gid_parse(const char *bgid, char *gid_out, char *participant_out) MU
  * (what agents put in a yes vote, and take back with a commit or rollback). */
 #define XID8_TEXT_MAX 20
 bool xid8_text_valid(const char *s);
+/* The xid8 of a live transaction known by its 32-bit xid (pg_prepared_xacts
+ * shows only that), given a reference xid8 of the same moment, e.g.
+ * pg_snapshot_xmax(pg_current_snapshot()): the live xid lies within 2^31 of
+ * it on EITHER side (xmax is the last completed xid + 1, and a transaction
+ * still prepared or running can be newer than that). */
+uint64_t xid8_near(uint32_t xid32, uint64_t ref);
 
 #endif

@@ -454,8 +454,18 @@ static bool finish_3pc(branch *b, fsm_ctx *ctx, bool commit)
         return false;
     if (gone) {
         char st = 0, s[16] = "";
-        if (b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, s))
-            return false; /* asked again with the next message */
+        if (b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, s)) {
+            if (ctx->px == PX_DB_DOWN || ctx->px == PX_EXHAUSTED)
+                return false; /* asked again with the next message */
+            /* an answer that will not change (22023: the xid is "in the
+             * future" of a server restored or failed over to a point before
+             * the PREPARE): as for a status PostgreSQL no longer has, below,
+             * and as 2PC does (finish_prepared_check); re-asking would fail
+             * every re-send for ever */
+            txlog_error(b->gid, ctx->ag->name, "%s: cannot read the status of xid %s: %s", verb,
+                        b->xid, ctx->message);
+            s[0] = '\0';
+        }
         st = strcmp(s, "committed") == 0 ? 'c' : strcmp(s, "aborted") == 0 ? 'a' : 0;
         if (st && (st == 'c') != commit) {
             ctx_fail(ctx, PX_SQL_ERROR, "42704", "");
@@ -660,14 +670,14 @@ bool branch_fsm_step(branch *b, branch_event ev, const char *reason, fsm_ctx *ct
 
 /* ---- queries used by the callers to choose an event ---- */
 
-/* The xid8 of a prepared transaction from its 32-bit xid and the next xid8
- * (pg_snapshot_xmax of a current snapshot): the prepared one is older, by
- * less than 2^31. */
-static void xid8_of(const char *x32s, const char *nexts, char *out)
+/* The xid8 of a prepared transaction from its 32-bit xid and
+ * pg_snapshot_xmax of a current snapshot. xmax is the last COMPLETED xid + 1,
+ * so the prepared one may be older or newer (two prepared, nothing completed
+ * since): xid8_near takes the signed distance. */
+static void xid8_of(const char *x32s, const char *xmaxs, char *out)
 {
-    unsigned long long x32 = strtoull(x32s, NULL, 10), next = strtoull(nexts, NULL, 10);
-    uint32_t diff = (uint32_t)next - (uint32_t)x32;
-    snprintf(out, 24, "%llu", next - diff);
+    unsigned long long x32 = strtoull(x32s, NULL, 10), xmax = strtoull(xmaxs, NULL, 10);
+    snprintf(out, 24, "%llu", (unsigned long long)xid8_near((uint32_t)x32, (uint64_t)xmax));
 }
 
 bool branch_is_prepared_in_pg(agent *ag, const char *branch_gid, fsm_ctx *ctx, bool *found,

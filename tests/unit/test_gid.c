@@ -160,6 +160,24 @@ START_TEST(test_xid8_text)
 }
 END_TEST
 
+START_TEST(test_xid8_near)
+{
+    /* older than the reference (a snapshot's xmax) */
+    ck_assert_uint_eq(xid8_near(999, 1000), 999);
+    /* NEWER than it: prepared while nothing completed since (two prepared
+     * transactions, 1000 and 1001, the last completed 999: xmax 1000) */
+    ck_assert_uint_eq(xid8_near(1001, 1000), 1001);
+    ck_assert_uint_eq(xid8_near(1000, 1000), 1000);
+    /* across a 32-bit wrap, either way, in a later epoch */
+    uint64_t epoch2 = (uint64_t)2 << 32;
+    ck_assert_uint_eq(xid8_near(0xFFFFFFF0u, epoch2 + 5), epoch2 - 16);
+    ck_assert_uint_eq(xid8_near(5, epoch2 - 16), epoch2 + 5);
+    /* the far ends of the window */
+    ck_assert_uint_eq(xid8_near(1000 + 0x7FFFFFFFu, epoch2 + 1000), epoch2 + 1000 + 0x7FFFFFFFu);
+    ck_assert_uint_eq(xid8_near(1000u - 0x80000000u, epoch2 + 1000), epoch2 + 1000 - 0x80000000u);
+}
+END_TEST
+
 START_TEST(test_branch_gid_reject)
 {
     static const char *const bad[] = {
@@ -214,6 +232,7 @@ int main(void)
     tcase_add_test(tc, test_branch_gid_roundtrip);
     tcase_add_test(tc, test_branch_gid_reject);
     tcase_add_test(tc, test_xid8_text);
+    tcase_add_test(tc, test_xid8_near);
     suite_add_tcase(s, tc);
     TCase *tc2 = tcase_create("crc32c");
     tcase_add_test(tc2, test_crc32c_vector);
