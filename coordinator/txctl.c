@@ -1,7 +1,7 @@
 /*
  * txctl.c - command-line client of txcoord's REST API.
  *
- *   txctl [--url URL] [--token-file FILE] COMMAND, COMMAND one of
+ *   txctl [--url URL] [--token-file FILE] [--call-timeout-ms N] COMMAND, COMMAND one of
  *     begin [--protocol 2pc|3pc] [--timeout-ms N] [3PC options]
  *     exec GID PARTICIPANT SQL [PARAM...]
  *     commit GID | rollback GID | status GID | list
@@ -9,8 +9,9 @@
  *     in-doubt | resolve GID commit|abort
  *
  * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
- * 0 on a 2xx answer, 1 otherwise (transport errors go to stderr), 2 on bad
- * usage. URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
+ * 0 on a 2xx answer, 1 on any other answer, 2 on bad usage, 3 when no
+ * answer came (transport error or timeout, on stderr: the outcome of a
+ * commit is then unknown; `txctl outcome GID` tells it). URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
  * file (auth.h) to $TXCOORD_TOKEN_FILE, then none. A PARAM
  * of exactly \N is sent as SQL NULL, every other PARAM as a string.
  */
@@ -26,11 +27,15 @@
 #include "util.h"
 
 #define DEFAULT_URL "http://127.0.0.1:7400"
+#define DEFAULT_CALL_TIMEOUT_MS 120000
+#define EXIT_NO_ANSWER 3
+
+static long call_timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: txctl [--url URL] [--token-file FILE] COMMAND\n"
+            "usage: txctl [--url URL] [--token-file FILE] [--call-timeout-ms N] COMMAND\n"
             "commands:\n"
             "  begin [--protocol 2pc|3pc] [--timeout-ms N]\n"
             "        [--cancommit-timeout-ms N] [--precommit-timeout-ms N]\n"
@@ -50,7 +55,24 @@ static void usage(FILE *f)
             "                                            participant lost for good (logged)\n"
             "URL defaults to $TXCOORD_URL or " DEFAULT_URL ".\n"
             "FILE (the cluster's shared secret, sent as Authorization: Bearer) defaults to\n"
-            "$TXCOORD_TOKEN_FILE; without either no token is sent.\n");
+            "$TXCOORD_TOKEN_FILE; without either no token is sent.\n"
+            "N bounds each call (default %d ms; a statement that runs longer is cut off\n"
+            "here, not at the coordinator).\n"
+            "Exit: 0 a 2xx answer, 1 any other answer, 2 bad usage, 3 no answer (the\n"
+            "outcome of a commit is then unknown: ask with outcome GID).\n",
+            DEFAULT_CALL_TIMEOUT_MS);
+}
+
+/* A global option written after the command: say where it goes. */
+static void misplaced_global(const char *arg)
+{
+    static const char *const globals[] = {"--url", "--token-file", "--call-timeout-ms"};
+    for (size_t k = 0; k < ARRAY_LEN(globals); k++) {
+        size_t n = strlen(globals[k]);
+        if (strncmp(arg, globals[k], n) == 0 && (arg[n] == '\0' || arg[n] == '='))
+            fprintf(stderr, "txctl: %s goes before the command (txctl %s ... COMMAND)\n",
+                    globals[k], globals[k]);
+    }
 }
 
 static int bad_usage(const char *msg)
@@ -69,13 +91,13 @@ static int run(const char *method, const char *base, const char *path, json_t *b
     c.method = method;
     c.url = url;
     c.body = body;
-    c.timeout_ms = 120000;
+    c.timeout_ms = call_timeout_ms;
     /* A 200 (a statement's rows among them) is printed as received, only
      * laid out: parsed, a jsonb number beyond a double or a 64-bit integer
      * would lose digits or fail to parse at all. */
     c.raw_200 = true;
     (void)httpc_request(&c); /* status checked below */
-    int rc = 1;
+    int rc = EXIT_NO_ANSWER;
     if (c.raw) { /* JSON, or JSON with a number jansson cannot hold; else not ours */
         json_error_t jerr;
         json_t *check = json_loadb(c.raw, c.raw_len, JSON_DECODE_ANY, &jerr);
@@ -95,8 +117,10 @@ static int run(const char *method, const char *base, const char *path, json_t *b
         free(text);
         rc = (c.status >= 200 && c.status < 300) ? 0 : 1;
     } else {
+        /* not the coordinator's answer (a proxy's error page, say) */
         fprintf(stderr, "txctl: %s %s: HTTP %ld with a body that is not JSON\n", method, url,
                 c.status);
+        rc = 1;
     }
     httpc_call_clear(&c);
     json_decref(body);
@@ -116,8 +140,11 @@ static char *txn_path(const char *prefix, const char *gid, const char *suffix)
 static int one_gid(int argc, char **argv, const char *method, const char *base,
                    const char *prefix, const char *suffix)
 {
-    if (argc != 2)
+    if (argc != 2) {
+        for (int k = 2; k < argc; k++)
+            misplaced_global(argv[k]);
         return bad_usage("expected exactly one GID");
+    }
     char *path = txn_path(prefix, argv[1], suffix);
     int rc = run(method, base, path, strcmp(method, "POST") == 0 ? json_object() : NULL);
     free(path);
@@ -157,15 +184,23 @@ static int cmd_begin(int argc, char **argv, const char *base)
     };
     json_t *body = json_object();
     for (int i = 1; i < argc; i++) {
+        /* --opt VALUE or --opt=VALUE */
+        const char *eq = strchr(argv[i], '=');
+        size_t nlen = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
         size_t k = 0;
-        while (k < ARRAY_LEN(opts) && strcmp(argv[i], opts[k].opt) != 0)
+        while (k < ARRAY_LEN(opts) &&
+               (strlen(opts[k].opt) != nlen || strncmp(argv[i], opts[k].opt, nlen) != 0))
             k++;
-        if (k == ARRAY_LEN(opts) || i + 1 >= argc) {
+        if (k == ARRAY_LEN(opts) || (!eq && i + 1 >= argc)) {
             json_decref(body);
+            if (k < ARRAY_LEN(opts))
+                fprintf(stderr, "txctl: %s requires a value\n", opts[k].opt);
+            else
+                misplaced_global(argv[i]);
             return bad_usage("begin takes --protocol P, --timeout-ms N and the 3PC options");
         }
-        const char *val = argv[++i];
-        if (!args_utf8(i + 1, argv, i)) {
+        const char *val = eq ? eq + 1 : argv[++i];
+        if (!args_utf8(1, (char *[]){(char *)val}, 0)) {
             json_decref(body);
             return 2;
         }
@@ -226,16 +261,37 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-        if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
-            base = argv[++i];
-        else if (strncmp(argv[i], "--url=", 6) == 0)
-            base = argv[i] + 6;
-        else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
-            token_file = argv[++i];
-        else if (strncmp(argv[i], "--token-file=", 13) == 0)
-            token_file = argv[i] + 13;
-        else
+        const char *eq = strchr(argv[i], '=');
+        size_t nlen = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[i + 1] : NULL);
+        const char *which = strncmp(argv[i], "--url", nlen) == 0 && nlen == 5 ? "--url"
+                            : nlen == 12 && strncmp(argv[i], "--token-file", nlen) == 0
+                                ? "--token-file"
+                            : nlen == 17 && strncmp(argv[i], "--call-timeout-ms", nlen) == 0
+                                ? "--call-timeout-ms"
+                                : NULL;
+        if (!which)
             return bad_usage("unknown option");
+        if (!val) {
+            fprintf(stderr, "txctl: %s requires a value\n", which);
+            return 2;
+        }
+        if (!eq)
+            i++;
+        if (which[2] == 'u') {
+            base = val;
+        } else if (which[2] == 't') {
+            token_file = val;
+        } else {
+            char *end;
+            errno = 0;
+            long v = strtol(val, &end, 10);
+            if (end == val || *end || v <= 0 || errno == ERANGE) {
+                fprintf(stderr, "txctl: --call-timeout-ms needs a positive integer\n");
+                return 2;
+            }
+            call_timeout_ms = v;
+        }
     }
     log_init("txctl", LOG_WARN);
     if (token_file && *token_file && !auth_load_token_file(token_file))
@@ -271,8 +327,11 @@ int main(int argc, char **argv)
         rc = cmd_resolve(sub_argc, sub, b);
     else if (strcmp(cmd, "participants") == 0 && sub_argc == 1)
         rc = run("GET", b, "/v1/participants", NULL);
-    else
+    else {
+        for (int k = 1; k < sub_argc; k++)
+            misplaced_global(sub[k]);
         rc = bad_usage("unknown command or wrong arguments");
+    }
     httpc_global_cleanup();
     free(b);
     return rc;
