@@ -912,8 +912,6 @@ static bool no_fields(http_request *req)
  * when that status is an error); 404 for a gid never issued here. */
 static txn *lookup_to_finish(http_request *req, unsigned committed_status, unsigned aborted_status)
 {
-    if (!no_fields(req))
-        return NULL;
     const char *gid = http_req_param(req, 0);
     outcome_known k;
     txn *t = lookup_or_outcome(gid, &k);
@@ -938,33 +936,91 @@ static txn *lookup_to_finish(http_request *req, unsigned committed_status, unsig
     return NULL;
 }
 
+/*
+ * POST /v1/transactions/{gid}/commit [{"branches":[...]}]. With "branches"
+ * (as in the one-shot form: each participant's statements), on a
+ * transaction that has no branch yet: its branches run in parallel, each
+ * with its PREPARE, then the decision, as the one-shot form does. The gid is
+ * the client's before anything runs, so a commit whose answer was lost is
+ * simply sent again: the repeat waits for the first (op_mu) or answers the
+ * outcome it reached, also after the transaction left memory; a first one
+ * that never arrived runs then. Nothing runs twice.
+ */
 static void h_commit(http_request *req, void *app)
 {
     (void)app;
-    txn *t = lookup_to_finish(req, 200, 409);
-    if (!t)
+    json_t *body = http_req_json(req); /* borrowed, NULL when empty */
+    json_t *branches = NULL;
+    char err[JSON_ERR_LEN];
+    static const char *const commit_fields[] = {"branches", NULL};
+    if (body && (!json_fields_known(body, commit_fields, err, sizeof(err)) ||
+                 !json_field_array(body, "branches", false, &branches, err, sizeof(err)))) {
+        http_reply_error(req, 400, "invalid_field", "%s", err);
         return;
+    }
+    oneshot_branch *obs = NULL;
+    size_t nb = 0;
+    if (branches) {
+        obs = xcalloc(json_array_size(branches) + 1, sizeof(*obs));
+        if (!parse_branches(req, branches, obs, &nb)) {
+            free(obs);
+            return;
+        }
+    }
+    txn *t = lookup_to_finish(req, 200, 409);
+    if (!t) {
+        free(obs);
+        return;
+    }
     int64_t t0 = now_us();
     pthread_mutex_lock(&t->op_mu); /* waits for a commit of t in progress */
+    pthread_mutex_lock(&t->mu);
+    size_t had = t->nbranches;
+    pthread_mutex_unlock(&t->mu);
     /* A commit arriving after the deadline (before the tick noticed) gets
      * the same answer as one arriving after the tick: aborted, "timeout". */
     if (still_active(t) && rollback_pending(t)) {
         /* A rollback asked first and waits for op_mu: it wins. */
         (void)txn_abort(t, EV_ROLLBACK, "rollback requested", true);
+    } else if (txn_state_get(t) == TXN_ACTIVE && branches && had > 0) {
+        /* Its statements would join branches whose sessions hold other
+         * work: not the one-shot form. Nothing is done; t stays usable. */
+        pthread_mutex_unlock(&t->op_mu);
+        http_reply_error(req, 409, "wrong_state",
+                         "transaction %s already has branches: 'branches' in a commit is for a "
+                         "transaction with none yet (run the statements with /statements, then "
+                         "commit without a body)",
+                         t->gid);
+        free(obs);
+        txn_unref(t);
+        return;
     } else if (txn_state_get(t) == TXN_ACTIVE) {
-        protocol_get(t->protocol)->commit(t, NULL);
+        /* stmts[] aligned with t->branches, created here in request order */
+        json_t **stmts = NULL;
+        if (branches) {
+            stmts = xcalloc(nb + 1, sizeof(*stmts));
+            for (size_t i = 0; i < nb; i++) {
+                (void)txn_branch(t, obs[i].p, true);
+                stmts[i] = obs[i].statements;
+            }
+        }
+        protocol_get(t->protocol)->commit(t, stmts);
+        free(stmts);
         txn_state st = txn_state_get(t);
         if (st == TXN_COMMITTING || st == TXN_COMMITTED)
             histogram_observe_us(&g_metrics.commit_latency[t->protocol], now_us() - t0);
     }
     pthread_mutex_unlock(&t->op_mu);
     reply_outcome(req, t);
+    free(obs);
     txn_unref(t);
 }
 
 static void h_rollback(http_request *req, void *app)
 {
     (void)app;
+    if (!no_fields(req))
+        return;
     txn *t = lookup_to_finish(req, 409, 200);
     if (!t)
         return;
@@ -1098,6 +1154,13 @@ static void h_outcome(http_request *req, void *app)
         case TXN_COMMITTING:
         case TXN_COMMITTED:
             outcome = "committed";
+            /* A participant with no branch here has none the decision
+             * covers: it voted read_only (a 'C' lists only the prepared
+             * branches, so a restored transaction has no branch for it) or
+             * was never in it. A branch of the gid found prepared there is
+             * then no branch to commit: as acknowledged, live and restored
+             * alike. */
+            acknowledged = who != NULL;
             pthread_mutex_lock(&t->mu);
             for (size_t i = 0; who && i < t->nbranches; i++)
                 if (strcmp(t->branches[i].participant, who) == 0)

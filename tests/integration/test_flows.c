@@ -241,6 +241,57 @@ START_TEST(one_shot_commit)
 }
 END_TEST
 
+/* The one-shot form on a gid begun first (POST .../commit with "branches"):
+ * the client knows the gid before anything runs, so a commit whose answer
+ * was lost is sent again, and it answers the outcome without running
+ * anything twice. */
+START_TEST(commit_with_branches_on_begun_gid)
+{
+    h_set_balance(1, 471, 1000);
+    h_set_balance(2, 472, 1000);
+    char *gid = h_begin();
+    char *path = xasprintf("/v1/transactions/%s/commit", gid);
+    json_t *body = json_pack("{s:[{s:s,s:[{s:s,s:[ii]}]},{s:s,s:[{s:s,s:[ii]}]}]}", "branches",
+                             "participant", "pg1", "statements", "sql", DEBIT, "params", 50, 471,
+                             "participant", "pg2", "statements", "sql", CREDIT, "params", 50, 472);
+    for (int round = 0; round < 2; round++) { /* the second: the answer was "lost" */
+        h_resp r = h_req("POST", path, json_incref(body));
+        expect_outcome(&r, 200, "committed", round ? "the same commit sent again" : "commit");
+        h_resp_clear(&r);
+        ck_assert_int_eq(h_balance(1, 471), 950);
+        ck_assert_int_eq(h_balance(2, 472), 1050);
+    }
+    expect_txn_outcome(gid, "committed");
+    ck_assert_int_eq(h_prepared_count(1), 0);
+    free(path);
+    free(gid);
+
+    /* a transaction that already has a branch: refused, nothing done, and
+     * it can still be committed as usual */
+    gid = h_begin();
+    h_stmt_ok(gid, "pg1", DEBIT, json_pack("[ii]", 5, 471));
+    path = xasprintf("/v1/transactions/%s/commit", gid);
+    h_resp r = h_req("POST", path, json_incref(body));
+    ck_assert_msg(r.status == 409 && strcmp(h_err_code(&r), "wrong_state") == 0, "%s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(2, 472), 1050);
+    /* an unknown field is refused too (not ignored) */
+    r = h_req("POST", path, json_pack("{s:s}", "outcome", "commit"));
+    ck_assert_msg(r.status == 400 && strcmp(h_err_code(&r), "invalid_field") == 0, "%s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    expect_outcome(&r, 200, "committed", "plain commit after the refused one");
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 471), 945);
+    ck_assert_int_eq(h_balance(2, 472), 1050);
+    json_decref(body);
+    free(path);
+    free(gid);
+}
+END_TEST
+
 /* 3PC one-shot whose statements take most of the agents' uncertain timeout:
  * the votes come in together, so no agent's timer is near firing when the
  * PreCommit goes out, and it commits (the margin is counted from the first
@@ -1223,7 +1274,15 @@ END_TEST
 START_TEST(committed_branch_prepared_again_is_left_in_doubt)
 {
     char *gid = committed_credit(995);
-    h_resp r = h_get("/v1/transactions/%s", gid);
+    /* a participant with no branch in it (never in it, or it voted
+     * read_only, which a restored 'C' does not list): the decision covers
+     * nothing there, so a branch of the gid found prepared there is not to
+     * be committed either */
+    h_resp r = h_get("/v1/outcomes/%s?participant=pg3", gid);
+    H_EXPECT(r, 200, "outcome for a participant without a branch");
+    ck_assert_msg(json_is_true(json_object_get(r.json, "acknowledged")), "%s", h_desc(&r));
+    h_resp_clear(&r);
+    r = h_get("/v1/transactions/%s", gid);
     H_EXPECT(r, 200, "GET");
     char *bgid = xstrdup(h_str(json_array_get(json_object_get(r.json, "branches"), 0),
                                "branch_gid"));
@@ -1386,6 +1445,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, abort_on_check_violation);
     tcase_add_test(tc, rollback);
     tcase_add_test(tc, one_shot_commit);
+    tcase_add_test(tc, commit_with_branches_on_begun_gid);
     tcase_add_test(tc, one_shot_3pc_slow_statements_commit);
     tcase_add_test(tc, one_shot_abort);
     tcase_add_test(tc, one_shot_without_commit);
