@@ -958,19 +958,21 @@ static void h_commit(http_request *req, void *app)
         http_reply_error(req, 400, "invalid_field", "%s", err);
         return;
     }
+    /* The outcome first: a repeat of a commit that finished answers it, even
+     * if its branches would no longer parse (a participant removed from the
+     * configuration since, say). */
+    txn *t = lookup_to_finish(req, 200, 409);
+    if (!t)
+        return;
     oneshot_branch *obs = NULL;
     size_t nb = 0;
-    if (branches) {
+    if (branches && txn_state_get(t) == TXN_ACTIVE) {
         obs = xcalloc(json_array_size(branches) + 1, sizeof(*obs));
         if (!parse_branches(req, branches, obs, &nb)) {
             free(obs);
+            txn_unref(t);
             return;
         }
-    }
-    txn *t = lookup_to_finish(req, 200, 409);
-    if (!t) {
-        free(obs);
-        return;
     }
     int64_t t0 = now_us();
     pthread_mutex_lock(&t->op_mu); /* waits for a commit of t in progress */

@@ -9,9 +9,11 @@
  *     in-doubt | resolve GID commit|abort
  *
  * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
- * 0 on a 2xx answer, 1 on any other answer, 2 on bad usage, 3 when no
- * answer came (transport error or timeout, on stderr: the outcome of a
- * commit is then unknown; `txctl outcome GID` tells it). URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
+ * 0 on a 2xx answer, 1 on any other answer of the coordinator's, 2 on bad
+ * usage, 3 when no answer came (transport error or timeout, on stderr), the
+ * answer is not the coordinator's (not JSON: a proxy's error page), or a 3PC
+ * commit's outcome is not known yet (409 precommitting): the outcome of a
+ * commit is then unknown; `txctl outcome GID` tells it. URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
  * file (auth.h) to $TXCOORD_TOKEN_FILE, then none. A PARAM
  * of exactly \N is sent as SQL NULL, every other PARAM as a string.
  */
@@ -58,8 +60,9 @@ static void usage(FILE *f)
             "$TXCOORD_TOKEN_FILE; without either no token is sent.\n"
             "N bounds each call (default %d ms; a statement that runs longer is cut off\n"
             "here, not at the coordinator).\n"
-            "Exit: 0 a 2xx answer, 1 any other answer, 2 bad usage, 3 no answer (the\n"
-            "outcome of a commit is then unknown: ask with outcome GID).\n",
+            "Exit: 0 a 2xx answer, 1 any other answer, 2 bad usage, 3 no answer, one\n"
+            "that is not the coordinator's, or a 3PC commit still deciding (the outcome\n"
+            "of a commit is then unknown: ask with outcome GID).\n",
             DEFAULT_CALL_TIMEOUT_MS);
 }
 
@@ -116,11 +119,17 @@ static int run(const char *method, const char *base, const char *path, json_t *b
         printf("%s\n", text);
         free(text);
         rc = (c.status >= 200 && c.status < 300) ? 0 : 1;
+        /* a 3PC commit whose outcome is not known yet (409, precommitting):
+         * no answer as to the outcome either */
+        json_t *err = c.response ? json_object_get(c.response, "error") : NULL;
+        const char *st = json_string_value(json_object_get(err, "state"));
+        if (c.status == 409 && st && strcmp(st, "precommitting") == 0)
+            rc = EXIT_NO_ANSWER;
     } else {
-        /* not the coordinator's answer (a proxy's error page, say) */
+        /* not the coordinator's answer (a proxy's timeout page, say): the
+         * call may or may not have reached it */
         fprintf(stderr, "txctl: %s %s: HTTP %ld with a body that is not JSON\n", method, url,
                 c.status);
-        rc = 1;
     }
     httpc_call_clear(&c);
     json_decref(body);
@@ -278,6 +287,10 @@ int main(int argc, char **argv)
         }
         if (!eq)
             i++;
+        if (!*val) {
+            fprintf(stderr, "txctl: %s requires a value\n", which);
+            return 2;
+        }
         if (which[2] == 'u') {
             base = val;
         } else if (which[2] == 't') {

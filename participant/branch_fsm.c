@@ -198,6 +198,17 @@ static bool finish_prepared(branch *b, fsm_ctx *ctx, const char *verb)
     return finish_prepared_check(b, ctx, verb, NULL, false);
 }
 
+/* After a failed pg_xact_status: will asking again never tell more? Only for
+ * 22023 (the xid is "in the future": a server restored or failed over to a
+ * point before the PREPARE, or an xid that was never this server's). Any
+ * other failure (the server down, a statement_timeout, out of memory, an
+ * I/O error reading the clog) may pass: the caller fails and the message is
+ * re-sent. */
+static bool xact_status_unknowable(const fsm_ctx *ctx)
+{
+    return ctx->px == PX_SQL_ERROR && strcmp(ctx->sqlstate, "22023") == 0;
+}
+
 static bool finish_prepared_gone(branch *b, fsm_ctx *ctx, const char *verb, bool *gone)
 {
     return finish_prepared_check(b, ctx, verb, gone, false);
@@ -223,7 +234,7 @@ static bool finish_prepared_check(branch *b, fsm_ctx *ctx, const char *verb, boo
             pg_res_clear(&r);
             char st[16] = "";
             if (check_xid && b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, st)) {
-                if (ctx->px == PX_DB_DOWN || ctx->px == PX_EXHAUSTED)
+                if (!xact_status_unknowable(ctx))
                     return false; /* asked again with the next message */
                 txlog_warn(b->gid, ctx->ag->name, "%s: cannot read the status of xid %s: %s",
                            verb, b->xid, ctx->message);
@@ -455,13 +466,11 @@ static bool finish_3pc(branch *b, fsm_ctx *ctx, bool commit)
     if (gone) {
         char st = 0, s[16] = "";
         if (b->xid[0] && !threepc_xact_status(ctx->ag, b->xid, ctx, s)) {
-            if (ctx->px == PX_DB_DOWN || ctx->px == PX_EXHAUSTED)
+            if (!xact_status_unknowable(ctx))
                 return false; /* asked again with the next message */
-            /* an answer that will not change (22023: the xid is "in the
-             * future" of a server restored or failed over to a point before
-             * the PREPARE): as for a status PostgreSQL no longer has, below,
-             * and as 2PC does (finish_prepared_check); re-asking would fail
-             * every re-send for ever */
+            /* an answer that will not change: as for a status PostgreSQL no
+             * longer has, below, and as 2PC does (finish_prepared_check);
+             * re-asking would fail every re-send for ever */
             txlog_error(b->gid, ctx->ag->name, "%s: cannot read the status of xid %s: %s", verb,
                         b->xid, ctx->message);
             s[0] = '\0';

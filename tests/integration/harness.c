@@ -139,7 +139,13 @@ static void on_signal(int sig)
         }
     }
     if (sig == SIGABRT || sig == SIGSEGV || sig == SIGBUS) {
+        /* the handler runs with sig blocked: unblock it, or raise() would
+         * only leave it pending and _exit below would hide the crash */
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
         signal(sig, SIG_DFL);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
         raise(sig);
     }
     _exit(128 + sig);

@@ -43,16 +43,11 @@ scen_long() { [ "${SCENARIO_LONG:-0}" = 1 ] || [ "${TXCOORD_LONG:-0}" = 1 ]; }
 
 # ---- life cycle ----------------------------------------------------------------
 
-# scen_init NAME BASE_PORT: temp dir, traps. Ports BASE_PORT..BASE_PORT+19 are
-# ours (SCENARIO_BASE_PORT overrides, e.g. to run a second copy alongside; a
-# range found in use moves up by 1000).
-scen_init() {
-    SCEN_NAME="$1"
-    SCEN_PORT="${SCENARIO_BASE_PORT:-$2}"
-    TX_PROG="$SCEN_NAME"
-    # A run on our ports killed hard (SIGKILL: no exit trap) left its cluster
-    # running: stop and remove it first. Only when the script that made it is
-    # gone (its pid in owner.pid); a live one is another run, left alone.
+# scen_leftovers: on SCEN_PORT's range, a run killed hard (SIGKILL: no exit
+# trap) left its cluster running: stop and remove it. Only when the script
+# that made it is gone (its pid in owner.pid); a live one is another run,
+# left alone.
+scen_leftovers() {
     local old owner
     for old in /tmp/txscen-"${SCEN_PORT}"-*; do
         [ -d "$old" ] || continue
@@ -69,11 +64,23 @@ scen_init() {
         fi
         rm -rf "$old"
     done
+    return 0
+}
+
+# scen_init NAME BASE_PORT: temp dir, traps. Ports BASE_PORT..BASE_PORT+19 are
+# ours (SCENARIO_BASE_PORT overrides, e.g. to run a second copy alongside; a
+# range found in use moves up by 1000).
+scen_init() {
+    SCEN_NAME="$1"
+    SCEN_PORT="${SCENARIO_BASE_PORT:-$2}"
+    TX_PROG="$SCEN_NAME"
     # Something else (a CI agent's proxy on 8000 or 8080, a second run) may
     # listen in our range: move by 1000, clear of every scenario's own range
-    # (7920..8279), until all 20 ports refuse connections.
+    # (7920..8279), until all 20 ports refuse connections. A leftover of ours
+    # on a range is removed first (scen_leftovers).
     local try off busy
     for try in 1 2 3 4; do
+        scen_leftovers
         busy=""
         for off in $(seq 0 19); do
             if tx_port_open $((SCEN_PORT + off)); then

@@ -34,6 +34,7 @@ expect "UTF-8 arguments go out (and find no coordinator: exit 3)" 3 "POST .*stat
 expect "begin: --option=value is taken" 3 "POST .*transactions" \
     "$txctl" begin --timeout-ms=5000 --protocol=2pc
 expect "--url without a value" 2 "--url requires a value" "$txctl" --url
+expect "--url= (empty)" 2 "--url requires a value" "$txctl" --url= list
 expect "a global option after the command is named" 2 "--url goes before the command" \
     "$txctl" list --url http://127.0.0.1:1
 expect "--call-timeout-ms must be positive" 2 "positive integer" "$txctl" --call-timeout-ms 0 list
