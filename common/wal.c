@@ -20,10 +20,10 @@
  *     everything after it (after the length its header claims) is zero; the
  *     file is then truncated there (WARN).
  *     A bad record with non-zero data after it is corruption: wal_open fails,
- *     except for the hole a power cut leaves when later pages reached the
- *     disk and an earlier one did not (unwritten_hole): with only records of
- *     types the caller never forces after it (wal_open_unforced), nothing
- *     from the hole on was acknowledged, and it is cut like a torn tail. So
+ *     except for the hole a power cut leaves when later sectors reached the
+ *     disk and an earlier one did not (unwritten_hole; wal_open_unforced
+ *     opts in): nothing from the hole on was acknowledged, whatever its
+ *     records' types, and it is cut like a torn tail. So
  *     is a last record whose header never reached the disk while later bytes
  *     of it did, when no whole record follows (torn_header_at).
  *   - wal_open writes the replayed records back and syncs them before anyone
@@ -231,26 +231,49 @@ static bool torn_header_at(const unsigned char *buf, size_t size, size_t pos)
 }
 
 /* The bad record at pos is followed by more data. Is it the unwritten hole
- * a power cut leaves when the disk wrote later pages of the last flush (or
- * of background writeback) but not this one? Then nothing from pos on was
- * ever acknowledged as durable (every forced append's fdatasync covers all
- * bytes before it), and cutting there is as safe as cutting a torn tail.
- * Recognised only when all of these hold, else it stays corruption:
- *   - every byte from pos to the next sector boundary is zero (the rest of a
- *     sector that never reached the disk; it may be shorter than a header);
+ * a power cut leaves when the disk wrote later sectors of the last flush (or
+ * of background writeback) but not an earlier one? Then nothing from pos on
+ * was ever acknowledged as durable, whatever its type: records are appended
+ * in file order, and an fdatasync that returned covered every byte written
+ * before it started, the hole's included. A forced record after the hole is
+ * therefore one whose fdatasync never returned: nobody acted on it (the
+ * decision was never sent, the client never told). Cutting at pos is as safe
+ * as cutting a torn tail; it is what PostgreSQL's own WAL replay does at its
+ * first invalid record. Recognised only when all of these hold, else it stays
+ * corruption:
+ *   - a sector that never reached the disk: every byte from pos to the next
+ *     sector boundary is zero (it may be shorter than a header), or, when
+ *     the bad record's header did reach the disk, a whole zero sector inside
+ *     the span that header claims (payloads are JSON text: never a zero byte);
  *   - after it, at most WAL_PREALLOC bytes that parse as nothing (the rest
- *     of a record that began in the hole), then CRC-valid records,
- *     each of a type in `unforced` (types the caller never forces: a forced
- *     one after the hole may be a decision whose flush was cut, which only
- *     the operator may judge), then zeros or one torn record to the end.
- * Sets *seen to the number of such records. */
+ *     of a record that began in the hole), then CRC-valid records, then
+ *     zeros or one torn record to the end.
+ * Sets *seen to the number of those records and *forced to how many of them
+ * are of types not in `unforced` (the caller's never-forced types). */
 static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
-                           const char *unforced, size_t *seen)
+                           const char *unforced, size_t *seen, size_t *forced)
 {
     *seen = 0;
+    *forced = 0;
     size_t boundary = (pos / WAL_SECTOR + 1) * WAL_SECTOR;
-    if (!unforced || boundary >= size || !all_zero(buf + pos, boundary - pos))
+    if (!unforced || boundary >= size)
         return false;
+    if (!all_zero(buf + pos, boundary - pos)) {
+        /* The header reached the disk: a lost sector inside its record. */
+        if (size - pos < WAL_HDR || buf[pos + 8] == 0)
+            return false;
+        uint32_t len = get_u32(buf + pos);
+        if (len > WAL_MAX_RECORD)
+            return false;
+        size_t end = pos + WAL_HDR + len, s = boundary;
+        while (s < end && s + WAL_SECTOR <= size && !all_zero(buf + s, WAL_SECTOR))
+            s += WAL_SECTOR;
+        if (s >= end || s + WAL_SECTOR > size)
+            return false;
+        boundary = s + WAL_SECTOR;
+        if (boundary >= size)
+            return false;
+    }
     size_t q = boundary;
     while (q < size && buf[q] == 0)
         q++;
@@ -263,7 +286,7 @@ static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
         uint8_t type;
         if (record_at(buf, size, o, &len, &type)) {
             if (!strchr(unforced, (char)type))
-                return false;
+                (*forced)++;
             (*seen)++;
             o += WAL_HDR + len;
             continue;
@@ -305,12 +328,12 @@ static bool wal_replay(const char *path, const unsigned char *buf, size_t size,
         }
         if (why) {
             bool torn = torn_tail_at(buf, size, pos) || torn_header_at(buf, size, pos);
-            size_t after = 0;
-            if (!torn && unwritten_hole(buf, size, pos, unforced, &after)) {
-                log_warn("wal %s: unwritten hole at offset %zu followed by %zu unforced "
-                         "record(s) (a power cut after later pages reached the disk): "
-                         "nothing from there on was acknowledged; cut there",
-                         path, pos, after);
+            size_t after = 0, forced = 0;
+            if (!torn && unwritten_hole(buf, size, pos, unforced, &after, &forced)) {
+                log_warn("wal %s: unwritten hole at offset %zu followed by %zu record(s), %zu "
+                         "of them of forced types (a power cut after later sectors reached the "
+                         "disk): nothing from there on was acknowledged; cut there",
+                         path, pos, after, forced);
                 torn = true;
             }
             if (!torn) {

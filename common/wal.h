@@ -33,11 +33,15 @@ typedef bool (*wal_replay_fn)(uint8_t type, const void *payload, size_t len, voi
 /* Open or create the log at path, replaying it through fn (may be NULL).
  * Returns NULL on error (logged). Caller owns the handle (wal_close). */
 wal *wal_open(const char *path, wal_replay_fn fn, void *arg);
-/* wal_open for a log whose records of the types in `unforced` (a string of
- * type bytes) are never appended with sync=true: a zeroed hole followed only
- * by such records is the trace of a power cut that wrote later pages before
- * an earlier one, and is cut as a torn tail instead of refusing to open (see
- * wal.c, unwritten_hole). NULL: no type qualifies (wal_open). */
+/* wal_open for a log that may be cut at an unwritten hole: a zeroed sector
+ * followed by records is the trace of a power cut that wrote later sectors
+ * before an earlier one; nothing from the hole on was acknowledged (an
+ * acknowledged record's fdatasync covered every byte before it), so it is cut
+ * as a torn tail instead of refusing to open (see wal.c, unwritten_hole).
+ * `unforced` (a string of type bytes): the types never appended with
+ * sync=true, so that the warning can say how many forced records (decisions
+ * whose fdatasync never returned) were cut. NULL: a hole is corruption
+ * (wal_open). */
 wal *wal_open_unforced(const char *path, wal_replay_fn fn, void *arg, const char *unforced);
 
 /* Append one record. sync=true: return only when it is durable (group commit).

@@ -373,8 +373,11 @@ bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, 
     dlog_path = xstrdup(path);
 
     replay_state rs = {0};
-    /* 'E' and 'R' are never forced: a power cut may leave them on disk after
-     * a hole that an earlier, unflushed page left (wal.c, unwritten_hole). */
+    /* A power cut may leave records on disk after a hole that an earlier,
+     * unflushed sector left: cut there (wal.c, unwritten_hole; nothing after
+     * it was acknowledged). 'E' and 'R' are the types never forced: a 'C',
+     * 'P', 'A' or 'H' cut there is counted in the warning, a decision whose
+     * fdatasync never returned, so never acted on (presumed abort). */
     dlog = wal_open_unforced(path, replay_record, &rs, (const char[]){REC_END, REC_READ_ONLY, 0});
     if (!dlog)
         return false;

@@ -686,6 +686,9 @@ bool threepc_open(agent *ag)
     pthread_mutex_init(&t->fin_mu, NULL);
     ag->tpc = t;
     replay_ctx rc = {.ag = ag};
+    /* cut at a power cut's unwritten hole (wal.c, unwritten_hole): an
+     * uncertain or precommitted record after it was never acknowledged (its
+     * vote or ack not sent), so the branch is as it was before it */
     t->log = wal_open_unforced(t->path, replay_one, &rc, (const char[]){TP_FINAL_TYPE, 0});
     if (!t->log) {
         for (size_t i = 0; i < rc.n; i++)

@@ -511,6 +511,29 @@ static void fresh_log(size_t a, size_t b, size_t c)
     wal_close(w);
 }
 
+/* Open (cut at the hole expected at `hole`), check the warning names
+ * `forced` records of forced types, that only the first `kept` records were
+ * replayed, and that appends go on at the hole; then remove the log. */
+static void expect_cut_at(size_t hole, size_t forced, size_t kept)
+{
+    collected c = {0};
+    char *err;
+    wal *w = open_unforced_captured(&c, &err);
+    ck_assert_msg(w != NULL, "refused: %s", err);
+    char *want = xasprintf("unwritten hole at offset %zu", hole);
+    ck_assert_msg(strstr(err, want) != NULL, "log: %s", err);
+    free(want);
+    want = xasprintf(", %zu of them of forced types", forced);
+    ck_assert_msg(strstr(err, want) != NULL, "log: %s", err);
+    free(want);
+    free(err);
+    ck_assert_uint_eq(c.n, kept);
+    ck_assert_uint_eq(wal_bytes(w), hole);
+    wal_close(w);
+    collected_free(&c);
+    unlink(path);
+}
+
 START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
 {
     /* The last record crosses a sector boundary; the power cut kept the
@@ -539,30 +562,36 @@ START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
     zero_at(23, 9);
     expect_refused_and_remove(true);
 
-    /* A whole record after the lost header: not a torn tail (it stays
-     * corruption, or an unwritten hole when the caller says so). */
+    /* A whole record after the lost header: not a torn tail. Without the
+     * caller's opt-in it is corruption; with it, the unwritten hole of a
+     * flush that never returned, the forced record after it included (the
+     * same bytes a disk that LOST a flushed sector would leave: fdatasync is
+     * trusted, as PostgreSQL trusts it; wal.c, unwritten_hole). */
     fresh_log(14, 700, 14); /* 0..23, 23..732, 732..755 */
     zero_at(23, 512 - 23);
-    expect_refused_and_remove(true);
+    collected c0 = {0};
+    char *err;
+    ck_assert_ptr_null(open_captured(&c0, &err));
+    ck_assert_msg(strstr(err, "refusing to open") != NULL, "log: %s", err);
+    free(err);
+    collected_free(&c0);
+    expect_cut_at(23, 1, 1);
 }
 END_TEST
 
-START_TEST(test_power_cut_hole_cases_that_stay_corruption)
+START_TEST(test_power_cut_hole_before_forced_records_is_cut)
 {
-    /* A forced type after the hole: it may be a decision whose flush was
-     * cut, and it may not: only the operator can tell. */
-    write_with_hole('C');
-    expect_refused_and_remove(true);
-    /* Only unforced records, but the caller named none (wal_open). */
-    write_with_hole('E');
-    expect_refused_and_remove(false);
+    /* A forced 'C' after the hole: its fdatasync never returned (one that
+     * had would have covered the hole), so no one acted on it. */
+    size_t hole = write_with_hole('C');
+    expect_cut_at(hole, 1, 1);
     /* A forced record that begins right at the sector boundary, its header
-     * starting with zero bytes (length 512 = 00 02 00 00): it must be seen,
-     * not taken for part of the hole. */
+     * starting with zero bytes (length 512 = 00 02 00 00): it is seen, not
+     * taken for part of the hole. */
     wal *w = wal_open(path, NULL, NULL);
     ck_assert_ptr_nonnull(w);
     ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-    char fill[512];
+    char fill[1400];
     memset(fill, 'e', sizeof(fill));
     ck_assert(wal_append(w, 'E', fill, 512 - 23 - 9, false)); /* 23..512 */
     ck_assert_uint_eq(wal_bytes(w), 512);
@@ -570,10 +599,41 @@ START_TEST(test_power_cut_hole_cases_that_stay_corruption)
     ck_assert(wal_append(w, 'E', "{}", 2, false));
     wal_close(w);
     zero_at(23, 512 - 23);
-    expect_refused_and_remove(true);
+    expect_cut_at(23, 1, 1);
+    /* The bad record's header reached the disk, a later sector of it did
+     * not: a whole zero sector inside the span its header claims. */
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+    ck_assert(wal_append(w, 'E', fill, 1300, false));                /* 23..1332 */
+    for (int i = 0; i < 3; i++)
+        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
+    wal_close(w);
+    zero_at(512, 512); /* [512, 1024): inside the big record */
+    expect_cut_at(23, 1, 1);
+}
+END_TEST
+
+START_TEST(test_power_cut_hole_cases_that_stay_corruption)
+{
+    /* A hole, but the caller did not opt in (wal_open). */
+    write_with_hole('E');
+    expect_refused_and_remove(false);
     /* Garbage (not zeros) where the hole would be: real corruption. */
     write_with_hole('E');
     overwrite_at(40, "\x01", 1);
+    expect_refused_and_remove(true);
+    /* A record whose header reached the disk with a byte flipped later in
+     * it, no zero sector: corruption, not a lost sector. */
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    char fill[1400];
+    memset(fill, 'e', sizeof(fill));
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
+    ck_assert(wal_append(w, 'E', fill, 1300, false));                /* 23..1332 */
+    ck_assert(wal_append(w, 'C', "{\"gid\":\"x\"}", 11, false));
+    wal_close(w);
+    overwrite_at(700, "f", 1);
     expect_refused_and_remove(true);
 }
 END_TEST
@@ -972,6 +1032,7 @@ int main(void)
     tcase_add_test(tc, test_corrupt_middle_rejected);
     tcase_add_test(tc, test_corrupt_length_rejected);
     tcase_add_test(tc, test_power_cut_hole_before_unforced_records_is_cut);
+    tcase_add_test(tc, test_power_cut_hole_before_forced_records_is_cut);
     tcase_add_test(tc, test_power_cut_hole_cases_that_stay_corruption);
     tcase_add_test(tc, test_power_cut_lost_header_of_last_record_is_torn);
     tcase_add_test(tc, test_open_writes_replayed_records_back);
