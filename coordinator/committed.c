@@ -307,6 +307,17 @@ bool committed_has(const char *gid)
     return has;
 }
 
+uint64_t committed_max_epoch(void)
+{
+    uint64_t max = 0;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nepochs; i++)
+        if (epochs[i].epoch > max)
+            max = epochs[i].epoch;
+    pthread_mutex_unlock(&mu);
+    return max;
+}
+
 size_t committed_bytes(void)
 {
     pthread_mutex_lock(&mu);

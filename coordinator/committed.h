@@ -19,6 +19,8 @@ void committed_add(const char *gid);
 bool committed_has(const char *gid);
 /* Bytes held, for metrics. */
 size_t committed_bytes(void);
+/* The highest epoch with a committed gid in the set (0: none). */
+uint64_t committed_max_epoch(void);
 
 /* Snapshot of the whole set as a sequence of compact JSON payloads, each
  * well under WAL_MAX_RECORD: per chunk of our gids {"epoch","full":[C1,C2]},

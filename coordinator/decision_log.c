@@ -99,6 +99,7 @@ static strmap *heuristics;            /* gid -> (void *)'c' or 'a', keys owned; 
 static uint64_t compact_at;           /* compact when the file is larger; tick thread only */
 static uint64_t compact_bytes_cfg;
 static atomic_uint_fast64_t commit_records, compactions;
+static uint64_t max_epoch_replayed; /* of the gids of the records replayed; dlog_open only */
 
 static void pending_free(void *v)
 {
@@ -239,6 +240,10 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
         json_decref(rec);
         return false;
     }
+    char cid[GID_MAX_LEN + 1];
+    uint64_t ep, seq;
+    if (gid_parse(gid, cid, &ep, &seq) && ep > max_epoch_replayed)
+        max_epoch_replayed = ep;
     bool ok = true;
     /* Single-threaded here: unfinished_mu is not needed. */
     if (type == REC_COMMIT) {
@@ -356,6 +361,12 @@ static void hand_unfinished(const char *gid, void *val, void *arg)
     cb->fn(gid, kind, proto, json_is_integer(at) ? (int64_t)json_integer_value(at) : wall_ms(),
            branches, &tps, cb->arg);
     json_decref(rec);
+}
+
+uint64_t dlog_max_epoch(void)
+{
+    uint64_t c = committed_max_epoch();
+    return c > max_epoch_replayed ? c : max_epoch_replayed;
 }
 
 bool dlog_open(const char *path, uint64_t compact_bytes, dlog_unfinished_fn fn, void *arg)

@@ -67,6 +67,9 @@ bool dlog_heuristic(const char *gid, bool commit, bool *applied) MUSTCHECK;
 /* 'c' / 'a' when an 'H' for gid was written or replayed (since the last
  * compaction, which keeps only those of pending 'P's), else 0. */
 char dlog_heuristic_outcome(const char *gid);
+/* The highest epoch of any gid the log holds (records replayed by dlog_open,
+ * and the committed set's snapshots); 0 for an empty log. */
+uint64_t dlog_max_epoch(void);
 /* Append an 'E' record (not forced). */
 bool dlog_end(const char *gid) MUSTCHECK;
 /* Record a commit that needed no decision (no branch voted yes): an 'R'

@@ -165,6 +165,24 @@ static bool decision_log_size(const char *log, off_t *size)
  * every earlier gid, and agents would roll back branches of transactions
  * whose other branches committed. That start is refused, and so is a new
  * identity over a log that holds records (the state file was lost). */
+/* Write DIR/coordinator.state with g_coord's id and `epoch` (durably:
+ * tmp, fsync, rename, directory fsync) and make it g_coord's. */
+static bool write_identity(const char *dir, uint64_t epoch)
+{
+    char *path = xasprintf("%s/coordinator.state", dir);
+    json_t *st = json_pack("{s:s, s:I}", "coord_id", g_coord.coord_id, "epoch", (json_int_t)epoch);
+    char *text = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    bool ok = durable_write_file(path, text, strlen(text));
+    free(text);
+    free(path);
+    if (ok) {
+        g_coord.epoch = epoch;
+        log_info("coordinator %s epoch %llu", g_coord.coord_id, (unsigned long long)epoch);
+    }
+    return ok;
+}
+
 static bool load_identity(const char *dir)
 {
     char *path = xasprintf("%s/coordinator.state", dir);
@@ -224,15 +242,7 @@ static bool load_identity(const char *dir)
     } else {
         goto out; /* logged by read_whole_file */
     }
-    g_coord.epoch = epoch + 1;
-    json_t *st = json_pack("{s:s, s:I}", "coord_id", g_coord.coord_id, "epoch",
-                           (json_int_t)g_coord.epoch);
-    char *text = json_dumps(st, JSON_COMPACT);
-    json_decref(st);
-    ok = durable_write_file(path, text, strlen(text));
-    free(text);
-    if (ok)
-        log_info("coordinator %s epoch %llu", g_coord.coord_id, (unsigned long long)g_coord.epoch);
+    ok = write_identity(dir, epoch + 1);
 out:
     free(path);
     free(log);
@@ -392,6 +402,21 @@ int main(int argc, char **argv)
     if (!dlog_open(log_path, (uint64_t)opt_compact_bytes, recover_unfinished, NULL))
         die("cannot open the decision log %s (see above)", log_path);
     free(log_path);
+    /* Step 4b: the log may know a later epoch than coordinator.state (the
+     * state file restored from an older backup, the log not): issuing from
+     * the state's epoch would hand out gids again that the log holds,
+     * committed ones included. Nothing has been issued yet, nothing listens:
+     * move past them. */
+    uint64_t seen = dlog_max_epoch();
+    if (seen >= g_coord.epoch) {
+        log_warn("decisions.log holds gids of epoch %llu, and coordinator.state said %llu: "
+                 "the state file is older than the log (restored from a backup?); starting at "
+                 "epoch %llu, so that no gid is issued twice",
+                 (unsigned long long)seen, (unsigned long long)g_coord.epoch - 1,
+                 (unsigned long long)seen + 1);
+        if (!write_identity(opt_data_dir, seen + 1))
+            die("cannot write %s/coordinator.state (see above)", opt_data_dir);
+    }
     dlog_maybe_compact();
     if (!resolver_start())
         die("cannot start the resolver (see above)");

@@ -10,7 +10,10 @@
 #     coordinator (another id);
 #   - coordinator.state missing next to a decisions.log that holds records
 #     (the state was lost) is refused too: a new id would take the log's
-#     committed set for its own.
+#     committed set for its own;
+#   - coordinator.state older than decisions.log (restored alone from a
+#     backup): the start moves past the log's last epoch instead of issuing
+#     its gids again.
 # Usage: tests/unit/test_coord_datadir.sh TXCOORD
 set -uo pipefail
 txcoord="$1"
@@ -75,6 +78,39 @@ fi
 grep -q "coordinator.state is missing, but .*decisions.log holds records" "$work/5.log" &&
     ok "... naming both files" || ko "message: $(cat "$work/5.log")"
 [ ! -e "$dir/coordinator.state" ] && ok "... and wrote no identity" || ko "an identity was written"
+
+# A state file older than the log: one start at epoch 1 commits a transaction
+# (nothing prepared: an 'R' record and the committed set); then the state is
+# put back to what it said before that start (epoch 0).
+rm -rf "$dir"
+port=""
+for p in $(seq 7391 7399); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port="$p"; break; }
+done
+if [ -z "$port" ]; then
+    ko "no free port in 7391..7399"
+else
+    "$txcoord" --listen "127.0.0.1:$port" --data-dir "$dir" --participant pg1=http://127.0.0.1:1 \
+        >"$work/6.log" 2>&1 &
+    pid=$!
+    for i in $(seq 1 100); do
+        grep -q "listening on" "$work/6.log" && break
+        sleep 0.1
+    done
+    gid="$(curl -s -m 5 -X POST "http://127.0.0.1:$port/v1/transactions" -d '{}' |
+        sed -n 's/.*"gid":"\([^"]*\)".*/\1/p')"
+    out="$(curl -s -m 5 -X POST "http://127.0.0.1:$port/v1/transactions/$gid/commit")"
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    grep -q '"committed"' <<<"$out" && ok "a transaction of epoch 1 committed ($gid)" ||
+        ko "commit of $gid: $out"
+    printf '{"coord_id":"%s","epoch":0}' "$(state_field coord_id)" >"$dir/coordinator.state"
+    run_once "$work/7.log" && ok "restart with the older state file" || ko "restart: $(cat "$work/7.log")"
+    [ "$(state_field epoch)" = 2 ] && ok "... moved past the log's epoch 1 (epoch 2, not 1 again)" ||
+        ko "epoch after the restart: $(cat "$dir/coordinator.state")"
+    grep -q "decisions.log holds gids of epoch 1, and coordinator.state said 0" "$work/7.log" &&
+        ok "... and said why" || ko "message: $(cat "$work/7.log")"
+fi
 
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]
