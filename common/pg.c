@@ -200,6 +200,18 @@ static void pipeline_mark_rest(PGconn *c, pg_res *outs, size_t from, size_t n, b
 
 static PGresult *collect_rows(PGconn *c, PGresult *r, pg_rows *rows);
 
+/* Single-row mode: drop the rows of r and of the results after it, up to
+ * the query's last result (its status and command tag, no rows), or an
+ * error, or NULL. */
+static PGresult *drop_rows(PGconn *c, PGresult *r)
+{
+    while (r && PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+        PQclear(r);
+        r = PQgetResult(c);
+    }
+    return r;
+}
+
 /* The pipeline itself: qs[0..n), then tail (our own SQL, no parameters) as
  * query n when tail is set. n_all = n + (tail != NULL) outs. rows (may be
  * NULL): the query whose rows are written as they arrive (collect_rows). */
@@ -234,18 +246,22 @@ static bool pipeline_run(PGconn *c, const pg_query *qs, size_t n, const char *ta
         (void)PQexitPipelineMode(c);
         return false;
     }
-    n = n_all; /* from here on, the tail is one query like the others */
+    size_t nq = n; /* qs[i] for i < nq; the tail has no pg_query */
+    n = n_all;     /* from here on, the tail is one query like the others */
     /* 2. One result (then a NULL separator) per query, then the Sync. */
     bool broken = false;
     for (size_t i = 0; i < n && !broken; i++) {
         bool want_rows = rows && i == rows->query;
+        bool drop = !want_rows && i < nq && qs[i].discard_rows;
         /* Single-row mode is set per query, before its first PQgetResult;
          * should libpq refuse it, the whole result comes as one. */
-        if (want_rows)
+        if (want_rows || drop)
             (void)PQsetSingleRowMode(c);
         PGresult *r = PQgetResult(c);
         if (want_rows)
             r = collect_rows(c, r, rows);
+        else if (drop)
+            r = drop_rows(c, r);
         if (!r) {
             broken = true;
             if (*first_fail == n)

@@ -52,11 +52,15 @@ bool pg_exec_gid(PGconn *c, const char *verb, const char *branch_gid, pg_res *ou
 
 void pg_res_clear(pg_res *r);
 
-/* One query of a pipeline: sql with nparams text params (borrowed). */
+/* One query of a pipeline: sql with nparams text params (borrowed).
+ * discard_rows: its rows are not wanted; they are read one at a time (libpq
+ * single-row mode) and dropped, so that a statement returning more than
+ * memory holds costs no memory (only its command tag is kept). */
 typedef struct {
     const char *sql;
     int nparams;
     const char *const *params;
+    bool discard_rows;
 } pg_query;
 
 /* Run qs[0..n) in ONE round trip with libpq pipeline mode (extended protocol,

@@ -84,7 +84,9 @@ typedef struct branch {
                                     * there): now_ms() past which it is overdue (its
                                     * bound plus BATCH_GRACE_MS: a client's own SET
                                     * statement_timeout undid the bound, or the
-                                    * batch's statements added up); 0 otherwise */
+                                    * batch's statements added up); 0 otherwise;
+                                    * -1 and below: cancelled (branch_ops.c,
+                                    * cancel_if_overdue) */
     PGconn *conn;                  /* lent by the pool while active, else NULL */
     pthread_mutex_t cancel_mu;     /* guards cancel: usable without b->mu */
     PGcancel *cancel;              /* for conn, while active; owned */
@@ -195,6 +197,13 @@ metric_gauge *branch_waiting_gauge(agent_metrics *m, branch_state s);
  * rollback must not wait behind a statement stuck on a lock). false when
  * the cancel request could not be sent (logged). */
 bool branch_cancel_running(branch *b);
+/* Without b->mu: terminate the backend of the branch's connection, if it has
+ * one, and wait until it is gone (pool_fence_backend): for a statement that
+ * survives its cancels (a PL/pgSQL handler can catch query_canceled; it
+ * cannot catch the FATAL of a termination). The statement then fails as on
+ * a lost connection, which every path already handles (a PREPARE it
+ * carried: maybe_prepared). false when it could not be confirmed (logged). */
+bool branch_terminate_running(agent *ag, branch *b);
 
 /* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx
  * filled). xid (size >= 24, may be NULL) gets its xid8 in decimal when found. */

@@ -65,8 +65,10 @@ static void ctx_fail_res(fsm_ctx *ctx, px_status px, const pg_res *r)
 static void take_conn(branch *b, fsm_ctx *ctx, PGconn *c)
 {
     PGcancel *cancel = PQgetCancel(c); /* no I/O; NULL only on OOM */
-    pool_backend_id(ctx->ag->pool, c, &b->backend);
-    pthread_mutex_lock(&b->cancel_mu);
+    pg_backend_id backend;
+    pool_backend_id(ctx->ag->pool, c, &backend);
+    pthread_mutex_lock(&b->cancel_mu); /* branch_terminate_running reads it */
+    b->backend = backend;
     b->conn = c;
     b->cancel = cancel;
     pthread_mutex_unlock(&b->cancel_mu);
@@ -120,6 +122,16 @@ bool branch_cancel_running(branch *b)
     }
     pthread_mutex_unlock(&b->cancel_mu);
     return sent;
+}
+
+bool branch_terminate_running(agent *ag, branch *b)
+{
+    pthread_mutex_lock(&b->cancel_mu);
+    pg_backend_id backend = b->conn ? b->backend : (pg_backend_id){0};
+    pthread_mutex_unlock(&b->cancel_mu);
+    if (backend.pid == 0)
+        return true; /* no connection (any more): nothing runs */
+    return pool_fence_backend(ag->pool, &backend, true, b->gid);
 }
 
 /* ---- fns ---- */

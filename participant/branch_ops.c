@@ -397,7 +397,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         nq = 0;
         sent_begin = b->begin_pending;
         if (sent_begin)
-            q[nq++] = (pg_query){"BEGIN", 0, NULL};
+            q[nq++] = (pg_query){"BEGIN", 0, NULL, false};
         /* Every statement is bounded: by the request's timeout_ms, else by
          * the branch's (the last one a request named, or --branch-timeout-ms;
          * always > 0). */
@@ -407,10 +407,15 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
         /* The same bound for the whole batch, kept by the idle thread
          * (op_expire_idle): a statement may lift its own statement_timeout. */
         atomic_store(&b->batch_overdue_ms, now_ms() + bound + BATCH_GRACE_MS);
-        q[nq++] = (pg_query){set_timeout, 0, NULL};
+        q[nq++] = (pg_query){set_timeout, 0, NULL, false};
         first_stmt = nq;
         for (size_t i = 0; i < n; i++) {
-            q[nq++] = (pg_query){st[i].sql, st[i].nparams, (const char *const *)st[i].params};
+            /* rows nobody reads (all but the last statement's when the
+             * caller wants that one's): dropped as they come, never held
+             * (a one-shot commit returns no rows at all) */
+            bool wanted = result && i + 1 == n;
+            q[nq++] = (pg_query){st[i].sql, st[i].nparams, (const char *const *)st[i].params,
+                                 !wanted};
             if (may_set_role(st[i].sql, st[i].nparams, st[i].params))
                 b->role_maybe_set = true;
         }
@@ -421,9 +426,9 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
              * (a NULL would vote read_only and commit the branch alone) */
             q[nq++] = (pg_query){"SELECT pg_catalog.pg_current_xact_id_if_assigned()"
                                  "::pg_catalog.text",
-                                 0, NULL};
+                                 0, NULL, false};
         if (prepare && b->role_maybe_set)
-            q[nq++] = (pg_query){BRANCH_RESET_ROLE_SQL, 0, NULL};
+            q[nq++] = (pg_query){BRANCH_RESET_ROLE_SQL, 0, NULL, false};
         nr = nq + (prepare ? 1 : 0); /* r[nq]: the PREPARE */
         pg_backend_id backend = b->backend;
         rows.query = first_stmt + n - 1;
@@ -1031,6 +1036,11 @@ void op_rollback(agent *ag, const char *gid, const char *xid, op_result *out)
         if (branch_state_get(b) == BS_ACTIVE) {
             txlog_info(b->gid, ag->name, "rollback: cancelling the running statement");
             branch_cancel_running(b);
+            /* overdue now: should it survive the cancel, the idle thread
+             * cancels it again and then terminates it (cancel_if_overdue) */
+            int64_t due = atomic_load(&b->batch_overdue_ms), now = now_ms();
+            if (due > now)
+                (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &due, now);
         }
         if (!lock_to_finish(ag, b, "rollback", out))
             return;
@@ -1443,12 +1453,33 @@ bool op_resolve(agent *ag, const char *gid, bool commit)
  * client's SET LOCAL statement_timeout = 0 before a statement that waits on
  * a lock would hold the branch (and its locks) until someone rolls it back,
  * and with the coordinator gone no one would. Without b->mu (the batch
- * holds it): the cancel is what breaks the wait. */
+ * holds it): the cancel is what breaks the wait. One still running
+ * BATCH_GRACE_MS after its cancel (PL/pgSQL can catch query_canceled, and
+ * statement_timeout's too) has its backend terminated: it held the branch's
+ * session, its row locks and b->mu for good, and the pool runs dry as such
+ * statements add up. A rollback that finds a statement running makes its
+ * batch overdue at once (op_rollback), so the same applies to it. */
 #define CANCEL_SENDING (-1) /* batch_overdue_ms while cancel_if_overdue sends one */
+/* batch_overdue_ms < CANCEL_SENDING: -T, the batch was cancelled and is
+ * terminated if it still runs at T (a statement may catch query_canceled) */
 
 static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
 {
     int64_t overdue = atomic_load(&b->batch_overdue_ms);
+    if (overdue < CANCEL_SENDING && now >= -overdue && branch_state_get(b) == BS_ACTIVE) {
+        /* cancelled BATCH_GRACE_MS ago and still running: it ignores
+         * cancels. Terminated, it fails as on a lost connection. */
+        if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, CANCEL_SENDING))
+            return; /* it ended (0), or another batch began, meanwhile */
+        txlog_warn(b->gid, ag->name, "a statement batch still runs %d ms after its cancel "
+                   "(it catches query_canceled?): terminating its backend",
+                   BATCH_GRACE_MS);
+        bool gone = branch_terminate_running(ag, b);
+        int64_t sending = CANCEL_SENDING;
+        (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &sending,
+                                             gone ? 0 : -(now + BATCH_GRACE_MS));
+        return;
+    }
     if (overdue <= 0 || now < overdue || branch_state_get(b) != BS_ACTIVE)
         return;
     /* CANCEL_SENDING while the cancel goes out: a batch that ends meanwhile
@@ -1460,9 +1491,9 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
     bool sent = branch_cancel_running(b);
     int64_t sending = CANCEL_SENDING;
     /* not sent (PostgreSQL unreachable for the cancel connection): again in
-     * BATCH_GRACE_MS */
+     * BATCH_GRACE_MS; sent: terminated if it still runs then */
     (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &sending,
-                                         sent ? 0 : now + BATCH_GRACE_MS);
+                                         sent ? -(now + BATCH_GRACE_MS) : now + BATCH_GRACE_MS);
     if (!sent)
         return;
     txlog_warn(b->gid, ag->name, "a statement batch (or the PREPARE or COMMIT that ends the "

@@ -568,6 +568,37 @@ START_TEST(one_shot_statement_that_lifts_its_timeout_is_cancelled)
 }
 END_TEST
 
+/* A statement that survives its cancels (PL/pgSQL catching query_canceled,
+ * statement_timeout's included) has its backend terminated by the agent a
+ * grace after its cancel: the branch fails as on a lost connection, the
+ * transaction aborts, and the session and its locks do not stay taken for
+ * good (before, they stayed until the agent restarted). */
+START_TEST(statement_that_survives_cancels_is_terminated)
+{
+    h_set_balance(1, 424, 100);
+    static const char *const loop =
+        "DO $$BEGIN LOOP BEGIN PERFORM pg_sleep(0.2); "
+        "EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$";
+    h_resp r = h_req("POST", "/v1/transactions",
+                     json_pack("{s:s,s:i,s:b,s:[{s:s,s:[{s:s,s:[ii]},{s:s}]}]}", "protocol", "2pc",
+                               "timeout_ms", 1000, "commit", 1, "branches", "participant",
+                               "pg1", "statements", "sql", CREDIT, "params", 5, 424, "sql", loop));
+    expect_outcome(&r, 409, "aborted", "one-shot whose statement catches its cancels");
+    h_resp_clear(&r);
+    long long running = 1;
+    for (int i = 0; i < 200 && running > 0; i++) { /* 20 s */
+        running = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE pid <> "
+                              "pg_backend_pid() AND query LIKE 'DO $$BEGIN LOOP%%'");
+        if (running > 0)
+            sleep_ms(100, NULL);
+    }
+    ck_assert_msg(running == 0, "the statement that catches query_canceled still runs");
+    ck_assert_int_eq(h_balance(1, 424), 100);
+    ck_assert_int_eq(open_sessions(1), 0);
+    ck_assert_int_eq(h_prepared_count(1), 0);
+}
+END_TEST
+
 /* The agent's one-shot prepare (BEGIN and the statements in one pipeline, then
  * PREPARE alone), called directly: a failing second statement is a no vote with
  * its sqlstate, prepares and changes nothing, leaves no session in a
@@ -1453,6 +1484,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, one_shot_agent_vote_no);
     tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
     tcase_add_test(tc, one_shot_statement_that_lifts_its_timeout_is_cancelled);
+    tcase_add_test(tc, statement_that_survives_cancels_is_terminated);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);

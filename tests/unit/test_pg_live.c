@@ -210,10 +210,10 @@ START_TEST(test_pipeline)
 {
     const char *p1[] = {"7"};
     pg_query q[] = {
-        {"BEGIN", 0, NULL},
-        {"SET LOCAL statement_timeout = 5000", 0, NULL},
-        {"SELECT $1::int + 1 AS v", 1, p1},
-        {"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL},
+        {"BEGIN", 0, NULL, false},
+        {"SET LOCAL statement_timeout = 5000", 0, NULL, false},
+        {"SELECT $1::int + 1 AS v", 1, p1, false},
+        {"SELECT pg_current_xact_id_if_assigned()::text", 0, NULL, false},
     };
     pg_res r[4];
     size_t fail;
@@ -227,11 +227,36 @@ START_TEST(test_pipeline)
         pg_res_clear(&r[i]);
     exec_ok("ROLLBACK");
 
+    /* Rows nobody wants (discard_rows) are dropped as they come: the result
+     * keeps the status and the command tag, not the rows. */
+    pg_query qd[] = {
+        {"SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g", 0, NULL, true},
+        {"SELECT 2 AS kept", 0, NULL, false},
+    };
+    pg_res rd[2];
+    ck_assert(pg_exec_pipeline(conn, qd, 2, rd, &fail));
+    ck_assert_uint_eq(fail, 2);
+    ck_assert_int_eq(PQresultStatus(rd[0].res), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(rd[0].res), 0);
+    ck_assert_str_eq(rd[0].command, "SELECT 50000");
+    ck_assert_str_eq(PQgetvalue(rd[1].res, 0, 0), "2");
+    for (int i = 0; i < 2; i++)
+        pg_res_clear(&rd[i]);
+    /* ... and a failure in the middle of them is still the query's error */
+    pg_query qe[] = {
+        {"SELECT 1 / (5000 - g) FROM generate_series(1, 10000) g", 0, NULL, true},
+    };
+    ck_assert(!pg_exec_pipeline(conn, qe, 1, rd, &fail));
+    ck_assert_uint_eq(fail, 0);
+    ck_assert_str_eq(rd[0].sqlstate, "22012");
+    ck_assert(!rd[0].conn_dead);
+    pg_res_clear(&rd[0]);
+
     /* An error in the middle: the rest is skipped, its sqlstate kept. */
     pg_query q2[] = {
-        {"BEGIN", 0, NULL},
-        {"SELECT 1/0", 0, NULL},
-        {"SELECT 1", 0, NULL},
+        {"BEGIN", 0, NULL, false},
+        {"SELECT 1/0", 0, NULL, false},
+        {"SELECT 1", 0, NULL, false},
     };
     pg_res r2[3];
     ck_assert(!pg_exec_pipeline(conn, q2, 3, r2, &fail));
@@ -283,9 +308,9 @@ START_TEST(test_pipeline_rows)
     pg_res_clear(&whole);
 
     pg_query q[] = {
-        {"BEGIN", 0, NULL},
-        {sql, 0, NULL},
-        {"SELECT 1 AS after", 0, NULL},
+        {"BEGIN", 0, NULL, false},
+        {sql, 0, NULL, false},
+        {"SELECT 1 AS after", 0, NULL, false},
     };
     pg_res r[3];
     size_t fail;
@@ -310,8 +335,8 @@ START_TEST(test_pipeline_rows)
 
     /* 20 million rows against a 64 KiB limit: cancelled after a few. */
     pg_query big[] = {
-        {"BEGIN", 0, NULL},
-        {"SELECT g, repeat('x', 50) AS pad FROM generate_series(1, 20000000) g", 0, NULL},
+        {"BEGIN", 0, NULL, false},
+        {"SELECT g, repeat('x', 50) AS pad FROM generate_series(1, 20000000) g", 0, NULL, false},
     };
     rows = (pg_rows){.query = 1, .max_bytes = 64 << 10};
     bool ok = pg_exec_pipeline_rows(conn, big, 2, &rows, r, &fail);
@@ -350,8 +375,8 @@ START_TEST(test_pipeline_prepare)
 
     const char *p1[] = {"1"};
     pg_query q[] = {
-        {"BEGIN", 0, NULL},
-        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p1},
+        {"BEGIN", 0, NULL, false},
+        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p1, false},
     };
     ck_assert(pg_exec_pipeline_prepare(conn, q, 2, bgid, r, &fail));
     ck_assert_uint_eq(fail, 3);
@@ -386,7 +411,7 @@ START_TEST(test_pipeline_prepare)
 
     /* No open block (no BEGIN): PostgreSQL does not answer PREPARE's tag. */
     const char *p2[] = {"2"};
-    pg_query q3[] = {{"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p2}};
+    pg_query q3[] = {{"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p2, false}};
     bool ok = pg_exec_pipeline_prepare(conn, q3, 1, bgid, r, &fail);
     ck_assert_str_ne(r[1].command, "PREPARE TRANSACTION");
     (void)ok;
@@ -400,11 +425,11 @@ START_TEST(test_pipeline_prepare)
      * inside the pipeline is prepared all the same, with only what followed. */
     const char *p3[] = {"3"}, *p4[] = {"4"};
     pg_query q4[] = {
-        {"BEGIN", 0, NULL},
-        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p3},
-        {"COMMIT", 0, NULL},
-        {"BEGIN", 0, NULL},
-        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p4},
+        {"BEGIN", 0, NULL, false},
+        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p3, false},
+        {"COMMIT", 0, NULL, false},
+        {"BEGIN", 0, NULL, false},
+        {"INSERT INTO txc_unit_pp VALUES ($1::int)", 1, p4, false},
     };
     ck_assert(pg_exec_pipeline_prepare(conn, q4, 5, bgid, r, &fail));
     ck_assert_str_eq(r[2].command, "COMMIT");
