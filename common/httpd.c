@@ -24,6 +24,7 @@
 #include "httpd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -34,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "jsonutil.h"
@@ -562,13 +564,43 @@ static bool resolve_host(const char *host, int port, struct sockaddr_storage *ss
     return true;
 }
 
-http_server *http_server_start(const char *host, int port, const http_route *routes,
-                               size_t nroutes, void *app, size_t max_body)
+bool http_listen(const char *host, int port, http_listener *out)
 {
+    out->fd = -1;
     if (port < 0 || port > 65535) {
         log_error("httpd: bad port %d", port);
-        return NULL;
+        return false;
     }
+    struct sockaddr_storage ss;
+    if (!resolve_host(host, port, &ss, &out->v6))
+        return false;
+    const char *shown = host && *host ? host : "0.0.0.0";
+    int fd = socket(out->v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    socklen_t len = out->v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 1024) != 0) {
+        log_error("httpd: cannot listen on %s:%d: %s", shown, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    out->port = port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0)
+        out->port = ntohs(out->v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    out->fd = fd;
+    return true;
+}
+
+http_server *http_server_start_on(http_listener *l, const char *host, const http_route *routes,
+                                  size_t nroutes, void *app, size_t max_body)
+{
+    const char *shown = host && *host ? host : "0.0.0.0";
+    int fd = l->fd;
+    l->fd = -1; /* ours now */
     http_server *srv = xcalloc(1, sizeof(*srv));
     srv->routes = routes;
     srv->nroutes = nroutes;
@@ -579,40 +611,42 @@ http_server *http_server_start(const char *host, int port, const http_route *rou
         if (!compile_pattern(routes[r].pattern, &srv->patterns[r])) {
             free_patterns(srv);
             free(srv);
+            close(fd);
             return NULL;
         }
     }
-    struct sockaddr_storage ss;
-    bool v6 = false;
-    if (!resolve_host(host, port, &ss, &v6)) {
-        free_patterns(srv);
-        free(srv);
-        return NULL;
-    }
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                          MHD_USE_POLL | MHD_USE_ERROR_LOG;
-    if (v6)
+    if (l->v6)
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, access_handler, srv,
+        flags, (uint16_t)l->port, NULL, NULL, access_handler, srv,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv, /* first, so it sees everything */
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_CONN_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_CONN_LIMIT,
         MHD_OPTION_NOTIFY_COMPLETED, request_done, srv,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY,
         MHD_OPTION_END);
     if (!srv->daemon) {
-        log_error("httpd: cannot listen on %s:%d", host ? host : "0.0.0.0", port);
+        log_error("httpd: cannot serve on %s:%d", shown, l->port);
         free_patterns(srv);
         free(srv);
+        close(fd);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info ? (int)info->port : port;
-    log_info("httpd: listening on %s:%d", host ? host : "0.0.0.0", srv->port);
+    srv->port = l->port;
+    log_info("httpd: listening on %s:%d", shown, srv->port);
     return srv;
+}
+
+http_server *http_server_start(const char *host, int port, const http_route *routes,
+                               size_t nroutes, void *app, size_t max_body)
+{
+    http_listener l;
+    if (!http_listen(host, port, &l))
+        return NULL;
+    return http_server_start_on(&l, host, routes, nroutes, app, max_body);
 }
 
 int http_server_port(const http_server *srv)

@@ -33,7 +33,24 @@ typedef struct {
 
 #define HTTP_MAX_PARAMS 4
 
-/* Start listening; NULL on failure (logged). routes must outlive the server. */
+/* A bound, listening socket, taken before a server runs on it: a process
+ * takes its port first, so that a second instance started by mistake stops
+ * there, having changed nothing (an agent's start terminates its
+ * predecessor's database sessions, say). Connections that arrive before the
+ * server starts wait in the backlog. */
+typedef struct {
+    int fd;
+    bool v6;
+    int port; /* the bound one (the real one when 0 was asked for) */
+} http_listener;
+/* false on failure (logged: "cannot listen on HOST:PORT: Address already in
+ * use"). */
+bool http_listen(const char *host, int port, http_listener *out) MUSTCHECK;
+/* Start serving on l (its fd is the server's from here on, also on
+ * failure); NULL on failure (logged). routes must outlive the server. */
+http_server *http_server_start_on(http_listener *l, const char *host, const http_route *routes,
+                                  size_t nroutes, void *app, size_t max_body);
+/* http_listen, then http_server_start_on. */
 http_server *http_server_start(const char *host, int port, const http_route *routes,
                                size_t nroutes, void *app, size_t max_body);
 /* Stop accepting, wait for in-flight requests, free. */

@@ -1250,7 +1250,7 @@ static const http_route routes[] = {
     {"GET", "/metrics", h_metrics},
 };
 
-http_server *api_start(const char *host, int port, size_t max_body)
+http_server *api_start(http_listener *l, const char *host, size_t max_body)
 {
-    return http_server_start(host, port, routes, ARRAY_LEN(routes), NULL, max_body);
+    return http_server_start_on(l, host, routes, ARRAY_LEN(routes), NULL, max_body);
 }

@@ -6,7 +6,7 @@
 
 #include "httpd.h"
 
-/* Start serving; NULL on failure (logged). */
-http_server *api_start(const char *host, int port, size_t max_body);
+/* Start serving on l (http_listen; taken over); NULL on failure (logged). */
+http_server *api_start(http_listener *l, const char *host, size_t max_body);
 
 #endif

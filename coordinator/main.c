@@ -392,6 +392,11 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* The port first: a start that cannot take it changes nothing (no
+     * epoch bumped, no log opened). */
+    http_listener listener;
+    if (!http_listen(host, port, &listener))
+        die("cannot listen on %s (see above)", opt_listen);
     if (!mkdir_p(opt_data_dir) || !dir_lock(opt_data_dir, "txcoord") ||
         !load_identity(opt_data_dir))
         die("cannot set up the data directory %s (see above)", opt_data_dir);
@@ -420,7 +425,7 @@ int main(int argc, char **argv)
     dlog_maybe_compact();
     if (!resolver_start())
         die("cannot start the resolver (see above)");
-    http_server *srv = api_start(host, port, (size_t)opt_max_body);
+    http_server *srv = api_start(&listener, host, (size_t)opt_max_body);
     if (!srv)
         die("cannot listen on %s (see above)", opt_listen);
     log_info("txcoord %s epoch %llu listening on %s with %zu participants", g_coord.coord_id,

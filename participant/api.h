@@ -7,7 +7,8 @@
 #include "agent.h"
 #include "httpd.h"
 
-/* Start serving; NULL on failure (logged). ag must outlive the server. */
-http_server *api_start(agent *ag, const char *host, int port, size_t max_body);
+/* Start serving on l (http_listen; taken over); NULL on failure (logged).
+ * ag must outlive the server. */
+http_server *api_start(agent *ag, http_listener *l, const char *host, size_t max_body);
 
 #endif

@@ -376,6 +376,13 @@ int main(int argc, char **argv)
         opts_free(&o);
         return 1;
     }
+    /* The port before anything touches PostgreSQL: the pool's first
+     * connection terminates every session of an earlier instance of this
+     * participant (pool.c, fence), which a second instance started by
+     * mistake would do to the live one before failing on its port. */
+    http_listener listener;
+    if (!http_listen(host, port, &listener))
+        die("cannot listen on %s (see above); nothing done", o.listen);
     if (!install_signals())
         die("cannot install signal handlers");
 
@@ -423,7 +430,7 @@ int main(int argc, char **argv)
         log_info("no --data-dir: 3pc prepares will be refused (no_data_dir)");
     }
 
-    http_server *srv = api_start(ag, host, port, (size_t)o.max_body);
+    http_server *srv = api_start(ag, &listener, host, (size_t)o.max_body);
     if (!srv)
         die("cannot serve on %s", o.listen);
     pthread_t resolver_thread;

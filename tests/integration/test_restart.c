@@ -9,11 +9,14 @@
  * row lock leaves nothing behind: its restart terminates that session before
  * it answers anything, so the PREPARE never lands.
  */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "util.h"
@@ -348,10 +351,50 @@ START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
 }
 END_TEST
 
+/* A second txagent started by mistake for a live participant (same name,
+ * its port taken) stops on the port before it touches PostgreSQL: the live
+ * agent's sessions survive. Before, its start-up fence terminated every
+ * session of "an earlier instance of pg1" (the live one's), its open
+ * branches lost, and only then did it fail on the port. */
+START_TEST(second_agent_on_a_taken_port_changes_nothing)
+{
+    h_set_balance(1, 1871, 100);
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1871));
+    char *bin = xasprintf("%s/participant/txagent", getenv("TXCOORD_BUILD_DIR"));
+    const char *listen = h_agent_url(1) + strlen("http://");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int nul = open("/dev/null", O_WRONLY);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        execl(bin, bin, "--listen", listen, "--name", "pg1", "--pg", h_conninfo(1),
+              "--coordinator", h_coord_url(), (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 127,
+                  "the second txagent did not stop on its taken port (status %d)", st);
+    free(bin);
+    /* the live branch's session is intact: it runs another statement and
+     * commits */
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1871));
+    h_resp r = h_commit(gid);
+    ck_assert_msg(r.status == 200 && strcmp(h_str(r.json, "outcome"), "committed") == 0, "%s",
+                  h_desc(&r));
+    h_resp_clear(&r);
+    ck_assert_int_eq(h_balance(1, 1871), 110);
+    free(gid);
+}
+END_TEST
+
 TCase *tc_restart(void)
 {
     TCase *tc = h_tcase("restart", 240);
     tcase_add_test(tc, kill_then_start_at_once);
+    tcase_add_test(tc, second_agent_on_a_taken_port_changes_nothing);
     tcase_add_test(tc, get_after_coordinator_restart);
     tcase_add_test(tc, killed_agent_pipeline_does_not_prepare_late);
     tcase_add_test(tc, agent_restart_between_statements_aborts);

@@ -13,7 +13,9 @@
 #     committed set for its own;
 #   - coordinator.state older than decisions.log (restored alone from a
 #     backup): the start moves past the log's last epoch instead of issuing
-#     its gids again.
+#     its gids again;
+#   - a start whose port is taken stops before it changes anything (no epoch
+#     bumped).
 # Usage: tests/unit/test_coord_datadir.sh TXCOORD
 set -uo pipefail
 txcoord="$1"
@@ -110,6 +112,28 @@ else
         ko "epoch after the restart: $(cat "$dir/coordinator.state")"
     grep -q "decisions.log holds gids of epoch 1, and coordinator.state said 0" "$work/7.log" &&
         ok "... and said why" || ko "message: $(cat "$work/7.log")"
+
+    # A start whose port is taken changes nothing: no epoch bumped.
+    python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$port" &
+    holder=$!
+    for i in $(seq 1 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    if "$txcoord" --listen "127.0.0.1:$port" --data-dir "$dir" \
+        --participant pg1=http://127.0.0.1:1 >"$work/8.log" 2>&1; then
+        ko "started on a taken port: $(cat "$work/8.log")"
+    else
+        ok "refused a taken port"
+    fi
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+    grep -q "cannot listen on 127.0.0.1:$port: Address already in use" "$work/8.log" &&
+        ok "... saying so" || ko "message: $(cat "$work/8.log")"
+    [ "$(state_field epoch)" = 2 ] && ok "... and bumped no epoch" ||
+        ko "epoch after a start on a taken port: $(cat "$dir/coordinator.state")"
 fi
 
 echo "$pass passed, $failed failed"
