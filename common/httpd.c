@@ -76,6 +76,7 @@ struct http_server {
     void *app;
     size_t max_body;
     int port;
+    atomic_int active; /* requests begun (headers read) and not completed */
 };
 
 typedef struct resp_header {
@@ -324,10 +325,11 @@ static void request_free(http_request *req)
 static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    http_server *srv = cls;
     (void)conn;
     (void)toe;
     if (*con_cls) {
+        atomic_fetch_sub(&srv->active, 1);
         request_free(*con_cls);
         *con_cls = NULL;
     }
@@ -439,6 +441,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->path = xstrdup(url);
         strbuf_init(&req->body);
         *con_cls = req;
+        atomic_fetch_add(&srv->active, 1); /* request_done takes it back */
         bool healthz = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
                        strcmp(url, "/healthz") == 0;
         if (auth_token() && !healthz &&
@@ -615,8 +618,9 @@ http_server *http_server_start_on(http_listener *l, const char *host, const http
             return NULL;
         }
     }
+    /* MHD_USE_ITC: MHD_quiesce_daemon at the stop */
     unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                         MHD_USE_POLL | MHD_USE_ERROR_LOG;
+                         MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (l->v6)
         flags |= MHD_USE_IPv6;
     srv->daemon = MHD_start_daemon(
@@ -658,6 +662,17 @@ void http_server_stop(http_server *srv)
 {
     if (!srv)
         return;
+    /* 1. No new connection (the listening socket, handed back, is ours to
+     *    close). 2. The requests being handled are answered: in
+     *    thread-per-connection mode MHD_stop_daemon shuts every connection's
+     *    socket down before it joins its thread, so an answer still being
+     *    made would be lost (a commit done, its client never told). The
+     *    caller bounds the wait (run_within). 3. Stop. */
+    MHD_socket l = MHD_quiesce_daemon(srv->daemon);
+    if (l != MHD_INVALID_SOCKET)
+        close(l);
+    while (atomic_load(&srv->active) > 0)
+        sleep_ms(5, NULL);
     MHD_stop_daemon(srv->daemon);
     free_patterns(srv);
     free(srv);

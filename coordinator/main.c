@@ -24,7 +24,8 @@
  * finish) and then the resolver; the main thread gives it SHUTDOWN_GRACE_MS.
  * Done in time: log closed, everything freed, exit 0. Not done (a request
  * waits on a row lock at an agent, a resolver round on a silent agent): the
- * process leaves at once with _exit(0), without freeing or waiting. That is
+ * process leaves at once with _exit(SHUTDOWN_CUT_EXIT), without freeing or
+ * waiting (a supervisor can tell it from a clean stop). That is
  * safe for the same reasons a crash is: a transaction still in flight is
  * not decided, so no 'C' exists for it and presumed abort covers it
  * (agents roll back active branches at their idle timeout and prepared ones
@@ -59,6 +60,7 @@
 
 #define TICK_MS 100
 #define SHUTDOWN_GRACE_MS 2000
+#define SHUTDOWN_CUT_EXIT 3 /* the grace ran out: left as a crash would */
 
 coord_settings g_coord;
 
@@ -443,7 +445,7 @@ int main(int argc, char **argv)
                  "(undecided transactions end aborted by presumed abort, decided ones are "
                  "finished at the next start)",
                  SHUTDOWN_GRACE_MS);
-        _exit(0);
+        _exit(SHUTDOWN_CUT_EXIT);
     }
     dlog_close();
     txn_table_shutdown();

@@ -49,12 +49,23 @@ bool participants_init(const str_list *specs)
             log_error("--participant '%s': participant %s given twice", spec, name);
             return false;
         }
+        char *u = xstrdup(url);
+        size_t ulen = strlen(u);
+        while (ulen > 0 && u[ulen - 1] == '/')
+            u[--ulen] = '\0';
+        /* one agent serves one participant: a URL given twice would be
+         * found out only at the first statement (participant_mismatch) */
+        for (size_t k = 0; k < ntable; k++) {
+            if (strcmp(table[k].url, u) == 0) {
+                log_error("--participant '%s': URL %s is already participant %s's", spec, u,
+                          table[k].name);
+                free(u);
+                return false;
+            }
+        }
         participant *p = &table[ntable++];
         memcpy(p->name, name, nlen + 1);
-        p->url = xstrdup(url);
-        size_t ulen = strlen(p->url);
-        while (ulen > 0 && p->url[ulen - 1] == '/')
-            p->url[--ulen] = '\0';
+        p->url = u;
         log_info("participant %s at %s", p->name, p->url);
     }
     return true;

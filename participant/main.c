@@ -54,6 +54,7 @@
 #define IDLE_CHECK_EVERY_MS 1000
 #define SHUTDOWN_CANCEL_EVERY_MS 200
 #define SHUTDOWN_GRACE_MS 8000 /* in-flight API calls, then _exit */
+#define SHUTDOWN_CUT_EXIT 3      /* a grace ran out: left as a crash would */
 
 static atomic_int stop_requested; /* lock-free: safe to set in a signal handler */
 
@@ -467,7 +468,7 @@ int main(int argc, char **argv)
                  "crash: prepared branches stay prepared, open ones roll back with their "
                  "sessions)",
                  SHUTDOWN_GRACE_MS);
-        _exit(0);
+        _exit(SHUTDOWN_CUT_EXIT);
     }
     workers wk = {.ag = ag, .idle = &idle, .idle_thread = idle_thread,
                   .resolver_thread = resolver_thread, .cn = cancelling ? &cn : NULL,
@@ -476,7 +477,7 @@ int main(int argc, char **argv)
         log_warn("shutdown: the sweep, a 3PC termination or the idle timeouts still busy after "
                  "%d ms; exiting now (as after a crash)",
                  SHUTDOWN_GRACE_MS);
-        _exit(0);
+        _exit(SHUTDOWN_CUT_EXIT);
     }
     threepc_close(ag);
     branch_table_free(ag->table);

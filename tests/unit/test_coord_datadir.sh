@@ -136,5 +136,13 @@ s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$port" &
         ko "epoch after a start on a taken port: $(cat "$dir/coordinator.state")"
 fi
 
+# Two participants at one URL: refused at start (one agent serves one
+# participant; it would show only at the first statement).
+"$txcoord" --listen 127.0.0.1:0 --data-dir "$work/dup" --participant pg1=http://127.0.0.1:1/ \
+    --participant pg2=http://127.0.0.1:1 >"$work/9.log" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -q "URL http://127.0.0.1:1 is already participant pg1's" "$work/9.log" &&
+    ok "a URL given to two participants is refused (exit 2)" || ko "exit $rc: $(cat "$work/9.log")"
+
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -235,6 +235,39 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* A client whose request is being handled while the server stops. */
+static void *slow_client(void *arg)
+{
+    httpc_call *c = arg;
+    memset(c, 0, sizeof(*c));
+    char *u = url("/slow/at-stop");
+    c->method = "GET";
+    c->url = u;
+    c->timeout_ms = 10000;
+    (void)httpc_request(c); /* status read by the test */
+    free(u);
+    c->url = NULL;
+    return NULL;
+}
+
+START_TEST(test_stop_answers_requests_in_flight)
+{
+    /* Stopping while a handler runs (150 ms) still sends its answer: a
+     * commit done is not lost to its client. (MHD_stop_daemon alone shut
+     * the connection down first.) New connections are refused meanwhile. */
+    httpc_call c;
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, slow_client, &c), 0);
+    sleep_ms(50, NULL);
+    http_server_stop(srv);
+    srv = NULL;
+    pthread_join(th, NULL);
+    ck_assert_msg(c.status == 200, "status %ld (%s)", c.status, c.error);
+    ck_assert_str_eq(json_string_value(json_object_get(c.response, "slow")), "at-stop");
+    httpc_call_clear(&c);
+}
+END_TEST
+
 START_TEST(test_body_limits)
 {
     httpc_call c;
@@ -780,6 +813,7 @@ int main(void)
     tcase_add_test(tc, test_get_and_params);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_body_limits);
+    tcase_add_test(tc, test_stop_answers_requests_in_flight);
     tcase_add_test(tc, test_raw_protocol);
     tcase_add_test(tc, test_keepalive_reuse);
     tcase_add_test(tc, test_proxy_variables_ignored);
