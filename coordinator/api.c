@@ -787,6 +787,14 @@ static void h_begin(http_request *req, void *app)
 
 /* ---- gids no longer in the table ---------------------------------------- */
 
+static bool future_epoch_log_due(void)
+{
+    static atomic_llong last_ms;
+    int64_t now = now_ms(), last = atomic_load(&last_ms);
+    return (last == 0 || now - last >= 60000) &&
+           atomic_compare_exchange_strong(&last_ms, &last, now);
+}
+
 typedef enum {
     OUT_COMMITTED,    /* 'C' logged (committed set) */
     OUT_ABORTED,      /* ours, issued, no 'C': presumed abort */
@@ -1183,9 +1191,14 @@ static void h_outcome(http_request *req, void *app)
             break;
         case OUT_FUTURE_EPOCH:
             /* Not issued by this incarnation or any earlier one we know of:
-             * our data dir may have been restored from a backup. Never guess. */
-            txlog_warn(gid, NULL, "outcome asked for a gid of a future epoch (ours is %llu)",
-                       (unsigned long long)g_coord.epoch);
+             * our data dir may have been restored from a backup. Never guess.
+             * Logged at most once a minute: anyone can ask (healthz tells the
+             * epoch), and agents ask again every sweep. */
+            if (future_epoch_log_due())
+                txlog_warn(gid, NULL,
+                           "outcome asked for a gid of a future epoch (ours is %llu; logged "
+                           "at most once a minute)",
+                           (unsigned long long)g_coord.epoch);
             outcome = "in_flight";
             break;
         case OUT_NOT_ISSUED: /* no branch of it can exist: nothing can commit it */

@@ -40,6 +40,11 @@
 #define RESOLVER_BASE_MS 200
 #define RESOLVER_CAP_MS 30000
 #define RESOLVER_IDLE_MS 1000
+/* Transactions per delivery round: thousands timing out at once (their
+ * rollbacks) would otherwise go out as one burst of as many connections,
+ * past an agent's connection limit and our own descriptors; the rest follow
+ * in the next rounds, at once. */
+#define RESOLVER_MAX_BATCH 128
 #define RESOLVER_SUMMARY_MS RETRY_LOG_EVERY_MS
 
 typedef struct job {
@@ -256,9 +261,14 @@ static void *resolver_main(void *arg)
         int64_t now = now_ms();
         int64_t next_due = now + RESOLVER_IDLE_MS;
         job *batch = NULL, **pp = &queue;
+        size_t taken = 0;
         while (*pp) {
             job *j = *pp;
-            if (j->due_ms <= now) {
+            if (j->due_ms <= now && taken == RESOLVER_MAX_BATCH) {
+                next_due = now; /* due, left for the next round (at once) */
+                pp = &j->next;
+            } else if (j->due_ms <= now) {
+                taken++;
                 *pp = j->next;
                 j->next = batch;
                 batch = j;
