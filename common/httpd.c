@@ -77,7 +77,9 @@ struct http_server {
     void *app;
     size_t max_body;
     int port;
-    atomic_int active; /* requests begun (headers read) and not completed */
+    atomic_int active; /* requests dispatched (handled or being answered) and not
+                        * completed; one still sending its body is not counted:
+                        * nothing was done for it yet (http_server_stop) */
 };
 
 typedef struct resp_header {
@@ -96,6 +98,7 @@ struct http_request {
     bool body_ignored;  /* GET or HEAD: the body is read and dropped */
     uint64_t discarded; /* body bytes read and dropped (too_large, body_ignored) */
     bool unauthorized; /* no or wrong bearer token: answered 401 */
+    bool counted;      /* in srv->active: from dispatch to request_done */
     bool replied;
     json_t *json; /* owned */
     resp_header *headers;
@@ -330,7 +333,8 @@ static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)conn;
     (void)toe;
     if (*con_cls) {
-        atomic_fetch_sub(&srv->active, 1);
+        if (((http_request *)*con_cls)->counted)
+            atomic_fetch_sub(&srv->active, 1);
         request_free(*con_cls);
         *con_cls = NULL;
     }
@@ -338,6 +342,10 @@ static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 static void dispatch(http_server *srv, http_request *req)
 {
+    if (!req->counted) {
+        req->counted = true;
+        atomic_fetch_add(&srv->active, 1); /* request_done takes it back */
+    }
     if (req->unauthorized) {
         http_reply_header(req, "WWW-Authenticate", "Bearer");
         http_reply_error(req, MHD_HTTP_UNAUTHORIZED, "unauthorized",
@@ -442,7 +450,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req->path = xstrdup(url);
         strbuf_init(&req->body);
         *con_cls = req;
-        atomic_fetch_add(&srv->active, 1); /* request_done takes it back */
         bool healthz = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
                        strcmp(url, "/healthz") == 0;
         if (auth_token() && !healthz &&

@@ -412,8 +412,8 @@ int main(int argc, char **argv)
     /* Step 4b: the log may know a later epoch than coordinator.state (the
      * state file restored from an older backup, the log not): issuing from
      * the state's epoch would hand out gids again that the log holds,
-     * committed ones included. Nothing has been issued yet, nothing listens:
-     * move past them. */
+     * committed ones included. Nothing has been issued yet, nothing is
+     * served (connections wait in the listen backlog): move past them. */
     uint64_t seen = dlog_max_epoch();
     if (seen >= g_coord.epoch) {
         log_warn("decisions.log holds gids of epoch %llu, and coordinator.state said %llu: "

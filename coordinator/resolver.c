@@ -248,6 +248,33 @@ static void maybe_summary(void)
     summary_skipped = skipped;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Caller holds mu. The due time at or before which this round takes its
+ * jobs: now when at most RESOLVER_MAX_BATCH are due, else the
+ * RESOLVER_MAX_BATCH-th earliest due time (ties past the cap wait a round). */
+static int64_t due_cutoff(int64_t now)
+{
+    size_t ndue = 0;
+    for (job *j = queue; j; j = j->next)
+        ndue += j->due_ms <= now;
+    if (ndue <= RESOLVER_MAX_BATCH)
+        return now;
+    int64_t *due = xmalloc(ndue * sizeof(*due));
+    size_t k = 0;
+    for (job *j = queue; j; j = j->next)
+        if (j->due_ms <= now)
+            due[k++] = j->due_ms;
+    qsort(due, ndue, sizeof(*due), cmp_i64);
+    int64_t cut = due[RESOLVER_MAX_BATCH - 1];
+    free(due);
+    return cut;
+}
+
 static void *resolver_main(void *arg)
 {
     (void)arg;
@@ -260,11 +287,15 @@ static void *resolver_main(void *arg)
             break;
         int64_t now = now_ms();
         int64_t next_due = now + RESOLVER_IDLE_MS;
+        /* More due than a round takes: the earliest due go first (the queue
+         * is pushed at its head, so taking from the head would starve the
+         * older ones behind retries and new jobs). */
+        int64_t cutoff = due_cutoff(now);
         job *batch = NULL, **pp = &queue;
         size_t taken = 0;
         while (*pp) {
             job *j = *pp;
-            if (j->due_ms <= now && taken == RESOLVER_MAX_BATCH) {
+            if (j->due_ms <= now && (taken == RESOLVER_MAX_BATCH || j->due_ms > cutoff)) {
                 next_due = now; /* due, left for the next round (at once) */
                 pp = &j->next;
             } else if (j->due_ms <= now) {

@@ -88,7 +88,10 @@ typedef struct branch {
                                     * -1 and below: cancelled (branch_ops.c,
                                     * cancel_if_overdue) */
     PGconn *conn;                  /* lent by the pool while active, else NULL */
-    pthread_mutex_t cancel_mu;     /* guards cancel: usable without b->mu */
+    pthread_mutex_t cancel_mu;     /* guards cancel, conn's pointer, backend and
+                                    * terminating: usable without b->mu */
+    bool terminating;              /* branch_terminate_running picked conn's backend:
+                                    * the connection is closed, never pooled again */
     PGcancel *cancel;              /* for conn, while active; owned */
     pg_backend_id backend;         /* conn's backend, read when taken (to fence it once
                                     * lost: libpq forgets the pid of a lost connection) */

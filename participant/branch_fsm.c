@@ -88,6 +88,11 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     pthread_mutex_lock(&b->cancel_mu);
     PGconn *c = b->conn;
     pg_backend_id backend = {0};
+    /* its backend is being terminated (branch_terminate_running): closed,
+     * never lent again, whatever the batch made of it meanwhile */
+    if (b->terminating)
+        dead = true;
+    b->terminating = false;
     if (c && dead) /* not PQbackendPID(c): 0 once libpq saw the connection lost */
         backend = b->backend;
     b->backend = (pg_backend_id){0};
@@ -128,6 +133,12 @@ bool branch_terminate_running(agent *ag, branch *b)
 {
     pthread_mutex_lock(&b->cancel_mu);
     pg_backend_id backend = b->conn ? b->backend : (pg_backend_id){0};
+    /* The batch may end before the termination lands (it caught the cancel
+     * and went on): its connection must then not go back to the pool,
+     * where another branch (or the fence query itself) would get the
+     * session being terminated. */
+    if (backend.pid != 0)
+        b->terminating = true;
     pthread_mutex_unlock(&b->cancel_mu);
     if (backend.pid == 0)
         return true; /* no connection (any more): nothing runs */

@@ -70,9 +70,12 @@ static void h_forgets(http_request *req, void *app)
     (void)app;
 }
 
+static atomic_int slow_started; /* handlers of /slow/{n} begun */
+
 static void h_slow(http_request *req, void *app)
 {
     (void)app;
+    atomic_fetch_add(&slow_started, 1);
     sleep_ms(150, NULL);
     http_reply_json(req, 200, json_pack("{s:s}", "slow", http_req_param(req, 0)));
 }
@@ -257,8 +260,10 @@ START_TEST(test_stop_answers_requests_in_flight)
      * the connection down first.) New connections are refused meanwhile. */
     httpc_call c;
     pthread_t th;
+    int before = atomic_load(&slow_started);
     ck_assert_int_eq(pthread_create(&th, NULL, slow_client, &c), 0);
-    sleep_ms(50, NULL);
+    for (int i = 0; i < 1000 && atomic_load(&slow_started) == before; i++)
+        sleep_ms(5, NULL); /* until its handler runs */
     http_server_stop(srv);
     srv = NULL;
     pthread_join(th, NULL);

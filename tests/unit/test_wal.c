@@ -611,6 +611,17 @@ START_TEST(test_power_cut_hole_before_forced_records_is_cut)
     wal_close(w);
     zero_at(512, 512); /* [512, 1024): inside the big record */
     expect_cut_at(23, 1, 1);
+    /* A header across the boundary (508..517), its length written, the
+     * sector with its crc and type lost, records after it written. */
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', fill, 512 - 9 - 4, true)); /* 0..508, forced */
+    ck_assert(wal_append(w, 'E', fill, 600, false));        /* 508..1117 */
+    for (int i = 0; i < 3; i++)
+        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
+    wal_close(w);
+    zero_at(512, 512);
+    expect_cut_at(508, 1, 1);
 }
 END_TEST
 
