@@ -302,6 +302,14 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
  * cancels were sent; logs them only when first (the repeats are quiet). */
 static size_t interrupt_statements(txn *t, bool first)
 {
+    /* about one round per RETRY_CANCEL_MS per transaction, whatever the
+     * number of rollbacks waiting (each cancel is a connection PostgreSQL
+     * forks a process for, and a line in the agent's log); half of it here,
+     * so that a lone rollback's own retries are never skipped */
+    int64_t now = now_ms(), last = atomic_load(&t->last_cancel_ms);
+    if ((last != 0 && now - last < RETRY_CANCEL_MS / 2) ||
+        !atomic_compare_exchange_strong(&t->last_cancel_ms, &last, now))
+        return 0;
     size_t n = 0;
     pthread_mutex_lock(&t->mu);
     size_t room = t->maxbranches ? t->maxbranches : 1;

@@ -91,6 +91,9 @@ struct txn {
     pthread_mutex_t op_mu;
     pthread_mutex_t mu;
     atomic_int state;       /* txn_state; written under mu, read anywhere */
+    atomic_llong last_cancel_ms;    /* now_ms() of the last cancel round (api.c): the
+                                     * rollbacks waiting for op_mu share one round per
+                                     * RETRY_CANCEL_MS, however many there are */
     atomic_bool rollback_requested; /* a client's rollback waits for op_mu: the holder's
                                      * successors run no statement and no commit (api.c) */
     /* guarded by mu: */
