@@ -341,6 +341,15 @@ static char *raw_http(const char *request, size_t len)
     return raw_http_ex(request, len, true);
 }
 
+/* raw_http of req, whose reply must begin with status ("HTTP/1.1 200");
+ * returns the reply (caller frees). */
+static char *raw_expect(const strbuf *req, const char *status)
+{
+    char *resp = raw_http(req->data, req->len);
+    ck_assert_msg(strncmp(resp, status, strlen(status)) == 0, "got: %.200s", resp);
+    return resp;
+}
+
 /* Send one chunked request (request line "POST /echo", say) of total bytes
  * (no last chunk), never reading; returns how many body bytes the server
  * took before the connection failed (total when it took them all). */
@@ -397,8 +406,7 @@ START_TEST(test_raw_protocol)
         strbuf_append(&req, "\r\n");
     }
     strbuf_append(&req, "0\r\n\r\n");
-    char *resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 413", 12) == 0, "got: %.200s", resp);
+    char *resp = raw_expect(&req, "HTTP/1.1 413");
     ck_assert_ptr_nonnull(strstr(resp, "body_too_large"));
     ck_assert_ptr_nonnull(strcasestr(resp, "Content-Type: application/json"));
     free(resp);
@@ -413,8 +421,7 @@ START_TEST(test_raw_protocol)
     strbuf_reset(&req);
     strbuf_append(&req, "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
                         "Connection: close\r\n\r\nx");
-    resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.200s", resp);
+    resp = raw_expect(&req, "HTTP/1.1 200");
     free(resp);
     /* ... also one over the body limit: it is dropped unread, not buffered
      * (no 413: it is no request body at all) ... */
@@ -423,8 +430,7 @@ START_TEST(test_raw_protocol)
                          "Connection: close\r\n\r\n", MAX_BODY * 4);
     for (int i = 0; i < MAX_BODY * 4; i++)
         strbuf_append(&req, "x");
-    resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 200", 12) == 0, "got: %.200s", resp);
+    resp = raw_expect(&req, "HTTP/1.1 200");
     free(resp);
     /* ... but not for ever: one that never ends is cut off past 16 MiB. */
     ck_assert_msg(chunked_upload_accepted_by("GET /hello", 64u << 20) < (64u << 20),
@@ -434,8 +440,7 @@ START_TEST(test_raw_protocol)
     strbuf_reset(&req);
     strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\n"
                         "Connection: close\r\n\r\n{\"a\":1,\"a\":2}");
-    resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %.200s", resp);
+    resp = raw_expect(&req, "HTTP/1.1 400");
     ck_assert_ptr_nonnull(strstr(resp, "\"malformed_json\""));
     ck_assert_msg(strstr(resp, "duplicate") != NULL, "got: %.300s", resp);
     free(resp);
@@ -448,8 +453,7 @@ START_TEST(test_raw_protocol)
     for (int i = 0; i < 700; i++)
         strbuf_append(&req, "%C3%A9");
     strbuf_append(&req, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 404", 12) == 0, "got: %.200s", resp);
+    resp = raw_expect(&req, "HTTP/1.1 404");
     ck_assert_msg(strstr(resp, "\xc3\xa9\xc3\xa9") != NULL, "got: %.300s", resp);
     free(resp);
 
@@ -464,8 +468,7 @@ START_TEST(test_raw_protocol)
     strbuf_reset(&req);
     strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n"
                         "Connection: close\r\n\r\n{\"a\": 1,");
-    resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %.200s", resp);
+    resp = raw_expect(&req, "HTTP/1.1 400");
     ck_assert_ptr_nonnull(strstr(resp, "\"malformed_json\""));
     ck_assert_ptr_nonnull(strstr(resp, "position"));
     free(resp);
@@ -474,8 +477,7 @@ START_TEST(test_raw_protocol)
     strbuf_reset(&req);
     strbuf_append(&req, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                         "Connection: close\r\n\r\n[1,2]");
-    resp = raw_http(req.data, req.len);
-    ck_assert_msg(strncmp(resp, "HTTP/1.1 400", 12) == 0, "got: %.200s", resp);
+    resp = raw_expect(&req, "HTTP/1.1 400");
     ck_assert_ptr_nonnull(strstr(resp, "must be a JSON object"));
     free(resp);
 
