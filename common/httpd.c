@@ -5,12 +5,19 @@
  *   1. first call: allocate the request context; with a cluster token
  *      (auth.h) answer 401 at once when the request does not carry it (GET
  *      /healthz excepted); if Content-Length exceeds max_body answer 413 at
- *      once (MHD then closes the connection without reading the body);
+ *      once (MHD then closes the connection without reading the body); a
+ *      GET or HEAD body is never refused nor kept (step 2);
  *   2. upload calls: append to the body until it would exceed max_body, then
- *      stop buffering and discard the rest (answered 413 in step 3);
+ *      stop buffering and discard the rest (answered 413 in step 3); a GET
+ *      or HEAD body is dropped as it comes; either kind of discarding closes
+ *      the connection past HTTPD_DISCARD_MAX;
  *   3. final call: route (404/405), parse a non-empty body as a JSON object
- *      (400 malformed_json), then run the handler, which replies once.
+ *      (400 malformed_json, also for a key given twice), then run the
+ *      handler, which replies once. From here until the completion callback
+ *      the request counts as active: http_server_stop waits for it.
  * Invariants:
+ *   - The port is taken (http_listen) before the server runs on it
+ *     (http_server_start_on), so a process takes it before anything else.
  *   - A request's memory is bounded by max_body plus headers; it is freed by
  *     the completion callback (request_done), whatever happened.
  *   - Every response has a Content-Type; every error body is

@@ -5,10 +5,11 @@
  * Invariants:
  *   - Every body carries "participant" (agents refuse a mismatch).
  *   - gids are [a-z0-9-] (gid.h), so they go into URLs unescaped.
- *   - A COMMIT or a ROLLBACK is acknowledged only by 200 (an agent answers a
- *     ROLLBACK of a branch it never had 200: 42704 is done; a 404 comes from
- *     something that is not our agent, a proxy with no route, say, and
- *     proves nothing). A 409 wrong_state saying the branch is
+ *   - A COMMIT or a ROLLBACK is acknowledged only by a 200 whose body names
+ *     the branch's new state (agent_acked_state; an agent answers a
+ *     ROLLBACK of a branch it never had 200 "aborted": 42704 is done; a 404,
+ *     or a bare 200, comes from something that is not our agent, a proxy
+ *     with no route, say, and proves nothing). A 409 wrong_state saying the branch is
  *     already finished the other way is a mixed outcome: recorded, logged as
  *     an atomicity violation, counted, never re-sent
  *     (finished_against_decision). Anything else leaves the branch as it

@@ -906,10 +906,11 @@ out:
     txn_unref(t);
 }
 
-/* Commit and rollback take no body fields: a body with any (a client
- * thinking it can pass options, e.g. {"outcome":"commit"} to a rollback)
- * gets 400 invalid_field before anything happens, as every other request
- * with a field it does not know. Replies and returns false then. */
+/* Rollback takes no body fields (commit only "branches", h_commit): a body
+ * with any (a client thinking it can pass options, e.g. {"outcome":"commit"}
+ * to a rollback) gets 400 invalid_field before anything happens, as every
+ * other request with a field it does not know. Replies and returns false
+ * then. */
 static bool no_fields(http_request *req)
 {
     static const char *const none[] = {NULL};

@@ -4,7 +4,9 @@
  *
  * Startup order and why:
  *   1. flags, logging, crash point (flag wins over TXCOORD_CRASH_POINT);
- *   2. participants table;
+ *   2. participants table (names and URLs each unique);
+ *   2b. the port taken (http_listen): a start that cannot take it stops
+ *      here, having changed nothing;
  *   3. DIR/coordinator.state: coord_id created once (8 random hex),
  *      epoch + 1, written with durable_write_file BEFORE serving, so no gid
  *      of this run can repeat one of an earlier run. On the first start an
@@ -14,7 +16,9 @@
  *      committing transaction handed to the resolver; every 3PC 'P'
  *      without 'C' a precommitting one the resolver decides from the
  *      agents' states (or an aborting one after an operator's 'H' abort);
- *   5. resolver thread, then the HTTP server.
+ *   4b. a log that knows a later epoch than the state file (restored alone
+ *      from a backup) moves the epoch past it, written as in 3;
+ *   5. resolver thread, then the HTTP server on the port taken in 2b.
  * Invariants: the SIGTERM/SIGINT handler only sets a volatile sig_atomic_t;
  * the main thread runs the tick (timeouts, eviction) every TICK_MS and
  * never does network I/O itself (timed-out transactions' rollbacks go to

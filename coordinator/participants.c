@@ -2,7 +2,8 @@
  * participants.c - the NAME=URL table of participant agents.
  *
  * Invariants: names follow gid.h's participant rule and are unique; URLs
- * start with http:// or https:// and are stored without a trailing '/';
+ * start with http:// or https://, are stored without a trailing '/', and
+ * are unique too (one agent serves one participant);
  * the table is immutable after participants_init, so readers need no lock.
  * A linear scan is used: there are at most a few dozen participants.
  */

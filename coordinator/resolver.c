@@ -13,9 +13,10 @@
  *     recovery decision is threepc.c's, taken under t's op_mu.
  *   - A transaction is queued at most once (t->in_resolver) and the queue
  *     holds a reference to it.
- *   - One thread; all jobs due at the same time are delivered in one
- *     parallel httpc_perform, so an unreachable agent delays a round by at
- *     most one agent timeout, not one per transaction.
+ *   - One thread; the jobs due at the same time are delivered in one
+ *     parallel httpc_perform, up to RESOLVER_MAX_BATCH of them, earliest due
+ *     first (the rest go in the next round at once), so an unreachable agent
+ *     delays a round by at most one agent timeout, not one per transaction.
  *   - Backoff per job: backoff_ms(attempt, 200 ms, 30 s), jittered. A kick
  *     (resolver_kick) makes a queued job due now; one that lands while the
  *     job is in the running round sets t->resolver_kicked, read when the

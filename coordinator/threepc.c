@@ -218,8 +218,8 @@ static void abort_after_precommit(txn *t, const char *reason)
             t->gid);
 }
 
-/* Step 6, one answer: acknowledged (200), refused by a branch that will
- * never commit (409 wrong_state, state aborted: its uncertain timer or its
+/* Step 6, one answer: acknowledged (200 saying precommitted, or committed),
+ * refused by a branch that will never commit (409 wrong_state, state aborted: its uncertain timer or its
  * termination protocol ran before the PreCommit came; or unknown, active,
  * failed: as recovery's R2 counts them), or silent (anything else: no
  * answer, 5xx, ...). A branch that refuses because a peer's termination read

@@ -16,7 +16,8 @@
 #   SCENARIO_LONG=1 or TXCOORD_LONG=1 (scripts/test --long): long forms
 #   API_TIMEOUT        seconds for one REST call (default 30)
 #   SCENARIO_WAIT_S    default wait for recovery (default 60)
-#   SCENARIO_BASE_PORT use these 20 ports instead of the scenario's own
+#   SCENARIO_BASE_PORT start from these 20 ports instead of the scenario's own
+#                      (either range moves up by 1000 while a port in it is in use)
 
 # shellcheck shell=bash disable=SC2016,SC2034 # SQL/JSON text with $1; variables for the scripts
 # shellcheck source=../../scripts/lib.sh
