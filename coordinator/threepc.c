@@ -219,9 +219,9 @@ static void abort_after_precommit(txn *t, const char *reason)
 }
 
 /* Step 6, one answer: acknowledged (200 saying precommitted, or committed),
- * refused by a branch that will never commit (409 wrong_state, state aborted: its uncertain timer or its
- * termination protocol ran before the PreCommit came; or unknown, active,
- * failed: as recovery's R2 counts them), or silent (anything else: no
+ * refused by a branch that will never commit (409 wrong_state, state
+ * aborted: its uncertain timer or its termination protocol ran before the
+ * PreCommit came; or unknown, active, failed: as recovery's R2 counts them), or silent (anything else: no
  * answer, 5xx, ...). A branch that refuses because a peer's termination read
  * it uncertain (409, state uncertain, "fenced") counts as silent: that
  * termination decides, commit if it found a branch precommitted (ours,
