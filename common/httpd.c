@@ -84,6 +84,7 @@ struct http_server {
     void *app;
     size_t max_body;
     int port;
+    atomic_bool stopping; /* http_server_stop began: dispatch runs no handler */
     atomic_int active; /* requests dispatched (handled or being answered) and not
                         * completed; one still sending its body is not counted:
                         * nothing was done for it yet (http_server_stop) */
@@ -352,6 +353,16 @@ static void dispatch(http_server *srv, http_request *req)
     if (!req->counted) {
         req->counted = true;
         atomic_fetch_add(&srv->active, 1); /* request_done takes it back */
+    }
+    /* After the stop began (active counted first, stopping read second,
+     * the reverse of http_server_stop: one of the two sees the other), a
+     * request that finished arriving only now is not run: its answer could
+     * meet a connection already shut down. */
+    if (atomic_load(&srv->stopping) && !req->replied) {
+        http_reply_header(req, "Connection", "close");
+        http_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting_down",
+                         "the server is stopping: %s %s was not run", req->method, req->path);
+        return;
     }
     if (req->unauthorized) {
         http_reply_header(req, "WWW-Authenticate", "Bearer");
@@ -717,6 +728,7 @@ void http_server_stop(http_server *srv)
      *    socket down before it joins its thread, so an answer still being
      *    made would be lost (a commit done, its client never told). The
      *    caller bounds the wait (run_within). 3. Stop. */
+    atomic_store(&srv->stopping, true);
     MHD_socket l = MHD_quiesce_daemon(srv->daemon);
     if (l != MHD_INVALID_SOCKET)
         close(l);

@@ -259,23 +259,20 @@ static bool unwritten_hole(const unsigned char *buf, size_t size, size_t pos,
     if (!unforced || boundary >= size)
         return false;
     if (!all_zero(buf + pos, boundary - pos)) {
-        size_t s;
-        if (pos + WAL_HDR > boundary) {
+        size_t s = boundary;
+        if (pos + WAL_HDR > boundary && s + WAL_SECTOR <= size &&
+            all_zero(buf + s, WAL_SECTOR)) {
             /* A header across the boundary whose first bytes reached the
              * disk: the lost sector is the next one, its type byte in it. */
-            s = boundary;
-            if (s + WAL_SECTOR > size || !all_zero(buf + s, WAL_SECTOR))
-                return false;
         } else {
-            /* The whole header reached the disk: a lost sector inside its
-             * record. */
-            if (buf[pos + 8] == 0)
+            /* The whole header reached the disk (across the boundary or
+             * not): a lost sector inside its record. */
+            if (size - pos < WAL_HDR || buf[pos + 8] == 0)
                 return false;
             uint32_t len = get_u32(buf + pos);
             if (len > WAL_MAX_RECORD)
                 return false;
             size_t end = pos + WAL_HDR + len;
-            s = boundary;
             while (s < end && s + WAL_SECTOR <= size && !all_zero(buf + s, WAL_SECTOR))
                 s += WAL_SECTOR;
             if (s >= end || s + WAL_SECTOR > size)

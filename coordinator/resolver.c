@@ -255,12 +255,14 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Caller holds mu. The due time at or before which this round takes its
+/* Caller holds mu. The due time D at or before which this round takes its
  * jobs: now when at most RESOLVER_MAX_BATCH are due, else the
- * RESOLVER_MAX_BATCH-th earliest due time (ties past the cap wait a round). */
-static int64_t due_cutoff(int64_t now)
+ * RESOLVER_MAX_BATCH-th earliest due time. *ties: how many of the jobs due
+ * exactly at D this round takes (every job due before D is taken). */
+static int64_t due_cutoff(int64_t now, size_t *ties)
 {
     size_t ndue = 0;
+    *ties = SIZE_MAX;
     for (job *j = queue; j; j = j->next)
         ndue += j->due_ms <= now;
     if (ndue <= RESOLVER_MAX_BATCH)
@@ -272,6 +274,10 @@ static int64_t due_cutoff(int64_t now)
             due[k++] = j->due_ms;
     qsort(due, ndue, sizeof(*due), cmp_i64);
     int64_t cut = due[RESOLVER_MAX_BATCH - 1];
+    size_t before = 0;
+    while (due[before] < cut)
+        before++;
+    *ties = RESOLVER_MAX_BATCH - before;
     free(due);
     return cut;
 }
@@ -291,16 +297,18 @@ static void *resolver_main(void *arg)
         /* More due than a round takes: the earliest due go first (the queue
          * is pushed at its head, so taking from the head would starve the
          * older ones behind retries and new jobs). */
-        int64_t cutoff = due_cutoff(now);
+        size_t ties;
+        int64_t cutoff = due_cutoff(now, &ties);
         job *batch = NULL, **pp = &queue;
-        size_t taken = 0;
         while (*pp) {
             job *j = *pp;
-            if (j->due_ms <= now && (taken == RESOLVER_MAX_BATCH || j->due_ms > cutoff)) {
+            bool take = j->due_ms < cutoff || (j->due_ms == cutoff && ties > 0);
+            if (j->due_ms <= now && !take) {
                 next_due = now; /* due, left for the next round (at once) */
                 pp = &j->next;
             } else if (j->due_ms <= now) {
-                taken++;
+                if (j->due_ms == cutoff && ties != SIZE_MAX)
+                    ties--;
                 *pp = j->next;
                 j->next = batch;
                 batch = j;

@@ -89,9 +89,9 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     PGconn *c = b->conn;
     pg_backend_id backend = {0};
     /* its backend is being terminated (branch_terminate_running): closed,
-     * never lent again, whatever the batch made of it meanwhile */
-    if (b->terminating)
-        dead = true;
+     * never lent again, whatever the batch made of it meanwhile (discarded
+     * alone: the pool's other connections are fine) */
+    bool discard = b->terminating;
     b->terminating = false;
     if (c && dead) /* not PQbackendPID(c): 0 once libpq saw the connection lost */
         backend = b->backend;
@@ -106,7 +106,7 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
     if (b->session_dirty && !dead)
         txlog_info(b->gid, ctx->ag->name,
                    "closing its connection: a statement changed session state");
-    if (b->session_dirty && !dead)
+    if ((b->session_dirty || discard) && !dead)
         pool_discard(ctx->ag->pool, c);
     else
         pool_release(ctx->ag->pool, c, dead);

@@ -1022,6 +1022,17 @@ void op_commit(agent *ag, const char *gid, const char *xid, op_result *out)
     unlock_branch(ag, b);
 }
 
+/* A statement cancelled for a rollback (op_rollback, op_cancel): its batch
+ * is overdue from now on, so that should it survive the cancel, the idle
+ * thread cancels it again and then terminates it (cancel_if_overdue), 2 s
+ * later rather than at its own bound. */
+static void overdue_now(branch *b)
+{
+    int64_t due = atomic_load(&b->batch_overdue_ms), now = now_ms();
+    if (due > now)
+        (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &due, now);
+}
+
 void op_rollback(agent *ag, const char *gid, const char *xid, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
@@ -1036,11 +1047,7 @@ void op_rollback(agent *ag, const char *gid, const char *xid, op_result *out)
         if (branch_state_get(b) == BS_ACTIVE) {
             txlog_info(b->gid, ag->name, "rollback: cancelling the running statement");
             branch_cancel_running(b);
-            /* overdue now: should it survive the cancel, the idle thread
-             * cancels it again and then terminates it (cancel_if_overdue) */
-            int64_t due = atomic_load(&b->batch_overdue_ms), now = now_ms();
-            if (due > now)
-                (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &due, now);
+            overdue_now(b);
         }
         if (!lock_to_finish(ag, b, "rollback", out))
             return;
@@ -1104,6 +1111,7 @@ void op_cancel(agent *ag, const char *gid, op_result *out)
             txlog_info(b->gid, ag->name, "cancel: cancelling the running statement (the "
                        "coordinator rolls the transaction back)");
             branch_cancel_running(b);
+            overdue_now(b);
             sent = true;
         }
     }

@@ -599,6 +599,54 @@ START_TEST(statement_that_survives_cancels_is_terminated)
 }
 END_TEST
 
+/* The same statement run interactively, then a client's rollback: the
+ * coordinator asks the agent to cancel it (/cancel), and the cancel makes
+ * its batch overdue, so that it is terminated 2 s later, not at its own
+ * bound (here the transaction's 150 s: before, the rollback waited about
+ * that long, as it did with 100 s, past this client's 120 s timeout). */
+typedef struct {
+    char *gid;
+    h_resp r;
+} loop_stmt;
+
+static void *run_loop_stmt(void *arg)
+{
+    loop_stmt *l = arg;
+    l->r = h_stmt(l->gid, "pg1",
+                  "DO $$BEGIN LOOP BEGIN PERFORM pg_sleep(0.2); "
+                  "EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END$$",
+                  NULL);
+    h_thread_done();
+    return NULL;
+}
+
+START_TEST(rollback_ends_a_statement_that_survives_cancels)
+{
+    loop_stmt l = {.gid = h_begin_timeout(150000)};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, run_loop_stmt, &l), 0);
+    long long running = 0;
+    for (int i = 0; i < 100 && running == 0; i++) { /* until it runs at pg1 */
+        running = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE pid <> "
+                              "pg_backend_pid() AND query LIKE 'DO $$BEGIN LOOP%%'");
+        if (running == 0)
+            sleep_ms(100, NULL);
+    }
+    ck_assert_msg(running == 1, "the statement never started");
+    h_resp r = h_rollback(l.gid); /* 120 s client timeout: before, 150 s and more */
+    expect_outcome(&r, 200, "aborted", "rollback of a statement that catches its cancels");
+    h_resp_clear(&r);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_msg(l.r.status >= 400, "the statement answered %s", h_desc(&l.r));
+    h_resp_clear(&l.r);
+    ck_assert_int_eq(h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE pid <> "
+                                 "pg_backend_pid() AND query LIKE 'DO $$BEGIN LOOP%%'"),
+                     0);
+    ck_assert_int_eq(open_sessions(1), 0);
+    free(l.gid);
+}
+END_TEST
+
 /* The agent's one-shot prepare (BEGIN and the statements in one pipeline, then
  * PREPARE alone), called directly: a failing second statement is a no vote with
  * its sqlstate, prepares and changes nothing, leaves no session in a
@@ -1485,6 +1533,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, one_shot_statement_bounded_by_timeout);
     tcase_add_test(tc, one_shot_statement_that_lifts_its_timeout_is_cancelled);
     tcase_add_test(tc, statement_that_survives_cancels_is_terminated);
+    tcase_add_test(tc, rollback_ends_a_statement_that_survives_cancels);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);

@@ -622,6 +622,17 @@ START_TEST(test_power_cut_hole_before_forced_records_is_cut)
     wal_close(w);
     zero_at(512, 512);
     expect_cut_at(508, 1, 1);
+    /* A header across the boundary (506..515) that reached the disk whole,
+     * a later sector of its payload lost. */
+    w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', fill, 512 - 9 - 6, true)); /* 0..506, forced */
+    ck_assert(wal_append(w, 'E', fill, 1100, false));       /* 506..1615 */
+    for (int i = 0; i < 3; i++)
+        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
+    wal_close(w);
+    zero_at(1024, 512);
+    expect_cut_at(506, 1, 1);
 }
 END_TEST
 
