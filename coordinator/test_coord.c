@@ -1369,6 +1369,14 @@ static void fake_answer(httpc_call *c, json_t *json)
         snprintf(c->error, sizeof(c->error), "connection refused");
 }
 
+/* fake_answer of an agent's branch status: json with the branch gid of
+ * t's branch bi, as agents answer GET /v1/branches/{gid}. */
+static void fake_branch_answer(httpc_call *c, txn *t, size_t bi, json_t *json)
+{
+    json_object_set_new(json, "branch_gid", json_string(t->branches[bi].branch_gid));
+    fake_answer(c, json);
+}
+
 /* A 3PC branch that terminated on its own (aborted) while the coordinator
  * decided commit: the 409 wrong_state "aborted" answer ends its delivery
  * (recorded, counted, not re-sent); the other branch commits; the
@@ -1554,9 +1562,9 @@ START_TEST(test_3pc_recovery_skips_read_only)
     for (size_t i = 0; i < 2; i++)
         ck_assert_msg(calls[i].url && strstr(calls[i].url, "?fence=1"), "recovery read %s",
                       calls[i].url ? calls[i].url : "(none)");
-    fake_answer(&calls[0], json_pack("{s:s, s:s, s:b}", "state", "committed", "protocol", "3pc",
+    fake_branch_answer(&calls[0], t, bidx[0], json_pack("{s:s, s:s, s:b}", "state", "committed", "protocol", "3pc",
                                      "read_only", 1));
-    fake_answer(&calls[1], json_pack("{s:s, s:s}", "state", "uncertain", "protocol", "3pc"));
+    fake_branch_answer(&calls[1], t, bidx[1], json_pack("{s:s, s:s}", "state", "uncertain", "protocol", "3pc"));
     ck_assert(threepc_recovery_apply(t, calls, bidx, 2));
     for (size_t i = 0; i < 2; i++)
         agent_call_free(&calls[i]);
@@ -1576,7 +1584,7 @@ START_TEST(test_3pc_recovery_skips_read_only)
     t = precommitting_txn();
     memset(calls, 0, sizeof(calls));
     ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
-    fake_answer(&calls[0], json_pack("{s:s, s:b}", "state", "committed", "read_only", 1));
+    fake_branch_answer(&calls[0], t, bidx[0], json_pack("{s:s, s:b}", "state", "committed", "read_only", 1));
     fake_answer(&calls[1], NULL);
     ck_assert(!threepc_recovery_apply(t, calls, bidx, 2));
     for (size_t i = 0; i < 2; i++)
@@ -1585,7 +1593,7 @@ START_TEST(test_3pc_recovery_skips_read_only)
     memset(calls, 0, sizeof(calls));
     ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 1);
     ck_assert_uint_eq(bidx[0], 1);
-    fake_answer(&calls[0], json_pack("{s:s}", "state", "precommitted"));
+    fake_branch_answer(&calls[0], t, bidx[0], json_pack("{s:s}", "state", "precommitted"));
     ck_assert(threepc_recovery_apply(t, calls, bidx, 1));
     agent_call_free(&calls[0]);
     ck_assert_int_eq(txn_state_get(t), TXN_COMMITTING);
@@ -1607,13 +1615,29 @@ START_TEST(test_3pc_recovery_skips_read_only)
     memset(calls, 0, sizeof(calls));
     ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
     for (size_t i = 0; i < 2; i++)
-        fake_answer(&calls[i], json_pack("{s:s, s:b}", "state", "committed", "read_only", 1));
+        fake_branch_answer(&calls[i], t, bidx[i], json_pack("{s:s, s:b}", "state", "committed", "read_only", 1));
     ck_assert(threepc_recovery_apply(t, calls, bidx, 2));
     for (size_t i = 0; i < 2; i++)
         agent_call_free(&calls[i]);
     ck_assert_int_eq(txn_state_get(t), TXN_ABORTING);
     ck_assert_uint_eq(delivery_build(t, calls, bidx, 2), 0);
     ck_assert(delivery_done(t));
+    txn_unref(t);
+
+    /* An answer about another branch (pg1's URL now leads to another
+     * participant's agent): it neither refuses nor fences ours; counted
+     * silent, so pg2 uncertain and pg1 silent wait, instead of aborting on
+     * a stranger's "unknown". */
+    t = precommitting_txn();
+    memset(calls, 0, sizeof(calls));
+    ck_assert_uint_eq(threepc_recovery_build(t, calls, bidx, 2), 2);
+    fake_answer(&calls[0], json_pack("{s:s, s:s}", "state", "unknown", "branch_gid",
+                                     "txc:0badc0de-1-1:pg9"));
+    fake_branch_answer(&calls[1], t, bidx[1], json_pack("{s:s}", "state", "uncertain"));
+    ck_assert(!threepc_recovery_apply(t, calls, bidx, 2));
+    for (size_t i = 0; i < 2; i++)
+        agent_call_free(&calls[i]);
+    ck_assert_int_eq(txn_state_get(t), TXN_PRECOMMITTING);
     txn_unref(t);
     dlog_close();
 }

@@ -455,7 +455,22 @@ bool threepc_recovery_apply(txn *t, httpc_call *calls, const size_t *bidx, size_
         const char *st = c->status == 200
                              ? json_string_value(json_object_get(c->response, "state"))
                              : NULL;
-        if (!st) {
+        /* An answer about another branch (the participant's URL now leads to
+         * another participant's agent): it says nothing of ours, which that
+         * read did not fence either. Silent, as the peers' terminations
+         * count one (termination.c). */
+        const char *bgid = st ? json_string_value(json_object_get(c->response, "branch_gid"))
+                              : NULL;
+        if (st && (!bgid || strcmp(bgid, b->branch_gid) != 0)) {
+            txlog_error(t->gid, b->participant,
+                        "3pc recovery: the agent at %s answered about branch %s, not %s: "
+                        "counted silent (is --participant %s's URL right?)",
+                        b->p ? b->p->url : "?", bgid ? bgid : "(none)", b->branch_gid,
+                        b->participant);
+            txn_branch_attempt(t, b, false, b->state, false, "answered about another branch");
+            nsilent++;
+            st = "wrong_agent";
+        } else if (!st) {
             char why[512];
             agent_describe_failure(c, why, sizeof(why));
             txn_branch_attempt(t, b, false, b->state, false, why);
