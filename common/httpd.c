@@ -537,31 +537,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 
 /* libmicrohttpd's own messages (a malformed request, a connection reset)
  * come before any token check: anyone who can connect could fill the log.
- * At most MHD_LOG_BURST lines per MHD_LOG_WINDOW_MS, then one line saying
- * how many were held back. */
-#define MHD_LOG_BURST 10
-#define MHD_LOG_WINDOW_MS 60000
-static pthread_mutex_t mhd_log_mu = PTHREAD_MUTEX_INITIALIZER;
-static int64_t mhd_log_window_start;
-static unsigned mhd_log_in_window, mhd_log_held;
+ * At most 10 lines a minute, then one line saying how many were held back. */
+static log_throttle mhd_log_limit = LOG_THROTTLE_INIT(10, 60000);
 
 static bool mhd_log_due(void)
 {
-    int64_t now = now_ms();
-    unsigned held = 0;
-    pthread_mutex_lock(&mhd_log_mu);
-    if (now - mhd_log_window_start >= MHD_LOG_WINDOW_MS) {
-        held = mhd_log_held;
-        mhd_log_window_start = now;
-        mhd_log_in_window = 0;
-        mhd_log_held = 0;
-    }
-    bool due = mhd_log_in_window < MHD_LOG_BURST;
-    if (due)
-        mhd_log_in_window++;
-    else
-        mhd_log_held++;
-    pthread_mutex_unlock(&mhd_log_mu);
+    unsigned held;
+    bool due = log_throttle_due(&mhd_log_limit, &held);
     if (held > 0)
         log_warn("httpd: %u more libmicrohttpd messages in the last minute not logged", held);
     return due;

@@ -114,3 +114,23 @@ void die(const char *fmt, ...)
      * restart decides from the logs. */
     _exit(1);
 }
+
+bool log_throttle_due(log_throttle *l, unsigned *held)
+{
+    int64_t now = now_ms();
+    *held = 0;
+    pthread_mutex_lock(&l->mu);
+    if (l->window_start == 0 || now - l->window_start >= l->window_ms) {
+        *held = l->held;
+        l->window_start = now;
+        l->in_window = 0;
+        l->held = 0;
+    }
+    bool due = l->in_window < l->burst;
+    if (due)
+        l->in_window++;
+    else
+        l->held++;
+    pthread_mutex_unlock(&l->mu);
+    return due;
+}

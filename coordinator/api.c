@@ -797,10 +797,9 @@ static void h_begin(http_request *req, void *app)
 
 static bool future_epoch_log_due(void)
 {
-    static atomic_llong last_ms;
-    int64_t now = now_ms(), last = atomic_load(&last_ms);
-    return (last == 0 || now - last >= 60000) &&
-           atomic_compare_exchange_strong(&last_ms, &last, now);
+    static log_throttle lim = LOG_THROTTLE_INIT(1, 60000);
+    unsigned held;
+    return log_throttle_due(&lim, &held);
 }
 
 typedef enum {

@@ -579,6 +579,25 @@ START_TEST(test_power_cut_lost_header_of_last_record_is_torn)
 }
 END_TEST
 
+/* A fresh log: a forced 'C' of forced_len bytes, an unforced 'E' of
+ * big_len, then three small records ('E', 'C', 'E'): the shape of a group
+ * flush whose middle a power cut may lose. */
+static void write_forced_big_smalls(size_t forced_len, size_t big_len)
+{
+    static char fill[1400];
+    memset(fill, 'e', sizeof(fill));
+    ck_assert_uint_le(forced_len, sizeof(fill));
+    ck_assert_uint_le(big_len, sizeof(fill));
+    unlink(path);
+    wal *w = wal_open(path, NULL, NULL);
+    ck_assert_ptr_nonnull(w);
+    ck_assert(wal_append(w, 'C', fill, forced_len, true));
+    ck_assert(wal_append(w, 'E', fill, big_len, false));
+    for (int i = 0; i < 3; i++)
+        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
+    wal_close(w);
+}
+
 START_TEST(test_power_cut_hole_before_forced_records_is_cut)
 {
     /* A forced 'C' after the hole: its fdatasync never returned (one that
@@ -602,35 +621,17 @@ START_TEST(test_power_cut_hole_before_forced_records_is_cut)
     expect_cut_at(23, 1, 1);
     /* The bad record's header reached the disk, a later sector of it did
      * not: a whole zero sector inside the span its header claims. */
-    w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-    ck_assert(wal_append(w, 'E', fill, 1300, false));                /* 23..1332 */
-    for (int i = 0; i < 3; i++)
-        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
-    wal_close(w);
-    zero_at(512, 512); /* [512, 1024): inside the big record */
+    write_forced_big_smalls(14, 1300); /* 0..23, 23..1332, then 3 small */
+    zero_at(512, 512);                  /* [512, 1024): inside the big record */
     expect_cut_at(23, 1, 1);
     /* A header across the boundary (508..517), its length written, the
      * sector with its crc and type lost, records after it written. */
-    w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', fill, 512 - 9 - 4, true)); /* 0..508, forced */
-    ck_assert(wal_append(w, 'E', fill, 600, false));        /* 508..1117 */
-    for (int i = 0; i < 3; i++)
-        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
-    wal_close(w);
+    write_forced_big_smalls(512 - 9 - 4, 600); /* 0..508, 508..1117, then 3 small */
     zero_at(512, 512);
     expect_cut_at(508, 1, 1);
     /* A header across the boundary (506..515) that reached the disk whole,
      * a later sector of its payload lost. */
-    w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    ck_assert(wal_append(w, 'C', fill, 512 - 9 - 6, true)); /* 0..506, forced */
-    ck_assert(wal_append(w, 'E', fill, 1100, false));       /* 506..1615 */
-    for (int i = 0; i < 3; i++)
-        ck_assert(wal_append(w, i == 1 ? 'C' : 'E', "{\"gid\":\"x\"}", 11, false));
-    wal_close(w);
+    write_forced_big_smalls(512 - 9 - 6, 1100); /* 0..506, 506..1615, then 3 small */
     zero_at(1024, 512);
     expect_cut_at(506, 1, 1);
 }
@@ -647,14 +648,7 @@ START_TEST(test_power_cut_hole_cases_that_stay_corruption)
     expect_refused_and_remove(true);
     /* A record whose header reached the disk with a byte flipped later in
      * it, no zero sector: corruption, not a lost sector. */
-    wal *w = wal_open(path, NULL, NULL);
-    ck_assert_ptr_nonnull(w);
-    char fill[1400];
-    memset(fill, 'e', sizeof(fill));
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"kept\"}", 14, true)); /* 0..23 */
-    ck_assert(wal_append(w, 'E', fill, 1300, false));                /* 23..1332 */
-    ck_assert(wal_append(w, 'C', "{\"gid\":\"x\"}", 11, false));
-    wal_close(w);
+    write_forced_big_smalls(14, 1300); /* 0..23, 23..1332, then 3 small */
     overwrite_at(700, "f", 1);
     expect_refused_and_remove(true);
 }
