@@ -25,7 +25,8 @@
  * the resolver).
  * Shutdown is bounded: a helper thread stops the HTTP server (no new
  * connection is accepted from its first step; in-flight requests may
- * finish) and then the resolver; the main thread gives it SHUTDOWN_GRACE_MS.
+ * finish), rolls back the transactions still open (roll_back_open) and
+ * then stops the resolver; the main thread gives it SHUTDOWN_GRACE_MS.
  * Done in time: log closed, everything freed, exit 0. Not done (a request
  * waits on a row lock at an agent, a resolver round on a silent agent): the
  * process leaves at once with _exit(SHUTDOWN_CUT_EXIT), without freeing or
@@ -65,6 +66,7 @@
 #define TICK_MS 100
 #define SHUTDOWN_GRACE_MS 2000
 #define SHUTDOWN_CUT_EXIT 3 /* the grace ran out: left as a crash would */
+#define SHUTDOWN_MARGIN_MS 250 /* of the grace, kept for what follows the rollbacks */
 
 coord_settings g_coord;
 
@@ -330,12 +332,54 @@ static void tick(void)
     dlog_maybe_compact();
 }
 
-/* Shutdown, bounded (run_within): stop the HTTP server, then the
- * resolver; if that takes more than SHUTDOWN_GRACE_MS the caller leaves
- * without waiting. */
-static void stop_server_and_resolver(void *srv)
+typedef struct {
+    http_server *srv;
+    int64_t deadline_ms; /* now_ms() clock: the rollbacks' last moment */
+} stop_args;
+
+/* Shutdown step 2: every transaction still open (active: begun, no commit
+ * asked) is rolled back, as its timeout would. The next start forgets it
+ * anyway (presumed abort: no record is written for a begin), and without
+ * this its branches would hold their row locks until their idle timeout
+ * (the transaction's timeout_ms) or, after a restart, until the agents'
+ * sweeps asked about them. Its client hears "aborted" from the next start
+ * (GET, commit: 409). Nothing is written: an abort needs no record. */
+static size_t roll_back_open(void)
 {
-    http_server_stop(srv);
+    txn **open = NULL;
+    size_t n = txn_collect_expired(INT64_MAX, &open), done = 0; /* every active one */
+    for (size_t i = 0; i < n; i++) {
+        txn *t = open[i];
+        /* No request runs any more (step 1) and the tick has stopped; a
+         * holder would be the resolver, which holds no active one. */
+        if (pthread_mutex_trylock(&t->op_mu) == 0) {
+            if (txn_state_get(t) == TXN_ACTIVE &&
+                txn_abort(t, EV_ROLLBACK, "the coordinator stopped while the transaction was open",
+                          false))
+                done++;
+            pthread_mutex_unlock(&t->op_mu);
+        }
+        txn_unref(t);
+    }
+    free(open);
+    return done;
+}
+
+/* Shutdown, bounded (run_within): 1. stop the HTTP server (requests in
+ * flight finish); 2. roll back the open transactions, their ROLLBACKs sent
+ * by the resolver until deadline_ms (one that is not acknowledged by then
+ * is left to the agents: idle timeout, or their sweeps after our restart);
+ * 3. stop the resolver. If that takes more than SHUTDOWN_GRACE_MS the
+ * caller leaves without waiting. */
+static void stop_server_and_resolver(void *arg)
+{
+    stop_args *a = arg;
+    http_server_stop(a->srv);
+    size_t n = roll_back_open();
+    if (n > 0) {
+        log_info("shutdown: rolling back %zu open transactions", n);
+        resolver_drain(a->deadline_ms);
+    }
     resolver_stop();
 }
 
@@ -444,7 +488,8 @@ int main(int argc, char **argv)
 
     log_info("shutting down: no new connections; in-flight requests get %d ms",
              SHUTDOWN_GRACE_MS);
-    if (!run_within(stop_server_and_resolver, srv, SHUTDOWN_GRACE_MS)) {
+    stop_args stop = {srv, now_ms() + SHUTDOWN_GRACE_MS - SHUTDOWN_MARGIN_MS};
+    if (!run_within(stop_server_and_resolver, &stop, SHUTDOWN_GRACE_MS)) {
         log_warn("shutdown: requests or agent calls still in flight after %d ms; exiting now "
                  "(undecided transactions end aborted by presumed abort, decided ones are "
                  "finished at the next start)",

@@ -22,6 +22,10 @@
  *     job is in the running round sets t->resolver_kicked, read when the
  *     round requeues it. Lock order: mu, then t->mu.
  *   - No lock is held across the network calls.
+ *   - Shutdown (resolver_drain, then resolver_stop): the jobs submitted
+ *     without delay get their first round, bounded by the drain's deadline,
+ *     which also caps every call of the rounds that run meanwhile; what is
+ *     still unacknowledged then is dropped, as at a crash.
  *   - Log volume: a retry that fails again is not logged each time (agent.c,
  *     threepc.c: first failure, then one line per branch per minute); when
  *     lines were held back, one summary line per RESOLVER_SUMMARY_MS says how
@@ -73,6 +77,8 @@ static job *queue;
 static size_t nqueue;
 static bool stopping;
 static bool running;
+static bool round_running;       /* a batch is out of the queue, being delivered */
+static int64_t drain_deadline_ms; /* 0, or (resolver_drain): rounds' calls end by then */
 static pthread_t thread;
 /* Resolver thread only: the periodic summary. */
 static uint64_t failed_deliveries; /* branches not acknowledged, all rounds */
@@ -153,9 +159,10 @@ static void job_release(job *j)
     free(j);
 }
 
-/* Deliver the outcome of every job in the batch in one parallel round.
- * Returns the jobs still unfinished (linked). */
-static job *run_round(job *batch)
+/* Deliver the outcome of every job in the batch in one parallel round;
+ * deadline_ms (0 = none): no call lasts past it (resolver_drain). Returns
+ * the jobs still unfinished (linked). */
+static job *run_round(job *batch, int64_t deadline_ms)
 {
     size_t ncalls = 0;
     for (job *j = batch; j; j = j->next)
@@ -176,6 +183,14 @@ static job *run_round(job *batch)
         count[k] = query[k] ? threepc_recovery_build(j->t, calls + pos, bidx + pos, ncalls - pos)
                             : delivery_build(j->t, calls + pos, bidx + pos, ncalls - pos);
         pos += count[k];
+    }
+    if (deadline_ms > 0) {
+        /* Shutdown: a call cut short is one not acknowledged, left to the
+         * next start (replay, or the agents' sweeps) as any failure is. */
+        int64_t left_ms = deadline_ms - now_ms();
+        for (size_t i = 0; i < pos; i++)
+            if (calls[i].timeout_ms <= 0 || calls[i].timeout_ms > left_ms)
+                calls[i].timeout_ms = left_ms > 1 ? (long)left_ms : 1;
     }
     if (pos > 0)
         (void)httpc_perform(calls, pos); /* per-call status is read below */
@@ -326,9 +341,13 @@ static void *resolver_main(void *arg)
             (void)rc; /* timeout or signal: re-scan either way */
             continue;
         }
+        round_running = true;
+        int64_t deadline = drain_deadline_ms;
         pthread_mutex_unlock(&mu);
-        job *left = run_round(batch);
+        job *left = run_round(batch, deadline);
         pthread_mutex_lock(&mu);
+        round_running = false;
+        pthread_cond_broadcast(&cv); /* resolver_drain waits for rounds to end */
         while (left) {
             job *j = left;
             left = j->next;
@@ -358,6 +377,37 @@ bool resolver_start(void)
     }
     running = true;
     return true;
+}
+
+/* Every job due now that has had no attempt yet (attempt 0: submitted
+ * without delay) or a round still running: what resolver_drain waits for.
+ * Caller holds mu. */
+static bool first_attempts_pending(int64_t now)
+{
+    if (round_running)
+        return true;
+    for (job *j = queue; j; j = j->next)
+        if (j->attempt == 0 && j->due_ms <= now)
+            return true;
+    return false;
+}
+
+void resolver_drain(int64_t deadline_ms)
+{
+    if (!running)
+        return;
+    pthread_mutex_lock(&mu);
+    drain_deadline_ms = deadline_ms;
+    pthread_cond_broadcast(&cv);
+    for (;;) {
+        int64_t now = now_ms();
+        if (now >= deadline_ms || !first_attempts_pending(now))
+            break;
+        struct timespec ts;
+        deadline_in(CLOCK_MONOTONIC, deadline_ms - now, &ts);
+        (void)pthread_cond_timedwait(&cv, &mu, &ts); /* re-checked either way */
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 void resolver_stop(void)

@@ -10,6 +10,12 @@ bool resolver_start(void) MUSTCHECK;
 /* Stop the thread; queued work is dropped (a restart re-derives it: 'C'
  * without 'E' from the log, aborts from the agents' sweeps). */
 void resolver_stop(void);
+/* Shutdown, before resolver_stop: wait until every job submitted without
+ * delay (resolver_submit(t, 0), e.g. the rollbacks of the open
+ * transactions a stop ends) has had its first round, or until deadline_ms
+ * (now_ms clock); from now on no round's call lasts past deadline_ms.
+ * Retries due later are not waited for. */
+void resolver_drain(int64_t deadline_ms);
 
 /* Hand t (state committing or aborting) over: the resolver re-sends the
  * decided outcome to every branch that still needs it, with capped,

@@ -194,7 +194,8 @@ static inline bool branch_is_prepared(branch_state bs)
  * reached committed/aborted to the finished FIFO. */
 void txn_note_transition(txn *t, txn_state from, txn_state to);
 
-/* References to active transactions whose deadline passed; *out is an array
+/* References to active transactions whose deadline passed by now
+ * (INT64_MAX: every active one, as a shutdown wants); *out is an array
  * the caller frees (after txn_unref of each). Returns the count. */
 size_t txn_collect_expired(int64_t now, txn ***out);
 /* Drop finished transactions older than retention_ms, and the oldest ones

@@ -7,7 +7,8 @@
  * finished transaction would), while a gid never seen stays 404, and an agent
  * killed while its pipelined 'BEGIN; UPDATE; PREPARE TRANSACTION' waits on a
  * row lock leaves nothing behind: its restart terminates that session before
- * it answers anything, so the PREPARE never lands.
+ * it answers anything, so the PREPARE never lands. A clean stop of the
+ * coordinator rolls back the transactions still open before it exits.
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -351,6 +352,42 @@ START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
 }
 END_TEST
 
+/* A clean stop (SIGTERM) rolls back the transactions still open before it
+ * exits: their row locks go with the coordinator, not at their timeout (120 s
+ * here) nor at the agents' sweeps after a restart, and the next start
+ * answers them aborted. Read right after the stop returned, before any
+ * restart. Before, both branches stayed active, holding their rows. */
+START_TEST(stop_rolls_back_open_transactions)
+{
+    h_set_balance(1, 1711, 10);
+    h_set_balance(2, 1712, 10);
+    char *gid = h_begin_timeout(120000);
+    h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1711));
+    h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 5, 1712));
+    ck_assert_msg(h_cluster("stop", "coordinator", NULL) == 0, "scripts/cluster stop coordinator");
+    for (int i = 1; i <= 2; i++) {
+        char *st = agent_branch_state(i, gid);
+        ck_assert_msg(strcmp(st, "aborted") == 0,
+                      "agent%d: branch of %s is '%s' after the coordinator stopped", i, gid, st);
+        free(st);
+    }
+    ck_assert_int_eq(h_sql_ll(1, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING "
+                                 "(pid) WHERE a.application_name LIKE 'txagent pg1 %%' AND "
+                                 "a.state LIKE 'idle in transaction%%'"),
+                     0);
+    ck_assert(h_log_contains("coordinator", "shutdown: rolling back"));
+    ck_assert_msg(h_cluster("start", "coordinator", NULL) == 0, "scripts/cluster start coordinator");
+    h_test_setup();
+    ck_assert_int_eq(h_balance(1, 1711), 10);
+    ck_assert_int_eq(h_balance(2, 1712), 10);
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 409, "commit of a transaction the stop rolled back");
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+    free(gid);
+}
+END_TEST
+
 /* A second txagent started by mistake for a live participant (same name,
  * its port taken) stops on the port before it touches PostgreSQL: the live
  * agent's sessions survive. Before, its start-up fence terminated every
@@ -399,5 +436,6 @@ TCase *tc_restart(void)
     tcase_add_test(tc, killed_agent_pipeline_does_not_prepare_late);
     tcase_add_test(tc, agent_restart_between_statements_aborts);
     tcase_add_test(tc, open_branch_of_a_restarted_coordinator_is_rolled_back);
+    tcase_add_test(tc, stop_rolls_back_open_transactions);
     return tc;
 }
