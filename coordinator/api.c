@@ -28,6 +28,7 @@
  */
 #include "api.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@
 #define RETRY_CANCEL_MS 200
 #define CANCEL_CALL_MS 1000
 #define HEALTH_TIMEOUT_MS 500
+#define LIST_LIMIT_DEFAULT 1000 /* GET /v1/transactions: transactions per page */
+#define LIST_LIMIT_MAX 10000
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -1092,11 +1095,34 @@ static void h_get(http_request *req, void *app)
     http_reply_json(req, 200, o);
 }
 
+/* GET /v1/transactions[?state=S][&limit=N][&after=GID]: one page of the
+ * unfinished transactions (txn_list_json); a page is bounded so that a
+ * coordinator holding --max-unfinished of them answers in pieces. */
 static void h_list(http_request *req, void *app)
 {
     (void)app;
     const char *filter = http_req_query(req, "state");
-    json_t *list = txn_list_json(filter);
+    const char *after = http_req_query(req, "after");
+    const char *limit_s = http_req_query(req, "limit");
+    long long limit = LIST_LIMIT_DEFAULT;
+    if (limit_s) {
+        char *end = NULL;
+        errno = 0;
+        limit = strtoll(limit_s, &end, 10);
+        if (!*limit_s || *end || errno || limit < 1 || limit > LIST_LIMIT_MAX) {
+            http_reply_error(req, 400, "invalid_field",
+                             "query parameter 'limit' must be an integer from 1 to %d",
+                             LIST_LIMIT_MAX);
+            return;
+        }
+    }
+    if (after && !gid_parse(after, NULL, NULL, NULL)) {
+        http_reply_error(req, 400, "invalid_gid",
+                         "query parameter 'after' must be a gid (the \"next_after\" of the "
+                         "page before)");
+        return;
+    }
+    json_t *list = txn_list_json(filter, after, (size_t)limit);
     if (!list) {
         http_reply_error(req, 400, "invalid_field",
                          "query parameter 'state' must be in-doubt, active, preparing, "

@@ -1296,6 +1296,55 @@ START_TEST(test_heuristic_resolve)
 }
 END_TEST
 
+/* GET /v1/transactions in pages: issued order, each gid once, "next_after"
+ * only while more are left, a finished one skipped without ending a page
+ * early, and an "after" that is no gid refused. */
+START_TEST(test_listing_pages)
+{
+    (void)reopen(1 << 20);
+    txn *ts[5];
+    for (int i = 0; i < 5; i++)
+        ts[i] = txn_create(PROTO_2PC, 30000, NULL);
+    ck_assert(txn_fsm_advance(ts[2], EV_ROLLBACK, "r")); /* aborting: listed, unfinished */
+    ck_assert(txn_fsm_advance(ts[2], EV_ACKED, "a"));    /* aborted: not listed */
+    const char *want[] = {ts[0]->gid, ts[1]->gid, ts[3]->gid, ts[4]->gid};
+    size_t got = 0;
+    char after[GID_MAX_LEN + 1] = "";
+    for (int page = 0; page < 3; page++) {
+        json_t *o = txn_list_json(NULL, page ? after : NULL, 2);
+        ck_assert_ptr_nonnull(o);
+        json_t *list = json_object_get(o, "transactions");
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            ck_assert_uint_lt(got, 4);
+            ck_assert_str_eq(json_string_value(json_object_get(json_array_get(list, i), "gid")),
+                             want[got++]);
+        }
+        const char *next = json_string_value(json_object_get(o, "next_after"));
+        if (page == 0) {
+            ck_assert_uint_eq(json_array_size(list), 2);
+            ck_assert_str_eq(next, ts[1]->gid);
+        } else {
+            ck_assert_uint_eq(json_array_size(list), page == 1 ? 2 : 0);
+            ck_assert_ptr_null(next); /* the last two: nothing after them */
+        }
+        if (next)
+            snprintf(after, sizeof(after), "%s", next);
+        json_decref(o);
+        if (!next)
+            break;
+    }
+    ck_assert_uint_eq(got, 4);
+    json_t *one = txn_list_json("active", ts[3]->gid, 1000);
+    ck_assert_uint_eq(json_array_size(json_object_get(one, "transactions")), 1);
+    ck_assert_ptr_null(json_object_get(one, "next_after"));
+    json_decref(one);
+    ck_assert_ptr_null(txn_list_json(NULL, "not a gid", 10));
+    for (int i = 0; i < 5; i++)
+        txn_unref(ts[i]);
+    dlog_close();
+}
+END_TEST
+
 START_TEST(test_in_doubt_listing)
 {
     (void)reopen(1 << 20);
@@ -1310,16 +1359,16 @@ START_TEST(test_in_doubt_listing)
     ck_assert(txn_fsm_advance(done, EV_VOTES_YES, "y"));
     ck_assert(txn_fsm_advance(done, EV_ACKED, "a"));
 
-    json_t *all = txn_list_json(NULL);
+    json_t *all = txn_list_json(NULL, NULL, 1000);
     ck_assert_uint_eq(json_array_size(json_object_get(all, "transactions")), 2);
     json_decref(all);
-    ck_assert_ptr_null(txn_list_json("bogus"));
-    ck_assert_ptr_null(txn_list_json("committed"));
-    json_t *act = txn_list_json("active");
+    ck_assert_ptr_null(txn_list_json("bogus", NULL, 1000));
+    ck_assert_ptr_null(txn_list_json("committed", NULL, 1000));
+    json_t *act = txn_list_json("active", NULL, 1000);
     ck_assert_uint_eq(json_array_size(json_object_get(act, "transactions")), 1);
     json_decref(act);
 
-    json_t *doubt = txn_list_json("in-doubt");
+    json_t *doubt = txn_list_json("in-doubt", NULL, 1000);
     json_t *list = json_object_get(doubt, "transactions");
     ck_assert_uint_eq(json_array_size(list), 1);
     json_t *o = json_array_get(list, 0);
@@ -1782,6 +1831,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_heuristic_rules);
     tcase_add_test(tc, test_heuristic_resolve);
     tcase_add_test(tc, test_in_doubt_listing);
+    tcase_add_test(tc, test_listing_pages);
     tcase_add_test(tc, test_3pc_recovery_skips_read_only);
     tcase_add_test(tc, test_vote_timer_start);
     tcase_add_test(tc, test_delivery_records_mixed_outcome);

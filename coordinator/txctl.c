@@ -31,6 +31,7 @@
 #define DEFAULT_URL "http://127.0.0.1:7400"
 #define DEFAULT_CALL_TIMEOUT_MS 120000
 #define EXIT_NO_ANSWER 3
+#define LIST_PAGE 1000 /* transactions asked for per call by list and in-doubt */
 
 static long call_timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
 
@@ -85,6 +86,44 @@ static int bad_usage(const char *msg)
     return 2;
 }
 
+/* Print the answer of a call made (stdout, or stderr when there is none
+ * that is the coordinator's); returns the exit code. */
+static int report(httpc_call *c, const char *method, const char *url)
+{
+    int rc = EXIT_NO_ANSWER;
+    if (c->raw) { /* JSON, or JSON with a number jansson cannot hold; else not ours */
+        json_error_t jerr;
+        json_t *check = json_loadb(c->raw, c->raw_len, JSON_DECODE_ANY, &jerr);
+        bool is_json = check || json_error_code(&jerr) == json_error_numeric_overflow;
+        json_decref(check);
+        if (!is_json) {
+            free(c->raw);
+            c->raw = NULL;
+        }
+    }
+    if (c->status == 0) {
+        fprintf(stderr, "txctl: %s %s: %s\n", method, url, c->error);
+    } else if (c->raw || c->response) {
+        char *text = c->raw ? json_text_reindent(c->raw, c->raw_len, 2)
+                            : json_dump_text_indent(c->response, 2);
+        printf("%s\n", text);
+        free(text);
+        rc = (c->status >= 200 && c->status < 300) ? 0 : 1;
+        /* a 3PC commit whose outcome is not known yet (409, precommitting):
+         * no answer as to the outcome either */
+        json_t *err = c->response ? json_object_get(c->response, "error") : NULL;
+        const char *st = json_string_value(json_object_get(err, "state"));
+        if (c->status == 409 && st && strcmp(st, "precommitting") == 0)
+            rc = EXIT_NO_ANSWER;
+    } else {
+        /* not the coordinator's answer (a proxy's timeout page, say): the
+         * call may or may not have reached it */
+        fprintf(stderr, "txctl: %s %s: HTTP %ld with a body that is not JSON\n", method, url,
+                c->status);
+    }
+    return rc;
+}
+
 /* Perform one call and print its answer; returns the exit code. */
 static int run(const char *method, const char *base, const char *path, json_t *body)
 {
@@ -99,41 +138,66 @@ static int run(const char *method, const char *base, const char *path, json_t *b
      * laid out: parsed, a jsonb number beyond a double or a 64-bit integer
      * would lose digits or fail to parse at all. */
     c.raw_200 = true;
-    (void)httpc_request(&c); /* status checked below */
-    int rc = EXIT_NO_ANSWER;
-    if (c.raw) { /* JSON, or JSON with a number jansson cannot hold; else not ours */
-        json_error_t jerr;
-        json_t *check = json_loadb(c.raw, c.raw_len, JSON_DECODE_ANY, &jerr);
-        bool is_json = check || json_error_code(&jerr) == json_error_numeric_overflow;
-        json_decref(check);
-        if (!is_json) {
-            free(c.raw);
-            c.raw = NULL;
-        }
-    }
-    if (c.status == 0) {
-        fprintf(stderr, "txctl: %s %s: %s\n", method, url, c.error);
-    } else if (c.raw || c.response) {
-        char *text = c.raw ? json_text_reindent(c.raw, c.raw_len, 2)
-                           : json_dump_text_indent(c.response, 2);
-        printf("%s\n", text);
-        free(text);
-        rc = (c.status >= 200 && c.status < 300) ? 0 : 1;
-        /* a 3PC commit whose outcome is not known yet (409, precommitting):
-         * no answer as to the outcome either */
-        json_t *err = c.response ? json_object_get(c.response, "error") : NULL;
-        const char *st = json_string_value(json_object_get(err, "state"));
-        if (c.status == 409 && st && strcmp(st, "precommitting") == 0)
-            rc = EXIT_NO_ANSWER;
-    } else {
-        /* not the coordinator's answer (a proxy's timeout page, say): the
-         * call may or may not have reached it */
-        fprintf(stderr, "txctl: %s %s: HTTP %ld with a body that is not JSON\n", method, url,
-                c.status);
-    }
+    (void)httpc_request(&c); /* status checked by report */
+    int rc = report(&c, method, url);
     httpc_call_clear(&c);
     json_decref(body);
     free(url);
+    return rc;
+}
+
+/* list, in-doubt: GET /v1/transactions page after page (the coordinator
+ * answers at most LIST_PAGE transactions per call, and says "next_after"
+ * while more are left), printed as one {"transactions":[...]}. A page
+ * that is not a list ends the command as that answer would (report). */
+static int list_all(const char *base, const char *query)
+{
+    json_t *all = json_array();
+    char *after = NULL;
+    int rc = 0;
+    for (;;) {
+        char *esc = after ? httpc_escape(after) : NULL;
+        char *url = xasprintf("%s/v1/transactions?limit=%d%s%s%s", base, LIST_PAGE, query,
+                              esc ? "&after=" : "", esc ? esc : "");
+        free(esc);
+        httpc_call c;
+        memset(&c, 0, sizeof(c));
+        c.method = "GET";
+        c.url = url;
+        c.timeout_ms = call_timeout_ms;
+        (void)httpc_request(&c); /* status checked below */
+        json_t *list = c.status == 200 ? json_object_get(c.response, "transactions") : NULL;
+        const char *next = json_string_value(json_object_get(c.response, "next_after"));
+        bool page = json_is_array(list);
+        if (page && next && after && strcmp(next, after) == 0) {
+            fprintf(stderr, "txctl: GET %s: the same page again (next_after %s)\n", url, next);
+            rc = EXIT_NO_ANSWER;
+            page = false;
+        } else if (page) {
+            json_array_extend(all, list);
+            free(after);
+            after = next ? xstrdup(next) : NULL;
+        } else if (rc == 0) {
+            rc = report(&c, "GET", url);
+            if (rc == 0) { /* a 2xx without a list: not the coordinator's */
+                fprintf(stderr, "txctl: GET %s: the answer holds no transaction list\n", url);
+                rc = EXIT_NO_ANSWER;
+            }
+        }
+        httpc_call_clear(&c);
+        free(url);
+        if (!page || !after)
+            break;
+    }
+    if (rc == 0) {
+        json_t *o = json_pack("{s:O}", "transactions", all);
+        char *text = json_dump_text_indent(o, 2);
+        printf("%s\n", text);
+        free(text);
+        json_decref(o);
+    }
+    json_decref(all);
+    free(after);
     return rc;
 }
 
@@ -333,9 +397,9 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "outcome") == 0)
         rc = one_gid(sub_argc, sub, "GET", b, "/v1/outcomes/", "");
     else if (strcmp(cmd, "list") == 0 && sub_argc == 1)
-        rc = run("GET", b, "/v1/transactions", NULL);
+        rc = list_all(b, "");
     else if (strcmp(cmd, "in-doubt") == 0 && sub_argc == 1)
-        rc = run("GET", b, "/v1/transactions?state=in-doubt", NULL);
+        rc = list_all(b, "&state=in-doubt");
     else if (strcmp(cmd, "resolve") == 0)
         rc = cmd_resolve(sub_argc, sub, b);
     else if (strcmp(cmd, "participants") == 0 && sub_argc == 1)

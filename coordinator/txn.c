@@ -612,7 +612,20 @@ static bool in_doubt(txn *t)
     return pending;
 }
 
-json_t *txn_list_json(const char *filter)
+typedef struct {
+    txn *t;
+    uint64_t epoch, seq; /* the gid's: the order gids were issued in */
+} listed;
+
+static int cmp_listed(const void *a, const void *b)
+{
+    const listed *x = a, *y = b;
+    if (x->epoch != y->epoch)
+        return x->epoch < y->epoch ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+json_t *txn_list_json(const char *filter, const char *after, size_t limit)
 {
     bool doubt = filter && strcmp(filter, "in-doubt") == 0;
     int want = -1;
@@ -621,25 +634,43 @@ json_t *txn_list_json(const char *filter)
         if (want < 0 || want == TXN_COMMITTED || want == TXN_ABORTED)
             return NULL; /* finished ones are not listed */
     }
+    uint64_t after_epoch = 0, after_seq = 0;
+    if (after && !gid_parse(after, NULL, &after_epoch, &after_seq))
+        return NULL;
     /* Take references under the table lock, build JSON outside it. */
     size_t n = 0;
     pthread_mutex_lock(&table_mu);
-    txn **arr = xmalloc((live_count ? live_count : 1) * sizeof(*arr));
+    listed *arr = xmalloc((live_count ? live_count : 1) * sizeof(*arr));
     for (txn *t = live_head; t; t = t->live_next) {
+        uint64_t e = 0, q = 0;
+        if (!gid_parse(t->gid, NULL, &e, &q) ||
+            (after && (e < after_epoch || (e == after_epoch && q <= after_seq))))
+            continue;
         atomic_fetch_add(&t->refs, 1);
-        arr[n++] = t;
+        arr[n++] = (listed){t, e, q};
     }
     pthread_mutex_unlock(&table_mu);
+    qsort(arr, n, sizeof(*arr), cmp_listed);
     json_t *list = json_array();
-    /* Oldest first: the live list is newest first. */
-    for (size_t i = n; i-- > 0;) {
-        txn *t = arr[i];
-        if (doubt ? in_doubt(t) : (want < 0 || (int)txn_state_get(t) == want))
-            json_array_append_new(list, txn_json(t, doubt));
-        txn_unref(t);
+    const char *last = NULL; /* the last gid listed (borrowed: refs dropped below) */
+    bool more = false;
+    for (size_t i = 0; i < n; i++) {
+        txn *t = arr[i].t;
+        if (!more && (doubt ? in_doubt(t) : (want < 0 || (int)txn_state_get(t) == want))) {
+            if (json_array_size(list) == limit)
+                more = true;
+            else {
+                json_array_append_new(list, txn_json(t, doubt));
+                last = t->gid;
+            }
+        }
     }
-    free(arr);
     json_t *o = json_object();
     json_object_set_new(o, "transactions", list);
+    if (more && last)
+        json_object_set_new(o, "next_after", json_string(last));
+    for (size_t i = 0; i < n; i++)
+        txn_unref(arr[i].t);
+    free(arr);
     return o;
 }

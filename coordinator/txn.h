@@ -207,14 +207,18 @@ size_t txn_retained_count(void);
 
 /* {"gid","protocol","state","outcome"?,"reason"?,"created_at","timeout_ms","branches":[...]}. New reference. */
 json_t *txn_to_json(txn *t);
-/* {"transactions":[...]}, oldest first, of the transactions not finished
- * that pass the filter: NULL = all; a live state name (active, preparing,
+/* {"transactions":[...]}, in the order their gids were issued (epoch, then
+ * sequence number: oldest first), of the transactions not finished that
+ * pass the filter: NULL = all; a live state name (active, preparing,
  * precommitting, committing, aborting); or "in-doubt" = decided but not
  * finished (committing/aborting with a branch still unacknowledged, and
  * recovered 3PC ones still precommitting), shown with per-branch attempts,
- * last_error and age_ms since the decision. New reference; NULL when the
- * filter is not one of these. */
-json_t *txn_list_json(const char *filter);
+ * last_error and age_ms since the decision. A page: only gids issued after
+ * `after` (NULL: from the first), at most limit (>= 1) of them; when more
+ * pass the filter, "next_after" holds the last gid listed (the next page's
+ * `after`). New reference; NULL when the filter is not one of these or
+ * after is not a valid gid. */
+json_t *txn_list_json(const char *filter, const char *after, size_t limit);
 /* Outcome as the client sees it: "committed", "aborted" or NULL (undecided).
  * When aborted and reason is not NULL, *reason gets a copy (caller frees). */
 const char *txn_outcome(txn *t, char **reason);

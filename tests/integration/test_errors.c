@@ -116,6 +116,16 @@ START_TEST(bad_fields)
     h_resp g = h_get("/v1/transactions?state=bogus");
     expect_error(&g, 400, "invalid_field", "?state=bogus");
     h_resp_clear(&g);
+    static const char *const pages[] = {"limit=0", "limit=10001", "limit=two", "limit=",
+                                         "limit=5x", "limit=-1"};
+    for (size_t k = 0; k < ARRAY_LEN(pages); k++) {
+        g = h_get("/v1/transactions?%s", pages[k]);
+        expect_error(&g, 400, "invalid_field", pages[k]);
+        h_resp_clear(&g);
+    }
+    g = h_get("/v1/transactions?after=not-a-gid");
+    expect_error(&g, 400, "invalid_gid", "?after=not-a-gid");
+    h_resp_clear(&g);
     g = h_get("/v1/outcomes/not-a-gid");
     expect_error(&g, 400, "invalid_gid", "/v1/outcomes/not-a-gid");
     h_resp_clear(&g);
