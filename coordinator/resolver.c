@@ -270,31 +270,36 @@ static int cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Caller holds mu. The due time D at or before which this round takes its
- * jobs: now when at most RESOLVER_MAX_BATCH are due, else the
- * RESOLVER_MAX_BATCH-th earliest due time. *ties: how many of the jobs due
- * exactly at D this round takes (every job due before D is taken). */
-static int64_t due_cutoff(int64_t now, size_t *ties)
+size_t resolver_pick_due(const int64_t *due, size_t n, int64_t now, size_t max, bool *take)
 {
     size_t ndue = 0;
-    *ties = SIZE_MAX;
-    for (job *j = queue; j; j = j->next)
-        ndue += j->due_ms <= now;
-    if (ndue <= RESOLVER_MAX_BATCH)
-        return now;
-    int64_t *due = xmalloc(ndue * sizeof(*due));
+    for (size_t i = 0; i < n; i++)
+        ndue += due[i] <= now;
+    if (ndue <= max) {
+        for (size_t i = 0; i < n; i++)
+            take[i] = due[i] <= now;
+        return ndue;
+    }
+    /* The max-th earliest due time is the cut: every job due before it is
+     * taken, and as many of those due exactly at it as there is room for. */
+    int64_t *sorted = xmalloc(ndue * sizeof(*sorted));
     size_t k = 0;
-    for (job *j = queue; j; j = j->next)
-        if (j->due_ms <= now)
-            due[k++] = j->due_ms;
-    qsort(due, ndue, sizeof(*due), cmp_i64);
-    int64_t cut = due[RESOLVER_MAX_BATCH - 1];
+    for (size_t i = 0; i < n; i++)
+        if (due[i] <= now)
+            sorted[k++] = due[i];
+    qsort(sorted, ndue, sizeof(*sorted), cmp_i64);
+    int64_t cut = sorted[max - 1];
     size_t before = 0;
-    while (due[before] < cut)
+    while (sorted[before] < cut)
         before++;
-    *ties = RESOLVER_MAX_BATCH - before;
-    free(due);
-    return cut;
+    size_t ties = max - before;
+    free(sorted);
+    for (size_t i = 0; i < n; i++) {
+        take[i] = due[i] < cut || (due[i] == cut && ties > 0);
+        if (due[i] == cut && take[i])
+            ties--;
+    }
+    return max;
 }
 
 static void *resolver_main(void *arg)
@@ -312,28 +317,33 @@ static void *resolver_main(void *arg)
         /* More due than a round takes: the earliest due go first (the queue
          * is pushed at its head, so taking from the head would starve the
          * older ones behind retries and new jobs). */
-        size_t ties;
-        int64_t cutoff = due_cutoff(now, &ties);
+        size_t n = 0;
+        for (job *j = queue; j; j = j->next)
+            n++;
+        int64_t *due = xmalloc((n ? n : 1) * sizeof(*due));
+        bool *take = xmalloc((n ? n : 1) * sizeof(*take));
+        size_t k = 0;
+        for (job *j = queue; j; j = j->next)
+            due[k++] = j->due_ms;
+        (void)resolver_pick_due(due, n, now, RESOLVER_MAX_BATCH, take);
         job *batch = NULL, **pp = &queue;
-        while (*pp) {
+        for (k = 0; *pp; k++) {
             job *j = *pp;
-            bool take = j->due_ms < cutoff || (j->due_ms == cutoff && ties > 0);
-            if (j->due_ms <= now && !take) {
-                next_due = now; /* due, left for the next round (at once) */
-                pp = &j->next;
-            } else if (j->due_ms <= now) {
-                if (j->due_ms == cutoff && ties != SIZE_MAX)
-                    ties--;
+            if (take[k]) {
                 *pp = j->next;
                 j->next = batch;
                 batch = j;
                 nqueue--;
             } else {
-                if (j->due_ms < next_due)
+                if (j->due_ms <= now)
+                    next_due = now; /* due, left for the next round (at once) */
+                else if (j->due_ms < next_due)
                     next_due = j->due_ms;
                 pp = &j->next;
             }
         }
+        free(due);
+        free(take);
         if (!batch) {
             struct timespec ts;
             deadline_in(CLOCK_MONOTONIC, next_due - now, &ts);

@@ -29,5 +29,10 @@ void resolver_submit(txn *t, int64_t delay_ms);
  * attempt due now (an operator's resolve must not wait out a backoff). */
 void resolver_kick(txn *t);
 size_t resolver_pending(void);
+/* A round's choice among n queued jobs (due[i]: when job i is due; exposed
+ * for the unit tests): take[i] set for at most max of those due by now, the
+ * earliest due first (of those due exactly at the last time taken, the
+ * first in the array). Returns how many were taken. */
+size_t resolver_pick_due(const int64_t *due, size_t n, int64_t now, size_t max, bool *take);
 
 #endif

@@ -1299,6 +1299,77 @@ END_TEST
 /* GET /v1/transactions in pages: issued order, each gid once, "next_after"
  * only while more are left, a finished one skipped without ending a page
  * early, and an "after" that is no gid refused. */
+/* A resolver round takes at most its cap of the due jobs, the earliest due
+ * first, ties at the cut up to the room left, never one not due yet. */
+START_TEST(test_resolver_pick_due)
+{
+    enum { N = 400, MAX = 128 };
+    int64_t due[N];
+    bool take[N];
+    /* due times 0..199 twice (ties everywhere), in a shuffled order; 100..
+     * not due at now = 150 */
+    for (size_t i = 0; i < N; i++)
+        due[i] = (int64_t)((i * 7919) % 200);
+    ck_assert_uint_eq(resolver_pick_due(due, N, 150, MAX, take), MAX);
+    size_t taken = 0;
+    int64_t latest_taken = -1, earliest_left = INT64_MAX;
+    for (size_t i = 0; i < N; i++) {
+        if (take[i]) {
+            taken++;
+            ck_assert_int_le(due[i], 150);
+            if (due[i] > latest_taken)
+                latest_taken = due[i];
+        } else if (due[i] <= 150 && due[i] < earliest_left) {
+            earliest_left = due[i];
+        }
+    }
+    ck_assert_uint_eq(taken, MAX);
+    ck_assert_int_le(latest_taken, earliest_left); /* nothing earlier was left behind */
+    /* fewer due than the cap: all of them, and only them */
+    ck_assert_uint_eq(resolver_pick_due(due, N, 9, MAX, take), 20);
+    for (size_t i = 0; i < N; i++)
+        ck_assert_int_eq(take[i], due[i] <= 9);
+    /* every job due at the same time: the first MAX of them */
+    for (size_t i = 0; i < N; i++)
+        due[i] = 5;
+    ck_assert_uint_eq(resolver_pick_due(due, N, 5, MAX, take), MAX);
+    for (size_t i = 0; i < N; i++)
+        ck_assert_int_eq(take[i], i < MAX);
+    ck_assert_uint_eq(resolver_pick_due(due, N, 4, MAX, take), 0);
+}
+END_TEST
+
+/* resolver_drain (a stop's rollbacks): returns once every job submitted
+ * without delay had its first round, the ones past the first round's cap
+ * included; their failed rollbacks (closed ports) stay queued for the next
+ * start, and resolver_stop drops them. */
+START_TEST(test_resolver_drain_gives_first_attempts)
+{
+    enum { N = 300 };
+    (void)reopen(1 << 20);
+    httpc_global_init();
+    ck_assert(resolver_start());
+    txn *ts[N];
+    for (size_t i = 0; i < N; i++) {
+        ts[i] = txn_with_prepared_branches();
+        ck_assert(txn_abort(ts[i], EV_ROLLBACK, "stop", false));
+    }
+    resolver_drain(now_ms() + 60000);
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq(txn_state_get(ts[i]), TXN_ABORTING);
+        for (size_t b = 0; b < ts[i]->nbranches; b++)
+            ck_assert_int_ge(ts[i]->branches[b].attempts, 1);
+    }
+    ck_assert_uint_eq(resolver_pending(), N);
+    resolver_stop();
+    ck_assert_uint_eq(resolver_pending(), 0);
+    for (size_t i = 0; i < N; i++)
+        txn_unref(ts[i]);
+    httpc_global_cleanup();
+    dlog_close();
+}
+END_TEST
+
 START_TEST(test_listing_pages)
 {
     (void)reopen(1 << 20);
@@ -1832,6 +1903,8 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_heuristic_resolve);
     tcase_add_test(tc, test_in_doubt_listing);
     tcase_add_test(tc, test_listing_pages);
+    tcase_add_test(tc, test_resolver_pick_due);
+    tcase_add_test(tc, test_resolver_drain_gives_first_attempts);
     tcase_add_test(tc, test_3pc_recovery_skips_read_only);
     tcase_add_test(tc, test_vote_timer_start);
     tcase_add_test(tc, test_delivery_records_mixed_outcome);
