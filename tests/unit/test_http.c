@@ -80,6 +80,19 @@ static void h_slow(http_request *req, void *app)
     http_reply_json(req, 200, json_pack("{s:s}", "slow", http_req_param(req, 0)));
 }
 
+static atomic_int hold_started;  /* handlers of /hold begun */
+static atomic_bool hold_release; /* lets them answer */
+
+/* Answers once the test sets hold_release (at most 10 s). */
+static void h_hold(http_request *req, void *app)
+{
+    (void)app;
+    atomic_fetch_add(&hold_started, 1);
+    for (int i = 0; i < 2000 && !atomic_load(&hold_release); i++)
+        sleep_ms(5, NULL);
+    http_reply_json(req, 200, json_pack("{s:b}", "held", 1));
+}
+
 /* An answer just past HTTPC_MAX_RESPONSE. */
 static void h_big(http_request *req, void *app)
 {
@@ -103,6 +116,7 @@ static const http_route routes[] = {
     {"GET", "/error", h_error},
     {"GET", "/forgets", h_forgets},
     {"GET", "/slow/{n}", h_slow},
+    {"GET", "/hold", h_hold},
     {"GET", "/big", h_big},
 };
 
@@ -270,6 +284,115 @@ START_TEST(test_stop_answers_requests_in_flight)
     ck_assert_msg(c.status == 200, "status %ld (%s)", c.status, c.error);
     ck_assert_str_eq(json_string_value(json_object_get(c.response, "slow")), "at-stop");
     httpc_call_clear(&c);
+}
+END_TEST
+
+static void *hold_client(void *arg)
+{
+    httpc_call *c = arg;
+    memset(c, 0, sizeof(*c));
+    char *u = url("/hold");
+    c->method = "GET";
+    c->url = u;
+    c->timeout_ms = 15000;
+    (void)httpc_request(c); /* status read by the test */
+    free(u);
+    c->url = NULL;
+    return NULL;
+}
+
+static void *stop_thread(void *arg)
+{
+    http_server_stop(arg);
+    return NULL;
+}
+
+static int connect_loopback(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void send_all(int fd, const char *p)
+{
+    ck_assert_int_eq((int)send(fd, p, strlen(p), MSG_NOSIGNAL), (int)strlen(p));
+}
+
+/* recv into buf until it holds needle or the peer is done (10 s at most). */
+static void recv_until(int fd, char *buf, size_t size, const char *needle)
+{
+    size_t got = strlen(buf);
+    ssize_t n;
+    while (!strstr(buf, needle) && got + 1 < size &&
+           (n = recv(fd, buf + got, size - 1 - got, 0)) > 0) {
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+}
+
+START_TEST(test_request_arriving_during_stop_is_refused)
+{
+    /* A request whose body is still arriving when the stop begins is not
+     * run once it has arrived: 503 shutting_down, Connection: close (its
+     * answer could otherwise meet a connection already shut down), while
+     * the request being handled is still answered. */
+    atomic_store(&hold_release, false);
+    httpc_call held;
+    pthread_t client, stopper;
+    int before = atomic_load(&hold_started);
+    ck_assert_int_eq(pthread_create(&client, NULL, hold_client, &held), 0);
+    for (int i = 0; i < 2000 && atomic_load(&hold_started) == before; i++)
+        sleep_ms(5, NULL); /* until its handler runs */
+    ck_assert_int_gt(atomic_load(&hold_started), before);
+
+    /* A connection the server has surely accepted (one answer on it), then
+     * a POST whose body is sent in part. */
+    int fd = connect_loopback();
+    ck_assert_int_ge(fd, 0);
+    char buf[8192] = "";
+    send_all(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    recv_until(fd, buf, sizeof(buf), "}");
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 200", 12) == 0, "got: %.200s", buf);
+    send_all(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 10\r\n\r\n{\"a\":");
+
+    ck_assert_int_eq(pthread_create(&stopper, NULL, stop_thread, srv), 0);
+    srv = NULL;
+    /* The stop has begun once the port refuses connections (quiesced after
+     * the stopping flag is set); the held request keeps it from ending. */
+    bool refused = false;
+    for (int i = 0; i < 2000 && !refused; i++) {
+        int probe = connect_loopback();
+        refused = probe < 0;
+        if (!refused) {
+            close(probe);
+            sleep_ms(5, NULL);
+        }
+    }
+    ck_assert_msg(refused, "the port still accepts connections");
+
+    buf[0] = '\0';
+    send_all(fd, "1234}");
+    recv_until(fd, buf, sizeof(buf), "shutting_down");
+    close(fd);
+    ck_assert_msg(strncmp(buf, "HTTP/1.1 503", 12) == 0, "got: %.300s", buf);
+    ck_assert_msg(strstr(buf, "shutting_down"), "got: %.300s", buf);
+    ck_assert_msg(strcasestr(buf, "Connection: close"), "got: %.300s", buf);
+
+    atomic_store(&hold_release, true);
+    pthread_join(client, NULL);
+    pthread_join(stopper, NULL);
+    ck_assert_msg(held.status == 200, "held request: status %ld (%s)", held.status, held.error);
+    httpc_call_clear(&held);
 }
 END_TEST
 
@@ -821,6 +944,7 @@ int main(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_stop_answers_requests_in_flight);
+    tcase_add_test(tc, test_request_arriving_during_stop_is_refused);
     tcase_add_test(tc, test_raw_protocol);
     tcase_add_test(tc, test_keepalive_reuse);
     tcase_add_test(tc, test_proxy_variables_ignored);
