@@ -244,6 +244,11 @@ static void finish_call(call_state *cs, CURLcode rc)
 
 bool httpc_perform(httpc_call *calls, size_t n)
 {
+    return httpc_perform_until(calls, n, NULL);
+}
+
+bool httpc_perform_until(httpc_call *calls, size_t n, atomic_llong *cut_at_ms)
+{
     if (n == 0)
         return true;
     for (size_t i = 0; i < n; i++) {
@@ -312,7 +317,21 @@ bool httpc_perform(httpc_call *calls, size_t n)
         }
         if (active == 0)
             break;
-        if (curl_multi_poll(t->multi, NULL, 0, 1000, NULL) != CURLM_OK)
+        int wait_ms = 1000;
+        if (cut_at_ms) {
+            int64_t cut = atomic_load(cut_at_ms), now = now_ms();
+            if (cut > 0 && now >= cut) {
+                for (size_t i = 0; i < n; i++)
+                    if (cs[i].easy && !cs[i].done) {
+                        curl_multi_remove_handle(t->multi, cs[i].easy);
+                        call_fail(&calls[i], "%s", "cut short (the caller is stopping)");
+                        cs[i].done = true;
+                    }
+                break;
+            }
+            wait_ms = cut > 0 && cut - now < 100 ? (int)(cut - now) : 100;
+        }
+        if (curl_multi_poll(t->multi, NULL, 0, wait_ms, NULL) != CURLM_OK)
             break;
     }
     bool all_ok = true;

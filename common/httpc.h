@@ -12,6 +12,7 @@
 #define TX_HTTPC_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include "util.h"
 
 typedef struct {
@@ -42,6 +43,11 @@ void httpc_global_cleanup(void);
 /* Runs all calls; always fills status/error for each. Returns true if every
  * call got an HTTP answer (any status). Does not log; callers log per call. */
 bool httpc_perform(httpc_call *calls, size_t n);
+/* httpc_perform that another thread can cut short: once *cut_at_ms is set
+ * (> 0, now_ms clock) and passed, every call not finished fails at once
+ * ("cut short", status 0), whatever its own timeout; the value is read at
+ * least every 100 ms while calls wait. cut_at_ms NULL = httpc_perform. */
+bool httpc_perform_until(httpc_call *calls, size_t n, atomic_llong *cut_at_ms);
 /* One call; convenience. */
 bool httpc_request(httpc_call *call);
 void httpc_call_clear(httpc_call *c);  /* frees response, resets out fields */

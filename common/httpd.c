@@ -700,6 +700,15 @@ int http_server_port(const http_server *srv)
     return srv->port;
 }
 
+void http_server_quiesce(http_server *srv)
+{
+    if (!srv || atomic_exchange(&srv->stopping, true))
+        return;
+    MHD_socket l = MHD_quiesce_daemon(srv->daemon);
+    if (l != MHD_INVALID_SOCKET)
+        close(l);
+}
+
 void http_server_stop(http_server *srv)
 {
     if (!srv)
@@ -710,10 +719,7 @@ void http_server_stop(http_server *srv)
      *    socket down before it joins its thread, so an answer still being
      *    made would be lost (a commit done, its client never told). The
      *    caller bounds the wait (run_within). 3. Stop. */
-    atomic_store(&srv->stopping, true);
-    MHD_socket l = MHD_quiesce_daemon(srv->daemon);
-    if (l != MHD_INVALID_SOCKET)
-        close(l);
+    http_server_quiesce(srv);
     while (atomic_load(&srv->active) > 0)
         sleep_ms(5, NULL);
     MHD_stop_daemon(srv->daemon);

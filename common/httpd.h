@@ -53,7 +53,11 @@ http_server *http_server_start_on(http_listener *l, const char *host, const http
 /* http_listen, then http_server_start_on. */
 http_server *http_server_start(const char *host, int port, const http_route *routes,
                                size_t nroutes, void *app, size_t max_body);
-/* Stop accepting, wait for in-flight requests, free. */
+/* Stop accepting: no new connection, and a request that finishes arriving
+ * from now on is answered 503 shutting_down (the ones dispatched before go
+ * on). Idempotent; http_server_stop does it first anyway. */
+void http_server_quiesce(http_server *srv);
+/* Quiesce, wait for the requests dispatched, free. */
 void http_server_stop(http_server *srv);
 /* Requests this process answered 401 (no or wrong token, auth.h), all servers. */
 uint64_t http_unauthorized_count(void);

@@ -659,7 +659,7 @@ static bool parse_threepc(http_request *req, json_t *body, txn_protocol proto,
     }
     if (term && !termination_rule_parse(term, &s->termination)) {
         http_reply_error(req, 400, "invalid_field",
-                         "field 'termination' must be \"protocol\" or \"timeout\"");
+                         "field 'termination' must be \"protocol\", \"timeout\" or \"blocking\"");
         return false;
     }
     s->cancommit_timeout_ms = cc;

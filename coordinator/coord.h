@@ -12,7 +12,12 @@
 
 /* What a 3PC agent does when its uncertain / pre-committed timer fires
  * (docs/PROTOCOL.md "Three-phase commit"). */
-typedef enum { TERMINATION_PROTOCOL = 0, TERMINATION_TIMEOUT, TERMINATION_COUNT } termination_rule;
+typedef enum {
+    TERMINATION_PROTOCOL = 0,
+    TERMINATION_TIMEOUT,
+    TERMINATION_BLOCKING, /* agents wait for unreachable peers (participant/tp.h) */
+    TERMINATION_COUNT
+} termination_rule;
 
 /* Per-transaction 3PC settings: from POST /v1/transactions, defaults from flags. */
 typedef struct {

@@ -129,8 +129,9 @@ static const opt_def options[] = {
      "uncertain_timeout_ms)",
      &opt_3pc_uncertain},
     {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "RULE",
-     "3pc agents' rule when a timer fires: protocol (ask the peers) or timeout (uncertain -> "
-     "abort, pre-committed -> commit) (per transaction: termination)",
+     "3pc agents' rule when a timer fires: protocol (ask the peers, skip the unreachable), "
+     "timeout (uncertain -> abort, pre-committed -> commit) or blocking (ask the peers, wait "
+     "for the unreachable) (per transaction: termination)",
      &opt_3pc_termination},
     {"crash-point", OPT_STRING, NULL, 0, 0, false, "NAME[:N][=pause:MS|=error]",
      "fault injection: before-decision-log, after-decision-log, after-first-commit, "
@@ -344,15 +345,16 @@ typedef struct {
  * (the transaction's timeout_ms) or, after a restart, until the agents'
  * sweeps asked about them. Its client hears "aborted" from the next start
  * (GET, commit: 409). Nothing is written: an abort needs no record. */
-static size_t roll_back_open(void)
+static size_t roll_back_open(int64_t deadline_ms)
 {
     txn **open = NULL;
     size_t n = txn_collect_expired(INT64_MAX, &open), done = 0; /* every active one */
     for (size_t i = 0; i < n; i++) {
         txn *t = open[i];
-        /* No request runs any more (step 1) and the tick has stopped; a
-         * holder would be the resolver, which holds no active one. */
-        if (pthread_mutex_trylock(&t->op_mu) == 0) {
+        /* Busy (a request of its own still runs: a statement waiting on a
+         * lock, say): the second pass, once requests are done, takes it.
+         * Past the deadline nothing more is begun. */
+        if (now_ms() < deadline_ms && pthread_mutex_trylock(&t->op_mu) == 0) {
             if (txn_state_get(t) == TXN_ACTIVE &&
                 txn_abort(t, EV_ROLLBACK, "the coordinator stopped while the transaction was open",
                           false))
@@ -365,20 +367,32 @@ static size_t roll_back_open(void)
     return done;
 }
 
-/* Shutdown, bounded (run_within): 1. stop the HTTP server (requests in
- * flight finish); 2. roll back the open transactions, their ROLLBACKs sent
- * by the resolver until deadline_ms (one that is not acknowledged by then
- * is left to the agents: idle timeout, or their sweeps after our restart);
- * 3. stop the resolver. If that takes more than SHUTDOWN_GRACE_MS the
- * caller leaves without waiting. */
+/* Shutdown, bounded (run_within):
+ *  1. the resolver's calls get their cut (deadline_ms): none outlives it;
+ *  2. the HTTP server stops accepting (a request that finishes arriving is
+ *     answered 503 shutting_down);
+ *  3. the open transactions not busy are rolled back, their ROLLBACKs sent
+ *     by the resolver: a request in flight may be a statement waiting on
+ *     one of their row locks, which 4 would otherwise wait for until the
+ *     grace ran out;
+ *  4. the requests in flight finish, the server stops;
+ *  5. the open transactions that were busy in 3 are rolled back;
+ *  6. the resolver gives every ROLLBACK its first attempt, until the cut
+ *     (one not acknowledged by then is left to the agents: idle timeout,
+ *     or their sweeps after our restart), and stops.
+ * If that takes more than SHUTDOWN_GRACE_MS the caller leaves without
+ * waiting. */
 static void stop_server_and_resolver(void *arg)
 {
     stop_args *a = arg;
-    http_server_stop(a->srv);
-    size_t n = roll_back_open();
+    resolver_cut_at(a->deadline_ms);                  /* 1 */
+    http_server_quiesce(a->srv);                      /* 2 */
+    size_t n = roll_back_open(a->deadline_ms);        /* 3 */
+    http_server_stop(a->srv);                         /* 4 */
+    n += roll_back_open(a->deadline_ms);              /* 5 */
     if (n > 0) {
         log_info("shutdown: rolling back %zu open transactions", n);
-        resolver_drain(a->deadline_ms);
+        resolver_drain(a->deadline_ms);               /* 6 */
     }
     resolver_stop();
 }
@@ -428,7 +442,8 @@ int main(int argc, char **argv)
     g_coord.threepc.precommit_timeout_ms = opt_3pc_precommit;
     g_coord.threepc.uncertain_timeout_ms = opt_3pc_uncertain;
     if (!termination_rule_parse(opt_3pc_termination, &g_coord.threepc.termination)) {
-        fprintf(stderr, "txcoord: --3pc-termination: expected protocol or timeout, got '%s'\n",
+        fprintf(stderr,
+                "txcoord: --3pc-termination: expected protocol, timeout or blocking, got '%s'\n",
                 opt_3pc_termination);
         free(host);
         return 2;

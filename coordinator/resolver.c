@@ -22,10 +22,11 @@
  *     job is in the running round sets t->resolver_kicked, read when the
  *     round requeues it. Lock order: mu, then t->mu.
  *   - No lock is held across the network calls.
- *   - Shutdown (resolver_drain, then resolver_stop): the jobs submitted
- *     without delay get their first round, bounded by the drain's deadline,
- *     which also caps every call of the rounds that run meanwhile; what is
- *     still unacknowledged then is dropped, as at a crash.
+ *   - Shutdown (resolver_cut_at, resolver_drain, resolver_stop): from the
+ *     cut on, a round's calls still waiting fail at once (the round running
+ *     when it is set included); the jobs submitted without delay get their
+ *     first round until then; what is unacknowledged is dropped at the stop,
+ *     as at a crash.
  *   - Log volume: a retry that fails again is not logged each time (agent.c,
  *     threepc.c: first failure, then one line per branch per minute); when
  *     lines were held back, one summary line per RESOLVER_SUMMARY_MS says how
@@ -77,8 +78,8 @@ static job *queue;
 static size_t nqueue;
 static bool stopping;
 static bool running;
-static bool round_running;       /* a batch is out of the queue, being delivered */
-static int64_t drain_deadline_ms; /* 0, or (resolver_drain): rounds' calls end by then */
+static bool round_running;     /* a batch is out of the queue, being delivered */
+static atomic_llong cut_at_ms; /* 0, or (resolver_cut_at): no round's call outlives it */
 static pthread_t thread;
 /* Resolver thread only: the periodic summary. */
 static uint64_t failed_deliveries; /* branches not acknowledged, all rounds */
@@ -159,10 +160,9 @@ static void job_release(job *j)
     free(j);
 }
 
-/* Deliver the outcome of every job in the batch in one parallel round;
- * deadline_ms (0 = none): no call lasts past it (resolver_drain). Returns
- * the jobs still unfinished (linked). */
-static job *run_round(job *batch, int64_t deadline_ms)
+/* Deliver the outcome of every job in the batch in one parallel round.
+ * Returns the jobs still unfinished (linked). */
+static job *run_round(job *batch)
 {
     size_t ncalls = 0;
     for (job *j = batch; j; j = j->next)
@@ -184,16 +184,11 @@ static job *run_round(job *batch, int64_t deadline_ms)
                             : delivery_build(j->t, calls + pos, bidx + pos, ncalls - pos);
         pos += count[k];
     }
-    if (deadline_ms > 0) {
-        /* Shutdown: a call cut short is one not acknowledged, left to the
-         * next start (replay, or the agents' sweeps) as any failure is. */
-        int64_t left_ms = deadline_ms - now_ms();
-        for (size_t i = 0; i < pos; i++)
-            if (calls[i].timeout_ms <= 0 || calls[i].timeout_ms > left_ms)
-                calls[i].timeout_ms = left_ms > 1 ? (long)left_ms : 1;
-    }
+    /* At a shutdown's cut a call still waiting fails: one not acknowledged,
+     * left to the next start (replay, or the agents' sweeps) as any failure
+     * is. */
     if (pos > 0)
-        (void)httpc_perform(calls, pos); /* per-call status is read below */
+        (void)httpc_perform_until(calls, pos, &cut_at_ms); /* per-call status read below */
 
     job *left = NULL;
     k = 0;
@@ -352,9 +347,8 @@ static void *resolver_main(void *arg)
             continue;
         }
         round_running = true;
-        int64_t deadline = drain_deadline_ms;
         pthread_mutex_unlock(&mu);
-        job *left = run_round(batch, deadline);
+        job *left = run_round(batch);
         pthread_mutex_lock(&mu);
         round_running = false;
         pthread_cond_broadcast(&cv); /* resolver_drain waits for rounds to end */
@@ -402,13 +396,16 @@ static bool first_attempts_pending(int64_t now)
     return false;
 }
 
+void resolver_cut_at(int64_t deadline_ms)
+{
+    atomic_store(&cut_at_ms, deadline_ms);
+}
+
 void resolver_drain(int64_t deadline_ms)
 {
     if (!running)
         return;
     pthread_mutex_lock(&mu);
-    drain_deadline_ms = deadline_ms;
-    pthread_cond_broadcast(&cv);
     for (;;) {
         int64_t now = now_ms();
         if (now >= deadline_ms || !first_attempts_pending(now))

@@ -10,10 +10,12 @@ bool resolver_start(void) MUSTCHECK;
 /* Stop the thread; queued work is dropped (a restart re-derives it: 'C'
  * without 'E' from the log, aborts from the agents' sweeps). */
 void resolver_stop(void);
+/* Shutdown, first: no call of a round (the one running included) lasts
+ * past deadline_ms (now_ms clock): then it fails as unanswered. */
+void resolver_cut_at(int64_t deadline_ms);
 /* Shutdown, before resolver_stop: wait until every job submitted without
  * delay (resolver_submit(t, 0), e.g. the rollbacks of the open
- * transactions a stop ends) has had its first round, or until deadline_ms
- * (now_ms clock); from now on no round's call lasts past deadline_ms.
+ * transactions a stop ends) has had its first round, or until deadline_ms.
  * Retries due later are not waited for. */
 void resolver_drain(int64_t deadline_ms);
 

@@ -1373,9 +1373,23 @@ END_TEST
 START_TEST(test_listing_pages)
 {
     (void)reopen(1 << 20);
+    /* sequence numbers 9 and 10 of this epoch (a string sort would put
+     * 10 first), and one replayed from an earlier epoch, published after
+     * them (the live list's order is not the issued one) */
+    for (int i = 0; i < 8; i++) { /* sequence numbers start at 1 */
+        txn *skip = txn_create(PROTO_2PC, 30000, NULL);
+        ck_assert(txn_fsm_advance(skip, EV_ROLLBACK, "r"));
+        ck_assert(txn_fsm_advance(skip, EV_ACKED, "a"));
+        txn_unref(skip);
+    }
     txn *ts[5];
-    for (int i = 0; i < 5; i++)
-        ts[i] = txn_create(PROTO_2PC, 30000, NULL);
+    for (int i = 0; i < 4; i++)
+        ts[i + 1] = txn_create(PROTO_2PC, 30000, NULL);
+    char old[GID_MAX_LEN + 1];
+    gid_format(old, sizeof(old), g_coord.coord_id, g_coord.epoch - 1, 12);
+    ts[0] = txn_restore(old, PROTO_2PC, TXN_COMMITTING, false, wall_ms(), NULL, 0);
+    ck_assert_ptr_nonnull(ts[0]);
+    ck_assert_str_eq(ts[1]->gid + strlen(ts[1]->gid) - 2, "-9");
     ck_assert(txn_fsm_advance(ts[2], EV_ROLLBACK, "r")); /* aborting: listed, unfinished */
     ck_assert(txn_fsm_advance(ts[2], EV_ACKED, "a"));    /* aborted: not listed */
     const char *want[] = {ts[0]->gid, ts[1]->gid, ts[3]->gid, ts[4]->gid};

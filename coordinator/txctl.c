@@ -42,7 +42,7 @@ static void usage(FILE *f)
             "commands:\n"
             "  begin [--protocol 2pc|3pc] [--timeout-ms N]\n"
             "        [--cancommit-timeout-ms N] [--precommit-timeout-ms N]\n"
-            "        [--uncertain-timeout-ms N] [--termination protocol|timeout]\n"
+            "        [--uncertain-timeout-ms N] [--termination protocol|timeout|blocking]\n"
             "                                            start a transaction (3PC options\n"
             "                                            with --protocol 3pc only)\n"
             "  exec GID PARTICIPANT SQL [PARAM...]       run a statement (\\N = NULL)\n"

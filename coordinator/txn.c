@@ -44,7 +44,8 @@ static const char *const branch_names[] = {
     "precommitted", "heuristic",
 };
 static const char *const protocol_names[PROTO_COUNT] = {"2pc", "3pc"};
-static const char *const termination_names[TERMINATION_COUNT] = {"protocol", "timeout"};
+static const char *const termination_names[TERMINATION_COUNT] = {"protocol", "timeout",
+                                                                  "blocking"};
 
 const char *txn_state_name(txn_state s)
 {
@@ -198,6 +199,8 @@ static txn *create(txn_protocol proto, int64_t timeout_ms, const threepc_setting
     }
     uint64_t seq = atomic_fetch_add(&next_seq, 1);
     gid_format(t->gid, sizeof(t->gid), g_coord.coord_id, g_coord.epoch, seq);
+    t->epoch = g_coord.epoch;
+    t->seq = seq;
     bool fresh = strmap_put(table, t->gid, t);
     live_push(t);
     pthread_mutex_unlock(&table_mu);
@@ -223,6 +226,8 @@ txn *txn_restore(const char *gid, txn_protocol proto, txn_state state, bool heur
 {
     txn *t = txn_alloc(proto, nbranches);
     snprintf(t->gid, sizeof(t->gid), "%s", gid);
+    if (!gid_parse(gid, NULL, &t->epoch, &t->seq)) /* replay checked it; else listed first */
+        t->epoch = t->seq = 0;
     t->created_wall_ms = decided_wall_ms;
     t->decided_wall_ms = decided_wall_ms;
     t->created_ms = now_ms();
@@ -642,12 +647,10 @@ json_t *txn_list_json(const char *filter, const char *after, size_t limit)
     pthread_mutex_lock(&table_mu);
     listed *arr = xmalloc((live_count ? live_count : 1) * sizeof(*arr));
     for (txn *t = live_head; t; t = t->live_next) {
-        uint64_t e = 0, q = 0;
-        if (!gid_parse(t->gid, NULL, &e, &q) ||
-            (after && (e < after_epoch || (e == after_epoch && q <= after_seq))))
+        if (after && (t->epoch < after_epoch || (t->epoch == after_epoch && t->seq <= after_seq)))
             continue;
         atomic_fetch_add(&t->refs, 1);
-        arr[n++] = (listed){t, e, q};
+        arr[n++] = (listed){t, t->epoch, t->seq};
     }
     pthread_mutex_unlock(&table_mu);
     qsort(arr, n, sizeof(*arr), cmp_listed);

@@ -81,6 +81,7 @@ typedef struct {
 typedef struct txn txn;
 struct txn {
     char gid[GID_MAX_LEN + 1];
+    uint64_t epoch, seq; /* the gid's: the order gids were issued in (listing) */
     txn_protocol protocol;
     int64_t created_wall_ms;
     int64_t created_ms; /* monotonic */

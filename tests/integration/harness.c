@@ -210,6 +210,20 @@ bool h_file_contains(const char *rel, const char *needle)
     return found;
 }
 
+size_t h_log_count(const char *name, const char *needle)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s.log", g_dir, name);
+    size_t len, n = 0;
+    char *buf = read_file(path, &len);
+    ck_assert_msg(buf != NULL, "cannot read %s", path);
+    size_t nl = strlen(needle);
+    for (const char *p = buf; (p = memmem(p, len - (size_t)(p - buf), needle, nl)); p += nl)
+        n++;
+    free(buf);
+    return n;
+}
+
 bool h_log_contains(const char *name, const char *needle)
 {
     char rel[128];

@@ -48,6 +48,9 @@ TCase *h_tcase(const char *name, double timeout_s);
 const char *h_coord_url(void);
 /* Does the log of NAME (coordinator, agent1..) hold needle? Asserts it can be read. */
 bool h_log_contains(const char *name, const char *needle);
+/* How many times needle occurs in NAME.log (which keeps the lines of every
+ * start of NAME: count before and after to see one run's). */
+size_t h_log_count(const char *name, const char *needle);
 /* The same for any file under the cluster's directory (rel to it; binary too). */
 bool h_file_contains(const char *rel, const char *needle);
 const char *h_agent_url(int i); /* i = 1..H_PARTICIPANTS */

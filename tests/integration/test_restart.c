@@ -364,6 +364,9 @@ START_TEST(stop_rolls_back_open_transactions)
     char *gid = h_begin_timeout(120000);
     h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1711));
     h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 5, 1712));
+    size_t rolled = h_log_count("coordinator", "shutdown: rolling back");
+    size_t cut = h_log_count("coordinator", "still in flight after");
+    size_t stopped = h_log_count("coordinator", "INFO stopped\n");
     ck_assert_msg(h_cluster("stop", "coordinator", NULL) == 0, "scripts/cluster stop coordinator");
     for (int i = 1; i <= 2; i++) {
         char *st = agent_branch_state(i, gid);
@@ -375,7 +378,9 @@ START_TEST(stop_rolls_back_open_transactions)
                                  "(pid) WHERE a.application_name LIKE 'txagent pg1 %%' AND "
                                  "a.state LIKE 'idle in transaction%%'"),
                      0);
-    ck_assert(h_log_contains("coordinator", "shutdown: rolling back"));
+    ck_assert_uint_eq(h_log_count("coordinator", "shutdown: rolling back"), rolled + 1);
+    ck_assert_uint_eq(h_log_count("coordinator", "still in flight after"), cut);
+    ck_assert_uint_eq(h_log_count("coordinator", "INFO stopped\n"), stopped + 1); /* a clean exit */
     ck_assert_msg(h_cluster("start", "coordinator", NULL) == 0, "scripts/cluster start coordinator");
     h_test_setup();
     ck_assert_int_eq(h_balance(1, 1711), 10);
@@ -385,6 +390,58 @@ START_TEST(stop_rolls_back_open_transactions)
     ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
     h_resp_clear(&r);
     free(gid);
+}
+END_TEST
+
+typedef struct {
+    const char *gid;
+    int id;
+    h_resp r;
+} lock_waiter;
+
+static void *stmt_waiting_on_lock(void *arg)
+{
+    lock_waiter *w = arg;
+    w->r = h_stmt(w->gid, "pg1", CREDIT, json_pack("[ii]", 1, w->id));
+    h_thread_done();
+    return NULL;
+}
+
+/* The stop while a statement request waits on a row lock of another open
+ * transaction: the stop rolls back the idle holder first, so the waiting
+ * statement gets its lock and its answer, and the stop is a clean one
+ * (before, the server's wait for that request ran out the grace: exit 3,
+ * both transactions left holding their rows). Then the waiter's
+ * transaction is rolled back too. */
+START_TEST(stop_unblocks_a_statement_waiting_on_an_open_transaction)
+{
+    h_set_balance(1, 1721, 10);
+    char *holder = h_begin_timeout(120000);
+    h_stmt_ok(holder, "pg1", CREDIT, json_pack("[ii]", 5, 1721));
+    char *waiter_gid = h_begin_timeout(120000);
+    lock_waiter w = {.gid = waiter_gid, .id = 1721};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, stmt_waiting_on_lock, &w), 0);
+    ck_assert_msg(h_lock_waiters(1, 1) == 1, "the statement never waited on the row lock");
+    size_t cut = h_log_count("coordinator", "still in flight after");
+    size_t stopped = h_log_count("coordinator", "INFO stopped\n");
+    ck_assert_msg(h_cluster("stop", "coordinator", NULL) == 0, "scripts/cluster stop coordinator");
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    H_EXPECT(w.r, 200, "the statement that waited on the holder's row lock");
+    h_resp_clear(&w.r);
+    ck_assert_uint_eq(h_log_count("coordinator", "still in flight after"), cut);
+    ck_assert_uint_eq(h_log_count("coordinator", "INFO stopped\n"), stopped + 1);
+    char *st = agent_branch_state(1, holder);
+    ck_assert_msg(strcmp(st, "aborted") == 0, "holder's branch is '%s' after the stop", st);
+    free(st);
+    st = agent_branch_state(1, waiter_gid);
+    ck_assert_msg(strcmp(st, "aborted") == 0, "waiter's branch is '%s' after the stop", st);
+    free(st);
+    ck_assert_msg(h_cluster("start", "coordinator", NULL) == 0, "scripts/cluster start coordinator");
+    h_test_setup();
+    ck_assert_int_eq(h_balance(1, 1721), 10);
+    free(holder);
+    free(waiter_gid);
 }
 END_TEST
 
@@ -437,5 +494,6 @@ TCase *tc_restart(void)
     tcase_add_test(tc, agent_restart_between_statements_aborts);
     tcase_add_test(tc, open_branch_of_a_restarted_coordinator_is_rolled_back);
     tcase_add_test(tc, stop_rolls_back_open_transactions);
+    tcase_add_test(tc, stop_unblocks_a_statement_waiting_on_an_open_transaction);
     return tc;
 }

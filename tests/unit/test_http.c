@@ -396,6 +396,46 @@ START_TEST(test_request_arriving_during_stop_is_refused)
 }
 END_TEST
 
+static atomic_llong cut_at;
+
+static void *cut_soon(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2000 && atomic_load(&hold_started) == 0; i++)
+        sleep_ms(5, NULL); /* the held call has reached its handler */
+    atomic_store(&cut_at, now_ms());
+    return NULL;
+}
+
+START_TEST(test_perform_cut_short)
+{
+    /* A call waiting on an answer (a held handler, its own timeout 10 s)
+     * fails as unanswered once another thread sets the cut: what a stopping
+     * coordinator's resolver needs for a round stuck on a silent agent. A
+     * call already answered keeps its answer. */
+    atomic_store(&hold_release, false);
+    atomic_store(&hold_started, 0);
+    atomic_store(&cut_at, 0);
+    httpc_call c[2];
+    memset(c, 0, sizeof(c));
+    char *u0 = url("/hold"), *u1 = url("/hello");
+    c[0] = (httpc_call){.method = "GET", .url = u0, .timeout_ms = 10000};
+    c[1] = (httpc_call){.method = "GET", .url = u1, .timeout_ms = 10000};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, cut_soon, NULL), 0);
+    ck_assert(!httpc_perform_until(c, 2, &cut_at));
+    pthread_join(th, NULL);
+    ck_assert_int_eq(c[0].status, 0);
+    ck_assert_msg(strstr(c[0].error, "cut short"), "error: %s", c[0].error);
+    ck_assert_int_eq(c[1].status, 200);
+    atomic_store(&hold_release, true);
+    httpc_call_clear(&c[0]);
+    httpc_call_clear(&c[1]);
+    free(u0);
+    free(u1);
+}
+END_TEST
+
 START_TEST(test_body_limits)
 {
     httpc_call c;
@@ -945,6 +985,7 @@ int main(void)
     tcase_add_test(tc, test_body_limits);
     tcase_add_test(tc, test_stop_answers_requests_in_flight);
     tcase_add_test(tc, test_request_arriving_during_stop_is_refused);
+    tcase_add_test(tc, test_perform_cut_short);
     tcase_add_test(tc, test_raw_protocol);
     tcase_add_test(tc, test_keepalive_reuse);
     tcase_add_test(tc, test_proxy_variables_ignored);
