@@ -161,7 +161,7 @@ static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
     tp->termination = (tp_termination)ag->tp_termination;
     if (term && !tp_termination_parse(term, &tp->termination)) {
         http_reply_error(req, 400, "invalid_request",
-                         "field 'termination' must be \"protocol\" or \"timeout\"");
+                         "field 'termination' must be \"protocol\", \"timeout\" or \"blocking\"");
         return false;
     }
     size_t n = json_array_size(peers);

@@ -170,19 +170,23 @@ static void touch(branch *b)
     atomic_store(&b->last_activity_ms, now_ms());
 }
 
-/* Look up (creating) and lock. NULL only for an invalid gid (callers
- * validated): then out, if given, holds the 400 answer. */
-static branch *lock_branch(agent *ag, const char *gid, op_result *out)
+static bool lock_to_finish(agent *ag, branch *b, const char *what, op_result *out);
+
+/* Look up (creating) and lock, waiting for the lock as a finish does
+ * (lock_to_finish): a PreCommit, prepare or statement re-sent while a
+ * COMMIT PREPARED of the branch stalls in PostgreSQL must not park one
+ * more thread for as long as the stall lasts (the peers' terminations and
+ * the coordinator's recovery re-send PreCommits every round). NULL: out
+ * holds the answer, 400 for an invalid gid (callers validated), 503
+ * branch_busy for a lock that stayed held. */
+static branch *lock_branch(agent *ag, const char *gid, const char *what, op_result *out)
 {
     branch *b = branch_get(ag->table, gid, true);
     if (!b) {
-        if (out)
-            res_err(out, 400, "invalid_gid", NULL, "invalid gid");
+        res_err(out, 400, "invalid_gid", NULL, "invalid gid");
         return NULL;
     }
-    pthread_mutex_lock(&b->mu);
-    touch(b);
-    return b;
+    return lock_to_finish(ag, b, what, out) ? b : NULL;
 }
 
 static void unlock_branch(agent *ag, branch *b)
@@ -620,7 +624,7 @@ static bool begin_branch(agent *ag, branch *b, op_result *out)
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
                   bool may_begin, op_result *out)
 {
-    branch *b = lock_branch(ag, gid, out);
+    branch *b = lock_branch(ag, gid, "statement", out);
     if (!b)
         return;
     if (branch_state_get(b) == BS_UNKNOWN && !may_begin) {
@@ -840,7 +844,7 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
     int64_t t0 = now_us();
     fsm_ctx ctx = {.ag = ag};
     size_t n = req->n;
-    branch *b = lock_branch(ag, gid, out);
+    branch *b = lock_branch(ag, gid, "prepare", out);
     if (!b)
         return;
     branch_state s0 = branch_state_get(b);
@@ -936,14 +940,17 @@ static bool lock_within(branch *b, int64_t ms)
     return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
 }
 
-/* 503 branch_busy: its lock stayed held past STATUS_LOCK_WAIT_MS. */
+/* 503 branch_busy: its lock stayed held (STATUS_LOCK_WAIT_MS, or
+ * FINISH_LOCK_WAIT_MS for the calls that change it). */
 static void res_busy(op_result *out, const branch *b)
 {
     res_err(out, 503, "branch_busy", NULL,
-            "branch %s is busy (a PreCommit or a finish in progress); ask again", b->branch_gid);
+            "branch %s is busy (a PreCommit, a finish or another call in progress); ask again",
+            b->branch_gid);
 }
 
-/* How long a commit or rollback waits for its branch's lock. The holder
+/* How long a call that changes a branch (commit, rollback, prepare,
+ * precommit, statement: lock_branch) waits for its branch's lock. The holder
  * may be a COMMIT/ROLLBACK PREPARED that PostgreSQL keeps waiting (on a
  * synchronous standby that is gone, on a stalled disk): there is no bound
  * on those, as there is none on PostgreSQL's own commit. Without this one,
@@ -964,7 +971,8 @@ static bool lock_to_finish(agent *ag, branch *b, const char *what, op_result *ou
         return true;
     }
     txlog_warn(b->gid, ag->name, "%s: the branch stayed busy %d ms (a COMMIT or ROLLBACK "
-               "PREPARED still waiting in PostgreSQL?): %s", what, FINISH_LOCK_WAIT_MS,
+               "PREPARED still waiting in PostgreSQL, or another call on it?): %s", what,
+               FINISH_LOCK_WAIT_MS,
                out ? "answering busy" : "left for the next sweep");
     if (out)
         res_busy(out, b);
@@ -1123,7 +1131,7 @@ void op_cancel(agent *ag, const char *gid, op_result *out)
 void op_precommit(agent *ag, const char *gid, bool from_peer, op_result *out)
 {
     fsm_ctx ctx = {.ag = ag};
-    branch *b = lock_branch(ag, gid, out);
+    branch *b = lock_branch(ag, gid, "precommit", out);
     if (!b)
         return;
     if (!threepc_verify(ag, b, &ctx)) {

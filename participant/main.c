@@ -287,9 +287,10 @@ int main(int argc, char **argv)
         {"3pc-precommit-timeout-ms", OPT_INT, "5000", 1, 86400000, false, "MS",
          "3PC: wait in precommitted (no DoCommit) before termination, when the coordinator "
          "sends none", &o.tp_precommit_ms},
-        {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "protocol|timeout",
-         "3PC: termination rule when the prepare names none (protocol: ask the peers; "
-         "timeout: uncertain aborts, precommitted commits)", &o.tp_termination},
+        {"3pc-termination", OPT_STRING, "protocol", 0, 0, false, "protocol|timeout|blocking",
+         "3PC: termination rule when the prepare names none (protocol: ask the peers, skip "
+         "the unreachable; timeout: uncertain aborts, precommitted commits; blocking: ask the "
+         "peers, wait for the unreachable)", &o.tp_termination},
         {"3pc-termination-workers", OPT_INT, "4", 1, 64, false, "N",
          "3PC: threads running terminations, so this many at a time (one waits up to 3 s on "
          "unreachable peers)",
@@ -351,7 +352,7 @@ int main(int argc, char **argv)
     }
     tp_termination term_rule;
     if (!tp_termination_parse(o.tp_termination, &term_rule)) {
-        fprintf(stderr, "txagent: --3pc-termination: '%s' is not protocol or timeout\n",
+        fprintf(stderr, "txagent: --3pc-termination: '%s' is not protocol, timeout or blocking\n",
                 o.tp_termination);
         free(host);
         opts_free(&o);

@@ -62,6 +62,7 @@
 #define PEER_TIMEOUT_MS 3000
 #define SETTLE_RETRY_MS 60000 /* outcome unknown to PostgreSQL: warn once a minute */
 #define RETRY_MS 1000         /* an fsm step failed (PostgreSQL error): try again */
+#define TERM_LOCK_WAIT_MS 1000 /* a worker's wait for its branch's lock (lock_or_later) */
 #define PG_DOWN_RETRY_MS 3000 /* PostgreSQL cannot even be asked: less log noise */
 
 /* One queued or running termination. */
@@ -224,10 +225,30 @@ static bool act(agent *ag, branch *b, branch_event ev)
     return false;
 }
 
+/* Lock b within TERM_LOCK_WAIT_MS. A holder that keeps it longer (a
+ * COMMIT PREPARED of the branch stalled in PostgreSQL, say) must not keep
+ * this worker, one of a few, from every other branch's termination: the
+ * branch is asked about again RETRY_MS from now, unless a message that
+ * holds it set a later timer meanwhile. */
+static bool lock_or_later(agent *ag, branch *b)
+{
+    struct timespec ts;
+    deadline_in(CLOCK_MONOTONIC, TERM_LOCK_WAIT_MS, &ts);
+    if (pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0)
+        return true;
+    int64_t now = now_ms(), due = atomic_load(&b->tp->deadline_ms);
+    if (due <= now)
+        (void)atomic_compare_exchange_strong(&b->tp->deadline_ms, &due, now + RETRY_MS);
+    txlog_info(b->gid, ag->name, "3pc termination: the branch stayed busy %d ms; asking again in "
+               "%d ms", TERM_LOCK_WAIT_MS, RETRY_MS);
+    return false;
+}
+
 static void terminate_branch(agent *ag, branch *b, int worker_id)
 {
     /* 1. */
-    pthread_mutex_lock(&b->mu);
+    if (!b->tp || !lock_or_later(ag, b))
+        return;
     branch_state s0 = branch_state_get(b);
     tp_branch *tp = b->tp;
     if (!tp || (s0 != BS_UNCERTAIN && s0 != BS_PRECOMMITTED) ||
@@ -261,7 +282,7 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
     /* 2. */
     peer_set ps;
     peers_of(ag, tp, &ps);
-    if (tp->termination == TP_TERM_PROTOCOL)
+    if (tp->termination != TP_TERM_TIMEOUT)
         ask_peers(b->gid, &ps);
 
     /* 3. */
@@ -269,7 +290,7 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
     term_decision d = termination_decide(tp->termination, self, ps.st, ps.name, ps.npeers, rule,
                                          sizeof(rule));
     bool commit = term_decision_commits(d);
-    if (tp->termination == TP_TERM_PROTOCOL) {
+    if (tp->termination != TP_TERM_TIMEOUT) {
         char seen[512];
         size_t off = 0;
         seen[0] = '\0';
@@ -293,7 +314,8 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
 
     /* 4. */
     const unsigned uncertain = BIT(PEER_UNCERTAIN) | BIT(PEER_PREPARED);
-    pthread_mutex_lock(&b->mu);
+    if (!lock_or_later(ag, b))
+        return;
     if (!unchanged(ag, b, s0)) {
         pthread_mutex_unlock(&b->mu);
         return;

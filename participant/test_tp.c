@@ -177,6 +177,9 @@ START_TEST(names_parse)
     ck_assert(!tp_state_parse("none", &s));
     ck_assert(tp_termination_parse("timeout", &t) && t == TP_TERM_TIMEOUT);
     ck_assert(!tp_termination_parse("Protocol", &t));
+    ck_assert(tp_termination_parse("blocking", &t) && t == TP_TERM_BLOCKING);
+    ck_assert_str_eq(tp_termination_name(TP_TERM_BLOCKING), "blocking");
+    ck_assert_str_eq(tp_termination_name(TP_TERM_PROTOCOL), "protocol");
     ck_assert_int_eq(peer_state_from("committed", true), PEER_READ_ONLY);
     ck_assert_int_eq(peer_state_from("committed", false), PEER_COMMITTED);
     ck_assert_int_eq(peer_state_from(NULL, false), PEER_UNREACHABLE);
@@ -331,6 +334,36 @@ START_TEST(rule_busy_peer_waits)
 }
 END_TEST
 
+/* blocking: the protocol rule, but a peer that does not answer is waited
+ * for (it may have pre-committed and crashed: the split of the protocol
+ * rule), also where an unknown peer would have aborted; evidence (a peer
+ * committed, aborted or precommitted) and self precommitted still decide. */
+START_TEST(rule_blocking_waits_for_unreachable)
+{
+    char rule[160];
+    peer_state ps[] = {PEER_UNCERTAIN, PEER_UNREACHABLE};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, ps, 2, rule), TERM_WAIT);
+    ck_assert_str_eq(rule, "blocking rule, peer pg3 unreachable");
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, ps, 2, rule), TERM_ABORT_ALL);
+    peer_state none[] = {PEER_UNREACHABLE, PEER_UNREACHABLE};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, none, 2, rule), TERM_WAIT);
+    peer_state unk[] = {PEER_UNKNOWN, PEER_UNREACHABLE};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, unk, 2, rule), TERM_WAIT);
+    ck_assert_int_eq(decide(TP_TERM_PROTOCOL, TP_UNCERTAIN, unk, 2, rule), TERM_ABORT);
+    peer_state committed[] = {PEER_UNREACHABLE, PEER_COMMITTED};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, committed, 2, rule), TERM_COMMIT);
+    peer_state aborted[] = {PEER_UNREACHABLE, PEER_ABORTED};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, aborted, 2, rule), TERM_ABORT);
+    peer_state pre[] = {PEER_UNREACHABLE, PEER_PRECOMMITTED};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, pre, 2, rule), TERM_PRECOMMIT_COMMIT);
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_PRECOMMITTED, none, 2, rule),
+                     TERM_PRECOMMIT_COMMIT);
+    peer_state all[] = {PEER_UNCERTAIN, PEER_PREPARED, PEER_READ_ONLY};
+    ck_assert_int_eq(decide(TP_TERM_BLOCKING, TP_UNCERTAIN, all, 3, rule), TERM_ABORT_ALL);
+    ck_assert_str_eq(rule, "protocol rule, all uncertain");
+}
+END_TEST
+
 START_TEST(rule_read_only_peer_is_skipped)
 {
     /* A read-only peer shows "committed" but its vote carried no decision. */
@@ -380,6 +413,7 @@ int main(void)
     tcase_add_test(rule, rule_all_uncertain);
     tcase_add_test(rule, rule_read_only_peer_is_skipped);
     tcase_add_test(rule, rule_busy_peer_waits);
+    tcase_add_test(rule, rule_blocking_waits_for_unreachable);
     suite_add_tcase(s, rule);
     TCase *sweep = tcase_create("sweep");
     tcase_add_test(sweep, sweep_min_age);

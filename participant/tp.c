@@ -39,7 +39,7 @@ bool tp_state_parse(const char *s, tp_state *out)
 
 const char *tp_termination_name(tp_termination t)
 {
-    return t == TP_TERM_TIMEOUT ? "timeout" : "protocol";
+    return t == TP_TERM_TIMEOUT ? "timeout" : t == TP_TERM_BLOCKING ? "blocking" : "protocol";
 }
 
 bool tp_termination_parse(const char *s, tp_termination *out)
@@ -50,6 +50,10 @@ bool tp_termination_parse(const char *s, tp_termination *out)
     }
     if (s && strcmp(s, "timeout") == 0) {
         *out = TP_TERM_TIMEOUT;
+        return true;
+    }
+    if (s && strcmp(s, "blocking") == 0) {
+        *out = TP_TERM_BLOCKING;
         return true;
     }
     return false;
@@ -397,6 +401,16 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     i = find_peer(peers, n, busy, ARRAY_LEN(busy));
     if (i < n) {
         rule_peer(rule, rulelen, names, i, peers[i]);
+        return TERM_WAIT;
+    }
+    /* blocking: a peer that did not answer may have pre-committed and
+     * crashed, or be cut off while committing on its own timer (rule 2):
+     * nothing is decided past it. Before the unknown rule, which would abort
+     * beside it. */
+    static const peer_state unreachable[] = {PEER_UNREACHABLE};
+    i = mode == TP_TERM_BLOCKING ? find_peer(peers, n, unreachable, ARRAY_LEN(unreachable)) : n;
+    if (i < n) {
+        snprintf(rule, rulelen, "blocking rule, peer %s unreachable", names[i]);
         return TERM_WAIT;
     }
     i = find_peer(peers, n, unknown, ARRAY_LEN(unknown));

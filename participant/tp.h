@@ -46,7 +46,11 @@
 #define TP_XID_MAX 24
 
 typedef enum { TP_NONE = 0, TP_UNCERTAIN, TP_PRECOMMITTED, TP_COMMITTED, TP_ABORTED } tp_state;
-typedef enum { TP_TERM_PROTOCOL = 0, TP_TERM_TIMEOUT } tp_termination;
+/* protocol: ask the peers, skip the unreachable (non-blocking; splits when
+ * an unreachable peer had pre-committed); timeout: no peers asked;
+ * blocking: the protocol rule, waiting for unreachable peers as for busy
+ * ones (never decides past a peer it cannot read; blocks as 2PC does). */
+typedef enum { TP_TERM_PROTOCOL = 0, TP_TERM_TIMEOUT, TP_TERM_BLOCKING } tp_termination;
 
 typedef struct {
     char participant[PARTICIPANT_MAX_LEN + 1];

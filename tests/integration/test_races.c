@@ -179,6 +179,58 @@ static void *waiting_statement(void *arg)
     return NULL;
 }
 
+typedef struct {
+    char *url;
+    const char *body;
+    h_resp r;
+} agent_call;
+
+static void *agent_call_main(void *arg)
+{
+    agent_call *c = arg;
+    c->r = h_http("POST", c->url, c->body, strlen(c->body));
+    h_thread_done();
+    return NULL;
+}
+
+/* A call that changes a branch (here a statement) waits for the branch's
+ * lock as a commit does, at most 5 s, then answers 503 branch_busy. Before,
+ * it waited for whatever held the lock, however long: with a COMMIT
+ * PREPARED stalled in PostgreSQL every re-sent PreCommit parked one more
+ * agent thread. The holder here: the branch's own one-shot prepare running
+ * pg_sleep(8). */
+START_TEST(call_behind_a_held_branch_answers_busy)
+{
+    char *gid = h_begin();
+    agent_call held = {.url = xasprintf("%s/v1/branches/%s/prepare", h_agent_url(1), gid),
+                       .body = "{\"participant\":\"pg1\",\"protocol\":\"2pc\",\"timeout_ms\":"
+                               "30000,\"statements\":[{\"sql\":\"SELECT pg_sleep(8)\"}]}"};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, agent_call_main, &held), 0);
+    long long running = 0;
+    for (int i = 0; i < 200 && running == 0; i++) {
+        running = h_sql_ll(1, "SELECT count(*) FROM pg_stat_activity WHERE query = "
+                              "'SELECT pg_sleep(8)' AND state = 'active'");
+        if (running == 0)
+            usleep(50 * 1000);
+    }
+    ck_assert_int_eq(running, 1);
+    char *url = xasprintf("%s/v1/branches/%s/statements", h_agent_url(1), gid);
+    const char *stmt = "{\"participant\":\"pg1\",\"sql\":\"SELECT 1\",\"begin\":false}";
+    h_resp r = h_http("POST", url, stmt, strlen(stmt));
+    H_EXPECT(r, 503, "a statement while the branch's prepare holds it");
+    ck_assert_str_eq(h_err_code(&r), "branch_busy");
+    h_resp_clear(&r);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    H_EXPECT(held.r, 200, "the prepare that held the branch");
+    ck_assert_str_eq(h_str(held.r.json, "vote"), "read_only");
+    h_resp_clear(&held.r);
+    free(held.url);
+    free(url);
+    h_discard(gid);
+}
+END_TEST
+
 START_TEST(rollback_cancels_a_waiting_statement)
 {
     const int id = FIRST_ID + 100;
@@ -325,5 +377,6 @@ TCase *tc_races(void)
     tcase_add_test(tc, racing_commands_one_gid);
     tcase_add_test(tc, rollback_cancels_a_waiting_statement);
     tcase_add_test(tc, rollback_cancels_a_one_shot_commit);
+    tcase_add_test(tc, call_behind_a_held_branch_answers_busy);
     return tc;
 }

@@ -77,7 +77,7 @@ scen_init() {
     TX_PROG="$SCEN_NAME"
     # Something else (a CI agent's proxy on 8000 or 8080, a second run) may
     # listen in our range: move by 1000, clear of every scenario's own range
-    # (7920..8279), until all 20 ports refuse connections. A leftover of ours
+    # (7920..8299), until all 20 ports refuse connections. A leftover of ours
     # on a range is removed first (scen_leftovers).
     local try off busy
     for try in 1 2 3 4; do
