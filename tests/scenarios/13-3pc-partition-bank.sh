@@ -38,6 +38,10 @@
 #   3PC, b1 and b2 in B: protocol rule: b2 asks b1 (same side), sees it
 #       pre-committed, commits: no violation. Timeout rule: b2 aborts,
 #       b1 commits: VIOLATION (partial).
+#   3PC, blocking rule: b2 in B with b1 = pg1 waits for pg1 (unreachable)
+#       instead of aborting: no violation, and b2 stays prepared (locks
+#       held) until the heal, as 2PC's in-doubt branches; the other shapes
+#       as with the protocol rule.
 #   2PC: never a violation; b2 in B stays prepared (in doubt, locks held)
 #       until the partition heals: 2PC blocks instead.
 # The script predicts per transaction, then after healing runs `txbank
@@ -241,9 +245,12 @@ run_partition() {
             fi
         elif [ "$(side "$b2")" = A ]; then
             why="$b2 reachable: gets PreCommit and DoCommit; $b1 commits on its timer"
+        elif [ "$(side "$b1")" = A ] && [ "$rule" = blocking ]; then
+            expect_block=$((expect_block + 1))
+            why="$b2 uncertain, cut off from $b1 and the coordinator: waits for $b1 until the heal"
         elif [ "$(side "$b1")" = A ]; then
             v=yes why="$b2 uncertain, cut off from $b1 and the coordinator: aborts; $b1 commits"
-        elif [ "$rule" = protocol ]; then
+        elif [ "$rule" = protocol ] || [ "$rule" = blocking ]; then
             why="$b2 asks $b1 (same side), sees it pre-committed: commits"
         else
             v=yes why="timeout rule: $b2 uncertain aborts; $b1 pre-committed commits"
@@ -259,7 +266,25 @@ run_partition() {
     sort -o "$rd/predicted" "$rd/predicted"
 
     step "$((n + 3))" "$label: the partition lasts; each side acts on its own"
-    if [ "$proto" = 3pc ]; then
+    if [ "$rule" = blocking ]; then
+        # after the timers and the terminations that can decide (bounded as
+        # below), side B holds exactly the branches cut off from pg1
+        local bound=$(((PAUSE_MS + TIMER_MS) / 1000 + 6 * caught + 10))
+        if [ "$expect_block" -gt 0 ]; then
+            check "side B agents wait for pg1 (blocking rule, within ${bound}s of the cut)" \
+                wait_until $((bound - (SECONDS - t_cut))) grep -qF \
+                "3pc termination: blocking rule, peer pg1 unreachable -> wait" \
+                "$CDIR/agent2.log" "$CDIR/agent3.log"
+        fi
+        check "side B left with the branches that wait for pg1: $expect_block (within ${bound}s of the cut)" \
+            wait_until $((bound - (SECONDS - t_cut))) is_eq "$expect_block" sum_prepared_b
+        if [ "$expect_block" -gt 0 ]; then
+            check "they stay prepared while the partition lasts (3 s more)" \
+                holds_for 3 is_eq "$expect_block" sum_prepared_b
+        fi
+        BLOCKED="$(sum_prepared_b)"
+        echo "    side B: $BLOCKED branches waiting $((SECONDS - t_cut))s after the cut, the partition still on"
+    elif [ "$proto" = 3pc ]; then
         # timers (<= pause + timer after the cut), then each agent runs its
         # terminations on a few workers (--3pc-termination-workers), up to 3 s
         # to ask an unreachable peer and 3 s to tell it; bounded as if they
@@ -342,6 +367,9 @@ run_partition() {
             only_split_kinds "$rd/check.out"
         if [ "$expect_viol" -gt 0 ]; then
             expect_eq "$label: txbank check exit status (1 = violations)" "$check_rc" 1
+        elif [ "$rule" = blocking ]; then
+            expect_eq "$label: txbank check exit status (0 = no violation)" "$check_rc" 0
+            echo "    ($expect_block caught transactions of the shape the protocol rule splits waited for the heal instead)"
         else
             echo "    (no caught transaction had the shape that breaks under this rule: nothing to violate)"
         fi
@@ -421,9 +449,10 @@ done
 
 run_partition 2 3pc protocol
 run_partition 7 3pc timeout
-run_partition 12 2pc protocol
+run_partition 12 3pc blocking
+run_partition 17 2pc protocol
 
-step 17 "summary: {coordinator, pg1} | {pg2, pg3} cut while transactions were paused after their first PreCommit (3PC) / COMMIT (2PC)"
+step 22 "summary: {coordinator, pg1} | {pg2, pg3} cut while transactions were paused after their first PreCommit (3PC) / COMMIT (2PC)"
 echo "| run | transfers | committed | caught in the window | predicted violations | partial (checker) | violations (checker, all kinds) | side-B branches blocked during the cut | coordinator: left in doubt after the heal |"
 echo "|---|--:|--:|--:|--:|--:|---|--:|--:|"
 printf '%s\n' "${TABLE[@]}"
