@@ -124,7 +124,7 @@ static const opt_def options[] = {
      "3pc: per-transaction precommit_timeout_ms (0: coordinator default)", &o_precommit_ms},
     {"uncertain-timeout-ms", OPT_INT, "0", 0, 86400000, false, "MS",
      "3pc: per-transaction uncertain_timeout_ms (0: coordinator default)", &o_uncertain_ms},
-    {"termination", OPT_STRING, NULL, 0, 0, false, "protocol|timeout",
+    {"termination", OPT_STRING, NULL, 0, 0, false, "protocol|timeout|blocking",
      "3pc: per-transaction termination rule (default: coordinator's)", &o_termination},
     {"setup", OPT_BOOL, NULL, 0, 0, false, NULL,
      "insert the hot row on A and the clients' rows on B when missing", &o_setup},

@@ -63,6 +63,7 @@
 #define SETTLE_RETRY_MS 60000 /* outcome unknown to PostgreSQL: warn once a minute */
 #define RETRY_MS 1000         /* an fsm step failed (PostgreSQL error): try again */
 #define TERM_LOCK_WAIT_MS 1000 /* a worker's wait for its branch's lock (lock_or_later) */
+#define WAIT_RETRY_MAX_MS 10000 /* "wait" again and again: 1, 2, 4, 8, then every 10 s */
 #define PG_DOWN_RETRY_MS 3000 /* PostgreSQL cannot even be asked: less log noise */
 
 /* One queued or running termination. */
@@ -301,18 +302,24 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
                    ps.npeers ? seen : "(none)");
     }
     if (d == TERM_WAIT) {
-        txlog_info(b->gid, ag->name, "3pc termination: %s -> wait (asking again in %d ms)", rule,
-                   RETRY_MS);
-        pthread_mutex_lock(&b->mu); /* a message that came meanwhile set its own timer */
-        if (branch_state_get(b) == s0)
-            threepc_rearm(b, RETRY_MS);
+        /* Backed off: a peer that stays unreachable (the blocking rule, for
+         * a whole partition) or busy must not keep a worker, each attempt
+         * up to PEER_TIMEOUT_MS per silent peer, from the other branches. */
+        int n = atomic_fetch_add(&tp->waits, 1);
+        int64_t again = n >= 4 ? WAIT_RETRY_MAX_MS : (int64_t)RETRY_MS << n;
+        if (again > WAIT_RETRY_MAX_MS)
+            again = WAIT_RETRY_MAX_MS;
+        txlog_info(b->gid, ag->name, "3pc termination: %s -> wait (asking again in %lld ms)",
+                   rule, (long long)again);
+        if (!lock_or_later(ag, b))
+            return;
+        if (branch_state_get(b) == s0) /* a message that came meanwhile set its own timer */
+            threepc_rearm(b, again);
         pthread_mutex_unlock(&b->mu);
         return;
     }
-    txlog_info(b->gid, ag->name, "3pc termination: %s -> %s", rule, commit ? "commit" : "abort");
-    counter_inc(commit ? &ag->metrics.term_commit : &ag->metrics.term_abort);
 
-    /* 4. */
+    /* 4. (logged and counted once it is acted on: under the lock, unchanged) */
     const unsigned uncertain = BIT(PEER_UNCERTAIN) | BIT(PEER_PREPARED);
     if (!lock_or_later(ag, b))
         return;
@@ -320,6 +327,8 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
         pthread_mutex_unlock(&b->mu);
         return;
     }
+    txlog_info(b->gid, ag->name, "3pc termination: %s -> %s", rule, commit ? "commit" : "abort");
+    counter_inc(commit ? &ag->metrics.term_commit : &ag->metrics.term_abort);
     switch (d) {
     case TERM_COMMIT:
         (void)act(ag, b, EV_COMMIT);
@@ -346,7 +355,8 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
         }
         pthread_mutex_unlock(&b->mu);
         tell_peers(ag, b->gid, &ps, uncertain, "precommit");
-        pthread_mutex_lock(&b->mu);
+        if (!lock_or_later(ag, b)) /* precommitted: the next one commits it (rule 2) */
+            break;
         bool ok = unchanged(ag, b, BS_PRECOMMITTED) && act(ag, b, EV_COMMIT);
         pthread_mutex_unlock(&b->mu);
         if (ok)

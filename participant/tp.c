@@ -410,7 +410,7 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     static const peer_state unreachable[] = {PEER_UNREACHABLE};
     i = mode == TP_TERM_BLOCKING ? find_peer(peers, n, unreachable, ARRAY_LEN(unreachable)) : n;
     if (i < n) {
-        snprintf(rule, rulelen, "blocking rule, peer %s unreachable", names[i]);
+        snprintf(rule, rulelen, "blocking rule, peer %s unreachable", names && names[i] ? names[i] : "?");
         return TERM_WAIT;
     }
     i = find_peer(peers, n, unknown, ARRAY_LEN(unknown));
