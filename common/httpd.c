@@ -84,7 +84,7 @@ struct http_server {
     void *app;
     size_t max_body;
     int port;
-    atomic_bool stopping; /* http_server_stop began: dispatch runs no handler */
+    atomic_bool stopping; /* http_server_quiesce ran: dispatch runs no handler */
     atomic_int active; /* requests dispatched (handled or being answered) and not
                         * completed; one still sending its body is not counted:
                         * nothing was done for it yet (http_server_stop) */

@@ -23,12 +23,14 @@
  * the main thread runs the tick (timeouts, eviction) every TICK_MS and
  * never does network I/O itself (timed-out transactions' rollbacks go to
  * the resolver).
- * Shutdown is bounded: a helper thread stops the HTTP server (no new
- * connection is accepted from its first step; in-flight requests may
- * finish), rolls back the transactions still open (roll_back_open) and
- * then stops the resolver; the main thread gives it SHUTDOWN_GRACE_MS.
- * Done in time: log closed, everything freed, exit 0. Not done (a request
- * waits on a row lock at an agent, a resolver round on a silent agent): the
+ * Shutdown is bounded: a helper thread (stop_server_and_resolver: its
+ * steps there) cuts the resolver's calls at the deadline, stops accepting,
+ * rolls back the open transactions not busy, waits for the requests in
+ * flight, rolls back the ones that were busy, lets the resolver send the
+ * rollbacks until the deadline and stops it; the main thread gives it
+ * SHUTDOWN_GRACE_MS. Done in time: log closed, everything freed, exit 0.
+ * Not done (a request waits on a row lock at an agent that no rollback of
+ * ours frees, say): the
  * process leaves at once with _exit(SHUTDOWN_CUT_EXIT), without freeing or
  * waiting (a supervisor can tell it from a clean stop). That is
  * safe for the same reasons a crash is: a transaction still in flight is
@@ -307,26 +309,37 @@ static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_prot
     txn_unref(t);
 }
 
-/* The periodic work: roll back expired active transactions, evict old
- * finished ones, compact the decision log when it grew too large. Never
- * blocks on a busy transaction (trylock) or on the network (rollbacks go
- * through the resolver). */
-static void tick(void)
+/* Roll back the active transactions whose deadline passed by expired_by
+ * (INT64_MAX: every one), their ROLLBACKs sent by the resolver; returns how
+ * many. A busy one (a request of its own runs under op_mu: a statement
+ * waiting on a lock, say) is skipped, for the caller's next pass; so is
+ * everything once stop_by (now_ms clock) has passed. Never blocks on the
+ * network. Nothing is written: an abort needs no record. */
+static size_t abort_active(int64_t expired_by, txn_event ev, const char *reason, int64_t stop_by)
 {
-    int64_t now = now_ms();
-    txn **expired = NULL;
-    size_t n = txn_collect_expired(now, &expired);
+    txn **open = NULL;
+    size_t n = txn_collect_expired(expired_by, &open), done = 0;
     for (size_t i = 0; i < n; i++) {
-        txn *t = expired[i];
-        /* Busy (a statement or commit runs): look again next tick. */
-        if (pthread_mutex_trylock(&t->op_mu) == 0) {
-            if (txn_state_get(t) == TXN_ACTIVE)
-                (void)txn_abort(t, EV_TIMEOUT, "timeout", false);
+        txn *t = open[i];
+        if (now_ms() < stop_by && pthread_mutex_trylock(&t->op_mu) == 0) {
+            if (txn_state_get(t) == TXN_ACTIVE && txn_abort(t, ev, reason, false))
+                done++;
             pthread_mutex_unlock(&t->op_mu);
         }
         txn_unref(t);
     }
-    free(expired);
+    free(open);
+    return done;
+}
+
+/* The periodic work: roll back expired active transactions (busy ones are
+ * looked at again next tick), evict old finished ones, compact the
+ * decision log when it grew too large. Never blocks on a busy transaction
+ * (trylock) or on the network (rollbacks go through the resolver). */
+static void tick(void)
+{
+    int64_t now = now_ms();
+    (void)abort_active(now, EV_TIMEOUT, "timeout", INT64_MAX);
     size_t evicted = txn_evict(now, g_coord.retention_s * 1000, (size_t)g_coord.retention_max);
     if (evicted)
         log_debug("evicted %zu finished transactions", evicted);
@@ -338,33 +351,17 @@ typedef struct {
     int64_t deadline_ms; /* now_ms() clock: the rollbacks' last moment */
 } stop_args;
 
-/* Shutdown step 2: every transaction still open (active: begun, no commit
- * asked) is rolled back, as its timeout would. The next start forgets it
- * anyway (presumed abort: no record is written for a begin), and without
- * this its branches would hold their row locks until their idle timeout
- * (the transaction's timeout_ms) or, after a restart, until the agents'
- * sweeps asked about them. Its client hears "aborted" from the next start
- * (GET, commit: 409). Nothing is written: an abort needs no record. */
+/* Shutdown steps 3 and 5: the transactions still open (begun, no commit
+ * asked) are rolled back, as their timeout would. The next start forgets
+ * them anyway (presumed abort: no record is written for a begin), and
+ * without this their branches would hold their row locks until their idle
+ * timeout (the transaction's timeout_ms) or, after a restart, until the
+ * agents' sweeps asked about them. Their clients hear "aborted" from the
+ * next start (GET, commit: 409). */
 static size_t roll_back_open(int64_t deadline_ms)
 {
-    txn **open = NULL;
-    size_t n = txn_collect_expired(INT64_MAX, &open), done = 0; /* every active one */
-    for (size_t i = 0; i < n; i++) {
-        txn *t = open[i];
-        /* Busy (a request of its own still runs: a statement waiting on a
-         * lock, say): the second pass, once requests are done, takes it.
-         * Past the deadline nothing more is begun. */
-        if (now_ms() < deadline_ms && pthread_mutex_trylock(&t->op_mu) == 0) {
-            if (txn_state_get(t) == TXN_ACTIVE &&
-                txn_abort(t, EV_ROLLBACK, "the coordinator stopped while the transaction was open",
-                          false))
-                done++;
-            pthread_mutex_unlock(&t->op_mu);
-        }
-        txn_unref(t);
-    }
-    free(open);
-    return done;
+    return abort_active(INT64_MAX, EV_ROLLBACK,
+                        "the coordinator stopped while the transaction was open", deadline_ms);
 }
 
 /* Shutdown, bounded (run_within):

@@ -104,7 +104,7 @@ void resolver_submit(txn *t, int64_t delay_ms)
     j->next = queue;
     queue = j;
     nqueue++;
-    pthread_cond_signal(&cv);
+    pthread_cond_broadcast(&cv); /* resolver_drain waits on cv too */
     pthread_mutex_unlock(&mu);
     txn_state st = txn_state_get(t);
     txlog_info(t->gid, NULL, "handed to the resolver (%s)",
@@ -122,7 +122,7 @@ void resolver_kick(txn *t)
         if (j->t == t) {
             j->due_ms = now_ms();
             found = true;
-            pthread_cond_signal(&cv);
+            pthread_cond_broadcast(&cv); /* resolver_drain waits on cv too */
             break;
         }
     }

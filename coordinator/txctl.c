@@ -8,7 +8,8 @@
  *     participants | outcome GID
  *     in-doubt | resolve GID commit|abort
  *
- * Invariants: prints the coordinator's JSON answer pretty on stdout; exits
+ * Invariants: prints the coordinator's JSON answer pretty on stdout (list
+ * and in-doubt: every page of it, as one {"transactions":[...]}); exits
  * 0 on a 2xx answer, 1 on any other answer of the coordinator's, 2 on bad
  * usage, 3 when no answer came (transport error or timeout, on stderr), the
  * answer is not the coordinator's (not JSON: a proxy's error page), or a 3PC

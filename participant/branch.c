@@ -58,6 +58,13 @@ branch_state branch_state_get(branch *b)
     return (branch_state)atomic_load(&b->state);
 }
 
+bool branch_lock_within(branch *b, int64_t ms)
+{
+    struct timespec ts;
+    deadline_in(CLOCK_MONOTONIC, ms, &ts);
+    return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
+}
+
 uint64_t branch_hash_gid(const char *s)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */

@@ -165,6 +165,9 @@ void branch_restore(branch_table *t, branch *b, branch_state s);
 const char *branch_state_name(branch_state s);
 /* Readable without b->mu (a snapshot: authoritative only with b->mu held). */
 branch_state branch_state_get(branch *b);
+/* Lock b->mu, waiting at most ms (monotonic: a clock step must not make
+ * the wait outlast the asker's timeout). */
+bool branch_lock_within(branch *b, int64_t ms) MUSTCHECK;
 
 /* ---- state machine (branch_fsm.c) ---- */
 typedef struct {

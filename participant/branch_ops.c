@@ -4,7 +4,11 @@
  * Invariants:
  *   - Every op on a branch runs with its mutex held from lookup to answer, so
  *     calls for one branch are serialized; different branches never wait for
- *     each other (the table lock is only held for lookups).
+ *     each other (the table lock is only held for lookups). A call waits for
+ *     that mutex at most FINISH_LOCK_WAIT_MS (status reads
+ *     STATUS_LOCK_WAIT_MS), then answers 503 branch_busy: a holder stuck in
+ *     PostgreSQL (a COMMIT PREPARED on a lost synchronous standby) must not
+ *     park one more thread per re-sent call.
  *   - State changes go through branch_fsm_step only.
  *   - A yes vote is only given for a branch that is prepared in PostgreSQL
  *     (PREPARE TRANSACTION answered its own tag, or pg_prepared_xacts lists
@@ -931,15 +935,6 @@ void op_prepare(agent *ag, const char *gid, const op_prepare_req *req, op_result
  * peer counts as unreachable, and that can lead to an abort). */
 #define STATUS_LOCK_WAIT_MS 1000
 
-/* Lock b->mu, waiting at most ms (monotonic: a clock step must not make
- * the wait outlast the asker's timeout). */
-static bool lock_within(branch *b, int64_t ms)
-{
-    struct timespec ts;
-    deadline_in(CLOCK_MONOTONIC, ms, &ts);
-    return pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0;
-}
-
 /* 503 branch_busy: its lock stayed held (STATUS_LOCK_WAIT_MS, or
  * FINISH_LOCK_WAIT_MS for the calls that change it). */
 static void res_busy(op_result *out, const branch *b)
@@ -966,7 +961,7 @@ static void res_busy(op_result *out, const branch *b)
  * leaves the branch for its next round), give the reference back, false. */
 static bool lock_to_finish(agent *ag, branch *b, const char *what, op_result *out)
 {
-    if (lock_within(b, FINISH_LOCK_WAIT_MS)) {
+    if (branch_lock_within(b, FINISH_LOCK_WAIT_MS)) {
         touch(b);
         return true;
     }
@@ -1213,7 +1208,7 @@ void op_status(agent *ag, const char *gid, bool fence, op_result *out)
          * Busy (the lock held past the wait) is answered as a failed
          * verification is. */
         fsm_ctx vctx = {.ag = ag};
-        bool ok = false, busy = !lock_within(b, STATUS_LOCK_WAIT_MS);
+        bool ok = false, busy = !branch_lock_within(b, STATUS_LOCK_WAIT_MS);
         if (!busy) {
             ok = threepc_verify(ag, b, &vctx);
             pthread_mutex_unlock(&b->mu);
@@ -1236,7 +1231,7 @@ void op_status(agent *ag, const char *gid, bool fence, op_result *out)
     }
     branch_state s = b ? branch_state_get(b) : BS_UNKNOWN;
     if (b && b->tp && (s == BS_PREPARED || s == BS_UNCERTAIN)) {
-        if (!lock_within(b, STATUS_LOCK_WAIT_MS)) {
+        if (!branch_lock_within(b, STATUS_LOCK_WAIT_MS)) {
             res_busy(out, b);
             branch_put(ag->table, b);
             return;

@@ -5,18 +5,22 @@
  *
  * Steps for one expired branch (gids queued by the tick, run by a pool of
  * --3pc-termination-workers threads, several branches at once):
- *   1. Under b->mu: is it still uncertain/precommitted and past its deadline?
+ *   1. Under b->mu (waited for at most TERM_LOCK_WAIT_MS, else asked about
+ *      again later: lock_or_later, as in 3 and 4): is it still
+ *      uncertain/precommitted and past its deadline?
  *      (a coordinator message may have come meanwhile: then nothing to do).
  *      Is it still in pg_prepared_xacts? If not it was finished: mark it as
  *      PostgreSQL says (pg_xact_status) and stop.
- *   2. Without the lock: termination=protocol asks every other peer
- *      GET /v1/branches/{gid} in parallel (at its --peer route if it has
- *      one, else at the URL the coordinator sent); termination=timeout asks
- *      no one.
- *   3. Decide; log "3pc termination: <rule> -> commit|abort|wait" (wait: a
- *      peer answered but could not tell yet, e.g. branch_busy: re-arm the
- *      timer for RETRY_MS and stop here).
- *   4. Under b->mu, only if the state is still the one seen in step 1, act:
+ *   2. Without the lock: termination=protocol and =blocking ask every other
+ *      peer GET /v1/branches/{gid} in parallel (at its --peer route if it
+ *      has one, else at the URL the coordinator sent); termination=timeout
+ *      asks no one.
+ *   3. Decide. Wait (a peer answered but could not tell yet, e.g.
+ *      branch_busy; or, blocking, did not answer): log "3pc termination:
+ *      <rule> -> wait", re-arm the timer, backed off (1, 2, 4, 8, then every
+ *      WAIT_RETRY_MAX_MS), and stop here.
+ *   4. Under b->mu, only if the state is still the one seen in step 1, log
+ *      "3pc termination: <rule> -> commit|abort", count it, and act:
  *      commit: COMMIT PREPARED.  abort: ROLLBACK PREPARED.
  *      precommit-then-commit: precommit self (forced) if uncertain, POST
  *        precommit to the uncertain peers, COMMIT PREPARED, POST commit to
@@ -229,26 +233,24 @@ static bool act(agent *ag, branch *b, branch_event ev)
 /* Lock b within TERM_LOCK_WAIT_MS. A holder that keeps it longer (a
  * COMMIT PREPARED of the branch stalled in PostgreSQL, say) must not keep
  * this worker, one of a few, from every other branch's termination: the
- * branch is asked about again RETRY_MS from now, unless a message that
+ * branch is asked about again later_ms from now, unless a message that
  * holds it set a later timer meanwhile. */
-static bool lock_or_later(agent *ag, branch *b)
+static bool lock_or_later(agent *ag, branch *b, int64_t later_ms)
 {
-    struct timespec ts;
-    deadline_in(CLOCK_MONOTONIC, TERM_LOCK_WAIT_MS, &ts);
-    if (pthread_mutex_clocklock(&b->mu, CLOCK_MONOTONIC, &ts) == 0)
+    if (branch_lock_within(b, TERM_LOCK_WAIT_MS))
         return true;
     int64_t now = now_ms(), due = atomic_load(&b->tp->deadline_ms);
     if (due <= now)
-        (void)atomic_compare_exchange_strong(&b->tp->deadline_ms, &due, now + RETRY_MS);
+        (void)atomic_compare_exchange_strong(&b->tp->deadline_ms, &due, now + later_ms);
     txlog_info(b->gid, ag->name, "3pc termination: the branch stayed busy %d ms; asking again in "
-               "%d ms", TERM_LOCK_WAIT_MS, RETRY_MS);
+               "%lld ms", TERM_LOCK_WAIT_MS, (long long)later_ms);
     return false;
 }
 
 static void terminate_branch(agent *ag, branch *b, int worker_id)
 {
     /* 1. */
-    if (!b->tp || !lock_or_later(ag, b))
+    if (!b->tp || !lock_or_later(ag, b, RETRY_MS))
         return;
     branch_state s0 = branch_state_get(b);
     tp_branch *tp = b->tp;
@@ -311,7 +313,7 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
             again = WAIT_RETRY_MAX_MS;
         txlog_info(b->gid, ag->name, "3pc termination: %s -> wait (asking again in %lld ms)",
                    rule, (long long)again);
-        if (!lock_or_later(ag, b))
+        if (!lock_or_later(ag, b, again))
             return;
         if (branch_state_get(b) == s0) /* a message that came meanwhile set its own timer */
             threepc_rearm(b, again);
@@ -321,12 +323,13 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
 
     /* 4. (logged and counted once it is acted on: under the lock, unchanged) */
     const unsigned uncertain = BIT(PEER_UNCERTAIN) | BIT(PEER_PREPARED);
-    if (!lock_or_later(ag, b))
+    if (!lock_or_later(ag, b, RETRY_MS))
         return;
     if (!unchanged(ag, b, s0)) {
         pthread_mutex_unlock(&b->mu);
         return;
     }
+    atomic_store(&tp->waits, 0); /* decided: a later wait backs off from the start */
     txlog_info(b->gid, ag->name, "3pc termination: %s -> %s", rule, commit ? "commit" : "abort");
     counter_inc(commit ? &ag->metrics.term_commit : &ag->metrics.term_abort);
     switch (d) {
@@ -355,7 +358,7 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
         }
         pthread_mutex_unlock(&b->mu);
         tell_peers(ag, b->gid, &ps, uncertain, "precommit");
-        if (!lock_or_later(ag, b)) /* precommitted: the next one commits it (rule 2) */
+        if (!lock_or_later(ag, b, RETRY_MS)) /* precommitted: the next commits it (rule 2) */
             break;
         bool ok = unchanged(ag, b, BS_PRECOMMITTED) && act(ag, b, EV_COMMIT);
         pthread_mutex_unlock(&b->mu);

@@ -131,6 +131,7 @@ tp_branch *tp_branch_new(const tp_params *p)
     atomic_init(&tp->at_ms, 0);
     atomic_init(&tp->deadline_ms, INT64_MAX);
     atomic_init(&tp->terminating, false);
+    atomic_init(&tp->waits, 0);
     atomic_init(&tp->fenced, false);
     return tp;
 }

@@ -37,7 +37,8 @@ struct tp_branch {
     atomic_llong at_ms;        /* wall clock of that record */
     atomic_llong deadline_ms;  /* monotonic now_ms() when the timer fires */
     atomic_bool terminating;   /* queued for / inside termination.c */
-    atomic_int waits;          /* terminations in a row that decided "wait" (their backoff) */
+    atomic_int waits;          /* terminations that decided "wait" since the last decision
+                                * (termination.c: their backoff) */
     atomic_bool fenced;        /* a peer's termination read it uncertain (durable): the
                                 * coordinator's PreCommit is refused from then on */
     atomic_bool unverified;    /* replayed from the log while PostgreSQL could not say whether

@@ -348,10 +348,10 @@ static size_t find_peer(const peer_state *peers, size_t n, const peer_state *wan
     return n;
 }
 
-static void rule_peer(char *rule, size_t len, const char *const *names, size_t i,
-                      peer_state ps)
+static void rule_peer(char *rule, size_t len, const char *mode, const char *const *names,
+                      size_t i, peer_state ps)
 {
-    snprintf(rule, len, "protocol rule, peer %s %s", names && names[i] ? names[i] : "?",
+    snprintf(rule, len, "%s rule, peer %s %s", mode, names && names[i] ? names[i] : "?",
              peer_state_name(ps));
 }
 
@@ -381,7 +381,7 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     static const peer_state busy[] = {PEER_BUSY};
     size_t i = find_peer(peers, n, committed, ARRAY_LEN(committed));
     if (i < n) {
-        rule_peer(rule, rulelen, names, i, peers[i]);
+        rule_peer(rule, rulelen, "protocol", names, i, peers[i]);
         return TERM_COMMIT;
     }
     if (pre) {
@@ -390,17 +390,17 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     }
     i = find_peer(peers, n, against, ARRAY_LEN(against));
     if (i < n) {
-        rule_peer(rule, rulelen, names, i, peers[i]);
+        rule_peer(rule, rulelen, "protocol", names, i, peers[i]);
         return TERM_ABORT;
     }
     i = find_peer(peers, n, precommitted, ARRAY_LEN(precommitted));
     if (i < n) {
-        rule_peer(rule, rulelen, names, i, peers[i]);
+        rule_peer(rule, rulelen, "protocol", names, i, peers[i]);
         return TERM_PRECOMMIT_COMMIT;
     }
     i = find_peer(peers, n, busy, ARRAY_LEN(busy));
     if (i < n) {
-        rule_peer(rule, rulelen, names, i, peers[i]);
+        rule_peer(rule, rulelen, "protocol", names, i, peers[i]);
         return TERM_WAIT;
     }
     /* blocking: a peer that did not answer may have pre-committed and
@@ -410,12 +410,12 @@ term_decision termination_decide(tp_termination mode, tp_state self, const peer_
     static const peer_state unreachable[] = {PEER_UNREACHABLE};
     i = mode == TP_TERM_BLOCKING ? find_peer(peers, n, unreachable, ARRAY_LEN(unreachable)) : n;
     if (i < n) {
-        snprintf(rule, rulelen, "blocking rule, peer %s unreachable", names && names[i] ? names[i] : "?");
+        rule_peer(rule, rulelen, "blocking", names, i, peers[i]);
         return TERM_WAIT;
     }
     i = find_peer(peers, n, unknown, ARRAY_LEN(unknown));
     if (i < n) {
-        rule_peer(rule, rulelen, names, i, peers[i]);
+        rule_peer(rule, rulelen, "protocol", names, i, peers[i]);
         return TERM_ABORT;
     }
     size_t reachable = 0;

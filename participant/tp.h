@@ -6,7 +6,8 @@
  *
  * Record payload (wal.h framing, type TP_RECORD_TYPE), compact JSON:
  *   {"gid","state":"uncertain","peers":[{"participant","url"}],
- *    "uncertain_timeout_ms","precommit_timeout_ms","termination":"protocol"|"timeout",
+ *    "uncertain_timeout_ms","precommit_timeout_ms",
+ *    "termination":"protocol"|"timeout"|"blocking",
  *    "xid","at_ms"}                                 (after the yes vote, forced)
  *   {"gid","state":"uncertain","fenced":true}        (before answering a peer's
  *                                                    termination read, forced:

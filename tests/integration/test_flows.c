@@ -6,6 +6,7 @@
  * directly; each test owns its own account ids.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
