@@ -314,6 +314,15 @@ static char *agent_branch_state(int i, const char *gid)
     return st;
 }
 
+/* POST commit of gid answers 409 with outcome aborted. */
+static void commit_answers_aborted(const char *gid, const char *what)
+{
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 409, what);
+    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
+    h_resp_clear(&r);
+}
+
 /* The coordinator restarted while a transaction was open: presumed abort
  * forgets it, so no rollback will ever reach its branches. The agent's sweep
  * asks about its idle open branch, hears "aborted" and rolls it back, so its
@@ -344,13 +353,22 @@ START_TEST(open_branch_of_a_restarted_coordinator_is_rolled_back)
                                  "LIKE 'txagent pg1 %%' AND state LIKE 'idle in transaction%%'"),
                      0);
     ck_assert_int_eq(h_balance(1, 1701), 10);
-    h_resp r = h_commit(gid);
-    H_EXPECT(r, 409, "commit after the coordinator forgot the transaction");
-    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
-    h_resp_clear(&r);
+    commit_answers_aborted(gid, "commit after the coordinator forgot the transaction");
     free(gid);
 }
 END_TEST
+
+/* scripts/cluster stop coordinator (SIGTERM), which must end in a clean
+ * exit: its "stopped" line, no grace run out. coordinator.log keeps every
+ * start's lines: this run's are counted. */
+static void stop_coordinator_cleanly(void)
+{
+    size_t cut = h_log_count("coordinator", "still in flight after");
+    size_t stopped = h_log_count("coordinator", "INFO stopped\n");
+    ck_assert_msg(h_cluster("stop", "coordinator", NULL) == 0, "scripts/cluster stop coordinator");
+    ck_assert_uint_eq(h_log_count("coordinator", "still in flight after"), cut);
+    ck_assert_uint_eq(h_log_count("coordinator", "INFO stopped\n"), stopped + 1);
+}
 
 /* A clean stop (SIGTERM) rolls back the transactions still open before it
  * exits: their row locks go with the coordinator, not at their timeout (120 s
@@ -365,9 +383,7 @@ START_TEST(stop_rolls_back_open_transactions)
     h_stmt_ok(gid, "pg1", CREDIT, json_pack("[ii]", 5, 1711));
     h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 5, 1712));
     size_t rolled = h_log_count("coordinator", "shutdown: rolling back");
-    size_t cut = h_log_count("coordinator", "still in flight after");
-    size_t stopped = h_log_count("coordinator", "INFO stopped\n");
-    ck_assert_msg(h_cluster("stop", "coordinator", NULL) == 0, "scripts/cluster stop coordinator");
+    stop_coordinator_cleanly();
     for (int i = 1; i <= 2; i++) {
         char *st = agent_branch_state(i, gid);
         ck_assert_msg(strcmp(st, "aborted") == 0,
@@ -379,16 +395,11 @@ START_TEST(stop_rolls_back_open_transactions)
                                  "a.state LIKE 'idle in transaction%%'"),
                      0);
     ck_assert_uint_eq(h_log_count("coordinator", "shutdown: rolling back"), rolled + 1);
-    ck_assert_uint_eq(h_log_count("coordinator", "still in flight after"), cut);
-    ck_assert_uint_eq(h_log_count("coordinator", "INFO stopped\n"), stopped + 1); /* a clean exit */
     ck_assert_msg(h_cluster("start", "coordinator", NULL) == 0, "scripts/cluster start coordinator");
     h_test_setup();
     ck_assert_int_eq(h_balance(1, 1711), 10);
     ck_assert_int_eq(h_balance(2, 1712), 10);
-    h_resp r = h_commit(gid);
-    H_EXPECT(r, 409, "commit of a transaction the stop rolled back");
-    ck_assert_str_eq(h_str(r.json, "outcome"), "aborted");
-    h_resp_clear(&r);
+    commit_answers_aborted(gid, "commit of a transaction the stop rolled back");
     free(gid);
 }
 END_TEST
@@ -423,14 +434,10 @@ START_TEST(stop_unblocks_a_statement_waiting_on_an_open_transaction)
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, stmt_waiting_on_lock, &w), 0);
     ck_assert_msg(h_lock_waiters(1, 1) == 1, "the statement never waited on the row lock");
-    size_t cut = h_log_count("coordinator", "still in flight after");
-    size_t stopped = h_log_count("coordinator", "INFO stopped\n");
-    ck_assert_msg(h_cluster("stop", "coordinator", NULL) == 0, "scripts/cluster stop coordinator");
+    stop_coordinator_cleanly();
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     H_EXPECT(w.r, 200, "the statement that waited on the holder's row lock");
     h_resp_clear(&w.r);
-    ck_assert_uint_eq(h_log_count("coordinator", "still in flight after"), cut);
-    ck_assert_uint_eq(h_log_count("coordinator", "INFO stopped\n"), stopped + 1);
     char *st = agent_branch_state(1, holder);
     ck_assert_msg(strcmp(st, "aborted") == 0, "holder's branch is '%s' after the stop", st);
     free(st);

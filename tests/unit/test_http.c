@@ -252,18 +252,25 @@ START_TEST(test_errors)
 }
 END_TEST
 
-/* A client whose request is being handled while the server stops. */
-static void *slow_client(void *arg)
+/* A GET made on a thread of its own (a client whose request is being
+ * handled while the server stops); the test reads c once it is joined. */
+typedef struct {
+    const char *path;
+    long timeout_ms;
+    httpc_call c;
+} bg_get;
+
+static void *bg_get_main(void *arg)
 {
-    httpc_call *c = arg;
-    memset(c, 0, sizeof(*c));
-    char *u = url("/slow/at-stop");
-    c->method = "GET";
-    c->url = u;
-    c->timeout_ms = 10000;
-    (void)httpc_request(c); /* status read by the test */
+    bg_get *g = arg;
+    memset(&g->c, 0, sizeof(g->c));
+    char *u = url(g->path);
+    g->c.method = "GET";
+    g->c.url = u;
+    g->c.timeout_ms = g->timeout_ms;
+    (void)httpc_request(&g->c); /* status read by the test */
     free(u);
-    c->url = NULL;
+    g->c.url = NULL;
     return NULL;
 }
 
@@ -272,34 +279,20 @@ START_TEST(test_stop_answers_requests_in_flight)
     /* Stopping while a handler runs (150 ms) still sends its answer: a
      * commit done is not lost to its client. (MHD_stop_daemon alone shut
      * the connection down first.) New connections are refused meanwhile. */
-    httpc_call c;
+    bg_get g = {.path = "/slow/at-stop", .timeout_ms = 10000};
     pthread_t th;
     int before = atomic_load(&slow_started);
-    ck_assert_int_eq(pthread_create(&th, NULL, slow_client, &c), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_get_main, &g), 0);
     for (int i = 0; i < 1000 && atomic_load(&slow_started) == before; i++)
         sleep_ms(5, NULL); /* until its handler runs */
     http_server_stop(srv);
     srv = NULL;
     pthread_join(th, NULL);
-    ck_assert_msg(c.status == 200, "status %ld (%s)", c.status, c.error);
-    ck_assert_str_eq(json_string_value(json_object_get(c.response, "slow")), "at-stop");
-    httpc_call_clear(&c);
+    ck_assert_msg(g.c.status == 200, "status %ld (%s)", g.c.status, g.c.error);
+    ck_assert_str_eq(json_string_value(json_object_get(g.c.response, "slow")), "at-stop");
+    httpc_call_clear(&g.c);
 }
 END_TEST
-
-static void *hold_client(void *arg)
-{
-    httpc_call *c = arg;
-    memset(c, 0, sizeof(*c));
-    char *u = url("/hold");
-    c->method = "GET";
-    c->url = u;
-    c->timeout_ms = 15000;
-    (void)httpc_request(c); /* status read by the test */
-    free(u);
-    c->url = NULL;
-    return NULL;
-}
 
 static void *stop_thread(void *arg)
 {
@@ -349,10 +342,10 @@ START_TEST(test_request_arriving_during_stop_is_refused)
      * answer could otherwise meet a connection already shut down), while
      * the request being handled is still answered. */
     atomic_store(&hold_release, false);
-    httpc_call held;
+    bg_get held = {.path = "/hold", .timeout_ms = 15000};
     pthread_t client, stopper;
     int before = atomic_load(&hold_started);
-    ck_assert_int_eq(pthread_create(&client, NULL, hold_client, &held), 0);
+    ck_assert_int_eq(pthread_create(&client, NULL, bg_get_main, &held), 0);
     for (int i = 0; i < 2000 && atomic_load(&hold_started) == before; i++)
         sleep_ms(5, NULL); /* until its handler runs */
     ck_assert_int_gt(atomic_load(&hold_started), before);
@@ -394,8 +387,9 @@ START_TEST(test_request_arriving_during_stop_is_refused)
     atomic_store(&hold_release, true);
     pthread_join(client, NULL);
     pthread_join(stopper, NULL);
-    ck_assert_msg(held.status == 200, "held request: status %ld (%s)", held.status, held.error);
-    httpc_call_clear(&held);
+    ck_assert_msg(held.c.status == 200, "held request: status %ld (%s)", held.c.status,
+                  held.c.error);
+    httpc_call_clear(&held.c);
 }
 END_TEST
 
