@@ -314,6 +314,14 @@ static char *agent_branch_state(int i, const char *gid)
     return st;
 }
 
+/* Agent i has rolled gid's branch back (what: for the message). */
+static void branch_is_aborted(int i, const char *gid, const char *what)
+{
+    char *st = agent_branch_state(i, gid);
+    ck_assert_msg(strcmp(st, "aborted") == 0, "agent%d: %s branch (%s) is '%s'", i, what, gid, st);
+    free(st);
+}
+
 /* POST commit of gid answers 409 with outcome aborted. */
 static void commit_answers_aborted(const char *gid, const char *what)
 {
@@ -384,12 +392,8 @@ START_TEST(stop_rolls_back_open_transactions)
     h_stmt_ok(gid, "pg2", CREDIT, json_pack("[ii]", 5, 1712));
     size_t rolled = h_log_count("coordinator", "shutdown: rolling back");
     stop_coordinator_cleanly();
-    for (int i = 1; i <= 2; i++) {
-        char *st = agent_branch_state(i, gid);
-        ck_assert_msg(strcmp(st, "aborted") == 0,
-                      "agent%d: branch of %s is '%s' after the coordinator stopped", i, gid, st);
-        free(st);
-    }
+    for (int i = 1; i <= 2; i++)
+        branch_is_aborted(i, gid, "after the coordinator stopped, the");
     ck_assert_int_eq(h_sql_ll(1, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING "
                                  "(pid) WHERE a.application_name LIKE 'txagent pg1 %%' AND "
                                  "a.state LIKE 'idle in transaction%%'"),
@@ -438,12 +442,8 @@ START_TEST(stop_unblocks_a_statement_waiting_on_an_open_transaction)
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     H_EXPECT(w.r, 200, "the statement that waited on the holder's row lock");
     h_resp_clear(&w.r);
-    char *st = agent_branch_state(1, holder);
-    ck_assert_msg(strcmp(st, "aborted") == 0, "holder's branch is '%s' after the stop", st);
-    free(st);
-    st = agent_branch_state(1, waiter_gid);
-    ck_assert_msg(strcmp(st, "aborted") == 0, "waiter's branch is '%s' after the stop", st);
-    free(st);
+    branch_is_aborted(1, holder, "after the stop, the holder's");
+    branch_is_aborted(1, waiter_gid, "after the stop, the waiter's");
     ck_assert_msg(h_cluster("start", "coordinator", NULL) == 0, "scripts/cluster start coordinator");
     h_test_setup();
     ck_assert_int_eq(h_balance(1, 1721), 10);
