@@ -52,7 +52,7 @@ typedef struct {
     metric_gauge waiting_precommitted; /* 3PC: awaiting DoCommit */
     metric_histogram prepare_latency; /* whole prepare call, statements included */
     metric_counter precommitted;      /* 3PC: -> precommitted */
-    metric_counter term_commit, term_abort; /* 3PC terminations by outcome */
+    metric_counter term_commit, term_abort, term_wait; /* 3PC terminations by decision */
     metric_counter results_too_large;       /* statements cancelled past --max-result-bytes */
     /* recovery sweep (resolver.c, op_resolve) */
     metric_counter sweep_committed, sweep_aborted; /* prepared branches it finished */

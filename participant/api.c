@@ -413,6 +413,8 @@ static void h_metrics(http_request *req, void *app)
                          &m->term_commit);
     metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"abort\"",
                          &m->term_abort);
+    metric_write_counter(&sb, "txagent_3pc_terminations_total", "decision=\"wait\"",
+                         &m->term_wait);
     metric_write_header(&sb, "txagent_sweep_resolved_total", "counter",
                         "Prepared branches the recovery sweep finished with the coordinator's "
                         "outcome.");

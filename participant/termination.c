@@ -307,6 +307,7 @@ static void terminate_branch(agent *ag, branch *b, int worker_id)
         /* Backed off: a peer that stays unreachable (the blocking rule, for
          * a whole partition) or busy must not keep a worker, each attempt
          * up to PEER_TIMEOUT_MS per silent peer, from the other branches. */
+        counter_inc(&ag->metrics.term_wait);
         int n = atomic_fetch_add(&tp->waits, 1);
         int64_t again = n >= 4 ? WAIT_RETRY_MAX_MS : (int64_t)RETRY_MS << n;
         if (again > WAIT_RETRY_MAX_MS)

@@ -28,6 +28,11 @@ DOWN_S=$((UNCERTAIN_MS / 1000 + 6)) # agent1 stays down this long after the cras
 SUMMARY=()
 
 states23() { echo "$(agent_state 2 "$1") $(agent_state 3 "$1")"; }
+waits23() { # decided waits of agent2 and agent3, summed
+    echo $(($(agent_metric 2 'txagent_3pc_terminations_total{decision="wait"}') +
+        $(agent_metric 3 'txagent_3pc_terminations_total{decision="wait"}')))
+}
+is_ge_1() { [ "$("$@")" -ge 1 ]; }
 
 # precommitted_then_killed N RULE VAR: steps N, N+1: the coordinator dies
 # after pg1's PreCommit; agent1 is killed at once. Sets VAR.
@@ -102,6 +107,8 @@ check "a termination waited for pg1 (within $((UNCERTAIN_MS / 1000 + 10))s)" \
     "$CDIR/agent2.log" "$CDIR/agent3.log"
 check "pg2 and pg3 stay uncertain, prepared, while agent1 is down (3s)" \
     holds_for 3 is_eq "uncertain uncertain" states23 "$GID_B"
+check "txagent_3pc_terminations_total{decision=\"wait\"} counts it (agent2 or agent3)" \
+    is_ge_1 waits23
 expect_eq "branches of $GID_B prepared in PostgreSQL (pg1 pg2 pg3)" \
     "$(prepared_at 1 "$GID_B") $(prepared_at 2 "$GID_B") $(prepared_at 3 "$GID_B")" "1 1 1"
 for i in 2 3; do
