@@ -203,13 +203,30 @@ metric_gauge *branch_waiting_gauge(agent_metrics *m, branch_state s);
  * rollback must not wait behind a statement stuck on a lock). false when
  * the cancel request could not be sent (logged). */
 bool branch_cancel_running(branch *b);
+/* The same for the idle thread's cancel of one overdue batch: sent only if
+ * batch_overdue_ms still reads `batch` (the value its caller claimed the
+ * batch with) once cancel_mu is held; otherwise that batch ended, and the
+ * cancel, which PostgreSQL applies to whatever its backend runs when it
+ * arrives, would hit the branch's next statement. 1 sent, 0 not needed, -1
+ * could not be sent (logged). */
+int branch_cancel_batch(branch *b, int64_t batch);
+/* Under b->mu, before a batch (or a PREPARE or COMMIT sent alone) goes to
+ * PostgreSQL: batch_overdue_ms = overdue_at, then wait for a cancel or a
+ * termination that the idle thread decided for the previous batch while it
+ * still ran (branch_cancel_batch, branch_terminate_running hold cancel_mu
+ * from their check until their request is out). A cancel that reaches an
+ * idle backend is dropped by PostgreSQL, so once this returns none meant
+ * for an earlier batch can reach this one. */
+void branch_batch_begins(branch *b, int64_t overdue_at);
 /* Without b->mu: terminate the backend of the branch's connection, if it has
  * one, and wait until it is gone (pool_fence_backend): for a statement that
  * survives its cancels (a PL/pgSQL handler can catch query_canceled; it
  * cannot catch the FATAL of a termination). The statement then fails as on
  * a lost connection, which every path already handles (a PREPARE it
- * carried: maybe_prepared). false when it could not be confirmed (logged). */
-bool branch_terminate_running(agent *ag, branch *b);
+ * carried: maybe_prepared). Only if batch_overdue_ms still reads `batch`
+ * once cancel_mu is held (as branch_cancel_batch); true then too. false when
+ * it could not be confirmed (logged). */
+bool branch_terminate_running(agent *ag, branch *b, int64_t batch);
 
 /* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx
  * filled). xid (size >= 24, may be NULL) gets its xid8 in decimal when found. */

@@ -129,10 +129,33 @@ bool branch_cancel_running(branch *b)
     return sent;
 }
 
-bool branch_terminate_running(agent *ag, branch *b)
+int branch_cancel_batch(branch *b, int64_t batch)
+{
+    char err[256];
+    int sent = 0;
+    pthread_mutex_lock(&b->cancel_mu);
+    if (atomic_load(&b->batch_overdue_ms) == batch && b->cancel) {
+        sent = PQcancel(b->cancel, err, sizeof(err)) ? 1 : -1;
+        if (sent < 0)
+            log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
+    }
+    pthread_mutex_unlock(&b->cancel_mu);
+    return sent;
+}
+
+void branch_batch_begins(branch *b, int64_t overdue_at)
+{
+    atomic_store(&b->batch_overdue_ms, overdue_at);
+    pthread_mutex_lock(&b->cancel_mu); /* a cancel or termination being decided */
+    pthread_mutex_unlock(&b->cancel_mu);
+}
+
+bool branch_terminate_running(agent *ag, branch *b, int64_t batch)
 {
     pthread_mutex_lock(&b->cancel_mu);
-    pg_backend_id backend = b->conn ? b->backend : (pg_backend_id){0};
+    pg_backend_id backend = b->conn && atomic_load(&b->batch_overdue_ms) == batch
+                                ? b->backend
+                                : (pg_backend_id){0};
     /* The batch may end before the termination lands (it caught the cancel
      * and went on): its connection must then not go back to the pool,
      * where another branch (or the fence query itself) would get the
@@ -354,7 +377,7 @@ static bool fn_find_prepared(branch *b, fsm_ctx *ctx)
  * batch_overdue_ms to 0 once it is answered. */
 static void arm_overdue(branch *b)
 {
-    atomic_store(&b->batch_overdue_ms, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
+    branch_batch_begins(b, now_ms() + b->timeout_ms + BATCH_GRACE_MS);
 }
 
 /* fn_prepare's PREPARE TRANSACTION on b->conn, with the role reset before it

@@ -414,7 +414,7 @@ static stmt_status run_batch(agent *ag, branch *b, const op_stmt *st, size_t n,
                  (long long)bound);
         /* The same bound for the whole batch, kept by the idle thread
          * (op_expire_idle): a statement may lift its own statement_timeout. */
-        atomic_store(&b->batch_overdue_ms, now_ms() + bound + BATCH_GRACE_MS);
+        branch_batch_begins(b, now_ms() + bound + BATCH_GRACE_MS);
         q[nq++] = (pg_query){set_timeout, 0, NULL, false};
         first_stmt = nq;
         for (size_t i = 0; i < n; i++) {
@@ -1485,7 +1485,7 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
         txlog_warn(b->gid, ag->name, "a statement batch still runs %d ms after its cancel "
                    "(it catches query_canceled?): terminating its backend",
                    BATCH_GRACE_MS);
-        bool gone = branch_terminate_running(ag, b);
+        bool gone = branch_terminate_running(ag, b, CANCEL_SENDING);
         int64_t sending = CANCEL_SENDING;
         (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &sending,
                                              gone ? 0 : -(now + BATCH_GRACE_MS));
@@ -1498,14 +1498,24 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
      * CAS below fail, so a retry is armed only for the batch it was meant for */
     if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, CANCEL_SENDING))
         return; /* the batch ended, or another batch began, meanwhile */
-    /* first: the batch may end any moment now */
-    bool sent = branch_cancel_running(b);
+    /* A pause here (fault point) lets the batch end and the branch's next
+     * one begin before the cancel goes out: branch_cancel_batch then sends
+     * nothing (before, the next statement failed with 57014). */
+    fault_point("before-overdue-cancel");
+    int sent = branch_cancel_batch(b, CANCEL_SENDING);
     int64_t sending = CANCEL_SENDING;
-    /* not sent (PostgreSQL unreachable for the cancel connection): again in
-     * BATCH_GRACE_MS; sent: terminated if it still runs then */
+    /* not needed (the batch ended, or the branch has no connection): 0
+     * unless another batch began; not sent (PostgreSQL unreachable for the
+     * cancel connection): again in BATCH_GRACE_MS; sent: terminated if it
+     * still runs then */
     (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &sending,
-                                         sent ? -(now + BATCH_GRACE_MS) : now + BATCH_GRACE_MS);
-    if (!sent)
+                                         sent == 0  ? 0
+                                         : sent > 0 ? -(now + BATCH_GRACE_MS)
+                                                    : now + BATCH_GRACE_MS);
+    if (sent == 0)
+        txlog_info(b->gid, ag->name, "a statement batch ran past its bound but ended before "
+                   "its cancel went out: nothing cancelled");
+    if (sent <= 0)
         return;
     txlog_warn(b->gid, ag->name, "a statement batch (or the PREPARE or COMMIT that ends the "
                "branch) ran %lld ms past its bound (its statement_timeout, lifted by a "

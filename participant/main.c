@@ -93,6 +93,7 @@ static void check_max_prepared(PGconn *c, long long pool_size)
 }
 
 static const char *const crash_points[] = {"after-prepare", "after-commit-prepared",
+                                           "before-overdue-cancel",
                                            "3pc-before-precommit-record", "3pc-after-precommit-record",
                                            "wal-fdatasync=error", NULL};
 

@@ -622,6 +622,62 @@ static void *run_loop_stmt(void *arg)
     return NULL;
 }
 
+/* A statement call straight to agent pg2 (no coordinator in between). */
+static h_resp agent2_stmt(const char *gid, const char *sql, int timeout_ms)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s/v1/branches/%s/statements", h_agent_url(2), gid);
+    json_t *body =
+        json_pack("{s:s,s:s,s:i}", "participant", "pg2", "sql", sql, "timeout_ms", timeout_ms);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    h_resp r = h_http("POST", url, text, strlen(text));
+    free(text);
+    return r;
+}
+
+/* The idle thread's cancel of an overdue batch, held back 3 s (agent pg2
+ * armed with before-overdue-cancel=pause) so that the batch ends and the
+ * branch's next statement begins before it goes out. PostgreSQL applies a
+ * cancel to whatever the backend runs when it arrives: before, that next
+ * statement failed with 57014. */
+START_TEST(late_cancel_of_an_ended_batch_spares_the_next_statement)
+{
+    ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", "--", "--crash-point",
+                               "before-overdue-cancel:1=pause:3000", NULL),
+                     0);
+    char *gid = h_begin();
+    /* Catches its own statement_timeout (500 ms) and ends 4 s in; overdue
+     * from 2.5 s (500 ms + BATCH_GRACE_MS), which the idle thread's 1 s tick
+     * sees by 3.5 s: its cancel goes out 5.5-6.5 s in. */
+    h_resp r = agent2_stmt(gid,
+                           "DO $$BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled "
+                           "THEN PERFORM pg_sleep(3.5); END$$",
+                           500);
+    H_EXPECT(r, 200, "the statement that catches its statement_timeout");
+    h_resp_clear(&r);
+    r = agent2_stmt(gid, "SELECT pg_sleep(4)", 20000); /* runs 4-8 s in */
+    H_EXPECT(r, 200, "the next statement, running when the late cancel was due");
+    h_resp_clear(&r);
+    ck_assert_msg(h_log_contains("agent2", "fault point before-overdue-cancel reached"),
+                  "the idle thread never found the first batch overdue");
+    ck_assert_msg(h_log_contains("agent2", "ended before its cancel went out"),
+                  "no line saying the cancel was not sent");
+
+    char url[512];
+    snprintf(url, sizeof(url), "%s/v1/branches/%s/rollback", h_agent_url(2), gid);
+    static const char rb[] = "{\"participant\":\"pg2\"}";
+    r = h_http("POST", url, rb, strlen(rb));
+    H_EXPECT(r, 200, "rolling the branch back at the agent");
+    h_resp_clear(&r);
+    h_discard(gid);
+    ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", NULL), 0);
+    h_test_setup();
+}
+END_TEST
+
 START_TEST(rollback_ends_a_statement_that_survives_cancels)
 {
     loop_stmt l = {.gid = h_begin_timeout(150000)};
@@ -1621,6 +1677,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, one_shot_statement_that_lifts_its_timeout_is_cancelled);
     tcase_add_test(tc, statement_that_survives_cancels_is_terminated);
     tcase_add_test(tc, rollback_ends_a_statement_that_survives_cancels);
+    tcase_add_test(tc, late_cancel_of_an_ended_batch_spares_the_next_statement);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);
