@@ -104,6 +104,15 @@ const char *agent_error_code(const httpc_call *c)
     return agent_error_field(c, "code");
 }
 
+bool agent_busy_before_running(const httpc_call *c)
+{
+    if (c->status != 503)
+        return false;
+    const char *code = agent_error_code(c);
+    return strcmp(code, "pool_exhausted") == 0 || strcmp(code, "shutting_down") == 0 ||
+           strcmp(code, "branch_busy") == 0;
+}
+
 bool agent_refused_link(const httpc_call *c)
 {
     if (c->status == 409)

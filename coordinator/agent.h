@@ -32,6 +32,11 @@ bool agent_refused_link(const httpc_call *c);
  * agent itself (400 invalid request or params, 413 too large; not 409 nor
  * 422, which answer for a branch that may have run)? */
 bool agent_refused_before_running(const httpc_call *c);
+/* A 503 that an agent gives a statement before anything of it runs:
+ * pool_exhausted (no connection to begin the branch on), shutting_down (no
+ * new branch) or branch_busy (the branch's lock stayed held). For a branch
+ * that has not begun there, nothing was done: the call can be made again. */
+bool agent_busy_before_running(const httpc_call *c);
 const char *agent_error_sqlstate(const httpc_call *c);
 /* The agent answered 409 wrong_state naming its branch's state as `state`
  * (e.g. "aborted": it finished the branch on its own). */

@@ -193,9 +193,14 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
     bool link_error = agent_refused_link(c);
     /* A 4xx other than 409 and 422 is a refusal before anything ran (400
      * invalid_params, 413, ...): it leaves the branch as it was, and a branch
-     * whose statements were all refused never began at the agent. Anything
-     * else may have reached its session. */
-    bool refused = agent_refused_before_running(c);
+     * whose statements were all refused never began at the agent. So is a
+     * busy agent's 503 on a branch that has not begun there (no connection
+     * free, shutting down): the client may ask again, and the transaction
+     * stays usable. On a begun branch the same 503 (branch_busy: an earlier
+     * call may still run there) leaves its work unknown. Anything else may
+     * have reached its session. */
+    bool refused = agent_refused_before_running(c) ||
+                   (!b->begun && agent_busy_before_running(c));
     if (!refused)
         b->begun = true;
     if (c->status == 200 && stmt_answer_readable(c)) {
@@ -262,7 +267,7 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
         a.body = error_body_extra(*code ? code : "sql_error", msg, b->participant, ss);
         return a;
     }
-    if (c->status == 409 || c->status >= 500) {
+    if (!refused && (c->status == 409 || c->status >= 500)) {
         /* The agent's branch is not in the state we think, or its database
          * went away mid-transaction: the work done there is lost or unknown. */
         txn_set_branch_state(t, b, c->status >= 500 ? BR_UNKNOWN : BR_FAILED);
@@ -270,15 +275,24 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
         txn_set_failed(t, reason);
         txlog_warn(t->gid, b->participant, "statement: %s; transaction is rollback-only", desc);
     } else {
-        /* Other 4xx (e.g. transaction_control): refused before running. */
+        /* Other 4xx (e.g. transaction_control), or a busy agent's 503 on a
+         * branch not begun: refused before running. */
         txlog_info(t->gid, b->participant, "statement refused: %s%s", desc,
                    b->begun ? "" : " (the branch has not begun there)");
     }
     a.status = (unsigned)c->status;
     if (c->response && json_object_get(c->response, "error")) {
         a.body = json_incref(c->response);
-        json_object_set_new(json_object_get(a.body, "error"), "participant",
-                            json_string(b->participant));
+        json_t *err = json_object_get(a.body, "error");
+        json_object_set_new(err, "participant", json_string(b->participant));
+        const char *msg = json_string_value(json_object_get(err, "message"));
+        if (!refused && c->status >= 500 && msg) {
+            /* an agent's 503 says "ask again" to its own caller; to the
+             * client it is final for this transaction */
+            char *m = xasprintf("%s (the transaction is rollback-only now: roll it back)", msg);
+            json_object_set_new(err, "message", json_string(m));
+            free(m);
+        }
     } else {
         a.body = error_body_extra(c->status >= 500 ? "participant_unreachable" : "agent_error",
                                   desc, b->participant, NULL);

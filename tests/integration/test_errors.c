@@ -397,6 +397,44 @@ END_TEST
  * it out instead of asking the agent to prepare a gid it never saw (which
  * votes no: "unknown branch"). Too many params are refused by the coordinator
  * itself, before any branch is opened. */
+/* A statement for which agent pg2 cannot begin a branch (its one branch
+ * connection is held: 503 pool_exhausted after its 5 s wait) did nothing
+ * there, and its answer says "ask again": the client may, and the
+ * transaction stays usable and commits. Before, the same answer made the
+ * transaction rollback-only. */
+START_TEST(busy_agent_before_a_branch_begins_leaves_the_transaction_usable)
+{
+    h_set_balance(1, 1461, 10);
+    h_set_balance(2, 1462, 10);
+    ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", "--", "--pool-size", "2", NULL), 0);
+    char *holder = h_begin();
+    h_stmt_ok(holder, "pg2", "SELECT 1", NULL); /* takes the one branch connection */
+    char *gid = h_begin();
+    h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1461", NULL);
+    static const char credit[] = "UPDATE accounts SET balance = balance + 1 WHERE id = 1462";
+    h_resp r = h_stmt(gid, "pg2", credit, NULL);
+    expect_error(&r, 503, "pool_exhausted", "a statement whose branch finds no connection");
+    h_resp_clear(&r);
+    r = h_commit(holder);
+    H_EXPECT(r, 200, "commit of the transaction holding the connection");
+    h_resp_clear(&r);
+    free(holder);
+    r = h_stmt(gid, "pg2", credit, NULL);
+    H_EXPECT(r, 200, "the statement asked again once a connection is free");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit after the busy answer");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_int_eq(h_balance(1, 1461), 11);
+    ck_assert_int_eq(h_balance(2, 1462), 11);
+    ck_assert_int_eq(h_cluster("stop", "agent2", NULL), 0);
+    ck_assert_int_eq(h_cluster("start", "agent2", NULL), 0);
+    h_test_setup();
+}
+END_TEST
+
 START_TEST(refused_first_statement_leaves_no_branch)
 {
     h_set_balance(1, 1451, 10);
@@ -751,6 +789,7 @@ TCase *tc_errors(void)
     tcase_add_test(tc, participant_unreachable);
     tcase_add_test(tc, participant_hangs);
     tcase_add_test(tc, refused_first_statement_leaves_no_branch);
+    tcase_add_test(tc, busy_agent_before_a_branch_begins_leaves_the_transaction_usable);
     tcase_add_test(tc, participant_that_is_no_agent);
     tcase_add_test(tc, too_many_unfinished_transactions);
     tcase_add_test(tc, database_down_behind_its_agent);

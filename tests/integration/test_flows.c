@@ -625,15 +625,9 @@ static void *run_loop_stmt(void *arg)
 /* A statement call straight to agent pg2 (no coordinator in between). */
 static h_resp agent2_stmt(const char *gid, const char *sql, int timeout_ms)
 {
-    char url[512];
-    snprintf(url, sizeof(url), "%s/v1/branches/%s/statements", h_agent_url(2), gid);
-    json_t *body =
-        json_pack("{s:s,s:s,s:i}", "participant", "pg2", "sql", sql, "timeout_ms", timeout_ms);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    h_resp r = h_http("POST", url, text, strlen(text));
-    free(text);
-    return r;
+    return agent_post(2, gid, "statements",
+                      json_pack("{s:s,s:s,s:i}", "participant", "pg2", "sql", sql, "timeout_ms",
+                                timeout_ms));
 }
 
 /* The idle thread's cancel of an overdue batch, held back 3 s (agent pg2
@@ -665,10 +659,7 @@ START_TEST(late_cancel_of_an_ended_batch_spares_the_next_statement)
     ck_assert_msg(h_log_contains("agent2", "ended before its cancel went out"),
                   "no line saying the cancel was not sent");
 
-    char url[512];
-    snprintf(url, sizeof(url), "%s/v1/branches/%s/rollback", h_agent_url(2), gid);
-    static const char rb[] = "{\"participant\":\"pg2\"}";
-    r = h_http("POST", url, rb, strlen(rb));
+    r = agent_call(2, gid, "rollback", NULL);
     H_EXPECT(r, 200, "rolling the branch back at the agent");
     h_resp_clear(&r);
     h_discard(gid);
