@@ -109,8 +109,7 @@ bool agent_busy_before_running(const httpc_call *c)
     if (c->status != 503)
         return false;
     const char *code = agent_error_code(c);
-    return strcmp(code, "pool_exhausted") == 0 || strcmp(code, "shutting_down") == 0 ||
-           strcmp(code, "branch_busy") == 0;
+    return strcmp(code, "pool_exhausted") == 0 || strcmp(code, "shutting_down") == 0;
 }
 
 bool agent_refused_link(const httpc_call *c)

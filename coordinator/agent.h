@@ -32,10 +32,13 @@ bool agent_refused_link(const httpc_call *c);
  * agent itself (400 invalid request or params, 413 too large; not 409 nor
  * 422, which answer for a branch that may have run)? */
 bool agent_refused_before_running(const httpc_call *c);
-/* A 503 that an agent gives a statement before anything of it runs:
- * pool_exhausted (no connection to begin the branch on), shutting_down (no
- * new branch) or branch_busy (the branch's lock stayed held). For a branch
- * that has not begun there, nothing was done: the call can be made again. */
+/* A 503 that an agent gives a statement only before its branch begins there:
+ * pool_exhausted (no connection to begin it on) or shutting_down (no new
+ * branch). For a branch that has not begun there, nothing was done: the call
+ * can be made again. Not branch_busy: the branch's lock held means another
+ * call on the gid runs there, which may have begun the branch (a copy of
+ * this very statement, re-sent by libcurl on a reused connection that died
+ * before its answer, say). */
 bool agent_busy_before_running(const httpc_call *c);
 const char *agent_error_sqlstate(const httpc_call *c);
 /* The agent answered 409 wrong_state naming its branch's state as `state`

@@ -195,10 +195,9 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
      * invalid_params, 413, ...): it leaves the branch as it was, and a branch
      * whose statements were all refused never began at the agent. So is a
      * busy agent's 503 on a branch that has not begun there (no connection
-     * free, shutting down): the client may ask again, and the transaction
-     * stays usable. On a begun branch the same 503 (branch_busy: an earlier
-     * call may still run there) leaves its work unknown. Anything else may
-     * have reached its session. */
+     * free, shutting down: agent_busy_before_running): the client may ask
+     * again, and the transaction stays usable. Anything else may have
+     * reached its session. */
     bool refused = agent_refused_before_running(c) ||
                    (!b->begun && agent_busy_before_running(c));
     if (!refused)

@@ -211,12 +211,14 @@ bool branch_cancel_running(branch *b);
  * could not be sent (logged). */
 int branch_cancel_batch(branch *b, int64_t batch);
 /* Under b->mu, before a batch (or a PREPARE or COMMIT sent alone) goes to
- * PostgreSQL: batch_overdue_ms = overdue_at, then wait for a cancel or a
- * termination that the idle thread decided for the previous batch while it
- * still ran (branch_cancel_batch, branch_terminate_running hold cancel_mu
- * from their check until their request is out). A cancel that reaches an
- * idle backend is dropped by PostgreSQL, so once this returns none meant
- * for an earlier batch can reach this one. */
+ * PostgreSQL: batch_overdue_ms = overdue_at, then wait for a cancel that the
+ * idle thread decided for the previous batch while it still ran
+ * (branch_cancel_batch holds cancel_mu from its check until the request is
+ * out). A cancel that reaches an idle backend is dropped by PostgreSQL, so
+ * once this returns none meant for an earlier batch can reach this one. A
+ * termination is not waited for: once branch_terminate_running picked the
+ * backend (the earlier batch still ran), the session is lost whatever runs
+ * on it next, and that fails as on a lost connection. */
 void branch_batch_begins(branch *b, int64_t overdue_at);
 /* Without b->mu: terminate the backend of the branch's connection, if it has
  * one, and wait until it is gone (pool_fence_backend): for a statement that
@@ -224,8 +226,8 @@ void branch_batch_begins(branch *b, int64_t overdue_at);
  * cannot catch the FATAL of a termination). The statement then fails as on
  * a lost connection, which every path already handles (a PREPARE it
  * carried: maybe_prepared). Only if batch_overdue_ms still reads `batch`
- * once cancel_mu is held (as branch_cancel_batch); true then too. false when
- * it could not be confirmed (logged). */
+ * once cancel_mu is held (as branch_cancel_batch); true then too. Logs the
+ * termination. false when it could not be confirmed (logged). */
 bool branch_terminate_running(agent *ag, branch *b, int64_t batch);
 
 /* Is branch_gid in pg_prepared_xacts of our database? false on failure (ctx

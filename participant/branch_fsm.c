@@ -138,6 +138,10 @@ int branch_cancel_batch(branch *b, int64_t batch)
         sent = PQcancel(b->cancel, err, sizeof(err)) ? 1 : -1;
         if (sent < 0)
             log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
+    } else if (atomic_load(&b->batch_overdue_ms) == batch && b->conn) {
+        /* no cancel object (PQgetCancel ran out of memory): as if sent, so
+         * that the batch is terminated if it still runs after the grace */
+        sent = 1;
     }
     pthread_mutex_unlock(&b->cancel_mu);
     return sent;
@@ -164,7 +168,10 @@ bool branch_terminate_running(agent *ag, branch *b, int64_t batch)
         b->terminating = true;
     pthread_mutex_unlock(&b->cancel_mu);
     if (backend.pid == 0)
-        return true; /* no connection (any more): nothing runs */
+        return true; /* no connection (any more), or the batch ended: nothing runs */
+    txlog_warn(b->gid, ag->name, "a statement batch still runs %d ms after its cancel (it "
+               "catches query_canceled?): terminating its backend (pid %d)",
+               BATCH_GRACE_MS, (int)backend.pid);
     return pool_fence_backend(ag->pool, &backend, true, b->gid);
 }
 

@@ -1482,10 +1482,7 @@ static void cancel_if_overdue(agent *ag, branch *b, int64_t now)
          * cancels. Terminated, it fails as on a lost connection. */
         if (!atomic_compare_exchange_strong(&b->batch_overdue_ms, &overdue, CANCEL_SENDING))
             return; /* it ended (0), or another batch began, meanwhile */
-        txlog_warn(b->gid, ag->name, "a statement batch still runs %d ms after its cancel "
-                   "(it catches query_canceled?): terminating its backend",
-                   BATCH_GRACE_MS);
-        bool gone = branch_terminate_running(ag, b, CANCEL_SENDING);
+        bool gone = branch_terminate_running(ag, b, CANCEL_SENDING); /* logs */
         int64_t sending = CANCEL_SENDING;
         (void)atomic_compare_exchange_strong(&b->batch_overdue_ms, &sending,
                                              gone ? 0 : -(now + BATCH_GRACE_MS));
