@@ -131,7 +131,7 @@ static bool stmt_answer_readable(const httpc_call *c)
     return c->raw && c->raw_len >= 2 && c->raw[0] == '{' && c->raw[c->raw_len - 1] == '}';
 }
 
-static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *sql,
+static void stmt_call_init(httpc_call *c, txn *t, branch *b, const char *sql,
                            json_t *params /* borrowed, may be NULL */)
 {
     int64_t left = remaining_ms(t);
@@ -141,8 +141,12 @@ static void stmt_call_init(httpc_call *c, txn *t, const branch *b, const char *s
      * no branch for the gid then (it restarted, or rolled the branch back
      * and forgot it) it answers 409 branch_lost instead of opening a fresh
      * branch that would commit this statement without the earlier ones. */
-    json_t *body = json_pack("{s:s, s:I, s:b}", "sql", sql, "timeout_ms", (json_int_t)left,
-                             "begin", !b->begun);
+    /* "seq": libcurl sends a request again, on a new connection, when a
+     * reused one dies before any byte of the answer came back; the agent
+     * may have run the first copy. It runs a statement call whose number it
+     * has seen on the branch only once (409 duplicate_statement). */
+    json_t *body = json_pack("{s:s, s:I, s:b, s:I}", "sql", sql, "timeout_ms", (json_int_t)left,
+                             "begin", !b->begun, "seq", (json_int_t)++b->stmt_seq);
     json_object_set_new(body, "params", params ? json_incref(params) : json_array());
     /* The agent enforces timeout_ms on the statement; give it time to answer. */
     agent_call_init(c, b->p, t->gid, "statements", body, (long)(left + g_coord.agent_timeout_ms));

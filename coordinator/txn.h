@@ -76,6 +76,9 @@ typedef struct {
                            * delivery once no statement can run any more */
     bool stmt_running;    /* a statement call to it is in flight (api.c, for a rollback that
                            * interrupts it); set by the op_mu holder, guarded by txn->mu */
+    int64_t stmt_seq;     /* statement calls made to it so far, each numbered ("seq") so
+                           * that the agent runs a re-sent copy only once; written and
+                           * read by the op_mu holder */
 } branch;
 
 typedef struct txn txn;

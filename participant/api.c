@@ -117,12 +117,13 @@ static void h_statements(http_request *req, void *app)
     const char *gid;
     json_t *body;
     char err[JSON_ERR_LEN];
-    long long timeout_ms = 0;
+    long long timeout_ms = 0, seq = 0;
     bool may_begin = true; /* absent: as before the field existed */
     if (!post_prelude(req, ag, &gid, &body))
         return;
     if (!json_field_int(body, "timeout_ms", false, 1, 24LL * 3600 * 1000, &timeout_ms, err,
                         sizeof(err)) ||
+        !json_field_int(body, "seq", false, 1, INT64_MAX, &seq, err, sizeof(err)) ||
         !json_field_bool(body, "begin", false, &may_begin, err, sizeof(err))) {
         http_reply_error(req, 400, "invalid_request", "%s", err);
         return;
@@ -131,7 +132,7 @@ static void h_statements(http_request *req, void *app)
     if (!parse_stmt(req, body, "", &st))
         return;
     op_result res = {0};
-    op_statement(ag, gid, &st, timeout_ms, may_begin, &res);
+    op_statement(ag, gid, &st, timeout_ms, may_begin, seq, &res);
     if (st.params)
         pg_params_free(st.params, st.nparams);
     reply(req, &res);

@@ -111,6 +111,8 @@ typedef struct branch {
                                     * seen. */
 #define BRANCH_RESET_ROLE_SQL "SET LOCAL role TO DEFAULT"
     bool begin_pending;            /* conn taken, BEGIN not sent yet: the first batch carries it */
+    int64_t last_stmt_seq;         /* highest "seq" of a statement call run on it (op_statement):
+                                    * a re-sent copy of a call is not run again */
     char xid[24];                  /* xid8 of the prepared transaction ("" unknown) */
     _Atomic(tp_branch *) tp;       /* 3PC state (threepc.h), NULL for 2PC; owned, set once
                                     * under b->mu after it is built; atomic: status reads,

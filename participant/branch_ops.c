@@ -626,7 +626,7 @@ static bool begin_branch(agent *ag, branch *b, op_result *out)
 }
 
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
-                  bool may_begin, op_result *out)
+                  bool may_begin, int64_t seq, op_result *out)
 {
     branch *b = lock_branch(ag, gid, "statement", out);
     if (!b)
@@ -637,6 +637,17 @@ void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout
         res_err(out, 409, "branch_lost", NULL,
                 "no branch for this transaction here: its earlier statements were lost (agent "
                 "restarted, or the branch was rolled back and forgotten)");
+        goto done;
+    }
+    if (seq > 0 && seq <= b->last_stmt_seq && branch_state_get(b) != BS_UNKNOWN) {
+        txlog_warn(gid, ag->name, "statement call %lld arrived again (a re-sent copy; the "
+                   "branch ran up to %lld): not run again, refused",
+                   (long long)seq, (long long)b->last_stmt_seq);
+        res_err(out, 409, "duplicate_statement", NULL,
+                "statement call %lld of this transaction already reached this participant (a "
+                "copy re-sent after a lost connection): not run again; what the first copy "
+                "did was not answered, so the transaction can only roll back",
+                (long long)seq);
         goto done;
     }
     if (branch_state_get(b) == BS_UNKNOWN && atomic_load(&ag->stopping)) {
@@ -651,6 +662,8 @@ void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout
     }
     if (timeout_ms > 0)
         b->timeout_ms = timeout_ms;
+    if (seq > b->last_stmt_seq)
+        b->last_stmt_seq = seq; /* before it runs: a copy must not run it too, even if it fails */
     char *result = NULL;
     size_t result_len = 0;
     stmt_status s = run_batch(ag, b, st, 1, timeout_ms, false, false, &result, &result_len);

@@ -33,9 +33,13 @@ typedef struct {
  * here) refuses a gid this agent has no branch for with 409 branch_lost
  * instead of opening a fresh one: its earlier statements died with a restart
  * (or the branch was rolled back and forgotten), and a fresh branch would
- * commit the later statements without them. */
+ * commit the later statements without them. seq > 0 (the coordinator
+ * numbers its statement calls per branch): a call whose number is not above
+ * the highest one run on the branch is a re-sent copy (libcurl re-sends a
+ * request whose reused connection died before the answer) and is refused
+ * with 409 duplicate_statement, not run again; 0: not checked. */
 void op_statement(agent *ag, const char *gid, const op_stmt *st, int64_t timeout_ms,
-                  bool may_begin, op_result *out);
+                  bool may_begin, int64_t seq, op_result *out);
 typedef struct {
     const op_stmt *stmts; /* n > 0: the one-shot form */
     size_t n;

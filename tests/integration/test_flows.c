@@ -630,6 +630,31 @@ static h_resp agent2_stmt(const char *gid, const char *sql, int timeout_ms)
                                 timeout_ms));
 }
 
+/* A statement call that reaches the agent twice (libcurl sends a request
+ * again, on a new connection, when a reused one dies before any byte of the
+ * answer came back) runs once: the coordinator numbers its calls per branch
+ * ("seq"), and the agent refuses a number it has run. The second copy is
+ * sent here by hand, as libcurl would: the same body, seq 1. */
+START_TEST(statement_call_sent_twice_runs_once)
+{
+    h_set_balance(2, 1471, 10);
+    char *gid = h_begin();
+    static const char credit[] = "UPDATE accounts SET balance = balance + 1 WHERE id = 1471";
+    h_stmt_ok(gid, "pg2", credit, NULL);
+    h_resp r = agent_post(2, gid, "statements",
+                          json_pack("{s:s,s:s,s:[],s:i,s:b,s:i}", "participant", "pg2", "sql",
+                                    credit, "params", "timeout_ms", 30000, "begin", 1, "seq", 1));
+    H_EXPECT(r, 409, "the same statement call again");
+    ck_assert_str_eq(h_err_code(&r), "duplicate_statement");
+    h_resp_clear(&r);
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit: the branch is untouched by the refused copy");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_int_eq(h_balance(2, 1471), 11);
+}
+END_TEST
+
 /* The idle thread's cancel of an overdue batch, held back 3 s (agent pg2
  * armed with before-overdue-cancel=pause) so that the batch ends and the
  * branch's next statement begins before it goes out. PostgreSQL applies a
@@ -1669,6 +1694,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, statement_that_survives_cancels_is_terminated);
     tcase_add_test(tc, rollback_ends_a_statement_that_survives_cancels);
     tcase_add_test(tc, late_cancel_of_an_ended_batch_spares_the_next_statement);
+    tcase_add_test(tc, statement_call_sent_twice_runs_once);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);
