@@ -294,16 +294,49 @@ typedef struct {
     void *arg;
 } unfinished_cb;
 
-/* Every unfinished decision's record must parse: replay read only the gid of
- * a 'C' (leading_gid), and recovery needs its branches. Counts the ones that
- * do not, logging each. (An 'H' that followed a 'P' was parsed whole at
- * replay.) */
+/* The branches of an unfinished decision as recovery restores them: an
+ * array of {participant, branch_gid} with a valid participant name and the
+ * branch gid branch_gid_make gives for gid and it. Recovery must finish
+ * every branch: one it skipped would be prepared for good, its agent told
+ * "committed" (or, for a 'P', the recovery rule would decide without it).
+ * The array may be empty: log_decision lists the prepared branches only,
+ * and the 'C' that follows a 'P' is forced even when every branch already
+ * committed (txn_fsm.c, decide_commit). */
+static bool branches_restorable(const char *gid, json_t *rec)
+{
+    json_t *brs = json_object_get(rec, "branches");
+    if (!json_is_array(brs))
+        return false;
+    size_t i;
+    json_t *b;
+    json_array_foreach(brs, i, b) {
+        const char *name = json_string_value(json_object_get(b, "participant"));
+        const char *bgid = json_string_value(json_object_get(b, "branch_gid"));
+        char want[BRANCH_GID_MAX_LEN + 1];
+        if (!name || !bgid || !branch_gid_make(want, sizeof(want), gid, name) ||
+            strcmp(want, bgid) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Every unfinished decision's record must parse, with branches recovery can
+ * restore (branches_restorable): replay read only the gid of a 'C'
+ * (leading_gid), and recovery needs its branches. Counts the ones that do
+ * not, logging each; any stops the start. (An 'H' that followed a 'P' was
+ * parsed whole at replay.) */
 static void check_unfinished(const char *gid, void *val, void *arg)
 {
     const pending_rec *p = val;
     json_t *rec = json_loads(p->payload, 0, NULL);
     if (!json_is_object(rec)) {
         txlog_error(gid, NULL, "decision log: unreadable '%c' record of an unfinished decision",
+                    (char)p->type);
+        (*(size_t *)arg)++;
+    } else if (!branches_restorable(gid, rec)) {
+        txlog_error(gid, NULL, "decision log: the '%c' record of an unfinished decision has no "
+                    "branch list recovery can restore (missing, or a branch whose participant "
+                    "or branch gid is malformed)",
                     (char)p->type);
         (*(size_t *)arg)++;
     }

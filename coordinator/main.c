@@ -279,8 +279,12 @@ static void recover_unfinished(const char *gid, dlog_pending_kind kind, txn_prot
         const char *name = json_string_value(json_object_get(b, "participant"));
         const char *bgid = json_string_value(json_object_get(b, "branch_gid"));
         const char *xid = json_string_value(json_object_get(b, "xid")); /* may be absent */
+        /* dlog_open checked every branch (branches_restorable): one that
+         * still cannot be restored must not be dropped, or the decision
+         * would be finished without it */
         if (!name || !bgid || !txn_restore_branch(t, name, bgid, xid))
-            txlog_error(gid, name, "decision record has a malformed branch; skipped");
+            die("gid=%s participant=%s: decision record has a branch that cannot be restored; "
+                "refusing to start", gid, name ? name : "?");
     }
     if (kind == DLOG_COMMIT)
         txlog_info(gid, NULL, "recovered: commit decided, %zu branches to finish", n);

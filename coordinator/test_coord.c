@@ -899,7 +899,9 @@ static void append_raw(wal *w, char type, const char *payload)
     ck_assert(wal_append(w, (uint8_t)type, payload, strlen(payload), true));
 }
 
-#define BR_JSON "\"branches\":[{\"participant\":\"pg1\",\"branch_gid\":\"txc:0badc0de-5-1:pg1\"}]"
+#define BR_JSON_OF(seq)                                                                    \
+    "\"branches\":[{\"participant\":\"pg1\",\"branch_gid\":\"txc:0badc0de-5-" seq ":pg1\"}]"
+#define BR_JSON BR_JSON_OF("1")
 
 START_TEST(test_replay_record_shapes)
 {
@@ -915,7 +917,7 @@ START_TEST(test_replay_record_shapes)
     append_raw(w, 'C', "{\"gid\":\"0badc0de-5-3\",\"protocol\":\"2pc\"," BR_JSON ",\"at_ms\":1}");
     append_raw(w, 'E', "{ \"gid\" : \"0badc0de-5-3\" }");
     /* an 'E' of a gid that 0badc0de-5-4 is a prefix of does not end it */
-    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-4\",\"protocol\":\"2pc\"," BR_JSON ",\"at_ms\":1}");
+    append_raw(w, 'C', "{\"gid\":\"0badc0de-5-4\",\"protocol\":\"2pc\"," BR_JSON_OF("4") ",\"at_ms\":1}");
     append_raw(w, 'E', "{\"gid\":\"0badc0de-5-40\"}");
     wal_close(w);
 
@@ -953,6 +955,46 @@ START_TEST(test_replay_record_shapes)
     ck_assert(!dlog_open(logpath, 1 << 20, on_unfinished, &r));
     ck_assert_int_eq(r.n, 0);
     dlog_close();
+
+    /* nor does one whose branches recovery could not all restore: none, not
+     * an array, a branch without its participant, or a branch gid that is
+     * not the gid's (recovery used to skip such a branch and finish the
+     * decision without it) */
+    static const char *const bad[] = {
+        "{\"gid\":\"0badc0de-5-7\",\"protocol\":\"2pc\",\"at_ms\":1}",
+        "{\"gid\":\"0badc0de-5-7\",\"protocol\":\"2pc\",\"branches\":{},\"at_ms\":1}",
+        "{\"gid\":\"0badc0de-5-7\",\"protocol\":\"2pc\",\"at_ms\":1,"
+        "\"branches\":[{\"branch_gid\":\"txc:0badc0de-5-7:pg1\"}]}",
+        "{\"gid\":\"0badc0de-5-7\",\"protocol\":\"2pc\"," BR_JSON_OF("1") ",\"at_ms\":1}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        unlink(logpath);
+        w = wal_open(logpath, NULL, NULL);
+        ck_assert_ptr_nonnull(w);
+        append_raw(w, 'C', bad[i]);
+        wal_close(w);
+        memset(&r, 0, sizeof(r));
+        ck_assert_msg(!dlog_open(logpath, 1 << 20, on_unfinished, &r), "started with %s", bad[i]);
+        ck_assert_int_eq(r.n, 0);
+        dlog_close();
+    }
+    /* the same gid with its own branch gid starts, and so does an empty list
+     * (the 'C' after a 'P' whose branches all committed on their own) */
+    static const char *const good[] = {
+        "{\"gid\":\"0badc0de-5-7\",\"protocol\":\"2pc\"," BR_JSON_OF("7") ",\"at_ms\":1}",
+        "{\"gid\":\"0badc0de-5-7\",\"protocol\":\"3pc\",\"branches\":[],\"at_ms\":1}",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        unlink(logpath);
+        w = wal_open(logpath, NULL, NULL);
+        ck_assert_ptr_nonnull(w);
+        append_raw(w, 'C', good[i]);
+        wal_close(w);
+        memset(&r, 0, sizeof(r));
+        ck_assert_msg(dlog_open(logpath, 1 << 20, on_unfinished, &r), "refused %s", good[i]);
+        ck_assert_int_eq(r.n, 1);
+        dlog_close();
+    }
 }
 END_TEST
 
