@@ -40,6 +40,9 @@
  *     forced: nothing anywhere depends on it, and one lost to a power cut
  *     only turns that answer into presumed abort for a transaction that
  *     changed nothing. Compaction drops it (the 'S' snapshot has the gid).
+ *   - 'N' names the epoch a start issues gids in (forced before it serves,
+ *     main.c step 4c); replay only counts its epoch (dlog_max_epoch), and
+ *     compaction keeps the current run's.
  *   - Replay tolerates duplicates ('C' twice, 'E' twice, 'E' without 'C',
  *     'H' twice): every writer may re-run.
  *   - Replay reads only the gid of a 'C' or 'E' in the shape written here
@@ -80,6 +83,9 @@
 #define REC_PRECOMMIT_ABORT 'A' /* {"gid","at_ms"}, forced: a 'P' decided abort */
 #define REC_READ_ONLY 'R' /* a commit with nothing prepared: {"gid"}, not forced */
 #define REC_SNAPSHOT 'S' /* committed-set snapshot, written by compaction only */
+#define REC_EPOCH 'N' /* {"gid":"<coord_id>-<epoch>-0"}, forced at each start (seq 0 is never
+                       * issued): the epoch this run issues gids in, even if it logs no
+                       * decision; compaction keeps this run's */
 
 /* An unfinished decision: the payload of its 'C' or 'P', and for a 'P' the
  * 'H' abort that followed it. */
@@ -100,6 +106,7 @@ static uint64_t compact_at;           /* compact when the file is larger; tick t
 static uint64_t compact_bytes_cfg;
 static atomic_uint_fast64_t commit_records, compactions;
 static uint64_t max_epoch_replayed; /* of the gids of the records replayed; dlog_open only */
+static char *epoch_record;          /* this run's 'N' payload (dlog_note_epoch), for compaction */
 
 static void pending_free(void *v)
 {
@@ -263,6 +270,8 @@ static bool replay_record(uint8_t type, const void *payload, size_t len, void *a
     } else if (type == REC_READ_ONLY) {
         rs->nreadonly++;
         committed_add(gid);
+    } else if (type == REC_EPOCH) {
+        /* its gid's epoch counted above: all it is for */
     } else if (type == REC_PRECOMMIT_ABORT) {
         rs->nabort++;
         apply_precommit_abort(gid, payload, len);
@@ -456,6 +465,9 @@ void dlog_close(void)
     committed_free();
     free(dlog_path);
     dlog_path = NULL;
+    free(epoch_record);
+    epoch_record = NULL;
+    max_epoch_replayed = 0;
     pthread_rwlock_destroy(&compact_lock);
 }
 
@@ -706,6 +718,26 @@ static void push_unfinished(const char *gid, void *val, void *arg)
         rec_push(arg, REC_HEURISTIC, p->heur, strlen(p->heur), false);
 }
 
+bool dlog_note_epoch(const char *coord_id, uint64_t epoch)
+{
+    char gid[GID_MAX_LEN + 1];
+    gid_format(gid, sizeof(gid), coord_id, epoch, 0);
+    char *text = xasprintf("{\"gid\":\"%s\"}", gid);
+    pthread_rwlock_rdlock(&compact_lock);
+    bool ok = wal_append(dlog, REC_EPOCH, text, strlen(text), true);
+    if (ok) {
+        free(epoch_record);
+        epoch_record = text; /* read by compaction, under the write side of compact_lock */
+    }
+    pthread_rwlock_unlock(&compact_lock);
+    if (!ok) {
+        free(text);
+        log_error("decision log %s: cannot record epoch %llu (see above)", dlog_path,
+                  (unsigned long long)epoch);
+    }
+    return ok;
+}
+
 void dlog_maybe_compact(void)
 {
     uint64_t before = wal_bytes(dlog);
@@ -721,6 +753,8 @@ void dlog_maybe_compact(void)
     strmap_foreach(unfinished, push_unfinished, &l);
     pthread_mutex_unlock(&unfinished_mu);
     kept = l.n - nsnap;
+    if (epoch_record) /* written before any compaction of this run (main.c, step 4c) */
+        rec_push(&l, REC_EPOCH, epoch_record, strlen(epoch_record), false);
     /* 'C'/'P'/'H' payloads stay owned by `unfinished`, which cannot change:
      * every change to it is made by an append, and appends wait for the
      * write lock we hold. unfinished_mu is not held through the rewrite's

@@ -82,6 +82,12 @@ void dlog_note_committed(const char *gid);
  * heuristic commits' 'H', and only the unfinished 'C' and 'P' (+ its 'A' and
  * 'H') records. Called from the tick; blocks appends for the rewrite only. */
 void dlog_maybe_compact(void);
+/* Force an 'N' record naming this run's epoch (once per start, before the
+ * first gid is issued): a later start whose coordinator.state is older than
+ * the log (restored alone from a backup) then moves past this epoch even if
+ * it logged no decision (dlog_max_epoch). Compaction keeps it. false,
+ * logged, if the append failed. */
+bool dlog_note_epoch(const char *coord_id, uint64_t epoch) MUSTCHECK;
 
 bool dlog_is_committed(const char *gid);
 /* Committed, and every branch acknowledged its COMMIT: its 'C' ended with

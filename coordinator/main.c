@@ -18,6 +18,8 @@
  *      agents' states (or an aborting one after an operator's 'H' abort);
  *   4b. a log that knows a later epoch than the state file (restored alone
  *      from a backup) moves the epoch past it, written as in 3;
+ *   4c. an 'N' record naming the epoch is forced into the log: 4b then
+ *      also sees an epoch that logged no decision;
  *   5. resolver thread, then the HTTP server on the port taken in 2b.
  * Invariants: the SIGTERM/SIGINT handler only sets a volatile sig_atomic_t;
  * the main thread runs the tick (timeouts, eviction) every TICK_MS and
@@ -139,8 +141,8 @@ static const opt_def options[] = {
      "fault injection: before-decision-log, after-decision-log, after-first-commit, "
      "before-end-record, 3pc-before-precommit-log, 3pc-after-precommit-log, "
      "3pc-after-first-precommit, 3pc-before-commit-log; _exit at the N-th hit, or with "
-     "=pause:MS sleep MS ms at every hit from the N-th on; wal-fdatasync=error: the decision "
-     "log's fdatasync fails (EIO) from the N-th on; 3pc-precommit-lost=error: PreCommits are "
+     "=pause:MS sleep MS ms at every hit from the N-th on; wal-fdatasync:N=error: the decision "
+     "log's fdatasync fails (EIO) from the N-th on (the first is the start's epoch record); 3pc-precommit-lost=error: PreCommits are "
      "not sent, as if lost on the way (also env TXCOORD_CRASH_POINT)",
      &opt_crash_point},
     {"log-level", OPT_STRING, "info", 0, 0, false, "LEVEL", "debug, info, warn or error",
@@ -488,6 +490,9 @@ int main(int argc, char **argv)
         if (!write_identity(opt_data_dir, seen + 1))
             die("cannot write %s/coordinator.state (see above)", opt_data_dir);
     }
+    /* Step 4c: the epoch in the log too, before any gid of it is issued. */
+    if (!dlog_note_epoch(g_coord.coord_id, g_coord.epoch))
+        die("cannot record the epoch in the decision log (see above)");
     dlog_maybe_compact();
     if (!resolver_start())
         die("cannot start the resolver (see above)");

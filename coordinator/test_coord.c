@@ -990,6 +990,30 @@ START_TEST(test_replay_record_shapes)
 }
 END_TEST
 
+/* A start's 'N' record: the next start sees its epoch although it logged no
+ * decision (before, a coordinator.state restored alone from a backup could
+ * take that epoch again and issue its gids twice), and a compaction of the
+ * run that wrote it keeps it. */
+START_TEST(test_epoch_record_outlives_restart_and_compaction)
+{
+    recovered r = reopen(1 << 20);
+    ck_assert_uint_eq(dlog_max_epoch(), 0);
+    ck_assert(dlog_note_epoch("0badc0de", 41));
+    r = reopen(1 << 20);
+    ck_assert_int_eq(r.n, 0);
+    ck_assert_uint_eq(dlog_max_epoch(), 41);
+    ck_assert(!dlog_is_committed("0badc0de-41-0"));
+
+    r = reopen(16);
+    ck_assert(dlog_note_epoch("0badc0de", 42));
+    dlog_maybe_compact();
+    ck_assert_uint_eq(dlog_compactions(), 1);
+    r = reopen(1 << 20);
+    ck_assert_uint_eq(dlog_max_epoch(), 42);
+    dlog_close();
+}
+END_TEST
+
 /* Pass 0: reopen the log as it is. Pass 1: compact it first, then reopen:
  * the answers must not change. */
 static recovered reopen_pass(int pass)
@@ -1945,6 +1969,7 @@ static Suite *coord_suite(void)
     tcase_add_test(tc, test_3pc_recovery_rule);
     tcase_add_test(tc, test_record_encoding);
     tcase_add_test(tc, test_replay_record_shapes);
+    tcase_add_test(tc, test_epoch_record_outlives_restart_and_compaction);
     tcase_add_test(tc, test_heuristic_records_replayed);
     tcase_add_test(tc, test_precommit_abort_replayed);
     tcase_add_test(tc, test_heuristic_rules);

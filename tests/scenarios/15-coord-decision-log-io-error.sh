@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 15-coord-decision-log-io-error - the disk fails the commit decision: the
-# fdatasync of the 'C' record returns EIO (fault point wal-fdatasync=error:
+# fdatasync of the 'C' record returns EIO (fault point wal-fdatasync:2=error, the
+# first sync being the start's epoch record ('N'):
 # the record was written, its sync reports an error, as a failing device does).
 # Expected: the coordinator neither answers "committed" nor sends any COMMIT
 # PREPARED; it poisons its log and stops, because whether the record reached
@@ -16,8 +17,8 @@ scen_init 15-coord-decision-log-io-error 8200
 
 step_cluster3 1
 
-step 2 "restart the coordinator with TXCOORD_CRASH_POINT=wal-fdatasync=error (every log sync fails)"
-restart_armed coordinator wal-fdatasync=error
+step 2 "restart the coordinator with TXCOORD_CRASH_POINT=wal-fdatasync:2=error (every log sync fails after the start's epoch record)"
+restart_armed coordinator wal-fdatasync:2=error
 
 step 3 "3-branch transfer (interactive), then commit: the decision's fdatasync fails"
 begin3 GID

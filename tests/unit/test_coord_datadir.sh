@@ -12,7 +12,8 @@
 #     (the state was lost) is refused too: a new id would take the log's
 #     committed set for its own;
 #   - coordinator.state older than decisions.log (restored alone from a
-#     backup): the start moves past the log's last epoch instead of issuing
+#     backup): the start moves past the log's last epoch (one that logged no
+#     decision included: each start's 'N' record names it) instead of issuing
 #     its gids again;
 #   - a start whose port is taken stops before it changes anything (no epoch
 #     bumped).
@@ -112,6 +113,13 @@ else
         ko "epoch after the restart: $(cat "$dir/coordinator.state")"
     grep -q "decisions.log holds gids of epoch 1, and coordinator.state said 0" "$work/7.log" &&
         ok "... and said why" || ko "message: $(cat "$work/7.log")"
+    # That start (epoch 2) logged no decision, only its epoch record ('N'):
+    # a state file put back to epoch 1 must still move past epoch 2.
+    printf '{"coord_id":"%s","epoch":1}' "$(state_field coord_id)" >"$dir/coordinator.state"
+    run_once "$work/7b.log" && ok "restart with a state file older than an epoch that logged no decision" ||
+        ko "restart: $(cat "$work/7b.log")"
+    [ "$(state_field epoch)" = 3 ] && ok "... moved past epoch 2, known from its epoch record (epoch 3)" ||
+        ko "epoch after the restart: $(cat "$dir/coordinator.state")"
 
     # A start whose port is taken changes nothing: no epoch bumped.
     python3 -c 'import socket, sys, time
@@ -132,7 +140,7 @@ s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$port" &
     wait "$holder" 2>/dev/null
     grep -q "cannot listen on 127.0.0.1:$port: Address already in use" "$work/8.log" &&
         ok "... saying so" || ko "message: $(cat "$work/8.log")"
-    [ "$(state_field epoch)" = 2 ] && ok "... and bumped no epoch" ||
+    [ "$(state_field epoch)" = 3 ] && ok "... and bumped no epoch" ||
         ko "epoch after a start on a taken port: $(cat "$dir/coordinator.state")"
 fi
 
