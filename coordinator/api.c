@@ -875,12 +875,14 @@ static void h_statements(http_request *req, void *app)
     json_t *body = http_req_json(req);
     const char *name = NULL, *sql = NULL;
     json_t *params = NULL;
+    long long seq = 0;
     char err[JSON_ERR_LEN];
-    static const char *const fields[] = {"participant", "sql", "params", NULL};
+    static const char *const fields[] = {"participant", "sql", "params", "seq", NULL};
     if (!json_fields_known(body, fields, err, sizeof(err)) ||
         !json_field_string(body, "participant", true, &name, err, sizeof(err)) ||
         !json_field_string(body, "sql", true, &sql, err, sizeof(err)) ||
-        !json_field_array(body, "params", false, &params, err, sizeof(err))) {
+        !json_field_array(body, "params", false, &params, err, sizeof(err)) ||
+        !json_field_int(body, "seq", false, 1, INT64_MAX, &seq, err, sizeof(err))) {
         http_reply_error(req, 400, "invalid_field", "%s", err);
         return;
     }
@@ -918,6 +920,22 @@ static void h_statements(http_request *req, void *app)
                              : txn_state_name(txn_state_get(t)));
         goto out;
     }
+    /* "seq": the client's own numbering of its statement calls (1, 2, ...):
+     * an HTTP library re-sends a request whose reused connection died
+     * before the answer (libcurl does), and a copy must not run again. */
+    if (seq > 0 && seq <= t->client_seq) {
+        int64_t last = t->client_seq;
+        pthread_mutex_unlock(&t->op_mu);
+        txlog_warn(t->gid, name, "statement call seq %lld arrived again (the transaction's "
+                   "calls ran up to %lld): not run again", seq, (long long)last);
+        http_reply_error(req, 409, "duplicate_statement",
+                         "statement call %lld of transaction %s already arrived (a copy re-sent "
+                         "after a lost connection?): not run again; its answer was lost",
+                         seq, t->gid);
+        goto out;
+    }
+    if (seq > 0)
+        t->client_seq = seq;
     stmt_answer a = run_statement(t, p, sql, params);
     pthread_mutex_unlock(&t->op_mu);
     reply_stmt_answer(req, &a);

@@ -93,6 +93,7 @@ struct txn {
     bool recovered;           /* recreated from the decision log at start (resolver-driven) */
 
     pthread_mutex_t op_mu;
+    int64_t client_seq; /* highest "seq" a client's statement call gave (h_statements); op_mu */
     pthread_mutex_t mu;
     atomic_int state;       /* txn_state; written under mu, read anywhere */
     atomic_llong last_cancel_ms;    /* now_ms() of the last cancel round (api.c): the

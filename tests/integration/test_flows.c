@@ -655,6 +655,40 @@ START_TEST(statement_call_sent_twice_runs_once)
 }
 END_TEST
 
+/* The same between a client and txcoord: a client that numbers its
+ * statement calls ("seq") has a re-sent copy refused, not run again. */
+static h_resp stmt_seq(const char *gid, const char *sql, int seq)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/transactions/%s/statements", gid);
+    return h_req("POST", path,
+                 json_pack("{s:s,s:s,s:i}", "participant", "pg2", "sql", sql, "seq", seq));
+}
+
+START_TEST(client_statement_call_sent_twice_runs_once)
+{
+    h_set_balance(2, 1472, 10);
+    char *gid = h_begin();
+    static const char credit[] = "UPDATE accounts SET balance = balance + 1 WHERE id = 1472";
+    h_resp r = stmt_seq(gid, credit, 1);
+    H_EXPECT(r, 200, "statement call 1");
+    h_resp_clear(&r);
+    r = stmt_seq(gid, credit, 1);
+    H_EXPECT(r, 409, "statement call 1 again");
+    ck_assert_str_eq(h_err_code(&r), "duplicate_statement");
+    h_resp_clear(&r);
+    r = stmt_seq(gid, credit, 2);
+    H_EXPECT(r, 200, "statement call 2");
+    h_resp_clear(&r);
+    h_stmt_ok(gid, "pg2", credit, NULL); /* unnumbered: not checked */
+    r = h_commit(gid);
+    H_EXPECT(r, 200, "commit");
+    h_resp_clear(&r);
+    free(gid);
+    ck_assert_int_eq(h_balance(2, 1472), 13);
+}
+END_TEST
+
 /* The idle thread's cancel of an overdue batch, held back 3 s (agent pg2
  * armed with before-overdue-cancel=pause) so that the batch ends and the
  * branch's next statement begins before it goes out. PostgreSQL applies a
@@ -1695,6 +1729,7 @@ TCase *tc_flows(void)
     tcase_add_test(tc, rollback_ends_a_statement_that_survives_cancels);
     tcase_add_test(tc, late_cancel_of_an_ended_batch_spares_the_next_statement);
     tcase_add_test(tc, statement_call_sent_twice_runs_once);
+    tcase_add_test(tc, client_statement_call_sent_twice_runs_once);
     tcase_add_test(tc, idempotent_commit);
     tcase_add_test(tc, single_participant);
     tcase_add_test(tc, agent_bounds_requests_without_timeout);

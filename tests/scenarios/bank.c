@@ -687,6 +687,9 @@ static void transfer_interactive(client_t *cl, long from, long to, long amount)
             else
                 req = json_pack("{s:s, s:s, s:[s, I]}", "participant", participant, "sql",
                                 SQL_MARKER, "params", gid, (json_int_t)amount);
+            /* numbered: httpc (libcurl) re-sends a call whose reused
+             * connection died before the answer; txcoord runs a number once */
+            json_object_set_new(req, "seq", json_integer(k * 3 + s + 1));
             api_call(cl, &call, "POST", stmt_url, req);
             json_decref(req);
             if (call.status == 200) {
@@ -706,7 +709,9 @@ static void transfer_interactive(client_t *cl, long from, long to, long amount)
                 if (st && (strcmp(st, "55P03") == 0 || strcmp(st, "40P01") == 0 ||
                            strcmp(st, "40001") == 0))
                     fail_reason = "conflict";
-                else {
+                else if (code && strcmp(code, "duplicate_statement") == 0) {
+                    fail_reason = "statement_lost"; /* ran once; its answer was lost */
+                } else {
                     if (call.status != 503 && call.status != 0)
                         note_unexpected(cl, "statement", gid, &call);
                     fail_reason = code ? "statement_failed" : "statement_lost";
