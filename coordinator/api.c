@@ -110,6 +110,7 @@ typedef struct {
     json_t *body; /* owned: an error's body; NULL for a 200 */
     char *raw;    /* owned: a 200's body as the agent wrote it, passed on unparsed */
     size_t raw_len;
+    bool not_run; /* surely not run at the agent: not sent, or refused before running */
 } stmt_answer;
 
 /* Send a statement's answer to the client. Takes a's body or raw. */
@@ -169,7 +170,7 @@ static json_t *error_body_extra(const char *code, const char *message, const cha
  * transaction is rollback-only. 422 result_too_large. */
 static stmt_answer result_too_large(txn *t, branch *b, const char *why)
 {
-    stmt_answer a = {422, NULL, NULL, 0};
+    stmt_answer a = {422, NULL, NULL, 0, false};
     char reason[512];
     snprintf(reason, sizeof(reason), "participant %s failed: %s", b->participant, why);
     txn_set_branch_state(t, b, BR_FAILED);
@@ -184,7 +185,7 @@ static stmt_answer result_too_large(txn *t, branch *b, const char *why)
  * (a 200's raw body is taken from c). Caller holds op_mu. */
 static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
 {
-    stmt_answer a = {0, NULL, NULL, 0};
+    stmt_answer a = {0, NULL, NULL, 0, false};
     char reason[1024], desc[512];
     const char *code = agent_error_code(c);
     /* Our agents answer a statement 200, 400, 409, 413, 422 or 5xx. Any
@@ -206,6 +207,7 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
                    (!b->begun && agent_busy_before_running(c));
     if (!refused)
         b->begun = true;
+    a.not_run = refused; /* link errors are refusals too (agent_refused_link) */
     if (c->status == 200 && stmt_answer_readable(c)) {
         a.status = 200;
         a.raw = c->raw;
@@ -284,7 +286,16 @@ static stmt_answer stmt_call_finish(txn *t, branch *b, httpc_call *c)
                    b->begun ? "" : " (the branch has not begun there)");
     }
     a.status = (unsigned)c->status;
-    if (c->response && json_object_get(c->response, "error")) {
+    if (c->status == 409 && strcmp(code, "duplicate_statement") == 0) {
+        /* the agent's, about our own call reaching it twice: not to be
+         * taken for the client's duplicate_statement (its own "seq"),
+         * which leaves the transaction usable */
+        a.body = error_body_extra("statement_answer_lost",
+                                  "the statement reached the participant twice (the "
+                                  "coordinator's connection died before its answer): it ran "
+                                  "once, its answer was lost; the transaction is rollback-only",
+                                  b->participant, NULL);
+    } else if (c->response && json_object_get(c->response, "error")) {
         a.body = json_incref(c->response);
         json_t *err = json_object_get(a.body, "error");
         json_object_set_new(err, "participant", json_string(b->participant));
@@ -375,7 +386,7 @@ static bool rollback_pending(const txn *t)
  * is active. */
 static stmt_answer run_statement(txn *t, const participant *p, const char *sql, json_t *params)
 {
-    stmt_answer a = {0, NULL, NULL, 0};
+    stmt_answer a = {0, NULL, NULL, 0, true}; /* not run until the call is made */
     branch *b = txn_branch(t, p, true);
     if (!b) { /* cannot happen: one branch per participant fits */
         a.status = 500;
@@ -934,9 +945,13 @@ static void h_statements(http_request *req, void *app)
                          seq, t->gid);
         goto out;
     }
-    if (seq > 0)
-        t->client_seq = seq;
     stmt_answer a = run_statement(t, p, sql, params);
+    /* Recorded once it may have run (still under op_mu, so a copy waiting
+     * behind it sees it): a call answered "not run, ask again" (a busy
+     * agent's 503 before its branch began, a link error, a refusal) may be
+     * asked again with its number. */
+    if (seq > 0 && !a.not_run)
+        t->client_seq = seq;
     pthread_mutex_unlock(&t->op_mu);
     reply_stmt_answer(req, &a);
 out:
