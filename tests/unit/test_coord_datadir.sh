@@ -152,5 +152,15 @@ rc=$?
 [ "$rc" = 2 ] && grep -q "URL http://127.0.0.1:1 is already participant pg1's" "$work/9.log" &&
     ok "a URL given to two participants is refused (exit 2)" || ko "exit $rc: $(cat "$work/9.log")"
 
+# A start whose epoch record cannot be made durable (its fdatasync fails)
+# stops before it serves.
+rc=0
+TXCOORD_CRASH_POINT=wal-fdatasync=error "$txcoord" --listen 127.0.0.1:0 --data-dir "$work/nosync" \
+    --participant pg1=http://127.0.0.1:1 >"$work/10.log" 2>&1 || rc=$?
+[ "$rc" != 0 ] && grep -q "cannot record the epoch" "$work/10.log" &&
+    ! grep -q "listening on" "$work/10.log" &&
+    ok "a start whose epoch record fails to sync stops before serving (exit $rc)" ||
+    ko "exit $rc: $(cat "$work/10.log")"
+
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]
