@@ -572,9 +572,17 @@ char *h_begin_timeout(int timeout_ms)
 
 h_resp h_stmt(const char *gid, const char *participant, const char *sql, json_t *params)
 {
+    return h_stmt_seq(gid, participant, sql, params, 0);
+}
+
+h_resp h_stmt_seq(const char *gid, const char *participant, const char *sql, json_t *params,
+                  int seq)
+{
     json_t *body = json_pack("{s:s,s:s}", "participant", participant, "sql", sql);
     if (params)
         json_object_set_new(body, "params", params);
+    if (seq > 0)
+        json_object_set_new(body, "seq", json_integer(seq));
     char *path = xasprintf("/v1/transactions/%s/statements", gid);
     h_resp r = h_req("POST", path, body);
     free(path);

@@ -92,6 +92,9 @@ char *h_begin(void);
 char *h_begin_timeout(int timeout_ms);
 /* POST /v1/transactions/{gid}/statements; params stolen (NULL = none). */
 h_resp h_stmt(const char *gid, const char *participant, const char *sql, json_t *params);
+/* The same, numbered: "seq" (when > 0), the client's number of the call. */
+h_resp h_stmt_seq(const char *gid, const char *participant, const char *sql, json_t *params,
+                  int seq);
 h_resp h_commit(const char *gid);
 h_resp h_rollback(const char *gid);
 /* Roll gid back (whatever the answer: the test is done with it) and free it. */

@@ -403,13 +403,6 @@ END_TEST
  * "seq" (the number of a call that did not run is not used up), and the
  * transaction stays usable and commits. Before, the same answer made the
  * transaction rollback-only. */
-static h_resp stmt_seq1(const char *gid, const char *sql)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "/v1/transactions/%s/statements", gid);
-    return h_req("POST", path, json_pack("{s:s,s:s,s:i}", "participant", "pg2", "sql", sql, "seq", 1));
-}
-
 START_TEST(busy_agent_before_a_branch_begins_leaves_the_transaction_usable)
 {
     h_set_balance(1, 1461, 10);
@@ -421,14 +414,14 @@ START_TEST(busy_agent_before_a_branch_begins_leaves_the_transaction_usable)
     char *gid = h_begin();
     h_stmt_ok(gid, "pg1", "UPDATE accounts SET balance = balance + 1 WHERE id = 1461", NULL);
     static const char credit[] = "UPDATE accounts SET balance = balance + 1 WHERE id = 1462";
-    h_resp r = stmt_seq1(gid, credit);
+    h_resp r = h_stmt_seq(gid, "pg2", credit, NULL, 1);
     expect_error(&r, 503, "pool_exhausted", "a statement whose branch finds no connection");
     h_resp_clear(&r);
     r = h_commit(holder);
     H_EXPECT(r, 200, "commit of the transaction holding the connection");
     h_resp_clear(&r);
     free(holder);
-    r = stmt_seq1(gid, credit);
+    r = h_stmt_seq(gid, "pg2", credit, NULL, 1);
     H_EXPECT(r, 200, "the statement asked again (same seq) once a connection is free");
     h_resp_clear(&r);
     r = h_commit(gid);

@@ -657,27 +657,19 @@ END_TEST
 
 /* The same between a client and txcoord: a client that numbers its
  * statement calls ("seq") has a re-sent copy refused, not run again. */
-static h_resp stmt_seq(const char *gid, const char *sql, int seq)
-{
-    char path[160];
-    snprintf(path, sizeof(path), "/v1/transactions/%s/statements", gid);
-    return h_req("POST", path,
-                 json_pack("{s:s,s:s,s:i}", "participant", "pg2", "sql", sql, "seq", seq));
-}
-
 START_TEST(client_statement_call_sent_twice_runs_once)
 {
     h_set_balance(2, 1472, 10);
     char *gid = h_begin();
     static const char credit[] = "UPDATE accounts SET balance = balance + 1 WHERE id = 1472";
-    h_resp r = stmt_seq(gid, credit, 1);
+    h_resp r = h_stmt_seq(gid, "pg2", credit, NULL, 1);
     H_EXPECT(r, 200, "statement call 1");
     h_resp_clear(&r);
-    r = stmt_seq(gid, credit, 1);
+    r = h_stmt_seq(gid, "pg2", credit, NULL, 1);
     H_EXPECT(r, 409, "statement call 1 again");
     ck_assert_str_eq(h_err_code(&r), "duplicate_statement");
     h_resp_clear(&r);
-    r = stmt_seq(gid, credit, 2);
+    r = h_stmt_seq(gid, "pg2", credit, NULL, 2);
     H_EXPECT(r, 200, "statement call 2");
     h_resp_clear(&r);
     h_stmt_ok(gid, "pg2", credit, NULL); /* unnumbered: not checked */
