@@ -116,28 +116,31 @@ static void give_back_conn(branch *b, fsm_ctx *ctx, bool dead)
         (void)pool_fence_backend(ctx->ag->pool, &backend, false, b->gid);
 }
 
-bool branch_cancel_running(branch *b)
+/* Under cancel_mu, b->cancel set: send the cancel request. 1 sent, -1 not
+ * (logged). */
+static int send_cancel_locked(branch *b)
 {
     char err[256];
-    bool sent = true;
+    if (PQcancel(b->cancel, err, sizeof(err)))
+        return 1;
+    log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
+    return -1;
+}
+
+bool branch_cancel_running(branch *b)
+{
     pthread_mutex_lock(&b->cancel_mu);
-    if (b->cancel && !PQcancel(b->cancel, err, sizeof(err))) {
-        log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
-        sent = false;
-    }
+    bool sent = !b->cancel || send_cancel_locked(b) > 0;
     pthread_mutex_unlock(&b->cancel_mu);
     return sent;
 }
 
 int branch_cancel_batch(branch *b, int64_t batch)
 {
-    char err[256];
     int sent = 0;
     pthread_mutex_lock(&b->cancel_mu);
     if (atomic_load(&b->batch_overdue_ms) == batch && b->cancel) {
-        sent = PQcancel(b->cancel, err, sizeof(err)) ? 1 : -1;
-        if (sent < 0)
-            log_warn("cannot cancel the statement of branch %s: %s", b->gid, err);
+        sent = send_cancel_locked(b);
     } else if (atomic_load(&b->batch_overdue_ms) == batch && b->conn) {
         /* no cancel object (PQgetCancel ran out of memory): as if sent, so
          * that the batch is terminated if it still runs after the grace */

@@ -614,6 +614,14 @@ void h_discard(char *gid)
     free(gid);
 }
 
+void h_commit_ok(char *gid, const char *what)
+{
+    h_resp r = h_commit(gid);
+    H_EXPECT(r, 200, what);
+    h_resp_clear(&r);
+    free(gid);
+}
+
 /* ---- fixtures ------------------------------------------------------------------- */
 
 static bool healthy(const char *base)

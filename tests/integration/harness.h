@@ -99,6 +99,8 @@ h_resp h_commit(const char *gid);
 h_resp h_rollback(const char *gid);
 /* Roll gid back (whatever the answer: the test is done with it) and free it. */
 void h_discard(char *gid);
+/* gid's commit answers 200 (else the test fails, saying what). Frees gid. */
+void h_commit_ok(char *gid, const char *what);
 /* h_stmt that must answer 200 (asserts). */
 void h_stmt_ok(const char *gid, const char *participant, const char *sql, json_t *params);
 

@@ -647,10 +647,7 @@ START_TEST(statement_call_sent_twice_runs_once)
     H_EXPECT(r, 409, "the same statement call again");
     ck_assert_str_eq(h_err_code(&r), "duplicate_statement");
     h_resp_clear(&r);
-    r = h_commit(gid);
-    H_EXPECT(r, 200, "commit: the branch is untouched by the refused copy");
-    h_resp_clear(&r);
-    free(gid);
+    h_commit_ok(gid, "commit: the branch is untouched by the refused copy");
     ck_assert_int_eq(h_balance(2, 1471), 11);
 }
 END_TEST
@@ -673,10 +670,7 @@ START_TEST(client_statement_call_sent_twice_runs_once)
     H_EXPECT(r, 200, "statement call 2");
     h_resp_clear(&r);
     h_stmt_ok(gid, "pg2", credit, NULL); /* unnumbered: not checked */
-    r = h_commit(gid);
-    H_EXPECT(r, 200, "commit");
-    h_resp_clear(&r);
-    free(gid);
+    h_commit_ok(gid, "commit");
     ck_assert_int_eq(h_balance(2, 1472), 13);
 }
 END_TEST

@@ -155,15 +155,6 @@ static void expect_result_refused(h_resp *r, char *gid, const char *why)
     free(gid);
 }
 
-/* gid's commit answers 200. Frees gid. */
-static void expect_commit_ok(char *gid)
-{
-    h_resp r = h_commit(gid);
-    H_EXPECT(r, 200, "commit");
-    h_resp_clear(&r);
-    free(gid);
-}
-
 START_TEST(result_too_large)
 {
     char *gid = h_begin();
@@ -185,7 +176,7 @@ START_TEST(result_too_large)
     ck_assert_int_eq(json_array_size(json_object_get(r.json, "rows")), 4);
     ck_assert_int_eq(strlen(h_str(first_row(&r), "pad")), 1000000);
     h_resp_clear(&r);
-    expect_commit_ok(gid);
+    h_commit_ok(gid, "commit");
 }
 END_TEST
 
@@ -200,7 +191,7 @@ START_TEST(escaped_rows_count_as_json)
     expect_result_refused(&r, gid, "--max-result-bytes");
     gid = h_begin();
     h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL); /* the agent serves the next one */
-    expect_commit_ok(gid);
+    h_commit_ok(gid, "commit");
 }
 END_TEST
 
@@ -240,7 +231,7 @@ START_TEST(many_rows)
     ck_assert_msg(strncmp(r.body, head, strlen(head)) == 0, "%.200s", r.body);
     h_resp_clear(&r);
     h_stmt_ok(gid, "pg1", "SELECT 1 AS one", NULL);
-    expect_commit_ok(gid);
+    h_commit_ok(gid, "commit");
 }
 END_TEST
 
