@@ -85,7 +85,7 @@ static bool o_setup;
 
 static const opt_def options[] = {
     {"coordinator", OPT_STRING, "http://127.0.0.1:7400", 0, 0, false, "URL",
-     "coordinator base URL", &o_coordinator},
+     "coordinator base URL (or unix:PATH, its --listen-unix socket)", &o_coordinator},
     {"pg-a", OPT_STRING, NULL, 0, 0, true, "CONNINFO",
      "database of participant A (the prober's session, --setup)", &o_pg_a},
     {"pg-b", OPT_STRING, NULL, 0, 0, true, "CONNINFO",
@@ -591,6 +591,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "lockbench: --protocol: expected 2pc or 3pc, got '%s'\n", o_protocol);
         return 2;
     }
+    char url_err[400];
+    char *url = httpc_url_normalize(o_coordinator, url_err, sizeof(url_err));
+    if (!url) {
+        fprintf(stderr, "lockbench: --coordinator: %s\n", url_err);
+        return 2;
+    }
+    free(o_coordinator);
+    o_coordinator = url; /* unix:PATH as http+unix://... */
     if (strcmp(o_form, "interactive") != 0 && strcmp(o_form, "oneshot") != 0) {
         fprintf(stderr, "lockbench: --form: expected interactive or oneshot, got '%s'\n", o_form);
         return 2;

@@ -471,7 +471,7 @@ int main(int argc, char **argv)
     str_list clients_opt;
     const opt_def defs[] = {
         {"coordinator", OPT_STRING, "http://127.0.0.1:7400", 0, 0, false, "URL",
-         "coordinator base URL", &coordinator},
+         "coordinator base URL (or unix:PATH, its --listen-unix socket)", &coordinator},
         {"pg-a", OPT_STRING, "host=127.0.0.1 port=7411 dbname=txdemo user=postgres", 0, 0, false,
          "CONNINFO", "database A (debited): raw baseline and --setup", &pg_a},
         {"pg-b", OPT_STRING, "host=127.0.0.1 port=7412 dbname=txdemo user=postgres", 0, 0, false,
@@ -539,6 +539,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "txbench: --clients: no client count given\n");
         return 2;
     }
+    char url_err[400];
+    char *url = httpc_url_normalize(coordinator, url_err, sizeof(url_err));
+    if (!url) {
+        fprintf(stderr, "txbench: --coordinator: %s\n", url_err);
+        return 2;
+    }
+    free(coordinator);
+    coordinator = url;
     size_t len = strlen(coordinator);
     while (len > 0 && coordinator[len - 1] == '/')
         coordinator[--len] = '\0';

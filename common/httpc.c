@@ -16,6 +16,11 @@
  *     only up to HTTPC_MAX_RESPONSE bytes (then the call fails as transport,
  *     with too_large set).
  *   - Nothing here logs: callers log per call with their gid/participant.
+ *   - A URL "http+unix://<socket path, percent-encoded>/<path>" goes over
+ *     that Unix-domain socket (CURLOPT_UNIX_SOCKET_PATH, set or cleared on
+ *     every call) as "http://localhost/<path>"; libcurl keeps its
+ *     connections apart from the TCP ones. httpc_url_normalize writes that
+ *     form from "unix:/path" (how the options take it).
  */
 #include "httpc.h"
 
@@ -179,6 +184,93 @@ static void call_fail(httpc_call *c, const char *fmt, const char *a)
     snprintf(c->error, sizeof(c->error), fmt, a);
 }
 
+#define UNIX_SCHEME "http+unix://"
+#define UNIX_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* url an http+unix one: *socket_path (caller frees) decoded from its
+ * authority, which must give an absolute path that fits a sockaddr_un, and
+ * *rest (inside url) its path, "/..." ("/" when it has none). Any other
+ * url: *socket_path NULL. false for an http+unix URL that does not decode. */
+static bool unix_url_split(const char *url, char **socket_path, const char **rest)
+{
+    *socket_path = NULL;
+    *rest = NULL;
+    if (strncmp(url, UNIX_SCHEME, strlen(UNIX_SCHEME)) != 0)
+        return true;
+    const char *a = url + strlen(UNIX_SCHEME);
+    size_t alen = strcspn(a, "/?#");
+    char *path = xmalloc(alen + 1), *o = path;
+    for (size_t i = 0; i < alen; i++) {
+        if (a[i] != '%') {
+            *o++ = a[i];
+            continue;
+        }
+        int hi = i + 2 < alen ? hexval(a[i + 1]) : -1, lo = hi >= 0 ? hexval(a[i + 2]) : -1;
+        if (lo < 0 || (hi == 0 && lo == 0)) {
+            free(path);
+            return false;
+        }
+        *o++ = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    *o = '\0';
+    if (path[0] != '/' || strlen(path) > UNIX_PATH_MAX || (a[alen] && a[alen] != '/')) {
+        free(path);
+        return false;
+    }
+    *socket_path = path;
+    *rest = a[alen] ? a + alen : "/";
+    return true;
+}
+
+char *httpc_url_normalize(const char *in, char *err, size_t errsize)
+{
+    if (strncmp(in, "unix:", 5) == 0) {
+        const char *path = in + 5;
+        if (path[0] != '/' || strlen(path) > UNIX_PATH_MAX) {
+            snprintf(err, errsize, "'%s': the socket path must be absolute and at most %d bytes",
+                     in, UNIX_PATH_MAX);
+            return NULL;
+        }
+        char *enc = httpc_escape(path);
+        char *url = xasprintf(UNIX_SCHEME "%s", enc);
+        free(enc);
+        return url;
+    }
+    if (strncmp(in, "http://", 7) == 0 || strncmp(in, "https://", 8) == 0)
+        return xstrdup(in);
+    if (strncmp(in, UNIX_SCHEME, strlen(UNIX_SCHEME)) == 0) {
+        char *sp = NULL;
+        const char *rest = NULL;
+        if (unix_url_split(in, &sp, &rest) && sp && strcmp(rest, "/") == 0 &&
+            !strchr(in + strlen(UNIX_SCHEME), '/')) {
+            /* encoded again, as from unix:PATH: one spelling per socket
+             * (%2f and %2F, a or %61), so that URLs compare as sockets do */
+            char *enc = httpc_escape(sp);
+            char *url = xasprintf(UNIX_SCHEME "%s", enc);
+            free(enc);
+            free(sp);
+            return url;
+        }
+        free(sp);
+        snprintf(err, errsize,
+                 "'%s': expected http+unix://<absolute socket path, percent-encoded, at most %d "
+                 "bytes> and nothing after it",
+                 in, UNIX_PATH_MAX);
+        return NULL;
+    }
+    snprintf(err, errsize, "'%s' is not an http:// or https:// URL, nor unix:/path/to/socket", in);
+    return NULL;
+}
+
 /* The per-call options. Every option a previous call of this handle may
  * have set is set again here (method, body, custom request), so nothing of
  * an earlier call leaks into this one. */
@@ -190,7 +282,22 @@ static bool setup_easy(call_state *cs)
     long ctimeout = timeout < HTTPC_CONNECT_TIMEOUT_MS ? timeout : HTTPC_CONNECT_TIMEOUT_MS;
     const char *method = c->method ? c->method : "GET";
 
-    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    char *socket_path = NULL;
+    const char *rest = NULL;
+    if (!unix_url_split(c->url, &socket_path, &rest)) {
+        call_fail(c, "bad unix socket URL %s", c->url);
+        return false;
+    }
+    /* libcurl copies both strings */
+    curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, socket_path); /* NULL: TCP */
+    if (socket_path) {
+        char *url = xasprintf("http://localhost%s", rest);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        free(url);
+    } else {
+        curl_easy_setopt(e, CURLOPT_URL, c->url);
+    }
+    free(socket_path);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);

@@ -56,6 +56,15 @@ void httpc_call_clear(httpc_call *c);  /* frees response, resets out fields */
  * reuse shows as calls that do not increase it). For stats and tests. */
 uint64_t httpc_connections_opened(void);
 
+/* A base URL (of an agent, of the coordinator) as the options take it, in
+ * the form calls use (caller frees): http:// and https:// ones as they are;
+ * "unix:/abs/path.sock" (a --listen-unix socket) as
+ * "http+unix://%2Fabs%2Fpath.sock", which is also taken (spelt that same
+ * way: one spelling per socket, so that URLs compare as sockets do). NULL, with
+ * err filled, for anything else, or a socket path that is relative or longer
+ * than a sockaddr_un takes (107 bytes). */
+char *httpc_url_normalize(const char *in, char *err, size_t errsize);
+
 /* Percent-encode one path segment. Caller frees. */
 char *httpc_escape(const char *s);
 

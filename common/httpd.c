@@ -18,6 +18,10 @@
  * Invariants:
  *   - The port is taken (http_listen) before the server runs on it
  *     (http_server_start_on), so a process takes it before anything else.
+ *     So is the optional Unix-domain socket (http_listen_unix, served by a
+ *     second MHD daemon on the same routes: http_server_serve_also); its
+ *     file is replaced only when nothing answers on it, and removed at the
+ *     stop only while it is still the one this process bound.
  *   - A request's memory is bounded by max_body plus headers; it is freed by
  *     the completion callback (request_done), whatever happened.
  *   - Every response has a Content-Type; every error body is
@@ -43,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -78,6 +84,10 @@ typedef struct {
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    struct MHD_Daemon *daemon_unix; /* NULL, or the Unix socket's (serve_also) */
+    char *unix_path;                /* owned; its file, removed at the stop */
+    dev_t unix_dev;                 /* ... if it is still this inode */
+    ino_t unix_ino;
     const http_route *routes;
     route_pattern *patterns;
     size_t nroutes;
@@ -611,6 +621,7 @@ static bool resolve_host(const char *host, int port, struct sockaddr_storage *ss
 
 bool http_listen(const char *host, int port, http_listener *out)
 {
+    memset(out, 0, sizeof(*out));
     out->fd = -1;
     if (port < 0 || port > 65535) {
         log_error("httpd: bad port %d", port);
@@ -640,6 +651,154 @@ bool http_listen(const char *host, int port, http_listener *out)
     return true;
 }
 
+/* Does a process listen on the Unix socket at path (a connect that is not
+ * refused; a full backlog counts as yes)? *err: the connect's errno (0 when
+ * it was accepted). */
+static bool unix_socket_probe(const char *path, int *err)
+{
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    snprintf(su.sun_path, sizeof(su.sun_path), "%s", path);
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    *err = probe < 0 ? errno
+           : connect(probe, (struct sockaddr *)&su, sizeof(su)) == 0 ? 0
+                                                                    : errno;
+    if (probe >= 0)
+        close(probe);
+    return *err != ECONNREFUSED && *err != ENOENT;
+}
+
+static bool unix_socket_answers(const char *path)
+{
+    int err;
+    return unix_socket_probe(path, &err);
+}
+
+bool http_listen_unix(const char *path, http_listener *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->fd = -1;
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    if (!path || path[0] != '/' || strlen(path) >= sizeof(su.sun_path)) {
+        log_error("httpd: cannot listen on unix:%s: the socket path must be absolute and at most "
+                  "%zu bytes",
+                  path ? path : "", sizeof(su.sun_path) - 1);
+        return false;
+    }
+    memcpy(su.sun_path, path, strlen(path) + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        /* Left by a process that is gone (a crash, a kill -9), or in use? A
+         * connect tells: refused = nobody listens (an instance that died),
+         * anything else is somebody's (a second instance started by mistake
+         * stops here, as on a taken port). A non-blocking connect does not
+         * wait on a full backlog: EAGAIN, somebody's. */
+        if (!S_ISSOCK(st.st_mode)) {
+            log_error("httpd: cannot listen on unix:%s: the path exists and is not a socket", path);
+            return false;
+        }
+        int err;
+        if (unix_socket_probe(path, &err)) {
+            log_error("httpd: cannot listen on unix:%s: %s", path,
+                      err == 0 || err == EAGAIN ? "another process is serving on it"
+                                                : strerror(err));
+            return false;
+        }
+        if (unlink(path) != 0 && errno != ENOENT) {
+            log_error("httpd: cannot listen on unix:%s: cannot remove the stale socket: %s", path,
+                      strerror(errno));
+            return false;
+        }
+        log_info("httpd: unix:%s: removed the socket a stopped process left (nothing answered on "
+                 "it)",
+                 path);
+    }
+    /* Not serialized with another instance doing the same with this path:
+     * one that binds between our check and our bind makes our bind fail
+     * (EADDRINUSE), and its file is then left alone. Instances of one
+     * participant or coordinator are serialized earlier anyway, by the TCP
+     * port each takes first and by the data directory's lock. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    bool bound = fd >= 0 && bind(fd, (struct sockaddr *)&su, sizeof(su)) == 0;
+    /* 0660 before listen(): nobody can connect in between. The mode is
+     * what guards the socket (plus the cluster token, auth.h): owner and
+     * group. */
+    if (!bound || chmod(path, 0660) != 0 || stat(path, &st) != 0 || listen(fd, 1024) != 0) {
+        int err = errno;
+        log_error("httpd: cannot listen on unix:%s: %s", path,
+                  !bound && err == EADDRINUSE ? "another process took it meanwhile"
+                                              : strerror(err));
+        if (fd >= 0)
+            close(fd);
+        if (bound)
+            (void)unlink(path); /* ours: bound here */
+        return false;
+    }
+    out->fd = fd;
+    out->unix_path = xstrdup(path);
+    out->unix_dev = st.st_dev;
+    out->unix_ino = st.st_ino;
+    return true;
+}
+
+void http_listener_close(http_listener *l)
+{
+    if (l->fd >= 0) {
+        close(l->fd);
+        if (l->unix_path)
+            (void)unlink(l->unix_path);
+    }
+    l->fd = -1;
+    free(l->unix_path);
+    l->unix_path = NULL;
+}
+
+/* An MHD daemon serving srv's routes on l's socket (taken: l->fd is -1
+ * after, also on failure, when the socket is closed). */
+static struct MHD_Daemon *start_daemon(http_server *srv, http_listener *l)
+{
+    int fd = l->fd;
+    l->fd = -1;
+    /* MHD_USE_ITC: MHD_quiesce_daemon at the stop */
+    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                         MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (l->v6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)l->port, NULL, NULL, access_handler, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv, /* first, so it sees everything */
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_CONN_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, srv,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY,
+        MHD_OPTION_END);
+    if (!d)
+        close(fd);
+    return d;
+}
+
+bool http_server_serve_also(http_server *srv, http_listener *l)
+{
+    if (!l->unix_path || srv->daemon_unix) {
+        log_error("httpd: serve_also takes one Unix socket listener");
+        http_listener_close(l);
+        return false;
+    }
+    srv->daemon_unix = start_daemon(srv, l);
+    if (!srv->daemon_unix) {
+        log_error("httpd: cannot serve on unix:%s", l->unix_path);
+        (void)unlink(l->unix_path);
+        http_listener_close(l);
+        return false;
+    }
+    srv->unix_path = l->unix_path; /* ours now */
+    srv->unix_dev = l->unix_dev;
+    srv->unix_ino = l->unix_ino;
+    l->unix_path = NULL;
+    log_info("httpd: listening on unix:%s", srv->unix_path);
+    return true;
+}
+
 http_server *http_server_start_on(http_listener *l, const char *host, const http_route *routes,
                                   size_t nroutes, void *app, size_t max_body)
 {
@@ -660,25 +819,12 @@ http_server *http_server_start_on(http_listener *l, const char *host, const http
             return NULL;
         }
     }
-    /* MHD_USE_ITC: MHD_quiesce_daemon at the stop */
-    unsigned int flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                         MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
-    if (l->v6)
-        flags |= MHD_USE_IPv6;
-    srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)l->port, NULL, NULL, access_handler, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, srv, /* first, so it sees everything */
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_CONN_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_CONN_LIMIT,
-        MHD_OPTION_NOTIFY_COMPLETED, request_done, srv,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTPD_CONN_MEMORY,
-        MHD_OPTION_END);
+    l->fd = fd; /* taken by start_daemon */
+    srv->daemon = start_daemon(srv, l);
     if (!srv->daemon) {
         log_error("httpd: cannot serve on %s:%d", shown, l->port);
         free_patterns(srv);
         free(srv);
-        close(fd);
         return NULL;
     }
     srv->port = l->port;
@@ -704,9 +850,12 @@ void http_server_quiesce(http_server *srv)
 {
     if (!srv || atomic_exchange(&srv->stopping, true))
         return;
-    MHD_socket l = MHD_quiesce_daemon(srv->daemon);
-    if (l != MHD_INVALID_SOCKET)
-        close(l);
+    struct MHD_Daemon *d[] = {srv->daemon, srv->daemon_unix};
+    for (size_t i = 0; i < ARRAY_LEN(d); i++) {
+        MHD_socket l = d[i] ? MHD_quiesce_daemon(d[i]) : MHD_INVALID_SOCKET;
+        if (l != MHD_INVALID_SOCKET)
+            close(l);
+    }
 }
 
 void http_server_stop(http_server *srv)
@@ -723,6 +872,18 @@ void http_server_stop(http_server *srv)
     while (atomic_load(&srv->active) > 0)
         sleep_ms(5, NULL);
     MHD_stop_daemon(srv->daemon);
+    if (srv->daemon_unix)
+        MHD_stop_daemon(srv->daemon_unix);
+    /* The socket file, unless something else has bound that path since
+     * (a successor started while this process still stopped: it found the
+     * file refusing connections, ours being closed at the quiesce, and
+     * replaced it): the file must still be the inode we bound, and nothing
+     * may answer on it, as inode numbers are reused. */
+    struct stat st;
+    if (srv->unix_path && lstat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev &&
+        st.st_ino == srv->unix_ino && !unix_socket_answers(srv->unix_path))
+        (void)unlink(srv->unix_path);
+    free(srv->unix_path);
     free_patterns(srv);
     free(srv);
 }

@@ -19,6 +19,7 @@
 #define TX_HTTPD_H
 
 #include <jansson.h>
+#include <sys/types.h>
 #include "util.h"
 
 typedef struct http_request http_request;
@@ -41,11 +42,25 @@ typedef struct {
 typedef struct {
     int fd;
     bool v6;
-    int port; /* the bound one (the real one when 0 was asked for) */
+    int port;        /* the bound one (the real one when 0 was asked for); 0 for a Unix socket */
+    char *unix_path; /* owned; a Unix socket's file (http_listen_unix), else NULL */
+    dev_t unix_dev;  /* its inode once bound: the stop removes the file only */
+    ino_t unix_ino;  /* while it is still this one */
 } http_listener;
 /* false on failure (logged: "cannot listen on HOST:PORT: Address already in
  * use"). */
 bool http_listen(const char *host, int port, http_listener *out) MUSTCHECK;
+/* A Unix-domain socket at path (absolute, at most 107 bytes), mode 0660. A
+ * socket file nothing answers on (left by a process that died) is replaced;
+ * one a live process answers on, or a path that is not a socket, is refused
+ * (logged), like a taken port. */
+bool http_listen_unix(const char *path, http_listener *out) MUSTCHECK;
+/* Close a listener no server took (a Unix socket's file is removed). */
+void http_listener_close(http_listener *l);
+/* Serve srv's routes on l too: a Unix socket listener (http_listen_unix),
+ * taken whatever happens. Its file is removed by http_server_stop. false on
+ * failure (logged). */
+bool http_server_serve_also(http_server *srv, http_listener *l) MUSTCHECK;
 /* Start serving on l (its fd is the server's from here on, also on
  * failure); NULL on failure (logged). routes must outlive the server. */
 http_server *http_server_start_on(http_listener *l, const char *host, const http_route *routes,

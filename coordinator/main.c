@@ -89,7 +89,7 @@ static const char *const crash_points[] = {
     "3pc-precommit-lost=error", NULL,
 };
 
-static char *opt_listen, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
+static char *opt_listen, *opt_listen_unix, *opt_data_dir, *opt_crash_point, *opt_log_level, *opt_token_file;
 static str_list opt_participants;
 static long long opt_max_body, opt_default_timeout, opt_agent_timeout;
 static long long opt_retention, opt_retention_max, opt_max_unfinished;
@@ -99,6 +99,10 @@ static char *opt_3pc_termination;
 
 static const opt_def options[] = {
     {"listen", OPT_STRING, NULL, 0, 0, true, "HOST:PORT", "address of the REST API", &opt_listen},
+    {"listen-unix", OPT_STRING, NULL, 0, 0, false, "PATH",
+     "also serve the REST API on this Unix-domain socket (absolute path, mode 0660); local "
+     "clients and agents reach it as unix:PATH",
+     &opt_listen_unix},
     {"data-dir", OPT_STRING, NULL, 0, 0, true, "DIR",
      "holds coordinator.state and decisions.log (created if missing)", &opt_data_dir},
     {"participant", OPT_STRING_LIST, NULL, 0, 0, true, "NAME=URL",
@@ -462,9 +466,11 @@ int main(int argc, char **argv)
 
     /* The port first: a start that cannot take it changes nothing (no
      * epoch bumped, no log opened). */
-    http_listener listener;
+    http_listener listener, listener_unix = {.fd = -1};
     if (!http_listen(host, port, &listener))
         die("cannot listen on %s (see above)", opt_listen);
+    if (opt_listen_unix && !http_listen_unix(opt_listen_unix, &listener_unix))
+        die("cannot listen on unix:%s (see above)", opt_listen_unix);
     if (!mkdir_p(opt_data_dir) || !dir_lock(opt_data_dir, "txcoord") ||
         !load_identity(opt_data_dir))
         die("cannot set up the data directory %s (see above)", opt_data_dir);
@@ -499,6 +505,8 @@ int main(int argc, char **argv)
     http_server *srv = api_start(&listener, host, (size_t)opt_max_body);
     if (!srv)
         die("cannot listen on %s (see above)", opt_listen);
+    if (opt_listen_unix && !http_server_serve_also(srv, &listener_unix))
+        die("cannot serve on unix:%s (see above)", opt_listen_unix);
     log_info("txcoord %s epoch %llu listening on %s with %zu participants", g_coord.coord_id,
              (unsigned long long)g_coord.epoch, opt_listen, participants_count());
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpc.h"
 #include "log.h"
 
 static participant *table;
@@ -41,16 +42,17 @@ bool participants_init(const str_list *specs)
             log_error("--participant '%s': name must match [a-z][a-z0-9_-]*", spec);
             return false;
         }
-        const char *url = eq + 1;
-        if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-            log_error("--participant '%s': URL must start with http:// or https://", spec);
+        char err[400];
+        char *u = httpc_url_normalize(eq + 1, err, sizeof(err));
+        if (!u) {
+            log_error("--participant '%s': %s", spec, err);
             return false;
         }
         if (participant_find(name)) {
             log_error("--participant '%s': participant %s given twice", spec, name);
+            free(u);
             return false;
         }
-        char *u = xstrdup(url);
         size_t ulen = strlen(u);
         while (ulen > 0 && u[ulen - 1] == '/')
             u[--ulen] = '\0';

@@ -14,7 +14,8 @@
  * usage, 3 when no answer came (transport error or timeout, on stderr), the
  * answer is not the coordinator's (not JSON: a proxy's error page), or a 3PC
  * commit's outcome is not known yet (409 precommitting): the outcome of a
- * commit is then unknown; `txctl outcome GID` tells it. URL defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
+ * commit is then unknown; `txctl outcome GID` tells it. URL (or unix:PATH)
+ * defaults to $TXCOORD_URL, then http://127.0.0.1:7400; the token
  * file (auth.h) to $TXCOORD_TOKEN_FILE, then none. A PARAM
  * of exactly \N is sent as SQL NULL, every other PARAM as a string.
  */
@@ -57,7 +58,8 @@ static void usage(FILE *f)
             "                                            per branch: attempts, last error, age\n"
             "  resolve GID commit|abort                  operator's heuristic decision for a\n"
             "                                            participant lost for good (logged)\n"
-            "URL defaults to $TXCOORD_URL or " DEFAULT_URL ".\n"
+            "URL (http://HOST:PORT, or unix:PATH for the coordinator's --listen-unix\n"
+            "socket) defaults to $TXCOORD_URL or " DEFAULT_URL ".\n"
             "FILE (the cluster's shared secret, sent as Authorization: Bearer) defaults to\n"
             "$TXCOORD_TOKEN_FILE; without either no token is sent.\n"
             "N bounds each call (default %d ms; a statement that runs longer is cut off\n"
@@ -376,7 +378,12 @@ int main(int argc, char **argv)
         return 2;
     if (i >= argc)
         return bad_usage("missing command");
-    char *b = xstrdup(base);
+    char url_err[400];
+    char *b = httpc_url_normalize(base, url_err, sizeof(url_err));
+    if (!b) {
+        fprintf(stderr, "txctl: --url: %s\n", url_err);
+        return 2;
+    }
     size_t bl = strlen(b);
     while (bl > 0 && b[bl - 1] == '/')
         b[--bl] = '\0';

@@ -18,6 +18,7 @@
 
 #include "branch.h"
 #include "gid.h"
+#include "httpc.h"
 #include "httpd.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -142,6 +143,17 @@ static void h_statements(http_request *req, void *app)
 
 /* The 3PC members of a prepare body into tp (peers owned by the caller:
  * *peers_out, free it). Answers and returns false on a problem. */
+/* A peer's URL as the coordinator sends it (its --participant URL:
+ * http(s), or http+unix for an agent on the coordinator's host). */
+static bool peer_url_ok(const char *url)
+{
+    char err[400];
+    char *u = strlen(url) < TP_URL_MAX ? httpc_url_normalize(url, err, sizeof(err)) : NULL;
+    bool ok = u && strncmp(url, "unix:", 5) != 0;
+    free(u);
+    return ok;
+}
+
 static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
                       tp_peer **peers_out)
 {
@@ -178,12 +190,11 @@ static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
         if (!json_is_object(item) ||
             !json_field_string(item, "participant", true, &name, err, sizeof(err)) ||
             !json_field_string(item, "url", true, &url, err, sizeof(err)) ||
-            !participant_name_valid(name) ||
-            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
-            strlen(url) >= TP_URL_MAX) {
+            !participant_name_valid(name) || !peer_url_ok(url)) {
             http_reply_error(req, 400, "invalid_request",
-                             "peers[%zu]: needs a valid \"participant\" and an http(s) \"url\"",
-                             i);
+                             "peers[%zu]: needs a valid \"participant\" and an http(s) or "
+                             "http+unix \"url\" shorter than %d bytes",
+                             i, TP_URL_MAX);
             free(ps);
             return false;
         }

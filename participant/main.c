@@ -98,7 +98,7 @@ static const char *const crash_points[] = {"after-prepare", "after-commit-prepar
                                            "wal-fdatasync=error", NULL};
 
 typedef struct {
-    char *listen, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
+    char *listen, *listen_unix, *name, *pg, *coordinator, *data_dir, *crash_point, *log_level;
     char *tp_termination;
     str_list peers;
     long long pool_size, resolve_interval_ms, resolve_min_age_ms;
@@ -111,6 +111,7 @@ typedef struct {
 static void opts_free(agent_opts *o)
 {
     free(o->listen);
+    free(o->listen_unix);
     free(o->name);
     free(o->pg);
     free(o->coordinator);
@@ -247,6 +248,10 @@ int main(int argc, char **argv)
     const opt_def defs[] = {
         {"listen", OPT_STRING, NULL, 0, 0, true, "HOST:PORT", "address to serve the agent API on",
          &o.listen},
+        {"listen-unix", OPT_STRING, NULL, 0, 0, false, "PATH",
+         "also serve the agent API on this Unix-domain socket (absolute path, mode 0660): a "
+         "coordinator on this host reaches it as --participant NAME=unix:PATH",
+         &o.listen_unix},
         {"name", OPT_STRING, NULL, 0, 0, true, "NAME",
          "participant name ([a-z][a-z0-9_-]{0,31}); must match the coordinator's", &o.name},
         {"pg", OPT_STRING, NULL, 0, 0, true, "CONNINFO", "libpq connection string of the database",
@@ -345,8 +350,12 @@ int main(int argc, char **argv)
         opts_free(&o);
         return 2;
     }
-    if (strncmp(o.coordinator, "http://", 7) != 0 && strncmp(o.coordinator, "https://", 8) != 0) {
-        fprintf(stderr, "txagent: --coordinator: '%s' is not an http(s) URL\n", o.coordinator);
+    char url_err[400];
+    char *coordinator_url = httpc_url_normalize(o.coordinator, url_err, sizeof(url_err));
+    bool coordinator_ok = coordinator_url != NULL;
+    free(coordinator_url); /* checked here; made again below, where it is kept */
+    if (!coordinator_ok) {
+        fprintf(stderr, "txagent: --coordinator: %s\n", url_err);
         free(host);
         opts_free(&o);
         return 2;
@@ -383,15 +392,17 @@ int main(int argc, char **argv)
      * connection terminates every session of an earlier instance of this
      * participant (pool.c, fence), which a second instance started by
      * mistake would do to the live one before failing on its port. */
-    http_listener listener;
+    http_listener listener, listener_unix = {.fd = -1};
     if (!http_listen(host, port, &listener))
         die("cannot listen on %s (see above); nothing done", o.listen);
+    if (o.listen_unix && !http_listen_unix(o.listen_unix, &listener_unix))
+        die("cannot listen on unix:%s (see above); nothing done", o.listen_unix);
     if (!install_signals())
         die("cannot install signal handlers");
 
     agent *ag = xcalloc(1, sizeof(*ag));
     ag->name = o.name;
-    ag->coordinator = xstrdup(o.coordinator);
+    ag->coordinator = httpc_url_normalize(o.coordinator, url_err, sizeof(url_err)); /* checked */
     for (size_t l = strlen(ag->coordinator); l > 0 && ag->coordinator[l - 1] == '/'; l--)
         ag->coordinator[l - 1] = '\0';
     ag->resolve_interval_ms = o.resolve_interval_ms;
@@ -436,6 +447,8 @@ int main(int argc, char **argv)
     http_server *srv = api_start(ag, &listener, host, (size_t)o.max_body);
     if (!srv)
         die("cannot serve on %s", o.listen);
+    if (o.listen_unix && !http_server_serve_also(srv, &listener_unix))
+        die("cannot serve on unix:%s (see above)", o.listen_unix);
     pthread_t resolver_thread;
     if (!resolver_start(ag, &resolver_thread))
         die("cannot start the recovery sweep");

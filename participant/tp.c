@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpc.h"
+
 static const char *const state_names[] = {
     [TP_NONE] = "none",           [TP_UNCERTAIN] = "uncertain", [TP_PRECOMMITTED] = "precommitted",
     [TP_COMMITTED] = "committed", [TP_ABORTED] = "aborted",
@@ -93,7 +95,8 @@ static bool url_ok(const char *u)
 {
     size_t n = strlen(u);
     return n > 0 && n < TP_URL_MAX &&
-           (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0);
+           (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0 ||
+            strncmp(u, "http+unix://", 12) == 0);
 }
 
 bool tp_peer_route_parse(const char *spec, tp_peer *out, char *err, size_t errlen)
@@ -117,12 +120,16 @@ bool tp_peer_route_parse(const char *spec, tp_peer *out, char *err, size_t errle
                  out->participant);
         return false;
     }
-    if (!url_ok(eq + 1)) {
-        snprintf(err, errlen, "'%s': the URL must start with http:// or https:// and be "
-                 "shorter than %d bytes", spec, TP_URL_MAX);
+    char nerr[400];
+    char *url = httpc_url_normalize(eq + 1, nerr, sizeof(nerr));
+    if (!url || !url_ok(url)) {
+        snprintf(err, errlen, "'%s': the URL must be http://, https:// or unix:/path and be "
+                 "shorter than %d bytes (as http+unix://...)", spec, TP_URL_MAX);
+        free(url);
         return false;
     }
-    snprintf(out->url, sizeof(out->url), "%s", eq + 1);
+    snprintf(out->url, sizeof(out->url), "%s", url);
+    free(url);
     for (size_t l = strlen(out->url); l > 0 && out->url[l - 1] == '/'; l--)
         out->url[l - 1] = '\0';
     if (!url_ok(out->url)) {

@@ -43,7 +43,7 @@
  * hole, which wal_open_unforced then cuts instead of refusing to start. */
 #define TP_FINAL_TYPE 'F'
 #define TP_MAX_PEERS 64
-#define TP_URL_MAX 256
+#define TP_URL_MAX 352 /* an http+unix URL of a 107-byte path, percent-encoded: 333 */
 #define TP_XID_MAX 24
 
 typedef enum { TP_NONE = 0, TP_UNCERTAIN, TP_PRECOMMITTED, TP_COMMITTED, TP_ABORTED } tp_state;
@@ -106,7 +106,8 @@ void tp_record_free(tp_record *r);
  * calls use it; the recorded peers keep the coordinator's URLs. */
 
 /* Parse "NAME=URL" into *out: NAME follows the participant name rule, URL is
- * http(s) and shorter than TP_URL_MAX; trailing '/' are dropped. false with
+ * http(s), or unix:PATH (kept as http+unix://, httpc_url_normalize), and
+ * shorter than TP_URL_MAX; trailing '/' are dropped. false with
  * err (size errlen) filled otherwise. */
 bool tp_peer_route_parse(const char *spec, tp_peer *out, char *err, size_t errlen) MUSTCHECK;
 /* The URL to reach peer: the route of its participant in routes[0..n), else

@@ -314,10 +314,10 @@ cl() {
     "$CLUSTER_SH" --dir "$CDIR" "$@" 2>&1 | sed 's/^/    | /'
 }
 
-# cluster_up: start 3 PostgreSQL, 3 agents, 1 coordinator; load the cluster's
-# environment (TXCOORD_URL, PG<i>_PORT, ...).
+# cluster_up [UP-ARGS...]: start 3 PostgreSQL, 3 agents, 1 coordinator; load
+# the cluster's environment (TXCOORD_URL, PG<i>_PORT, ...).
 cluster_up() {
-    cl up --participants 3 --base-port "$SCEN_PORT" || scen_abort "scripts/cluster up failed"
+    cl up --participants 3 --base-port "$SCEN_PORT" "$@" || scen_abort "scripts/cluster up failed"
     eval "$("$CLUSTER_SH" --dir "$CDIR" env)"
 }
 

@@ -5,7 +5,11 @@
  * connection on a second call), parallel calls, transport failures, and the
  * server's limits on raw sockets (chunked overflow, Content-Type always set),
  * proxy variables in the environment not rerouting calls, the cluster token
- * (token file rules, 401 without it except GET /healthz, httpc sending it).
+ * (token file rules, 401 without it except GET /healthz, httpc sending it),
+ * the Unix socket a server also serves on (http_listen_unix, serve_also:
+ * calls through unix: URLs, connections kept apart from TCP ones, a stale
+ * socket file replaced, a live one or a non-socket refused, the file removed
+ * at the stop) and httpc_url_normalize.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -14,7 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -955,6 +961,176 @@ START_TEST(test_bad_listen)
 }
 END_TEST
 
+/* One call to url; returns the status (0: transport failure). */
+static long call_url(httpc_call *c, const char *method, const char *u, json_t *body)
+{
+    memset(c, 0, sizeof(*c));
+    c->method = method;
+    c->url = u;
+    c->body = body;
+    c->timeout_ms = 10000;
+    (void)httpc_request(c);
+    return c->status;
+}
+
+START_TEST(test_unix_socket)
+{
+    char *dir = unit_tmpdir();
+    char *path = xasprintf("%s/api.sock", dir);
+    char err[400];
+    /* the server of setup() also serves on a Unix socket */
+    http_listener l;
+    ck_assert(http_listen_unix(path, &l));
+    struct stat st;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_int_eq(st.st_mode & 0777, 0660);
+    ck_assert(http_server_serve_also(srv, &l));
+    ck_assert_int_eq(l.fd, -1);
+
+    char *unix_url = xasprintf("unix:%s", path);
+    char *base = httpc_url_normalize(unix_url, err, sizeof(err));
+    ck_assert_msg(base, "%s", err);
+    ck_assert_ptr_nonnull(strstr(base, "http+unix://%2F"));
+    char *base_again = httpc_url_normalize(base, err, sizeof(err)); /* taken as it is */
+    ck_assert_str_eq(base_again, base);
+    char *u = xasprintf("%s/v1/branches/g-1/prepare?x=y", base);
+    json_t *body = json_pack("{s:s}", "participant", "pg1");
+    httpc_call c;
+    uint64_t before = httpc_connections_opened();
+    ck_assert_int_eq(call_url(&c, "POST", u, body), 201);
+    ck_assert_str_eq(json_string_value(json_object_get(c.response, "path")),
+                     "/v1/branches/g-1/prepare");
+    ck_assert_str_eq(json_string_value(json_object_get(c.response, "x")), "y");
+    httpc_call_clear(&c);
+    /* kept alive, and never mixed with a TCP connection: TCP then the socket again */
+    ck_assert_int_eq(call(&c, "GET", "/hello", NULL), 200);
+    httpc_call_clear(&c);
+    /* the socket path is not left on a pooled handle for the next TCP call:
+     * nothing listens on port 1, so only the socket could answer this one */
+    ck_assert_int_eq(call_url(&c, "GET", "http://127.0.0.1:1/hello", NULL), 0);
+    httpc_call_clear(&c);
+    ck_assert_int_eq(call_url(&c, "POST", u, body), 201);
+    httpc_call_clear(&c);
+    ck_assert_uint_eq(httpc_connections_opened(), before + 2);
+    free(u);
+    u = xasprintf("%s", base); /* no path at all: "/" */
+    ck_assert_int_eq(call_url(&c, "GET", u, NULL), 404);
+    httpc_call_clear(&c);
+    free(u);
+
+    /* a second server on the same path: refused while this one serves */
+    unit_capture cap;
+    unit_capture_begin(&cap, dir);
+    http_listener l2;
+    bool taken = http_listen_unix(path, &l2);
+    char *out = unit_capture_end(&cap);
+    ck_assert(!taken);
+    ck_assert_ptr_nonnull(strstr(out, "another process is serving on it"));
+    free(out);
+    ck_assert_int_eq(lstat(path, &st), 0); /* and left alone */
+
+    /* a successor that starts while this one stops (its socket closed at
+     * the quiesce, the file left) replaces the file, and this one's stop
+     * leaves the successor's alone (here it gets another inode; a reused
+     * inode number, which a test cannot bring about, is what the stop's
+     * connect probe is for) */
+    http_server_quiesce(srv);
+    http_listener l3;
+    bool took = false;
+    unit_capture_begin(&cap, dir);
+    /* the socket closes once MHD's listening thread has let go of it too */
+    for (int i = 0; i < 200 && !(took = http_listen_unix(path, &l3)); i++)
+        sleep_ms(10, NULL);
+    free(unit_capture_end(&cap));
+    ck_assert(took);
+    http_server_stop(srv);
+    srv = NULL;
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(st.st_ino == l3.unix_ino);
+    http_listener_close(&l3);
+    ck_assert_int_ne(lstat(path, &st), 0); /* closing an unserved listener removes it */
+
+    /* a plain stop removes the file; nothing answers there any more */
+    http_server *srv2 = http_server_start("127.0.0.1", 0, routes, ARRAY_LEN(routes), NULL, MAX_BODY);
+    ck_assert_ptr_nonnull(srv2);
+    ck_assert(http_listen_unix(path, &l3));
+    ck_assert(http_server_serve_also(srv2, &l3));
+    ck_assert_int_eq(call_url(&c, "POST", base, body), 404);
+    httpc_call_clear(&c);
+    http_server_stop(srv2);
+    ck_assert_int_ne(lstat(path, &st), 0);
+    ck_assert_int_eq(call_url(&c, "POST", base, body), 0);
+    httpc_call_clear(&c);
+
+    /* a socket file nobody listens on (a process killed -9 left it): replaced */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un su = {.sun_family = AF_UNIX};
+    snprintf(su.sun_path, sizeof(su.sun_path), "%s", path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&su, sizeof(su)), 0);
+    close(fd);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(http_listen_unix(path, &l2));
+    http_listener_close(&l2);
+    ck_assert_int_ne(lstat(path, &st), 0);
+
+    /* not a socket, relative, too long: refused (and a file left alone) */
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    char *longp = xasprintf("/%0*d", 120, 0);
+    unit_capture_begin(&cap, dir);
+    ck_assert(!http_listen_unix(path, &l2));
+    ck_assert(!http_listen_unix("relative.sock", &l2));
+    ck_assert(!http_listen_unix(longp, &l2));
+    out = unit_capture_end(&cap);
+    ck_assert_ptr_nonnull(strstr(out, "the path exists and is not a socket"));
+    ck_assert_ptr_nonnull(strstr(out, "must be absolute"));
+    free(out);
+    ck_assert_int_eq(lstat(path, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+
+    /* URL forms */
+    const char *good[][2] = {
+        {"http://127.0.0.1:7401", "http://127.0.0.1:7401"},
+        {"https://h", "https://h"},
+        {"unix:/run/tx/a 1.sock", "http+unix://%2Frun%2Ftx%2Fa%201.sock"},
+        {"http+unix://%2Frun%2Fa.sock", "http+unix://%2Frun%2Fa.sock"},
+        {"http+unix://%2frun%2F%61.sock", "http+unix://%2Frun%2Fa.sock"}, /* one spelling */
+    };
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        char *n = httpc_url_normalize(good[i][0], err, sizeof(err));
+        ck_assert_msg(n, "%s: %s", good[i][0], err);
+        ck_assert_str_eq(n, good[i][1]);
+        free(n);
+    }
+    char *longu = xasprintf("unix:%s", longp);
+    const char *bad[] = {"ftp://h", "unix:", "unix:run/a.sock", longu, "http+unix://run%2Fa.sock",
+                         "http+unix://%2Frun%2Fa.sock/v1", "http+unix://%2Fa%00b",
+                         "http+unix://%2Fa%2", "127.0.0.1:7401"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        err[0] = '\0';
+        char *n = httpc_url_normalize(bad[i], err, sizeof(err));
+        ck_assert_msg(!n, "should be refused: %s", bad[i]);
+        ck_assert(err[0]);
+    }
+    /* a call to an http+unix URL that does not decode fails, without a crash */
+    ck_assert_int_eq(call_url(&c, "GET", "http+unix://%zz/hello", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(c.error, "bad unix socket URL"));
+    httpc_call_clear(&c);
+
+    json_decref(body);
+    free(longu);
+    free(longp);
+    free(base_again);
+    free(base);
+    free(unix_url);
+    free(path);
+    unit_rm_rf(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     httpc_global_init();
@@ -977,6 +1153,7 @@ int main(void)
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_bad_listen);
     tcase_add_test(tc, test_token);
+    tcase_add_test(tc, test_unix_socket);
     suite_add_tcase(s, tc);
     int rc = unit_run(s);
     httpc_global_cleanup();
