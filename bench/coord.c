@@ -237,6 +237,21 @@ const bench_workload coord_interactive_workload = {
     .close = coord_close,
 };
 
+bool coord_url_option(const char *prog, char **url)
+{
+    char err[400];
+    char *u = httpc_url_normalize(*url, err, sizeof(err));
+    if (!u) {
+        fprintf(stderr, "%s: --coordinator: %s\n", prog, err);
+        return false;
+    }
+    for (size_t l = strlen(u); l > 0 && u[l - 1] == '/'; l--)
+        u[l - 1] = '\0';
+    free(*url);
+    *url = u;
+    return true;
+}
+
 bool coord_preflight(const bench_opts *o)
 {
     char *url = xasprintf("%s/healthz", o->coordinator);

@@ -591,23 +591,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "lockbench: --protocol: expected 2pc or 3pc, got '%s'\n", o_protocol);
         return 2;
     }
-    char url_err[400];
-    char *url = httpc_url_normalize(o_coordinator, url_err, sizeof(url_err));
-    if (!url) {
-        fprintf(stderr, "lockbench: --coordinator: %s\n", url_err);
+    if (!coord_url_option("lockbench", &o_coordinator))
         return 2;
-    }
-    free(o_coordinator);
-    o_coordinator = url; /* unix:PATH as http+unix://... */
     if (strcmp(o_form, "interactive") != 0 && strcmp(o_form, "oneshot") != 0) {
         fprintf(stderr, "lockbench: --form: expected interactive or oneshot, got '%s'\n", o_form);
         return 2;
     }
     if (o_pause_max_ms < o_pause_ms)
         o_pause_max_ms = o_pause_ms;
-    size_t ul = strlen(o_coordinator);
-    while (ul > 0 && o_coordinator[ul - 1] == '/')
-        o_coordinator[--ul] = '\0';
 
     if (!auth_load_env()) /* $TXCOORD_TOKEN_FILE: the cluster's token, if it has one */
         return 2;

@@ -539,17 +539,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "txbench: --clients: no client count given\n");
         return 2;
     }
-    char url_err[400];
-    char *url = httpc_url_normalize(coordinator, url_err, sizeof(url_err));
-    if (!url) {
-        fprintf(stderr, "txbench: --coordinator: %s\n", url_err);
+    if (!coord_url_option("txbench", &coordinator))
         return 2;
-    }
-    free(coordinator);
-    coordinator = url;
-    size_t len = strlen(coordinator);
-    while (len > 0 && coordinator[len - 1] == '/')
-        coordinator[--len] = '\0';
 
     bench_opts o = {
         .coordinator = coordinator,
