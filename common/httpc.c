@@ -252,8 +252,10 @@ char *httpc_url_normalize(const char *in, char *err, size_t errsize)
         const char *rest = NULL;
         if (unix_url_split(in, &sp, &rest) && sp && strcmp(rest, "/") == 0 &&
             !strchr(in + strlen(UNIX_SCHEME), '/')) {
-            /* encoded again, as from unix:PATH: one spelling per socket
-             * (%2f and %2F, a or %61), so that URLs compare as sockets do */
+            /* encoded again, as from unix:PATH: one spelling per path (%2f
+             * and %2F, a and %61), so that URLs of one path compare equal
+             * (a path spelt otherwise, /tmp//a.sock or through a symlink,
+             * still differs) */
             char *enc = httpc_escape(sp);
             char *url = xasprintf(UNIX_SCHEME "%s", enc);
             free(enc);

@@ -60,7 +60,7 @@ uint64_t httpc_connections_opened(void);
  * the form calls use (caller frees): http:// and https:// ones as they are;
  * "unix:/abs/path.sock" (a --listen-unix socket) as
  * "http+unix://%2Fabs%2Fpath.sock", which is also taken (spelt that same
- * way: one spelling per socket, so that URLs compare as sockets do). NULL, with
+ * way: one spelling per path, so that URLs of one path compare equal). NULL, with
  * err filled, for anything else, or a socket path that is relative or longer
  * than a sockaddr_un takes (107 bytes). */
 char *httpc_url_normalize(const char *in, char *err, size_t errsize);

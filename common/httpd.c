@@ -712,11 +712,13 @@ bool http_listen_unix(const char *path, http_listener *out)
                  "it)",
                  path);
     }
-    /* Not serialized with another instance doing the same with this path:
+    /* Not serialized with another process doing the same with this path:
      * one that binds between our check and our bind makes our bind fail
-     * (EADDRINUSE), and its file is then left alone. Instances of one
-     * participant or coordinator are serialized earlier anyway, by the TCP
-     * port each takes first and by the data directory's lock. */
+     * (EADDRINUSE), and its file is then left alone; one that has bound but
+     * not yet called listen() looks stale to the probe above. Two instances
+     * given the same port stop earlier, on the port each takes first; only
+     * instances misconfigured with one socket path but different ports can
+     * meet here at the same instant. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     bool bound = fd >= 0 && bind(fd, (struct sockaddr *)&su, sizeof(su)) == 0;
     /* 0660 before listen(): nobody can connect in between. The mode is
