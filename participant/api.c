@@ -141,8 +141,6 @@ static void h_statements(http_request *req, void *app)
 
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
 
-/* The 3PC members of a prepare body into tp (peers owned by the caller:
- * *peers_out, free it). Answers and returns false on a problem. */
 /* A peer's URL as the coordinator sends it (its --participant URL:
  * http(s), or http+unix for an agent on the coordinator's host). */
 static bool peer_url_ok(const char *url)
@@ -154,6 +152,8 @@ static bool peer_url_ok(const char *url)
     return ok;
 }
 
+/* The 3PC members of a prepare body into tp (peers owned by the caller:
+ * *peers_out, free it). Answers and returns false on a problem. */
 static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
                       tp_peer **peers_out)
 {
