@@ -128,7 +128,7 @@ int raw_cleanup(const bench_opts *o);
 bool coord_preflight(const bench_opts *o) MUSTCHECK;
 /* coord.c: *url, a --coordinator as given, replaced (the old string freed)
  * by the base URL calls use: httpc_url_normalize's form (unix:PATH as
- * http+unix://...), no trailing '/'. false, with "PROG: --coordinator: why"
+ * http+unix://...; no trailing '/'). false, with "PROG: --coordinator: why"
  * on stderr, for one httpc cannot use (*url then unchanged). */
 bool coord_url_option(const char *prog, char **url) MUSTCHECK;
 

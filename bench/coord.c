@@ -245,8 +245,6 @@ bool coord_url_option(const char *prog, char **url)
         fprintf(stderr, "%s: --coordinator: %s\n", prog, err);
         return false;
     }
-    for (size_t l = strlen(u); l > 0 && u[l - 1] == '/'; l--)
-        u[l - 1] = '\0';
     free(*url);
     *url = u;
     return true;

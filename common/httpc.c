@@ -245,8 +245,12 @@ char *httpc_url_normalize(const char *in, char *err, size_t errsize)
         free(enc);
         return url;
     }
-    if (strncmp(in, "http://", 7) == 0 || strncmp(in, "https://", 8) == 0)
-        return xstrdup(in);
+    if (strncmp(in, "http://", 7) == 0 || strncmp(in, "https://", 8) == 0) {
+        char *url = xstrdup(in); /* a base: paths are appended to it */
+        for (size_t l = strlen(url); l > 0 && url[l - 1] == '/'; l--)
+            url[l - 1] = '\0';
+        return url;
+    }
     if (strncmp(in, UNIX_SCHEME, strlen(UNIX_SCHEME)) == 0) {
         char *sp = NULL;
         const char *rest = NULL;

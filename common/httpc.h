@@ -57,7 +57,8 @@ void httpc_call_clear(httpc_call *c);  /* frees response, resets out fields */
 uint64_t httpc_connections_opened(void);
 
 /* A base URL (of an agent, of the coordinator) as the options take it, in
- * the form calls use (caller frees): http:// and https:// ones as they are;
+ * the form calls use (caller frees): http:// and https:// ones as they are
+ * but for trailing '/' (paths are appended to a base);
  * "unix:/abs/path.sock" (a --listen-unix socket) as
  * "http+unix://%2Fabs%2Fpath.sock", which is also taken (spelt that same
  * way: one spelling per path, so that URLs of one path compare equal). NULL, with

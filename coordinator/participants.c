@@ -53,9 +53,6 @@ bool participants_init(const str_list *specs)
             free(u);
             return false;
         }
-        size_t ulen = strlen(u);
-        while (ulen > 0 && u[ulen - 1] == '/')
-            u[--ulen] = '\0';
         /* one agent serves one participant: a URL given twice would be
          * found out only at the first statement (participant_mismatch) */
         for (size_t k = 0; k < ntable; k++) {

